@@ -1,0 +1,56 @@
+// Shared helpers for the binding files: ISA and pool arguments, shape checks.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/isa.h"
+#include "runtime/thread_pool.h"
+
+namespace xnor::py_bind {
+
+namespace py = pybind11;
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+inline Isa resolve_isa(const std::optional<std::string>& isa) {
+  const Isa chosen = isa ? parse_isa(*isa) : default_isa();
+  if (!isa_available(chosen)) {
+    throw std::runtime_error(std::string("ISA path '") + isa_name(chosen) + "' is not supported by this CPU");
+  }
+  return chosen;
+}
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks a caller-provided output array; returns it, or a new one when none given.
+template <typename T>
+CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py::ssize_t>& shape,
+                       const char* what) {
+  if (!out) return CArray<T>(shape);
+  const CArray<T>& o = *out;
+  bool ok = o.ndim() == static_cast<py::ssize_t>(shape.size()) && o.writeable();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = o.shape(static_cast<py::ssize_t>(i)) == shape[i];
+  if (!ok) {
+    std::string want = "(";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    throw std::invalid_argument(std::string(what) + ": out must be a writeable C-contiguous array of shape " +
+                                want + "), got " + shape_str(o));
+  }
+  return o;
+}
+
+void register_runtime(py::module_& m);
+void register_binary(py::module_& m);
+void register_float(py::module_& m);
+
+}  // namespace xnor::py_bind

@@ -1,0 +1,102 @@
+#include "runtime/thread_pool.h"
+
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define XNOR_CPU_RELAX() _mm_pause()
+#else
+#define XNOR_CPU_RELAX() ((void)0)
+#endif
+
+namespace xnor {
+namespace {
+// Workers spin this many rounds before sleeping: kernels here last 10-1000 us,
+// and a condition-variable wake-up alone costs several microseconds.
+constexpr int kSpinRounds = 20000;
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  if (threads < 1) throw std::invalid_argument("ThreadPool needs at least 1 thread");
+  workers_.reserve(static_cast<size_t>(threads - 1));
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_share(int index) {
+  const size_t chunks = (job_n_ + job_grain_ - 1) / job_grain_;
+  const size_t t = static_cast<size_t>(threads());
+  const size_t idx = static_cast<size_t>(index);
+  const size_t c0 = chunks * idx / t;
+  const size_t c1 = chunks * (idx + 1) / t;
+  if (c0 < c1) {
+    size_t begin = c0 * job_grain_;
+    size_t end = std::min(job_n_, c1 * job_grain_);
+    (*job_)(begin, end);
+  }
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinRounds) {
+      XNOR_CPU_RELAX();
+      ++spins;
+    }
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+    }
+    seen = generation_.load(std::memory_order_acquire);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
+    }
+    run_share(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::parallel_for(size_t n, size_t grain,
+                              const std::function<void(size_t, size_t)>& fn) {
+  if (n == 0) return;
+  if (grain == 0) grain = 1;
+  std::lock_guard<std::mutex> call_lock(call_mutex_);
+  if (workers_.empty() || n <= grain) {
+    fn(0, n);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = &fn;
+    job_n_ = n;
+    job_grain_ = grain;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  run_share(0);
+  while (pending_.load(std::memory_order_acquire) != 0) XNOR_CPU_RELAX();
+  job_ = nullptr;
+}
+
+void parallel_for(ThreadPool* pool, size_t n, size_t grain,
+                  const std::function<void(size_t, size_t)>& fn) {
+  if (pool == nullptr) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  pool->parallel_for(n, grain, fn);
+}
+
+}  // namespace xnor

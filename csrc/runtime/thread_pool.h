@@ -1,0 +1,54 @@
+// A fixed pool of worker threads for data-parallel kernels.
+//
+// parallel_for splits [0, n) into contiguous, deterministic ranges, one per
+// thread, so every output element is computed by exactly one thread in the
+// same way whatever the thread count. The calling thread is worker 0.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace xnor {
+
+class ThreadPool {
+ public:
+  // threads >= 1; threads - 1 workers are started.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) on disjoint ranges that cover [0, n); ranges are
+  // multiples of `grain` except the last. Blocks until all are done. Not
+  // reentrant: one parallel_for at a time per pool (guarded by a mutex).
+  void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
+
+ private:
+  void worker_loop(int index);
+  void run_share(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex call_mutex_;  // serialises callers of parallel_for
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  bool stopping_ = false;
+  // The job of the current generation (valid while pending_ > 0).
+  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  size_t job_n_ = 0;
+  size_t job_grain_ = 1;
+};
+
+// Runs fn over [0, n) on the pool, or inline when pool is null.
+void parallel_for(ThreadPool* pool, size_t n, size_t grain,
+                  const std::function<void(size_t, size_t)>& fn);
+
+}  // namespace xnor
