@@ -1,63 +1,45 @@
-// Helpers shared by the bconv microkernels of every ISA (address arithmetic
-// and the scalar form of the output transform).
+// Scalar pieces of the binary GEMM epilogue shared by every ISA's microkernel.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/bconv2d_microkernel.h"
 
 namespace xnor {
 
-// Input row (in_words words) that tap (ky, kx) of output pixel (oh, ow) reads,
-// or the pad row when the tap falls outside the image.
-inline const uint64_t* bconv_tap_row(const BconvKernelArgs& a, int oh, int ow, int ky, int kx) {
-  const int ih = oh * a.stride_h - a.pad_h + ky;
-  const int iw = ow * a.stride_w - a.pad_w + kx;
-  if (ih < 0 || ih >= a.in_h || iw < 0 || iw >= a.in_w) return a.pad_row;
-  return a.input + (static_cast<int64_t>(ih) * a.in_w + iw) * a.in_words;
+// Sum of tap_weight_sum over the padded taps of tile pixel m, channel c.
+inline int64_t bgemm_padding_correction(const BgemmTileArgs& a, int m, int c) {
+  if (a.tap_weight_sum == nullptr) return 0;
+  int64_t corr = 0;
+  const int16_t* taps = a.padded_taps + m * a.taps_stride;
+  for (int i = 0; i < a.padded_count[m]; ++i) corr += a.tap_weight_sum[taps[i] * kBconvBlock + c];
+  return corr;
 }
 
-// True when some tap of output pixel (oh, ow) falls in the padding.
-inline bool bconv_pixel_touches_padding(const BconvKernelArgs& a, int oh, int ow) {
-  const int ih0 = oh * a.stride_h - a.pad_h;
-  const int iw0 = ow * a.stride_w - a.pad_w;
-  return ih0 < 0 || iw0 < 0 || ih0 + a.kernel_h > a.in_h || iw0 + a.kernel_w > a.in_w;
-}
-
-// Calls fn(tap) for each padded tap of output pixel (oh, ow).
-template <typename Fn>
-inline void bconv_for_each_padded_tap(const BconvKernelArgs& a, int oh, int ow, Fn&& fn) {
-  const int ih0 = oh * a.stride_h - a.pad_h;
-  const int iw0 = ow * a.stride_w - a.pad_w;
-  for (int ky = 0; ky < a.kernel_h; ++ky) {
-    const int ih = ih0 + ky;
-    const bool row_out = ih < 0 || ih >= a.in_h;
-    for (int kx = 0; kx < a.kernel_w; ++kx) {
-      const int iw = iw0 + kx;
-      if (row_out || iw < 0 || iw >= a.in_w) fn(ky * a.kernel_w + kx);
-    }
-  }
-}
-
-// Scalar output transform of one sum s for block channel c of pixel p.
-inline void bconv_store_scalar(const BconvKernelArgs& a, int p, int c, int64_t s) {
+// Output transform of the exact sums s[0..channels) of tile pixel m.
+inline void bgemm_store_pixel_scalar(const BgemmTileArgs& a, int m, const int64_t* s) {
   const BconvBlockEpilogue& e = *a.epilogue;
   switch (a.kind) {
-    case OutputKind::kInt32:
-      static_cast<int32_t*>(a.output)[p * a.out_pixel_stride + c] = static_cast<int32_t>(s);
+    case OutputKind::kInt32: {
+      int32_t* out = static_cast<int32_t*>(a.output) + m * a.out_pixel_stride;
+      for (int c = 0; c < e.channels; ++c) out[c] = static_cast<int32_t>(s[c]);
       break;
-    case OutputKind::kFloat:
-      static_cast<float*>(a.output)[p * a.out_pixel_stride + c] =
-          std::fma(e.multiplier[c], static_cast<float>(s), e.bias[c]);
+    }
+    case OutputKind::kFloat: {
+      float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride;
+      for (int c = 0; c < e.channels; ++c) out[c] = std::fma(e.multiplier[c], static_cast<float>(s[c]), e.bias[c]);
       break;
-    case OutputKind::kBits:
-      break;  // bits are gathered per pixel by the caller
+    }
+    case OutputKind::kBits: {
+      uint32_t bits = 0;
+      for (int c = 0; c < e.channels; ++c) bits |= static_cast<uint32_t>(s[c] < e.threshold[c]) << c;
+      bits = (bits ^ e.flip) & e.valid_mask;
+      std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
+      break;
+    }
   }
-}
-
-inline uint32_t bconv_bit_scalar(const BconvBlockEpilogue& e, int c, int64_t s) {
-  return (static_cast<uint32_t>(s < e.threshold[c]) ^ ((e.flip >> c) & 1u)) & ((e.valid_mask >> c) & 1u);
 }
 
 }  // namespace xnor

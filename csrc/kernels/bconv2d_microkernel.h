@@ -1,11 +1,14 @@
-// Binary convolution microkernels: one block of 32 output channels over a run
-// of output pixels of one image, reading the bit-packed NHWC input directly
-// (implicit GEMM: no im2col copy) and applying the output transform in the
-// epilogue.
+// Binary GEMM microkernels, the engine of binary convolution and dense layers.
 //
-// Lanes hold output channels: packed weights are laid out
-// [block][tap][in_word][32 channels], so one 512-bit load gives one input word
-// position for 8 channels, and the activation word is broadcast against it.
+// One call computes a tile of up to kBgemmMr output pixels x one block of 32
+// output channels over the whole reduction, then applies the output transform.
+// Operands are pre-packed so that the inner loop is pure XOR + popcount:
+//   activations  a[k][kBgemmMr]  (the tile's K words, pixel-minor; gathered by
+//                                 the operator from packed NHWC, im2col-style,
+//                                 once per tile and reused by every block)
+//   weights      w[k][32]        (one block, channel-minor: 8 channels per
+//                                 512-bit lane group)
+// Lanes hold output channels; an activation word is broadcast against them.
 // x.w over K bits = K - 2 * popcount(x XOR w).
 #pragma once
 
@@ -14,6 +17,7 @@
 namespace xnor {
 
 constexpr int kBconvBlock = 32;  // output channels per weight block
+constexpr int kBgemmMr = 6;      // output pixels per tile
 
 enum class PadMode : int { kZero = 0, kPlusOne = 1, kMinusOne = 2 };
 enum class OutputKind : int { kInt32 = 0, kFloat = 1, kBits = 2 };
@@ -21,6 +25,9 @@ enum class OutputKind : int { kInt32 = 0, kFloat = 1, kBits = 2 };
 // Per-block epilogue constants, prepared once when the operator is built.
 struct alignas(64) BconvBlockEpilogue {
   int64_t threshold[kBconvBlock];  // kBits: bit = (s < threshold) ^ flip
+  // The same test on the popcount, for pixels without padding correction:
+  // s < threshold  <=>  popcount > pop_threshold (s = k_bits - 2 * popcount).
+  int64_t pop_threshold[kBconvBlock];
   float multiplier[kBconvBlock];   // kFloat: y = multiplier * s + bias (one fma)
   float bias[kBconvBlock];
   uint32_t flip = 0;         // kBits: bit c set inverts channel c
@@ -28,34 +35,38 @@ struct alignas(64) BconvBlockEpilogue {
   int channels = 0;          // valid channels in this block
 };
 
-struct BconvKernelArgs {
-  // Input image, packed NHWC: [in_h][in_w][in_words].
-  const uint64_t* input;
-  int in_h, in_w, in_words;
-  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int out_w;
-  int k_bits;  // real reduction length: kernel_h * kernel_w * in_channels
-  // Row of in_words words read in place of a padded tap: zeros (+1) for
-  // kZero and kPlusOne, the real-channel mask (-1) for kMinusOne.
-  const uint64_t* pad_row;
-  // kZero only: [taps][32] sum of the +/-1 weights per tap and channel, to
-  // subtract what the +1 pad row added (the tap really contributes 0).
+struct BgemmTileArgs {
+  const uint64_t* a;        // [k_words][kBgemmMr]
+  const uint64_t* weights;  // [k_words][32], 64-byte aligned
+  int k_words;
+  int rows;                 // valid pixels in the tile, 1..kBgemmMr
+  int k_bits;               // real reduction length in bits
+  // Zero-padding correction, or null: for pixel m, the padded taps are
+  // padded_taps[m * taps_stride + i] for i < padded_count[m]; their rows of
+  // tap_weight_sum ([tap][32], the sum of the +/-1 weights) are subtracted,
+  // because the +1 pad words added them where the true value 0 adds nothing.
   const int32_t* tap_weight_sum;
-  const uint64_t* weights;  // this block: [taps * in_words][32]
+  const int16_t* padded_taps;
+  const int16_t* padded_count;
+  int taps_stride;
   const BconvBlockEpilogue* epilogue;
   OutputKind kind;
-  // Output of this image and block: element (pixel p, block channel c) is at
-  // int32/float: out + p * out_pixel_stride + c   (already offset to the block)
-  // bits: ((uint32_t*)out)[p * out_pixel_stride + 0] (32 channels, one half word)
+  // Output of pixel m of the tile: int32/float: out + m * out_pixel_stride
+  // (already offset to the block's first channel); bits: the 32-bit half word
+  // ((uint32_t*)out)[m * out_pixel_stride].
   void* output;
-  int64_t out_pixel_stride;  // in elements of the output type (uint32 for bits)
-  int pixel_begin, pixel_end;
+  int64_t out_pixel_stride;
 };
 
-using BconvMicrokernelFn = void (*)(const BconvKernelArgs& args);
+using BgemmTileFn = void (*)(const BgemmTileArgs& args);
 
-void bconv_block_scalar(const BconvKernelArgs& args);
-void bconv_block_avx2(const BconvKernelArgs& args);
-void bconv_block_avx512(const BconvKernelArgs& args);
+void bgemm_tile_scalar(const BgemmTileArgs& args);
+void bgemm_tile_avx2(const BgemmTileArgs& args);
+void bgemm_tile_avx512(const BgemmTileArgs& args);
+
+// Diagnostic: XOR + VPOPCNTQ + ADD on registers only (no memory), the
+// instruction-mix ceiling of the AVX-512 kernel on this machine. Returns
+// binary MACs per second over `iterations` rounds of 24 512-bit products.
+double bgemm_register_peak_avx512(long iterations);
 
 }  // namespace xnor

@@ -13,7 +13,7 @@ namespace xnor {
 struct BinaryKernels {
   BitpackRowsFn bitpack_rows;
   BitpackPlanarFn bitpack_planar;
-  BconvMicrokernelFn bconv_block;
+  BgemmTileFn bgemm_tile;
   BinaryMaxPoolFn binary_maxpool;
 };
 
