@@ -11,7 +11,6 @@ namespace xnor {
 namespace {
 constexpr int kPixelChunk = 16 * kBgemmMr;  // output pixels per task
 constexpr int kTasksPerThread = 4;           // split channel blocks below this many chunks per thread
-constexpr size_t kStackTileWords = 6144;     // 48 KiB of tile scratch on the stack
 }
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
@@ -102,7 +101,8 @@ int64_t BinaryConv2d::out_pixel_elements() const {
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output,
                        ThreadPool* pool, Isa isa) const {
   const BconvConfig& c = config_;
-  if (batch <= 0 || in_h + 2 * c.pad_h < c.kernel_h || in_w + 2 * c.pad_w < c.kernel_w) {
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h ||
+      in_w + 2 * c.pad_w < c.kernel_w) {
     throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
                                 " is smaller than the kernel");
   }
@@ -119,20 +119,40 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   const int taps = c.kernel_h * c.kernel_w;
   const int k_words = taps * in_words_;
   const size_t block_lines = static_cast<size_t>(k_words) * (kBconvBlock / 8);
-  const int64_t in_image = static_cast<int64_t>(in_h) * in_w * in_words_;
   const int64_t out_pixel = out_pixel_elements();
   const bool correct_padding = !tap_weight_sum_.empty();
 
+  // Copy the input into a frame of pad words once, so that gathering a tile
+  // needs no bounds checks: every tap is a fixed offset from its pixel.
+  const int ph = in_h + 2 * c.pad_h, pw = in_w + 2 * c.pad_w;
+  const int64_t padded_image = static_cast<int64_t>(ph) * pw * in_words_;
+  std::vector<uint64_t> padded;
+  const uint64_t* frame = input;
+  if (c.pad_h > 0 || c.pad_w > 0) {
+    padded.resize(static_cast<size_t>(batch * padded_image));
+    parallel_for(pool, static_cast<size_t>(batch) * ph, 8, [&](size_t begin, size_t end) {
+      for (size_t r = begin; r < end; ++r) {
+        const int n = static_cast<int>(r / ph), y = static_cast<int>(r % ph);
+        uint64_t* dst = padded.data() + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;
+        const int iy = y - c.pad_h;
+        for (int x = 0; x < pw; ++x) {
+          const int ix = x - c.pad_w;
+          const uint64_t* src = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                                    ? pad_row_.data()
+                                    : input + ((static_cast<int64_t>(n) * in_h + iy) * in_w + ix) * in_words_;
+          std::copy(src, src + in_words_, dst + static_cast<int64_t>(x) * in_words_);
+        }
+      }
+    });
+    frame = padded.data();
+  }
+  std::vector<int64_t> tap_offset(static_cast<size_t>(taps));
+  for (int ky = 0; ky < c.kernel_h; ++ky)
+    for (int kx = 0; kx < c.kernel_w; ++kx)
+      tap_offset[static_cast<size_t>(ky * c.kernel_w + kx)] = (static_cast<int64_t>(ky) * pw + kx) * in_words_;
+
   parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
-    // Scratch for one tile: packed activations and its padded-tap lists.
-    // Allocated once per thread and call, never inside the tile loop.
-    std::vector<uint64_t> a_heap;
-    alignas(64) uint64_t a_stack[kStackTileWords];
-    uint64_t* a_tile = a_stack;
-    if (static_cast<size_t>(k_words) * kBgemmMr > kStackTileWords) {
-      a_heap.resize(static_cast<size_t>(k_words) * kBgemmMr);
-      a_tile = a_heap.data();
-    }
+    // Scratch for the padded-tap lists of one tile, once per thread and call.
     std::vector<int16_t> padded_taps(correct_padding ? static_cast<size_t>(taps) * kBgemmMr : 0);
     int16_t padded_count[kBgemmMr] = {0};
 
@@ -140,64 +160,45 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
       const int group = static_cast<int>(task % groups);
       const int chunk = static_cast<int>((task / groups) % chunks);
       const int n = static_cast<int>(task / (static_cast<size_t>(groups) * chunks));
-      const uint64_t* image = input + n * in_image;
+      const uint64_t* image = frame + n * padded_image;
       const int b0 = group * blocks_per_group, b1 = std::min(blocks_, b0 + blocks_per_group);
       const int p_end = std::min(pixels, (chunk + 1) * kPixelChunk);
       for (int p0 = chunk * kPixelChunk; p0 < p_end; p0 += kBgemmMr) {
         const int rows = std::min(kBgemmMr, p_end - p0);
-        // Gather the tile's K words (im2col of up to 6 pixels), pixel-minor.
-        const int y0 = p0 / ow, x0 = p0 % ow;
-        const int iy0 = y0 * c.stride_h - c.pad_h, ix0 = x0 * c.stride_w - c.pad_w;
-        const bool interior = x0 + rows <= ow && iy0 >= 0 && iy0 + c.kernel_h <= in_h && ix0 >= 0 &&
-                              ix0 + (rows - 1) * c.stride_w + c.kernel_w <= in_w;
-        if (interior) {
-          // Fast path: one output row, every tap inside the image.
-          const int64_t pixel_step = static_cast<int64_t>(c.stride_w) * in_words_;
+        // Where each pixel's window starts in the framed input.
+        const uint64_t* base[kBgemmMr];
+        bool any_padded = false;
+        int y = p0 / ow, x = p0 % ow;
+        for (int m = 0; m < rows; ++m, ++x) {
+          if (x == ow) x = 0, ++y;
+          base[m] = image + (static_cast<int64_t>(y) * c.stride_h * pw + static_cast<int64_t>(x) * c.stride_w) * in_words_;
+          padded_count[m] = 0;
+          if (!correct_padding) continue;
+          const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
+          if (iy0 >= 0 && ix0 >= 0 && iy0 + c.kernel_h <= in_h && ix0 + c.kernel_w <= in_w) continue;
+          int16_t count = 0;
           for (int ky = 0; ky < c.kernel_h; ++ky) {
             for (int kx = 0; kx < c.kernel_w; ++kx) {
-              const uint64_t* src = image + (static_cast<int64_t>(iy0 + ky) * in_w + ix0 + kx) * in_words_;
-              uint64_t* dst = a_tile + static_cast<size_t>(ky * c.kernel_w + kx) * in_words_ * kBgemmMr;
-              for (int w = 0; w < in_words_; ++w)
-                for (int m = 0; m < rows; ++m) dst[w * kBgemmMr + m] = src[m * pixel_step + w];
+              const int iy = iy0 + ky, ix = ix0 + kx;
+              if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                padded_taps[static_cast<size_t>(m) * taps + count++] = static_cast<int16_t>(ky * c.kernel_w + kx);
             }
           }
-          for (int m = 0; m < rows; ++m) padded_count[m] = 0;
-        } else {
-          for (int m = 0; m < rows; ++m) {
-            const int y = (p0 + m) / ow, x = (p0 + m) % ow;
-            const int py0 = y * c.stride_h - c.pad_h, px0 = x * c.stride_w - c.pad_w;
-            int16_t count = 0;
-            for (int ky = 0; ky < c.kernel_h; ++ky) {
-              for (int kx = 0; kx < c.kernel_w; ++kx) {
-                const int iy = py0 + ky, ix = px0 + kx;
-                const int tap = ky * c.kernel_w + kx;
-                const uint64_t* src;
-                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                  src = pad_row_.data();
-                  if (correct_padding) padded_taps[static_cast<size_t>(m) * taps + count++] = static_cast<int16_t>(tap);
-                } else {
-                  src = image + (static_cast<int64_t>(iy) * in_w + ix) * in_words_;
-                }
-                uint64_t* dst = a_tile + static_cast<size_t>(tap) * in_words_ * kBgemmMr + m;
-                for (int w = 0; w < in_words_; ++w) dst[w * kBgemmMr] = src[w];
-              }
-            }
-            padded_count[m] = count;
-          }
+          padded_count[m] = count;
+          any_padded = true;
         }
-        bool any_padded = false;
-        for (int m = 0; m < rows; ++m) any_padded |= padded_count[m] != 0;
         const int64_t out_first = (static_cast<int64_t>(n) * pixels + p0) * out_pixel;
         for (int b = b0; b < b1; ++b) {
           BgemmTileArgs a;
-          a.a = a_tile;
+          a.pixel_base = base;
+          a.tap_offset = tap_offset.data();
+          a.taps = taps;
+          a.in_words = in_words_;
           a.weights = weights_[static_cast<size_t>(b) * block_lines].w;
-          a.k_words = k_words;
           a.rows = rows;
           a.k_bits = taps * c.in_channels;
-          a.tap_weight_sum =
-              (correct_padding && any_padded) ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock
-                                             : nullptr;
+          a.tap_weight_sum = any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock
+                                        : nullptr;
           a.padded_taps = padded_taps.data();
           a.padded_count = padded_count;
           a.taps_stride = taps;

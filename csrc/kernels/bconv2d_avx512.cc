@@ -12,7 +12,7 @@ namespace xnor {
 namespace {
 
 template <int NV>
-inline void store_pixel(const BgemmTileArgs& a, int m, const __m512i (&pop)[NV]) {
+__attribute__((always_inline)) inline void store_pixel(const BgemmTileArgs& a, int m, const __m512i (&pop)[NV]) {
   const BconvBlockEpilogue& e = *a.epilogue;
   if (a.kind == OutputKind::kBits && (a.tap_weight_sum == nullptr || a.padded_count[m] == 0)) {
     // No padding correction: compare the popcount directly (one op per vector).
@@ -78,18 +78,23 @@ void tile(const BgemmTileArgs& a) {
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
     for (int n = 0; n < NV; ++n) acc[m][n] = _mm512_setzero_si512();
-  const uint64_t* x = a.a;
-  const uint64_t* w = a.weights;
-  for (int k = 0; k < a.k_words; ++k, x += kBgemmMr, w += kBconvBlock) {
-    __m512i wv[NV];
-#pragma GCC unroll 4
-    for (int n = 0; n < NV; ++n) wv[n] = _mm512_load_si512(w + n * 8);
+  const uint64_t* base[MR];
 #pragma GCC unroll 6
-    for (int m = 0; m < MR; ++m) {
-      const __m512i xb = _mm512_set1_epi64(static_cast<int64_t>(x[m]));
+  for (int m = 0; m < MR; ++m) base[m] = a.pixel_base[m];
+  const uint64_t* w = a.weights;
+  for (int t = 0; t < a.taps; ++t) {
+    const int64_t off = a.tap_offset[t];
+    for (int i = 0; i < a.in_words; ++i, w += kBconvBlock) {
+      __m512i wv[NV];
 #pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n)
-        acc[m][n] = _mm512_add_epi64(acc[m][n], _mm512_popcnt_epi64(_mm512_xor_si512(xb, wv[n])));
+      for (int n = 0; n < NV; ++n) wv[n] = _mm512_load_si512(w + n * 8);
+#pragma GCC unroll 6
+      for (int m = 0; m < MR; ++m) {
+        const __m512i xb = _mm512_set1_epi64(static_cast<int64_t>(base[m][off + i]));
+#pragma GCC unroll 4
+        for (int n = 0; n < NV; ++n)
+          acc[m][n] = _mm512_add_epi64(acc[m][n], _mm512_popcnt_epi64(_mm512_xor_si512(xb, wv[n])));
+      }
     }
   }
 #pragma GCC unroll 6

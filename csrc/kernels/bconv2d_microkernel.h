@@ -2,12 +2,12 @@
 //
 // One call computes a tile of up to kBgemmMr output pixels x one block of 32
 // output channels over the whole reduction, then applies the output transform.
-// Operands are pre-packed so that the inner loop is pure XOR + popcount:
-//   activations  a[k][kBgemmMr]  (the tile's K words, pixel-minor; gathered by
-//                                 the operator from packed NHWC, im2col-style,
-//                                 once per tile and reused by every block)
-//   weights      w[k][32]        (one block, channel-minor: 8 channels per
-//                                 512-bit lane group)
+// The inner loop is pure XOR + popcount (an indirect GEMM, as in XNNPACK):
+//   activations  read in place from the packed NHWC input, already framed by
+//                pad words: pixel m's K words are the in_words-word runs at
+//                pixel_base[m] + tap_offset[t] for each tap t (no im2col copy)
+//   weights      w[k][32] with k = t * in_words + word (one block,
+//                channel-minor: 8 channels per 512-bit lane group)
 // Lanes hold output channels; an activation word is broadcast against them.
 // x.w over K bits = K - 2 * popcount(x XOR w).
 #pragma once
@@ -36,10 +36,12 @@ struct alignas(64) BconvBlockEpilogue {
 };
 
 struct BgemmTileArgs {
-  const uint64_t* a;        // [k_words][kBgemmMr]
-  const uint64_t* weights;  // [k_words][32], 64-byte aligned
-  int k_words;
-  int rows;                 // valid pixels in the tile, 1..kBgemmMr
+  const uint64_t* const* pixel_base;  // [rows] first word of each pixel's window
+  const int64_t* tap_offset;          // [taps] word offset of each tap from the base
+  int taps;
+  int in_words;                       // words per tap (packed input channels)
+  const uint64_t* weights;            // [taps * in_words][32], 64-byte aligned
+  int rows;                           // valid pixels in the tile, 1..kBgemmMr
   int k_bits;               // real reduction length in bits
   // Zero-padding correction, or null: for pixel m, the padded taps are
   // padded_taps[m * taps_stride + i] for i < padded_count[m]; their rows of
