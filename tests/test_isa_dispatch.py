@@ -116,16 +116,6 @@ def test_env_invalid_value_raises(bad):
     assert res["available"] == _core.available_isas()
 
 
-@pytest.mark.parametrize("missing", [i for i in KNOWN if i not in _core.available_isas()])
-def test_env_unsupported_path_raises(missing):
-    """Only runs on a CPU that lacks a path (an empty parameter set is reported as a skip)."""
-    res = probe(missing)
-    assert res["default_error"][0] == "RuntimeError"
-    assert f"XNORINFER_ISA={missing} is not supported by this CPU" in res["default_error"][1]
-    with pytest.raises(RuntimeError, match=f"ISA path '{missing}' is not supported by this CPU"):
-        _core.bitpack_nhwc(np.zeros((1, 4), np.float32), isa=missing)
-
-
 def test_explicit_isa_argument_is_validated():
     x = np.zeros((1, 4), np.float32)
     for bad in ["", "Scalar", "x86"]:

@@ -67,21 +67,21 @@ py::array run_conv(const BinaryConv2d& op, const CArray<uint64_t>& x, const std:
   void* dst = nullptr;
   switch (op.output_kind()) {
     case OutputKind::kInt32: {
-      auto o = output_array<int32_t>(out ? std::optional<CArray<int32_t>>(out->cast<CArray<int32_t>>()) : std::nullopt,
+      auto o = output_array<int32_t>(out,
                                      shape, "BinaryConv2d.run");
       dst = o.mutable_data();
       result = o;
       break;
     }
     case OutputKind::kFloat: {
-      auto o = output_array<float>(out ? std::optional<CArray<float>>(out->cast<CArray<float>>()) : std::nullopt,
+      auto o = output_array<float>(out,
                                    shape, "BinaryConv2d.run");
       dst = o.mutable_data();
       result = o;
       break;
     }
     case OutputKind::kBits: {
-      auto o = output_array<uint64_t>(out ? std::optional<CArray<uint64_t>>(out->cast<CArray<uint64_t>>()) : std::nullopt,
+      auto o = output_array<uint64_t>(out,
                                       shape, "BinaryConv2d.run");
       dst = o.mutable_data();
       result = o;
@@ -188,9 +188,11 @@ void register_binary(py::module_& m) {
             2 * g.pad_h > g.kernel_h || 2 * g.pad_w > g.kernel_w) {
           throw std::invalid_argument("binary_maxpool2d: kernel/stride must be positive and padding at most half the kernel");
         }
+        if (g.in_h + 2 * g.pad_h < g.kernel_h || g.in_w + 2 * g.pad_w < g.kernel_w) {
+          throw std::invalid_argument("binary_maxpool2d: input " + shape_str(x) + " is smaller than the kernel");
+        }
         g.out_h = (g.in_h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
         g.out_w = (g.in_w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
-        if (g.out_h <= 0 || g.out_w <= 0) throw std::invalid_argument("binary_maxpool2d: input smaller than the kernel");
         const int words = static_cast<int>(x.shape(3));
         const int n = static_cast<int>(x.shape(0));
         CArray<uint64_t> out({x.shape(0), static_cast<py::ssize_t>(g.out_h), static_cast<py::ssize_t>(g.out_w), x.shape(3)});

@@ -49,6 +49,21 @@ CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py
   return o;
 }
 
+// Same check for an `out` taken as a plain array: it must already be exactly
+// the right dtype, C-contiguous and writeable, so results never land in a
+// silent temporary copy.
+template <typename T>
+CArray<T> output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
+                       const char* what) {
+  if (!out) return CArray<T>(shape);
+  if (!CArray<T>::check_(*out) || !out->writeable()) {
+    throw std::invalid_argument(std::string(what) + ": out must be a writeable C-contiguous " +
+                                py::str(py::dtype::of<T>()).cast<std::string>() + " array, got dtype " +
+                                py::str(out->dtype()).cast<std::string>());
+  }
+  return output_array<T>(std::optional<CArray<T>>(py::reinterpret_borrow<CArray<T>>(*out)), shape, what);
+}
+
 void register_runtime(py::module_& m);
 void register_binary(py::module_& m);
 void register_float(py::module_& m);

@@ -12,17 +12,17 @@ void require(Isa isa) {
   }
 }
 
-constexpr BinaryKernels kBinaryScalar{bitpack_rows_scalar, bitpack_planar_scalar, bconv_block_scalar,
+constexpr BinaryKernels kBinaryScalar{bitpack_rows_scalar, bitpack_planar_scalar, bgemm_tile_scalar,
                                       binary_maxpool_scalar};
-constexpr BinaryKernels kBinaryAvx2{bitpack_rows_avx2, bitpack_planar_avx2, bconv_block_avx2,
+constexpr BinaryKernels kBinaryAvx2{bitpack_rows_avx2, bitpack_planar_avx2, bgemm_tile_avx2,
                                     binary_maxpool_avx2};
-constexpr BinaryKernels kBinaryAvx512{bitpack_rows_avx512, bitpack_planar_avx512, bconv_block_avx512,
+constexpr BinaryKernels kBinaryAvx512{bitpack_rows_avx512, bitpack_planar_avx512, bgemm_tile_avx512,
                                       binary_maxpool_avx512};
 
 // --- float kernels (first/last layers, pooling) ---------------------------
-constexpr FloatKernels kFloatScalar = float_kernels_scalar_table();
-constexpr FloatKernels kFloatAvx2 = float_kernels_avx2_table();
-constexpr FloatKernels kFloatAvx512 = float_kernels_avx512_table();
+constexpr FloatKernels kFloatScalar{sgemm_scalar, fmaxpool_scalar, favgpool_scalar, fglobal_avgpool_scalar};
+constexpr FloatKernels kFloatAvx2{sgemm_avx2, fmaxpool_avx2, favgpool_avx2, fglobal_avgpool_avx2};
+constexpr FloatKernels kFloatAvx512{sgemm_avx512, fmaxpool_avx512, favgpool_avx512, fglobal_avgpool_avx512};
 
 }  // namespace
 
