@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "kernels/bconv2d.h"
+#include "kernels/blinear.h"
 #include "python/common.h"
 #include "runtime/dispatch.h"
 
@@ -50,6 +51,34 @@ OutputTransform make_transform(const std::string& output, int out_channels,
   return t;
 }
 
+// The output array for an output kind: the caller's `out` (checked) or a new one.
+py::array output_for(OutputKind kind, const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
+                     const char* what, void** dst) {
+  py::array result;
+  switch (kind) {
+    case OutputKind::kInt32: {
+      auto o = output_array<int32_t>(out, shape, what);
+      *dst = o.mutable_data();
+      result = o;
+      break;
+    }
+    case OutputKind::kFloat: {
+      auto o = output_array<float>(out, shape, what);
+      *dst = o.mutable_data();
+      result = o;
+      break;
+    }
+    case OutputKind::kBits: {
+      auto o = output_array<uint64_t>(out, shape, what);
+      *dst = o.mutable_data();
+      result = o;
+      break;
+    }
+  }
+  return result;
+}
+
+
 py::array run_conv(const BinaryConv2d& op, const CArray<uint64_t>& x, const std::optional<py::array>& out,
                    ThreadPool* pool, const std::optional<std::string>& isa_name_opt) {
   const Isa isa = resolve_isa(isa_name_opt);
@@ -63,34 +92,28 @@ py::array run_conv(const BinaryConv2d& op, const CArray<uint64_t>& x, const std:
     throw std::invalid_argument("BinaryConv2d.run: input " + shape_str(x) + " is smaller than the kernel");
   }
   const std::vector<py::ssize_t> shape{n, op.out_h(h), op.out_w(w), op.out_pixel_elements()};
-  py::array result;
   void* dst = nullptr;
-  switch (op.output_kind()) {
-    case OutputKind::kInt32: {
-      auto o = output_array<int32_t>(out,
-                                     shape, "BinaryConv2d.run");
-      dst = o.mutable_data();
-      result = o;
-      break;
-    }
-    case OutputKind::kFloat: {
-      auto o = output_array<float>(out,
-                                   shape, "BinaryConv2d.run");
-      dst = o.mutable_data();
-      result = o;
-      break;
-    }
-    case OutputKind::kBits: {
-      auto o = output_array<uint64_t>(out,
-                                      shape, "BinaryConv2d.run");
-      dst = o.mutable_data();
-      result = o;
-      break;
-    }
-  }
+  py::array result = output_for(op.output_kind(), out, shape, "BinaryConv2d.run", &dst);
   {
     py::gil_scoped_release release;
     op.run(x.data(), n, h, w, dst, pool, isa);
+  }
+  return result;
+}
+
+py::array run_linear(const BinaryLinear& op, const CArray<uint64_t>& x, const std::optional<py::array>& out,
+                     ThreadPool* pool, const std::optional<std::string>& isa_name_opt) {
+  const Isa isa = resolve_isa(isa_name_opt);
+  if (x.ndim() != 2 || x.shape(1) != op.in_words() || x.shape(0) <= 0) {
+    throw std::invalid_argument("BinaryLinear.run: input must be packed (M, " + std::to_string(op.in_words()) +
+                                ") uint64 with M >= 1, got " + shape_str(x));
+  }
+  const std::vector<py::ssize_t> shape{x.shape(0), op.out_row_elements()};
+  void* dst = nullptr;
+  py::array result = output_for(op.output_kind(), out, shape, "BinaryLinear.run", &dst);
+  {
+    py::gil_scoped_release release;
+    op.run(x.data(), static_cast<int>(x.shape(0)), dst, pool, isa);
   }
   return result;
 }
@@ -175,6 +198,42 @@ void register_binary(py::module_& m) {
            })
       .def_property_readonly("in_channels", [](const BinaryConv2d& op) { return op.config().in_channels; })
       .def_property_readonly("out_channels", [](const BinaryConv2d& op) { return op.config().out_channels; });
+
+  py::class_<BinaryLinear>(m, "BinaryLinear",
+                           "Binary dense layer (binary GEMM) on packed rows with a fused output transform.")
+      .def(py::init([](const CArray<uint64_t>& weights, int in_features, const std::string& output,
+                       const std::optional<CArray<float>>& multiplier, const std::optional<CArray<float>>& bias,
+                       const std::optional<CArray<int32_t>>& threshold, const std::optional<CArray<uint8_t>>& flip) {
+             if (weights.ndim() != 2 || in_features <= 0 || weights.shape(1) != words_for_bits(in_features) ||
+                 weights.shape(0) <= 0) {
+               throw std::invalid_argument("BinaryLinear: weights must be packed (O, ceil(in_features/64)) uint64, "
+                                           "got " + shape_str(weights) + " for in_features=" +
+                                           std::to_string(in_features));
+             }
+             const int out_features = static_cast<int>(weights.shape(0));
+             return new BinaryLinear(in_features, out_features, weights.data(),
+                                     make_transform(output, out_features, multiplier, bias, threshold, flip));
+           }),
+           py::arg("weights"), py::arg("in_features"), py::arg("output") = "int32",
+           py::arg("multiplier") = py::none(), py::arg("bias") = py::none(), py::arg("threshold") = py::none(),
+           py::arg("flip") = py::none())
+      .def("run", &run_linear, py::arg("x"), py::arg("out") = py::none(), py::arg("pool") = nullptr,
+           py::arg("isa") = py::none(),
+           "Run on packed rows (M, in_words); returns int32/float32 (M, O) or packed uint64 bits (M, ceil(O/64)).")
+      .def_property_readonly("in_features", &BinaryLinear::in_features)
+      .def_property_readonly("out_features", &BinaryLinear::out_features);
+
+  m.def(
+      "bgemm_register_peak",
+      [](long iterations) {
+        if (iterations <= 0) throw std::invalid_argument("iterations must be positive");
+        if (!isa_available(Isa::kAvx512)) throw std::runtime_error("the AVX-512 VPOPCNTDQ path is not available");
+        py::gil_scoped_release release;
+        return bgemm_register_peak_avx512(iterations);
+      },
+      py::arg("iterations") = 20000000,
+      "Binary MACs/s of the AVX-512 XOR+VPOPCNTQ+ADD mix on registers only: the ceiling the bgemm kernel can "
+      "approach on this machine (one thread).");
 
   m.def(
       "binary_maxpool2d",
