@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference as R
+from conftest import ISAS, POOLS
 from hypothesis import given
 from hypothesis import strategies as st
 
-import reference as R
-from conftest import ISAS, POOLS
 from xnorinfer import _core
 
 

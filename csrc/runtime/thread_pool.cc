@@ -11,9 +11,9 @@
 
 namespace xnor {
 namespace {
-// Workers spin this many rounds before sleeping: kernels here last 10-1000 us,
-// and a condition-variable wake-up alone costs several microseconds.
-constexpr int kSpinRounds = 20000;
+// Workers spin this many rounds (tens of microseconds) before sleeping: layers
+// come back to back, and a condition-variable wake-up costs several microseconds.
+constexpr int kSpinRounds = 2000;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {

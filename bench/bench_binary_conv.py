@@ -1,0 +1,79 @@
+"""Binary 3x3 convolution vs torch float32 conv2d on the same shapes, 1 and 2 threads.
+
+Run:  .venv/bin/pytest bench/bench_binary_conv.py --benchmark-columns=median,iqr,rounds \
+          --benchmark-group-by=param:shape,param:threads
+or    python bench/make_results.py   (runs this file and bench_float_conv.py, writes RESULTS.md)
+
+Batch 1, 'same' padding (zero padding, exact), stride 1. Ours runs on bit-packed NHWC input
+with a preallocated output, either packed bits (threshold output, as when the next layer is
+binary) or float32 (multiplier * s + bias, as before a float op). Torch runs float32 NCHW with
+torch.set_num_threads(threads) in the same process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xnorinfer import _core
+
+# name: (in_channels, height, width, out_channels)
+SHAPES = {
+    "128x32x32-128": (128, 32, 32, 128),
+    "256x16x16-256": (256, 16, 16, 256),
+    "512x8x8-512": (512, 8, 8, 512),
+    "64x56x56-64": (64, 56, 56, 64),
+    "128x28x28-128": (128, 28, 28, 128),
+    "256x14x14-256": (256, 14, 14, 256),
+    "512x7x7-512": (512, 7, 7, 512),
+}
+_POOLS = {1: None, 2: _core.ThreadPool(2)}
+
+
+def binary_macs(shape: tuple[int, int, int, int]) -> int:
+    c, h, w, o = shape
+    return c * 9 * h * w * o
+
+
+def _pm1(rng, shape):
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("output", ["bits", "float"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_xnorinfer_bconv(benchmark, shape, output, threads):
+    c, h, w, o = SHAPES[shape]
+    rng = np.random.default_rng(0)
+    xp = _core.bitpack_nhwc(_pm1(rng, (1, h, w, c)))
+    wp = _core.bitpack_nhwc(_pm1(rng, (o, 3, 3, c)))
+    if output == "bits":
+        op = _core.BinaryConv2d(wp, c, padding=(1, 1), output="bits",
+                                threshold=rng.integers(-9, 9, o).astype(np.int32))
+    else:
+        op = _core.BinaryConv2d(wp, c, padding=(1, 1), output="float",
+                                multiplier=rng.random(o).astype(np.float32),
+                                bias=rng.random(o).astype(np.float32))
+    out = op.run(xp)
+    benchmark.extra_info.update(impl="xnorinfer", isa=_core.default_isa(),
+                                binary_macs=binary_macs(SHAPES[shape]))
+    benchmark(op.run, xp, out=out, pool=_POOLS[threads])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_torch_conv(benchmark, shape, threads):
+    c, h, w, o = SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(_pm1(rng, (1, c, h, w)))
+    wt = torch.from_numpy(_pm1(rng, (o, c, 3, 3)))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        benchmark.extra_info.update(impl="torch", binary_macs=binary_macs(SHAPES[shape]))
+        with torch.inference_mode():
+            benchmark(F.conv2d, x, wt, None, 1, 1)
+    finally:
+        torch.set_num_threads(old)

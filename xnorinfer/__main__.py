@@ -1,0 +1,5 @@
+import sys
+
+from xnorinfer.cli import main
+
+sys.exit(main())
