@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -12,7 +13,9 @@ from xnorinfer.kernel_check import time_shape
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xnorinfer", *args], capture_output=True, text=True, env=env)
+    # Started outside the repository so that the installed package (with its extension) is used.
+    return subprocess.run([sys.executable, "-m", "xnorinfer", *args], capture_output=True, text=True, env=env,
+                          cwd=tempfile.gettempdir())
 
 
 def test_version_names_isa_paths():

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -49,13 +50,18 @@ PROBE = textwrap.dedent(
 )
 
 
+# Subprocesses start outside the repository so that `import xnorinfer` finds the installed
+# package (with its compiled extension), not the source directory.
+OUTSIDE_SOURCE_TREE = tempfile.gettempdir()
+
+
 def probe(value: str | None) -> dict:
     env = dict(os.environ)
     env.pop("XNORINFER_ISA", None)
     if value is not None:
         env["XNORINFER_ISA"] = value
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60, cwd=OUTSIDE_SOURCE_TREE
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])

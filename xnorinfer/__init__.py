@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from xnorinfer import _core
+try:
+    from xnorinfer import _core
+except ImportError as err:  # pragma: no cover - depends on how the package was installed
+    raise ImportError(
+        "xnorinfer's C++ extension (xnorinfer._core) could not be imported. If you are running from "
+        "the source checkout, this directory shadows the installed package: run from elsewhere, or "
+        "install in place with `pip install -e .` (or tools/dev_build.sh)."
+    ) from err
 
 __version__ = "0.1.0"
 

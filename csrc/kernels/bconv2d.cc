@@ -9,8 +9,8 @@
 
 namespace xnor {
 namespace {
-constexpr int kPixelChunk = 16 * kBgemmMr;  // output pixels per task
-constexpr int kTasksPerThread = 4;           // split channel blocks below this many chunks per thread
+constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
+constexpr int kTasksPerThread = 4;  // with a pool: tasks per thread, for balance
 }
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
@@ -108,12 +108,15 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   }
   const int oh = out_h(in_h), ow = out_w(in_w);
   const int pixels = oh * ow;
-  const int chunks = (pixels + kPixelChunk - 1) / kPixelChunk;
-  // Split channel blocks into groups too when there are few pixel chunks, so
-  // that small feature maps still give every thread work.
+  // Tasks: an image's tiles split evenly into chunks, and, when a pool has
+  // more threads than there are chunks to share, the channel blocks into groups.
+  const int tiles = (pixels + kBgemmMr - 1) / kBgemmMr;
   const int min_tasks = pool == nullptr ? 1 : kTasksPerThread * pool->threads();
-  const int groups = std::min(blocks_, std::max(1, (min_tasks + chunks - 1) / chunks));
-  const int blocks_per_group = (blocks_ + groups - 1) / groups;
+  const int per_image = (min_tasks + batch - 1) / batch;
+  const int chunks = pool == nullptr ? (tiles + kTilesPerChunk - 1) / kTilesPerChunk : std::min(tiles, per_image);
+  const int wanted_groups = std::min(blocks_, (per_image + chunks - 1) / chunks);
+  const int blocks_per_group = (blocks_ + wanted_groups - 1) / wanted_groups;
+  const int groups = (blocks_ + blocks_per_group - 1) / blocks_per_group;  // none empty
   const size_t tasks = static_cast<size_t>(batch) * chunks * groups;
   const BgemmTileFn kernel = binary_kernels(isa).bgemm_tile;
   const int taps = c.kernel_h * c.kernel_w;
@@ -135,12 +138,15 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         const int n = static_cast<int>(r / ph), y = static_cast<int>(r % ph);
         uint64_t* dst = padded.data() + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;
         const int iy = y - c.pad_h;
+        const bool pad_row = iy < 0 || iy >= in_h;
         for (int x = 0; x < pw; ++x) {
-          const int ix = x - c.pad_w;
-          const uint64_t* src = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
-                                    ? pad_row_.data()
-                                    : input + ((static_cast<int64_t>(n) * in_h + iy) * in_w + ix) * in_words_;
-          std::copy(src, src + in_words_, dst + static_cast<int64_t>(x) * in_words_);
+          if (!pad_row && x == c.pad_w) {  // the row's real pixels are one contiguous run
+            const uint64_t* src = input + (static_cast<int64_t>(n) * in_h + iy) * in_w * in_words_;
+            std::copy(src, src + static_cast<int64_t>(in_w) * in_words_, dst + static_cast<int64_t>(x) * in_words_);
+            x += in_w - 1;
+            continue;
+          }
+          for (int w = 0; w < in_words_; ++w) dst[static_cast<int64_t>(x) * in_words_ + w] = pad_row_[w];
         }
       }
     });
@@ -162,8 +168,10 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
       const int n = static_cast<int>(task / (static_cast<size_t>(groups) * chunks));
       const uint64_t* image = frame + n * padded_image;
       const int b0 = group * blocks_per_group, b1 = std::min(blocks_, b0 + blocks_per_group);
-      const int p_end = std::min(pixels, (chunk + 1) * kPixelChunk);
-      for (int p0 = chunk * kPixelChunk; p0 < p_end; p0 += kBgemmMr) {
+      const int tile_begin = static_cast<int>(static_cast<int64_t>(tiles) * chunk / chunks);
+      const int tile_end = static_cast<int>(static_cast<int64_t>(tiles) * (chunk + 1) / chunks);
+      const int p_end = std::min(pixels, tile_end * kBgemmMr);
+      for (int p0 = tile_begin * kBgemmMr; p0 < p_end; p0 += kBgemmMr) {
         const int rows = std::min(kBgemmMr, p_end - p0);
         // Where each pixel's window starts in the framed input.
         const uint64_t* base[kBgemmMr];
