@@ -152,10 +152,13 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
     });
     frame = padded.data();
   }
-  std::vector<int64_t> tap_offset(static_cast<size_t>(taps));
+  // Word k = (tap, word) of every pixel sits at a fixed offset from the pixel.
+  std::vector<int64_t> k_offset(static_cast<size_t>(k_words));
   for (int ky = 0; ky < c.kernel_h; ++ky)
     for (int kx = 0; kx < c.kernel_w; ++kx)
-      tap_offset[static_cast<size_t>(ky * c.kernel_w + kx)] = (static_cast<int64_t>(ky) * pw + kx) * in_words_;
+      for (int w = 0; w < in_words_; ++w)
+        k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
+            (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
 
   parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
     // Scratch for the padded-tap lists of one tile, once per thread and call.
@@ -199,9 +202,8 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         for (int b = b0; b < b1; ++b) {
           BgemmTileArgs a;
           a.pixel_base = base;
-          a.tap_offset = tap_offset.data();
-          a.taps = taps;
-          a.in_words = in_words_;
+          a.k_offset = k_offset.data();
+          a.k_words = k_words;
           a.weights = weights_[static_cast<size_t>(b) * block_lines].w;
           a.rows = rows;
           a.k_bits = taps * c.in_channels;

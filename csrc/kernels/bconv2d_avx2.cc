@@ -25,16 +25,14 @@ void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBl
   for (int m = 0; m < MR; ++m)
     for (int n = 0; n < 4; ++n) acc[m][n] = _mm256_setzero_si256();
   const uint64_t* w = a.weights + half * 16;
-  for (int t = 0; t < a.taps; ++t) {
-    const int64_t off = a.tap_offset[t];
-    for (int i = 0; i < a.in_words; ++i, w += kBconvBlock) {
-      __m256i wv[4];
-      for (int n = 0; n < 4; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
-      for (int m = 0; m < MR; ++m) {
-        const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off + i]));
-        for (int n = 0; n < 4; ++n)
-          acc[m][n] = _mm256_add_epi64(acc[m][n], popcount_epi64(_mm256_xor_si256(x, wv[n]), lut, low_mask));
-      }
+  for (int k = 0; k < a.k_words; ++k, w += kBconvBlock) {
+    const int64_t off = a.k_offset[k];
+    __m256i wv[4];
+    for (int n = 0; n < 4; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
+    for (int m = 0; m < MR; ++m) {
+      const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off]));
+      for (int n = 0; n < 4; ++n)
+        acc[m][n] = _mm256_add_epi64(acc[m][n], popcount_epi64(_mm256_xor_si256(x, wv[n]), lut, low_mask));
     }
   }
   for (int m = 0; m < MR; ++m)

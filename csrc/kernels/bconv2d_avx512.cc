@@ -82,19 +82,18 @@ void tile(const BgemmTileArgs& a) {
 #pragma GCC unroll 6
   for (int m = 0; m < MR; ++m) base[m] = a.pixel_base[m];
   const uint64_t* w = a.weights;
-  for (int t = 0; t < a.taps; ++t) {
-    const int64_t off = a.tap_offset[t];
-    for (int i = 0; i < a.in_words; ++i, w += kBconvBlock) {
-      __m512i wv[NV];
+  const int64_t* k_offset = a.k_offset;
+  for (int k = 0; k < a.k_words; ++k, w += kBconvBlock) {
+    const int64_t off = k_offset[k];
+    __m512i wv[NV];
 #pragma GCC unroll 4
-      for (int n = 0; n < NV; ++n) wv[n] = _mm512_load_si512(w + n * 8);
+    for (int n = 0; n < NV; ++n) wv[n] = _mm512_load_si512(w + n * 8);
 #pragma GCC unroll 6
-      for (int m = 0; m < MR; ++m) {
-        const __m512i xb = _mm512_set1_epi64(static_cast<int64_t>(base[m][off + i]));
+    for (int m = 0; m < MR; ++m) {
+      const __m512i xb = _mm512_set1_epi64(static_cast<int64_t>(base[m][off]));
 #pragma GCC unroll 4
-        for (int n = 0; n < NV; ++n)
-          acc[m][n] = _mm512_add_epi64(acc[m][n], _mm512_popcnt_epi64(_mm512_xor_si512(xb, wv[n])));
-      }
+      for (int n = 0; n < NV; ++n)
+        acc[m][n] = _mm512_add_epi64(acc[m][n], _mm512_popcnt_epi64(_mm512_xor_si512(xb, wv[n])));
     }
   }
 #pragma GCC unroll 6

@@ -4,8 +4,8 @@
 // output channels over the whole reduction, then applies the output transform.
 // The inner loop is pure XOR + popcount (an indirect GEMM, as in XNNPACK):
 //   activations  read in place from the packed NHWC input, already framed by
-//                pad words: pixel m's K words are the in_words-word runs at
-//                pixel_base[m] + tap_offset[t] for each tap t (no im2col copy)
+//                pad words: word k of pixel m is pixel_base[m][k_offset[k]]
+//                (tap t = k / in_words at a fixed offset; no im2col copy)
 //   weights      w[k][32] with k = t * in_words + word (one block,
 //                channel-minor: 8 channels per 512-bit lane group)
 // Lanes hold output channels; an activation word is broadcast against them.
@@ -37,10 +37,9 @@ struct alignas(64) BconvBlockEpilogue {
 
 struct BgemmTileArgs {
   const uint64_t* const* pixel_base;  // [rows] first word of each pixel's window
-  const int64_t* tap_offset;          // [taps] word offset of each tap from the base
-  int taps;
-  int in_words;                       // words per tap (packed input channels)
-  const uint64_t* weights;            // [taps * in_words][32], 64-byte aligned
+  const int64_t* k_offset;            // [k_words] offset of word k from the pixel base
+  int k_words;                        // taps * words per tap
+  const uint64_t* weights;            // [k_words][32], 64-byte aligned
   int rows;                           // valid pixels in the tile, 1..kBgemmMr
   int k_bits;               // real reduction length in bits
   // Zero-padding correction, or null: for pixel m, the padded taps are

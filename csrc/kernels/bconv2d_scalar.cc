@@ -9,11 +9,8 @@ void bgemm_tile_scalar(const BgemmTileArgs& a) {
     int64_t s[kBconvBlock];
     for (int c = 0; c < channels; ++c) {
       int64_t pop = 0;
-      const uint64_t* w = a.weights + c;
-      for (int t = 0; t < a.taps; ++t) {
-        const uint64_t* x = a.pixel_base[m] + a.tap_offset[t];
-        for (int i = 0; i < a.in_words; ++i, w += kBconvBlock) pop += __builtin_popcountll(x[i] ^ *w);
-      }
+      for (int k = 0; k < a.k_words; ++k)
+        pop += __builtin_popcountll(a.pixel_base[m][a.k_offset[k]] ^ a.weights[k * kBconvBlock + c]);
       s[c] = a.k_bits - 2 * pop - bgemm_padding_correction(a, m, c);
     }
     bgemm_store_pixel_scalar(a, m, s);
