@@ -5,4 +5,5 @@ PYBIND11_MODULE(_core, m) {
   xnor::py_bind::register_runtime(m);
   xnor::py_bind::register_binary(m);
   xnor::py_bind::register_float(m);
+  xnor::py_bind::register_session(m);
 }
