@@ -1,0 +1,144 @@
+"""Image decoding and preprocessing for `xnorinfer run` and `xnorinfer.preprocess`.
+
+An image becomes the float32 NCHW tensor the model was trained on, as the model's metadata
+says (the converter records it; `convert --mean/--std/--resize` set it):
+
+1. decode with Pillow (PNG, JPEG, BMP, GIF, TIFF, WebP; grayscale, RGB, RGBA, palette, 16-bit),
+   refusing images whose header declares more than `MAX_PIXELS` pixels before decoding them;
+2. convert to the model's channel count: RGB from grayscale by replication, grayscale from RGB
+   with Pillow's ITU-R 601-2 luma, alpha dropped, palette expanded;
+3. scale pixels to [0, 1] (8-bit / 255, 16-bit / 65535);
+4. resize: with `resize` set, the shorter side to `resize` then a centre crop to (H, W);
+   otherwise directly to (H, W) when the size differs (bilinear);
+5. normalize per channel: (x - mean) / std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_PIXELS = 64 * 1024 * 1024  # refuse larger images before decoding (decompression bombs)
+
+
+class ImageError(ValueError):
+    """An input image is missing, unreadable or unusable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model expects: channels and size, plus resize and normalization."""
+
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: int | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> InputSpec:
+        shape = metadata.get("input_shape")
+        if not isinstance(shape, Sequence) or len(shape) != 4:
+            raise ValueError(f"model metadata has no NCHW input_shape (got {shape!r})")
+        _, c, h, w = (int(v) for v in shape)
+        mean, std = metadata.get("mean"), metadata.get("std")
+        spec = cls(c, h, w, tuple(float(v) for v in mean) if mean is not None else None,
+                   tuple(float(v) for v in std) if std is not None else None,
+                   int(metadata["resize"]) if metadata.get("resize") else None)
+        for name, values in (("mean", spec.mean), ("std", spec.std)):
+            if values is not None and len(values) not in (1, c):
+                raise ValueError(f"model metadata {name} has {len(values)} values for {c} channels")
+        if spec.std is not None and any(v == 0 for v in spec.std):
+            raise ValueError("model metadata std has a zero entry")
+        return spec
+
+
+def _open(source: str | Path | Any):
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(source, (str, Path)):
+        return source, "<image>"
+    path = Path(source)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image")
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{path}: not a recognised image (PNG, JPEG, BMP, GIF, TIFF, WebP)") from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: image dimensions are too large to decode safely ({err})") from err
+    except OSError as err:
+        raise ImageError(f"{path}: cannot read: {err}") from err
+    return image, str(path)
+
+
+def _to_unit_array(image, channels: int, where: str) -> np.ndarray:
+    """Decode to float32 HWC in [0, 1] with the requested channel count."""
+    from PIL import Image
+
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{where}: image has zero size ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{where}: image is {width}x{height}, more than the {MAX_PIXELS} pixels allowed")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{where}: truncated or corrupted image ({err})") from err
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit integer) grayscale: keep the precision, scale by the 16-bit range.
+        gray = np.asarray(image, dtype=np.float64) / 65535.0
+        gray = np.clip(gray, 0.0, 1.0).astype(np.float32)[..., None]
+        return np.repeat(gray, channels, axis=2) if channels == 3 else gray
+    if mode == "F":
+        gray = np.asarray(image, dtype=np.float32)[..., None]
+        return np.repeat(gray, channels, axis=2) if channels == 3 else gray
+    target = "L" if channels == 1 else "RGB"
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    converted = image.convert(target)
+    pixels = np.asarray(converted, dtype=np.float32) / 255.0
+    return pixels[..., None] if channels == 1 else pixels
+
+
+def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    if spec.resize is None and (h, w) == (spec.height, spec.width):
+        return pixels
+    planes = [Image.fromarray(pixels[..., c], mode="F") for c in range(pixels.shape[2])]
+    if spec.resize is not None:
+        scale = spec.resize / min(h, w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        planes = [p.resize((new_w, new_h), Image.BILINEAR) for p in planes]
+        left, top = (new_w - spec.width) // 2, (new_h - spec.height) // 2
+        if left < 0 or top < 0:
+            raise ValueError(f"resize {spec.resize} is smaller than the input size {spec.height}x{spec.width}")
+        planes = [p.crop((left, top, left + spec.width, top + spec.height)) for p in planes]
+    else:
+        planes = [p.resize((spec.width, spec.height), Image.BILINEAR) for p in planes]
+    return np.stack([np.asarray(p, dtype=np.float32) for p in planes], axis=2)
+
+
+def preprocess_image(source: str | Path | Any, spec: InputSpec) -> np.ndarray:
+    """One image (path or PIL image) -> float32 (1, C, H, W) ready for `Session.run`."""
+    image, where = _open(source)
+    try:
+        pixels = _resize(_to_unit_array(image, spec.channels, where), spec)
+    finally:
+        if isinstance(source, (str, Path)):
+            image.close()
+    if spec.mean is not None:
+        pixels = pixels - np.asarray(spec.mean, dtype=np.float32)
+    if spec.std is not None:
+        pixels = pixels / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
