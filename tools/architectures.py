@@ -1,0 +1,129 @@
+"""Reference BNN architectures trained by tools/train.py, built from xnorinfer.nn layers.
+
+Each layer order is one the converter folds exactly: a binary conv/linear, then BatchNorm,
+then (optionally) max-pooling, then the next layer's sign. `width` scales channel counts so
+that the larger models train on a 2-core CPU in reasonable time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from xnorinfer.nn import ApproxSign, BinaryConv2d, BinaryLinear, IdentitySign, RPReLU, RSign, SteSign
+
+
+def lfc(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """FINN's LFC: 784-1024-1024-1024-10, binary weights and activations, BN before each sign."""
+    hidden = max(64, int(1024 * width))
+    features = in_shape[0] * in_shape[1] * in_shape[2]
+    return nn.Sequential(
+        nn.Flatten(),
+        BinaryLinear(features, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+    )
+
+
+def bnn_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """A BinaryNet-style CNN for 28x28 inputs: float first conv, binary 3x3 convs, binary dense."""
+    c1, c2, fc = int(64 * width), int(128 * width), int(512 * width)
+    side = in_shape[1] // 4
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1),
+        BinaryConv2d(c1, c1, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c1), nn.MaxPool2d(2),
+        BinaryConv2d(c1, c2, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c2),
+        BinaryConv2d(c2, c2, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c2), nn.MaxPool2d(2),
+        nn.Flatten(),
+        BinaryLinear(c2 * side * side, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
+        BinaryLinear(fc, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+    )
+
+
+def vgg_small(width: float = 1.0, in_shape=(3, 32, 32), classes: int = 10) -> nn.Module:
+    """BinaryNet's CIFAR-10 VGG: 128C3-128C3-MP-256C3-256C3-MP-512C3-512C3-MP-1024FC-1024FC-10FC.
+
+    The first conv sees the float image (binary weights by value are allowed there but it stays a
+    float conv in the engine); the other five convs and the dense layers are binary.
+    """
+    a, b, c, fc = int(128 * width), int(256 * width), int(512 * width), int(1024 * width)
+
+    def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+        layers: list[nn.Module] = [BinaryConv2d(cin, cout, 3, padding=1, input_quantizer=SteSign()),
+                                   nn.BatchNorm2d(cout)]
+        return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+    side = in_shape[1] // 8
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], a, 3, padding=1, bias=False), nn.BatchNorm2d(a),
+        *block(a, a, True), *block(a, b, False), *block(b, b, True), *block(b, c, False), *block(c, c, True),
+        nn.Flatten(),
+        BinaryLinear(c * side * side, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
+        BinaryLinear(fc, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
+        BinaryLinear(fc, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+    )
+
+
+class ReActBlock(nn.Module):
+    """Bi-Real/ReActNet basic block: RSign -> binary 3x3 conv -> BN -> + shortcut -> RPReLU."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.sign = RSign(channels, ApproxSign())
+        self.conv = BinaryConv2d(channels, channels, 3, padding=1, input_quantizer=None, weight_scale="mean")
+        self.bn = nn.BatchNorm2d(channels)
+        self.act = RPReLU(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(self.sign(x))) + x)
+
+
+def reactnet_small(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """A small ReActNet-style residual BNN: real-valued shortcuts, RSign, RPReLU, XNOR-Net alpha."""
+    c = int(64 * width)
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+        ReActBlock(c), ReActBlock(c), nn.MaxPool2d(2),
+        ReActBlock(c), ReActBlock(c), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes),
+    )
+
+
+def lfc_identity_ste(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """LFC with the plain identity STE (used for the Bop-trained reference)."""
+    model = lfc(width, in_shape, classes)
+    for m in model.modules():
+        if isinstance(m, BinaryLinear):
+            m.input_quantizer = IdentitySign()
+    return model
+
+
+def mlp_regularized(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """LFC-shaped MLP with sign activations but plain float nn.Linear weights.
+
+    Trained with a binary regularizer that pulls each weight towards +-alpha, then converted with
+    `--binarize 'linear*'` (the converter binarizes those layers and reports the quantization error).
+    """
+    hidden = max(64, int(1024 * width))
+    features = in_shape[0] * in_shape[1] * in_shape[2]
+    model = nn.Sequential()
+    model.add_module("flatten", nn.Flatten())
+    dims = [features, hidden, hidden, hidden, classes]
+    for i in range(4):
+        model.add_module(f"sign{i}", SteSign())
+        model.add_module(f"linear{i}", nn.Linear(dims[i], dims[i + 1], bias=False))
+        model.add_module(f"bn{i}", nn.BatchNorm1d(dims[i + 1]))
+    return model
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "lfc": lfc,
+    "lfc-identity": lfc_identity_ste,
+    "bnn-cnn": bnn_cnn,
+    "vgg-small": vgg_small,
+    "reactnet-small": reactnet_small,
+    "mlp-regularized": mlp_regularized,
+}
