@@ -1,15 +1,36 @@
-"""The `xnorinfer` command line."""
+"""The `xnorinfer` command line: a thin layer over the Python API.
+
+Exit codes (also in docs/cli.md): 0 success; 1 verification failed or an unexpected error;
+2 bad usage or arguments; 3 a model file that is missing, corrupted, truncated, of a newer
+format version or not a .xbin; 4 an image that is missing, not an image, truncated or too large;
+5 a model that cannot be converted. Errors print one line, `xnorinfer: error: ...`, without a
+traceback unless --debug is given. The run path (`run`, `inspect`, `bench` without --compare,
+`demo`) never imports torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from xnorinfer import __version__, _core
 
-EPILOG_KERNELS = """example:
-  xnorinfer kernels --threads 2
-"""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_IMAGE, EXIT_CONVERT = 0, 1, 2, 3, 4, 5
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+class CliError(Exception):
+    """An error with the exit code it maps to."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _version_string() -> str:
@@ -18,6 +39,149 @@ def _version_string() -> str:
     except (ValueError, RuntimeError) as err:  # a bad XNORINFER_ISA
         isa = f"unavailable ({err})"
     return f"xnorinfer {__version__} (ISA path: {isa}; available: {', '.join(_core.available_isas())})"
+
+
+def _load(path: str, threads: int | None):
+    from xnorinfer.session import load
+    from xnorinfer.xbin import XbinError
+
+    try:
+        return load(path, threads=threads)
+    except XbinError as err:
+        raise CliError(str(err), EXIT_MODEL) from err
+    except FileNotFoundError as err:
+        raise CliError(f"{path}: file not found", EXIT_MODEL) from err
+
+
+def _expand_images(items: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not found:
+                raise CliError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", EXIT_IMAGE)
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return paths
+
+
+def _probabilities(out: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
+    """Rows of class probabilities: the output as is when the model ends in softmax, else softmax."""
+    out = np.asarray(out, dtype=np.float64).reshape(out.shape[0], -1)
+    if metadata.get("output") == "probabilities":
+        return out
+    z = out - out.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def classify(session, images: list[Path], top: int, batch: int) -> list[dict[str, Any]]:
+    """Preprocess, run in batches, and return one result dict per image."""
+    from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
+
+    try:
+        spec = InputSpec.from_metadata(session.metadata)
+    except ValueError as err:
+        raise CliError(f"{session.path}: {err}", EXIT_MODEL) from err
+    labels = session.labels
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        try:
+            x = np.concatenate([preprocess_image(p, spec) for p in chunk])
+        except ImageError as err:
+            raise CliError(str(err), EXIT_IMAGE) from err
+        probs = _probabilities(session.run(x), session.metadata)
+        for path, row in zip(chunk, probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:top]
+            results.append({"image": str(path), "top": [
+                {"class": int(i), "label": labels[i] if labels and i < len(labels) else str(int(i)),
+                 "probability": float(row[i])} for i in order]})
+    return results
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    session = _load(args.model, args.threads)
+    images = _expand_images(args.images)
+    for result in classify(session, images, args.top, args.batch):
+        if args.json:
+            print(json.dumps(result))
+        else:
+            best = ", ".join(f"{t['label']} ({t['probability']:.3f})" for t in result["top"])
+            print(f"{result['image']}: {best}")
+    return EXIT_OK
+
+
+def _format_count(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.2f}{unit}"
+    return f"{v:.0f}"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    session = _load(args.model, 1)
+    rows = session.summary()
+    print(f"{args.model}: {Path(args.model).stat().st_size / 1024:.1f} KiB, input {tuple(session.input_shape)}")
+    header = f"{'#':>3}  {'op':<40}{'kind':<15}{'output':<20}{'weight bits':>12}{'binary MACs':>13}{'FLOPs':>10}"
+    print(header)
+    print("-" * len(header))
+    total_bits = total_macs = total_flops = float_bits = 0
+    for i, r in enumerate(rows):
+        binary = r["kind"] in ("bconv2d", "blinear")
+        print(f"{i:>3}  {r['name'][:39]:<40}{r['kind'] + (' (bin)' if binary else ''):<15}"
+              f"{str(tuple(r['output_shape'])):<20}{_format_count(r['weight_bits']):>12}"
+              f"{_format_count(r['binary_macs']):>13}{_format_count(r['flops']):>10}")
+        total_bits += r["weight_bits"]
+        total_macs += r["binary_macs"]
+        total_flops += r["flops"]
+        # the same weights in float32: one 32-bit number per binary weight
+        float_bits += 32 * r["weight_bits"] if binary else r["weight_bits"]
+    print("-" * len(header))
+    print(f"totals: {len(rows)} ops, weights {total_bits / 8 / 1024:.1f} KiB "
+          f"(float32: {float_bits / 8 / 1024:.1f} KiB, {float_bits / max(total_bits, 1):.1f}x smaller), "
+          f"{_format_count(total_macs)} binary MACs, {_format_count(total_flops)} FLOPs")
+    print("metadata:")
+    for key, value in session.metadata.items():
+        text = json.dumps(value)
+        print(f"  {key}: {text if len(text) < 100 else text[:97] + '...'}")
+    return EXIT_OK
+
+
+def _latency(fn, runs: int, warmup: int = 3) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - t0
+    return times * 1e3
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    session = _load(args.model, args.threads)
+    shape = (args.batch, *session.input_shape[1:])
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ms = _latency(lambda: session.run(x), args.runs)
+    med = float(np.median(ms))
+    print(f"{args.model}: batch {args.batch}, {session.threads} thread(s), ISA {_core.default_isa()}, {args.runs} runs")
+    print(f"latency ms: median {med:.3f}  p90 {np.percentile(ms, 90):.3f}  p99 {np.percentile(ms, 99):.3f}")
+    print(f"throughput: {args.batch / med * 1e3:.1f} images/s")
+    if args.compare:
+        import torch
+
+        torch.set_num_threads(session.threads)
+        program = torch.export.load(args.compare)
+        module = program.module()
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            tms = _latency(lambda: module(xt), args.runs)
+        tmed = float(np.median(tms))
+        print(f"torch float ({args.compare}): median {tmed:.3f} ms -> xnorinfer is {tmed / med:.2f}x faster")
+    return EXIT_OK
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
@@ -34,27 +198,69 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         print(f"{f'{c} x {h} x {w} -> {o}':<26}{t.binary_ms:>10.3f}{t.float_ms:>10.3f}{t.speedup:>8.1f}x"
               f"{t.binary_macs_per_s:>14.3e}  {'yes' if t.exact else 'NO'}")
     if failed:
-        print("error: binary and float sums differ on some shape", file=sys.stderr)
-        return 1
-    return 0
+        raise CliError("binary and float sums differ on some shape", EXIT_FAILED)
+    return EXIT_OK
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xnorinfer",
         description="CPU inference engine for binarized neural networks (XOR + popcount kernels).",
+        epilog="Run `xnorinfer COMMAND --help` for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=_version_string())
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    kernels = sub.add_parser(
-        "kernels",
-        help="check and time the binary conv kernels against float conv on this machine",
-        description="Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums "
-        "against xnorinfer's float32 convolution of the same +/-1 data, and prints both times.",
-        epilog=EPILOG_KERNELS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    kernels.add_argument("--threads", type=int, default=1, help="worker threads (default 1)")
+
+    def add(name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=description, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = add("run", "classify images with a .xbin model",
+              "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "
+              "metadata says, run the model in batches and print the top classes.",
+              "xnorinfer run model.xbin cat.png more_images/ --top 3")
+    run.add_argument("model", help="a .xbin file")
+    run.add_argument("images", nargs="+", help="image files or folders of images")
+    run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
+    run.add_argument("--json", action="store_true", help="one JSON object per image")
+    run.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
+    run.add_argument("--batch", type=_positive, default=32, help="images per engine call (default 32)")
+    run.set_defaults(func=cmd_run)
+
+    inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
+                  "Print the per-op summary (module path, kind, output shape, weight bits, binary MACs or FLOPs), "
+                  "totals, the size against float32 weights, and the metadata.",
+                  "xnorinfer inspect model.xbin")
+    inspect.add_argument("model", help="a .xbin file")
+    inspect.set_defaults(func=cmd_inspect)
+
+    bench = add("bench", "measure a .xbin model's latency and throughput",
+                "Run the model on random input and report latency (median, p90, p99) and throughput.",
+                "xnorinfer bench model.xbin --batch 8 --threads 2 --compare model.pt2")
+    bench.add_argument("model", help="a .xbin file")
+    bench.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
+    bench.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
+    bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
+    bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
+                       help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
+    bench.set_defaults(func=cmd_bench)
+
+    kernels = add("kernels", "check and time the binary conv kernels against float conv on this machine",
+                  "Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums against "
+                  "xnorinfer's float32 convolution of the same +/-1 data, and prints both times.",
+                  "xnorinfer kernels --threads 2")
+    kernels.add_argument("--threads", type=_positive, default=1, help="worker threads (default 1)")
     kernels.add_argument("--isa", choices=["scalar", "avx2", "avx512"], default=None,
                          help="force an ISA path (default: XNORINFER_ISA or the best available)")
     kernels.set_defaults(func=cmd_kernels)
@@ -66,14 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 0
-    if getattr(args, "threads", 1) < 1:
-        parser.error("--threads must be at least 1")
+        return EXIT_OK
     try:
         return int(args.func(args))
-    except (ValueError, RuntimeError) as err:
+    except CliError as err:
+        if args.debug:
+            raise
         print(f"xnorinfer: error: {err}", file=sys.stderr)
-        return 2
+        return err.code
+    except (ValueError, RuntimeError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"xnorinfer: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
