@@ -13,4 +13,6 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "_core"]
+from xnorinfer.session import Session, load  # noqa: E402
+
+__all__ = ["Session", "__version__", "_core", "load"]

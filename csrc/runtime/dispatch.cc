@@ -24,6 +24,18 @@ constexpr FloatKernels kFloatScalar{sgemm_scalar, fmaxpool_scalar, favgpool_scal
 constexpr FloatKernels kFloatAvx2{sgemm_avx2, fmaxpool_avx2, favgpool_avx2, fglobal_avgpool_avx2};
 constexpr FloatKernels kFloatAvx512{sgemm_avx512, fmaxpool_avx512, favgpool_avx512, fglobal_avgpool_avx512};
 
+// --- graph element-wise / layout kernels (runtime ops) -------------------
+#define XNOR_ELEMENTWISE_TABLE(isa)                                                                      \
+  ElementwiseKernels {                                                                                   \
+    affine_##isa, prelu_##isa, relu_##isa, hardtanh_##isa, sigmoid_##isa, add_##isa, mul_##isa,          \
+        mul_channel_##isa, softmax_##isa, sign_##isa, unpack_##isa, nchw_to_nhwc_##isa, concat_##isa,    \
+        bconcat_##isa                                                                                    \
+  }
+constexpr ElementwiseKernels kElementwiseScalar = XNOR_ELEMENTWISE_TABLE(scalar);
+constexpr ElementwiseKernels kElementwiseAvx2 = XNOR_ELEMENTWISE_TABLE(avx2);
+constexpr ElementwiseKernels kElementwiseAvx512 = XNOR_ELEMENTWISE_TABLE(avx512);
+#undef XNOR_ELEMENTWISE_TABLE
+
 }  // namespace
 
 const BinaryKernels& binary_kernels(Isa isa) {
@@ -44,6 +56,16 @@ const FloatKernels& float_kernels(Isa isa) {
     case Isa::kAvx512: return kFloatAvx512;
   }
   return kFloatScalar;
+}
+
+const ElementwiseKernels& elementwise_kernels(Isa isa) {
+  require(isa);
+  switch (isa) {
+    case Isa::kScalar: return kElementwiseScalar;
+    case Isa::kAvx2: return kElementwiseAvx2;
+    case Isa::kAvx512: return kElementwiseAvx512;
+  }
+  return kElementwiseScalar;
 }
 
 }  // namespace xnor

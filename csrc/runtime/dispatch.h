@@ -5,6 +5,7 @@
 #include "kernels/bconv2d_microkernel.h"
 #include "kernels/bitpack.h"
 #include "kernels/bmaxpool.h"
+#include "kernels/elementwise.h"
 #include "kernels/float_kernels.h"
 #include "runtime/isa.h"
 
@@ -20,5 +21,6 @@ struct BinaryKernels {
 // Throws std::runtime_error when the CPU cannot run `isa`.
 const BinaryKernels& binary_kernels(Isa isa);
 const FloatKernels& float_kernels(Isa isa);
+const ElementwiseKernels& elementwise_kernels(Isa isa);
 
 }  // namespace xnor

@@ -1,0 +1,73 @@
+// Graph operators: one Node per op of the IR (docs/ir.md), built once at load
+// from the op's attributes and parameters (weights are packed/copied into the
+// kernels' layouts there), then run any number of times on planned buffers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "runtime/dispatch.h"
+#include "runtime/graph_desc.h"
+#include "runtime/isa.h"
+#include "runtime/tensor_shape.h"
+#include "runtime/thread_pool.h"
+
+namespace xnor {
+
+// A parameter array, already checked against its data section (size, dtype).
+struct ParamView {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  int64_t count = 0;
+};
+
+// Per-run context: the pool and the kernel tables of the chosen ISA.
+struct RunContext {
+  ThreadPool* pool;
+  Isa isa;
+  const ElementwiseKernels* ew;
+  const BinaryKernels* bin;
+};
+
+class Node {
+ public:
+  Node(const OpDesc& op, std::vector<DType> in_types, DType out_type)
+      : kind_(op.kind), name_(op.name), in_types_(std::move(in_types)), out_type_(out_type) {}
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const std::string& kind() const { return kind_; }
+  const std::string& name() const { return name_; }
+  DType in_type(size_t i) const { return in_types_.size() == 1 ? in_types_[0] : in_types_[i]; }
+  DType out_type() const { return out_type_; }
+  // True when the output is a view of input 0's storage (flatten).
+  virtual bool aliases_input() const { return false; }
+
+  // Output shape for these input shapes; throws std::invalid_argument naming the op.
+  virtual Shape infer(const Shape* in, size_t count) const = 0;
+  // Runs on planned buffers. Allocates nothing beyond what the kernels do.
+  virtual void run(const RunContext& ctx, const void* const* in, const Shape* in_shapes, size_t count, void* out,
+                   const Shape& out_shape) const = 0;
+
+ protected:
+  [[noreturn]] void fail(const std::string& what) const;
+
+ private:
+  std::string kind_, name_;
+  std::vector<DType> in_types_;  // one entry: every input has this type
+  DType out_type_;
+};
+
+// Builds the node of `op`; `in_channels` are the declared channel counts of
+// its inputs. Throws std::invalid_argument naming the op on any bad
+// attribute, parameter shape/dtype or input count.
+std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, ParamView>& params,
+                                const std::vector<int64_t>& in_channels);
+
+}  // namespace xnor

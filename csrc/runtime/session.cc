@@ -1,0 +1,125 @@
+#include "runtime/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/dispatch.h"
+#include "runtime/memory_plan.h"
+
+namespace xnor {
+
+Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads)
+    : file_(file), graph_(file, desc) {
+  if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
+  if (threads > 1) pool_ = std::make_unique<ThreadPool>(threads);
+}
+
+void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
+  const Shape want = graph_.input_nchw();
+  if (n < 1 || c != want.d[1] || h < 1 || w < 1) {
+    throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) + ", H, W) with N >= 1, got (" +
+                                std::to_string(n) + ", " + std::to_string(c) + ", " + std::to_string(h) + ", " +
+                                std::to_string(w) + ")");
+  }
+}
+
+const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
+  if (!plan_.io.empty() && plan_.n == n && plan_.h == h && plan_.w == w) return plan_;
+  const auto& tensors = graph_.tensors();
+  const auto& steps = graph_.steps();
+  Plan p;
+  p.n = n;
+  p.h = h;
+  p.w = w;
+  p.shapes = graph_.infer(n, h, w);
+  // Lifetimes per storage tensor: from its producer to its last reader (or the end for outputs).
+  const int end = static_cast<int>(steps.size());
+  std::vector<BufferRequest> req(tensors.size());
+  std::vector<bool> live(tensors.size(), false);
+  auto touch = [&](int t, int step) {
+    const int s = tensors[t].storage;
+    req[s].last = std::max(req[s].last, step);
+  };
+  const int in = graph_.input();
+  live[in] = true;
+  req[in] = {static_cast<size_t>(checked_bytes(p.shapes[in], DType::kF32, "graph input")), -1, -1};
+  for (int i = 0; i < end; ++i) {
+    for (int t : steps[i].inputs) touch(t, i);
+    const int o = steps[i].output;
+    if (tensors[o].storage == o) {
+      live[o] = true;
+      req[o] = {static_cast<size_t>(checked_bytes(p.shapes[o], tensors[o].dtype, tensors[o].name)), i, i};
+    }
+  }
+  for (int t : graph_.outputs()) touch(t, end);
+  const MemoryPlan mp = plan_memory(req);
+  p.arena_bytes = mp.arena_bytes;
+  if (p.arena_bytes > arena_capacity_) {
+    plan_ = Plan();  // its pointers die with the old arena
+    arena_.reset();
+    arena_capacity_ = 0;
+    arena_.reset(static_cast<uint8_t*>(::operator new(p.arena_bytes, std::align_val_t{64})));
+    arena_capacity_ = p.arena_bytes;
+  }
+  p.tensor_data.assign(tensors.size(), nullptr);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const int s = tensors[t].storage;
+    if (live[s]) p.tensor_data[t] = arena_.get() + mp.offsets[s];
+  }
+  p.io.resize(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    StepIO& io = p.io[i];
+    for (int t : steps[i].inputs) {
+      io.in.push_back(p.tensor_data[t]);
+      io.in_shapes.push_back(p.shapes[t]);
+    }
+    io.out = p.tensor_data[steps[i].output];
+  }
+  plan_ = std::move(p);
+  return plan_;
+}
+
+std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) {
+  check_input(n, c, h, w);
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Plan& p = plan_for(n, h, w);
+  std::vector<Shape> out;
+  for (int t : graph_.outputs()) out.push_back(p.shapes[t]);
+  return out;
+}
+
+void Session::run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa) {
+  check_input(n, c, h, w);
+  const RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Plan& p = plan_for(n, h, w);
+  // NCHW -> NHWC into the input buffer.
+  float* in = static_cast<float*>(p.tensor_data[graph_.input()]);
+  const size_t pixels = static_cast<size_t>(h * w);
+  const size_t channels = static_cast<size_t>(c);
+  parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, 256, [&](size_t b, size_t e) {
+    while (b < e) {
+      const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
+      ctx.ew->nchw_to_nhwc(x + img * pixels * channels, channels, pixels, b - img * pixels, stop - img * pixels,
+                           in + img * pixels * channels);
+      b = stop;
+    }
+  });
+  const auto& steps = graph_.steps();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const StepIO& io = p.io[i];
+    try {
+      steps[i].node->run(ctx, io.in.data(), io.in_shapes.data(), io.in.size(), io.out, p.shapes[steps[i].output]);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("op '" + steps[i].node->name() + "' (" + steps[i].node->kind() + "): " + e.what());
+    }
+  }
+  const auto& outs = graph_.outputs();
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const Shape& s = p.shapes[outs[k]];
+    std::memcpy(outputs[k], p.tensor_data[outs[k]], static_cast<size_t>(s.elements()) * sizeof(float));
+  }
+}
+
+}  // namespace xnor

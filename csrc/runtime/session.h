@@ -1,0 +1,64 @@
+// A loaded model ready to run: the validated file, the built graph, a
+// thread pool owned by the session, and the memory plan of the last input
+// shape (one arena, reused until the input shape changes). run() executes
+// every op in one call. Calls are serialised by a mutex, so one Session may
+// be shared between threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "runtime/graph.h"
+#include "runtime/isa.h"
+#include "runtime/thread_pool.h"
+
+namespace xnor {
+
+class Session {
+ public:
+  // threads >= 1. Throws XbinError / std::invalid_argument naming the file.
+  Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads);
+
+  const Graph& graph() const { return graph_; }
+  int threads() const { return pool_ ? pool_->threads() : 1; }
+
+  // Output shapes (NHWC or (N, F)) for an NCHW input (n, c, h, w); plans memory
+  // for that shape. Throws std::invalid_argument on an input the graph cannot take.
+  std::vector<Shape> prepare(int64_t n, int64_t c, int64_t h, int64_t w);
+  // Runs on NCHW float input x (n, c, h, w); writes each graph output into
+  // outputs[i] (sized as prepare() says). Call without the GIL.
+  void run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa);
+
+ private:
+  struct StepIO {
+    std::vector<const void*> in;
+    std::vector<Shape> in_shapes;
+    void* out = nullptr;
+  };
+  struct Plan {
+    int64_t n = 0, h = 0, w = 0;
+    std::vector<Shape> shapes;
+    std::vector<StepIO> io;
+    std::vector<void*> tensor_data;
+    size_t arena_bytes = 0;
+  };
+  struct Free {
+    void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{64}); }
+  };
+  void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
+  const Plan& plan_for(int64_t n, int64_t h, int64_t w);  // caller holds mutex_
+
+  std::shared_ptr<const XbinFile> file_;
+  Graph graph_;
+  std::unique_ptr<ThreadPool> pool_;  // null for one thread
+  std::mutex mutex_;
+  Plan plan_;                                // the plan of the last input shape
+  std::unique_ptr<uint8_t, Free> arena_;     // plan_.arena_bytes or more
+  size_t arena_capacity_ = 0;
+};
+
+}  // namespace xnor

@@ -1,0 +1,133 @@
+#include "runtime/xbin_reader.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace xnor {
+namespace {
+
+constexpr std::array<uint32_t, 256> make_crc_table() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+constexpr std::array<uint32_t, 256> kCrcTable = make_crc_table();
+
+uint32_t le32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+uint64_t le64(const uint8_t* p) { return uint64_t{le32(p)} | uint64_t{le32(p + 4)} << 32; }
+
+constexpr uint8_t kMagic[8] = {'X', 'N', 'O', 'R', 'B', 'I', 'N', 0};
+constexpr uint64_t kMaxFileBytes = uint64_t{1} << 40;   // 1 TiB: anything bigger is not a model
+constexpr uint64_t kMaxJsonBytes = uint64_t{64} << 20;  // 64 MiB of graph description
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+}  // namespace
+
+uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
+  crc = ~crc;
+  for (size_t i = 0; i < size; ++i) crc = kCrcTable[(crc ^ data[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+void XbinFile::fail(const std::string& what) const { throw XbinError(path_ + ": " + what); }
+
+XbinFile::XbinFile(const std::string& path) : path_(path) {
+  std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
+  if (!f) fail(std::string("cannot open: ") + std::strerror(errno));
+  if (std::fseek(f.get(), 0, SEEK_END) != 0) fail("cannot seek (not a regular file?)");
+  const long end = std::ftell(f.get());
+  if (end < 0) fail("cannot determine the file size");
+  size_ = static_cast<uint64_t>(end);
+  if (size_ < kXbinHeaderBytes) {
+    fail("file is " + std::to_string(size_) + " bytes, smaller than the " + std::to_string(kXbinHeaderBytes) +
+         "-byte header (truncated or not an .xbin file)");
+  }
+  if (size_ > kMaxFileBytes) fail("file is larger than 1 TiB");
+  std::rewind(f.get());
+  const size_t alloc = (size_ + kXbinAlign - 1) / kXbinAlign * kXbinAlign;
+  bytes_.reset(static_cast<uint8_t*>(::operator new(alloc, std::align_val_t{kXbinAlign})));
+  std::memset(bytes_.get() + size_, 0, alloc - size_);
+  if (std::fread(bytes_.get(), 1, size_, f.get()) != size_) fail("short read");
+  validate();
+}
+
+void XbinFile::validate() {
+  const uint8_t* b = bytes_.get();
+  if (std::memcmp(b, kMagic, sizeof(kMagic)) != 0) fail("bad magic: not an .xbin file");
+  version_ = le32(b + 8);
+  if (version_ > kXbinVersion) {
+    fail("format version " + std::to_string(version_) + " is newer than this xnorinfer supports (" +
+         std::to_string(kXbinVersion) + ")");
+  }
+  if (version_ == 0) fail("format version 0 is invalid");
+  if (crc32(b, 28) != le32(b + 28)) fail("header checksum mismatch (corrupted header)");
+  const uint64_t count = le32(b + 12);
+  const uint64_t declared_size = le64(b + 16);
+  if (declared_size != size_) {
+    fail("header declares " + std::to_string(declared_size) + " bytes but the file has " + std::to_string(size_) +
+         (declared_size > size_ ? " (truncated)" : " (trailing bytes)"));
+  }
+  if (count < 1) fail("no sections (the graph JSON section is required)");
+  if (count > (size_ - kXbinHeaderBytes) / kXbinEntryBytes) {
+    fail("section table of " + std::to_string(count) + " entries does not fit in the file");
+  }
+  const uint64_t table_end = kXbinHeaderBytes + count * kXbinEntryBytes;
+  if (crc32(b + kXbinHeaderBytes, static_cast<size_t>(count * kXbinEntryBytes)) != le32(b + 24)) {
+    fail("section table checksum mismatch (corrupted section table)");
+  }
+  sections_.resize(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint8_t* e = b + kXbinHeaderBytes + i * kXbinEntryBytes;
+    XbinSection& s = sections_[static_cast<size_t>(i)];
+    s.kind = le32(e);
+    s.offset = le64(e + 8);
+    s.size = le64(e + 16);
+    const uint32_t crc = le32(e + 24);
+    const char* name = reinterpret_cast<const char*>(e + 32);
+    s.name.assign(name, strnlen(name, kXbinNameBytes));
+    const std::string where = "section " + std::to_string(i) + " ('" + s.name + "')";
+    if (s.kind != kXbinSectionJson && s.kind != kXbinSectionData) fail(where + ": unknown kind " + std::to_string(s.kind));
+    if ((i == 0) != (s.kind == kXbinSectionJson)) fail(where + ": section 0, and only it, must be the graph JSON");
+    if (s.offset % kXbinAlign != 0) fail(where + ": offset " + std::to_string(s.offset) + " is not 64-byte aligned");
+    if (s.offset < table_end || s.offset > size_ || s.size > size_ - s.offset) {
+      fail(where + ": bytes [" + std::to_string(s.offset) + ", +" + std::to_string(s.size) +
+           ") lie outside the file's data area [" + std::to_string(table_end) + ", " + std::to_string(size_) + ")");
+    }
+    if (s.kind == kXbinSectionJson && (s.size == 0 || s.size > kMaxJsonBytes)) {
+      fail(where + ": graph JSON size " + std::to_string(s.size) + " is out of range");
+    }
+    if (crc32(b + s.offset, static_cast<size_t>(s.size)) != crc) fail(where + ": checksum mismatch (corrupted data)");
+  }
+  std::vector<const XbinSection*> order;
+  for (const XbinSection& s : sections_) order.push_back(&s);
+  std::sort(order.begin(), order.end(), [](const XbinSection* a, const XbinSection* c) { return a->offset < c->offset; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    if (order[i - 1]->offset + order[i - 1]->size > order[i]->offset) {
+      fail("sections '" + order[i - 1]->name + "' and '" + order[i]->name + "' overlap");
+    }
+  }
+}
+
+const XbinSection& XbinFile::section(size_t i) const {
+  if (i >= sections_.size()) fail("section index " + std::to_string(i) + " out of range");
+  return sections_[i];
+}
+
+std::string XbinFile::json() const {
+  const XbinSection& s = section(0);
+  return std::string(reinterpret_cast<const char*>(bytes_.get() + s.offset), static_cast<size_t>(s.size));
+}
+
+}  // namespace xnor

@@ -1,0 +1,73 @@
+// The .xbin container reader (docs/xbin-format.md): reads a whole file into
+// one 64-byte aligned buffer and validates the binary layer before anything
+// uses it: magic, version, header and table checksums, section bounds,
+// alignment, overlaps and per-section CRC-32. It does not interpret the JSON
+// graph section (the Python side parses it; csrc/runtime/graph.cc checks every
+// parameter's size and shape against these sections again before use).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace xnor {
+
+// Any malformed, truncated or hostile file. The message names the file.
+class XbinError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr uint32_t kXbinVersion = 1;
+constexpr size_t kXbinHeaderBytes = 64;
+constexpr size_t kXbinEntryBytes = 64;
+constexpr size_t kXbinAlign = 64;
+constexpr size_t kXbinNameBytes = 32;
+constexpr uint32_t kXbinSectionJson = 1;
+constexpr uint32_t kXbinSectionData = 2;
+
+// zlib-compatible CRC-32 (polynomial 0xEDB88320), continuing from `crc`.
+uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
+
+struct XbinSection {
+  uint32_t kind = 0;
+  std::string name;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+class XbinFile {
+ public:
+  // Reads and validates `path`; throws XbinError naming the file and the problem.
+  explicit XbinFile(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  uint64_t file_size() const { return size_; }
+  uint32_t version() const { return version_; }
+  size_t section_count() const { return sections_.size(); }
+  // i < section_count(); throws XbinError otherwise.
+  const XbinSection& section(size_t i) const;
+  // The bytes of section i (64-byte aligned; valid while this object lives).
+  const uint8_t* section_data(size_t i) const { return bytes_.get() + section(i).offset; }
+  // The graph JSON text (section 0).
+  std::string json() const;
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{kXbinAlign}); }
+  };
+  [[noreturn]] void fail(const std::string& what) const;
+  void validate();
+
+  std::string path_;
+  std::unique_ptr<uint8_t, Free> bytes_;
+  uint64_t size_ = 0;
+  uint32_t version_ = 0;
+  std::vector<XbinSection> sections_;
+};
+
+}  // namespace xnor

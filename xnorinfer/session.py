@@ -1,0 +1,119 @@
+"""Run a .xbin model: ``xnorinfer.load(path) -> Session``; ``Session.run(x)`` is one C++ call.
+
+The run path imports numpy and the extension only (never torch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from xnorinfer import _core, xbin
+from xnorinfer.xbin import XbinError
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Session:
+    """A loaded model: one memory plan and one thread pool, reused across `run` calls."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        name = os.fspath(path)
+        if threads is None:
+            threads = _default_threads()
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        try:
+            file = _core.XbinFile(name)
+        except _core.XbinFormatError as err:
+            raise XbinError(str(err)) from None
+        sizes = [(1 if s["kind"] == "json" else 2, s["size"]) for s in file.sections]
+        self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes)
+        try:
+            self._core = _core.Session(file, self._desc, threads)
+        except ValueError as err:  # bad shapes/attrs found by the C++ checks: a file problem
+            raise XbinError(str(err)) from None
+        self._path = name
+        self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def threads(self) -> int:
+        return int(self._core.threads)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The recorded NCHW input shape (batch 1); any batch size runs."""
+        meta = self._desc["metadata"].get("input_shape")
+        return tuple(int(d) for d in meta) if isinstance(meta, list) and len(meta) == 4 else self._input_shape
+
+    @property
+    def labels(self) -> list[str] | None:
+        labels = self._desc["metadata"].get("labels")
+        return [str(v) for v in labels] if isinstance(labels, list) else None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._desc["metadata"])
+
+    def run(self, x: np.ndarray, isa: str | None = None) -> np.ndarray | list[np.ndarray]:
+        """Run on a float32 NCHW batch; returns the graph output (a list when there are several).
+
+        Outputs are float32 in the engine's layout: (N, F), or NHWC for 4-D outputs. `isa` forces
+        a kernel path ("scalar", "avx2", "avx512"); the default is XNORINFER_ISA or the best one.
+        """
+        arr = np.asarray(x)
+        if arr.dtype != np.float32:
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise TypeError(f"{self._path}: input must be a float32 array, got dtype {arr.dtype}")
+            arr = arr.astype(np.float32)
+        if arr.ndim != 4:
+            raise ValueError(f"{self._path}: input must be NCHW (N, C, H, W), got shape {arr.shape}")
+        outs = self._core.run(np.ascontiguousarray(arr), isa)
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per-op rows: name, kind, output shape, weight bits/bytes, binary MACs and FLOPs (batch 1)."""
+        n, c, h, w = self._input_shape
+        shapes = self._core.tensor_shapes(1, c, h, w)
+        rows = []
+        for op in self._desc["ops"]:
+            out = tuple(shapes[op["outputs"][0]])
+            pshape = {k: p["shape"] for k, p in op["params"].items()}
+            pbytes = sum(math.prod(p["shape"]) * np.dtype(p["dtype"]).itemsize for p in op["params"].values())
+            pixels = out[1] * out[2] if len(out) == 4 else 1
+            weight_bits, macs, flops = 0, 0, 0
+            if op["kind"] == "bconv2d":
+                o, kh, kw, _ = pshape["weight"]
+                weight_bits = o * kh * kw * int(op["attrs"]["in_channels"])
+                macs = pixels * weight_bits
+            elif op["kind"] == "blinear":
+                weight_bits = pshape["weight"][0] * int(op["attrs"]["in_features"])
+                macs = weight_bits
+            elif op["kind"] in ("conv2d", "linear"):
+                weight_bits = 32 * math.prod(pshape["weight"])
+                flops = 2 * pixels * math.prod(pshape["weight"])
+            else:
+                flops = math.prod(out)
+            rows.append({"name": op["name"], "kind": op["kind"], "output_shape": out, "weight_bits": weight_bits,
+                         "weight_bytes": pbytes, "binary_macs": macs, "flops": flops})
+        return rows
+
+    def __repr__(self) -> str:
+        return f"Session({self._path!r}, threads={self.threads}, input_shape={self.input_shape})"
+
+
+def load(path: str | os.PathLike[str], threads: int | None = None) -> Session:
+    """Load a .xbin model; `threads` defaults to the CPUs this process may use."""
+    return Session(path, threads=threads)
