@@ -184,6 +184,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    model = ASSETS / "default.xbin"
+    session = _load(str(model), args.threads)
+    samples = sorted((ASSETS / "samples").glob("*.png"))
+    if not samples:
+        raise CliError(f"{ASSETS / 'samples'}: no sample images shipped", EXIT_FAILED)
+    info = json.loads((ASSETS / "default.json").read_text()) if (ASSETS / "default.json").exists() else {}
+    if info:
+        print(f"model: {info.get('arch')} trained on {info.get('dataset')} ({info.get('epochs')} epochs); "
+              f"test accuracy {info.get('test_accuracy', float('nan')):.4f} in PyTorch, "
+              f"{info.get('converted_accuracy', float('nan')):.4f} converted")
+    from xnorinfer.preprocess import InputSpec, preprocess_image
+
+    labels = session.labels or []
+    correct = 0
+    print(f"{'image':<28}{'prediction':<24}{'true label':<16}")
+    for result in classify(session, samples, 1, 32):
+        best = result["top"][0]
+        truth = int(Path(result["image"]).stem.rsplit("_", 1)[-1])
+        true_label = labels[truth] if truth < len(labels) else str(truth)
+        ok = best["class"] == truth
+        correct += ok
+        predicted = f"{best['label']} ({best['probability']:.2f})"
+        print(f"{Path(result['image']).name:<28}{predicted:<24}{true_label:<16}{'ok' if ok else 'WRONG'}")
+    print(f"{correct}/{len(samples)} correct")
+    x = preprocess_image(samples[0], InputSpec.from_metadata(session.metadata))
+    ms = float(np.median(_latency(lambda: session.run(x), 200)))
+    print(f"xnorinfer: {ms:.3f} ms per image ({session.threads} thread(s), ISA {_core.default_isa()})")
+    try:
+        import torch
+    except ImportError:
+        print("(install torch to compare with the float PyTorch model)")
+        return EXIT_OK
+    from xnorinfer import xbin
+    from xnorinfer.float_equivalent import torch_module
+
+    torch.set_num_threads(session.threads)
+    module = torch_module(xbin.read(model))
+    xt = torch.from_numpy(x)
+    with torch.inference_mode():
+        tms = float(np.median(_latency(lambda: module(xt), 200)))
+    print(f"float PyTorch model: {tms:.3f} ms per image -> xnorinfer is {tms / ms:.1f}x faster")
+    return EXIT_OK
+
+
 def cmd_kernels(args: argparse.Namespace) -> int:
     from xnorinfer.kernel_check import BENCH_SHAPES, time_shape
 
@@ -255,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
     bench.set_defaults(func=cmd_bench)
+
+    demo = add("demo", "run the shipped default model on the shipped sample images",
+               "Classify the sample images shipped with xnorinfer using the default model, print the "
+               "predictions next to the true labels and, when torch is installed, the speedup over the "
+               "float PyTorch model.", "xnorinfer demo")
+    demo.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
+    demo.set_defaults(func=cmd_demo)
 
     kernels = add("kernels", "check and time the binary conv kernels against float conv on this machine",
                   "Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums against "
