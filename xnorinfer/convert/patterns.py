@@ -1,0 +1,587 @@
+"""Recognition: small named transformations over the internal `Model`, FINN/QONNX style.
+
+Each transformation has a name and ``apply(model) -> (model, changed)``; `run_to_fixed_point`
+repeats a list of them until none changes anything. They are grouped in three phases:
+
+1. ACTIVATIONS: whatever STE the model used, the eval graph's binarization becomes one
+   ``act_sign`` node (per-channel threshold(s), sign(0) convention).
+2. BINARY_LAYERS: conv/linear with a binarized input and per-channel ±alpha weights become
+   ``bconv2d``/``blinear``; BatchNorm, biases and scales after them are absorbed into their float
+   epilogue chain; max-pools are moved past monotone ops; a sign after the chain becomes the
+   integer threshold output (fold.py).
+3. FLOAT_OPS: what is left becomes the IR's float ops (affine, RPReLU, bmaxpool on bits, ...).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from xnorinfer.convert import fold
+from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector
+
+BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
+
+
+class Transformation(Protocol):
+    name: str
+
+    def apply(self, model: Model) -> tuple[Model, bool]: ...
+
+
+def run_to_fixed_point(model: Model, transforms: Sequence[Transformation], max_rounds: int = 100) -> Model:
+    for _ in range(max_rounds):
+        changed_any = False
+        for t in transforms:
+            model, changed = t.apply(model)
+            changed_any |= changed
+            model.remove_dead()
+        if not changed_any:
+            return model
+    raise ConversionError("recognition did not reach a fixed point")  # pragma: no cover
+
+
+def is_bits(model: Model, value: str) -> bool:
+    p = model.producer(value)
+    if p is None:
+        return False
+    if p.op in BITS_OPS:
+        return True
+    return p.op in ("bconv2d", "blinear") and "sign" in p.attrs
+
+
+def _scalar(model: Model, value: str) -> float | None:
+    c = model.const(value)
+    if c is None or c.size != 1:
+        return None
+    return float(c.reshape(-1)[0])
+
+
+def _per_channel(model: Model, value: str, like: str) -> np.ndarray | None:
+    return channel_vector(model.const(value), model.shapes[like])
+
+
+def _single_consumer(model: Model, value: str) -> Node | None:
+    users = model.consumers(value)
+    if len(users) == 1 and value not in model.outputs and users[0].inputs.count(value) == 1:
+        return users[0]
+    return None
+
+
+class _Rewrite:
+    """Base: visit nodes in order; `rewrite(model, node)` returns True if it changed the graph."""
+
+    name = "rewrite"
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        changed = False
+        for node in list(model.nodes):
+            if node in model.nodes and self.rewrite(model, node):
+                changed = True
+        return model, changed
+
+    def rewrite(self, model: Model, node: Node) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _replace(model: Model, old: Node, new: Node) -> None:
+    """Put `new` in place of `old`, computing the same output value."""
+    new.output, new.path, new.origin = old.output, new.path or old.path, old.origin
+    new.attrs.setdefault("where", old.attrs.get("where", ""))
+    model.nodes[model.nodes.index(old)] = new
+
+
+def _act_sign(x: str, model: Model, threshold: np.ndarray, sign_zero: str, ste: str, path: str) -> Node:
+    c = model.shapes[x][1]
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (c,)).reshape(1, c).copy()
+    return Node("act_sign", [x], "", {"threshold": thr, "sign_zero": sign_zero, "ste": ste}, path)
+
+
+# =========================================================================== phase 1: activations
+
+
+class TorchSignToActSign(_Rewrite):
+    """torch.sign(x) (also what a custom autograd.Function's forward traces to) -> act_sign, sign(0) = 0."""
+
+    name = "torch_sign_to_act_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "sign" or len(model.shapes[node.output]) < 2:
+            return False
+        _replace(model, node, _act_sign(node.inputs[0], model, np.zeros(1), "0", "torch.sign", node.path))
+        return True
+
+
+_CMP_ZERO = {  # (compare, value where true) -> sign(0 at threshold) convention
+    ("ge", 1.0): "+1", ("gt", 1.0): "-1", ("lt", -1.0): "+1", ("le", -1.0): "-1",
+}
+
+
+def _compare_sign(model: Model, cond: str, where_true: float) -> tuple[str, np.ndarray, str] | None:
+    """(x, threshold, sign_zero) if `cond` = cmp(x, t) selects `where_true` for a sign-like output."""
+    c = model.producer(cond)
+    if c is None or c.op not in ("ge", "gt", "le", "lt") or (c.op, where_true) not in _CMP_ZERO:
+        return None
+    x, t = c.inputs
+    thr = _per_channel(model, t, x)
+    if thr is None or model.is_const(x):
+        return None
+    return x, thr, _CMP_ZERO[(c.op, where_true)]
+
+
+class WhereToSign(_Rewrite):
+    """where(x >= t, 1, -1) (and >, <, <= variants) -> act_sign."""
+
+    name = "where_to_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "where":
+            return False
+        cond, a, b = node.inputs
+        va, vb = _scalar(model, a), _scalar(model, b)
+        if va is None or vb is None or {va, vb} != {1.0, -1.0}:
+            return False
+        found = _compare_sign(model, cond, va)
+        if found is None:
+            return False
+        x, thr, zero = found
+        _replace(model, node, _act_sign(x, model, thr, zero, f"where(cmp, {va:+g}, {vb:+g})", node.path))
+        return True
+
+
+class CompareAffineToSign(_Rewrite):
+    """(x >= t).float() * 2 - 1 -> act_sign."""
+
+    name = "compare_affine_to_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("sub", "add"):
+            return False
+        m, one = node.inputs
+        k = _scalar(model, one)
+        if k is None or (node.op == "sub" and k != 1.0) or (node.op == "add" and k != -1.0):
+            return False
+        mul = model.producer(m)
+        if mul is None or mul.op != "mul":
+            return False
+        tf, two = (mul.inputs if _scalar(model, mul.inputs[1]) is not None else mul.inputs[::-1])
+        if _scalar(model, two) != 2.0:
+            return False
+        cast = model.producer(tf)
+        if cast is None or cast.op != "to_float":
+            return False
+        found = _compare_sign(model, cast.inputs[0], 1.0)
+        if found is None:
+            return False
+        x, thr, zero = found
+        _replace(model, node, _act_sign(x, model, thr, zero, "cmp.float() * 2 - 1", node.path))
+        return True
+
+
+class DetachSTE(_Rewrite):
+    """(sign(x) - p).detach() + p -> sign(x): the forward value of the detach trick."""
+
+    name = "detach_ste"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "add":
+            return False
+        for sub_v, p in (node.inputs, node.inputs[::-1]):
+            sub = model.producer(sub_v)
+            if sub is None or sub.op != "sub" or sub.inputs[1] != p:
+                continue
+            a = model.producer(sub.inputs[0])
+            if a is None or a.op != "act_sign":
+                continue
+            model.replace_uses(node.output, a.output)
+            a.attrs["ste"] = f"({a.attrs['ste']} - p).detach() + p"
+            a.origin = node.origin  # the torch value of the whole expression equals the sign (up to rounding)
+            return True
+        return False
+
+
+class ShiftedSign(_Rewrite):
+    """sign(x - b) / sign(x + b) with a per-channel constant b -> act_sign with threshold b (RSign).
+
+    Exact: in IEEE arithmetic x - b >= 0 <=> x >= b and x + b >= 0 <=> x >= -b.
+    """
+
+    name = "shifted_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "act_sign" or np.any(node.attrs["threshold"] != 0) or node.attrs["threshold"].shape[0] != 1:
+            return False
+        p = model.producer(node.inputs[0])
+        if p is None or p.op not in ("add", "sub") or model.is_const(p.inputs[0]):
+            return False
+        b = _per_channel(model, p.inputs[1], p.inputs[0])
+        if b is None:
+            return False
+        node.attrs["threshold"] = (b if p.op == "sub" else -b).reshape(1, -1)
+        node.attrs["ste"] = f"{node.attrs['ste']} with a learnable shift"
+        node.inputs = [p.inputs[0]]
+        return True
+
+
+class SignOfSign(_Rewrite):
+    """sign(sign(x) + c) for |c| < 1 -> one sign whose sign(0) follows c (e.g. c = 0.1 gives +1)."""
+
+    name = "sign_of_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "act_sign" or node.attrs["threshold"].shape[0] != 1:
+            return False
+        inner = model.producer(node.inputs[0])
+        if inner is None or inner.op != "act_sign" or inner.attrs["threshold"].shape[0] != 1:
+            return False
+        t1 = node.attrs["threshold"]
+        if not np.all(np.abs(t1) < 1):
+            return False
+        if inner.attrs["sign_zero"] != "0":
+            zero = inner.attrs["sign_zero"]
+        elif np.all(t1 < 0):
+            zero = "+1"
+        elif np.all(t1 > 0):
+            zero = "-1"
+        elif np.all(t1 == 0):
+            zero = node.attrs["sign_zero"]
+        else:
+            return False
+        new = _act_sign(inner.inputs[0], model, inner.attrs["threshold"][0], zero,
+                        f"sign(sign(x) {-float(t1.reshape(-1)[0]):+g})", node.path)
+        _replace(model, node, new)
+        return True
+
+
+class SignThroughHardtanh(_Rewrite):
+    """sign(hardtanh(x) - t) = sign(x - t) when min < t < max (BinaryNet's htanh before sign)."""
+
+    name = "sign_through_hardtanh"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "act_sign":
+            return False
+        p = model.producer(node.inputs[0])
+        if p is None or p.op != "hardtanh":
+            return False
+        t = node.attrs["threshold"]
+        if not (np.all(p.attrs["min_val"] < t) and np.all(t < p.attrs["max_val"])):
+            return False
+        node.inputs = [p.inputs[0]]
+        return True
+
+
+class PReLUFromWhere(_Rewrite):
+    """where(x > 0, x, w * x) (PReLU as decomposed by torch.export) -> prelu."""
+
+    name = "prelu_from_where"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "where":
+            return False
+        cond, a, b = node.inputs
+        c, m = model.producer(cond), model.producer(b)
+        if (c is None or c.op != "gt" or c.inputs[0] != a or _scalar(model, c.inputs[1]) != 0.0
+                or m is None or m.op != "mul" or a not in m.inputs):
+            return False
+        w = m.inputs[0] if m.inputs[1] == a else m.inputs[1]
+        slope = _per_channel(model, w, a)
+        if slope is None:
+            return False
+        _replace(model, node, Node("prelu", [a], "", {"slope": slope}, node.path))
+        return True
+
+
+class DecoupledSigns(_Rewrite):
+    """cat([sign(x - t1), sign(x - t2), ...], dim=1) of one tensor -> one act_sign with J thresholds."""
+
+    name = "decoupled_signs"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "concat" or len(node.inputs) < 2:
+            return False
+        prods = [model.producer(v) for v in node.inputs]
+        if any(p is None or p.op != "act_sign" for p in prods):
+            return False
+        xs = {p.inputs[0] for p in prods}  # type: ignore[union-attr]
+        zeros = {p.attrs["sign_zero"] for p in prods}  # type: ignore[union-attr]
+        if len(xs) != 1 or len(zeros) != 1:
+            return False
+        thr = np.concatenate([p.attrs["threshold"] for p in prods], axis=0)  # type: ignore[union-attr]
+        new = Node("act_sign", [xs.pop()], "", {"threshold": thr, "sign_zero": zeros.pop(),
+                                                "ste": f"decoupled: {thr.shape[0]} shifted signs"}, node.path)
+        _replace(model, node, new)
+        return True
+
+
+ACTIVATIONS: list[Transformation] = [
+    TorchSignToActSign(), WhereToSign(), CompareAffineToSign(), DetachSTE(), SignOfSign(), ShiftedSign(),
+    SignThroughHardtanh(), DecoupledSigns(), PReLUFromWhere(),
+]
+
+
+# =========================================================================== phase 2: binary layers
+
+
+@dataclass
+class BinaryWeights:
+    """conv2d/linear with a ±1 input and per-output-channel ±alpha weights -> bconv2d/blinear.
+
+    Layers whose module path matches one of `binarize` (fnmatch patterns) are binarized as
+    sign(W) * mean|W| per output channel; the relative quantization error is recorded.
+    """
+
+    binarize: Sequence[str] = ()
+    name: str = "binary_weights"
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        changed = False
+        float_layers = model.metadata.setdefault("float_layers", {})
+        for node in list(model.nodes):
+            if node.op not in ("conv2d", "linear"):
+                continue
+            key = node.path or node.output
+            w = model.const(node.inputs[1])
+            if w is None:
+                float_layers[key] = "weight is not a constant"
+                continue
+            w = w.reshape(w.shape[0], -1) if node.op == "linear" else w
+            if not is_bits(model, node.inputs[0]):
+                float_layers[key] = "input is not a binarized (sign) activation"
+                continue
+            flat = w.reshape(w.shape[0], -1)
+            mag = np.abs(flat)
+            alpha = mag[:, 0]
+            declared = any(fnmatch.fnmatch(key, pat) for pat in self.binarize)
+            if np.all(mag == alpha[:, None]) and np.all(alpha != 0):
+                wsign = np.where(w < 0, -1, 1).astype(np.int8)
+                how = "±alpha per output channel" if np.any(alpha != 1) else "±1"
+            elif declared:
+                alpha = mag.mean(axis=1)
+                wsign = np.where(w < 0, -1, 1).astype(np.int8)
+                q = alpha.reshape((-1,) + (1,) * (w.ndim - 1)) * wsign
+                err = float(np.linalg.norm(q - w) / max(np.linalg.norm(w), 1e-30))
+                how = f"declared binary (sign * mean|W|), relative weight error {err:.4f}"
+                model.metadata.setdefault("binarized", {})[key] = {"relative_error": err,
+                                                                   "param": node.attrs.get("weight_param")}
+            else:
+                float_layers[key] = ("weight is not binary-valued (more than one magnitude per output channel"
+                                     " or zeros); pass binarize=[...] to declare it binary")
+                continue
+            float_layers.pop(key, None)
+            chain: list[fold.Stage] = []
+            if len(node.inputs) > 2:
+                chain.append(("add", {"v": model.const(node.inputs[2]).astype(np.float64)}))
+            attrs: dict[str, Any] = {"weight_sign": wsign, "alpha": alpha.astype(np.float64), "chain": chain,
+                                     "weight_kind": how, "where": node.attrs.get("where", "")}
+            if node.op == "conv2d":
+                attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"])
+            new = Node("bconv2d" if node.op == "conv2d" else "blinear", [node.inputs[0]], "", attrs, node.path)
+            _replace(model, node, new)
+            changed = True
+        return model, changed
+
+
+def _chain_stage(model: Model, user: Node, value: str) -> fold.Stage | None:
+    """The per-channel stage `user` applies to `value`, or None if it is not one."""
+    if user.inputs[0] != value:
+        if user.op in ("add", "mul") and user.inputs[1] == value and model.is_const(user.inputs[0]):
+            v = _per_channel(model, user.inputs[0], value)
+            return None if v is None else (user.op, {"v": v})
+        return None
+    if user.op == "batch_norm":
+        g, b, m, var = (model.const(v) for v in user.inputs[1:5])
+        return ("bn", {"gamma": g, "beta": b, "mean": m, "var": var, "eps": user.attrs["eps"]})
+    if user.op in ("add", "sub", "mul", "div") and len(user.inputs) == 2:
+        v = _per_channel(model, user.inputs[1], value)
+        return None if v is None else (user.op, {"v": v})
+    if user.op == "neg":
+        return ("mul", {"v": -np.ones(model.shapes[value][1])})
+    return None
+
+
+def _absorb(model: Model, node: Node, user: Node) -> None:
+    """`node` now also computes `user`: take over its output name and origin; drop `user`."""
+    model.nodes.remove(user)
+    model.replace_uses(node.output, "__absorbed__")  # nothing else reads it (single consumer)
+    node.output, node.origin = user.output, user.origin
+
+
+class FoldIntoBinary(_Rewrite):
+    """A BatchNorm / per-channel add, sub, mul, div that alone consumes a binary layer joins its chain."""
+
+    name = "fold_into_binary"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("bconv2d", "blinear") or "sign" in node.attrs:
+            return False
+        user = _single_consumer(model, node.output)
+        if user is None:
+            return False
+        stage = _chain_stage(model, user, node.output)
+        if stage is None:
+            return False
+        node.attrs["chain"] = node.attrs["chain"] + [stage]
+        _absorb(model, node, user)
+        return True
+
+
+def _increasing(model: Model, user: Node, value: str) -> bool:
+    """Is `user` a per-channel monotone non-decreasing function of `value` (so it commutes with max)?"""
+    if user.op in ("act_sign", "hardtanh", "relu"):
+        return user.op != "act_sign" or user.attrs["threshold"].shape[0] == 1
+    stage = _chain_stage(model, user, value)
+    if stage is None:
+        return False
+    kind, p = stage
+    if kind == "bn":
+        return bool(np.all(np.asarray(p["gamma"]) > 0))
+    if kind in ("mul", "div"):
+        return bool(np.all(p["v"] > 0))
+    return True
+
+
+class MaxPoolSink(_Rewrite):
+    """g(maxpool(x)) -> maxpool(g(x)) for a per-channel non-decreasing g (BN with gamma > 0, bias, sign...).
+
+    Exact in float32 too: rounding is monotone. It lets BatchNorm and the sign reach the binary layer
+    (threshold output) and turns the pool into a bit max-pool.
+    """
+
+    name = "maxpool_sink"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "maxpool2d":
+            return False
+        src = model.producer(node.inputs[0])
+        if src is None or src.op not in ("bconv2d", "blinear", "maxpool2d") or "sign" in src.attrs:
+            return False
+        user = _single_consumer(model, node.output)
+        if user is None or not _increasing(model, user, node.output):
+            return False
+        x = node.inputs[0]
+        mid = model.fresh(user.output)
+        model.shapes[mid] = model.shapes[x]
+        pooled_out, pooled_origin = user.output, user.origin
+        user.inputs = [x if v == node.output else v for v in user.inputs]
+        user.output, user.origin = mid, ""
+        node.inputs, node.output, node.origin = [mid], pooled_out, pooled_origin
+        model.nodes.remove(node)
+        model.nodes.insert(model.nodes.index(user) + 1, node)
+        return True
+
+
+class SignIntoBinary(_Rewrite):
+    """sign(chain(alpha * s) - t) after a binary layer -> integer threshold + flip per channel (fold.py)."""
+
+    name = "sign_into_binary"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("bconv2d", "blinear") or "sign" in node.attrs:
+            return False
+        user = _single_consumer(model, node.output)
+        if user is None or user.op != "act_sign" or user.attrs["threshold"].shape[0] != 1:
+            return False
+        k = int(np.prod(node.attrs["weight_sign"].shape[1:]))
+        res = fold.thresholds(node.attrs["chain"], node.attrs["alpha"], k, user.attrs["threshold"][0],
+                              user.attrs["sign_zero"])
+        node.attrs["sign"] = {"threshold": res.threshold, "flip": res.flip, "sign_zero": user.attrs["sign_zero"],
+                              "ste": user.attrs["ste"], "constant": res.constant, "ties": res.ties,
+                              "float32_disagree": res.float32_disagree, "k": k}
+        _absorb(model, node, user)
+        return True
+
+
+class MaxPoolOnBits(_Rewrite):
+    """max-pool of a ±1 tensor -> bmaxpool2d on bits (bitwise AND)."""
+
+    name = "maxpool_on_bits"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "maxpool2d" or not is_bits(model, node.inputs[0]):
+            return False
+        node.op = "bmaxpool2d"
+        return True
+
+
+class ConcatOfBits(_Rewrite):
+    name = "concat_of_bits"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "concat" or not all(is_bits(model, v) for v in node.inputs):
+            return False
+        node.op = "bconcat"
+        return True
+
+
+def binary_layers(binarize: Sequence[str] = ()) -> list[Transformation]:
+    """Phase 2 (the `binarize` patterns parameterise BinaryWeights)."""
+    return [MaxPoolOnBits(), ConcatOfBits(), BinaryWeights(binarize), FoldIntoBinary(), MaxPoolSink(),
+            SignIntoBinary()]
+
+
+# =========================================================================== phase 3: float ops
+
+
+class RPReLU(_Rewrite):
+    """prelu(x - b1) + b2 (ReActNet's RPReLU) -> one prelu with pre_shift / post_shift."""
+
+    name = "rprelu"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "prelu":
+            return False
+        changed = False
+        p = model.producer(node.inputs[0])
+        if "pre_shift" not in node.attrs and p is not None and p.op in ("add", "sub") \
+                and not model.is_const(p.inputs[0]):
+            v = _per_channel(model, p.inputs[1], p.inputs[0])
+            if v is not None:
+                node.attrs["pre_shift"] = v if p.op == "sub" else -v
+                node.inputs = [p.inputs[0]]
+                changed = True
+        user = _single_consumer(model, node.output)
+        if "post_shift" not in node.attrs and user is not None and user.op in ("add", "sub") \
+                and user.inputs[0] == node.output:
+            v = _per_channel(model, user.inputs[1], node.output)
+            if v is not None:
+                node.attrs["post_shift"] = v if user.op == "add" else -v
+                _absorb(model, node, user)
+                changed = True
+        return changed
+
+
+class ElementwiseToAffine(_Rewrite):
+    """BatchNorm and per-channel constant add/sub/mul/div/neg on float tensors -> affine."""
+
+    name = "elementwise_to_affine"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("batch_norm", "add", "sub", "mul", "div", "neg"):
+            return False
+        x = node.inputs[1] if (node.op in ("add", "mul") and model.is_const(node.inputs[0])) else node.inputs[0]
+        if model.is_const(x) or (node.op in ("add", "sub", "mul", "div") and
+                                 not any(model.is_const(v) for v in node.inputs)):
+            return False
+        stage = _chain_stage(model, node, x)
+        if stage is None:
+            return False
+        c = model.shapes[x][1]
+        scale, shift = fold.affine([stage], np.ones(c))
+        _replace(model, node, Node("affine", [x], "", {"scale": scale, "shift": shift}, node.path))
+        return True
+
+
+FLOAT_OPS: list[Transformation] = [MaxPoolOnBits(), ConcatOfBits(), RPReLU(), ElementwiseToAffine()]
+
+
+def recognise(model: Model, binarize: Sequence[str] = ()) -> Model:
+    """Run the three phases, each to a fixed point."""
+    model = run_to_fixed_point(model, ACTIVATIONS)
+    model = run_to_fixed_point(model, binary_layers(binarize))
+    model = run_to_fixed_point(model, FLOAT_OPS)
+    return model

@@ -1,0 +1,176 @@
+"""Verification: the PyTorch model vs the IR reference (and the engine, when it is built).
+
+Per binary tensor of the IR (every sign output, threshold output, bit max-pool), the bits the
+reference computes are compared with the sign of the corresponding PyTorch value (recorded by
+running the exported program with an fx Interpreter). A PyTorch value of exactly 0 (torch.sign's
+sign(0) = 0, which the IR treats as +1) is counted as a tie, not a mismatch. Float outputs are
+compared within `rtol` of the output's largest magnitude, and the top-1 class must agree.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from xnorinfer import ir
+from xnorinfer.convert import reference
+from xnorinfer.convert.graph import ConversionError
+
+RTOL = 1e-3  # |out - ref| <= RTOL * max(1, max|ref|) for float outputs
+
+
+@dataclass
+class LayerCheck:
+    path: str
+    total: int
+    mismatches: int
+    ties: int
+
+
+@dataclass
+class VerifyResult:
+    n_inputs: int
+    layers: dict[str, LayerCheck] = field(default_factory=dict)
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    top1_agreement: float = 1.0
+    engine: dict[str, float] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_inputs": self.n_inputs, "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+            "top1_agreement": self.top1_agreement, "engine": self.engine, "problems": self.problems,
+            "layers": {k: vars(v) for k, v in self.layers.items()},
+        }
+
+
+class _Recorder(torch.fx.Interpreter):
+    def __init__(self, gm: torch.fx.GraphModule, names: set[str]) -> None:
+        super().__init__(gm)
+        self.names, self.seen = names, {}
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        if n.name in self.names:
+            self.seen[n.name] = result[0] if isinstance(result, (tuple, list)) else result
+        return result
+
+
+def _chunks(x: np.ndarray, batch: int) -> list[tuple[torch.Tensor, int]]:
+    """Split x into (chunk, n_real) of exactly `batch` rows (the exported program may fix the batch size)."""
+    out = []
+    for i in range(0, len(x), batch):
+        part = x[i:i + batch]
+        n = len(part)
+        if n < batch:
+            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+        out.append((torch.from_numpy(np.ascontiguousarray(part)), n))
+    return out
+
+
+def torch_values(gm: torch.fx.GraphModule, x: np.ndarray, names: set[str], batch: int) -> dict[str, np.ndarray]:
+    """Values of the named fx nodes of `gm` on input `x` (float32, batch-first), run `batch` rows at a time."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for chunk, n in _chunks(x, batch):
+        rec = _Recorder(gm, names)
+        with torch.no_grad():
+            rec.run(chunk)
+        for k, v in rec.seen.items():
+            parts[k].append(v.detach().numpy()[:n])
+    return {k: np.concatenate(v) for k, v in parts.items() if v}
+
+
+def torch_outputs(fn: Callable[[torch.Tensor], Any], x: np.ndarray, batch: int) -> np.ndarray:
+    outs = []
+    for chunk, n in _chunks(x, batch):
+        with torch.no_grad():
+            o = fn(chunk)
+        o = o[0] if isinstance(o, (tuple, list)) else o
+        outs.append(o.detach().numpy()[:n])
+    return np.concatenate(outs)
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def compare_outputs(out: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
+    """(max abs error, max error relative to max(1, max|ref|), top-1 agreement)."""
+    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    err = np.abs(out - ref)
+    max_abs = float(err.max()) if err.size else 0.0
+    rel = max_abs / max(1.0, float(np.abs(ref).max()))
+    top1 = float(np.mean(out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)))
+    return max_abs, rel, top1
+
+
+def engine_run(graph: ir.Graph, x: np.ndarray) -> np.ndarray | None:
+    """Run the C++ engine on `graph` if xnorinfer.xbin and xnorinfer.load exist; None otherwise."""
+    try:
+        import xnorinfer
+        from xnorinfer import xbin  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    load = getattr(xnorinfer, "load", None)
+    if load is None or not hasattr(xbin, "write"):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.xbin")
+        xbin.write(graph, path)
+        return np.asarray(load(path, 1).run(np.ascontiguousarray(x, dtype=np.float32)))
+
+
+def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm: torch.fx.GraphModule,
+           inputs: np.ndarray, *, batch: int, force: bool = False, rtol: float = RTOL,
+           use_engine: bool = True) -> VerifyResult:
+    """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference."""
+    x = np.ascontiguousarray(inputs, dtype=np.float32)
+    res = VerifyResult(n_inputs=len(x))
+    env = reference.run(graph, x, keep_all=True)
+    bin_outs: dict[str, dict[str, str]] = graph.metadata.get("binary_outputs", {})
+    tv = torch_values(gm, x, {d["fx"] for d in bin_outs.values()}, batch)
+    for tname, info in bin_outs.items():
+        if info["fx"] not in tv:
+            continue
+        t = _nhwc(tv[info["fx"]])
+        if "perm" in info:  # a flattened (C, H, W) tensor that the IR holds in (H, W, C) order
+            t = t[:, np.asarray(info["perm"])]
+        ref_bits = reference.bits_of(graph, tname, env[tname])
+        torch_bits = t < 0
+        tie = t == 0
+        bad = (ref_bits != torch_bits) & ~tie
+        res.layers[tname] = LayerCheck(info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()))
+        if bad.any():
+            res.problems.append(f"{info['path'] or tname}: {int(bad.sum())} of {ref_bits.size} binary activations "
+                                "differ from PyTorch")
+    out = torch_outputs(model_fn, x, batch)
+    ref = env[graph.outputs[0]]
+    out_cmp = _nhwc(out)
+    res.max_abs_error, res.max_rel_error, res.top1_agreement = compare_outputs(out_cmp, ref)
+    if res.max_rel_error > rtol:
+        res.problems.append(f"output differs from PyTorch by {res.max_abs_error:.3g} (relative {res.max_rel_error:.3g}"
+                            f" > {rtol:g})")
+    if res.top1_agreement < 1.0 and out_cmp.ndim == 2:
+        res.problems.append(f"top-1 agreement with PyTorch is {res.top1_agreement:.4f}")
+    if use_engine:
+        try:
+            eng = engine_run(graph, x)
+        except Exception as err:  # noqa: BLE001 - report whatever the engine says
+            eng = None
+            res.engine = {"error": f"{type(err).__name__}: {err}"}
+            res.problems.append(f"the engine could not run the graph: {type(err).__name__}: {err}")
+        if eng is not None:
+            ea, er, et = compare_outputs(eng, ref)
+            res.engine = {"max_abs_error": ea, "max_rel_error": er, "top1_agreement": et}
+            if er > rtol or et < 1.0:
+                res.problems.append(f"engine output differs from the reference by {ea:.3g} (top-1 agreement {et:.4f})")
+    if res.problems and not force:
+        raise ConversionError("verification failed:\n  " + "\n  ".join(res.problems))
+    return res
