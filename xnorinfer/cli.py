@@ -187,6 +187,115 @@ def cmd_bench(args: argparse.Namespace) -> int:
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _labels(text: str) -> list[str]:
+    path = Path(text)
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [v.strip() for v in text.split(",")]
+
+
+def _live_module(spec: str, weights: str | None):
+    """Build `pkg.mod:factory`'s module and load a state_dict (with or without `module.` prefixes)."""
+    import importlib
+
+    import torch
+
+    if ":" not in spec:
+        raise CliError(f"--module must look like package.module:factory, got {spec!r}", EXIT_USAGE)
+    mod_name, factory = spec.split(":", 1)
+    try:
+        module = getattr(importlib.import_module(mod_name), factory)()
+    except (ImportError, AttributeError) as err:
+        raise CliError(f"--module {spec}: {err}", EXIT_USAGE) from err
+    if weights:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+            raise CliError(f"{weights}: cannot load a state_dict: {err}", EXIT_CONVERT) from err
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as err:
+            raise CliError(f"{weights}: does not fit {spec}: {err}", EXIT_CONVERT) from err
+    return module.eval()
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import warnings
+
+    import torch
+
+    # torch.export's loader warns about its own internals; the user can do nothing about it.
+    warnings.simplefilter("ignore", FutureWarning)
+    from xnorinfer.convert import ConversionError, convert, format_table
+
+    if (args.model is None) == (args.module is None):
+        raise CliError("give either a .pt2 file or --module (with --weights and --input-shape)", EXIT_USAGE)
+    metadata: dict[str, Any] = {}
+    for key in ("mean", "std", "resize"):
+        if getattr(args, key) is not None:
+            metadata[key] = getattr(args, key)
+    if args.labels is not None:
+        metadata["labels"] = args.labels
+    source: Any = args.model
+    example = None
+    if args.module is not None:
+        if args.input_shape is None or len(args.input_shape) != 4:
+            raise CliError("--module needs --input-shape N,C,H,W", EXIT_USAGE)
+        source = _live_module(args.module, args.weights)
+        example = (torch.zeros(args.input_shape),)
+    elif not Path(args.model).is_file():
+        raise CliError(f"{args.model}: file not found", EXIT_CONVERT)
+    output = Path(args.output) if args.output else Path(args.model or "model").with_suffix(".xbin")
+    calib = None
+    if args.calib is not None:
+        from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
+
+        shape = args.input_shape or None
+        if shape is None:
+            raise CliError("--calib needs --input-shape N,C,H,W to preprocess the images", EXIT_USAGE)
+        spec = InputSpec.from_metadata({"input_shape": shape, **metadata})
+        try:
+            calib = np.concatenate([preprocess_image(p, spec) for p in _expand_images([args.calib])])
+        except ImageError as err:
+            raise CliError(str(err), EXIT_IMAGE) from err
+    if args.force:
+        print("xnorinfer: warning: --force: the file is written even if verification finds differences",
+              file=sys.stderr)
+    try:
+        graph = convert(source, example, binarize=args.binarize, calib=calib, force=args.force,
+                        verify=not args.no_verify, output=output, trust_pickle=args.trust_pickle,
+                        n_verify=args.samples, metadata=metadata, progress=True)
+    except ConversionError as err:
+        code = EXIT_FAILED if str(err).startswith("verification failed") else EXIT_CONVERT
+        raise CliError(f"{args.model or args.module}: {err}", code) from err
+    print(format_table(graph))
+    v = graph.metadata.get("verification")
+    if not v:
+        print("not verified (--no-verify)")
+    else:
+        for problem in v.get("problems", []):
+            print(f"  WARNING: {problem}")
+    print(f"wrote {output} ({output.stat().st_size / 1024:.1f} KiB)")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     model = ASSETS / "default.xbin"
     session = _load(str(model), args.threads)
@@ -273,6 +382,31 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=description, epilog=f"example:\n  {example}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    conv = add("convert", "convert a trained PyTorch BNN into a verified .xbin",
+               "Capture the model (torch.export), recognise binary layers and signs, fold BatchNorm and scales "
+               "into integer thresholds, pack the weights, verify the result against PyTorch and the canonical "
+               "reference on random (or --calib) inputs, and write one .xbin. Nothing is written when "
+               "verification fails (unless --force) or an op is unsupported.",
+               "xnorinfer convert model.pt2 -o model.xbin --mean 0.5 --std 0.5 --labels labels.txt")
+    conv.add_argument("model", nargs="?", help="an ExportedProgram saved with torch.export.save (.pt2/.pt)")
+    conv.add_argument("-o", "--output", help="output .xbin (default: the model path with .xbin)")
+    conv.add_argument("--module", help="build a live module from package.module:factory instead of a .pt2")
+    conv.add_argument("--weights", help="state_dict for --module (a `module.` prefix or a {'state_dict': ...} is fine)")
+    conv.add_argument("--input-shape", type=_ints, help="N,C,H,W example input shape (needed with --module/--calib)")
+    conv.add_argument("--binarize", action="append", default=[], metavar="PATTERN",
+                      help="declare conv/linear layers whose module path matches PATTERN binary (repeatable)")
+    conv.add_argument("--calib", metavar="DIR", help="verify on these images instead of random inputs")
+    conv.add_argument("--samples", type=_positive, default=64, help="random verification inputs (default 64)")
+    conv.add_argument("--mean", type=_floats, help="per-channel mean recorded for preprocessing, e.g. 0.5,0.5,0.5")
+    conv.add_argument("--std", type=_floats, help="per-channel std recorded for preprocessing")
+    conv.add_argument("--resize", type=_positive, help="resize the shorter side to this, then centre-crop")
+    conv.add_argument("--labels", type=_labels, help="class labels: a file with one per line, or a comma list")
+    conv.add_argument("--force", action="store_true", help="write even if verification finds differences")
+    conv.add_argument("--no-verify", action="store_true", help="skip verification")
+    conv.add_argument("--trust-pickle", action="store_true",
+                      help="allow loading a pickled whole module (runs arbitrary code from the file)")
+    conv.set_defaults(func=cmd_convert)
 
     run = add("run", "classify images with a .xbin model",
               "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "

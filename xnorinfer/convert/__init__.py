@@ -114,7 +114,8 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
             trust_pickle: bool = False,
             n_verify: int = 64,
             seed: int = 0,
-            metadata: dict[str, Any] | None = None) -> ir.Graph:
+            metadata: dict[str, Any] | None = None,
+            progress: bool = False) -> ir.Graph:
     """Convert a PyTorch BNN to an `ir.Graph`; with `output`, also write it as .xbin (after verification).
 
     binarize: fnmatch patterns of module paths whose conv/linear weights are declared binary
@@ -150,7 +151,7 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
         else:
             x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
         result = run_verify(graph, model_fn, gm, x, batch=int(in_shape[0]), force=force,
-                            use_engine=engine)
+                            use_engine=engine, progress=progress)
         graph.metadata["verification"] = result.as_dict()
     if output is not None:
         try:

@@ -129,11 +129,21 @@ def engine_run(graph: ir.Graph, x: np.ndarray) -> np.ndarray | None:
 
 def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm: torch.fx.GraphModule,
            inputs: np.ndarray, *, batch: int, force: bool = False, rtol: float = RTOL,
-           use_engine: bool = True) -> VerifyResult:
-    """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference."""
+           use_engine: bool = True, progress: bool = False) -> VerifyResult:
+    """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference.
+
+    With `progress`, a progress bar on stderr follows the stages (reference, PyTorch, engine).
+    """
+    from tqdm import tqdm
+
     x = np.ascontiguousarray(inputs, dtype=np.float32)
     res = VerifyResult(n_inputs=len(x))
+    bar = tqdm(total=3 if use_engine else 2, desc=f"verifying on {len(x)} inputs", unit="stage",
+               disable=not progress, leave=False)
+    bar.set_postfix_str("reference")
     env = reference.run(graph, x, keep_all=True)
+    bar.update()
+    bar.set_postfix_str("PyTorch")
     bin_outs: dict[str, dict[str, str]] = graph.metadata.get("binary_outputs", {})
     tv = torch_values(gm, x, {d["fx"] for d in bin_outs.values()}, batch)
     for tname, info in bin_outs.items():
@@ -159,7 +169,9 @@ def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm
                             f" > {rtol:g})")
     if res.top1_agreement < 1.0 and out_cmp.ndim == 2:
         res.problems.append(f"top-1 agreement with PyTorch is {res.top1_agreement:.4f}")
+    bar.update()
     if use_engine:
+        bar.set_postfix_str("engine")
         try:
             eng = engine_run(graph, x)
         except Exception as err:  # noqa: BLE001 - report whatever the engine says
@@ -171,6 +183,8 @@ def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm
             res.engine = {"max_abs_error": ea, "max_rel_error": er, "top1_agreement": et}
             if er > rtol or et < 1.0:
                 res.problems.append(f"engine output differs from the reference by {ea:.3g} (top-1 agreement {et:.4f})")
+    bar.update()
+    bar.close()
     if res.problems and not force:
         raise ConversionError("verification failed:\n  " + "\n  ".join(res.problems))
     return res
