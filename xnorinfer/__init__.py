@@ -13,6 +13,17 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
 
 __version__ = "0.1.0"
 
+from xnorinfer.preprocess import preprocess  # noqa: E402
 from xnorinfer.session import Session, load  # noqa: E402
 
-__all__ = ["Session", "__version__", "_core", "load"]
+__all__ = ["Session", "__version__", "_core", "convert", "load", "preprocess"]
+
+
+def __getattr__(name: str):
+    # The converter needs torch: import it only when asked for, so that the run path
+    # (`import xnorinfer; xnorinfer.load(...)`) never imports torch.
+    if name == "convert":
+        import importlib
+
+        return importlib.import_module("xnorinfer.convert")
+    raise AttributeError(f"module 'xnorinfer' has no attribute {name!r}")

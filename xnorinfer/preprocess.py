@@ -142,3 +142,10 @@ def preprocess_image(source: str | Path | Any, spec: InputSpec) -> np.ndarray:
     if spec.std is not None:
         pixels = pixels / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def preprocess(image: str | Path | Any, session_or_spec: Any) -> np.ndarray:
+    """`preprocess_image` with the InputSpec of a Session (from its metadata) or an InputSpec."""
+    spec = session_or_spec if isinstance(session_or_spec, InputSpec) else InputSpec.from_metadata(
+        session_or_spec.metadata)
+    return preprocess_image(image, spec)

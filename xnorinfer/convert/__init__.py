@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import sys
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -160,3 +162,13 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
             raise ConversionError("writing .xbin needs xnorinfer.xbin, which this build does not have yet") from err
         xbin.write(graph, os.fspath(output))
     return graph
+
+
+class _CallableModule(types.ModuleType):
+    """Lets `xnorinfer.convert(model, example_inputs, ...)` call `convert` directly."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ir.Graph:
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
