@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Build the shipped default model (xnorinfer/assets) from a trained reference model.
+
+    python tools/make_assets.py models/lfc-mnist
+
+Rebuilds the model from state_dict.pth + metrics.json (tools/train.py's output), converts it
+with verification, evaluates the .xbin with the runtime on the whole test set, and writes
+xnorinfer/assets/default.xbin, default.json (how it was trained, eager and converted accuracy)
+and samples/ (the first ten test images of its data set, as lossless PNG named
+<set>_<test index>_<label>.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from architectures import ARCHITECTURES  # noqa: E402
+
+import xnorinfer  # noqa: E402
+from xnorinfer import datasets  # noqa: E402
+from xnorinfer.convert import convert  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+ASSETS = ROOT / "xnorinfer" / "assets"
+SAMPLE_PREFIX = {"mnist": "mnist", "fashion-mnist": "fashionMNIST", "cifar10": "cifar10"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path)
+    args = parser.parse_args()
+    metrics = json.loads((args.model_dir / "metrics.json").read_text())
+    shape = metrics["input_shape"]
+    module = ARCHITECTURES[metrics["arch"]](metrics["width"], tuple(shape[1:]), len(metrics["labels"]))
+    module.load_state_dict(torch.load(args.model_dir / "state_dict.pth", weights_only=True))
+    module.eval()
+    ASSETS.mkdir(exist_ok=True)
+    out = ASSETS / "default.xbin"
+    convert(module, (torch.zeros(shape),), output=out, progress=True,
+            metadata={"mean": metrics["mean"], "std": metrics["std"], "labels": metrics["labels"],
+                      "trained": {k: metrics[k] for k in ("arch", "dataset", "epochs", "width", "optimizer")}})
+    images, labels, _ = datasets.load(metrics["dataset"], DATA, "test")
+    mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
+    x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    session = xnorinfer.load(out)
+    predicted = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+    info = dict(metrics, converted_accuracy=float(np.mean(predicted == labels)), xbin_bytes=out.stat().st_size)
+    (ASSETS / "default.json").write_text(json.dumps(info, indent=2) + "\n")
+    samples = ASSETS / "samples"
+    shutil.rmtree(samples, ignore_errors=True)
+    samples.mkdir()
+    prefix = SAMPLE_PREFIX[metrics["dataset"]]
+    for src in sorted((DATA / "foolbox-samples").glob(f"{prefix}_*.png"))[:10]:
+        shutil.copy(src, samples / src.name)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB), converted accuracy {info['converted_accuracy']:.4f} "
+          f"(PyTorch {metrics['test_accuracy']:.4f}), {len(list(samples.iterdir()))} samples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
