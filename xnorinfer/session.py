@@ -80,7 +80,14 @@ class Session:
             arr = arr.astype(np.float32)
         if arr.ndim != 4:
             raise ValueError(f"{self._path}: input must be NCHW (N, C, H, W), got shape {arr.shape}")
-        outs = self._core.run(np.ascontiguousarray(arr), isa)
+        if arr.shape[0] < 1 or arr.shape[1] != self.input_shape[1]:
+            raise ValueError(f"{self._path}: input must be float32 NCHW (N, {self.input_shape[1]}, H, W) with N >= 1 "
+                             f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}")
+        try:
+            outs = self._core.run(np.ascontiguousarray(arr), isa)
+        except ValueError as err:
+            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
+                             f"{tuple(self.input_shape)}): {err}") from None
         return outs[0] if len(outs) == 1 else list(outs)
 
     def summary(self) -> list[dict[str, Any]]:
