@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Convert a trained reference model and evaluate the .xbin on the whole test set.
+
+    python tools/evaluate.py models/lfc-mnist [--binarize 'linear*']
+
+Prints the eager PyTorch accuracy, the converted (engine) accuracy and their top-1 agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from architectures import ARCHITECTURES  # noqa: E402
+
+import xnorinfer  # noqa: E402
+from xnorinfer import datasets  # noqa: E402
+from xnorinfer.convert import convert  # noqa: E402
+from xnorinfer.nn import apply_binarization  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--binarize", action="append", default=[])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    args = parser.parse_args()
+    m = json.loads((args.model_dir / "metrics.json").read_text())
+    module = ARCHITECTURES[m["arch"]](m["width"], tuple(m["input_shape"][1:]), len(m["labels"]))
+    module.load_state_dict(torch.load(args.model_dir / "state_dict.pth", weights_only=True))
+    module.eval()
+    images, labels, _ = datasets.load(m["dataset"], args.data, "test")
+    mean = np.asarray(m["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(m["std"], np.float32).reshape(1, -1, 1, 1)
+    x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+
+    def eager() -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([module(torch.from_numpy(x[i:i + 500])).numpy().argmax(1)
+                                   for i in range(0, len(x), 500)])
+
+    float_pred = eager()
+    for pattern in args.binarize:
+        apply_binarization(module, pattern)
+    eager_pred = eager() if args.binarize else float_pred
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "m.xbin"
+        convert(module, (torch.zeros(m["input_shape"]),), binarize=args.binarize, output=out)
+        session = xnorinfer.load(out)
+        engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+    print(json.dumps({
+        "model": args.model_dir.name, "images": len(x),
+        "pytorch_accuracy": float(np.mean(float_pred == labels)),
+        "pytorch_binarized_accuracy": float(np.mean(eager_pred == labels)) if args.binarize else None,
+        "converted_accuracy": float(np.mean(engine == labels)),
+        "top1_agreement": float(np.mean(engine == eager_pred)),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
