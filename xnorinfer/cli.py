@@ -161,6 +161,19 @@ def _latency(fn, runs: int, warmup: int = 3) -> np.ndarray:
     return times * 1e3
 
 
+def _exported_batch(program: Any) -> int | None:
+    """The batch size the first user input of an ExportedProgram was traced with (None if dynamic)."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            try:
+                return int(val.shape[0])
+            except (AttributeError, TypeError, IndexError):
+                return None
+    return None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     session = _load(args.model, args.threads)
     shape = (args.batch, *session.input_shape[1:])
@@ -176,9 +189,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(session.threads)
         program = torch.export.load(args.compare)
         module = program.module()
-        xt = torch.from_numpy(x)
+        # An exported program may be specialised to its example batch size: run it in chunks of it.
+        chunk = _exported_batch(program) or args.batch
+        chunks = [torch.from_numpy(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+        if len(chunks[-1]) != len(chunks[0]):
+            raise CliError(f"{args.compare}: exported for batch {chunk}; use a --batch that is a multiple of it",
+                           EXIT_USAGE)
+
+        def run_torch() -> None:
+            for c in chunks:
+                module(c)
+
         with torch.inference_mode():
-            tms = _latency(lambda: module(xt), args.runs)
+            tms = _latency(run_torch, args.runs)
         tmed = float(np.median(tms))
         print(f"torch float ({args.compare}): median {tmed:.3f} ms -> xnorinfer is {tmed / med:.2f}x faster")
     return EXIT_OK
@@ -369,8 +392,15 @@ def _positive(value: str) -> int:
     return n
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of every other xnorinfer error (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"xnorinfer: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xnorinfer",
         description="CPU inference engine for binarized neural networks (XOR + popcount kernels).",
         epilog="Run `xnorinfer COMMAND --help` for a command's options and an example.",
