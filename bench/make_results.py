@@ -164,6 +164,56 @@ def write_report(binary_rows, float_rows, peak: float | None, command: str, path
     path.write_text("\n".join(lines))
 
 
+def model_section() -> list[str]:
+    """Whole-model figures on the shipped default model, and the cold start of `xnorinfer run`."""
+    import time
+
+    import numpy as np
+    import torch
+
+    import xnorinfer
+    from xnorinfer import xbin
+    from xnorinfer.float_equivalent import torch_module
+
+    assets = Path(xnorinfer.__file__).resolve().parent / "assets"
+    model, sample = assets / "default.xbin", sorted((assets / "samples").glob("*.png"))[0]
+    cold = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "xnorinfer", "run", str(model), str(sample), "--top", "1"],
+                       check=True, capture_output=True, cwd=tempfile.gettempdir())
+        cold.append(time.perf_counter() - t0)
+    lines = ["## Whole model: the shipped default (LFC on MNIST, 2.9M binary MACs per image)", "",
+             f"Cold start of `xnorinfer run default.xbin {sample.name}` (process start to printed answer, "
+             f"median of 5): **{np.median(cold):.2f} s**.", "",
+             "| batch | threads | xnorinfer ms | float PyTorch equivalent ms | speedup |", "|---|---|---|---|---|"]
+    module = torch_module(xbin.read(model))
+    for batch in (1, 64):
+        x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        for threads in (1, 2):
+            session = xnorinfer.load(model, threads=threads)
+            torch.set_num_threads(threads)
+
+            def median_ms(fn) -> float:
+                for _ in range(5):
+                    fn()
+                ts = []
+                for _ in range(100):
+                    t0 = time.perf_counter()
+                    fn()
+                    ts.append(time.perf_counter() - t0)
+                return float(np.median(ts)) * 1e3
+
+            ours = median_ms(lambda s=session, xx=x: s.run(xx))
+            with torch.inference_mode():
+                xt = torch.from_numpy(x)
+                theirs = median_ms(lambda xx=xt: module(xx))
+            lines.append(f"| {batch} | {threads} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.1f}x |")
+    lines += ["", "The float equivalent is `xnorinfer.float_equivalent.torch_module`: the same network with ±1 "
+              "weights as float32 tensors and BatchNorm folded, run op by op by PyTorch.", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few rounds (smoke test, noisy figures)")
@@ -176,6 +226,8 @@ def main() -> None:
     binary_rows, float_rows = tabulate(run_benchmarks(args.quick))
     draw_chart(binary_rows, args.out.parent / "ratios.png")
     write_report(binary_rows, float_rows, peak, command, args.out)
+    with args.out.open("a") as f:
+        f.write("\n" + "\n".join(model_section()))
     print(f"wrote {args.out} and {args.out.parent / 'ratios.png'}")
     print(f"command: {command}")
 
