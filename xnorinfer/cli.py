@@ -183,6 +183,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"{args.model}: batch {args.batch}, {session.threads} thread(s), ISA {_core.default_isa()}, {args.runs} runs")
     print(f"latency ms: median {med:.3f}  p90 {np.percentile(ms, 90):.3f}  p99 {np.percentile(ms, 99):.3f}")
     print(f"throughput: {args.batch / med * 1e3:.1f} images/s")
+    if args.profile:
+        rows = session.profile(x, runs=args.runs)
+        width = max([len("op")] + [len(r["name"]) for r in rows])
+        kwidth = max([len("kind")] + [len(r["kind"]) for r in rows])
+        print(f"per-op profile ({args.runs} runs, execution order):")
+        print(f"{'#':>4}  {'op':<{width}}  {'kind':<{kwidth}}  {'ms/run':>10}  {'share':>7}")
+        for i, r in enumerate(rows):
+            print(f"{i:>4}  {r['name']:<{width}}  {r['kind']:<{kwidth}}  {r['ms_per_run']:>10.4f}  "
+                  f"{r['share'] * 100:>6.1f}%")
+        total = sum(r["ms_per_run"] for r in rows)
+        cover = f" (ops cover {total / med * 100:.1f}%; input layout and call overhead are outside)" if med > 0 else ""
+        print(f"sum of ops: {total:.3f} ms/run vs measured end-to-end median {med:.3f} ms{cover}")
     if args.compare:
         import torch
 
@@ -466,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
+    bench.add_argument("--profile", action="store_true",
+                       help="also time every op (over --runs runs) and print its ms per run and share of the total")
     bench.set_defaults(func=cmd_bench)
 
     demo = add("demo", "run the shipped default model on the shipped sample images",

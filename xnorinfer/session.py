@@ -73,6 +73,37 @@ class Session:
         Outputs are float32 in the engine's layout: (N, F), or NHWC for 4-D outputs. `isa` forces
         a kernel path ("scalar", "avx2", "avx512"); the default is XNORINFER_ISA or the best one.
         """
+        arr = self._checked_input(x)
+        try:
+            outs = self._core.run(arr, isa)
+        except ValueError as err:
+            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
+                             f"{tuple(self.input_shape)}): {err}") from None
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def profile(self, x: np.ndarray, runs: int = 10, isa: str | None = None) -> list[dict[str, Any]]:
+        """Time every op over `runs` runs of `x` (after one untimed warm-up run).
+
+        Returns one row per op in execution order: name (module path), kind, total_ms (summed over
+        the runs), ms_per_run, and share (of the summed op time, 0..1). Results of the runs are the
+        same as `run`'s; the timing covers the ops only (not the input layout change or copy-out).
+        """
+        if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+            raise ValueError(f"runs must be a positive integer, got {runs!r}")
+        arr = self._checked_input(x)
+        try:
+            self._core.run(arr, isa)  # warm-up: plans memory for this shape, fills caches
+            ops, _ = self._core.profile(arr, runs, isa)
+        except ValueError as err:
+            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
+                             f"{tuple(self.input_shape)}): {err}") from None
+        total = sum(float(op["seconds"]) for op in ops)
+        return [{"name": str(op["name"]), "kind": str(op["kind"]), "total_ms": float(op["seconds"]) * 1e3,
+                 "ms_per_run": float(op["seconds"]) * 1e3 / runs,
+                 "share": float(op["seconds"]) / total if total > 0 else 1.0 / len(ops)} for op in ops]
+
+    def _checked_input(self, x: np.ndarray) -> np.ndarray:
+        """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error."""
         arr = np.asarray(x)
         if arr.dtype != np.float32:
             if not np.issubdtype(arr.dtype, np.floating):
@@ -83,12 +114,7 @@ class Session:
         if arr.shape[0] < 1 or arr.shape[1] != self.input_shape[1]:
             raise ValueError(f"{self._path}: input must be float32 NCHW (N, {self.input_shape[1]}, H, W) with N >= 1 "
                              f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}")
-        try:
-            outs = self._core.run(np.ascontiguousarray(arr), isa)
-        except ValueError as err:
-            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
-                             f"{tuple(self.input_shape)}): {err}") from None
-        return outs[0] if len(outs) == 1 else list(outs)
+        return np.ascontiguousarray(arr)
 
     def summary(self) -> list[dict[str, Any]]:
         """Per-op rows: name, kind, output shape, weight bits/bytes, binary MACs and FLOPs (batch 1)."""

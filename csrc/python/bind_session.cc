@@ -159,7 +159,39 @@ void register_session(py::module_& m) {
             return result;
           },
           py::arg("x"), py::arg("isa") = py::none(),
-          "Run on float32 NCHW x; returns the graph outputs (float32, NHWC or (N, F)) as a list.");
+          "Run on float32 NCHW x; returns the graph outputs (float32, NHWC or (N, F)) as a list.")
+      .def(
+          "profile",
+          [](Session& s, const CArray<float>& x, int runs, const std::optional<std::string>& isa_opt) {
+            const Isa isa = resolve_isa(isa_opt);
+            const auto d = nchw_of(x);
+            const std::vector<Shape> shapes = s.prepare(d[0], d[1], d[2], d[3]);
+            py::list result;
+            std::vector<float*> dst;
+            for (const Shape& sh : shapes) {
+              CArray<float> a(std::vector<py::ssize_t>(sh.d, sh.d + sh.rank));
+              dst.push_back(a.mutable_data());
+              result.append(a);
+            }
+            std::vector<double> seconds;
+            {
+              py::gil_scoped_release release;
+              seconds = s.profile(x.data(), d[0], d[1], d[2], d[3], dst.data(), isa, runs);
+            }
+            py::list ops;
+            const auto& steps = s.graph().steps();
+            for (size_t i = 0; i < steps.size(); ++i) {
+              py::dict row;
+              row["name"] = steps[i].node->name();
+              row["kind"] = steps[i].node->kind();
+              row["seconds"] = seconds[i];
+              ops.append(row);
+            }
+            return py::make_tuple(ops, result);
+          },
+          py::arg("x"), py::arg("runs") = 1, py::arg("isa") = py::none(),
+          "Run `runs` times timing every op; returns ([{name, kind, seconds}] in execution order, with the "
+          "wall seconds summed over all runs, [outputs of the last run]).");
 }
 
 }  // namespace xnor::py_bind

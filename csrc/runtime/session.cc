@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -8,6 +9,9 @@
 #include "runtime/memory_plan.h"
 
 namespace xnor {
+namespace {
+using Clock = std::chrono::steady_clock;
+}  // namespace
 
 Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads)
     : file_(file), graph_(file, desc) {
@@ -91,8 +95,24 @@ std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) 
 
 void Session::run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa) {
   check_input(n, c, h, w);
-  const RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   std::lock_guard<std::mutex> lock(mutex_);
+  run_locked<false>(x, n, c, h, w, outputs, isa, nullptr);
+}
+
+std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w,
+                                     float* const* outputs, Isa isa, int runs) {
+  if (runs < 1) throw std::invalid_argument("profile: runs must be >= 1, got " + std::to_string(runs));
+  check_input(n, c, h, w);
+  std::vector<double> op_seconds(graph_.steps().size(), 0.0);  // allocated once, before any timing
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (int r = 0; r < runs; ++r) run_locked<true>(x, n, c, h, w, outputs, isa, op_seconds.data());
+  return op_seconds;
+}
+
+template <bool kProfile>
+void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
+                         double* op_seconds) {
+  const RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   const Plan& p = plan_for(n, h, w);
   // NCHW -> NHWC into the input buffer.
   float* in = static_cast<float*>(p.tensor_data[graph_.input()]);
@@ -110,7 +130,14 @@ void Session::run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, fl
   for (size_t i = 0; i < steps.size(); ++i) {
     const StepIO& io = p.io[i];
     try {
-      steps[i].node->run(ctx, io.in.data(), io.in_shapes.data(), io.in.size(), io.out, p.shapes[steps[i].output]);
+      if constexpr (kProfile) {
+        const Clock::time_point t0 = Clock::now();
+        steps[i].node->run(ctx, io.in.data(), io.in_shapes.data(), io.in.size(), io.out, p.shapes[steps[i].output]);
+        op_seconds[i] += std::chrono::duration<double>(Clock::now() - t0).count();
+      } else {
+        (void)op_seconds;
+        steps[i].node->run(ctx, io.in.data(), io.in_shapes.data(), io.in.size(), io.out, p.shapes[steps[i].output]);
+      }
     } catch (const std::exception& e) {
       throw std::runtime_error("op '" + steps[i].node->name() + "' (" + steps[i].node->kind() + "): " + e.what());
     }

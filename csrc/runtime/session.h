@@ -32,6 +32,12 @@ class Session {
   // Runs on NCHW float input x (n, c, h, w); writes each graph output into
   // outputs[i] (sized as prepare() says). Call without the GIL.
   void run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa);
+  // run() `runs` times (runs >= 1) under one lock, timing every graph op with
+  // std::chrono::steady_clock. Returns, per step of graph().steps() (execution
+  // order), the wall seconds accumulated over all runs. Outputs are written as
+  // by run() and are identical to it. Call without the GIL.
+  std::vector<double> profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs,
+                              Isa isa, int runs);
 
  private:
   struct StepIO {
@@ -51,6 +57,11 @@ class Session {
   };
   void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
   const Plan& plan_for(int64_t n, int64_t h, int64_t w);  // caller holds mutex_
+  // One execution; caller holds mutex_. With kProfile, adds each step's wall
+  // seconds to op_seconds[i] (sized steps().size()); without, no clock is read.
+  template <bool kProfile>
+  void run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
+                  double* op_seconds);
 
   std::shared_ptr<const XbinFile> file_;
   Graph graph_;
