@@ -27,7 +27,7 @@ MODELS = sorted(p for p in (ROOT / "models").glob("*") if (p / "state_dict.pth")
 sys.path.insert(0, str(ROOT / "tools"))
 from architectures import ARCHITECTURES  # noqa: E402
 
-LARGE_SET_LIMIT = 2000  # images evaluated for models slower than the MLPs
+LARGE_SET_LIMIT = 1000  # images evaluated for models slower than the MLPs
 
 
 def _inputs(metrics: dict, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
