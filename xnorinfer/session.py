@@ -43,6 +43,13 @@ class Session:
             raise XbinError(str(err)) from None
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
+        meta = self._desc["metadata"].get("input_shape")
+        if meta is not None:
+            ok = isinstance(meta, list) and len(meta) == len(self._input_shape) and all(
+                isinstance(d, int) and not isinstance(d, bool) for d in meta)
+            if not ok or list(meta[1:]) != list(self._input_shape[1:]) or meta[0] < 1:
+                raise XbinError(f"{name}: metadata input_shape {meta!r} does not match the graph input "
+                                f"{self._input_shape}")
 
     @property
     def path(self) -> str:
@@ -55,8 +62,7 @@ class Session:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """The recorded NCHW input shape (batch 1); any batch size runs."""
-        meta = self._desc["metadata"].get("input_shape")
-        return tuple(int(d) for d in meta) if isinstance(meta, list) and len(meta) == 4 else self._input_shape
+        return (1, *self._input_shape[1:])
 
     @property
     def labels(self) -> list[str] | None:
