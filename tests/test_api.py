@@ -59,7 +59,7 @@ def test_one_session_from_many_threads_is_deterministic(tmp_path, rng):
     failures: list[str] = []
 
     def worker() -> None:
-        for _ in range(50):
+        for _ in range(250):  # 8 threads x 250 = 2,000 concurrent runs
             if session.run(x).tobytes() != expect:
                 failures.append("differs")
 
@@ -77,3 +77,23 @@ def test_convert_is_callable_from_the_package():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
     graph = xnorinfer.convert(model, (torch.zeros(1, 1, 2, 2),), verify=False)
     assert [op.kind for op in graph.ops] == ["flatten", "linear"]
+
+
+def test_eight_sessions_of_one_model_in_parallel(tmp_path, rng):
+    path, _ = _small_model(tmp_path, rng)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    expect = xnorinfer.load(path, threads=1).run(x).tobytes()
+    sessions = [xnorinfer.load(path, threads=2) for _ in range(8)]
+    failures: list[int] = []
+
+    def worker(s) -> None:
+        for _ in range(250):
+            if s.run(x).tobytes() != expect:
+                failures.append(1)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures

@@ -61,6 +61,14 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path):
                           for i in range(0, len(x), 1000)]).argmax(1)
     assert np.array_equal(engine, ref), "engine and canonical reference disagree"
 
+    # Identical bytes on every ISA path and for 1, 2, 4 and 8 threads (this machine has 2 cores).
+    probe = x[:64]
+    expect = session.run(probe, isa="scalar").tobytes()
+    for threads in (1, 2, 4, 8):
+        s = xnorinfer.load(out, threads=threads)
+        for isa in xnorinfer._core.available_isas():
+            assert s.run(probe, isa=isa).tobytes() == expect, f"{isa} with {threads} threads differs"
+
     with torch.inference_mode():
         eager = np.concatenate([module(torch.from_numpy(x[i:i + 1000])).numpy() for i in range(0, len(x), 1000)])
     agreement = float(np.mean(eager.argmax(1) == engine))
