@@ -272,63 +272,88 @@ def _live_module(spec: str, weights: str | None):
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert, verify and write; an interrupt (SIGINT, SIGTERM) leaves no partial or temp file.
+
+    For the command's duration SIGTERM raises KeyboardInterrupt (by default it kills Python without
+    any cleanup), so `xbin.write`'s cleanup runs and an existing output stays untouched. The interrupt
+    becomes one error line, `xnorinfer: error: interrupted`, and exit code 128 + the signal number
+    (130 for SIGINT, 143 for SIGTERM). The previous SIGTERM handler is restored afterwards.
+    """
+    import signal
+    import threading
     import warnings
 
-    import torch
+    received: list[int] = []
 
-    # torch.export's loader warns about its own internals; the user can do nothing about it.
-    warnings.simplefilter("ignore", FutureWarning)
-    from xnorinfer.convert import ConversionError, convert, format_table
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        if not received:  # once: a second SIGTERM must not break the cleanup the first one started
+            received.append(signum)
+            raise KeyboardInterrupt
 
-    if (args.model is None) == (args.module is None):
-        raise CliError("give either a .pt2 file or --module (with --weights and --input-shape)", EXIT_USAGE)
-    metadata: dict[str, Any] = {}
-    for key in ("mean", "std", "resize"):
-        if getattr(args, key) is not None:
-            metadata[key] = getattr(args, key)
-    if args.labels is not None:
-        metadata["labels"] = args.labels
-    source: Any = args.model
-    example = None
-    if args.module is not None:
-        if args.input_shape is None or len(args.input_shape) != 4:
-            raise CliError("--module needs --input-shape N,C,H,W", EXIT_USAGE)
-        source = _live_module(args.module, args.weights)
-        example = (torch.zeros(args.input_shape),)
-    elif not Path(args.model).is_file():
-        raise CliError(f"{args.model}: file not found", EXIT_CONVERT)
-    output = Path(args.output) if args.output else Path(args.model or "model").with_suffix(".xbin")
-    calib = None
-    if args.calib is not None:
-        from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
-
-        shape = args.input_shape or None
-        if shape is None:
-            raise CliError("--calib needs --input-shape N,C,H,W to preprocess the images", EXIT_USAGE)
-        spec = InputSpec.from_metadata({"input_shape": shape, **metadata})
-        try:
-            calib = np.concatenate([preprocess_image(p, spec) for p in _expand_images([args.calib])])
-        except ImageError as err:
-            raise CliError(str(err), EXIT_IMAGE) from err
-    if args.force:
-        print("xnorinfer: warning: --force: the file is written even if verification finds differences",
-              file=sys.stderr)
+    installed = threading.current_thread() is threading.main_thread()  # signal.signal works there only
+    if installed:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        graph = convert(source, example, binarize=args.binarize, calib=calib, force=args.force,
-                        verify=not args.no_verify, output=output, trust_pickle=args.trust_pickle,
-                        n_verify=args.samples, metadata=metadata, progress=True)
-    except ConversionError as err:
-        code = EXIT_FAILED if str(err).startswith("verification failed") else EXIT_CONVERT
-        raise CliError(f"{args.model or args.module}: {err}", code) from err
-    print(format_table(graph))
-    v = graph.metadata.get("verification")
-    if not v:
-        print("not verified (--no-verify)")
-    else:
-        for problem in v.get("problems", []):
-            print(f"  WARNING: {problem}")
-    print(f"wrote {output} ({output.stat().st_size / 1024:.1f} KiB)")
-    return EXIT_OK
+        import torch
+
+        # torch.export's loader warns about its own internals; the user can do nothing about it.
+        warnings.simplefilter("ignore", FutureWarning)
+        from xnorinfer.convert import ConversionError, convert, format_table
+
+        if (args.model is None) == (args.module is None):
+            raise CliError("give either a .pt2 file or --module (with --weights and --input-shape)", EXIT_USAGE)
+        metadata: dict[str, Any] = {}
+        for key in ("mean", "std", "resize"):
+            if getattr(args, key) is not None:
+                metadata[key] = getattr(args, key)
+        if args.labels is not None:
+            metadata["labels"] = args.labels
+        source: Any = args.model
+        example = None
+        if args.module is not None:
+            if args.input_shape is None or len(args.input_shape) != 4:
+                raise CliError("--module needs --input-shape N,C,H,W", EXIT_USAGE)
+            source = _live_module(args.module, args.weights)
+            example = (torch.zeros(args.input_shape),)
+        elif not Path(args.model).is_file():
+            raise CliError(f"{args.model}: file not found", EXIT_CONVERT)
+        output = Path(args.output) if args.output else Path(args.model or "model").with_suffix(".xbin")
+        calib = None
+        if args.calib is not None:
+            from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
+
+            shape = args.input_shape or None
+            if shape is None:
+                raise CliError("--calib needs --input-shape N,C,H,W to preprocess the images", EXIT_USAGE)
+            spec = InputSpec.from_metadata({"input_shape": shape, **metadata})
+            try:
+                calib = np.concatenate([preprocess_image(p, spec) for p in _expand_images([args.calib])])
+            except ImageError as err:
+                raise CliError(str(err), EXIT_IMAGE) from err
+        if args.force:
+            print("xnorinfer: warning: --force: the file is written even if verification finds differences",
+                  file=sys.stderr)
+        try:
+            graph = convert(source, example, binarize=args.binarize, calib=calib, force=args.force,
+                            verify=not args.no_verify, output=output, trust_pickle=args.trust_pickle,
+                            n_verify=args.samples, metadata=metadata, progress=True)
+        except ConversionError as err:
+            code = EXIT_FAILED if str(err).startswith("verification failed") else EXIT_CONVERT
+            raise CliError(f"{args.model or args.module}: {err}", code) from err
+        print(format_table(graph))
+        v = graph.metadata.get("verification")
+        if not v:
+            print("not verified (--no-verify)")
+        else:
+            for problem in v.get("problems", []):
+                print(f"  WARNING: {problem}")
+        print(f"wrote {output} ({output.stat().st_size / 1024:.1f} KiB)")
+        return EXIT_OK
+    except KeyboardInterrupt:
+        raise CliError("interrupted", 128 + (received[0] if received else signal.SIGINT)) from None
+    finally:
+        if installed:  # None: a handler not set from Python; the default is the closest restorable one
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
