@@ -3,7 +3,8 @@
 Exit codes (also in docs/cli.md): 0 success; 1 verification failed or an unexpected error;
 2 bad usage or arguments; 3 a model file that is missing, corrupted, truncated, of a newer
 format version or not a .xbin; 4 an image that is missing, not an image, truncated or too large;
-5 a model that cannot be converted. Errors print one line, `xnorinfer: error: ...`, without a
+5 a model that cannot be converted; 130/143 `convert` interrupted by SIGINT/SIGTERM (nothing
+written, an existing output untouched). Errors print one line, `xnorinfer: error: ...`, without a
 traceback unless --debug is given. The run path (`run`, `inspect`, `bench` without --compare,
 `demo`) never imports torch.
 """

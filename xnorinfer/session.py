@@ -36,7 +36,8 @@ class Session:
         except _core.XbinFormatError as err:
             raise XbinError(str(err)) from None
         sizes = [(1 if s["kind"] == "json" else 2, s["size"]) for s in file.sections]
-        self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes)
+        self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes,
+                                   [str(s["name"]) for s in file.sections])
         try:
             self._core = _core.Session(file, self._desc, threads)
         except ValueError as err:  # bad shapes/attrs found by the C++ checks: a file problem

@@ -268,7 +268,8 @@ def parse_json(text: bytes, path: str) -> dict[str, Any]:
     return doc
 
 
-def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, int]],
+             section_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Check the graph JSON against the section table and return the runtime's graph description.
 
     `section_sizes` is (kind, size) per section. The description is plain dicts/lists:
@@ -310,6 +311,11 @@ def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, 
             _expect(_is_int(sec) and 1 <= sec < len(section_sizes) and section_sizes[sec][0] == KIND_DATA,
                     path, f"{pw}: section {sec!r} is not a data section of this file")
             _expect(sec not in used_sections, path, f"{pw}: section {sec} is used twice")
+            # Entry i must be the section written as param<i>: a consistent swap of two table
+            # entries (each with its own valid CRC) would otherwise load the wrong weights.
+            _expect(section_names is None or section_names[sec] == f"param{sec}", path,
+                    f"{pw}: section {sec} is named {section_names[sec] if section_names else ''!r}, expected "
+                    f"'param{sec}' (section table entries reordered?)")
             used_sections.add(sec)
             need = math.prod(shape) * _NUMPY_DTYPES[want].itemsize
             _expect(need == section_sizes[sec][1], path,
@@ -346,7 +352,8 @@ def read(path: str | os.PathLike[str]) -> ir.Graph:
         raise XbinError(f"{name}: cannot read: {err.strerror or err}") from None
     sections = parse_container(data, name)
     kind, _, off, size = sections[0]
-    desc = describe(parse_json(data[off:off + size], name), name, [(s[0], s[3]) for s in sections])
+    desc = describe(parse_json(data[off:off + size], name), name, [(s[0], s[3]) for s in sections],
+                    [s[1] for s in sections])
     ops = []
     for o in desc["ops"]:
         params = {}

@@ -140,6 +140,16 @@ def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm
     res = VerifyResult(n_inputs=len(x))
     bar = tqdm(total=3 if use_engine else 2, desc=f"verifying on {len(x)} inputs", unit="stage",
                disable=not progress, leave=False)
+    try:
+        return _verify_stages(graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol,
+                              use_engine=use_engine)
+    finally:
+        bar.close()  # also on errors and interrupts, so that the error line starts on its own line
+
+
+def _verify_stages(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm: torch.fx.GraphModule,
+                   x: np.ndarray, res: VerifyResult, bar: Any, *, batch: int, force: bool, rtol: float,
+                   use_engine: bool) -> VerifyResult:
     bar.set_postfix_str("reference")
     env = reference.run(graph, x, keep_all=True)
     bar.update()
@@ -184,7 +194,6 @@ def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm
             if er > rtol or et < 1.0:
                 res.problems.append(f"engine output differs from the reference by {ea:.3g} (top-1 agreement {et:.4f})")
     bar.update()
-    bar.close()
     if res.problems and not force:
         raise ConversionError("verification failed:\n  " + "\n  ".join(res.problems))
     return res
