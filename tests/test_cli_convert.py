@@ -189,3 +189,20 @@ def test_no_verify(bnn_pt2, tmp_path, capsys):
     assert "not verified (--no-verify)" in captured.out
     assert not xnorinfer.load(out, threads=1).metadata.get("verification")
     _argmax_agrees(model, out)
+
+
+def test_calib_images_are_the_verification_inputs(bnn_pt2, tmp_path, capsys):
+    from PIL import Image
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8), "L").save(calib / f"{i}.png")
+    out = tmp_path / "calib.xbin"
+    _, pt2 = bnn_pt2
+    rc = cli.main(["convert", pt2, "-o", str(out), "--calib", str(calib), "--input-shape", "1,1,4,4",
+               "--mean", "0.5", "--std", "0.5"])
+    assert rc == 0, capsys.readouterr().err
+    meta = xnorinfer.load(out).metadata
+    assert meta["verification"]["n_inputs"] == 5  # the five images, not the 64 random inputs
