@@ -200,6 +200,8 @@ def parse_container(data: bytes, path: str) -> list[tuple[int, str, int, int]]:
         raise XbinError(f"{path}: format version 0 is invalid")
     if zlib.crc32(data[:28]) != header_crc:
         raise XbinError(f"{path}: header checksum mismatch (corrupted header)")
+    if any(data[32:HEADER_BYTES]):
+        raise XbinError(f"{path}: reserved header bytes are not zero (corrupted header)")
     if declared != size:
         why = "truncated" if declared > size else "trailing bytes"
         raise XbinError(f"{path}: header declares {declared} bytes but the file has {size} ({why})")
@@ -212,9 +214,11 @@ def parse_container(data: bytes, path: str) -> list[tuple[int, str, int, int]]:
         raise XbinError(f"{path}: section table checksum mismatch (corrupted section table)")
     sections = []
     for i in range(count):
-        kind, _flags, off, n, crc, _res, raw = _ENTRY.unpack_from(data, HEADER_BYTES + i * ENTRY_BYTES)
+        kind, flags, off, n, crc, reserved, raw = _ENTRY.unpack_from(data, HEADER_BYTES + i * ENTRY_BYTES)
         name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
         where = f"{path}: section {i} ({name!r})"
+        if flags or reserved:
+            raise XbinError(f"{where}: reserved fields are not zero")
         if kind not in (KIND_JSON, KIND_DATA):
             raise XbinError(f"{where}: unknown kind {kind}")
         if (i == 0) != (kind == KIND_JSON):
@@ -232,6 +236,12 @@ def parse_container(data: bytes, path: str) -> list[tuple[int, str, int, int]]:
     for a, b in zip(ordered, ordered[1:], strict=False):
         if a[2] + a[3] > b[2]:
             raise XbinError(f"{path}: sections {a[1]!r} and {b[1]!r} overlap")
+    # No checksum covers the padding: every byte outside the header, table and sections must be zero.
+    pos = table_end
+    for start, end in [(s[2], s[2] + s[3]) for s in ordered] + [(size, size)]:
+        if any(data[pos:start]):
+            raise XbinError(f"{path}: padding bytes in [{pos}, {start}) are not zero (corrupted file)")
+        pos = end
     return sections
 
 

@@ -73,6 +73,9 @@ void XbinFile::validate() {
   }
   if (version_ == 0) fail("format version 0 is invalid");
   if (crc32(b, 28) != le32(b + 28)) fail("header checksum mismatch (corrupted header)");
+  for (size_t i = 32; i < kXbinHeaderBytes; ++i) {
+    if (b[i] != 0) fail("reserved header byte " + std::to_string(i) + " is not zero (corrupted header)");
+  }
   const uint64_t count = le32(b + 12);
   const uint64_t declared_size = le64(b + 16);
   if (declared_size != size_) {
@@ -108,6 +111,7 @@ void XbinFile::validate() {
     if (s.kind == kXbinSectionJson && (s.size == 0 || s.size > kMaxJsonBytes)) {
       fail(where + ": graph JSON size " + std::to_string(s.size) + " is out of range");
     }
+    if (le32(e + 4) != 0 || le32(e + 28) != 0) fail(where + ": reserved fields are not zero");
     if (crc32(b + s.offset, static_cast<size_t>(s.size)) != crc) fail(where + ": checksum mismatch (corrupted data)");
   }
   std::vector<const XbinSection*> order;
@@ -117,6 +121,15 @@ void XbinFile::validate() {
     if (order[i - 1]->offset + order[i - 1]->size > order[i]->offset) {
       fail("sections '" + order[i - 1]->name + "' and '" + order[i]->name + "' overlap");
     }
+  }
+  // No checksum covers the padding: every byte outside the header, table and sections must be zero.
+  uint64_t pos = table_end;
+  for (size_t i = 0; i <= order.size(); ++i) {
+    const uint64_t end = i < order.size() ? order[i]->offset : size_;
+    for (uint64_t p = pos; p < end; ++p) {
+      if (b[p] != 0) fail("padding byte " + std::to_string(p) + " is not zero (corrupted file)");
+    }
+    if (i < order.size()) pos = order[i]->offset + order[i]->size;
   }
 }
 
