@@ -18,17 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from xnorinfer import _core
+from xnorinfer.kernel_check import BENCH_SHAPES
 
-# name: (in_channels, height, width, out_channels)
-SHAPES = {
-    "128x32x32-128": (128, 32, 32, 128),
-    "256x16x16-256": (256, 16, 16, 256),
-    "512x8x8-512": (512, 8, 8, 512),
-    "64x56x56-64": (64, 56, 56, 64),
-    "128x28x28-128": (128, 28, 28, 128),
-    "256x14x14-256": (256, 14, 14, 256),
-    "512x7x7-512": (512, 7, 7, 512),
-}
+# name -> (in_channels, height, width, out_channels): the engine-core issue's shapes, as
+# `xnorinfer kernels` uses them.
+SHAPES = {f"{c}x{h}x{w}-{o}": (c, h, w, o) for c, h, w, o in BENCH_SHAPES}
 _POOLS = {1: None, 2: _core.ThreadPool(2)}
 
 

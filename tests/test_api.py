@@ -29,7 +29,8 @@ print("no torch")
 """
 
 
-def _small_model(tmp_path, rng):
+def small_model(tmp_path, rng):
+    """A valid small .xbin (1x8x8 input, 10 classes) and a matching 8x8 grayscale PNG."""
     b = Builder(rng, (1, 1, 8, 8))
     t = b.sign(b.int_conv("x", 8))
     t = b.bconv(t, 16, output="bits")
@@ -44,7 +45,7 @@ def _small_model(tmp_path, rng):
 
 
 def test_run_path_never_imports_torch(tmp_path, rng):
-    path, image = _small_model(tmp_path, rng)
+    path, image = small_model(tmp_path, rng)
     res = subprocess.run([sys.executable, "-c", RUN_WITHOUT_TORCH, str(path), str(image)], capture_output=True,
                          text=True, cwd=tempfile.gettempdir())
     assert res.returncode == 0, res.stderr
@@ -52,7 +53,7 @@ def test_run_path_never_imports_torch(tmp_path, rng):
 
 
 def test_one_session_from_many_threads_is_deterministic(tmp_path, rng):
-    path, _ = _small_model(tmp_path, rng)
+    path, _ = small_model(tmp_path, rng)
     session = xnorinfer.load(path, threads=2)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     expect = xnorinfer.load(path, threads=1).run(x).tobytes()
@@ -80,7 +81,7 @@ def test_convert_is_callable_from_the_package():
 
 
 def test_eight_sessions_of_one_model_in_parallel(tmp_path, rng):
-    path, _ = _small_model(tmp_path, rng)
+    path, _ = small_model(tmp_path, rng)
     x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
     expect = xnorinfer.load(path, threads=1).run(x).tobytes()
     sessions = [xnorinfer.load(path, threads=2) for _ in range(8)]

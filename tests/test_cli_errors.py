@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
-from test_runtime import Builder
+from test_api import small_model
 
 import xnorinfer
 from xnorinfer import cli, xbin
@@ -22,18 +22,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_IMAGE = 1, 2, 3, 4
 
 @pytest.fixture
 def model(tmp_path, rng):
-    """A valid small .xbin (1x8x8 input, 10 classes) and a matching 8x8 grayscale PNG."""
-    b = Builder(rng, (1, 1, 8, 8))
-    t = b.sign(b.int_conv("x", 8))
-    t = b.bconv(t, 16, output="bits")
-    t = b.add("flatten", [b.bconv(t, 8, output="float")])
-    b.g.outputs = [b.add("softmax", [b.linear(t, 10)])]
-    b.g.metadata.update({"labels": [str(i) for i in range(10)], "mean": [0.5], "std": [0.5]})
-    path = tmp_path / "m.xbin"
-    xbin.write(b.g, path)
-    image = tmp_path / "digit.png"
-    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(image)
-    return path, image
+    return small_model(tmp_path, rng)
 
 
 def _error_line(err: str) -> str:

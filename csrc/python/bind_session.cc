@@ -85,6 +85,17 @@ std::vector<py::ssize_t> nchw_of(const CArray<float>& x) {
   return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 
+// One new float32 array per graph output; their data pointers go to *dst in order.
+py::list allocate_outputs(const std::vector<Shape>& shapes, std::vector<float*>* dst) {
+  py::list result;
+  for (const Shape& sh : shapes) {
+    CArray<float> a(std::vector<py::ssize_t>(sh.d, sh.d + sh.rank));
+    dst->push_back(a.mutable_data());
+    result.append(a);
+  }
+  return result;
+}
+
 }  // namespace
 
 void register_session(py::module_& m) {
@@ -145,13 +156,8 @@ void register_session(py::module_& m) {
             const Isa isa = resolve_isa(isa_opt);
             const auto d = nchw_of(x);
             const std::vector<Shape> shapes = s.prepare(d[0], d[1], d[2], d[3]);
-            py::list result;
             std::vector<float*> dst;
-            for (const Shape& sh : shapes) {
-              CArray<float> a(std::vector<py::ssize_t>(sh.d, sh.d + sh.rank));
-              dst.push_back(a.mutable_data());
-              result.append(a);
-            }
+            py::list result = allocate_outputs(shapes, &dst);
             {
               py::gil_scoped_release release;
               s.run(x.data(), d[0], d[1], d[2], d[3], dst.data(), isa);
@@ -166,13 +172,8 @@ void register_session(py::module_& m) {
             const Isa isa = resolve_isa(isa_opt);
             const auto d = nchw_of(x);
             const std::vector<Shape> shapes = s.prepare(d[0], d[1], d[2], d[3]);
-            py::list result;
             std::vector<float*> dst;
-            for (const Shape& sh : shapes) {
-              CArray<float> a(std::vector<py::ssize_t>(sh.d, sh.d + sh.rank));
-              dst.push_back(a.mutable_data());
-              result.append(a);
-            }
+            py::list result = allocate_outputs(shapes, &dst);
             std::vector<double> seconds;
             {
               py::gil_scoped_release release;
