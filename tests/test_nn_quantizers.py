@@ -150,3 +150,17 @@ def test_autograd_function_traces_in_export():
     ep = assert_exports_equal(M(), x)
     assert {str(n.target) for n in ep.graph.nodes if n.op == "call_function"} <= {
         "aten.ge.Scalar", "aten.where.Scalar", "aten.where.ScalarOther", "aten.where.self", "aten._to_copy.default"}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_training_path_matches_float64(dtype):
+    # Autocast training takes a separate, vectorised path for these dtypes: same values, same
+    # gradient mask, including the points where the mask changes (|x| = 1 and its neighbours).
+    nxt = torch.finfo(dtype).eps
+    edges = [0.0, -0.0, 1.0, -1.0, 1.0 + nxt, -1.0 - nxt, 1.0 - nxt / 2, 2.0, -3.5, 1e-3, -1e-3]
+    x = torch.cat([torch.tensor(edges), torch.randn(500, generator=torch.Generator().manual_seed(0)) * 2]).to(dtype)
+    y, g = _grad(ste_sign, x)
+    assert y.dtype == dtype
+    x64 = x.to(torch.float64)
+    assert torch.equal(y.to(torch.float64), _expected_sign(x64))
+    assert torch.equal(g.to(torch.float64), (x64.abs() <= 1).to(torch.float64))

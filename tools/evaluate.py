@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Convert a trained reference model and evaluate the .xbin on the whole test set.
 
-    python tools/evaluate.py models/lfc-mnist [--binarize 'linear*']
+    python tools/evaluate.py models/lfc-mnist [--binarize 'linear*'] [--reference]
 
-Prints the eager PyTorch accuracy, the converted (engine) accuracy and their top-1 agreement.
+Prints the eager PyTorch accuracy, the converted (engine) accuracy and their top-1 agreement;
+with --reference also the canonical reference's accuracy (the float64 numpy interpreter of the
+converted graph, xnorinfer.convert.reference) and whether the engine's predictions equal it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from architectures import ARCHITECTURES  # noqa: E402
 
 import xnorinfer  # noqa: E402
 from xnorinfer import datasets  # noqa: E402
-from xnorinfer.convert import convert  # noqa: E402
+from xnorinfer.convert import convert, reference  # noqa: E402
 from xnorinfer.nn import apply_binarization  # noqa: E402
 
 
@@ -32,6 +34,7 @@ def main() -> int:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--binarize", action="append", default=[])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--reference", action="store_true", help="also run the canonical reference (slow)")
     args = parser.parse_args()
     m = json.loads((args.model_dir / "metrics.json").read_text())
     module = ARCHITECTURES[m["arch"]](m["width"], tuple(m["input_shape"][1:]), len(m["labels"]))
@@ -53,15 +56,22 @@ def main() -> int:
     eager_pred = eager() if args.binarize else float_pred
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.xbin"
-        convert(module, (torch.zeros(m["input_shape"]),), binarize=args.binarize, output=out)
+        graph = convert(module, (torch.zeros(m["input_shape"]),), binarize=args.binarize, output=out)
         session = xnorinfer.load(out)
         engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+    extra = {}
+    if args.reference:
+        ref = np.concatenate([reference.run(graph, x[i:i + 500])[graph.outputs[0]].argmax(1)
+                              for i in range(0, len(x), 500)])
+        extra = {"reference_accuracy": float(np.mean(ref == labels)),
+                 "engine_equals_reference": bool(np.array_equal(engine, ref))}
     print(json.dumps({
         "model": args.model_dir.name, "images": len(x),
         "pytorch_accuracy": float(np.mean(float_pred == labels)),
         "pytorch_binarized_accuracy": float(np.mean(eager_pred == labels)) if args.binarize else None,
         "converted_accuracy": float(np.mean(engine == labels)),
         "top1_agreement": float(np.mean(engine == eager_pred)),
+        "disagreements": int(np.sum(engine != eager_pred)), **extra,
     }))
     return 0
 

@@ -1,28 +1,96 @@
 #!/usr/bin/env bash
-# Build the extension with AddressSanitizer + UndefinedBehaviorSanitizer (Debug) into its own
-# virtual environment and run the kernel test suite under it.
-#   usage: tools/sanitize.sh [pytest args...]     (default: the kernel tests)
+# Build the C++ extension with AddressSanitizer + UndefinedBehaviorSanitizer and run tests and a
+# LeakSanitizer check under it, in the current Python environment (which needs the project's
+# test extra: torch, pytest, cmake, ninja, pybind11). Nothing is installed: the instrumented
+# _core is staged with a copy of the Python package in a temporary folder put first on PYTHONPATH.
+#
+#   tools/sanitize.sh            CI subset: kernels, loader, runtime, fuzzing, damage, concurrency,
+#                                then the LeakSanitizer check (docs/reliability.md)
+#   tools/sanitize.sh --all      the whole test suite, then the LeakSanitizer check
+#   tools/sanitize.sh PYTEST...  the given pytest arguments only
+#
+# Environment: SANITIZE_BUILD_DIR keeps the instrumented build between runs (default: a
+# temporary folder); XNORINFER_LEAK_ROUNDS sets the leak check's load+run rounds (default 1000).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VENV=${SANITIZE_VENV:-/tmp/xnorinfer-sanitize-venv}
+PYTHON=${PYTHON:-python3}
+if ! command -v "$PYTHON" >/dev/null; then
+  echo "sanitize: no $PYTHON on PATH (set PYTHON=...)" >&2
+  exit 1
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+BUILD=${SANITIZE_BUILD_DIR:-$WORK/build}
 
-python3 -m venv "$VENV"
-# shellcheck disable=SC1091
-. "$VENV/bin/activate"
-pip install -q torch==2.13.0 numpy pytest hypothesis pillow scikit-build-core pybind11 ninja
-pip install -q --no-build-isolation "$ROOT" -Ccmake.define.XNORINFER_SANITIZE=ON -Ccmake.build-type=Debug
-
-# The sanitizer runtimes must be loaded before Python itself; tests run from outside the
-# source tree so that the instrumented installed package is imported.
-cp -r "$ROOT/tests" "$WORK/tests"
-cd "$WORK"
-export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_maxpool.py
+           tests/test_binary_linear.py tests/test_float_kernels.py tests/test_isa_dispatch.py
+           tests/test_xbin.py tests/test_runtime.py tests/test_api.py tests/test_profile.py
+           tests/test_fuzz_loader.py tests/test_fuzz_atheris.py tests/test_xbin_damage.py
+           tests/test_preprocess.py tests/test_cli_errors.py)
+run_leak_check=1
 if [ $# -eq 0 ]; then
-  set -- tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_maxpool.py \
-         tests/test_binary_linear.py tests/test_float_kernels.py
+  set -- "${CI_SUBSET[@]}"
+elif [ "$1" = "--all" ]; then
+  shift
+  set -- tests "$@"
+else
+  run_leak_check=0
 fi
-python -m pytest -q -p no:cacheprovider "$@"
+
+echo "sanitize: building the extension with -fsanitize=address,undefined in $BUILD"
+# RelWithDebInfo (-O2 -g): the kernels' intrinsics code paths as shipped, with line numbers in reports.
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DXNORINFER_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DPython_EXECUTABLE="$(command -v "$PYTHON")" -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" >/dev/null
+cmake --build "$BUILD" -j "$(nproc)"
+
+mkdir -p "$WORK/stage"
+cp -r "$ROOT/xnorinfer" "$WORK/stage/xnorinfer"
+rm -f "$WORK"/stage/xnorinfer/_core*.so
+cp "$BUILD"/_core*.so "$WORK/stage/xnorinfer/"
+# Test paths (and test ids path::name) are taken relative to the checkout, where the tests find
+# ../shared/data; options pass through unchanged.
+args=()
+for arg in "$@"; do
+  if [ -e "$ROOT/${arg%%::*}" ]; then args+=("$ROOT/$arg"); else args+=("$arg"); fi
+done
+
+# The sanitizer runtimes must be loaded before Python itself. pytest runs from outside the source
+# tree so that the staged, instrumented package is the one imported (also by CLI subprocesses).
+cd "$WORK"
+export PYTHONPATH="$WORK/stage${PYTHONPATH:+:$PYTHONPATH}"
+# The runtimes the instrumented module was linked against (the compiler CMake chose).
+runtimes=$(ldd "$BUILD"/_core*.so | awk '/lib(asan|ubsan)\.so/ {print $3}' | paste -sd: -)
+if [ -z "$runtimes" ]; then
+  echo "sanitize: $BUILD/_core*.so is not linked against libasan/libubsan" >&2
+  exit 1
+fi
+export LD_PRELOAD="$runtimes"
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Leaks are checked by leak_check.py while the interpreter is alive; at exit CPython and torch
+# keep memory on purpose, which LeakSanitizer would report.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0
+if ! core=$("$PYTHON" -c "import xnorinfer._core as c; print(c.__file__)"); then
+  echo "sanitize: the instrumented extension does not import (see above)" >&2
+  exit 1
+fi
+if [ "${core#"$WORK/stage/"}" = "$core" ]; then
+  echo "sanitize: $core shadows the instrumented build (an editable install?); use an environment" \
+       "with a regular install (pip install '.[test]') or none" >&2
+  exit 1
+fi
+echo "sanitize: testing $core"
+"$PYTHON" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pyproject.toml" "${args[@]}"
+
+if [ "$run_leak_check" = 1 ]; then
+  # A small conv graph (binary conv, bits and float epilogues, dense) beside the shipped dense model.
+  "$PYTHON" -c "import sys; from pathlib import Path; import numpy as np; sys.path.insert(0, '$ROOT/tests'); \
+from test_api import small_model; small_model(Path('$WORK'), np.random.default_rng(0))"
+  export ASAN_OPTIONS=detect_leaks=1:leak_check_at_exit=0:abort_on_error=1:alloc_dealloc_mismatch=0
+  # The set-up must see a leak at all: a block dropped on purpose has to be reported.
+  if ! PYTHONMALLOC=malloc "$PYTHON" "$ROOT/tools/leak_check.py" --self-test 2>"$WORK/self-test.err"; then
+    cat "$WORK/self-test.err" >&2
+    exit 1
+  fi
+  PYTHONMALLOC=malloc "$PYTHON" "$ROOT/tools/leak_check.py" --rounds "${XNORINFER_LEAK_ROUNDS:-1000}" \
+    "$ROOT/xnorinfer/assets/default.xbin" "$WORK/m.xbin"
+fi

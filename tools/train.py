@@ -93,6 +93,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true",
+                        help="train under bfloat16 autocast with channels-last tensors (2-3x faster on CPUs with "
+                             "AMX or AVX512-BF16); evaluation and export stay float32")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -108,6 +111,8 @@ def main() -> int:
     in_shape = tuple(x_train.shape[1:])
     model = ARCHITECTURES[args.arch](args.width, in_shape, len(classes))
     do_augment = args.augment if args.augment is not None else args.dataset == "cifar10"
+    layout = torch.channels_last if args.bf16 and x_train.ndim == 4 else torch.contiguous_format
+    model = model.to(memory_format=layout)
 
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -137,7 +142,8 @@ def main() -> int:
             xb, yb = x_train[idx], y_train[idx]
             if do_augment:
                 xb = augment(xb, generator)
-            logits = model(xb)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logits = model(xb.contiguous(memory_format=layout)).float()
             loss = F.cross_entropy(logits, yb)
             if regularizer is not None:
                 loss = loss + regularizer(epoch=epoch + 1, lambda0=args.reg_lambda)
@@ -159,7 +165,7 @@ def main() -> int:
               f"{time.time() - start:.0f} s", flush=True)
     train_time = time.time() - start
 
-    model.eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     args.out.mkdir(parents=True, exist_ok=True)
     example = x_test[:1]
     exported = torch.export.export(model, (example,), strict=False)
@@ -172,7 +178,7 @@ def main() -> int:
         "train_images": len(x_train), "augment": do_augment,
         "test_accuracy": evaluate(model, x_test, y_test), "train_time_s": round(train_time, 1),
         "input_shape": [1, *in_shape], "mean": mean, "std": std, "labels": classes,
-        "torch": torch.__version__, "command": " ".join(sys.argv),
+        "bf16_autocast": args.bf16, "torch": torch.__version__, "command": " ".join(sys.argv),
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"test accuracy {metrics['test_accuracy']:.4f}; wrote {args.out}/model.pt2, state_dict.pth, metrics.json")

@@ -1,6 +1,7 @@
 #include "kernels/bconv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -98,8 +99,36 @@ int64_t BinaryConv2d::out_pixel_elements() const {
   return transform_kind_ == OutputKind::kBits ? out_words() : config_.out_channels;
 }
 
+BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w,
+                                           int threads) const {
+  const BconvConfig& c = config_;
+  const int taps = c.kernel_h * c.kernel_w;
+  const bool framed = c.pad_h > 0 || c.pad_w > 0;
+  const size_t frame_words = static_cast<size_t>(batch) * (in_h + 2 * c.pad_h) * (in_w + 2 * c.pad_w) * in_words_;
+  Scratch s;
+  s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
+  s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
+  s.padded_taps = carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * kBgemmMr * taps);
+  if (!framed) s.frame = nullptr;
+  if (tap_weight_sum_.empty()) s.padded_taps = nullptr;
+  return s;
+}
+
+size_t BinaryConv2d::workspace_bytes(int batch, int in_h, int in_w, int threads) const {
+  WorkspaceCarver carver;
+  carve(carver, batch, in_h, in_w, std::max(threads, 1));
+  return carver.bytes();
+}
+
+void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, ThreadPool* pool,
+                       Isa isa) const {
+  const int threads = pool == nullptr ? 1 : pool->threads();
+  const OwnedWorkspace workspace(workspace_bytes(batch, in_h, in_w, threads));
+  run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
+}
+
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output,
-                       ThreadPool* pool, Isa isa) const {
+                       ThreadPool* pool, Isa isa, void* workspace) const {
   const BconvConfig& c = config_;
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h ||
       in_w + 2 * c.pad_w < c.kernel_w) {
@@ -125,18 +154,20 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   const int64_t out_pixel = out_pixel_elements();
   const bool correct_padding = !tap_weight_sum_.empty();
 
+  WorkspaceCarver carver(workspace);
+  const Scratch scratch = carve(carver, batch, in_h, in_w, pool == nullptr ? 1 : pool->threads());
+
   // Copy the input into a frame of pad words once, so that gathering a tile
   // needs no bounds checks: every tap is a fixed offset from its pixel.
   const int ph = in_h + 2 * c.pad_h, pw = in_w + 2 * c.pad_w;
   const int64_t padded_image = static_cast<int64_t>(ph) * pw * in_words_;
-  std::vector<uint64_t> padded;
   const uint64_t* frame = input;
-  if (c.pad_h > 0 || c.pad_w > 0) {
-    padded.resize(static_cast<size_t>(batch * padded_image));
+  if (scratch.frame != nullptr) {
+    uint64_t* const padded = scratch.frame;
     parallel_for(pool, static_cast<size_t>(batch) * ph, 8, [&](size_t begin, size_t end) {
       for (size_t r = begin; r < end; ++r) {
         const int n = static_cast<int>(r / ph), y = static_cast<int>(r % ph);
-        uint64_t* dst = padded.data() + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;
+        uint64_t* dst = padded + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;
         const int iy = y - c.pad_h;
         const bool pad_row = iy < 0 || iy >= in_h;
         for (int x = 0; x < pw; ++x) {
@@ -150,19 +181,23 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         }
       }
     });
-    frame = padded.data();
+    frame = padded;
   }
   // Word k = (tap, word) of every pixel sits at a fixed offset from the pixel.
-  std::vector<int64_t> k_offset(static_cast<size_t>(k_words));
+  int64_t* const k_offset = scratch.k_offset;
   for (int ky = 0; ky < c.kernel_h; ++ky)
     for (int kx = 0; kx < c.kernel_w; ++kx)
       for (int w = 0; w < in_words_; ++w)
         k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
             (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
 
+  // parallel_for calls the body at most once per thread: each call takes the next slot.
+  std::atomic<int> next_slot{0};
   parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
-    // Scratch for the padded-tap lists of one tile, once per thread and call.
-    std::vector<int16_t> padded_taps(correct_padding ? static_cast<size_t>(taps) * kBgemmMr : 0);
+    // This thread's padded-tap lists of one tile.
+    int16_t* const padded_taps =
+        correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * taps * kBgemmMr
+                        : nullptr;
     int16_t padded_count[kBgemmMr] = {0};
 
     for (size_t task = begin; task < end; ++task) {
@@ -202,14 +237,14 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         for (int b = b0; b < b1; ++b) {
           BgemmTileArgs a;
           a.pixel_base = base;
-          a.k_offset = k_offset.data();
+          a.k_offset = k_offset;
           a.k_words = k_words;
           a.weights = weights_[static_cast<size_t>(b) * block_lines].w;
           a.rows = rows;
           a.k_bits = taps * c.in_channels;
           a.tap_weight_sum = any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock
                                         : nullptr;
-          a.padded_taps = padded_taps.data();
+          a.padded_taps = padded_taps;
           a.padded_count = padded_count;
           a.taps_stride = taps;
           a.epilogue = &epilogue_[b];

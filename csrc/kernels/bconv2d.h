@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/bconv2d_microkernel.h"
+#include "kernels/workspace.h"
 #include "runtime/isa.h"
 #include "runtime/thread_pool.h"
 
@@ -48,13 +49,27 @@ class BinaryConv2d {
   // Elements per output pixel: out_channels for int32/float, out_words uint64 for bits.
   int64_t out_pixel_elements() const;
 
+  // Bytes of scratch run() needs for this input on `threads` threads: the pad-framed
+  // input, the per-word tap offsets and one tile's padded-tap lists per thread.
+  size_t workspace_bytes(int batch, int in_h, int in_w, int threads) const;
   // input: [batch][in_h][in_w][in_words] uint64. output: [batch][out_h][out_w][...]
-  // of int32, float or uint64 by output_kind(). Throws on a shape that gives an
-  // empty output.
+  // of int32, float or uint64 by output_kind(). workspace: workspace_bytes(batch,
+  // in_h, in_w, pool threads or 1) bytes, 64-byte aligned. Throws on a shape that
+  // gives an empty output.
+  void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, ThreadPool* pool, Isa isa,
+           void* workspace) const;
+  // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, ThreadPool* pool,
            Isa isa) const;
 
  private:
+  struct Scratch {
+    uint64_t* frame;        // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
+    int64_t* k_offset;      // [taps * in_words]
+    int16_t* padded_taps;   // [threads][kBgemmMr][taps]; null unless zero padding is corrected
+  };
+  Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
+
   struct alignas(64) WeightLine {
     uint64_t w[8];
   };

@@ -1,11 +1,11 @@
 #include "kernels/conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "kernels/aligned_buffer.h"
 #include "runtime/dispatch.h"
 
 namespace xnor {
@@ -34,8 +34,25 @@ FloatConv2d::FloatConv2d(const FloatConvConfig& config, const float* weights, co
       k_(static_cast<size_t>(config.kernel_h) * config.kernel_w * config.in_channels),
       weights_(static_cast<size_t>(config.out_channels), k_, weights, bias) {}
 
+bool FloatConv2d::is_gemm() const {
+  const FloatConvConfig& c = config_;
+  return c.kernel_h == 1 && c.kernel_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
+}
+
+size_t FloatConv2d::workspace_bytes(int threads) const {
+  WorkspaceCarver carver;
+  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_rows(k_) * k_);
+  return carver.bytes();
+}
+
 void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, ThreadPool* pool,
                       Isa isa) const {
+  const OwnedWorkspace workspace(workspace_bytes(pool == nullptr ? 1 : pool->threads()));
+  run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
+}
+
+void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, ThreadPool* pool,
+                      Isa isa, void* workspace) const {
   const FloatConvConfig& c = config_;
   const int oh = out_h(in_h), ow = out_w(in_w);
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
@@ -50,7 +67,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t panels = weights_.panels();
 
   // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows.
-  if (c.kernel_h == 1 && c.kernel_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0) {
+  if (is_gemm()) {
     const size_t rows = 96;
     const size_t tiles = (pixels + rows - 1) / rows;
     parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
@@ -67,9 +84,12 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t tiles = (pixels + rows - 1) / rows;
   const size_t out_plane = static_cast<size_t>(oh) * ow;
   const size_t row_floats = static_cast<size_t>(c.kernel_w) * cin;  // one kernel row of one pixel
+  WorkspaceCarver carver(workspace);
+  float* const tiles_scratch = carver.take<float>(static_cast<size_t>(pool == nullptr ? 1 : pool->threads()) * rows * k_);
+  // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
+  std::atomic<int> next_slot{0};
   parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
-    AlignedFloats scratch(rows * k_);  // once per task, reused for every tile
-    float* a = scratch.data();
+    float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * rows * k_;
     for (size_t t = b; t < e; ++t) {
       const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
       // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI.

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/sgemm_packed.h"
+#include "kernels/workspace.h"
 #include "runtime/isa.h"
 #include "runtime/thread_pool.h"
 
@@ -35,12 +36,20 @@ class FloatConv2d {
   int out_h(int in_h) const { return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1; }
   int out_w(int in_w) const { return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1; }
 
+  // Bytes of scratch run() needs on `threads` threads: one im2col tile per thread
+  // (none for a 1x1 stride-1 unpadded convolution, which is a plain GEMM).
+  size_t workspace_bytes(int threads) const;
   // input: [batch][in_h][in_w][in_channels]; output: [batch][out_h][out_w][out_channels].
+  // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned.
   // Throws std::invalid_argument when the output would be empty.
+  void run(const float* input, int batch, int in_h, int in_w, float* output, ThreadPool* pool, Isa isa,
+           void* workspace) const;
+  // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const float* input, int batch, int in_h, int in_w, float* output, ThreadPool* pool, Isa isa) const;
 
  private:
   FloatConvConfig config_;
+  bool is_gemm() const;  // 1x1, stride 1, no padding
   size_t k_;  // kernel_h * kernel_w * in_channels
   PackedSgemmWeights weights_;
 };

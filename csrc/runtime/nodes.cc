@@ -131,9 +131,10 @@ class Conv2dNode final : public Node {
     if (oh < 1 || ow < 1) fail("input " + in[0].str() + " is smaller than the kernel");
     return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
   }
+  size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
     conv_.run(static_cast<const float*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
-              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa);
+              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace);
   }
 
  private:
@@ -464,9 +465,13 @@ class BconvNode final : public Node {
     return Shape::nhwc(in[0].d[0], conv_.out_h(static_cast<int>(in[0].d[1])),
                        conv_.out_w(static_cast<int>(in[0].d[2])), c.out_channels);
   }
+  size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
+    return conv_.workspace_bytes(static_cast<int>(in[0].d[0]), static_cast<int>(in[0].d[1]),
+                                 static_cast<int>(in[0].d[2]), threads);
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
     conv_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
-              static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa);
+              static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa, ctx.workspace);
   }
 
  private:

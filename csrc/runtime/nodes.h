@@ -26,12 +26,14 @@ struct ParamView {
   int64_t count = 0;
 };
 
-// Per-run context: the pool and the kernel tables of the chosen ISA.
+// Per-step context: the pool, the kernel tables of the chosen ISA, and the
+// step's workspace (Node::workspace_bytes bytes, 64-byte aligned, from the plan).
 struct RunContext {
   ThreadPool* pool;
   Isa isa;
   const ElementwiseKernels* ew;
   const BinaryKernels* bin;
+  void* workspace = nullptr;
 };
 
 class Node {
@@ -51,7 +53,10 @@ class Node {
 
   // Output shape for these input shapes; throws std::invalid_argument naming the op.
   virtual Shape infer(const Shape* in, size_t count) const = 0;
-  // Runs on planned buffers. Allocates nothing beyond what the kernels do.
+  // Scratch bytes run() needs for these input shapes on `threads` threads; the
+  // session plans them beside the tensors, so running allocates nothing.
+  virtual size_t workspace_bytes(const Shape* in, size_t count, int threads) const { return 0; }
+  // Runs on planned buffers (ctx.workspace holds workspace_bytes); allocates nothing.
   virtual void run(const RunContext& ctx, const void* const* in, const Shape* in_shapes, size_t count, void* out,
                    const Shape& out_shape) const = 0;
 

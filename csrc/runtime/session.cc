@@ -57,6 +57,13 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
     }
   }
   for (int t : graph_.outputs()) touch(t, end);
+  // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
+  const size_t workspace_req = req.size();
+  for (int i = 0; i < end; ++i) {
+    std::vector<Shape> in_shapes;
+    for (int t : steps[i].inputs) in_shapes.push_back(p.shapes[t]);
+    req.push_back({steps[i].node->workspace_bytes(in_shapes.data(), in_shapes.size(), threads()), i, i});
+  }
   const MemoryPlan mp = plan_memory(req);
   p.arena_bytes = mp.arena_bytes;
   if (p.arena_bytes > arena_capacity_) {
@@ -79,6 +86,7 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
       io.in_shapes.push_back(p.shapes[t]);
     }
     io.out = p.tensor_data[steps[i].output];
+    if (req[workspace_req + i].bytes > 0) io.workspace = arena_.get() + mp.offsets[workspace_req + i];
   }
   plan_ = std::move(p);
   return plan_;
@@ -112,7 +120,7 @@ std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64
 template <bool kProfile>
 void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
                          double* op_seconds) {
-  const RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
+  RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   const Plan& p = plan_for(n, h, w);
   // NCHW -> NHWC into the input buffer.
   float* in = static_cast<float*>(p.tensor_data[graph_.input()]);
@@ -129,6 +137,7 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   const auto& steps = graph_.steps();
   for (size_t i = 0; i < steps.size(); ++i) {
     const StepIO& io = p.io[i];
+    ctx.workspace = io.workspace;
     try {
       if constexpr (kProfile) {
         const Clock::time_point t0 = Clock::now();

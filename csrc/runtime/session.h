@@ -44,6 +44,7 @@ class Session {
     std::vector<const void*> in;
     std::vector<Shape> in_shapes;
     void* out = nullptr;
+    void* workspace = nullptr;  // the node's scratch for this step, in the arena
   };
   struct Plan {
     int64_t n = 0, h = 0, w = 0;

@@ -67,8 +67,7 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::parallel_for(size_t n, size_t grain,
-                              const std::function<void(size_t, size_t)>& fn) {
+void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
   if (n == 0) return;
   if (grain == 0) grain = 1;
   std::lock_guard<std::mutex> call_lock(call_mutex_);
@@ -90,8 +89,7 @@ void ThreadPool::parallel_for(size_t n, size_t grain,
   job_ = nullptr;
 }
 
-void parallel_for(ThreadPool* pool, size_t n, size_t grain,
-                  const std::function<void(size_t, size_t)>& fn) {
+void parallel_for(ThreadPool* pool, size_t n, size_t grain, RangeFn fn) {
   if (pool == nullptr) {
     if (n > 0) fn(0, n);
     return;

@@ -8,12 +8,31 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <functional>
+#include <memory>
+#include <type_traits>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace xnor {
+
+// A non-owning reference to a callable fn(begin, end). Unlike std::function it
+// never allocates, so running a graph allocates nothing; the callable must
+// outlive the call (parallel_for blocks until every range is done).
+class RangeFn {
+ public:
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RangeFn>>>
+  RangeFn(F&& fn)  // NOLINT: implicit, so that lambdas pass straight to parallel_for
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(fn)))),
+        call_(&invoke<std::remove_reference_t<F>>) {}
+  void operator()(size_t begin, size_t end) const { call_(object_, begin, end); }
+
+ private:
+  template <typename F>
+  static void invoke(void* object, size_t begin, size_t end) { (*static_cast<F*>(object))(begin, end); }
+  void* object_;
+  void (*call_)(void*, size_t, size_t);
+};
 
 class ThreadPool {
  public:
@@ -28,7 +47,7 @@ class ThreadPool {
   // Calls fn(begin, end) on disjoint ranges that cover [0, n); ranges are
   // multiples of `grain` except the last. Blocks until all are done. Not
   // reentrant: one parallel_for at a time per pool (guarded by a mutex).
-  void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
+  void parallel_for(size_t n, size_t grain, RangeFn fn);
 
  private:
   void worker_loop(int index);
@@ -42,13 +61,12 @@ class ThreadPool {
   std::atomic<int> pending_{0};
   bool stopping_ = false;
   // The job of the current generation (valid while pending_ > 0).
-  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  const RangeFn* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
 };
 
 // Runs fn over [0, n) on the pool, or inline when pool is null.
-void parallel_for(ThreadPool* pool, size_t n, size_t grain,
-                  const std::function<void(size_t, size_t)>& fn);
+void parallel_for(ThreadPool* pool, size_t n, size_t grain, RangeFn fn);
 
 }  // namespace xnor

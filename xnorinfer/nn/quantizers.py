@@ -51,12 +51,17 @@ __all__ = [
 ]
 
 
+_HALF_TYPES = (torch.bfloat16, torch.float16)
+
+
 def sign(x: torch.Tensor) -> torch.Tensor:
     """``where(x >= 0, 1, -1)`` in x's dtype: sign with sign(0) = +1. No gradient (piecewise constant)."""
-    out = torch.where(x >= 0, 1.0, -1.0)
-    if out.dtype != x.dtype:
-        out = out.to(x.dtype)
-    return out
+    if x.dtype not in _HALF_TYPES:
+        out = torch.where(x >= 0, 1.0, -1.0)  # the form the converter's sign pattern matches
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+    # bf16/fp16 (autocast training): CPU `where` on these is ~20x slower than `sign`.
+    # sign(x) is in {-1, 0, 1}; adding 0.5 moves 0 to +0.5 and keeps the others' signs: exact.
+    return torch.sign(torch.sign(x) + 0.5)
 
 
 def channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -73,7 +78,11 @@ class _SteSignFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * (x.abs() <= 1).to(g.dtype)
+        if x.dtype not in _HALF_TYPES:
+            return g * (x.abs() <= 1).to(g.dtype)
+        # bf16/fp16 (autocast training): hardtanh_backward passes g where lo < x < hi and is
+        # vectorised; 1.0005 lies between 1 and the next bf16/fp16 value, so this is |x| <= 1.
+        return torch.ops.aten.hardtanh_backward(g.to(x.dtype), x, -1.0005, 1.0005)
 
 
 class _IdentitySignFn(torch.autograd.Function):
