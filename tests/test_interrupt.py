@@ -63,8 +63,11 @@ def test_signal_during_verification_leaves_existing_output(mnist_pt2, tmp_path, 
     out.write_bytes(OLD_BYTES)
     tmp = Path(tempfile.gettempdir())
     before = set(os.listdir(tmp_path))
+    # As from a terminal: SIGINT at its default. A test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python keeps an inherited SIG_IGN.
     proc = subprocess.Popen([sys.executable, "-m", "xnorinfer", "convert", mnist_pt2, "-o", str(out),
-                             "--samples", "2000"], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--samples", "2000"], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = bytearray()
 
     def pump() -> None:

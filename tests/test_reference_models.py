@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from architectures import ARCHITECTURES  # noqa: E402
 
 LARGE_SET_LIMIT = 1000  # images evaluated for models slower than the MLPs
+FLOAT32_TIE = 2.0**-17  # a sign input this close to its threshold is a tie between float32 and float64
 
 
 def _inputs(metrics: dict, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +60,16 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path):
     engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
     ref = np.concatenate([reference.run(graph, x[i:i + 1000])[graph.outputs[0]]
                           for i in range(0, len(x), 1000)]).argmax(1)
-    assert np.array_equal(engine, ref), "engine and canonical reference disagree"
+    # The engine's float layers run in float32, the reference's in float64: they may differ only
+    # where the reference sits on a rounding tie, a sign input within float32 resolution of its
+    # threshold (docs/exactness.md), and on at most 0.1% of the images.
+    differ = np.nonzero(engine != ref)[0]
+    assert len(differ) <= 0.001 * len(x), f"engine and reference disagree on {len(differ)} images"
+    if len(differ):
+        margins = reference.sign_margins(graph, x[differ])
+        closest = np.min(list(margins.values()), axis=0) if margins else np.full(len(differ), np.inf)
+        unexplained = differ[closest > FLOAT32_TIE]
+        assert not len(unexplained), f"engine and reference disagree without a rounding tie on {unexplained}"
 
     # Identical bytes on every ISA path and for 1, 2, 4 and 8 threads (this machine has 2 cores).
     probe = x[:64]

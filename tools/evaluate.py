@@ -63,8 +63,15 @@ def main() -> int:
     if args.reference:
         ref = np.concatenate([reference.run(graph, x[i:i + 500])[graph.outputs[0]].argmax(1)
                               for i in range(0, len(x), 500)])
+        differ = np.nonzero(engine != ref)[0]
+        # Explain each difference: the reference's smallest distance to a sign threshold there.
+        margins = reference.sign_margins(graph, x[differ]) if len(differ) else {}
         extra = {"reference_accuracy": float(np.mean(ref == labels)),
-                 "engine_equals_reference": bool(np.array_equal(engine, ref))}
+                 "engine_equals_reference": bool(len(differ) == 0),
+                 "engine_vs_reference": [
+                     {"image": int(i), "engine": int(engine[i]), "reference": int(ref[i]),
+                      "closest_sign": min(((name, float(m[j])) for name, m in margins.items()), key=lambda t: t[1])}
+                     for j, i in enumerate(differ)]}
     print(json.dumps({
         "model": args.model_dir.name, "images": len(x),
         "pytorch_accuracy": float(np.mean(float_pred == labels)),

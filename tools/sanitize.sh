@@ -32,7 +32,9 @@ if [ $# -eq 0 ]; then
   set -- "${CI_SUBSET[@]}"
 elif [ "$1" = "--all" ]; then
   shift
-  set -- tests "$@"
+  # Under ASan freed memory waits in a quarantine (256 MB by default), so resident memory is no
+  # leak signal there: the RSS test runs in the normal build, leak_check.py covers this one.
+  set -- tests --deselect=tests/test_leaks.py::test_load_and_run_repeatedly_keeps_memory_flat "$@"
 else
   run_leak_check=0
 fi

@@ -162,3 +162,23 @@ def run(graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False) -> dict[
 def bits_of(graph: ir.Graph, name: str, value: np.ndarray) -> np.ndarray:
     """Packed bits tensor -> boolean (..., C) (True = -1)."""
     return unpack_last(value, graph.tensors[name].shape[-1])
+
+
+def sign_margins(graph: ir.Graph, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image of x, the smallest distance |input - threshold| at each sign op (float inputs).
+
+    The engine computes float layers in float32 and this reference in float64; where the two
+    disagree on a binary activation, the reason is an input this close to its threshold (a
+    rounding tie of the reference). Returns {sign op name: (N,) float64 margins}.
+    """
+    env = run(graph, x_nchw, keep_all=True)
+    out: dict[str, np.ndarray] = {}
+    for op in graph.ops:
+        if op.kind != "sign":
+            continue
+        xin = env[op.inputs[0]]
+        c = xin.shape[-1]
+        thr = op.params.get("threshold", np.zeros(c, np.float32)).astype(np.float64).reshape(-1, c)
+        dist = np.min([np.abs(xin - t).reshape(len(xin), -1).min(axis=1) for t in thr], axis=0)
+        out[op.name] = dist
+    return out
