@@ -70,7 +70,8 @@ def main() -> int:
                  "engine_equals_reference": bool(len(differ) == 0),
                  "engine_vs_reference": [
                      {"image": int(i), "engine": int(engine[i]), "reference": int(ref[i]),
-                      "closest_sign": min(((name, float(m[j])) for name, m in margins.items()), key=lambda t: t[1])}
+                      "closest_sign": min(((name, float(m[j])) for name, m in margins.items()), key=lambda t: t[1],
+                                          default=None)}
                      for j, i in enumerate(differ)]}
     print(json.dumps({
         "model": args.model_dir.name, "images": len(x),

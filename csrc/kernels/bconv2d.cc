@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/aligned_buffer.h"
 #include "runtime/dispatch.h"
 
 namespace xnor {
@@ -109,8 +110,6 @@ BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, in
   s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
   s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
   s.padded_taps = carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * kBgemmMr * taps);
-  if (!framed) s.frame = nullptr;
-  if (tap_weight_sum_.empty()) s.padded_taps = nullptr;
   return s;
 }
 
@@ -123,7 +122,7 @@ size_t BinaryConv2d::workspace_bytes(int batch, int in_h, int in_w, int threads)
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, ThreadPool* pool,
                        Isa isa) const {
   const int threads = pool == nullptr ? 1 : pool->threads();
-  const OwnedWorkspace workspace(workspace_bytes(batch, in_h, in_w, threads));
+  const AlignedBytes workspace(workspace_bytes(batch, in_h, in_w, threads));
   run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
 }
 

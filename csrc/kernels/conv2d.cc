@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/aligned_buffer.h"
 #include "runtime/dispatch.h"
 
 namespace xnor {
@@ -47,7 +48,7 @@ size_t FloatConv2d::workspace_bytes(int threads) const {
 
 void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, ThreadPool* pool,
                       Isa isa) const {
-  const OwnedWorkspace workspace(workspace_bytes(pool == nullptr ? 1 : pool->threads()));
+  const AlignedBytes workspace(workspace_bytes(pool == nullptr ? 1 : pool->threads()));
   run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
 }
 

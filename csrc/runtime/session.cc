@@ -66,17 +66,15 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
   }
   const MemoryPlan mp = plan_memory(req);
   p.arena_bytes = mp.arena_bytes;
-  if (p.arena_bytes > arena_capacity_) {
-    plan_ = Plan();  // its pointers die with the old arena
-    arena_.reset();
-    arena_capacity_ = 0;
-    arena_.reset(static_cast<uint8_t*>(::operator new(p.arena_bytes, std::align_val_t{64})));
-    arena_capacity_ = p.arena_bytes;
+  if (p.arena_bytes > arena_.size()) {
+    plan_ = Plan();          // its pointers die with the old arena
+    arena_ = AlignedBytes();  // freed before the larger one is allocated
+    arena_ = AlignedBytes(p.arena_bytes);
   }
   p.tensor_data.assign(tensors.size(), nullptr);
   for (size_t t = 0; t < tensors.size(); ++t) {
     const int s = tensors[t].storage;
-    if (live[s]) p.tensor_data[t] = arena_.get() + mp.offsets[s];
+    if (live[s]) p.tensor_data[t] = arena_.data() + mp.offsets[s];
   }
   p.io.resize(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -86,7 +84,7 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
       io.in_shapes.push_back(p.shapes[t]);
     }
     io.out = p.tensor_data[steps[i].output];
-    if (req[workspace_req + i].bytes > 0) io.workspace = arena_.get() + mp.offsets[workspace_req + i];
+    if (req[workspace_req + i].bytes > 0) io.workspace = arena_.data() + mp.offsets[workspace_req + i];
   }
   plan_ = std::move(p);
   return plan_;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/aligned_buffer.h"
 #include "runtime/graph.h"
 #include "runtime/isa.h"
 #include "runtime/thread_pool.h"
@@ -53,9 +54,6 @@ class Session {
     std::vector<void*> tensor_data;
     size_t arena_bytes = 0;
   };
-  struct Free {
-    void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{64}); }
-  };
   void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
   const Plan& plan_for(int64_t n, int64_t h, int64_t w);  // caller holds mutex_
   // One execution; caller holds mutex_. With kProfile, adds each step's wall
@@ -69,8 +67,7 @@ class Session {
   std::unique_ptr<ThreadPool> pool_;  // null for one thread
   std::mutex mutex_;
   Plan plan_;                                // the plan of the last input shape
-  std::unique_ptr<uint8_t, Free> arena_;     // plan_.arena_bytes or more
-  size_t arena_capacity_ = 0;
+  AlignedBytes arena_;                       // plan_.arena_bytes or more
 };
 
 }  // namespace xnor
