@@ -109,8 +109,12 @@ BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, in
   Scratch s;
   s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
   s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
-  s.padded_taps = carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * kBgemmMr * taps);
+  s.padded_taps = carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * padded_taps_stride());
   return s;
+}
+
+size_t BinaryConv2d::padded_taps_stride() const {
+  return WorkspaceCarver::line_multiple<int16_t>(static_cast<size_t>(kBgemmMr) * config_.kernel_h * config_.kernel_w);
 }
 
 size_t BinaryConv2d::workspace_bytes(int batch, int in_h, int in_w, int threads) const {
@@ -195,7 +199,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
     // This thread's padded-tap lists of one tile.
     int16_t* const padded_taps =
-        correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * taps * kBgemmMr
+        correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * padded_taps_stride()
                         : nullptr;
     int16_t padded_count[kBgemmMr] = {0};
 

@@ -66,8 +66,9 @@ class BinaryConv2d {
   struct Scratch {
     uint64_t* frame;        // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
     int64_t* k_offset;      // [taps * in_words]
-    int16_t* padded_taps;   // [threads][kBgemmMr][taps]; null unless zero padding is corrected
+    int16_t* padded_taps;   // [threads][padded_taps_stride()]; null unless zero padding is corrected
   };
+  size_t padded_taps_stride() const;  // one thread's kBgemmMr x taps lists, whole cache lines
   Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
 
   struct alignas(64) WeightLine {

@@ -42,7 +42,8 @@ bool FloatConv2d::is_gemm() const {
 
 size_t FloatConv2d::workspace_bytes(int threads) const {
   WorkspaceCarver carver;
-  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_rows(k_) * k_);
+  const size_t tile_stride = WorkspaceCarver::line_multiple<float>(tile_rows(k_) * k_);
+  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
   return carver.bytes();
 }
 
@@ -86,11 +87,12 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t out_plane = static_cast<size_t>(oh) * ow;
   const size_t row_floats = static_cast<size_t>(c.kernel_w) * cin;  // one kernel row of one pixel
   WorkspaceCarver carver(workspace);
-  float* const tiles_scratch = carver.take<float>(static_cast<size_t>(pool == nullptr ? 1 : pool->threads()) * rows * k_);
+  const size_t tile_stride = WorkspaceCarver::line_multiple<float>(rows * k_);
+  float* const tiles_scratch = carver.take<float>(static_cast<size_t>(pool == nullptr ? 1 : pool->threads()) * tile_stride);
   // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
   std::atomic<int> next_slot{0};
   parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
-    float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * rows * k_;
+    float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * tile_stride;
     for (size_t t = b; t < e; ++t) {
       const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
       // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI.

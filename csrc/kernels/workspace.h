@@ -26,6 +26,14 @@ class WorkspaceCarver {
   }
   size_t bytes() const { return used_; }
 
+  // `count` rounded up to whole cache lines of T: the stride of per-thread slices, so that
+  // two threads never write the same line.
+  template <typename T>
+  static size_t line_multiple(size_t count) {
+    const size_t per_line = kWorkspaceAlign / sizeof(T);
+    return (count + per_line - 1) / per_line * per_line;
+  }
+
  private:
   uint8_t* base_;
   size_t used_ = 0;
