@@ -15,7 +15,7 @@ import xnorinfer  # noqa: E402
 from xnorinfer import cli  # noqa: E402
 from xnorinfer.nn.layers import BinaryLinear  # noqa: E402
 
-EXIT_CONVERT = 5
+EXIT_MODEL, EXIT_CONVERT = 3, 5
 LABELS = list("abcdefghij")
 FACTORY_SOURCE = '''
 import torch
@@ -23,8 +23,8 @@ from torch import nn
 from xnorinfer.nn.layers import BinaryLinear
 
 
-def factory():
-    return nn.Sequential(nn.Flatten(), BinaryLinear(16, 32), nn.BatchNorm1d(32), BinaryLinear(32, 10))
+def factory(hidden=32):
+    return nn.Sequential(nn.Flatten(), BinaryLinear(16, hidden), nn.BatchNorm1d(hidden), BinaryLinear(hidden, 10))
 '''
 
 
@@ -167,12 +167,50 @@ def test_torchscript_archive_exits_5_with_export_howto(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_missing_pt2_exits_5(tmp_path, capsys):
+def test_missing_pt2_exits_with_the_file_not_found_code(tmp_path, capsys):
     missing = tmp_path / "nope.pt2"
     rc = cli.main(["convert", str(missing), "-o", str(tmp_path / "x.xbin")])
     err = capsys.readouterr().err
-    assert rc == EXIT_CONVERT
+    assert rc == EXIT_MODEL  # the code of a missing model file, as for run/inspect/bench
     assert err.strip() == f"xnorinfer: error: {missing}: file not found"
+
+
+def test_module_from_a_file_path_with_literal_arguments(tmp_path, capsys):
+    """`path/to/file.py:factory(hidden=48)`: no PYTHONPATH set-up, arguments parsed as literals only."""
+    source = tmp_path / "models_dir" / "my_bnn.py"
+    source.parent.mkdir()
+    source.write_text(FACTORY_SOURCE)
+    torch.manual_seed(5)
+    exec_globals: dict = {}
+    exec(FACTORY_SOURCE, exec_globals)  # the same factory, to make weights of the matching width
+    model = exec_globals["factory"](hidden=48).eval()
+    ckpt = tmp_path / "w.pth"
+    torch.save(model.state_dict(), ckpt)
+    out = tmp_path / "file.xbin"
+    rc = cli.main(["convert", "--module", f"{source}:factory(hidden=48)", "--weights", str(ckpt),
+                   "--input-shape", "1,1,4,4", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    _argmax_agrees(model, out)
+    for bad in [f"{source}:factory(hidden=__import__('os').getpid())", f"{source}:factory(**{{}})", "no_colon"]:
+        assert cli.main(["convert", "--module", bad, "--input-shape", "1,1,4,4", "-o", str(out)]) == 2
+        assert "--module must look like" in capsys.readouterr().err
+    rc = cli.main(["convert", "--module", f"{tmp_path}/absent.py:factory", "--input-shape", "1,1,4,4", "-o", str(out)])
+    assert rc == 2 and "absent.py: file not found" in capsys.readouterr().err
+
+
+def test_inspect_reports_what_convert_reported(bnn_pt2, tmp_path, capsys):
+    """One cost model: the per-op table and totals of `convert` and `inspect` are the same lines."""
+    _, pt2 = bnn_pt2
+    out = tmp_path / "same.xbin"
+    assert cli.main(["convert", pt2, "-o", str(out)]) == 0
+    converted = capsys.readouterr().out.splitlines()
+    assert cli.main(["inspect", str(out)]) == 0
+    inspected = capsys.readouterr().out.splitlines()
+    table = converted[:converted.index(next(line for line in converted if line.startswith("total: "))) + 1]
+    assert len(table) >= 5 and table == inspected[1:1 + len(table)]
+    # The engine check reads as a sentence, not a Python dict.
+    check = next(line for line in converted if line.startswith("verification on"))
+    assert "the C++ engine matches the reference" in check and "{" not in check
 
 
 def test_convert_without_a_source_is_usage(capsys):

@@ -3,11 +3,13 @@ exit code (docs/cli.md), no traceback unless --debug; and the Python API's input
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
 import tempfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +288,82 @@ def test_run_integer_dtype_raises_type_error(model):
     session = xnorinfer.load(path, threads=1)
     with pytest.raises(TypeError, match="float32"):
         session.run(np.zeros((1, 1, 8, 8), np.int32))
+
+
+# --- traps a newcomer met (issue 10): each says what is wrong ------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "inspect", "bench"])
+def test_a_folder_or_a_pipe_as_the_model(model, tmp_path, capsys, command):
+    _, image = model
+    fifo = tmp_path / "pipe.xbin"
+    os.mkfifo(fifo)
+    for bad, expect in ((tmp_path, "is a directory, not a .xbin file"), (fifo, "not a regular file")):
+        args = {"run": ["run", bad, image], "inspect": ["inspect", bad], "bench": ["bench", bad, "--runs", "1"]}
+        rc, line = _run(capsys, *args[command])
+        assert rc == EXIT_MODEL and line == f"xnorinfer: error: {bad}: {expect}" + (
+            " (a pipe or device cannot hold a .xbin model)" if bad == fifo else "")
+
+
+def test_a_pipe_as_the_image_is_refused_at_once(model, tmp_path, capsys):
+    path, _ = model
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    rc, line = _run(capsys, "run", path, fifo)  # a FIFO with no writer would block a read forever
+    assert rc == EXIT_IMAGE and line == f"xnorinfer: error: {fifo}: not a regular file"
+
+
+def test_a_bad_isa_variable_is_named(model, capsys, monkeypatch):
+    path, image = model
+    monkeypatch.setenv("XNORINFER_ISA", "bogus")
+    rc, line = _run(capsys, "run", path, image)
+    assert rc == EXIT_USAGE
+    assert "environment variable XNORINFER_ISA=bogus is not an ISA path" in line
+    assert "expected scalar, avx2 or avx512" in line and "input" not in line
+    with pytest.raises(ValueError, match="XNORINFER_ISA=bogus"):
+        xnorinfer.load(path)
+
+
+def test_debug_works_after_the_command(model, tmp_path):
+    path, _ = model
+    missing = tmp_path / "nope.png"
+    res = _cli("run", path, missing, "--debug")
+    assert res.returncode != 0 and "Traceback" in res.stderr and "file not found" in res.stderr
+    res = _cli("run", path, missing)
+    assert "Traceback" not in res.stderr
+
+
+def test_top_above_the_class_count_says_so(model, capsys):
+    path, image = model
+    assert cli.main(["run", str(path), str(image), "--top", "15"]) == 0
+    out = capsys.readouterr()
+    assert out.err.strip() == "xnorinfer: warning: --top 15 is more than the model's 10 classes; printing all 10"
+    assert out.out.count("(") == 10
+
+
+def test_a_colour_photo_into_a_grayscale_model_is_flagged(tmp_path, capsys):
+    """The shipped 28x28 grayscale model and a 451x300 colour photo: say what was converted."""
+    photo = Path(__file__).resolve().parent / "data" / "photos" / "chelsea.png"
+    default = Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin"
+    assert cli.main(["run", str(default), str(photo)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"xnorinfer: warning: {photo}: 451x300 stretched to 28x28 (aspect ratio changed), colour image "
+                   f"converted to grayscale (the model takes 28x28 grayscale images)"]
+    assert cli.main(["run", str(default), str(photo), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    # An image already in the model's form gets no warning, nor does a gray image saved as RGB.
+    gray = tmp_path / "gray_as_rgb.png"
+    Image.fromarray(np.full((28, 28, 3), 90, np.uint8), "RGB").save(gray)
+    samples = sorted((default.parent / "samples").glob("*.png"))[:2]
+    assert cli.main(["run", str(default), str(gray), *map(str, samples)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_names_the_model_and_how_to_get_the_comparison(tmp_path):
+    no_torch = "import sys; sys.modules['torch'] = None; from xnorinfer.cli import main; sys.exit(main(['demo']))"
+    res = subprocess.run([sys.executable, "-c", no_torch], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    assert res.returncode == 0, res.stderr
+    default = Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin"
+    assert f"model: {default}" in res.stdout
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in res.stdout
+    assert "xnorinfer[convert]" in res.stdout

@@ -12,7 +12,7 @@ from PIL import Image
 
 from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
 
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
 
 
 def _save(tmp_path, img: Image.Image, name: str) -> Path:

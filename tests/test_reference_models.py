@@ -1,16 +1,18 @@
 """Reference models trained on real data keep their accuracy after conversion.
 
 For every trained model under models/ (tools/train.py writes state_dict.pth and metrics.json):
-rebuild it from tools/architectures.py, convert it, run the .xbin with the C++ runtime on the
-real test set from ../shared/data, and check that (1) the engine's predictions equal the canonical
-reference's (numpy interpreter of the same graph) and (2) top-1 agreement with the eager PyTorch
-model is at least 99.9%.
+convert it with the command models/README.md documents for it (`xnorinfer convert --module
+'xnorinfer.zoo:...' --weights models/NAME/state_dict.pth ...`), run the .xbin with the C++ runtime
+on the real test images shipped in tests/data (1,000 MNIST / Fashion-MNIST, 500 CIFAR-10), and check that
+(1) the engine's predictions equal the canonical reference's (numpy interpreter of the same graph),
+(2) top-1 agreement with the eager PyTorch model is at least 99.9%, and (3) the accuracy on the
+subset is consistent with the whole-test-set accuracy recorded at training time. Whole test sets:
+`python tools/evaluate.py models/NAME --data DIR`.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -18,44 +20,53 @@ import pytest
 import torch
 
 import xnorinfer
-from xnorinfer import datasets
-from xnorinfer.convert import convert, reference
+from xnorinfer import cli, datasets, xbin
+from xnorinfer.convert import reference
+from xnorinfer.zoo import load_reference
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "tests" / "data"
 MODELS = sorted(p for p in (ROOT / "models").glob("*") if (p / "state_dict.pth").exists())
-sys.path.insert(0, str(ROOT / "tools"))
-from architectures import ARCHITECTURES  # noqa: E402
 
-LARGE_SET_LIMIT = 1000  # images evaluated for models slower than the MLPs
+
+def _documented_commands() -> dict[str, list[str]]:
+    """models/README.md's `xnorinfer convert` lines, by the model folder their --weights names."""
+    commands = {}
+    for line in (ROOT / "models" / "README.md").read_text().splitlines():
+        if line.startswith("xnorinfer convert "):
+            argv = shlex.split(line)[1:]
+            commands[Path(argv[argv.index("--weights") + 1]).parent.name] = argv
+    return commands
+
+
+COMMANDS = _documented_commands()
 FLOAT32_TIE = 2.0**-17  # a sign input this close to its threshold is a tie between float32 and float64
 
 
-def _inputs(metrics: dict, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(metrics: dict) -> tuple[np.ndarray, np.ndarray]:
     images, labels, _ = datasets.load(metrics["dataset"], DATA, "test")
-    if limit:
-        images, labels = images[:limit], labels[:limit]
     mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
     return ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32), labels
 
 
 @pytest.mark.parametrize("model_dir", MODELS, ids=[p.name for p in MODELS])
-def test_converted_accuracy_is_kept(model_dir, tmp_path):
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    small = metrics["arch"] in ("lfc", "lfc-identity", "mlp-regularized")
-    x, y = _inputs(metrics, None if small else LARGE_SET_LIMIT)
+def test_converted_accuracy_is_kept(model_dir, tmp_path, monkeypatch):
+    module, metrics = load_reference(model_dir)
+    x, y = _inputs(metrics)
     out = tmp_path / "model.xbin"
-    binarize = ["linear*"] if metrics["arch"] == "mlp-regularized" else []
-    shape = metrics["input_shape"]
-    module = ARCHITECTURES[metrics["arch"]](metrics["width"], tuple(shape[1:]), len(metrics["labels"]))
-    module.load_state_dict(torch.load(model_dir / "state_dict.pth", weights_only=True))
-    module.eval()
+    assert model_dir.name in COMMANDS, f"models/README.md documents no convert command for {model_dir.name}"
+    argv = list(COMMANDS[model_dir.name])
+    argv[argv.index("-o") + 1] = str(out)
+    monkeypatch.chdir(ROOT)  # the documented paths are relative to the clone
+    assert cli.main(argv) == 0
+    graph = xbin.read(out)
+    binarize = argv[argv.index("--binarize") + 1:argv.index("--binarize") + 2] if "--binarize" in argv else []
+    assert graph.metadata["labels"] == metrics["labels"] and graph.metadata["mean"] == metrics["mean"]
     if binarize:  # regularizer-trained: the engine runs sign(W) * mean|W|; compare with that model
         from xnorinfer.nn import apply_binarization
 
         apply_binarization(module, binarize[0])
-    graph = convert(module, (torch.zeros(shape),), binarize=binarize, output=out)
     session = xnorinfer.load(out, threads=2)
     engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
     ref = np.concatenate([reference.run(graph, x[i:i + 1000])[graph.outputs[0]]
@@ -64,7 +75,7 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path):
     # where the reference sits on a rounding tie, a sign input within float32 resolution of its
     # threshold (docs/exactness.md), and on at most 0.1% of the images.
     differ = np.nonzero(engine != ref)[0]
-    assert len(differ) <= 0.001 * len(x), f"engine and reference disagree on {len(differ)} images"
+    assert len(differ) <= max(1, 0.001 * len(x)), f"engine and reference disagree on {len(differ)} images"
     if len(differ):
         margins = reference.sign_margins(graph, x[differ])
         closest = np.min(list(margins.values()), axis=0) if margins else np.full(len(differ), np.inf)
@@ -83,6 +94,9 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path):
         eager = np.concatenate([module(torch.from_numpy(x[i:i + 1000])).numpy() for i in range(0, len(x), 1000)])
     agreement = float(np.mean(eager.argmax(1) == engine))
     assert agreement >= 0.999, f"top-1 agreement with PyTorch {agreement:.4f}"
-    accuracy = float(np.mean(engine == y))
-    if small and not binarize:  # the whole test set: the converted accuracy is the model's accuracy
-        assert abs(accuracy - metrics["test_accuracy"]) <= 0.001 + 1e-12
+    if not binarize:  # (the recorded accuracy is the float model's for a regularizer-trained one)
+        # A subset's accuracy scatters around the whole set's by the binomial standard error; a
+        # converted model that lost accuracy falls far below that band.
+        accuracy, recorded = float(np.mean(engine == y)), metrics["test_accuracy"]
+        stderr = (recorded * (1 - recorded) / len(y)) ** 0.5
+        assert accuracy >= recorded - 4 * stderr - 0.01, f"accuracy {accuracy:.4f} on {len(y)} images, {recorded}"

@@ -360,7 +360,11 @@ def test_session_api(tmp_path, rng):
     assert [r["kind"] for r in rows] == ["conv2d", "sign", "bconv2d", "global_avgpool", "linear"]
     bconv = rows[2]
     assert bconv["output_shape"] == (1, 8, 8, 64)
-    assert bconv["weight_bits"] == 64 * 9 * 8
+    # weight bits are the parameters as stored: packed weights (one 64-bit word per tap for 8
+    # channels) plus the per-channel epilogue, not the 64 * 9 * 8 logical weights
+    stored = sum(p.nbytes * 8 for p in b.g.ops[2].params.values())
+    assert bconv["weight_bits"] == stored >= 64 * 9 * 64 and bconv["weight_bytes"] * 8 == stored
+    assert bconv["float32_weight_bits"] == (64 * 9 * 8 + 2 * 64) * 32
     assert bconv["binary_macs"] == 8 * 8 * 64 * 9 * 8
     assert rows[0]["flops"] == 2 * 8 * 8 * 8 * 9 * 3
     with pytest.raises(ValueError, match="3"):

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """Convert a trained reference model and evaluate the .xbin on the whole test set.
 
-    python tools/evaluate.py models/lfc-mnist [--binarize 'linear*'] [--reference]
+    python tools/evaluate.py models/lfc-mnist --data DIR [--binarize 'linear*'] [--reference]
+
+DIR holds the model's data set in its distributed form (see tools/train.py and
+xnorinfer/datasets.py); `--data tests/data` evaluates on the small subset shipped for the tests.
 
 Prints the eager PyTorch accuracy, the converted (engine) accuracy and their top-1 agreement;
 with --reference also the canonical reference's accuracy (the float64 numpy interpreter of the
@@ -19,28 +22,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-from architectures import ARCHITECTURES  # noqa: E402
-
-import xnorinfer  # noqa: E402
-from xnorinfer import datasets  # noqa: E402
-from xnorinfer.convert import convert, reference  # noqa: E402
-from xnorinfer.nn import apply_binarization  # noqa: E402
+import xnorinfer
+from xnorinfer import datasets
+from xnorinfer.convert import convert, reference
+from xnorinfer.nn import apply_binarization
+from xnorinfer.zoo import load_reference
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--binarize", action="append", default=[])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=None, help="the folder that holds the data set (required)")
     parser.add_argument("--reference", action="store_true", help="also run the canonical reference (slow)")
     args = parser.parse_args()
-    m = json.loads((args.model_dir / "metrics.json").read_text())
-    module = ARCHITECTURES[m["arch"]](m["width"], tuple(m["input_shape"][1:]), len(m["labels"]))
-    module.load_state_dict(torch.load(args.model_dir / "state_dict.pth", weights_only=True))
-    module.eval()
-    images, labels, _ = datasets.load(m["dataset"], args.data, "test")
+    if not (args.model_dir / "metrics.json").is_file():
+        print(f"evaluate.py: error: {args.model_dir}: no metrics.json (not a tools/train.py folder)", file=sys.stderr)
+        return 2
+    module, m = load_reference(args.model_dir)
+    try:
+        if args.data is None:
+            raise datasets.DatasetError(datasets.missing_message(m["dataset"], Path("DIR"), "test"))
+        images, labels, _ = datasets.load(m["dataset"], args.data, "test")
+    except datasets.DatasetError as err:
+        print(f"evaluate.py: error: {err}", file=sys.stderr)
+        return 2
     mean = np.asarray(m["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(m["std"], np.float32).reshape(1, -1, 1, 1)
     x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Build the shipped default model (xnorinfer/assets) from a trained reference model.
 
-    python tools/make_assets.py models/lfc-mnist
+    python tools/make_assets.py models/lfc-mnist --data DIR
 
 Rebuilds the model from state_dict.pth + metrics.json (tools/train.py's output), converts it
 with verification, evaluates the .xbin with the runtime on the whole test set, and writes
 xnorinfer/assets/default.xbin, default.json (how it was trained, eager and converted accuracy)
 and samples/ (the first ten test images of its data set, as lossless PNG named
-<set>_<test index>_<label>.png).
+<set>_<test index>_<label>.png). DIR holds the data set in its distributed form (tools/train.py).
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+import xnorinfer
+from xnorinfer import datasets
+from xnorinfer.convert import convert
+from xnorinfer.zoo import load_reference
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-from architectures import ARCHITECTURES  # noqa: E402
-
-import xnorinfer  # noqa: E402
-from xnorinfer import datasets  # noqa: E402
-from xnorinfer.convert import convert  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
 ASSETS = ROOT / "xnorinfer" / "assets"
 SAMPLE_PREFIX = {"mnist": "mnist", "fashion-mnist": "fashionMNIST", "cifar10": "cifar10"}
 
@@ -37,18 +35,22 @@ SAMPLE_PREFIX = {"mnist": "mnist", "fashion-mnist": "fashionMNIST", "cifar10": "
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--data", type=Path, default=None, help="the folder that holds the data set (required)")
     args = parser.parse_args()
-    metrics = json.loads((args.model_dir / "metrics.json").read_text())
+    module, metrics = load_reference(args.model_dir)
     shape = metrics["input_shape"]
-    module = ARCHITECTURES[metrics["arch"]](metrics["width"], tuple(shape[1:]), len(metrics["labels"]))
-    module.load_state_dict(torch.load(args.model_dir / "state_dict.pth", weights_only=True))
-    module.eval()
+    try:
+        if args.data is None:
+            raise datasets.DatasetError(datasets.missing_message(metrics["dataset"], Path("DIR"), "test"))
+        images, labels, _ = datasets.load(metrics["dataset"], args.data, "test")
+    except datasets.DatasetError as err:
+        print(f"make_assets.py: error: {err}", file=sys.stderr)
+        return 2
     ASSETS.mkdir(exist_ok=True)
     out = ASSETS / "default.xbin"
     convert(module, (torch.zeros(shape),), output=out, progress=True,
             metadata={"mean": metrics["mean"], "std": metrics["std"], "labels": metrics["labels"],
                       "trained": {k: metrics[k] for k in ("arch", "dataset", "epochs", "width", "optimizer")}})
-    images, labels, _ = datasets.load(metrics["dataset"], DATA, "test")
     mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
     x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
@@ -60,8 +62,10 @@ def main() -> int:
     shutil.rmtree(samples, ignore_errors=True)
     samples.mkdir()
     prefix = SAMPLE_PREFIX[metrics["dataset"]]
-    for src in sorted((DATA / "foolbox-samples").glob(f"{prefix}_*.png"))[:10]:
-        shutil.copy(src, samples / src.name)
+    for i in range(10):
+        pixels = images[i].transpose(1, 2, 0)
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(
+            samples / f"{prefix}_{i:02d}_{labels[i]}.png")
     print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB), converted accuracy {info['converted_accuracy']:.4f} "
           f"(PyTorch {metrics['test_accuracy']:.4f}), {len(list(samples.iterdir()))} samples")
     return 0

@@ -50,7 +50,7 @@ cp -r "$ROOT/xnorinfer" "$WORK/stage/xnorinfer"
 rm -f "$WORK"/stage/xnorinfer/_core*.so
 cp "$BUILD"/_core*.so "$WORK/stage/xnorinfer/"
 # Test paths (and test ids path::name) are taken relative to the checkout, where the tests find
-# ../shared/data; options pass through unchanged.
+# their data (tests/data); options pass through unchanged.
 args=()
 for arg in "$@"; do
   if [ -e "$ROOT/${arg%%::*}" ]; then args+=("$ROOT/$arg"); else args+=("$arg"); fi

@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""Train a reference BNN on a data set from ../shared/data and export it for conversion.
+"""Train a reference BNN on a real data set and export it for conversion.
 
-Example (the MNIST LFC reference):
-    python tools/train.py lfc --dataset mnist --epochs 20 --out models/lfc-mnist
+Example (the MNIST LFC reference; DIR holds mnist/ with the four MNIST IDX files):
+    python tools/train.py lfc --dataset mnist --data DIR --epochs 20 --out models/lfc-mnist
+
+--data DIR takes the data sets in the forms they are distributed in: MNIST / Fashion-MNIST IDX
+files, the CIFAR-10 binary version, CIFAR-10 as JPEGs in <split>.tar.gz, or an ImageFolder tree
+DIR/{train,test}/<class>/<images> with --dataset imagefolder (xnorinfer/datasets.py says where each
+is looked for).
 
 Writes to --out: model.pt2 (torch.export of the eval-mode model), state_dict.pth, and
 metrics.json (architecture, data set, normalization, labels, epochs, optimizer, seed, eager test
@@ -24,24 +29,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from architectures import ARCHITECTURES  # noqa: E402
-
-from xnorinfer import datasets  # noqa: E402
-from xnorinfer.nn import (  # noqa: E402
+from xnorinfer import datasets
+from xnorinfer.nn import (
     BinaryRegularizer,
     Bop,
     binarize_latent_weights_,
     clip_latent_weights,
-    split_binary_params,  # noqa: E402
+    split_binary_params,
 )
+from xnorinfer.zoo import ARCHITECTURES
 
 NORMALIZATION = {
     "mnist": ([0.5], [0.5]),
     "fashion-mnist": ([0.5], [0.5]),
     "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
 }
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def to_tensor(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -75,8 +77,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("arch", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--dataset", choices=sorted(NORMALIZATION), default="mnist")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data root (default ../shared/data)")
+    parser.add_argument("--dataset", choices=datasets.NAMES, default="mnist",
+                        help="imagefolder: DIR/{train,test}/<class>/<images>, normalised by its own mean and std")
+    parser.add_argument("--data", type=Path, default=None, help="the folder that holds the data set (required)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -101,9 +104,21 @@ def main() -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
-    mean, std = NORMALIZATION[args.dataset]
-    train_images, train_labels, classes = datasets.load(args.dataset, args.data, "train")
-    test_images, test_labels, _ = datasets.load(args.dataset, args.data, "test")
+    if args.data is None:
+        print(f"train.py: error: {datasets.missing_message(args.dataset, Path('DIR'), 'train')}", file=sys.stderr)
+        return 2
+    try:
+        train_images, train_labels, classes = datasets.load(args.dataset, args.data, "train")
+        test_images, test_labels, _ = datasets.load(args.dataset, args.data, "test")
+    except datasets.DatasetError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    if args.dataset in NORMALIZATION:
+        mean, std = NORMALIZATION[args.dataset]
+    else:  # the training set's own per-channel statistics
+        pixels = train_images.astype(np.float64) / 255.0
+        mean = [round(float(v), 4) for v in pixels.mean(axis=(0, 2, 3))]
+        std = [round(float(v), 4) for v in pixels.std(axis=(0, 2, 3))]
     if args.limit:
         train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
     x_train, y_train = to_tensor(train_images, mean, std), torch.from_numpy(train_labels)

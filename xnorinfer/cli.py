@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,8 +79,17 @@ def _probabilities(out: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def classify(session, images: list[Path], top: int, batch: int) -> list[dict[str, Any]]:
-    """Preprocess, run in batches, and return one result dict per image."""
+def _warn(message: str) -> None:
+    print(f"xnorinfer: warning: {message}", file=sys.stderr)
+
+
+def classify(session, images: list[Path], top: int, batch: int, quiet: bool = False) -> list[dict[str, Any]]:
+    """Preprocess, run in batches, and return one result dict per image.
+
+    Unless `quiet`, an image that had to be changed to fit the model's input (colour to grayscale
+    or back, a changed aspect ratio) gets a one-line warning on stderr, as does a `top` above the
+    number of classes.
+    """
     from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
 
     try:
@@ -90,11 +100,19 @@ def classify(session, images: list[Path], top: int, batch: int) -> list[dict[str
     results: list[dict[str, Any]] = []
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
-        try:
-            x = np.concatenate([preprocess_image(p, spec) for p in chunk])
-        except ImageError as err:
-            raise CliError(str(err), EXIT_IMAGE) from err
-        probs = _probabilities(session.run(x), session.metadata)
+        arrays = []
+        for p in chunk:
+            notes: list[str] = []
+            try:
+                arrays.append(preprocess_image(p, spec, notes))
+            except ImageError as err:
+                raise CliError(str(err), EXIT_IMAGE) from err
+            if notes and not quiet:
+                kind = {1: "grayscale", 3: "RGB"}.get(spec.channels, f"{spec.channels}-channel")
+                _warn(f"{p}: {', '.join(notes)} (the model takes {spec.width}x{spec.height} {kind} images)")
+        probs = _probabilities(session.run(np.concatenate(arrays)), session.metadata)
+        if start == 0 and top > probs.shape[1] and not quiet:
+            _warn(f"--top {top} is more than the model's {probs.shape[1]} classes; printing all {probs.shape[1]}")
         for path, row in zip(chunk, probs, strict=True):
             order = np.argsort(-row, kind="stable")[:top]
             results.append({"image": str(path), "top": [
@@ -106,7 +124,7 @@ def classify(session, images: list[Path], top: int, batch: int) -> list[dict[str
 def cmd_run(args: argparse.Namespace) -> int:
     session = _load(args.model, args.threads)
     images = _expand_images(args.images)
-    for result in classify(session, images, args.top, args.batch):
+    for result in classify(session, images, args.top, args.batch, quiet=args.quiet):
         if args.json:
             print(json.dumps(result))
         else:
@@ -115,35 +133,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _format_count(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= scale:
-            return f"{v / scale:.2f}{unit}"
-    return f"{v:.0f}"
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from xnorinfer.cost import format_table
+
     session = _load(args.model, 1)
-    rows = session.summary()
     print(f"{args.model}: {Path(args.model).stat().st_size / 1024:.1f} KiB, input {tuple(session.input_shape)}")
-    header = f"{'#':>3}  {'op':<40}{'kind':<15}{'output':<20}{'weight bits':>12}{'binary MACs':>13}{'FLOPs':>10}"
-    print(header)
-    print("-" * len(header))
-    total_bits = total_macs = total_flops = float_bits = 0
-    for i, r in enumerate(rows):
-        binary = r["kind"] in ("bconv2d", "blinear")
-        print(f"{i:>3}  {r['name'][:39]:<40}{r['kind'] + (' (bin)' if binary else ''):<15}"
-              f"{str(tuple(r['output_shape'])):<20}{_format_count(r['weight_bits']):>12}"
-              f"{_format_count(r['binary_macs']):>13}{_format_count(r['flops']):>10}")
-        total_bits += r["weight_bits"]
-        total_macs += r["binary_macs"]
-        total_flops += r["flops"]
-        # the same weights in float32: one 32-bit number per binary weight
-        float_bits += 32 * r["weight_bits"] if binary else r["weight_bits"]
-    print("-" * len(header))
-    print(f"totals: {len(rows)} ops, weights {total_bits / 8 / 1024:.1f} KiB "
-          f"(float32: {float_bits / 8 / 1024:.1f} KiB, {float_bits / max(total_bits, 1):.1f}x smaller), "
-          f"{_format_count(total_macs)} binary MACs, {_format_count(total_flops)} FLOPs")
+    for line in format_table(session.costs()):
+        print(line)
     print("metadata:")
     for key, value in session.metadata.items():
         text = json.dumps(value)
@@ -244,20 +240,65 @@ def _labels(text: str) -> list[str]:
     return [v.strip() for v in text.split(",")]
 
 
-def _live_module(spec: str, weights: str | None):
-    """Build `pkg.mod:factory`'s module and load a state_dict (with or without `module.` prefixes)."""
-    import importlib
+def _parse_factory(spec: str) -> tuple[str, str, list[Any], dict[str, Any]]:
+    """`where:factory` or `where:factory(literal args)` -> (where, factory, args, kwargs); no code runs."""
+    import ast
 
+    where, sep, call = spec.rpartition(":")
+    usage = (f"--module must look like package.module:factory or path/to/file.py:factory, optionally with "
+             f"literal arguments as in 'xnorinfer.zoo:vgg_small(width=0.5)'; got {spec!r}")
+    if not sep or not where:
+        raise CliError(usage, EXIT_USAGE)
+    try:
+        expr = ast.parse(call.strip(), mode="eval").body
+        if isinstance(expr, ast.Name):
+            return where, expr.id, [], {}
+        if not isinstance(expr, ast.Call) or not isinstance(expr.func, ast.Name):
+            raise ValueError("not a call of a name")
+        args = [ast.literal_eval(a) for a in expr.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in expr.keywords if k.arg is not None}
+        if len(kwargs) != len(expr.keywords):
+            raise ValueError("** arguments")
+    except (SyntaxError, ValueError) as err:
+        raise CliError(f"{usage} ({err})", EXIT_USAGE) from None
+    return where, expr.func.id, args, kwargs
+
+
+def _import_where(where: str) -> Any:
+    """A module by dotted name, or a Python file by path (no PYTHONPATH set-up needed)."""
+    import importlib
+    import importlib.util
+
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise CliError(f"--module: {where}: file not found", EXIT_USAGE)
+        name = f"xnorinfer_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise CliError(f"--module: {where}: not a Python file", EXIT_USAGE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        sys.path.insert(0, str(path.resolve().parent))  # its own sibling imports
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(where)
+
+
+def _live_module(spec: str, weights: str | None):
+    """Build `--module`'s model and load a state_dict (with or without `module.` prefixes)."""
     import torch
 
-    if ":" not in spec:
-        raise CliError(f"--module must look like package.module:factory, got {spec!r}", EXIT_USAGE)
-    mod_name, factory = spec.split(":", 1)
+    where, factory, args, kwargs = _parse_factory(spec)
     try:
-        module = getattr(importlib.import_module(mod_name), factory)()
-    except (ImportError, AttributeError) as err:
+        module = getattr(_import_where(where), factory)(*args, **kwargs)
+    except (ImportError, AttributeError, TypeError) as err:
         raise CliError(f"--module {spec}: {err}", EXIT_USAGE) from err
+    if not isinstance(module, torch.nn.Module):
+        raise CliError(f"--module {spec}: returned a {type(module).__name__}, not a torch.nn.Module", EXIT_USAGE)
     if weights:
+        if not Path(weights).is_file():
+            raise CliError(f"{weights}: file not found", EXIT_MODEL)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
@@ -268,7 +309,9 @@ def _live_module(spec: str, weights: str | None):
         try:
             module.load_state_dict(state)
         except RuntimeError as err:
-            raise CliError(f"{weights}: does not fit {spec}: {err}", EXIT_CONVERT) from err
+            first = str(err).strip().splitlines()
+            raise CliError(f"{weights}: does not fit {spec}: {' '.join(line.strip() for line in first[:3])}",
+                           EXIT_CONVERT) from err
     return module.eval()
 
 
@@ -317,7 +360,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             source = _live_module(args.module, args.weights)
             example = (torch.zeros(args.input_shape),)
         elif not Path(args.model).is_file():
-            raise CliError(f"{args.model}: file not found", EXIT_CONVERT)
+            raise CliError(f"{args.model}: file not found", EXIT_MODEL)
         output = Path(args.output) if args.output else Path(args.model or "model").with_suffix(".xbin")
         calib = None
         if args.calib is not None:
@@ -364,8 +407,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not samples:
         raise CliError(f"{ASSETS / 'samples'}: no sample images shipped", EXIT_FAILED)
     info = json.loads((ASSETS / "default.json").read_text()) if (ASSETS / "default.json").exists() else {}
+    print(f"model: {model}")
     if info:
-        print(f"model: {info.get('arch')} trained on {info.get('dataset')} ({info.get('epochs')} epochs); "
+        print(f"       {info.get('arch')} trained on {info.get('dataset')} ({info.get('epochs')} epochs); "
               f"test accuracy {info.get('test_accuracy', float('nan')):.4f} in PyTorch, "
               f"{info.get('converted_accuracy', float('nan')):.4f} converted")
     from xnorinfer.preprocess import InputSpec, preprocess_image
@@ -388,7 +432,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         import torch
     except ImportError:
-        print("(install torch to compare with the float PyTorch model)")
+        print("to compare with the float PyTorch model, install the convert extra (the CPU build of torch): "
+              "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
+              "pip install 'xnorinfer[convert]'")
         return EXIT_OK
     from xnorinfer import xbin
     from xnorinfer.float_equivalent import torch_module
@@ -448,8 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=description, epilog=f"example:\n  {example}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=description, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        # also after the command; SUPPRESS keeps the top-level value when it is not given here
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+        return p
 
     conv = add("convert", "convert a trained PyTorch BNN into a verified .xbin",
                "Capture the model (torch.export), recognise binary layers and signs, fold BatchNorm and scales "
@@ -486,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
     run.add_argument("--batch", type=_positive, default=32, help="images per engine call (default 32)")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no warnings about images converted to fit the model (colour, aspect ratio)")
     run.set_defaults(func=cmd_run)
 
     inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
@@ -533,7 +585,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     try:
+        try:
+            _core.default_isa()
+        except (ValueError, RuntimeError) as err:  # a bad XNORINFER_ISA: say so before any other work
+            raise CliError(str(err), EXIT_USAGE) from err
         return int(args.func(args))
+    except BrokenPipeError:  # `xnorinfer ... | head`: the reader is gone, nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush from failing again
+        return EXIT_OK
     except CliError as err:
         if args.debug:
             raise

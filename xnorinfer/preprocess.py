@@ -68,6 +68,8 @@ def _open(source: str | Path | Any):
         raise ImageError(f"{path}: file not found")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise ImageError(f"{path}: not a regular file")
     try:
         image = Image.open(path)
     except UnidentifiedImageError as err:
@@ -79,8 +81,11 @@ def _open(source: str | Path | Any):
     return image, str(path)
 
 
-def _to_unit_array(image, channels: int, where: str) -> np.ndarray:
-    """Decode to float32 HWC in [0, 1] with the requested channel count."""
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def _to_unit_array(image, channels: int, where: str, notes: list[str] | None = None) -> np.ndarray:
+    """Decode to float32 HWC in [0, 1] with the requested channel count; conversions go to `notes`."""
     from PIL import Image
 
     width, height = image.size
@@ -104,6 +109,12 @@ def _to_unit_array(image, channels: int, where: str) -> np.ndarray:
     target = "L" if channels == 1 else "RGB"
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
+    if notes is not None and channels == 1 and mode not in _GRAY_MODES:
+        rgb = np.asarray(image.convert("RGB"))
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+            notes.append("colour image converted to grayscale")
+    elif notes is not None and channels == 3 and mode in _GRAY_MODES:
+        notes.append("grayscale image repeated into 3 channels")
     converted = image.convert(target)
     pixels = np.asarray(converted, dtype=np.float32) / 255.0
     return pixels[..., None] if channels == 1 else pixels
@@ -129,11 +140,28 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.stack([np.asarray(p, dtype=np.float32) for p in planes], axis=2)
 
 
-def preprocess_image(source: str | Path | Any, spec: InputSpec) -> np.ndarray:
-    """One image (path or PIL image) -> float32 (1, C, H, W) ready for `Session.run`."""
+ASPECT_TOLERANCE = 0.05  # relative change of width/height that counts as distorting the image
+
+
+def _note_resize(width: int, height: int, spec: InputSpec, notes: list[str]) -> None:
+    if spec.resize is not None or (height, width) == (spec.height, spec.width):
+        return  # resize + centre crop keeps the aspect ratio: the model's own preprocessing
+    ratio, model_ratio = width / height, spec.width / spec.height
+    if abs(ratio - model_ratio) > ASPECT_TOLERANCE * model_ratio:
+        notes.append(f"{width}x{height} stretched to {spec.width}x{spec.height} (aspect ratio changed)")
+
+
+def preprocess_image(source: str | Path | Any, spec: InputSpec, notes: list[str] | None = None) -> np.ndarray:
+    """One image (path or PIL image) -> float32 (1, C, H, W) ready for `Session.run`.
+
+    With `notes`, conversions that change what the image looks like to the model (colour to
+    grayscale, grayscale to RGB, a changed aspect ratio) are appended to it as short phrases.
+    """
     image, where = _open(source)
     try:
-        pixels = _resize(_to_unit_array(image, spec.channels, where), spec)
+        if notes is not None:
+            _note_resize(*image.size, spec, notes)
+        pixels = _resize(_to_unit_array(image, spec.channels, where, notes), spec)
     finally:
         if isinstance(source, (str, Path)):
             image.close()

@@ -5,13 +5,13 @@ The run path imports numpy and the extension only (never torch).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 import numpy as np
 
 from xnorinfer import _core, xbin
+from xnorinfer.cost import OpCost, op_cost
 from xnorinfer.xbin import XbinError
 
 
@@ -27,6 +27,11 @@ class Session:
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         name = os.fspath(path)
+        _core.default_isa()  # a bad XNORINFER_ISA is named now, not blamed on the first input later
+        if os.path.isdir(name):
+            raise XbinError(f"{name}: is a directory, not a .xbin file")
+        if os.path.exists(name) and not os.path.isfile(name):
+            raise XbinError(f"{name}: not a regular file (a pipe or device cannot hold a .xbin model)")
         if threads is None:
             threads = _default_threads()
         if not isinstance(threads, int) or threads < 1:
@@ -123,32 +128,19 @@ class Session:
                              f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}")
         return np.ascontiguousarray(arr)
 
-    def summary(self) -> list[dict[str, Any]]:
-        """Per-op rows: name, kind, output shape, weight bits/bytes, binary MACs and FLOPs (batch 1)."""
-        n, c, h, w = self._input_shape
+    def costs(self) -> list[OpCost]:
+        """Per-op cost (xnorinfer.cost, the model `convert` reports with), batch 1."""
+        _, c, h, w = self._input_shape
         shapes = self._core.tensor_shapes(1, c, h, w)
-        rows = []
-        for op in self._desc["ops"]:
-            out = tuple(shapes[op["outputs"][0]])
-            pshape = {k: p["shape"] for k, p in op["params"].items()}
-            pbytes = sum(math.prod(p["shape"]) * np.dtype(p["dtype"]).itemsize for p in op["params"].values())
-            pixels = out[1] * out[2] if len(out) == 4 else 1
-            weight_bits, macs, flops = 0, 0, 0
-            if op["kind"] == "bconv2d":
-                o, kh, kw, _ = pshape["weight"]
-                weight_bits = o * kh * kw * int(op["attrs"]["in_channels"])
-                macs = pixels * weight_bits
-            elif op["kind"] == "blinear":
-                weight_bits = pshape["weight"][0] * int(op["attrs"]["in_features"])
-                macs = weight_bits
-            elif op["kind"] in ("conv2d", "linear"):
-                weight_bits = 32 * math.prod(pshape["weight"])
-                flops = 2 * pixels * math.prod(pshape["weight"])
-            else:
-                flops = math.prod(out)
-            rows.append({"name": op["name"], "kind": op["kind"], "output_shape": out, "weight_bits": weight_bits,
-                         "weight_bytes": pbytes, "binary_macs": macs, "flops": flops})
-        return rows
+        return [op_cost(op["name"], op["kind"], op["attrs"],
+                        {k: (p["shape"], p["dtype"]) for k, p in op["params"].items()},
+                        shapes[op["inputs"][0]], shapes[op["outputs"][0]]) for op in self._desc["ops"]]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per-op rows: name, kind, output shape, weight bits/bytes as stored, binary MACs and FLOPs (batch 1)."""
+        return [{"name": c.name, "kind": c.kind, "output_shape": c.out_shape, "weight_bits": c.weight_bits,
+                 "weight_bytes": c.weight_bits // 8, "float32_weight_bits": c.float32_weight_bits,
+                 "binary_macs": c.binary_macs, "flops": c.float_flops} for c in self.costs()]
 
     def __repr__(self) -> str:
         return f"Session({self._path!r}, threads={self.threads}, input_shape={self.input_shape})"

@@ -50,10 +50,16 @@ std::vector<Isa> available_isas() {
 
 Isa default_isa() {
   if (const char* forced = std::getenv("XNORINFER_ISA"); forced != nullptr && *forced != '\0') {
-    Isa isa = parse_isa(forced);
+    Isa isa;
+    try {
+      isa = parse_isa(forced);
+    } catch (const std::invalid_argument&) {  // name the variable: the user set it, maybe long ago
+      throw std::invalid_argument(std::string("environment variable XNORINFER_ISA=") + forced +
+                                  " is not an ISA path (expected scalar, avx2 or avx512, or unset)");
+    }
     if (!isa_available(isa)) {
-      throw std::runtime_error(std::string("XNORINFER_ISA=") + forced +
-                               " is not supported by this CPU");
+      throw std::runtime_error(std::string("environment variable XNORINFER_ISA=") + forced +
+                               " names a path this CPU does not support");
     }
     return isa;
   }

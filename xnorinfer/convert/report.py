@@ -2,83 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from xnorinfer import ir
-
-BINARY_KINDS = {"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat"}
-
-
-@dataclass
-class Row:
-    path: str
-    kind: str
-    domain: str  # "binary" | "float"
-    out_shape: tuple[int, ...]
-    weight_bits: int  # storage of weights and per-channel params in bits
-    float32_weight_bits: int  # the same parameters stored as float32
-    binary_macs: int
-    float_flops: int
+from xnorinfer.cost import OpCost, op_cost
+from xnorinfer.cost import format_table as cost_table
 
 
-def rows(graph: ir.Graph) -> list[Row]:
+def rows(graph: ir.Graph) -> list[OpCost]:
+    """The cost of every op (xnorinfer.cost: the same model `xnorinfer inspect` uses)."""
     out = []
     for op in graph.ops:
-        t = graph.tensors[op.outputs[0]]
-        spatial = int(np.prod(t.shape[1:-1])) if len(t.shape) > 2 else 1
-        wbits = sum(int(p.size) * p.dtype.itemsize * 8 for p in op.params.values())
-        f32bits = wbits
-        bmacs = flops = 0
-        if op.kind == "bconv2d":
-            o, kh, kw, _ = op.params["weight"].shape
-            k = kh * kw * op.attrs["in_channels"]
-            bmacs = spatial * o * k
-            f32bits = (o * k + 2 * o) * 32
-        elif op.kind == "blinear":
-            o = op.params["weight"].shape[0]
-            bmacs = o * op.attrs["in_features"]
-            f32bits = (bmacs + 2 * o) * 32
-        elif op.kind == "conv2d":
-            o, kh, kw, i = op.params["weight"].shape
-            flops = 2 * spatial * o * kh * kw * i
-        elif op.kind == "linear":
-            flops = 2 * op.params["weight"].size
-        else:
-            n_in = int(np.prod(graph.tensors[op.inputs[0]].shape))
-            flops = 0 if op.kind in BINARY_KINDS else n_in
-        out.append(Row(op.name, op.kind, "binary" if op.kind in BINARY_KINDS else "float", t.shape,
-                       wbits, f32bits, bmacs, flops))
+        params = {k: (p.shape, p.dtype.name) for k, p in op.params.items()}
+        out.append(op_cost(op.name, op.kind, op.attrs, params, graph.tensors[op.inputs[0]].shape,
+                           graph.tensors[op.outputs[0]].shape))
     return out
-
-
-def totals(graph: ir.Graph) -> dict[str, int | float]:
-    rs = rows(graph)
-    bits = sum(r.weight_bits for r in rs)
-    f32 = sum(r.float32_weight_bits for r in rs)
-    return {
-        "binary_macs": sum(r.binary_macs for r in rs),
-        "float_flops": sum(r.float_flops for r in rs),
-        "weight_bytes": bits // 8,
-        "float32_weight_bytes": f32 // 8,
-        "compression": (f32 / bits) if bits else 1.0,
-    }
 
 
 def format_table(graph: ir.Graph) -> str:
     """A plain-text table, one line per IR op, then totals and the layers that stayed float."""
-    head = (f"{'module':<28} {'op':<14} {'kind':<6} {'output (NHWC)':<18} {'weight bits':>11} {'bin MACs':>10} "
-            f"{'FLOPs':>10}")
-    lines = [head, "-" * len(head)]
-    for r in rows(graph):
-        lines.append(f"{r.path[:28]:<28} {r.kind:<14} {r.domain:<6} {str(r.out_shape):<18} {r.weight_bits:>11} "
-                     f"{r.binary_macs:>10} {r.float_flops:>10}")
-    t = totals(graph)
-    lines.append("-" * len(head))
-    lines.append(f"total: {t['binary_macs']} binary MACs, {t['float_flops']} float FLOPs, "
-                 f"{t['weight_bytes']} weight bytes vs {t['float32_weight_bytes']} as float32 "
-                 f"({t['compression']:.1f}x smaller)")
+    lines = cost_table(rows(graph))
     for path, why in graph.metadata.get("float_layers", {}).items():
         lines.append(f"stayed float: {path}: {why}")
     for path, info in graph.metadata.get("binarized", {}).items():
@@ -92,6 +33,16 @@ def format_table(graph: ir.Graph) -> str:
                      f"{graph.metadata['threshold_float32_disagreements']}")
     v = graph.metadata.get("verification")
     if v:
-        lines.append(f"verification on {v['n_inputs']} inputs: max abs error {v['max_abs_error']:.3g}, "
-                     f"top-1 agreement {v['top1_agreement']:.4f}, engine: {v['engine']}")
+        lines.append(f"verification on {v['n_inputs']} inputs: the reference matches PyTorch to "
+                     f"{v['max_abs_error']:.3g} (max abs error), top-1 agreement {v['top1_agreement']:.2%}; "
+                     f"{_engine_sentence(v.get('engine'))}")
     return "\n".join(lines)
+
+
+def _engine_sentence(engine: dict | None) -> str:
+    if not engine:
+        return "the C++ engine was not run"
+    if "error" in engine:
+        return f"the C++ engine could not run the graph ({engine['error']})"
+    return (f"the C++ engine matches the reference to {engine['max_abs_error']:.3g} (max abs error, "
+            f"{engine['max_rel_error']:.3g} relative), top-1 agreement {engine['top1_agreement']:.2%}")

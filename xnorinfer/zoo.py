@@ -3,11 +3,18 @@
 Each layer order is one the converter folds exactly: a binary conv/linear, then BatchNorm,
 then (optionally) max-pooling, then the next layer's sign. `width` scales channel counts so
 that the larger models train on a 2-core CPU in reasonable time.
+
+A trained model in models/ is rebuilt with `load_reference(folder)`, or from the command line
+with `xnorinfer convert --module 'xnorinfer.zoo:vgg_small(width=0.5)' --weights
+models/vgg-cifar10/state_dict.pth ...` (models/README.md lists the command for each one).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,3 +134,13 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "reactnet-small": reactnet_small,
     "mlp-regularized": mlp_regularized,
 }
+
+
+def load_reference(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained reference model (tools/train.py's `metrics.json` + `state_dict.pth`) in eval mode."""
+    folder = Path(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    shape = metrics["input_shape"]
+    module = ARCHITECTURES[metrics["arch"]](metrics["width"], tuple(shape[1:]), len(metrics["labels"]))
+    module.load_state_dict(torch.load(folder / "state_dict.pth", map_location="cpu", weights_only=True))
+    return module.eval(), metrics

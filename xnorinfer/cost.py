@@ -1,0 +1,84 @@
+"""The cost model: per-op weight storage, binary MACs and float FLOPs, for `convert` and `inspect` alike.
+
+One definition, so the converter's report and `xnorinfer inspect` print the same numbers for one
+model. Shapes are the engine's (batch 1, NHWC for 4-D tensors); no torch and no parameter data
+are needed, only parameter shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+BINARY_KINDS = frozenset({"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat"})
+
+
+@dataclass(frozen=True)
+class OpCost:
+    name: str
+    kind: str
+    domain: str  # "binary" | "float"
+    out_shape: tuple[int, ...]
+    weight_bits: int  # the op's parameters as the engine stores them (packed weights, thresholds, floats)
+    float32_weight_bits: int  # the same layer with float32 weights (and a float BatchNorm for binary layers)
+    binary_macs: int
+    float_flops: int
+
+
+def op_cost(name: str, kind: str, attrs: Mapping[str, object], params: Mapping[str, tuple[Sequence[int], str]],
+            in_shape: Sequence[int], out_shape: Sequence[int]) -> OpCost:
+    """Cost of one op; `params` maps a parameter name to (shape, numpy dtype name)."""
+    out_shape = tuple(int(d) for d in out_shape)
+    spatial = math.prod(out_shape[1:-1]) if len(out_shape) > 2 else 1
+    stored = sum(math.prod(shape) * np.dtype(dtype).itemsize * 8 for shape, dtype in params.values())
+    float32_bits = stored
+    macs = flops = 0
+    if kind == "bconv2d":
+        o, kh, kw, _ = params["weight"][0]
+        k = kh * kw * int(attrs["in_channels"])
+        macs = spatial * o * k
+        float32_bits = (o * k + 2 * o) * 32
+    elif kind == "blinear":
+        o = params["weight"][0][0]
+        macs = o * int(attrs["in_features"])
+        float32_bits = (macs + 2 * o) * 32
+    elif kind == "conv2d":
+        o, kh, kw, i = params["weight"][0]
+        flops = 2 * spatial * o * kh * kw * i
+    elif kind == "linear":
+        flops = 2 * math.prod(params["weight"][0])
+    elif kind not in BINARY_KINDS:
+        flops = math.prod(int(d) for d in in_shape)  # one operation per input element
+    return OpCost(name, kind, "binary" if kind in BINARY_KINDS else "float", out_shape, int(stored),
+                  int(float32_bits), int(macs), int(flops))
+
+
+def totals(costs: Sequence[OpCost]) -> dict[str, int | float]:
+    bits = sum(c.weight_bits for c in costs)
+    f32 = sum(c.float32_weight_bits for c in costs)
+    return {
+        "binary_macs": sum(c.binary_macs for c in costs),
+        "float_flops": sum(c.float_flops for c in costs),
+        "weight_bytes": bits // 8,
+        "float32_weight_bytes": f32 // 8,
+        "compression": (f32 / bits) if bits else 1.0,
+    }
+
+
+def format_table(costs: Sequence[OpCost]) -> list[str]:
+    """One line per op, then the totals line."""
+    head = (f"{'module':<28} {'op':<14} {'kind':<6} {'output (NHWC)':<18} {'weight bits':>11} {'bin MACs':>10} "
+            f"{'FLOPs':>10}")
+    lines = [head, "-" * len(head)]
+    for c in costs:
+        lines.append(f"{c.name[:28]:<28} {c.kind:<14} {c.domain:<6} {str(c.out_shape):<18} {c.weight_bits:>11} "
+                     f"{c.binary_macs:>10} {c.float_flops:>10}")
+    t = totals(costs)
+    lines.append("-" * len(head))
+    lines.append(f"total: {t['binary_macs']} binary MACs, {t['float_flops']} float FLOPs, "
+                 f"{t['weight_bytes']} weight bytes vs {t['float32_weight_bytes']} as float32 "
+                 f"({t['compression']:.1f}x smaller)")
+    return lines
