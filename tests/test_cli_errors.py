@@ -347,8 +347,8 @@ def test_a_colour_photo_into_a_grayscale_model_is_flagged(tmp_path, capsys):
     default = Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin"
     assert cli.main(["run", str(default), str(photo)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"xnorinfer: warning: {photo}: 451x300 stretched to 28x28 (aspect ratio changed), colour image "
-                   f"converted to grayscale (the model takes 28x28 grayscale images)"]
+    assert err == [f"xnorinfer: warning: {photo}: colour image converted to grayscale, 451x300 stretched to 28x28 "
+                   f"(aspect ratio changed) (the model takes 28x28 grayscale images)"]
     assert cli.main(["run", str(default), str(photo), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
     # An image already in the model's form gets no warning, nor does a gray image saved as RGB.

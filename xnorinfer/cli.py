@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xnorinfer import __version__, _core
+from xnorinfer.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_IMAGE, EXIT_CONVERT = 0, 1, 2, 3, 4, 5
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -80,7 +81,7 @@ def _probabilities(out: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
 
 
 def _warn(message: str) -> None:
-    print(f"xnorinfer: warning: {message}", file=sys.stderr)
+    print(f"xnorinfer: warning: {printable(message)}", file=sys.stderr)
 
 
 def classify(session, images: list[Path], top: int, batch: int, quiet: bool = False) -> list[dict[str, Any]]:
@@ -128,8 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result))
         else:
-            best = ", ".join(f"{t['label']} ({t['probability']:.3f})" for t in result["top"])
-            print(f"{result['image']}: {best}")
+            best = ", ".join(f"{printable(t['label'])} ({t['probability']:.3f})" for t in result["top"])
+            print(f"{printable(result['image'])}: {best}")
     return EXIT_OK
 
 
@@ -137,7 +138,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from xnorinfer.cost import format_table
 
     session = _load(args.model, 1)
-    print(f"{args.model}: {Path(args.model).stat().st_size / 1024:.1f} KiB, input {tuple(session.input_shape)}")
+    print(f"{printable(args.model)}: {Path(args.model).stat().st_size / 1024:.1f} KiB, "
+          f"input {tuple(session.input_shape)}")
     for line in format_table(session.costs()):
         print(line)
     print("metadata:")
@@ -195,8 +197,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compare:
         import torch
 
+        from xnorinfer.convert.capture import load_exported
+        from xnorinfer.convert.graph import ConversionError
+
         torch.set_num_threads(session.threads)
-        program = torch.export.load(args.compare)
+        try:
+            program = load_exported(args.compare)  # refuses archives that would unpickle
+        except ConversionError as err:
+            raise CliError(str(err), EXIT_MODEL) from err
         module = program.module()
         # An exported program may be specialised to its example batch size: run it in chunks of it.
         chunk = _exported_batch(program) or args.batch
@@ -359,9 +367,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 raise CliError("--module needs --input-shape N,C,H,W", EXIT_USAGE)
             source = _live_module(args.module, args.weights)
             example = (torch.zeros(args.input_shape),)
-        elif not Path(args.model).is_file():
+        elif not Path(args.model).exists():
             raise CliError(f"{args.model}: file not found", EXIT_MODEL)
+        elif not Path(args.model).is_file():
+            raise CliError(f"{args.model}: not a regular file", EXIT_MODEL)
         output = Path(args.output) if args.output else Path(args.model or "model").with_suffix(".xbin")
+        if args.model is not None:
+            from xnorinfer.convert import same_file
+
+            if same_file(args.model, output):
+                raise CliError(f"{output}: is the input model itself; give another output with -o", EXIT_USAGE)
         calib = None
         if args.calib is not None:
             from xnorinfer.preprocess import ImageError, InputSpec, preprocess_image
@@ -466,14 +481,27 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(value: str) -> int:
+def _positive(value: str, upper: int = 2**31 - 1) -> int:
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    if n < 1 or n > upper:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {upper}, got {n}")
     return n
+
+
+def _threads(value: str) -> int:
+    from xnorinfer.session import MAX_THREADS
+
+    return _positive(value, MAX_THREADS)
+
+
+MAX_BATCH = 65536  # images per engine call: far above any useful batch, far below an absurd allocation
+
+
+def _batch(value: str) -> int:
+    return _positive(value, MAX_BATCH)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -515,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--binarize", action="append", default=[], metavar="PATTERN",
                       help="declare conv/linear layers whose module path matches PATTERN binary (repeatable)")
     conv.add_argument("--calib", metavar="DIR", help="verify on these images instead of random inputs")
-    conv.add_argument("--samples", type=_positive, default=64, help="random verification inputs (default 64)")
+    conv.add_argument("--samples", type=_batch, default=64, help="random verification inputs (default 64)")
     conv.add_argument("--mean", type=_floats, help="per-channel mean recorded for preprocessing, e.g. 0.5,0.5,0.5")
     conv.add_argument("--std", type=_floats, help="per-channel std recorded for preprocessing")
     conv.add_argument("--resize", type=_positive, help="resize the shorter side to this, then centre-crop")
@@ -534,8 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("images", nargs="+", help="image files or folders of images")
     run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
     run.add_argument("--json", action="store_true", help="one JSON object per image")
-    run.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
-    run.add_argument("--batch", type=_positive, default=32, help="images per engine call (default 32)")
+    run.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
+    run.add_argument("--batch", type=_batch, default=32, help="images per engine call (default 32)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no warnings about images converted to fit the model (colour, aspect ratio)")
     run.set_defaults(func=cmd_run)
@@ -551,8 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Run the model on random input and report latency (median, p90, p99) and throughput.",
                 "xnorinfer bench model.xbin --batch 8 --threads 2 --compare model.pt2")
     bench.add_argument("model", help="a .xbin file")
-    bench.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
-    bench.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
+    bench.add_argument("--batch", type=_batch, default=1, help="batch size (default 1)")
+    bench.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
@@ -564,14 +592,14 @@ def build_parser() -> argparse.ArgumentParser:
                "Classify the sample images shipped with xnorinfer using the default model, print the "
                "predictions next to the true labels and, when torch is installed, the speedup over the "
                "float PyTorch model.", "xnorinfer demo")
-    demo.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
+    demo.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     demo.set_defaults(func=cmd_demo)
 
     kernels = add("kernels", "check and time the binary conv kernels against float conv on this machine",
                   "Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums against "
                   "xnorinfer's float32 convolution of the same +/-1 data, and prints both times.",
                   "xnorinfer kernels --threads 2")
-    kernels.add_argument("--threads", type=_positive, default=1, help="worker threads (default 1)")
+    kernels.add_argument("--threads", type=_threads, default=1, help="worker threads (default 1)")
     kernels.add_argument("--isa", choices=["scalar", "avx2", "avx512"], default=None,
                          help="force an ISA path (default: XNORINFER_ISA or the best available)")
     kernels.set_defaults(func=cmd_kernels)
@@ -596,12 +624,17 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         if args.debug:
             raise
-        print(f"xnorinfer: error: {err}", file=sys.stderr)
+        print(f"xnorinfer: error: {printable(err)}", file=sys.stderr)
         return err.code
     except (ValueError, RuntimeError, OSError) as err:
         if args.debug:
             raise
-        print(f"xnorinfer: error: {err}", file=sys.stderr)
+        print(f"xnorinfer: error: {printable(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError:
+        if args.debug:
+            raise
+        print("xnorinfer: error: out of memory (a smaller --batch or model input needs less)", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xnorinfer.text import printable
+
 BINARY_KINDS = frozenset({"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat"})
 
 
@@ -74,7 +76,8 @@ def format_table(costs: Sequence[OpCost]) -> list[str]:
             f"{'FLOPs':>10}")
     lines = [head, "-" * len(head)]
     for c in costs:
-        lines.append(f"{c.name[:28]:<28} {c.kind:<14} {c.domain:<6} {str(c.out_shape):<18} {c.weight_bits:>11} "
+        name = printable(c.name)[:28]
+        lines.append(f"{name:<28} {c.kind:<14} {c.domain:<6} {str(c.out_shape):<18} {c.weight_bits:>11} "
                      f"{c.binary_macs:>10} {c.float_flops:>10}")
     t = totals(costs)
     lines.append("-" * len(head))

@@ -4,7 +4,8 @@ An image becomes the float32 NCHW tensor the model was trained on, as the model'
 says (the converter records it; `convert --mean/--std/--resize` set it):
 
 1. decode with Pillow (PNG, JPEG, BMP, GIF, TIFF, WebP; grayscale, RGB, RGBA, palette, 16-bit),
-   refusing images whose header declares more than `MAX_PIXELS` pixels before decoding them;
+   refusing images whose header declares more than `MAX_PIXELS` pixels before decoding them,
+   and float images holding NaN or infinity; turn the image as its EXIF orientation says;
 2. convert to the model's channel count: RGB from grayscale by replication, grayscale from RGB
    with Pillow's ITU-R 601-2 luma, alpha dropped, palette expanded;
 3. scale pixels to [0, 1] (8-bit / 255, 16-bit / 65535);
@@ -86,7 +87,7 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 def _to_unit_array(image, channels: int, where: str, notes: list[str] | None = None) -> np.ndarray:
     """Decode to float32 HWC in [0, 1] with the requested channel count; conversions go to `notes`."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     width, height = image.size
     if width <= 0 or height <= 0:
@@ -95,6 +96,9 @@ def _to_unit_array(image, channels: int, where: str, notes: list[str] | None = N
         raise ImageError(f"{where}: image is {width}x{height}, more than the {MAX_PIXELS} pixels allowed")
     try:
         image.load()
+        # A camera's JPEG stores the pixels as the sensor saw them and says in EXIF how to turn
+        # them; the model must see the image as displayed.
+        image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{where}: truncated or corrupted image ({err})") from err
     mode = image.mode
@@ -105,6 +109,8 @@ def _to_unit_array(image, channels: int, where: str, notes: list[str] | None = N
         return np.repeat(gray, channels, axis=2) if channels == 3 else gray
     if mode == "F":
         gray = np.asarray(image, dtype=np.float32)[..., None]
+        if not np.isfinite(gray).all():
+            raise ImageError(f"{where}: holds non-finite pixel values (NaN or infinity)")
         return np.repeat(gray, channels, axis=2) if channels == 3 else gray
     target = "L" if channels == 1 else "RGB"
     if mode == "P" and "transparency" in image.info:
@@ -159,9 +165,10 @@ def preprocess_image(source: str | Path | Any, spec: InputSpec, notes: list[str]
     """
     image, where = _open(source)
     try:
+        pixels = _to_unit_array(image, spec.channels, where, notes)
         if notes is not None:
-            _note_resize(*image.size, spec, notes)
-        pixels = _resize(_to_unit_array(image, spec.channels, where, notes), spec)
+            _note_resize(pixels.shape[1], pixels.shape[0], spec, notes)
+        pixels = _resize(pixels, spec)
     finally:
         if isinstance(source, (str, Path)):
             image.close()

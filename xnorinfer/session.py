@@ -14,6 +14,8 @@ from xnorinfer import _core, xbin
 from xnorinfer.cost import OpCost, op_cost
 from xnorinfer.xbin import XbinError
 
+MAX_THREADS = 1024  # the runtime's limit (csrc/runtime/session.cc)
+
 
 def _default_threads() -> int:
     try:
@@ -34,12 +36,14 @@ class Session:
             raise XbinError(f"{name}: not a regular file (a pipe or device cannot hold a .xbin model)")
         if threads is None:
             threads = _default_threads()
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
         try:
-            file = _core.XbinFile(name)
+            file = _core.XbinFile(os.fsencode(name))  # bytes: any file name the OS allows
         except _core.XbinFormatError as err:
             raise XbinError(str(err)) from None
+        except UnicodeDecodeError as err:  # the C++ message quotes a file name that is not UTF-8
+            raise XbinError(err.object.decode("utf-8", "surrogateescape")) from None
         sizes = [(1 if s["kind"] == "json" else 2, s["size"]) for s in file.sections]
         self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes,
                                    [str(s["name"]) for s in file.sections])

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,7 +167,10 @@ def write(graph: ir.Graph, path: str | os.PathLike[str]) -> None:
     payloads += [(KIND_DATA, f"param{i + 1}", a.tobytes()) for i, a in enumerate(arrays)]
     blob = assemble(payloads)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    # os.open with 0o666 lets the umask decide the mode, as for any file the user writes
+    # (mkstemp would make it 0600); O_EXCL and a random name keep the temp file our own.
+    tmp = str(directory / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)

@@ -39,6 +39,16 @@ SIGN_ZERO_NOTE = {
 }
 
 
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when writing `b` would replace `a`: the same path, or a link to the same file."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:  # b does not exist yet
+        return False
+
+
 def capture_model(model_or_path: torch.nn.Module | str | os.PathLike[str],
                   example_inputs: Sequence[torch.Tensor] | None = None, *,
                   trust_pickle: bool = False
@@ -127,6 +137,8 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
     engine: also run the C++ engine in verification when xnorinfer.xbin / xnorinfer.load exist.
     Raises ConversionError with a message naming the op and module for anything unsupported.
     """
+    if output is not None and isinstance(model_or_path, (str, os.PathLike)) and same_file(model_or_path, output):
+        raise ConversionError(f"{output}: is the input model itself; write the .xbin to another path")
     ep, live, sha = capture_model(model_or_path, example_inputs, trust_pickle=trust_pickle)
     model = capture.to_model(ep)
     model = patterns.recognise(model, binarize)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from xnorinfer.convert.archive_safety import check_weights_only
 from xnorinfer.convert.graph import ConversionError, Model, Node
 
 PT2_HOWTO = (
@@ -77,6 +78,12 @@ def load_exported(path: str | os.PathLike[str], *, trust_pickle: bool = False) -
             f"{path} is {kind}; loading it would need torch.load(weights_only=False), which can run "
             f"arbitrary code (pass trust_pickle=True only for files you trust, plus example_inputs). {PT2_HOWTO}"
         )
+    if not trust_pickle:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                check_weights_only(path, zf)
+        except (zipfile.BadZipFile, OSError) as err:
+            raise ConversionError(f"{path}: not a readable torch.export archive ({err}). {PT2_HOWTO}") from err
     try:
         return torch.export.load(path)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a loadable .pt2"
