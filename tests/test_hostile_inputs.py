@@ -218,3 +218,38 @@ def test_float_images_with_nan_or_inf_are_refused(tmp_path):
         Image.fromarray(pixels, "F").save(path)
         with pytest.raises(ImageError, match="non-finite pixel values"):
             preprocess_image(path, InputSpec(1, 4, 4))
+
+
+@pytest.mark.parametrize("change, expect", [
+    ({"resize": 200000}, "resize must be an integer from 8"),
+    ({"resize": [1]}, "resize must be an integer"),
+    ({"resize": 4}, "resize must be an integer from 8"),
+    ({"mean": 5}, "mean must be a list"),
+    ({"std": ["0.5"]}, "std must be a list of 1 or 1 finite numbers"),
+    ({"std": [0.5, 0.5, 0.5]}, "std must be a list of 1 or 1"),
+    ({"labels": "0123456789"}, "labels must be a list of strings"),
+])
+def test_bad_preprocessing_metadata_is_refused_at_load(tmp_path, rng, capsys, change, expect):
+    model, image = small_model(tmp_path, rng)
+    g = xbin.read(model)
+    g.metadata.update(change)
+    bad = tmp_path / "bad_meta.xbin"
+    xbin.write(g, bad)
+    with pytest.raises(xbin.XbinError, match=expect):
+        xnorinfer.load(bad, threads=1)
+    assert cli.main(["run", str(bad), str(image)]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expect in err
+
+
+def test_an_input_too_large_for_any_image_is_refused_at_load(tmp_path):
+    from xnorinfer import ir
+
+    side = 131072  # 131072^2 pixels: preprocessing would allocate 64 GiB for one image
+    g = ir.Graph(inputs=["x"], outputs=["y"],
+                 tensors={"x": ir.Tensor("x", (1, side, side, 1), "f32"), "y": ir.Tensor("y", (1, side, side, 1), "f32")},
+                 ops=[ir.Op("relu", "relu", ["x"], ["y"])], metadata={"input_shape": [1, 1, side, side]})
+    path = tmp_path / "huge_input.xbin"
+    xbin.write(g, path)
+    with pytest.raises(xbin.XbinError, match="larger than the 67108864 pixels"):
+        xnorinfer.load(path, threads=1)

@@ -16,6 +16,7 @@ says (the converter records it; `convert --mean/--std/--resize` set it):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 MAX_PIXELS = 64 * 1024 * 1024  # refuse larger images before decoding (decompression bombs)
+MAX_RESIZE = 8192  # the shorter side after resizing: 8192^2 = MAX_PIXELS
 
 
 class ImageError(ValueError):
@@ -43,20 +45,43 @@ class InputSpec:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> InputSpec:
+        """The spec a model's metadata describes; ValueError names the first bad entry.
+
+        Checked when a model is loaded, so that a hostile file cannot ask preprocessing for
+        absurd allocations: the input and the resized image stay within MAX_PIXELS.
+        """
         shape = metadata.get("input_shape")
-        if not isinstance(shape, Sequence) or len(shape) != 4:
-            raise ValueError(f"model metadata has no NCHW input_shape (got {shape!r})")
+        if not isinstance(shape, Sequence) or len(shape) != 4 or not all(_is_int(v) and v >= 1 for v in shape):
+            raise ValueError(f"model metadata has no NCHW input_shape of positive integers (got {shape!r})")
         _, c, h, w = (int(v) for v in shape)
-        mean, std = metadata.get("mean"), metadata.get("std")
-        spec = cls(c, h, w, tuple(float(v) for v in mean) if mean is not None else None,
-                   tuple(float(v) for v in std) if std is not None else None,
-                   int(metadata["resize"]) if metadata.get("resize") else None)
-        for name, values in (("mean", spec.mean), ("std", spec.std)):
-            if values is not None and len(values) not in (1, c):
-                raise ValueError(f"model metadata {name} has {len(values)} values for {c} channels")
-        if spec.std is not None and any(v == 0 for v in spec.std):
+        if h * w > MAX_PIXELS:
+            raise ValueError(f"model metadata input_shape {list(shape)} is larger than the {MAX_PIXELS} pixels "
+                             "an image may have")
+        resize = metadata.get("resize")
+        if resize is not None and (not _is_int(resize) or not max(h, w) <= resize <= MAX_RESIZE):
+            raise ValueError(f"model metadata resize must be an integer from {max(h, w)} (the input size) to "
+                             f"{MAX_RESIZE}, got {resize!r}")
+        stats = {}
+        for name in ("mean", "std"):
+            values = metadata.get(name)
+            if values is None:
+                stats[name] = None
+                continue
+            if (not isinstance(values, list) or len(values) not in (1, c)
+                    or not all(_is_number(v) and math.isfinite(v) for v in values)):
+                raise ValueError(f"model metadata {name} must be a list of 1 or {c} finite numbers, got {values!r}")
+            stats[name] = tuple(float(v) for v in values)
+        if stats["std"] is not None and any(v == 0 for v in stats["std"]):
             raise ValueError("model metadata std has a zero entry")
-        return spec
+        return cls(c, h, w, stats["mean"], stats["std"], int(resize) if resize else None)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _open(source: str | Path | Any):
@@ -126,7 +151,7 @@ def _to_unit_array(image, channels: int, where: str, notes: list[str] | None = N
     return pixels[..., None] if channels == 1 else pixels
 
 
-def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+def _resize(pixels: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
     from PIL import Image
 
     h, w = pixels.shape[:2]
@@ -136,6 +161,9 @@ def _resize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.resize is not None:
         scale = spec.resize / min(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        if new_w * new_h > MAX_PIXELS:  # a very long, thin image
+            raise ImageError(f"{where}: resizing a {w}x{h} image to a shorter side of {spec.resize} gives {new_w}x{new_h}, "
+                             f"more than the {MAX_PIXELS} pixels allowed")
         planes = [p.resize((new_w, new_h), Image.BILINEAR) for p in planes]
         left, top = (new_w - spec.width) // 2, (new_h - spec.height) // 2
         if left < 0 or top < 0:
@@ -168,7 +196,7 @@ def preprocess_image(source: str | Path | Any, spec: InputSpec, notes: list[str]
         pixels = _to_unit_array(image, spec.channels, where, notes)
         if notes is not None:
             _note_resize(pixels.shape[1], pixels.shape[0], spec, notes)
-        pixels = _resize(pixels, spec)
+        pixels = _resize(pixels, spec, where)
     finally:
         if isinstance(source, (str, Path)):
             image.close()

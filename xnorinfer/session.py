@@ -12,6 +12,7 @@ import numpy as np
 
 from xnorinfer import _core, xbin
 from xnorinfer.cost import OpCost, op_cost
+from xnorinfer.preprocess import InputSpec
 from xnorinfer.xbin import XbinError
 
 MAX_THREADS = 1024  # the runtime's limit (csrc/runtime/session.cc)
@@ -60,6 +61,13 @@ class Session:
             if not ok or list(meta[1:]) != list(self._input_shape[1:]) or meta[0] < 1:
                 raise XbinError(f"{name}: metadata input_shape {meta!r} does not match the graph input "
                                 f"{self._input_shape}")
+            try:  # preprocessing's entries (resize, mean, std), checked now rather than at the first image
+                InputSpec.from_metadata(self._desc["metadata"])
+            except ValueError as err:
+                raise XbinError(f"{name}: {err}") from None
+        labels = self._desc["metadata"].get("labels")
+        if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
+            raise XbinError(f"{name}: model metadata labels must be a list of strings")
 
     @property
     def path(self) -> str:
