@@ -44,4 +44,4 @@ def test_bad_threads_is_a_clean_error(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["kernels", "--threads", "0"])
     assert exc.value.code == 2
-    assert "expected a positive integer, got 0" in capsys.readouterr().err
+    assert "expected an integer from 1 to 1024, got 0" in capsys.readouterr().err

@@ -534,10 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
                "into integer thresholds, pack the weights, verify the result against PyTorch and the canonical "
                "reference on random (or --calib) inputs, and write one .xbin. Nothing is written when "
                "verification fails (unless --force) or an op is unsupported.",
-               "xnorinfer convert model.pt2 -o model.xbin --mean 0.5 --std 0.5 --labels labels.txt")
+               "xnorinfer convert model.pt2 -o model.xbin --mean 0.5 --std 0.5 --labels labels.txt\n"
+               "  xnorinfer convert --module 'xnorinfer.zoo:lfc' --weights models/lfc-mnist/state_dict.pth "
+               "--input-shape 1,1,28,28 -o lfc.xbin")
     conv.add_argument("model", nargs="?", help="an ExportedProgram saved with torch.export.save (.pt2/.pt)")
     conv.add_argument("-o", "--output", help="output .xbin (default: the model path with .xbin)")
-    conv.add_argument("--module", help="build a live module from package.module:factory instead of a .pt2")
+    conv.add_argument("--module", metavar="WHERE:FACTORY",
+                      help="build the model by calling FACTORY from a module (pkg.mod:build) or a file "
+                           "(path/to/model.py:build), with literal arguments if needed "
+                           "('xnorinfer.zoo:vgg_small(width=0.5)'), instead of reading a .pt2")
     conv.add_argument("--weights", help="state_dict for --module (a `module.` prefix or a {'state_dict': ...} is fine)")
     conv.add_argument("--input-shape", type=_ints, help="N,C,H,W example input shape (needed with --module/--calib)")
     conv.add_argument("--binarize", action="append", default=[], metavar="PATTERN",
