@@ -42,12 +42,12 @@ def _version_string() -> str:
     return f"xnorinfer {__version__} (ISA path: {isa}; available: {', '.join(_core.available_isas())})"
 
 
-def _load(path: str, threads: int | None):
+def _load(path: str, threads: int | None, max_memory: int | None = None):
     from xnorinfer.session import load
     from xnorinfer.xbin import XbinError
 
     try:
-        return load(path, threads=threads)
+        return load(path, threads=threads, max_memory=max_memory)
     except XbinError as err:
         raise CliError(str(err), EXIT_MODEL) from err
     except FileNotFoundError as err:
@@ -104,7 +104,7 @@ def classify(session, images: list[Path], top: int, batch: int) -> list[dict[str
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    session = _load(args.model, args.threads)
+    session = _load(args.model, args.threads, args.max_memory)
     images = _expand_images(args.images)
     for result in classify(session, images, args.top, args.batch):
         if args.json:
@@ -176,7 +176,7 @@ def _exported_batch(program: Any) -> int | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    session = _load(args.model, args.threads)
+    session = _load(args.model, args.threads, args.max_memory)
     shape = (args.batch, *session.input_shape[1:])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     ms = _latency(lambda: session.run(x), args.runs)
@@ -486,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
     run.add_argument("--batch", type=_positive, default=32, help="images per engine call (default 32)")
+    run.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
+                     help="refuse a memory plan above BYTES (default: half of the physical memory)")
     run.set_defaults(func=cmd_run)
 
     inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
@@ -502,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
     bench.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
+    bench.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
+                       help="refuse a memory plan above BYTES (default: half of the physical memory)")
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
     bench.add_argument("--profile", action="store_true",
