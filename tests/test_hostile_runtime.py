@@ -3,8 +3,8 @@
 Every payload is built here, in the test: fork after the pool started, a tiny model whose memory
 plan is many GiB, random buffer lifetimes for the planner, a binary layer with one output channel,
 a misaligned input, a large file that is not a model, bad IR versions and oversized images. Peak
-memory is measured in a fresh interpreter (ru_maxrss of a process that imported only numpy and
-xnorinfer), so other tests cannot hide a large allocation under an earlier peak.
+memory is measured in a fresh interpreter that imported only numpy and xnorinfer, with the
+kernel's peak-RSS mark reset just before the step measured (Linux /proc/self/clear_refs).
 """
 
 from __future__ import annotations
@@ -31,14 +31,20 @@ MIB = 1 << 20
 
 
 def _peak_rss_growth(setup: str, action: str) -> tuple[int, str]:
-    """Run `setup` then `action` in a fresh interpreter; returns (growth of peak RSS in bytes, stdout)."""
+    """Run `setup` then `action` in a fresh interpreter; returns (peak RSS during `action` less the RSS
+    before it, in bytes; stdout). The kernel's peak (VmHWM) is reset first (clear_refs 5), so an
+    earlier transient peak (imports) cannot hide an allocation."""
     code = (
-        "import resource, sys\nimport numpy as np\nimport xnorinfer\nfrom xnorinfer import _core, xbin\n"
+        "import sys\nimport numpy as np\nimport xnorinfer\nfrom xnorinfer import _core, xbin\n"
+        "def status(key):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(key + ':'):\n"
+        "            return int(line.split()[1]) * 1024\n"
         f"{setup}\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "with open('/proc/self/clear_refs', 'w') as f:\n    f.write('5')\n"
+        "before = status('VmRSS')\n"
         f"{action}\n"
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print('GROWTH', (after - before) * 1024)\n"
+        "print('GROWTH', status('VmHWM') - before)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(),
                          timeout=300)

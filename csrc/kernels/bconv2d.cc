@@ -49,7 +49,7 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
   for (int o = 0; o < c.out_channels; ++o) {
     const int b = o / kBconvBlock, lane = o % kBconvBlock;
     const size_t lanes = static_cast<size_t>(block_lanes(b));
-    uint64_t* packed = const_cast<uint64_t*>(block_weights(b));
+    uint64_t* packed = block_weights(b);
     for (size_t k = 0; k < k_words; ++k) packed[k * lanes + lane] = weights[static_cast<size_t>(o) * k_words + k];
   }
 

@@ -85,6 +85,9 @@ class BinaryConv2d {
   const uint64_t* block_weights(int b) const {
     return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
   }
+  uint64_t* block_weights(int b) {
+    return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
+  }
 
   BconvConfig config_;
   OutputKind transform_kind_;
