@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
     run.add_argument("--batch", type=_positive, default=32, help="images per engine call (default 32)")
     run.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
-                     help="refuse a memory plan above BYTES (default: half of the physical memory)")
+                     help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
     run.set_defaults(func=cmd_run)
 
     inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive, default=None, help="worker threads (default: all CPUs)")
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
     bench.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
-                       help="refuse a memory plan above BYTES (default: half of the physical memory)")
+                       help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
     bench.add_argument("--profile", action="store_true",

@@ -26,7 +26,7 @@ class Session:
     """A loaded model: one memory plan and one thread pool, reused across `run` calls.
 
     `max_memory` bounds the bytes of one memory plan (all activations and scratch of one run);
-    the default is half of the physical memory (`_core.default_max_memory()`). A model whose
+    the default is half of the physical memory or of the cgroup limit (`_core.default_max_memory()`). A model whose
     recorded input shape needs more is refused at load (XbinError); a larger input at run
     (ValueError). Either message names the largest buffer and its op.
     """
@@ -176,5 +176,5 @@ class Session:
 
 def load(path: str | os.PathLike[str], threads: int | None = None, max_memory: int | None = None) -> Session:
     """Load a .xbin model; `threads` defaults to the CPUs this process may use, `max_memory` (bytes per
-    memory plan) to half of the physical memory."""
+    memory plan) to half of the physical memory or of the cgroup limit."""
     return Session(path, threads=threads, max_memory=max_memory)

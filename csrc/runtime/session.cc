@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include <unistd.h>
@@ -24,8 +25,15 @@ std::string bytes_str(uint64_t bytes) {
 
 uint64_t default_max_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return uint64_t{4} << 30;
-  return static_cast<uint64_t>(pages) / 2 * static_cast<uint64_t>(page);
+  uint64_t memory = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{8} << 30;
+  // In a container the cgroup's limit is what the OOM killer enforces (v2, then v1; "max" or a
+  // huge v1 value means none).
+  for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit_file);
+    unsigned long long limit = 0;
+    if (in >> limit && limit > 0 && limit < memory) memory = limit;
+  }
+  return memory / 2 / static_cast<uint64_t>(page > 0 ? page : 4096) * static_cast<uint64_t>(page > 0 ? page : 4096);
 }
 
 Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads, uint64_t max_memory)

@@ -33,7 +33,8 @@ class MemoryLimitError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Half of the physical memory (sysconf), or 4 GiB where that is unknown.
+// Half of the physical memory (sysconf) or of the cgroup's memory limit when that is lower,
+// in whole pages.
 uint64_t default_max_memory();
 
 class Session {
