@@ -246,8 +246,8 @@ def test_an_input_too_large_for_any_image_is_refused_at_load(tmp_path):
     from xnorinfer import ir
 
     side = 131072  # 131072^2 pixels: preprocessing would allocate 64 GiB for one image
-    g = ir.Graph(inputs=["x"], outputs=["y"],
-                 tensors={"x": ir.Tensor("x", (1, side, side, 1), "f32"), "y": ir.Tensor("y", (1, side, side, 1), "f32")},
+    tensors = {name: ir.Tensor(name, (1, side, side, 1), "f32") for name in ("x", "y")}
+    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors,
                  ops=[ir.Op("relu", "relu", ["x"], ["y"])], metadata={"input_shape": [1, 1, side, side]})
     path = tmp_path / "huge_input.xbin"
     xbin.write(g, path)

@@ -5,7 +5,7 @@
 # _core is staged with a copy of the Python package in a temporary folder put first on PYTHONPATH.
 #
 #   tools/sanitize.sh            CI subset: kernels, loader, runtime, fuzzing, damage, concurrency,
-#                                then the LeakSanitizer check (docs/reliability.md)
+#                                hostile runtime inputs, then the LeakSanitizer check (docs/reliability.md)
 #   tools/sanitize.sh --all      the whole test suite, then the LeakSanitizer check
 #   tools/sanitize.sh PYTEST...  the given pytest arguments only
 #
@@ -26,7 +26,7 @@ CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_max
            tests/test_binary_linear.py tests/test_float_kernels.py tests/test_isa_dispatch.py
            tests/test_xbin.py tests/test_runtime.py tests/test_api.py tests/test_profile.py
            tests/test_fuzz_loader.py tests/test_fuzz_atheris.py tests/test_xbin_damage.py
-           tests/test_preprocess.py tests/test_cli_errors.py)
+           tests/test_preprocess.py tests/test_cli_errors.py tests/test_hostile_runtime.py)
 run_leak_check=1
 if [ $# -eq 0 ]; then
   set -- "${CI_SUBSET[@]}"

@@ -44,12 +44,12 @@ def _version_string() -> str:
     return f"xnorinfer {__version__} (ISA path: {isa}; available: {', '.join(_core.available_isas())})"
 
 
-def _load(path: str, threads: int | None):
+def _load(path: str, threads: int | None, max_memory: int | None = None):
     from xnorinfer.session import load
     from xnorinfer.xbin import XbinError
 
     try:
-        return load(path, threads=threads)
+        return load(path, threads=threads, max_memory=max_memory)
     except XbinError as err:
         raise CliError(str(err), EXIT_MODEL) from err
     except FileNotFoundError as err:
@@ -123,7 +123,7 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    session = _load(args.model, args.threads)
+    session = _load(args.model, args.threads, args.max_memory)
     images = _expand_images(args.images)
     for result in classify(session, images, args.top, args.batch, quiet=args.quiet):
         if args.json:
@@ -174,7 +174,7 @@ def _exported_batch(program: Any) -> int | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    session = _load(args.model, args.threads)
+    session = _load(args.model, args.threads, args.max_memory)
     shape = (args.batch, *session.input_shape[1:])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     ms = _latency(lambda: session.run(x), args.runs)
@@ -571,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=_batch, default=32, help="images per engine call (default 32)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no warnings about images converted to fit the model (colour, aspect ratio)")
+    run.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
+                     help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
     run.set_defaults(func=cmd_run)
 
     inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
@@ -587,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=_batch, default=1, help="batch size (default 1)")
     bench.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
+    bench.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
+                       help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
     bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
                        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
     bench.add_argument("--profile", action="store_true",

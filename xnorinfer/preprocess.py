@@ -162,8 +162,8 @@ def _resize(pixels: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
         scale = spec.resize / min(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         if new_w * new_h > MAX_PIXELS:  # a very long, thin image
-            raise ImageError(f"{where}: resizing a {w}x{h} image to a shorter side of {spec.resize} gives {new_w}x{new_h}, "
-                             f"more than the {MAX_PIXELS} pixels allowed")
+            raise ImageError(f"{where}: resizing a {w}x{h} image to a shorter side of {spec.resize} gives "
+                             f"{new_w}x{new_h}, more than the {MAX_PIXELS} pixels allowed")
         planes = [p.resize((new_w, new_h), Image.BILINEAR) for p in planes]
         left, top = (new_w - spec.width) // 2, (new_h - spec.height) // 2
         if left < 0 or top < 0:

@@ -26,9 +26,16 @@ def _default_threads() -> int:
 
 
 class Session:
-    """A loaded model: one memory plan and one thread pool, reused across `run` calls."""
+    """A loaded model: one memory plan and one thread pool, reused across `run` calls.
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    `max_memory` bounds the bytes of one memory plan (all activations and scratch of one run);
+    the default is half of the physical memory or of the cgroup limit (`_core.default_max_memory()`). A model whose
+    recorded input shape needs more is refused at load (XbinError); a larger input at run
+    (ValueError). Either message names the largest buffer and its op.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 max_memory: int | None = None) -> None:
         name = os.fspath(path)
         _core.default_isa()  # a bad XNORINFER_ISA is named now, not blamed on the first input later
         if os.path.isdir(name):
@@ -39,6 +46,9 @@ class Session:
             threads = _default_threads()
         if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+        if max_memory is not None and (not isinstance(max_memory, int) or isinstance(max_memory, bool)
+                                       or not 1 <= max_memory < 1 << 64):
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
         try:
             file = _core.XbinFile(os.fsencode(name))  # bytes: any file name the OS allows
         except _core.XbinFormatError as err:
@@ -49,7 +59,7 @@ class Session:
         self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes,
                                    [str(s["name"]) for s in file.sections])
         try:
-            self._core = _core.Session(file, self._desc, threads)
+            self._core = _core.Session(file, self._desc, threads, max_memory)
         except ValueError as err:  # bad shapes/attrs found by the C++ checks: a file problem
             raise XbinError(str(err)) from None
         self._path = name
@@ -76,6 +86,16 @@ class Session:
     @property
     def threads(self) -> int:
         return int(self._core.threads)
+
+    @property
+    def max_memory(self) -> int:
+        """The most bytes one memory plan may take."""
+        return int(self._core.max_memory)
+
+    def planned_bytes(self, shape: tuple[int, int, int, int]) -> int:
+        """Bytes of the memory plan for an NCHW input shape, computed without allocating anything."""
+        n, c, h, w = shape
+        return int(self._core.planned_bytes(n, c, h, w))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -158,6 +178,7 @@ class Session:
         return f"Session({self._path!r}, threads={self.threads}, input_shape={self.input_shape})"
 
 
-def load(path: str | os.PathLike[str], threads: int | None = None) -> Session:
-    """Load a .xbin model; `threads` defaults to the CPUs this process may use."""
-    return Session(path, threads=threads)
+def load(path: str | os.PathLike[str], threads: int | None = None, max_memory: int | None = None) -> Session:
+    """Load a .xbin model; `threads` defaults to the CPUs this process may use, `max_memory` (bytes per
+    memory plan) to half of the physical memory or of the cgroup limit."""
+    return Session(path, threads=threads, max_memory=max_memory)

@@ -188,26 +188,36 @@ def write(graph: ir.Graph, path: str | os.PathLike[str]) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def parse_container(data: bytes, path: str) -> list[tuple[int, str, int, int]]:
-    """Validate the binary layer; returns (kind, name, offset, size) per section."""
-    size = len(data)
-    if size < HEADER_BYTES:
+def check_header(head: bytes, size: int, path: str) -> tuple[int, int]:
+    """Validate the 64-byte header of a `size`-byte file; returns (section count, table crc).
+
+    Readers call this on the header alone before reading the rest, so that a file that is not an
+    .xbin is never read whole.
+    """
+    if size < HEADER_BYTES or len(head) < HEADER_BYTES:
         raise XbinError(f"{path}: file is {size} bytes, smaller than the {HEADER_BYTES}-byte header "
                         "(truncated or not an .xbin file)")
-    magic, version, count, declared, table_crc, header_crc = _HEADER.unpack_from(data, 0)
+    magic, version, count, declared, table_crc, header_crc = _HEADER.unpack_from(head, 0)
     if magic != MAGIC:
         raise XbinError(f"{path}: bad magic: not an .xbin file")
     if version > FORMAT_VERSION:
         raise XbinError(f"{path}: format version {version} is newer than this xnorinfer supports ({FORMAT_VERSION})")
     if version == 0:
         raise XbinError(f"{path}: format version 0 is invalid")
-    if zlib.crc32(data[:28]) != header_crc:
+    if zlib.crc32(head[:28]) != header_crc:
         raise XbinError(f"{path}: header checksum mismatch (corrupted header)")
-    if any(data[32:HEADER_BYTES]):
+    if any(head[32:HEADER_BYTES]):
         raise XbinError(f"{path}: reserved header bytes are not zero (corrupted header)")
     if declared != size:
         why = "truncated" if declared > size else "trailing bytes"
         raise XbinError(f"{path}: header declares {declared} bytes but the file has {size} ({why})")
+    return count, table_crc
+
+
+def parse_container(data: bytes | bytearray, path: str) -> list[tuple[int, str, int, int]]:
+    """Validate the binary layer; returns (kind, name, offset, size) per section."""
+    size = len(data)
+    count, table_crc = check_header(data[:HEADER_BYTES], size, path)
     if count < 1:
         raise XbinError(f"{path}: no sections (the graph JSON section is required)")
     if count > (size - HEADER_BYTES) // ENTRY_BYTES:
@@ -276,6 +286,7 @@ def parse_json(text: bytes, path: str) -> dict[str, Any]:
     _expect(isinstance(doc, dict), path, "graph JSON must be an object")
     _expect(doc.get("format") == "xnorinfer.xbin", path, "graph JSON 'format' is not 'xnorinfer.xbin'")
     _expect(_is_int(doc.get("ir_version")), path, "graph JSON 'ir_version' is missing")
+    _expect(doc["ir_version"] >= 1, path, f"IR version {doc['ir_version']} is invalid (versions start at 1)")
     _expect(doc["ir_version"] <= ir.IR_VERSION, path,
             f"IR version {doc['ir_version']} is newer than this xnorinfer supports ({ir.IR_VERSION})")
     return doc
@@ -360,7 +371,13 @@ def read(path: str | os.PathLike[str]) -> ir.Graph:
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
-            data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(HEADER_BYTES)
+            check_header(head, size, name)  # before the rest is read: a non-model file is not read whole
+            data = bytearray(size)
+            data[:HEADER_BYTES] = head
+            if f.readinto(memoryview(data)[HEADER_BYTES:]) != size - HEADER_BYTES:
+                raise XbinError(f"{name}: short read (the file changed while it was read)")
     except OSError as err:
         raise XbinError(f"{name}: cannot read: {err.strerror or err}") from None
     sections = parse_container(data, name)

@@ -34,16 +34,23 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
   in_words_ = (c.in_channels + 63) / 64;
   blocks_ = (c.out_channels + kBconvBlock - 1) / kBconvBlock;
   const int taps = c.kernel_h * c.kernel_w;
-  const size_t k_words = static_cast<size_t>(taps) * in_words_;
+  // k_words and the bit count taps x in_channels in 64 bits: the kernels index k with int.
+  if (static_cast<int64_t>(taps) * in_words_ > INT32_MAX) {
+    throw std::invalid_argument("BinaryConv2d: kernel taps x input words exceeds 2^31");
+  }
+  k_words_ = taps * in_words_;
+  const size_t k_words = static_cast<size_t>(k_words_);
+  const int last_channels = c.out_channels - (blocks_ - 1) * kBconvBlock;
+  last_lanes_ = last_channels < 8 ? last_channels : (last_channels + 7) / 8 * 8;
 
-  // Repack [oc][taps][in_words] into [block][tap*in_word][32 lanes].
-  weights_.assign(static_cast<size_t>(blocks_) * k_words * (kBconvBlock / 8), WeightLine{});
-  uint64_t* packed = weights_.data()->w;
+  // Repack [oc][taps][in_words] into [block][tap*in_word][block_lanes(block)].
+  const size_t words = (static_cast<size_t>(blocks_ - 1) * kBconvBlock + static_cast<size_t>(last_lanes_)) * k_words;
+  weights_.assign((words + 7) / 8, WeightLine{});
   for (int o = 0; o < c.out_channels; ++o) {
     const int b = o / kBconvBlock, lane = o % kBconvBlock;
-    for (size_t k = 0; k < k_words; ++k) {
-      packed[(static_cast<size_t>(b) * k_words + k) * kBconvBlock + lane] = weights[o * k_words + k];
-    }
+    const size_t lanes = static_cast<size_t>(block_lanes(b));
+    uint64_t* packed = block_weights(b);
+    for (size_t k = 0; k < k_words; ++k) packed[k * lanes + lane] = weights[static_cast<size_t>(o) * k_words + k];
   }
 
   const bool needs_correction = c.pad_mode == PadMode::kZero && (c.pad_h > 0 || c.pad_w > 0);
@@ -54,7 +61,7 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
       for (int tap = 0; tap < taps; ++tap) {
         int negatives = 0;
         for (int w = 0; w < in_words_; ++w)
-          negatives += __builtin_popcountll(weights[o * k_words + static_cast<size_t>(tap) * in_words_ + w]);
+          negatives += __builtin_popcountll(weights[static_cast<size_t>(o) * k_words + static_cast<size_t>(tap) * in_words_ + w]);
         tap_weight_sum_[(static_cast<size_t>(b) * taps + tap) * kBconvBlock + lane] =
             c.in_channels - 2 * negatives;
       }
@@ -99,6 +106,10 @@ int BinaryConv2d::out_w(int in_w) const {
 int64_t BinaryConv2d::out_pixel_elements() const {
   return transform_kind_ == OutputKind::kBits ? out_words() : config_.out_channels;
 }
+size_t BinaryConv2d::packed_bytes() const {
+  return weights_.size() * sizeof(WeightLine) + tap_weight_sum_.size() * sizeof(int32_t) +
+         epilogue_.size() * sizeof(BconvBlockEpilogue) + pad_row_.size() * sizeof(uint64_t);
+}
 
 BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w,
                                            int threads) const {
@@ -139,21 +150,24 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
                                 " is smaller than the kernel");
   }
   const int oh = out_h(in_h), ow = out_w(in_w);
-  const int pixels = oh * ow;
+  // One image's pixels fit in int (checked_bytes bounds H x W); counts over them use 64 bits.
+  const int64_t pixels = static_cast<int64_t>(oh) * ow;
   // Tasks: an image's tiles split evenly into chunks, and, when a pool has
   // more threads than there are chunks to share, the channel blocks into groups.
-  const int tiles = (pixels + kBgemmMr - 1) / kBgemmMr;
-  const int min_tasks = pool == nullptr ? 1 : kTasksPerThread * pool->threads();
-  const int per_image = (min_tasks + batch - 1) / batch;
-  const int chunks = pool == nullptr ? (tiles + kTilesPerChunk - 1) / kTilesPerChunk : std::min(tiles, per_image);
-  const int wanted_groups = std::min(blocks_, (per_image + chunks - 1) / chunks);
+  const int64_t tiles = (pixels + kBgemmMr - 1) / kBgemmMr;
+  const int64_t min_tasks = pool == nullptr ? 1 : int64_t{kTasksPerThread} * pool->threads();
+  const int64_t per_image = (min_tasks + batch - 1) / batch;
+  const int64_t chunks = pool == nullptr ? (tiles + kTilesPerChunk - 1) / kTilesPerChunk : std::min(tiles, per_image);
+  const int wanted_groups = static_cast<int>(std::min<int64_t>(blocks_, (per_image + chunks - 1) / chunks));
   const int blocks_per_group = (blocks_ + wanted_groups - 1) / wanted_groups;
   const int groups = (blocks_ + blocks_per_group - 1) / blocks_per_group;  // none empty
-  const size_t tasks = static_cast<size_t>(batch) * chunks * groups;
+  const size_t tasks = static_cast<size_t>(batch) * static_cast<size_t>(chunks) * groups;
   const BgemmTileFn kernel = binary_kernels(isa).bgemm_tile;
+  // A last block under 8 channels has rows narrower than a SIMD group: the scalar kernel runs it.
+  const BgemmTileFn narrow_kernel = bgemm_tile_scalar;
   const int taps = c.kernel_h * c.kernel_w;
-  const int k_words = taps * in_words_;
-  const size_t block_lines = static_cast<size_t>(k_words) * (kBconvBlock / 8);
+  const int k_words = k_words_;
+  const int64_t k_bits = static_cast<int64_t>(taps) * c.in_channels;
   const int64_t out_pixel = out_pixel_elements();
   const bool correct_padding = !tap_weight_sum_.empty();
 
@@ -205,19 +219,19 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
 
     for (size_t task = begin; task < end; ++task) {
       const int group = static_cast<int>(task % groups);
-      const int chunk = static_cast<int>((task / groups) % chunks);
-      const int n = static_cast<int>(task / (static_cast<size_t>(groups) * chunks));
+      const int64_t chunk = static_cast<int64_t>((task / groups) % static_cast<size_t>(chunks));
+      const int n = static_cast<int>(task / (static_cast<size_t>(groups) * static_cast<size_t>(chunks)));
       const uint64_t* image = frame + n * padded_image;
       const int b0 = group * blocks_per_group, b1 = std::min(blocks_, b0 + blocks_per_group);
-      const int tile_begin = static_cast<int>(static_cast<int64_t>(tiles) * chunk / chunks);
-      const int tile_end = static_cast<int>(static_cast<int64_t>(tiles) * (chunk + 1) / chunks);
-      const int p_end = std::min(pixels, tile_end * kBgemmMr);
-      for (int p0 = tile_begin * kBgemmMr; p0 < p_end; p0 += kBgemmMr) {
-        const int rows = std::min(kBgemmMr, p_end - p0);
+      const int64_t tile_begin = tiles * chunk / chunks;
+      const int64_t tile_end = tiles * (chunk + 1) / chunks;
+      const int64_t p_end = std::min(pixels, tile_end * kBgemmMr);
+      for (int64_t p0 = tile_begin * kBgemmMr; p0 < p_end; p0 += kBgemmMr) {
+        const int rows = static_cast<int>(std::min<int64_t>(kBgemmMr, p_end - p0));
         // Where each pixel's window starts in the framed input.
         const uint64_t* base[kBgemmMr];
         bool any_padded = false;
-        int y = p0 / ow, x = p0 % ow;
+        int y = static_cast<int>(p0 / ow), x = static_cast<int>(p0 % ow);
         for (int m = 0; m < rows; ++m, ++x) {
           if (x == ow) x = 0, ++y;
           base[m] = image + (static_cast<int64_t>(y) * c.stride_h * pw + static_cast<int64_t>(x) * c.stride_w) * in_words_;
@@ -242,9 +256,10 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
           a.pixel_base = base;
           a.k_offset = k_offset;
           a.k_words = k_words;
-          a.weights = weights_[static_cast<size_t>(b) * block_lines].w;
+          a.weights = block_weights(b);
+          a.weight_stride = block_lanes(b);
           a.rows = rows;
-          a.k_bits = taps * c.in_channels;
+          a.k_bits = k_bits;
           a.tap_weight_sum = any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock
                                         : nullptr;
           a.padded_taps = padded_taps;
@@ -267,7 +282,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
               a.out_pixel_stride = out_pixel * 2;
               break;
           }
-          kernel(a);
+          (block_lanes(b) % 8 == 0 ? kernel : narrow_kernel)(a);
           if (transform_kind_ == OutputKind::kBits && blocks_ % 2 == 1 && b == blocks_ - 1) {
             // The last word's upper half has no block: its pad bits must be zero.
             uint32_t* upper = static_cast<uint32_t*>(a.output) + 1;

@@ -48,6 +48,9 @@ class BinaryConv2d {
   int out_w(int in_w) const;
   // Elements per output pixel: out_channels for int32/float, out_words uint64 for bits.
   int64_t out_pixel_elements() const;
+  // Bytes held for the repacked weights and the per-block constants (at most about twice
+  // the packed weights given, plus a few KiB per block: a narrow block is not padded to 32).
+  size_t packed_bytes() const;
 
   // Bytes of scratch run() needs for this input on `threads` threads: the pad-framed
   // input, the per-word tap offsets and one tile's padded-tap lists per thread.
@@ -74,11 +77,25 @@ class BinaryConv2d {
   struct alignas(64) WeightLine {
     uint64_t w[8];
   };
+  // Lanes (channels, padded) of block b's weight rows: 32, except for a last block with fewer
+  // channels: those rounded up to 8 for the SIMD kernels, or exactly them under 8 (scalar
+  // kernel), so that a layer with one output channel does not hold 32 copies of its weights.
+  int block_lanes(int b) const { return b + 1 < blocks_ ? kBconvBlock : last_lanes_; }
+  // Block b's rows; every block but the last is full, so b's rows start after b full blocks.
+  const uint64_t* block_weights(int b) const {
+    return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
+  }
+  uint64_t* block_weights(int b) {
+    return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
+  }
+
   BconvConfig config_;
   OutputKind transform_kind_;
   int in_words_;
+  int k_words_;     // taps * in_words
   int blocks_;
-  std::vector<WeightLine> weights_;          // [blocks][taps * in_words][32 / 8 lines]
+  int last_lanes_;  // block_lanes(blocks_ - 1)
+  std::vector<WeightLine> weights_;          // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines
   std::vector<int32_t> tap_weight_sum_;      // [blocks][taps][32], kZero with padding only
   std::vector<BconvBlockEpilogue> epilogue_; // [blocks]
   std::vector<uint64_t> pad_row_;            // [in_words]

@@ -2,7 +2,13 @@
 // keep MR*NV 64-bit popcount accumulators in zmm registers (6 x 4 = 24). Each
 // K word costs NV weight loads, MR broadcasts, then XOR + VPOPCNTQ + ADD per
 // accumulator: the 3-op floor of this instruction mix.
+// GCC 12's AVX-512 headers start some intrinsics from an "undefined" register written as
+// `__m512i __Y = __Y;`, which -Wmaybe-uninitialized reports once inlined at -O2 (GCC bug
+// 105593, fixed in GCC 13). The pragma covers the header's lines only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <chrono>
 
@@ -83,7 +89,7 @@ void tile(const BgemmTileArgs& a) {
   for (int m = 0; m < MR; ++m) base[m] = a.pixel_base[m];
   const uint64_t* w = a.weights;
   const int64_t* k_offset = a.k_offset;
-  for (int k = 0; k < a.k_words; ++k, w += kBconvBlock) {
+  for (int k = 0; k < a.k_words; ++k, w += a.weight_stride) {
     const int64_t off = k_offset[k];
     __m512i wv[NV];
 #pragma GCC unroll 4
@@ -129,7 +135,9 @@ double bgemm_register_peak_avx512(long iterations) {
   __m512i w0 = _mm512_set1_epi64(0x0123456789abcdefLL), w1 = _mm512_set1_epi64(0x7edcba9876543210LL);
   __m512i w2 = _mm512_set1_epi64(0x00ff00ff00ff00ffLL), w3 = _mm512_set1_epi64(0x0f0f0f0f0f0f0f0fLL);
   __m512i x[6];
-  for (int i = 0; i < 6; ++i) x[i] = _mm512_set1_epi64(0x5555555555555555LL * (i + 1));
+  // Distinct patterns 0x55..55 * (i + 1), multiplied unsigned: the signed product overflows (UB).
+  for (int i = 0; i < 6; ++i)
+    x[i] = _mm512_set1_epi64(static_cast<long long>(0x5555555555555555ULL * static_cast<uint64_t>(i + 1)));
   const auto t0 = std::chrono::steady_clock::now();
   for (long it = 0; it < iterations; ++it) {
 #pragma GCC unroll 6

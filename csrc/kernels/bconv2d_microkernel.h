@@ -6,8 +6,9 @@
 //   activations  read in place from the packed NHWC input, already framed by
 //                pad words: word k of pixel m is pixel_base[m][k_offset[k]]
 //                (tap t = k / in_words at a fixed offset; no im2col copy)
-//   weights      w[k][32] with k = t * in_words + word (one block,
-//                channel-minor: 8 channels per 512-bit lane group)
+//   weights      w[k][weight_stride] with k = t * in_words + word (one block,
+//                channel-minor: 8 channels per 512-bit lane group; a layer's
+//                last block is only as wide as its channels need, see bconv2d.h)
 // Lanes hold output channels; an activation word is broadcast against them.
 // x.w over K bits = K - 2 * popcount(x XOR w).
 #pragma once
@@ -39,9 +40,13 @@ struct BgemmTileArgs {
   const uint64_t* const* pixel_base;  // [rows] first word of each pixel's window
   const int64_t* k_offset;            // [k_words] offset of word k from the pixel base
   int k_words;                        // taps * words per tap
-  const uint64_t* weights;            // [k_words][32], 64-byte aligned
+  const uint64_t* weights;            // [k_words][weight_stride], 64-byte aligned
+  // Words per k: 32, or for a layer's last, narrower block its channels rounded up to 8
+  // (the SIMD paths read whole 8-channel groups), or exactly its channels when under 8
+  // (then only the scalar kernel runs it).
+  int64_t weight_stride;
   int rows;                           // valid pixels in the tile, 1..kBgemmMr
-  int k_bits;               // real reduction length in bits
+  int64_t k_bits;                     // real reduction length in bits (taps x in_channels)
   // Zero-padding correction, or null: for pixel m, the padded taps are
   // padded_taps[m * taps_stride + i] for i < padded_count[m]; their rows of
   // tap_weight_sum ([tap][32], the sum of the +/-1 weights) are subtracted,

@@ -197,7 +197,9 @@ void register_binary(py::module_& m) {
              return py::make_tuple(n, op.out_h(h), op.out_w(w), op.out_pixel_elements());
            })
       .def_property_readonly("in_channels", [](const BinaryConv2d& op) { return op.config().in_channels; })
-      .def_property_readonly("out_channels", [](const BinaryConv2d& op) { return op.config().out_channels; });
+      .def_property_readonly("out_channels", [](const BinaryConv2d& op) { return op.config().out_channels; })
+      .def_property_readonly("packed_bytes", &BinaryConv2d::packed_bytes,
+                             "Bytes held for the repacked weights and per-block constants.");
 
   py::class_<BinaryLinear>(m, "BinaryLinear",
                            "Binary dense layer (binary GEMM) on packed rows with a fused output transform.")

@@ -100,6 +100,7 @@ py::list allocate_outputs(const std::vector<Shape>& shapes, std::vector<float*>*
 
 void register_session(py::module_& m) {
   py::register_exception<XbinError>(m, "XbinFormatError", PyExc_ValueError);
+  py::register_exception<MemoryLimitError>(m, "MemoryLimitError", PyExc_ValueError);
 
   py::class_<XbinFile, std::shared_ptr<XbinFile>>(m, "XbinFile",
                                                   "A .xbin file read into memory with its container validated.")
@@ -128,13 +129,22 @@ void register_session(py::module_& m) {
       .def("json", [](const XbinFile& f) { return py::bytes(f.json()); }, "The graph JSON section (bytes).");
 
   py::class_<Session>(m, "Session", "A loaded graph: run() executes every op in one call.")
-      .def(py::init([](std::shared_ptr<XbinFile> file, const py::dict& desc, int threads) {
+      .def(py::init([](std::shared_ptr<XbinFile> file, const py::dict& desc, int threads,
+                       std::optional<uint64_t> max_memory) {
              const GraphDesc g = to_desc(desc);
              py::gil_scoped_release release;
-             return new Session(std::move(file), g, threads);
+             return new Session(std::move(file), g, threads, max_memory.value_or(default_max_memory()));
            }),
-           py::arg("file"), py::arg("desc"), py::arg("threads") = 1)
+           py::arg("file"), py::arg("desc"), py::arg("threads") = 1, py::arg("max_memory") = py::none(),
+           "max_memory: the most bytes one memory plan may take (default: default_max_memory()); a larger "
+           "plan raises MemoryLimitError, at load for the recorded input shape.")
       .def_property_readonly("threads", &Session::threads)
+      .def_property_readonly("max_memory", &Session::max_memory)
+      .def(
+          "planned_bytes",
+          [](const Session& s, int64_t n, int64_t c, int64_t h, int64_t w) { return s.planned_bytes(n, c, h, w); },
+          py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"),
+          "Arena bytes of the memory plan for an NCHW input (n, c, h, w), computed without allocating.")
       .def_property_readonly("input_shape", [](const Session& s) { return shape_tuple(s.graph().input_nchw()); })
       .def(
           "tensor_shapes",

@@ -15,8 +15,16 @@ namespace xnor::py_bind {
 
 namespace py = pybind11;
 
+// C-contiguous and aligned: numpy copies an input that is not (e.g. a view at an odd byte
+// offset of a buffer), so the kernels' typed loads are never misaligned. Outputs are checked
+// by output_array instead, because a copy would silently drop the results.
+constexpr int kAlignedFlag = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 template <typename T>
-using CArray = py::array_t<T, py::array::c_style>;
+using CArray = py::array_t<T, py::array::c_style | kAlignedFlag>;
+
+inline bool is_aligned(const py::array& a) {
+  return (py::detail::array_proxy(a.ptr())->flags & kAlignedFlag) != 0;
+}
 
 inline Isa resolve_isa(const std::optional<std::string>& isa) {
   const Isa chosen = isa ? parse_isa(*isa) : default_isa();
@@ -38,6 +46,9 @@ CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py
                        const char* what) {
   if (!out) return CArray<T>(shape);
   const CArray<T>& o = *out;
+  if (!is_aligned(o)) {
+    throw std::invalid_argument(std::string(what) + ": out must be aligned for its dtype (not a view at an odd byte offset)");
+  }
   bool ok = o.ndim() == static_cast<py::ssize_t>(shape.size()) && o.writeable();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = o.shape(static_cast<py::ssize_t>(i)) == shape[i];
   if (!ok) {

@@ -1,9 +1,15 @@
 // Static memory planning: one arena per input shape, buffers placed by
-// liveness so that tensors whose lifetimes do not overlap share bytes
-// (greedy by size, as TensorFlow Lite's arena planner).
+// liveness so that tensors whose lifetimes do not overlap share bytes.
+//
+// Two placements, both O(n log n) in the number of buffers n plus the work
+// they are given: greedy by size (TensorFlow Lite's arena planner; the
+// tighter arena) when the buffers overlap in time in at most `pair_budget`
+// pairs, else a sweep in time order with a best-fit free list, so that no
+// graph (however many tensors are alive at once) can make planning quadratic.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace xnor {
@@ -19,6 +25,11 @@ struct MemoryPlan {
   size_t arena_bytes = 0;
 };
 
-MemoryPlan plan_memory(const std::vector<BufferRequest>& requests);
+// Overlapping pairs up to which greedy by size is used (its cost is linear in them).
+constexpr uint64_t kGreedyPairBudget = uint64_t{1} << 22;
+
+// Buffers alive at a common step never share bytes. Throws std::length_error
+// when the arena would not fit in size_t.
+MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, uint64_t pair_budget = kGreedyPairBudget);
 
 }  // namespace xnor

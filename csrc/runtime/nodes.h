@@ -55,7 +55,7 @@ class Node {
   virtual Shape infer(const Shape* in, size_t count) const = 0;
   // Scratch bytes run() needs for these input shapes on `threads` threads; the
   // session plans them beside the tensors, so running allocates nothing.
-  virtual size_t workspace_bytes(const Shape* in, size_t count, int threads) const { return 0; }
+  virtual size_t workspace_bytes(const Shape* /*in*/, size_t /*count*/, int /*threads*/) const { return 0; }
   // Runs on planned buffers (ctx.workspace holds workspace_bytes); allocates nothing.
   virtual void run(const RunContext& ctx, const void* const* in, const Shape* in_shapes, size_t count, void* out,
                    const Shape& out_shape) const = 0;

@@ -2,20 +2,47 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "runtime/dispatch.h"
-#include "runtime/memory_plan.h"
 
 namespace xnor {
 namespace {
 using Clock = std::chrono::steady_clock;
+
+// "10077696000 bytes (9.39 GiB)"
+std::string bytes_str(uint64_t bytes) {
+  char human[32];
+  std::snprintf(human, sizeof human, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return std::to_string(bytes) + " bytes (" + human + ")";
+}
 }  // namespace
 
-Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads)
-    : file_(file), graph_(file, desc) {
+uint64_t default_max_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  uint64_t memory = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{8} << 30;
+  // In a container the cgroup's limit is what the OOM killer enforces (v2, then v1; "max" or a
+  // huge v1 value means none).
+  for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit_file);
+    unsigned long long limit = 0;
+    if (in >> limit && limit > 0 && limit < memory) memory = limit;
+  }
+  return memory / 2 / static_cast<uint64_t>(page > 0 ? page : 4096) * static_cast<uint64_t>(page > 0 ? page : 4096);
+}
+
+Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads, uint64_t max_memory)
+    : file_(file), graph_(file, desc), threads_(threads), max_memory_(max_memory) {
   if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
+  if (max_memory == 0) throw std::invalid_argument("max_memory must be a positive number of bytes");
+  // Refuse at load a model whose recorded input already needs more than the limit.
+  const Shape in = graph_.input_nchw();
+  layout_for(in.d[0], in.d[2], in.d[3]);
   if (threads > 1) pool_ = std::make_unique<ThreadPool>(threads);
 }
 
@@ -28,43 +55,83 @@ void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
   }
 }
 
-const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
-  if (!plan_.io.empty() && plan_.n == n && plan_.h == h && plan_.w == w) return plan_;
+Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
   const auto& tensors = graph_.tensors();
   const auto& steps = graph_.steps();
-  Plan p;
-  p.n = n;
-  p.h = h;
-  p.w = w;
-  p.shapes = graph_.infer(n, h, w);
+  Layout l;
+  l.shapes = graph_.infer(n, h, w);
   // Lifetimes per storage tensor: from its producer to its last reader (or the end for outputs).
   const int end = static_cast<int>(steps.size());
-  std::vector<BufferRequest> req(tensors.size());
-  std::vector<bool> live(tensors.size(), false);
+  std::vector<BufferRequest>& req = l.requests;
+  req.resize(tensors.size());
+  l.live.assign(tensors.size(), false);
+  std::vector<int> producer(tensors.size(), -1);
   auto touch = [&](int t, int step) {
     const int s = tensors[t].storage;
     req[s].last = std::max(req[s].last, step);
   };
   const int in = graph_.input();
-  live[in] = true;
-  req[in] = {static_cast<size_t>(checked_bytes(p.shapes[in], DType::kF32, "graph input")), -1, -1};
+  l.live[in] = true;
+  req[in] = {static_cast<size_t>(checked_bytes(l.shapes[in], DType::kF32, "graph input")), -1, -1};
   for (int i = 0; i < end; ++i) {
     for (int t : steps[i].inputs) touch(t, i);
     const int o = steps[i].output;
     if (tensors[o].storage == o) {
-      live[o] = true;
-      req[o] = {static_cast<size_t>(checked_bytes(p.shapes[o], tensors[o].dtype, tensors[o].name)), i, i};
+      l.live[o] = true;
+      producer[o] = i;
+      req[o] = {static_cast<size_t>(checked_bytes(l.shapes[o], tensors[o].dtype, tensors[o].name)), i, i};
     }
   }
   for (int t : graph_.outputs()) touch(t, end);
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
-  const size_t workspace_req = req.size();
+  std::vector<Shape> in_shapes;
   for (int i = 0; i < end; ++i) {
-    std::vector<Shape> in_shapes;
-    for (int t : steps[i].inputs) in_shapes.push_back(p.shapes[t]);
-    req.push_back({steps[i].node->workspace_bytes(in_shapes.data(), in_shapes.size(), threads()), i, i});
+    in_shapes.clear();
+    for (int t : steps[i].inputs) in_shapes.push_back(l.shapes[t]);
+    req.push_back({steps[i].node->workspace_bytes(in_shapes.data(), in_shapes.size(), threads_), i, i});
   }
-  const MemoryPlan mp = plan_memory(req);
+  l.placement = plan_memory(req);
+  if (l.placement.arena_bytes > max_memory_) {
+    size_t largest = 0;
+    for (size_t i = 1; i < req.size(); ++i)
+      if (req[i].bytes > req[largest].bytes) largest = i;
+    std::string what;
+    if (largest < tensors.size()) {
+      const int t = static_cast<int>(largest);
+      what = "tensor '" + tensors[t].name + "' " + l.shapes[t].str();
+      if (producer[t] >= 0) {
+        const Node& node = *steps[static_cast<size_t>(producer[t])].node;
+        what += ", the output of op '" + node.name() + "' (" + node.kind() + ")";
+      }
+    } else {
+      const Node& node = *steps[largest - tensors.size()].node;
+      what = "the workspace of op '" + node.name() + "' (" + node.kind() + ")";
+    }
+    throw MemoryLimitError(file_->path() + ": input (" + std::to_string(n) + ", " +
+                           std::to_string(graph_.input_nchw().d[1]) + ", " + std::to_string(h) + ", " +
+                           std::to_string(w) + ") needs a memory plan of " + bytes_str(l.placement.arena_bytes) +
+                           ", above the limit of " + bytes_str(max_memory_) + " (max_memory); the largest buffer is " +
+                           what + " with " + bytes_str(req[largest].bytes));
+  }
+  return l;
+}
+
+uint64_t Session::planned_bytes(int64_t n, int64_t c, int64_t h, int64_t w) const {
+  check_input(n, c, h, w);
+  return layout_for(n, h, w).placement.arena_bytes;
+}
+
+const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
+  if (!plan_.io.empty() && plan_.n == n && plan_.h == h && plan_.w == w) return plan_;
+  const auto& tensors = graph_.tensors();
+  const auto& steps = graph_.steps();
+  Layout l = layout_for(n, h, w);
+  const MemoryPlan& mp = l.placement;
+  Plan p;
+  p.n = n;
+  p.h = h;
+  p.w = w;
+  p.shapes = std::move(l.shapes);
   p.arena_bytes = mp.arena_bytes;
   if (p.arena_bytes > arena_.size()) {
     plan_ = Plan();          // its pointers die with the old arena
@@ -74,7 +141,7 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
   p.tensor_data.assign(tensors.size(), nullptr);
   for (size_t t = 0; t < tensors.size(); ++t) {
     const int s = tensors[t].storage;
-    if (live[s]) p.tensor_data[t] = arena_.data() + mp.offsets[s];
+    if (l.live[s]) p.tensor_data[t] = arena_.data() + mp.offsets[s];
   }
   p.io.resize(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -84,7 +151,8 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
       io.in_shapes.push_back(p.shapes[t]);
     }
     io.out = p.tensor_data[steps[i].output];
-    if (req[workspace_req + i].bytes > 0) io.workspace = arena_.data() + mp.offsets[workspace_req + i];
+    const size_t ws = tensors.size() + i;
+    if (l.requests[ws].bytes > 0) io.workspace = arena_.data() + mp.offsets[ws];
   }
   plan_ = std::move(p);
   return plan_;
@@ -118,6 +186,12 @@ std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64
 template <bool kProfile>
 void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
                          double* op_seconds) {
+  if (pool_ && pool_->forked()) {
+    // fork() copied the pool but not its workers: the copy's threads and locks belong to the
+    // parent, so it is left alone (never destroyed here) and this process starts its own.
+    (void)pool_.release();
+    pool_ = std::make_unique<ThreadPool>(threads_);
+  }
   RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   const Plan& p = plan_for(n, h, w);
   // NCHW -> NHWC into the input buffer.

@@ -3,29 +3,53 @@
 // shape (one arena, reused until the input shape changes). run() executes
 // every op in one call. Calls are serialised by a mutex, so one Session may
 // be shared between threads.
+//
+// The memory plan's total is known before anything is allocated: a plan above
+// max_memory bytes is refused (MemoryLimitError naming the largest buffer),
+// at load for the recorded input shape and at run for any other.
+// After fork() the child's first run starts its own thread pool.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels/aligned_buffer.h"
 #include "runtime/graph.h"
 #include "runtime/isa.h"
+#include "runtime/memory_plan.h"
 #include "runtime/thread_pool.h"
 
 namespace xnor {
 
+// A memory plan above the session's limit. The message names the file, the
+// input shape, the plan's bytes, the limit and the largest buffer.
+class MemoryLimitError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Half of the physical memory (sysconf) or of the cgroup's memory limit when that is lower,
+// in whole pages.
+uint64_t default_max_memory();
+
 class Session {
  public:
-  // threads >= 1. Throws XbinError / std::invalid_argument naming the file.
-  Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads);
+  // threads >= 1; max_memory > 0 bytes bounds every memory plan. Throws
+  // XbinError / std::invalid_argument naming the file, MemoryLimitError when
+  // the recorded input shape's plan is above max_memory.
+  Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads, uint64_t max_memory);
 
   const Graph& graph() const { return graph_; }
-  int threads() const { return pool_ ? pool_->threads() : 1; }
+  int threads() const { return threads_; }
+  uint64_t max_memory() const { return max_memory_; }
+  // Arena bytes of the memory plan for an NCHW input (n, c, h, w), computed
+  // without allocating. Throws like prepare(), MemoryLimitError above max_memory().
+  uint64_t planned_bytes(int64_t n, int64_t c, int64_t h, int64_t w) const;
 
   // Output shapes (NHWC or (N, F)) for an NCHW input (n, c, h, w); plans memory
   // for that shape. Throws std::invalid_argument on an input the graph cannot take.
@@ -54,7 +78,15 @@ class Session {
     std::vector<void*> tensor_data;
     size_t arena_bytes = 0;
   };
+  // Shapes, buffer requests and their placement for one input shape (nothing allocated).
+  struct Layout {
+    std::vector<Shape> shapes;
+    std::vector<BufferRequest> requests;  // tensors (by index), then one workspace per step
+    std::vector<bool> live;               // per tensor: owns a buffer
+    MemoryPlan placement;
+  };
   void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
+  Layout layout_for(int64_t n, int64_t h, int64_t w) const;  // throws MemoryLimitError above max_memory_
   const Plan& plan_for(int64_t n, int64_t h, int64_t w);  // caller holds mutex_
   // One execution; caller holds mutex_. With kProfile, adds each step's wall
   // seconds to op_seconds[i] (sized steps().size()); without, no clock is read.
@@ -64,6 +96,8 @@ class Session {
 
   std::shared_ptr<const XbinFile> file_;
   Graph graph_;
+  int threads_;
+  uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread
   std::mutex mutex_;
   Plan plan_;                                // the plan of the last input shape

@@ -2,6 +2,7 @@
 // float32 values or bit-packed channels (uint64 words along the last axis).
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -13,6 +14,7 @@ enum class DType { kF32, kBits };
 
 constexpr int64_t kMaxDim = int64_t{1} << 30;           // any one dimension
 constexpr int64_t kMaxTensorBytes = int64_t{1} << 38;   // 256 GiB: any one activation
+constexpr int64_t kMaxImagePixels = INT32_MAX;          // H x W of one image: kernels index pixels with int
 
 struct Shape {
   int rank = 0;
@@ -46,14 +48,18 @@ inline int64_t words_of(int64_t channels) { return (channels + 63) / 64; }
 // Values per row in storage: channels (f32) or words (bits).
 inline int64_t row_elements(const Shape& s, DType t) { return t == DType::kF32 ? s.channels() : words_of(s.channels()); }
 
-// Checks every dimension is in [1, kMaxDim] and the storage is below
-// kMaxTensorBytes; returns the storage bytes. Throws std::invalid_argument.
+// Checks every dimension is in [1, kMaxDim], an image's H x W is at most
+// kMaxImagePixels and the storage is below kMaxTensorBytes (all in 64 bits);
+// returns the storage bytes. Throws std::invalid_argument.
 inline int64_t checked_bytes(const Shape& s, DType t, const std::string& what) {
   if (s.rank != 2 && s.rank != 4) throw std::invalid_argument(what + ": rank must be 2 or 4");
   for (int i = 0; i < s.rank; ++i) {
     if (s.d[i] < 1 || s.d[i] > kMaxDim) {
       throw std::invalid_argument(what + ": shape " + s.str() + " has an empty or oversized dimension");
     }
+  }
+  if (s.rank == 4 && s.d[1] * s.d[2] > kMaxImagePixels) {
+    throw std::invalid_argument(what + ": shape " + s.str() + " is too large (more than 2^31 - 1 pixels per image)");
   }
   int64_t bytes = row_elements(s, t) * (t == DType::kF32 ? 4 : 8);
   for (int i = 0; i + 1 < s.rank; ++i) {

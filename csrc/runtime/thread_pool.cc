@@ -1,5 +1,7 @@
 #include "runtime/thread_pool.h"
 
+#include <unistd.h>
+
 #include <stdexcept>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -16,7 +18,7 @@ namespace {
 constexpr int kSpinRounds = 2000;
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : owner_pid_(getpid()) {
   if (threads < 1) throw std::invalid_argument("ThreadPool needs at least 1 thread");
   workers_.reserve(static_cast<size_t>(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -31,6 +33,8 @@ ThreadPool::~ThreadPool() {
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
+
+bool ThreadPool::forked() const { return getpid() != owner_pid_; }
 
 void ThreadPool::run_share(int index) {
   const size_t chunks = (job_n_ + job_grain_ - 1) / job_grain_;
@@ -70,6 +74,12 @@ void ThreadPool::worker_loop(int index) {
 void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
   if (n == 0) return;
   if (grain == 0) grain = 1;
+  if (forked()) {
+    // In a child of fork() the workers (and maybe this pool's locks) are the parent's: run
+    // inline, which gives the same results. A Session starts a new pool there instead.
+    fn(0, n);
+    return;
+  }
   std::lock_guard<std::mutex> call_lock(call_mutex_);
   if (workers_.empty() || n <= grain) {
     fn(0, n);

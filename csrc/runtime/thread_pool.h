@@ -3,7 +3,14 @@
 // parallel_for splits [0, n) into contiguous, deterministic ranges, one per
 // thread, so every output element is computed by exactly one thread in the
 // same way whatever the thread count. The calling thread is worker 0.
+//
+// fork() copies the pool into the child but not its worker threads: the pool
+// remembers the process that started them (forked() is true in a child), runs
+// parallel_for inline there instead of waiting forever, and its owner (the
+// Session) starts a new pool in the child.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -43,6 +50,8 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // True in a process forked after this pool started: its workers do not exist here.
+  bool forked() const;
 
   // Calls fn(begin, end) on disjoint ranges that cover [0, n); ranges are
   // multiples of `grain` except the last. Blocks until all are done. Not
@@ -53,6 +62,7 @@ class ThreadPool {
   void worker_loop(int index);
   void run_share(int index);
 
+  pid_t owner_pid_;  // the process whose threads the workers are
   std::vector<std::thread> workers_;
   std::mutex call_mutex_;  // serialises callers of parallel_for
   std::mutex mutex_;

@@ -56,15 +56,21 @@ XbinFile::XbinFile(const std::string& path) : path_(path) {
   }
   if (size_ > kMaxFileBytes) fail("file is larger than 1 TiB");
   std::rewind(f.get());
+  // The header alone first: a file that is not an .xbin (or not this one) is refused
+  // before its size in memory is allocated and read.
+  uint8_t header[kXbinHeaderBytes];
+  if (std::fread(header, 1, sizeof header, f.get()) != sizeof header) fail("short read");
+  check_header(header);
   const size_t alloc = (size_ + kXbinAlign - 1) / kXbinAlign * kXbinAlign;
   bytes_.reset(static_cast<uint8_t*>(::operator new(alloc, std::align_val_t{kXbinAlign})));
   std::memset(bytes_.get() + size_, 0, alloc - size_);
-  if (std::fread(bytes_.get(), 1, size_, f.get()) != size_) fail("short read");
+  std::memcpy(bytes_.get(), header, sizeof header);
+  const size_t rest = static_cast<size_t>(size_) - sizeof header;
+  if (std::fread(bytes_.get() + sizeof header, 1, rest, f.get()) != rest) fail("short read");
   validate();
 }
 
-void XbinFile::validate() {
-  const uint8_t* b = bytes_.get();
+void XbinFile::check_header(const uint8_t* b) {
   if (std::memcmp(b, kMagic, sizeof(kMagic)) != 0) fail("bad magic: not an .xbin file");
   version_ = le32(b + 8);
   if (version_ > kXbinVersion) {
@@ -76,12 +82,17 @@ void XbinFile::validate() {
   for (size_t i = 32; i < kXbinHeaderBytes; ++i) {
     if (b[i] != 0) fail("reserved header byte " + std::to_string(i) + " is not zero (corrupted header)");
   }
-  const uint64_t count = le32(b + 12);
   const uint64_t declared_size = le64(b + 16);
   if (declared_size != size_) {
     fail("header declares " + std::to_string(declared_size) + " bytes but the file has " + std::to_string(size_) +
          (declared_size > size_ ? " (truncated)" : " (trailing bytes)"));
   }
+}
+
+void XbinFile::validate() {
+  const uint8_t* b = bytes_.get();
+  check_header(b);
+  const uint64_t count = le32(b + 12);
   if (count < 1) fail("no sections (the graph JSON section is required)");
   if (count > (size_ - kXbinHeaderBytes) / kXbinEntryBytes) {
     fail("section table of " + std::to_string(count) + " entries does not fit in the file");

@@ -1,4 +1,5 @@
-// The .xbin container reader (docs/xbin-format.md): reads a whole file into
+// The .xbin container reader (docs/xbin-format.md): checks the 64-byte header
+// (so that a file that is not a model is never read whole), reads the file into
 // one 64-byte aligned buffer and validates the binary layer before anything
 // uses it: magic, version, header and table checksums, section bounds,
 // alignment, overlaps and per-section CRC-32. It does not interpret the JSON
@@ -61,6 +62,8 @@ class XbinFile {
     void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{kXbinAlign}); }
   };
   [[noreturn]] void fail(const std::string& what) const;
+  // Magic, version, header checksum, reserved bytes and the declared size (sets version_).
+  void check_header(const uint8_t* header);
   void validate();
 
   std::string path_;
