@@ -245,7 +245,7 @@ def test_bad_preprocessing_metadata_is_refused_at_load(tmp_path, rng, capsys, ch
 def test_an_input_too_large_for_any_image_is_refused_at_load(tmp_path):
     from xnorinfer import ir
 
-    side = 131072  # 131072^2 pixels: preprocessing would allocate 64 GiB for one image
+    side = 16384  # 16384^2 = 256 Mi pixels: preprocessing would allocate 1 GiB per channel and image
     tensors = {name: ir.Tensor(name, (1, side, side, 1), "f32") for name in ("x", "y")}
     g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors,
                  ops=[ir.Op("relu", "relu", ["x"], ["y"])], metadata={"input_shape": [1, 1, side, side]})
