@@ -215,6 +215,15 @@ def model_section() -> list[str]:
     return lines
 
 
+def sign_section() -> list[str]:
+    """bench/sign_speed.py's table: binarizing float activations against reading them once."""
+    out = subprocess.run([sys.executable, str(HERE / "sign_speed.py")], capture_output=True, text=True, check=True)
+    return ["", "## Sign and unpack (float activations <-> packed bits), one thread", "",
+            "Command: `python bench/sign_speed.py` (median op time from `Session.profile`; `read` is numpy summing",
+            "the same float tensor once, the memory-speed floor).", "", "```", *out.stdout.strip().splitlines(), "```",
+            ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few rounds (smoke test, noisy figures)")
@@ -229,6 +238,7 @@ def main() -> None:
     write_report(binary_rows, float_rows, peak, command, args.out)
     with args.out.open("a") as f:
         f.write("\n" + "\n".join(model_section()))
+        f.write("\n" + "\n".join(sign_section()))
     print(f"wrote {args.out} and {args.out.parent / 'ratios.png'}")
     print(f"command: {command}")
 

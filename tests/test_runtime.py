@@ -400,3 +400,37 @@ def test_isa_env_override(tmp_path, rng, monkeypatch):
     for isa in ISAS:
         monkeypatch.setenv("XNORINFER_ISA", isa)
         assert s.run(x).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("channels", [1, 3, 8, 13, 56, 64, 70, 130])
+@pytest.mark.parametrize("groups", [1, 2, 3])
+@pytest.mark.parametrize("sign_zero", ["+1", "-1"])
+def test_sign_and_unpack_bits_on_every_path(tmp_path, channels, groups, sign_zero):
+    """The SIMD sign (8 channels per compare, groups straddling 64-bit words) and unpack against
+    numpy: ties, -0.0, NaN and infinities included; identical bytes on every ISA path."""
+    rng = np.random.default_rng(channels * 10 + groups)
+    h, w = 3, 5
+    th = (rng.integers(-3, 4, size=(groups, channels)) / 2).astype(np.float32)
+    th[0, 0] = 0.0
+    x = (rng.integers(-4, 5, size=(2, channels, h, w)) / 2).astype(np.float32)  # ties with the thresholds
+    x.reshape(-1)[:4] = [-0.0, np.nan, np.inf, -np.inf]
+    tensors = {"x": ir.Tensor("x", (1, h, w, channels), "f32"),
+               "s": ir.Tensor("s", (1, h, w, groups * channels), "bits"),
+               "y": ir.Tensor("y", (1, h, w, groups * channels), "f32")}
+    ops = [ir.Op("sign", "sign", ["x"], ["s"], {"sign_zero": sign_zero},
+                 {"threshold": th if groups > 1 else th[0]}),
+           ir.Op("unpack", "unpack", ["s"], ["y"])]
+    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, channels, h, w]})
+    path = tmp_path / "sign.xbin"
+    xbin.write(g, path)
+    nhwc = x.transpose(0, 2, 3, 1)
+    below = [(nhwc <= th[j]) if sign_zero == "-1" else (nhwc < th[j]) for j in range(groups)]
+    want = np.where(np.concatenate(below, axis=-1), -1.0, 1.0).astype(np.float32)  # NaN compares false: +1
+    outputs = set()
+    for threads in (1, 2):
+        session = xnorinfer.load(path, threads=threads)
+        for isa in ISAS:
+            got = session.run(x, isa=isa)
+            np.testing.assert_array_equal(got, want, err_msg=f"{isa}, {threads} threads")
+            outputs.add(got.tobytes())
+    assert len(outputs) == 1

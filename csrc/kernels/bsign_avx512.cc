@@ -1,7 +1,8 @@
-// Sign and unpack kernels, avx512 build (the loops live in bsign_impl.h).
-#include "kernels/bsign_impl.h"
+// Sign and unpack kernels, avx512 build: AVX2 compares and masks (bsign_x86.h), the same code
+// on both x86 paths.
+#include "kernels/bsign_x86.h"
 #include "kernels/elementwise.h"
 
 namespace xnor {
-XNOR_DEFINE_BSIGN_KERNELS(avx512)
+XNOR_DEFINE_BSIGN_KERNELS_X86(avx512)
 }  // namespace xnor
