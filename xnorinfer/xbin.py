@@ -245,7 +245,8 @@ def parse_container(data: bytes | bytearray, path: str) -> list[tuple[int, str, 
         if zlib.crc32(data[off:off + n]) != crc:
             raise XbinError(f"{where}: checksum mismatch (corrupted data)")
         sections.append((kind, name, off, n))
-    ordered = sorted(sections, key=lambda s: s[2])
+    # Empty sections hold no bytes: they overlap nothing and end no padding run (as in the C++ reader).
+    ordered = sorted((s for s in sections if s[3]), key=lambda s: s[2])
     for a, b in zip(ordered, ordered[1:], strict=False):
         if a[2] + a[3] > b[2]:
             raise XbinError(f"{path}: sections {a[1]!r} and {b[1]!r} overlap")

@@ -109,6 +109,17 @@ void register_session(py::module_& m) {
              return std::make_shared<XbinFile>(path);
            }),
            py::arg("path"))
+      .def_static(
+          "from_bytes",
+          [](const py::bytes& data, const std::string& name) {
+            char* p = nullptr;
+            Py_ssize_t n = 0;
+            if (PyBytes_AsStringAndSize(data.ptr(), &p, &n) != 0) throw py::error_already_set();
+            py::gil_scoped_release release;  // bytes are immutable and `data` keeps them alive
+            return std::make_shared<XbinFile>(reinterpret_cast<const uint8_t*>(p), static_cast<uint64_t>(n), name);
+          },
+          py::arg("data"), py::arg("name") = "<bytes>",
+          "Validate a model already in memory (copied); `name` stands for the file in messages.")
       .def_property_readonly("path", &XbinFile::path)
       .def_property_readonly("version", &XbinFile::version)
       .def_property_readonly("file_size", &XbinFile::file_size)
@@ -119,7 +130,12 @@ void register_session(py::module_& m) {
                                  const XbinSection& s = f.section(i);
                                  py::dict d;
                                  d["kind"] = s.kind == kXbinSectionJson ? "json" : "data";
-                                 d["name"] = s.name;
+                                 // Names are file bytes: decoded as xnorinfer/xbin.py does ("replace"),
+                                 // so a name that is not UTF-8 cannot raise here.
+                                 PyObject* name = PyUnicode_DecodeUTF8(
+                                     s.name.data(), static_cast<Py_ssize_t>(s.name.size()), "replace");
+                                 if (!name) throw py::error_already_set();
+                                 d["name"] = py::reinterpret_steal<py::str>(name);
                                  d["offset"] = s.offset;
                                  d["size"] = s.size;
                                  out.append(d);

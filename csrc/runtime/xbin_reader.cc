@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 namespace xnor {
 namespace {
@@ -29,6 +30,23 @@ constexpr uint8_t kMagic[8] = {'X', 'N', 'O', 'R', 'B', 'I', 'N', 0};
 constexpr uint64_t kMaxFileBytes = uint64_t{1} << 40;   // 1 TiB: anything bigger is not a model
 constexpr uint64_t kMaxJsonBytes = uint64_t{64} << 20;  // 64 MiB of graph description
 
+// A section name as messages quote it. The name is file bytes, and a message must stay one
+// line of valid UTF-8 (the CLI prints one line; pybind11 decodes it into a Python str, and
+// fails on invalid UTF-8), so bytes outside printable ASCII, and backslashes, are written as \xNN.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += ch;
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
+
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
@@ -50,24 +68,37 @@ XbinFile::XbinFile(const std::string& path) : path_(path) {
   const long end = std::ftell(f.get());
   if (end < 0) fail("cannot determine the file size");
   size_ = static_cast<uint64_t>(end);
+  std::rewind(f.get());
+  // The header alone first: a file that is not an .xbin (or not this one) is refused
+  // before its size in memory is allocated and read.
+  uint8_t header[kXbinHeaderBytes] = {};
+  if (size_ >= kXbinHeaderBytes && std::fread(header, 1, sizeof header, f.get()) != sizeof header) {
+    fail("short read");
+  }
+  start(header);
+  const size_t rest = static_cast<size_t>(size_) - sizeof header;
+  if (std::fread(bytes_.get() + sizeof header, 1, rest, f.get()) != rest) fail("short read");
+  validate();
+}
+
+XbinFile::XbinFile(const uint8_t* data, uint64_t size, std::string name) : path_(std::move(name)), size_(size) {
+  start(data);
+  const size_t rest = static_cast<size_t>(size_) - kXbinHeaderBytes;
+  std::memcpy(bytes_.get() + kXbinHeaderBytes, data + kXbinHeaderBytes, rest);
+  validate();
+}
+
+void XbinFile::start(const uint8_t* header) {
   if (size_ < kXbinHeaderBytes) {
     fail("file is " + std::to_string(size_) + " bytes, smaller than the " + std::to_string(kXbinHeaderBytes) +
          "-byte header (truncated or not an .xbin file)");
   }
   if (size_ > kMaxFileBytes) fail("file is larger than 1 TiB");
-  std::rewind(f.get());
-  // The header alone first: a file that is not an .xbin (or not this one) is refused
-  // before its size in memory is allocated and read.
-  uint8_t header[kXbinHeaderBytes];
-  if (std::fread(header, 1, sizeof header, f.get()) != sizeof header) fail("short read");
   check_header(header);
   const size_t alloc = (size_ + kXbinAlign - 1) / kXbinAlign * kXbinAlign;
   bytes_.reset(static_cast<uint8_t*>(::operator new(alloc, std::align_val_t{kXbinAlign})));
   std::memset(bytes_.get() + size_, 0, alloc - size_);
-  std::memcpy(bytes_.get(), header, sizeof header);
-  const size_t rest = static_cast<size_t>(size_) - sizeof header;
-  if (std::fread(bytes_.get() + sizeof header, 1, rest, f.get()) != rest) fail("short read");
-  validate();
+  std::memcpy(bytes_.get(), header, kXbinHeaderBytes);
 }
 
 void XbinFile::check_header(const uint8_t* b) {
@@ -111,7 +142,7 @@ void XbinFile::validate() {
     const uint32_t crc = le32(e + 24);
     const char* name = reinterpret_cast<const char*>(e + 32);
     s.name.assign(name, strnlen(name, kXbinNameBytes));
-    const std::string where = "section " + std::to_string(i) + " ('" + s.name + "')";
+    const std::string where = "section " + std::to_string(i) + " ('" + printable(s.name) + "')";
     if (s.kind != kXbinSectionJson && s.kind != kXbinSectionData) fail(where + ": unknown kind " + std::to_string(s.kind));
     if ((i == 0) != (s.kind == kXbinSectionJson)) fail(where + ": section 0, and only it, must be the graph JSON");
     if (s.offset % kXbinAlign != 0) fail(where + ": offset " + std::to_string(s.offset) + " is not 64-byte aligned");
@@ -125,12 +156,18 @@ void XbinFile::validate() {
     if (le32(e + 4) != 0 || le32(e + 28) != 0) fail(where + ": reserved fields are not zero");
     if (crc32(b + s.offset, static_cast<size_t>(s.size)) != crc) fail(where + ": checksum mismatch (corrupted data)");
   }
+  // Empty sections hold no bytes, so they overlap nothing and end no padding run. (Sorted in
+  // with the others, the overlap check depended on how the sort ordered equal offsets, and
+  // this reader and xnorinfer/xbin.py disagreed on some files with over 16 sections.)
   std::vector<const XbinSection*> order;
-  for (const XbinSection& s : sections_) order.push_back(&s);
+  for (const XbinSection& s : sections_) {
+    if (s.size) order.push_back(&s);
+  }
   std::sort(order.begin(), order.end(), [](const XbinSection* a, const XbinSection* c) { return a->offset < c->offset; });
   for (size_t i = 1; i < order.size(); ++i) {
     if (order[i - 1]->offset + order[i - 1]->size > order[i]->offset) {
-      fail("sections '" + order[i - 1]->name + "' and '" + order[i]->name + "' overlap");
+      fail("sections '" + printable(order[i - 1]->name) + "' and '" + printable(order[i]->name) +
+           "' overlap");
     }
   }
   // No checksum covers the padding: every byte outside the header, table and sections must be zero.

@@ -1,6 +1,7 @@
 // The .xbin container reader (docs/xbin-format.md): checks the 64-byte header
-// (so that a file that is not a model is never read whole), reads the file into
-// one 64-byte aligned buffer and validates the binary layer before anything
+// (so that a file that is not a model is never read whole), reads the file (or
+// copies a model already in memory) into one 64-byte aligned buffer and
+// validates the binary layer before anything
 // uses it: magic, version, header and table checksums, section bounds,
 // alignment, overlaps and per-section CRC-32. It does not interpret the JSON
 // graph section (the Python side parses it; csrc/runtime/graph.cc checks every
@@ -45,6 +46,9 @@ class XbinFile {
  public:
   // Reads and validates `path`; throws XbinError naming the file and the problem.
   explicit XbinFile(const std::string& path);
+  // Validates a copy of the `size` bytes at `data` (a model already in memory, no
+  // temp file); `name` stands for the file in messages. Same checks as the path.
+  XbinFile(const uint8_t* data, uint64_t size, std::string name);
 
   const std::string& path() const { return path_; }
   uint64_t file_size() const { return size_; }
@@ -62,6 +66,9 @@ class XbinFile {
     void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{kXbinAlign}); }
   };
   [[noreturn]] void fail(const std::string& what) const;
+  // Shared by both constructors once size_ is known: the size limits, then the header
+  // (the first 64 bytes, read alone), then the aligned buffer with the header copied in.
+  void start(const uint8_t* header);
   // Magic, version, header checksum, reserved bytes and the declared size (sets version_).
   void check_header(const uint8_t* header);
   void validate();
