@@ -11,6 +11,8 @@
 #
 # Environment: SANITIZE_BUILD_DIR keeps the instrumented build between runs (default: a
 # temporary folder); XNORINFER_LEAK_ROUNDS sets the leak check's load+run rounds (default 1000).
+# The libFuzzer run needs clang++; without it the run is reported as not done and the script
+# still passes, unless XNORINFER_REQUIRE_FUZZ=1 (CI sets it and installs clang).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
@@ -26,7 +28,8 @@ CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_max
            tests/test_binary_linear.py tests/test_float_kernels.py tests/test_isa_dispatch.py
            tests/test_xbin.py tests/test_runtime.py tests/test_api.py tests/test_profile.py
            tests/test_fuzz_loader.py tests/test_fuzz_atheris.py tests/test_xbin_damage.py
-           tests/test_preprocess.py tests/test_cli_errors.py tests/test_hostile_runtime.py)
+           tests/test_preprocess.py tests/test_cli_errors.py tests/test_xbin_reader_bytes.py
+           tests/test_hostile_runtime.py)
 run_leak_check=1
 if [ $# -eq 0 ]; then
   set -- "${CI_SUBSET[@]}"
@@ -95,4 +98,16 @@ from test_api import small_model; small_model(Path('$WORK'), np.random.default_r
   fi
   PYTHONMALLOC=malloc "$PYTHON" "$ROOT/tools/leak_check.py" --rounds "${XNORINFER_LEAK_ROUNDS:-1000}" \
     "$ROOT/xnorinfer/assets/default.xbin" "$WORK/m.xbin"
+
+  # The C++ loader itself under a coverage-guided fuzzer (the pytest fuzzers above see Python's
+  # coverage only). Its own ASan/UBSan build; the preloads above are not for it.
+  set +e
+  env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS -u PYTHONPATH bash "$ROOT/tools/fuzz_loader.sh"
+  fuzz_status=$?
+  set -e
+  if [ "$fuzz_status" = 77 ] && [ "${XNORINFER_REQUIRE_FUZZ:-0}" != 1 ]; then
+    echo "sanitize: the libFuzzer run over the C++ loader was NOT done: it needs clang (apt-get install clang)" >&2
+  elif [ "$fuzz_status" != 0 ]; then
+    exit "$fuzz_status"
+  fi
 fi
