@@ -13,6 +13,8 @@ float tolerance, top-1 agreement, and the binary-meant layers running as binary 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,12 @@ RTOL = 1e-3
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Model weights come from torch's global generator: seed it so each test is reproducible on its own."""
+    torch.manual_seed(int(os.environ.get("XNORINFER_TEST_SEED", "0")))
 
 
 def randomise_bn(model: nn.Module, example: torch.Tensor, seed: int = 0) -> nn.Module:
@@ -158,9 +166,9 @@ def test_binarynet_vgg(tmp_path):
     assert "unpack" not in kinds
     assert binary_kinds(graph) == ["bconv2d", "bconv2d", "blinear", "blinear"]
     assert kinds[-1] == "log_softmax"
-    # the RGB stem has ±1 weights but a float input: it stays float, and the report says why
+    # the RGB stem has ±1 weights but reads the image: float by design, with a reason and no warning
     assert "features.0" in graph.metadata["float_layers"]
-    assert "model input" in graph.metadata["binary_warnings"]["features.0"]
+    assert "features.0" not in graph.metadata["binary_warnings"]
 
 
 class BipolarAct(nn.Module):
@@ -479,6 +487,20 @@ def test_binarize_reports_exact_zero_weights(verify):
     assert binary_kinds(graph) == ["bconv2d"]
 
 
+def test_cli_no_verify_reports_exact_zero_weights(tmp_path, capsys):
+    from xnorinfer import cli
+
+    model = LatentWeights().eval()
+    zeros = int((model.conv.weight == 0).sum())
+    pt2 = tmp_path / "latent.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 3, 6, 6),)), str(pt2))
+    rc = cli.main(["convert", str(pt2), "-o", str(tmp_path / "latent.xbin"), "--binarize", "conv", "--no-verify"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"warning: conv: {zeros} latent weight(s) are exactly 0.0" in out
+    assert "not verified (--no-verify)" in out
+
+
 # --------------------------------------------------------------------------- 8. binary-looking layers that stay float
 
 
@@ -523,6 +545,29 @@ def test_binary_looking_float_layers_are_warned():
     table = format_table(graph)
     assert "warning: detach_conv looks meant to be binary but stayed float" in table
     assert "warning: htanh_conv looks meant to be binary but stayed float" in table
+
+
+class SignFlattenFloatHead(nn.Module):
+    """A sign, then flatten into a float classifier (real-valued last layer reading the bits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.fc = nn.Linear(12 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.sign(self.bn(self.conv(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_flatten_of_sign_into_float_linear(tmp_path):
+    example = torch.randn(2, 3, 4, 4)
+    model = randomise_bn(SignFlattenFloatHead(), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    kinds = [op.kind for op in graph.ops]
+    assert kinds[-3:] == ["bflatten", "unpack", "linear"]
+    assert "fc" not in graph.metadata["binary_warnings"]  # float weights: an ordinary float layer
 
 
 def test_refusal_still_names_the_op():

@@ -406,10 +406,10 @@ class BinaryWeights:
             binary_valued = bool(np.all(mag == alpha[:, None]) and np.all(alpha != 0))
             if not is_bits(model, node.inputs[0]):
                 float_layers[key] = "input is not a binarized (sign) activation"
-                if binary_valued and mag.shape[1] > 1:
-                    p = model.producer(node.inputs[0])
-                    _warn(model, key, "its weights are ±alpha per output channel, but its input (from "
-                                      f"{p.op if p else 'the model input'}) is not a recognised binary activation")
+                p = model.producer(node.inputs[0])
+                if binary_valued and mag.shape[1] > 1 and p is not None:  # (a stem on the image is float by design)
+                    _warn(model, key, f"its weights are ±alpha per output channel, but its input (from {p.op}) "
+                                      "is not a recognised binary activation")
                 continue
             declared = any(fnmatch.fnmatch(key, pat) for pat in self.binarize)
             if binary_valued:
