@@ -181,13 +181,14 @@ class BipolarAct(nn.Module):
 class CNVStyle(nn.Module):
     """conv -> BN -> sign blocks with max-pools on the signs, then flatten of the sign into binary linears."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, last_pool: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), BipolarAct(),
             BinConv(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), BipolarAct(), nn.MaxPool2d(2),
-            BinConv(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), BipolarAct(),
-            nn.MaxPool2d(2),
+            BinConv(width, 2 * width, 3, stride=1 if last_pool else 2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width), BipolarAct(),
+            nn.MaxPool2d(2) if last_pool else nn.Identity(),
         )
         self.classifier = nn.Sequential(
             BinarizeLinear(2 * width * 2 * 2, 64, bias=False), nn.BatchNorm1d(64), BipolarAct(),
@@ -199,14 +200,15 @@ class CNVStyle(nn.Module):
         return self.classifier(x.view(x.size(0), -1))
 
 
+@pytest.mark.parametrize("last_pool", [True, False])  # flatten of a bit max-pool / of a threshold output
 @pytest.mark.parametrize("width", [20, 32])  # 2*width = 40 channels (bits repacked) and 64 (a view)
-def test_flatten_of_sign_into_binary_linear(width, tmp_path):
+def test_flatten_of_sign_into_binary_linear(width, last_pool, tmp_path):
     example = torch.randn(2, 3, 8, 8)
-    model = randomise_bn(CNVStyle(width), example)
+    model = randomise_bn(CNVStyle(width, last_pool), example)
     graph, _, _ = check_against_torch(model, example, tmp_path)
     kinds = [op.kind for op in graph.ops]
     assert "bflatten" in kinds and "unpack" not in kinds  # the bits flow flat into the binary linear
-    assert kinds.count("bmaxpool2d") == 2
+    assert kinds.count("bmaxpool2d") == 1 + last_pool
     assert binary_kinds(graph) == ["bconv2d", "bconv2d", "blinear", "blinear"]
     flat = next(op for op in graph.ops if op.kind == "bflatten")
     assert graph.tensors[flat.outputs[0]].shape == (1, 2 * width * 4)
@@ -417,8 +419,9 @@ def test_sign_output_is_unpacked(tmp_path):
 class LFCStyle(nn.Module):
     """Bipolar input quantizer, binary fully connected layers with BN1d and sign, on (N, F) inputs."""
 
-    def __init__(self, features: int = 48, hidden: int = 72, sign_out: bool = False) -> None:
+    def __init__(self, features: int = 48, hidden: int = 72, sign_out: bool = False, float_first: bool = False) -> None:
         super().__init__()
+        self.first = nn.Sequential(nn.Linear(features, features), nn.BatchNorm1d(features)) if float_first else None
         self.fc = nn.ModuleList([BinarizeLinear(features, hidden, bias=False),
                                  BinarizeLinear(hidden, hidden, bias=False),
                                  BinarizeLinear(hidden, 10, bias=False)])
@@ -426,6 +429,8 @@ class LFCStyle(nn.Module):
         self.sign_out = sign_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.first is not None:
+            x = F.hardtanh(self.first(x))
         x = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
         for i, (fc, bn) in enumerate(zip(self.fc, self.bn, strict=True)):
             x = bn(fc(x))
@@ -434,9 +439,10 @@ class LFCStyle(nn.Module):
         return x
 
 
-def test_mlp_on_features_input_runs_end_to_end(tmp_path):
+@pytest.mark.parametrize("float_first", [False, True])
+def test_mlp_on_features_input_runs_end_to_end(float_first, tmp_path):
     example = torch.randn(2, 48)
-    model = randomise_bn(LFCStyle(), example)
+    model = randomise_bn(LFCStyle(float_first=float_first), example)
     graph, _, _ = check_against_torch(model, example, tmp_path)
     assert binary_kinds(graph) == ["blinear", "blinear", "blinear"]
     assert graph.metadata["input_layout"] == "NF"
