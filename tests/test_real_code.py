@@ -171,6 +171,50 @@ def test_binarynet_vgg(tmp_path):
     assert "features.0" not in graph.metadata["binary_warnings"]
 
 
+class BinaryResBlock(nn.Module):
+    """BinaryNet.pytorch's binary ResNet block: BinarizeConv2d -> BN -> hardtanh, a binary 1x1 downsample."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = BinarizeConv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = BinarizeConv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(BinarizeConv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = F.hardtanh(self.bn1(self.conv1(x)))
+        return F.hardtanh(self.bn2(self.conv2(out)) + residual)
+
+
+class BinaryResNetSmall(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layers = nn.Sequential(BinaryResBlock(16, 16, 1), BinaryResBlock(16, 32, 2), BinaryResBlock(32, 64, 2))
+        self.fc = nn.Linear(64, 10)
+        self.bn3 = nn.BatchNorm1d(10)
+        self.logsoftmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(F.hardtanh(self.bn1(self.conv1(x))))
+        x = F.avg_pool2d(x, 2).view(x.size(0), -1)
+        return self.logsoftmax(self.bn3(self.fc(x)))
+
+
+def test_binarynet_resnet_sign_mul_one_runs_binary(tmp_path):
+    """`x.sign().mul(1)` inside every BinarizeConv2d: every binary conv (and downsample) runs binary."""
+    example = torch.randn(2, 3, 8, 8)
+    model = randomise_bn(BinaryResNetSmall(), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    assert binary_kinds(graph) == ["bconv2d"] * 8
+    assert set(graph.metadata["float_layers"]) == {"conv1", "fc"}
+
+
 class BipolarAct(nn.Module):
     """A sign activation module (BNN-PYNQ's bipolar QuantIdentity in eval): +1 where x >= 0, else -1."""
 
