@@ -395,6 +395,33 @@ def test_expanded_constants_are_per_channel():
     assert uniform_value(np.array([1.0, 1.0, 2.0])) is None
 
 
+def test_expanded_constants_stay_views():
+    from xnorinfer.convert.capture import to_numpy
+
+    bias = torch.randn(1, 8, 1, 1)
+    a = to_numpy(bias.expand(4, 8, 64, 64))
+    assert a.shape == (4, 8, 64, 64) and a.strides[0] == a.strides[2] == a.strides[3] == 0  # never materialised
+    np.testing.assert_array_equal(a[3, :, 5, 7], bias.double().view(8).numpy())
+    w = torch.randn(3, 4)
+    np.testing.assert_array_equal(to_numpy(w), w.double().numpy())
+
+
+def test_mul_by_one_and_sign_of_binary_passes():
+    from xnorinfer.convert import patterns
+    from xnorinfer.convert.graph import Model, Node
+
+    shape = (2, 4, 6, 6)
+    nodes = [Node("sign", ["x"], "s"), Node("mul", ["s", "one"], "m"),
+             Node("maxpool2d", ["m"], "p", {"kernel": [2, 2]}), Node("sign", ["p"], "s2")]
+    model = Model(inputs=["x"], outputs=["s2"], nodes=nodes,
+                  consts={"one": np.broadcast_to(np.float64(1.0), shape)},
+                  shapes={"x": shape, "s": shape, "m": shape, "one": shape, "p": (2, 4, 3, 3), "s2": (2, 4, 3, 3)})
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    # the multiply by ones is gone, the outer sign of the pooled ±1 tensor is the pooled tensor itself
+    assert [n.op for n in model.nodes] == ["act_sign", "maxpool2d"]
+    assert model.outputs == ["p"] and model.nodes[1].inputs == ["s"]
+
+
 # --------------------------------------------------------------------------- 4. LogSoftmax at the end
 
 
