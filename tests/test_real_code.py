@@ -404,6 +404,21 @@ def test_expanded_constants_stay_views():
     np.testing.assert_array_equal(a[3, :, 5, 7], bias.double().view(8).numpy())
     w = torch.randn(3, 4)
     np.testing.assert_array_equal(to_numpy(w), w.double().numpy())
+    # -ones_like(x) and the LearnableBias expand fold to views too (an ImageNet-size model stays small)
+    from xnorinfer.convert.capture import decompose, export, to_model
+
+    class Consts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.randn(1, 8, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            s = torch.where(x + self.bias.expand_as(x) > 0, torch.ones_like(x), -torch.ones_like(x))
+            return s * (2.0 * torch.ones_like(x))
+
+    model = to_model(decompose(export(Consts(), (torch.randn(2, 8, 32, 32),))))
+    big = [c for c in model.consts.values() if c.size > 8]
+    assert big and all(sum(st == 0 for st in c.strides) >= 3 for c in big)
 
 
 def test_mul_by_one_and_sign_of_binary_passes():

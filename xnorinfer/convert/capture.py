@@ -122,6 +122,37 @@ def to_numpy(t: torch.Tensor) -> Any:
     return np.broadcast_to(a, tuple(t.shape)) if small is not t else a
 
 
+# Element-wise ATen ops (broadcasting): folded on the small tensor behind an expanded constant.
+_ELEMENTWISE = {"neg", "add", "sub", "mul", "div", "where", "sign", "abs", "clone", "alias", "detach",
+                "_to_copy", "gt", "ge", "lt", "le", "eq", "ne", "clamp", "hardtanh"}
+
+
+def _collapsed(a: Any) -> Any:
+    """A tensor with its expanded (zero-stride) axes narrowed to size 1; anything else unchanged."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    for ax in range(a.dim()):
+        if a.stride(ax) == 0 and a.shape[ax] > 1:
+            a = a.narrow(ax, 0, 1)
+    return a
+
+
+def _fold(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Evaluate an op whose inputs are all constants. An element-wise op of an expanded constant
+    (`-torch.ones_like(x)`) is computed on the small tensor and expanded again, never materialised."""
+    val = fx.meta.get("val")
+    expanded = any(isinstance(a, torch.Tensor) and 0 in a.stride() and a.numel() > 1 for a in args)
+    if base in _ELEMENTWISE and expanded and isinstance(val, torch.Tensor) \
+            and all(isinstance(d, int) for d in val.shape):
+        small = fx.target(*[_collapsed(a) for a in args], **kwargs)
+        if isinstance(small, torch.Tensor):
+            try:
+                return small.expand(tuple(val.shape))
+            except RuntimeError:
+                pass
+    return fx.target(*args, **kwargs)
+
+
 def _shape_only_constant(fx: torch.fx.Node, base: str, args: list[Any]) -> torch.Tensor | None:
     """full_like(x, v) / ones_like(x) / zeros_like(x) of an activation x with a static shape -> constant."""
     if base not in _SHAPE_ONLY:
@@ -228,7 +259,7 @@ def to_model(ep: torch.export.ExportedProgram) -> Model:
         if not any(isinstance(x, str) for x in flat) and not any(isinstance(v, str) for v in kwargs.values()):
             # constant folding: every input is a parameter, buffer or constant
             with torch.no_grad():
-                tensors[fx.name] = fx.target(*args, **kwargs)
+                tensors[fx.name] = _fold(fx, base, args, kwargs)
             if base in ("view", "permute", "reshape", "t", "expand", "_unsafe_view", "clone", "alias") and isinstance(
                 fx.args[0], torch.fx.Node
             ):
