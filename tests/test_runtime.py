@@ -97,6 +97,10 @@ def reference_run(g: ir.Graph, x: np.ndarray) -> dict[str, np.ndarray]:
             y = x0.reshape(x0.shape[0], -1)
         elif k == "softmax":
             y = torch.softmax(x0, dim=-1)
+        elif k == "log_softmax":
+            y = torch.log_softmax(x0, dim=-1)
+        elif k == "bflatten":
+            y = x0.reshape(x0.shape[0], -1)
         elif k == "sign":
             c = x0.shape[-1]
             th = t.get("threshold", torch.zeros(c, dtype=torch.float64)).reshape(-1, c)
@@ -260,6 +264,23 @@ def test_mlp_maxpool_flatten_blinear(tmp_path, rng):
     b.g.outputs = [t, bits]
     x = rng.integers(-3, 4, size=(4, 2, 8, 8)).astype(np.float32)
     check_graph(tmp_path, b.g, x, exact={bits})
+
+
+@pytest.mark.parametrize("channels", [1, 40, 63, 64, 65, 130])
+def test_bflatten_into_blinear(tmp_path, rng, channels):
+    """Bits flattened in NHWC order without unpacking: repacked across words, or a view when C % 64 == 0."""
+    b = Builder(rng, (1, 2, 5, 3))
+    t = b.int_conv("x", channels)
+    t = b.sign(t)
+    flat = b.add("bflatten", [t], bits=True)
+    assert b.g.tensors[flat].shape == (1, 5 * 3 * channels)
+    h = b.blinear(flat, 70, output="bits")
+    logits = b.blinear(h, 10, output="float")
+    t = b.add("log_softmax", [logits])
+    b.g.outputs = [t, b.unpack(flat), b.unpack(h)]
+    x = rng.integers(-3, 4, size=(5, 2, 5, 3)).astype(np.float32)
+    out = check_graph(tmp_path, b.g, x, exact={b.g.outputs[1], b.g.outputs[2]})
+    np.testing.assert_allclose(np.exp(out[0]).sum(axis=1), 1.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pad_mode", ["zero", "plus_one", "minus_one"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from xnorinfer.text import printable
 
-BINARY_KINDS = frozenset({"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat"})
+BINARY_KINDS = frozenset({"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat", "bflatten"})
 
 
 @dataclass(frozen=True)

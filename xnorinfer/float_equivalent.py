@@ -89,10 +89,12 @@ class GraphModule(torch.nn.Module):
                 y = x0 * (b[:, :, None, None] if x0.dim() == 4 and b.dim() == 2 else b)
             elif k in ("concat", "bconcat"):
                 y = torch.cat(ins, dim=1)
-            elif k == "flatten":
+            elif k in ("flatten", "bflatten"):
                 y = x0.permute(0, 2, 3, 1).reshape(x0.shape[0], -1) if x0.dim() == 4 else x0
             elif k == "softmax":
                 y = torch.softmax(x0, dim=1)
+            elif k == "log_softmax":
+                y = torch.log_softmax(x0, dim=1)
             elif k == "sign":
                 c = x0.shape[1]
                 thr = p("threshold").view(-1, c) if "threshold" in op.params else torch.zeros(1, c)

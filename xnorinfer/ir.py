@@ -48,6 +48,7 @@ OP_SPECS: dict[str, tuple[set[str], set[str], set[str], set[str]]] = {
     "concat": (set(), set(), set(), set()),
     "flatten": (set(), set(), set(), set()),
     "softmax": (set(), set(), set(), set()),
+    "log_softmax": (set(), set(), set(), set()),
     # float -> bits
     "sign": (set(), {"sign_zero"}, set(), {"threshold"}),
     # bits -> bits / float
@@ -56,6 +57,7 @@ OP_SPECS: dict[str, tuple[set[str], set[str], set[str], set[str]]] = {
     "blinear": ({"output", "in_features"}, set(), {"weight"}, {"threshold", "flip", "multiplier", "bias"}),
     "bmaxpool2d": ({"kernel", "stride", "padding"}, set(), set(), set()),
     "bconcat": (set(), set(), set(), set()),
+    "bflatten": (set(), set(), set(), set()),
     "unpack": (set(), set(), set(), set()),
 }
 

@@ -64,6 +64,9 @@ class Session:
             raise XbinError(str(err)) from None
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
+        # an (N, F) model (an MLP without Flatten): the engine runs it as NCHW (N, F, 1, 1)
+        self._features_input = (self._desc["metadata"].get("input_layout") == "NF"
+                                and tuple(self._input_shape[2:]) == (1, 1))
         meta = self._desc["metadata"].get("input_shape")
         if meta is not None:
             ok = isinstance(meta, list) and len(meta) == len(self._input_shape) and all(
@@ -99,7 +102,9 @@ class Session:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """The recorded NCHW input shape (batch 1); any batch size runs."""
+        """The recorded NCHW input shape (batch 1), or (1, F) for an (N, F) model; any batch size runs."""
+        if self._features_input:
+            return (1, self._input_shape[1])
         return (1, *self._input_shape[1:])
 
     @property
@@ -147,12 +152,20 @@ class Session:
                  "share": float(op["seconds"]) / total if total > 0 else 1.0 / len(ops)} for op in ops]
 
     def _checked_input(self, x: np.ndarray) -> np.ndarray:
-        """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error."""
+        """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error.
+
+        A model converted from an (N, F) input takes (N, F) (run as (N, F, 1, 1)).
+        """
         arr = np.asarray(x)
         if arr.dtype != np.float32:
             if not np.issubdtype(arr.dtype, np.floating):
                 raise TypeError(f"{self._path}: input must be a float32 array, got dtype {arr.dtype}")
             arr = arr.astype(np.float32)
+        if self._features_input:
+            if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self._input_shape[1]:
+                raise ValueError(f"{self._path}: input must be float32 (N, {self._input_shape[1]}) with N >= 1, "
+                                 f"got shape {arr.shape}")
+            return np.ascontiguousarray(arr).reshape(arr.shape[0], arr.shape[1], 1, 1)
         if arr.ndim != 4:
             raise ValueError(f"{self._path}: input must be NCHW (N, C, H, W), got shape {arr.shape}")
         if arr.shape[0] < 1 or arr.shape[1] != self.input_shape[1]:

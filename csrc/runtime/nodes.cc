@@ -8,11 +8,13 @@
 #include <utility>
 
 #include "kernels/bconv2d.h"
+#include "kernels/bflatten.h"
 #include "kernels/blinear.h"
 #include "kernels/bmaxpool.h"
 #include "kernels/conv2d.h"
 #include "kernels/fpool.h"
 #include "kernels/linear.h"
+#include "kernels/log_softmax.h"
 
 namespace xnor {
 
@@ -288,6 +290,21 @@ class SoftmaxNode final : public Node {
   }
 };
 
+class LogSoftmaxNode final : public Node {
+ public:
+  explicit LogSoftmaxNode(const Spec& s) : Node(s.op(), {DType::kF32}, DType::kF32) {}
+  Shape infer(const Shape* in, size_t) const override {
+    if (in[0].rank != 2) fail("input must be (N, F), got " + in[0].str());
+    return in[0];
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+    const float* x = static_cast<const float*>(in[0]);
+    float* y = static_cast<float*>(out);
+    const int64_t f = s[0].channels();
+    for_rows(ctx, s[0].rows(), f, [&](size_t r, size_t n) { log_softmax_rows(x + r * f, n, f, y + r * f); });
+  }
+};
+
 // ---------------------------------------------------------------- layout
 
 class FlattenNode final : public Node {
@@ -299,6 +316,32 @@ class FlattenNode final : public Node {
     return Shape::nf(in[0].d[0], in[0].d[1] * in[0].d[2] * in[0].d[3]);
   }
   void run(const RunContext&, const void* const*, const Shape*, size_t, void*, const Shape&) const override {}
+};
+
+// Packed NHWC bits -> packed (N, H*W*C) bits in NHWC order; a view when C % 64 == 0.
+class BflattenNode final : public Node {
+ public:
+  BflattenNode(const Spec& s, int64_t channels) : Node(s.op(), {DType::kBits}, DType::kBits), channels_(channels) {}
+  bool aliases_input() const override { return channels_ % 64 == 0; }
+  Shape infer(const Shape* in, size_t) const override {
+    if (in[0].rank != 4) fail("input must be packed NHWC, got " + in[0].str());
+    return Shape::nf(in[0].d[0], in[0].d[1] * in[0].d[2] * in[0].d[3]);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape& os) const override {
+    if (aliases_input()) return;
+    const size_t pixels = static_cast<size_t>(s[0].d[1] * s[0].d[2]), c = static_cast<size_t>(s[0].d[3]);
+    const size_t in_image = pixels * static_cast<size_t>(words_of(s[0].d[3]));
+    const size_t out_image = static_cast<size_t>(words_of(os.d[1]));
+    const uint64_t* src = static_cast<const uint64_t*>(in[0]);
+    uint64_t* dst = static_cast<uint64_t*>(out);
+    parallel_for(ctx.pool, static_cast<size_t>(s[0].d[0]), 1, [&](size_t b, size_t e) {
+      for (size_t n = b; n < e; ++n) bflatten_image(src + n * in_image, pixels, c, dst + n * out_image);
+    });
+  }
+
+ private:
+  int64_t channels_;
 };
 
 class GlobalAvgPoolNode final : public Node {
@@ -650,6 +693,8 @@ std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, Pa
   if (k == "bconcat") return std::make_unique<ConcatNode>(s, DType::kBits);
   if (k == "flatten") return std::make_unique<FlattenNode>(s);
   if (k == "softmax") return std::make_unique<SoftmaxNode>(s);
+  if (k == "log_softmax") return std::make_unique<LogSoftmaxNode>(s);
+  if (k == "bflatten") return std::make_unique<BflattenNode>(s, in_channels.at(0));
   if (k == "unpack") return std::make_unique<UnpackNode>(s);
   if (k == "sign") {
     const std::string sz = s.string("sign_zero", "+1");

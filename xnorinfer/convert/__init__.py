@@ -145,10 +145,13 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
     graph = lower(model)
     in_shape = list(model.metadata["input_shape"])
     graph.metadata.update({
-        "input_shape": [1] + in_shape[1:], "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
+        # an (N, F) model runs as NCHW (N, F, 1, 1) in the engine; Session.run takes (N, F) for it
+        "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2),
+        "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
         "source_sha256": sha, "converter_version": CONVERTER_VERSION, "ir_version": ir.IR_VERSION,
         "float_layers": model.metadata.get("float_layers", {}),
         "binarized": model.metadata.get("binarized", {}),
+        "binary_warnings": model.metadata.get("binary_warnings", {}),
     })
     _sign_summary(model, graph)
     if metadata:

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from xnorinfer.convert.archive_safety import check_weights_only
@@ -28,6 +29,9 @@ PT2_HOWTO = (
 _IDENTITY = {
     "alias", "clone", "detach", "contiguous", "lift_fresh_copy", "dropout", "_to_copy_same",
 }
+# ATen ops whose value depends only on the shape of their (activation) input: folded to a constant
+# broadcast view (ones_like / full_like / zeros_like, as sign STEs write them).
+_SHAPE_ONLY = {"full_like": None, "ones_like": 1.0, "zeros_like": 0.0}
 _NO_OUTPUT = {"_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size", "_assert_async"}
 
 
@@ -101,6 +105,65 @@ def export(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> t
             "A custom autograd.Function must be traceable in eval mode (its forward is recorded as the "
             "ops it computes); data-dependent Python control flow is not."
         ) from err
+
+
+def to_numpy(t: torch.Tensor) -> Any:
+    """A folded constant as numpy (float64 for floats), keeping broadcast (zero-stride) axes as views.
+
+    `bias.expand_as(x)` or `ones_like(x)` fold to tensors whose expanded axes have stride 0; they stay
+    zero-stride numpy views of the small tensor instead of being materialised at full size.
+    """
+    t = t.detach()
+    small = t
+    for ax in range(t.dim()):
+        if t.stride(ax) == 0 and t.shape[ax] > 1:
+            small = small.narrow(ax, 0, 1)
+    a = small.to(torch.float64).numpy() if small.is_floating_point() else small.numpy()
+    return np.broadcast_to(a, tuple(t.shape)) if small is not t else a
+
+
+# Element-wise ATen ops (broadcasting): folded on the small tensor behind an expanded constant.
+_ELEMENTWISE = {"neg", "add", "sub", "mul", "div", "where", "sign", "abs", "clone", "alias", "detach",
+                "_to_copy", "gt", "ge", "lt", "le", "eq", "ne", "clamp", "hardtanh"}
+
+
+def _collapsed(a: Any) -> Any:
+    """A tensor with its expanded (zero-stride) axes narrowed to size 1; anything else unchanged."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    for ax in range(a.dim()):
+        if a.stride(ax) == 0 and a.shape[ax] > 1:
+            a = a.narrow(ax, 0, 1)
+    return a
+
+
+def _fold(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Evaluate an op whose inputs are all constants. An element-wise op of an expanded constant
+    (`-torch.ones_like(x)`) is computed on the small tensor and expanded again, never materialised."""
+    val = fx.meta.get("val")
+    expanded = any(isinstance(a, torch.Tensor) and 0 in a.stride() and a.numel() > 1 for a in args)
+    if base in _ELEMENTWISE and expanded and isinstance(val, torch.Tensor) \
+            and all(isinstance(d, int) for d in val.shape):
+        small = fx.target(*[_collapsed(a) for a in args], **kwargs)
+        if isinstance(small, torch.Tensor):
+            try:
+                return small.expand(tuple(val.shape))
+            except RuntimeError:
+                pass
+    return fx.target(*args, **kwargs)
+
+
+def _shape_only_constant(fx: torch.fx.Node, base: str, args: list[Any]) -> torch.Tensor | None:
+    """full_like(x, v) / ones_like(x) / zeros_like(x) of an activation x with a static shape -> constant."""
+    if base not in _SHAPE_ONLY:
+        return None
+    val = fx.meta.get("val")
+    if not isinstance(val, torch.Tensor) or not all(isinstance(d, int) for d in val.shape):
+        return None
+    fill = _SHAPE_ONLY[base] if _SHAPE_ONLY[base] is not None else (args[1] if len(args) > 1 else None)
+    if not isinstance(fill, (int, float, bool)):
+        return None
+    return torch.full((), fill, dtype=val.dtype).expand(tuple(val.shape))
 
 
 def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -196,7 +259,7 @@ def to_model(ep: torch.export.ExportedProgram) -> Model:
         if not any(isinstance(x, str) for x in flat) and not any(isinstance(v, str) for v in kwargs.values()):
             # constant folding: every input is a parameter, buffer or constant
             with torch.no_grad():
-                tensors[fx.name] = fx.target(*args, **kwargs)
+                tensors[fx.name] = _fold(fx, base, args, kwargs)
             if base in ("view", "permute", "reshape", "t", "expand", "_unsafe_view", "clone", "alias") and isinstance(
                 fx.args[0], torch.fx.Node
             ):
@@ -205,6 +268,10 @@ def to_model(ep: torch.export.ExportedProgram) -> Model:
                     param_names[fx.name] = param_names[src]
             continue
         del tensor_args
+        shape_const = _shape_only_constant(fx, base, args)
+        if shape_const is not None:
+            tensors[fx.name] = shape_const
+            continue
 
         path = module_path(fx)
         out_val = fx.meta.get("val")
@@ -244,8 +311,7 @@ def to_model(ep: torch.export.ExportedProgram) -> Model:
         nodes.append(node)
 
     used = {v for n in nodes for v in n.inputs}
-    consts = {k: v.detach().to(torch.float64).numpy() if v.is_floating_point() else v.detach().numpy()
-              for k, v in tensors.items() if k in used and isinstance(v, torch.Tensor)}
+    consts = {k: to_numpy(v) for k, v in tensors.items() if k in used and isinstance(v, torch.Tensor)}
     for k in consts:
         shapes[k] = tuple(consts[k].shape)
     if len(user_inputs) != 1:
@@ -358,6 +424,11 @@ def _lower_aten(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str,
         if len(shape) != 2 or dim != 1:
             raise unsupported("softmax over the features of a (N, F) output")
         return Node("softmax", [args[0]], "")
+    if base == "_log_softmax":
+        dim = args[1] % len(shape)
+        if len(shape) != 2 or dim != 1:
+            raise unsupported("log_softmax over the features of a (N, F) output")
+        return Node("log_softmax", [args[0]], "")
     hints = {
         "pow": "x * x as mul", "exp": "sigmoid", "tanh": "hardtanh", "leaky_relu": "PReLU",
         "gelu": "ReLU / PReLU", "slice": "no slicing: flatten + linear", "bmm": "nn.Linear",

@@ -6,7 +6,7 @@ introduced only when lowering (`lower.py`).
 
 Op vocabulary produced by capture (see docs/ops.md):
   conv2d linear batch_norm sign add sub mul div cmp where to_float relu hardtanh sigmoid prelu
-  maxpool2d avgpool2d global_avgpool reshape concat softmax neg
+  maxpool2d avgpool2d global_avgpool reshape concat softmax log_softmax neg
 and by the recognition transformations:
   act_sign (float -> ±1 with per-channel thresholds, J >= 1), bconv2d, blinear, bmaxpool2d,
   bconcat, affine
@@ -100,23 +100,60 @@ class Model:
         return changed
 
 
+def collapse_uniform(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
+    """`a` with each of `axes` reduced to size 1 when `a` is constant along it (None if it is not).
+
+    Broadcast views (zero strides, as capture keeps expanded constants) collapse without reading them.
+    """
+    for ax in axes:
+        if a.shape[ax] <= 1:
+            continue
+        first = a.take([0], axis=ax)
+        if a.strides[ax] != 0 and not np.array_equal(a, np.broadcast_to(first, a.shape)):
+            return None
+        a = first
+    return a
+
+
+def uniform_value(array: np.ndarray | None) -> float | None:
+    """The value of a constant whose elements are all equal (a scalar however it is broadcast), else None."""
+    if array is None or array.size == 0:
+        return None
+    a = collapse_uniform(np.asarray(array), tuple(range(np.ndim(array))))
+    return None if a is None else float(a.reshape(-1)[0])
+
+
 def channel_vector(array: np.ndarray | None, tensor_shape: tuple[int, ...]) -> np.ndarray | None:
     """A constant that broadcasts over a (N, C, ...) tensor per channel, as a (C,) float64 vector.
 
-    Returns None if the constant varies along another axis (not a per-channel constant).
+    The constant may be broadcast in any form: (C, 1, 1), (1, C, 1, 1), or a full (N, C, H, W) tensor
+    (e.g. `bias.expand_as(x)` folded by capture) that is constant along N, H, W. Returns None if it
+    varies along another axis or would broadcast the tensor to a larger shape.
     """
     if array is None or len(tensor_shape) < 2:
         return None
     channels = tensor_shape[1]
-    a = np.asarray(array, dtype=np.float64)
+    a = np.asarray(array)
     if a.size == 1:
         return np.full(channels, float(a.reshape(-1)[0]))
     if a.ndim > len(tensor_shape):
         return None
     if a.ndim == 1:  # broadcasts against the last axis: per-channel only for (N, C) tensors
-        return a.copy() if len(tensor_shape) == 2 and a.shape[0] == channels else None
+        if len(tensor_shape) == 2 and a.shape[0] == channels:
+            return a.astype(np.float64)
+        return uniform_channels(a, channels)
     a = a.reshape((1,) * (len(tensor_shape) - a.ndim) + a.shape)
-    shape = a.shape[1:]
-    if a.shape[0] == 1 and shape[0] == channels and all(d == 1 for d in shape[1:]):
-        return a.reshape(channels).copy()
-    return None
+    if any(d not in (1, t) for d, t in zip(a.shape, tensor_shape, strict=True)):
+        return None  # the constant would broadcast the tensor
+    other = tuple(ax for ax in range(a.ndim) if ax != 1)
+    c = collapse_uniform(a, other)
+    if c is None:
+        return None
+    if c.shape[1] == channels:
+        return c.reshape(channels).astype(np.float64)
+    return uniform_channels(c, channels)
+
+
+def uniform_channels(a: np.ndarray, channels: int) -> np.ndarray | None:
+    v = uniform_value(a)
+    return None if v is None else np.full(channels, v)

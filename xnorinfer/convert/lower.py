@@ -22,7 +22,8 @@ NEAREST = {
     "gt": "a comparison used as a sign", "le": "a comparison used as a sign", "lt": "a comparison used as a sign",
     "to_float": "(x >= t).float() * 2 - 1", "sub": "x - constant (affine) or a residual add",
     "div": "division by a constant (affine)", "batch_norm": "BatchNorm on an NCHW or (N, F) tensor",
-    "mul": "channel-wise multiply by a constant or by a (N, C) tensor", "reshape": "flatten(1) before a linear",
+    "mul": "channel-wise multiply by a constant or by a (N, C) tensor",
+    "reshape": "flatten(1) / view(N, -1) of an NCHW tensor before a linear",
     "add": "add of two same-shape tensors or of a per-channel constant", "neg": "negation (affine)",
 }
 
@@ -57,8 +58,15 @@ def lower(model: Model) -> ir.Graph:
         return name
 
     x0 = model.inputs[0]
-    in_name = new_tensor("input", _nhwc(model.shapes[x0]), "f32")
-    vals[x0] = _Val(in_name, "f32", _nhwc(model.shapes[x0]))
+    if len(model.shapes[x0]) == 2:  # an (N, F) input: the engine takes it as NCHW (N, F, 1, 1), then flattens
+        f = model.shapes[x0][1]
+        in_name = new_tensor("input", (1, 1, 1, f), "f32")
+        flat = new_tensor("input_flat", (1, f), "f32")
+        ops.append(ir.Op("flatten", "input", [in_name], [flat]))
+        vals[x0] = _Val(flat, "f32", (1, f))
+    else:
+        in_name = new_tensor("input", _nhwc(model.shapes[x0]), "f32")
+        vals[x0] = _Val(in_name, "f32", _nhwc(model.shapes[x0]))
 
     def f32(value: str, node: Node) -> _Val:
         v = vals[value]
@@ -165,9 +173,9 @@ def lower(model: Model) -> ir.Graph:
                 params.setdefault("pre_shift", np.zeros(c, np.float32))
                 params.setdefault("post_shift", np.zeros(c, np.float32))
             emit(node, "prelu", [x], shape, "f32", {}, params, perm=x.perm)
-        elif k in ("relu", "sigmoid", "softmax"):
+        elif k in ("relu", "sigmoid", "softmax", "log_softmax"):
             x = f32(node.inputs[0], node)
-            if k == "softmax" and x.perm is not None:
+            if k in ("softmax", "log_softmax") and x.perm is not None:
                 raise unsupported(node)
             emit(node, k, [x], shape, "f32", perm=x.perm)
         elif k == "hardtanh":
@@ -209,7 +217,7 @@ def lower(model: Model) -> ir.Graph:
                 binary_outputs[out.name] = {"fx": node.origin, "path": node.path,
                                             "module": model.metadata["fx_paths"].get(node.origin, "")}
         elif k == "reshape":
-            src = vals[node.inputs[0]]
+            src = vals.get(node.inputs[0] + "#bits", vals[node.inputs[0]])
             tshape = model.shapes[node.inputs[0]]
             oshape = model.shapes[node.output]
             if tuple(tshape[1:]) == tuple(oshape[1:]):
@@ -217,14 +225,12 @@ def lower(model: Model) -> ir.Graph:
             elif len(tshape) == 4 and len(oshape) == 2 and src.as_4d:
                 vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=False)
             elif len(tshape) == 4 and len(oshape) == 2 and oshape[1] == int(np.prod(tshape[1:])):
-                x = f32(node.inputs[0], node) if src.dtype == "f32" else src
-                if src.dtype == "bits":
-                    raise ConversionError(f"flatten of a binarized tensor at {node.path or node.output}: "
-                                          "flatten before the sign (supported) or use a float flatten")
+                # The IR flattens in NHWC order; the next (b)linear gets its columns permuted to match.
+                # Bits flatten as bits (bflatten): no unpacking between a sign and a binary linear.
                 c, h, w = tshape[1:]
                 perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-                emit(node, "flatten", [x], (1, c * h * w), "f32",
-                     perm=None if h * w == 1 else perm)
+                kind = "bflatten" if src.dtype == "bits" else "flatten"
+                emit(node, kind, [src], (1, c * h * w), src.dtype, perm=None if h * w == 1 else perm)
             elif len(tshape) == 2 and len(oshape) == 4 and oshape[2:] == (1, 1):
                 vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=True)
             else:
@@ -235,6 +241,8 @@ def lower(model: Model) -> ir.Graph:
     outputs = []
     for o in model.outputs:
         v = vals[o]
+        if v.dtype == "bits":  # a model that ends in a sign: the engine returns ±1.0
+            v = f32(o, Node("unpack", [o], o, path="output"))
         if v.perm is not None:
             raise ConversionError("a graph output is a flattened (C, H, W) tensor in NHWC order; "
                                   "end the model with a linear layer or a global pool")

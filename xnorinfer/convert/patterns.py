@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xnorinfer.convert import fold
-from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector
+from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
 
@@ -51,14 +51,14 @@ def is_bits(model: Model, value: str) -> bool:
         return False
     if p.op in BITS_OPS:
         return True
+    if p.op == "reshape":  # flatten / view of bits stays bits (lowered to bflatten)
+        return is_bits(model, p.inputs[0])
     return p.op in ("bconv2d", "blinear") and "sign" in p.attrs
 
 
 def _scalar(model: Model, value: str) -> float | None:
-    c = model.const(value)
-    if c is None or c.size != 1:
-        return None
-    return float(c.reshape(-1)[0])
+    """The value of a constant whose elements are all equal (`1`, `ones_like(x)`, `full_like(x, -1)`)."""
+    return uniform_value(model.const(value))
 
 
 def _per_channel(model: Model, value: str, like: str) -> np.ndarray | None:
@@ -121,15 +121,15 @@ _CMP_ZERO = {  # (compare, value where true) -> sign(0 at threshold) convention
 }
 
 
-def _compare_sign(model: Model, cond: str, where_true: float) -> tuple[str, np.ndarray, str] | None:
-    """(x, threshold, sign_zero) if `cond` = cmp(x, t) selects `where_true` for a sign-like output."""
+def _compare_sign(model: Model, cond: str, where_true: float, out: str) -> tuple[str, np.ndarray, str] | None:
+    """(x, threshold, sign_zero) if `cond` = cmp(x, t) selects `where_true` for a sign-like output `out`."""
     c = model.producer(cond)
     if c is None or c.op not in ("ge", "gt", "le", "lt") or (c.op, where_true) not in _CMP_ZERO:
         return None
     x, t = c.inputs
     thr = _per_channel(model, t, x)
-    if thr is None or model.is_const(x):
-        return None
+    if thr is None or model.is_const(x) or model.shapes[x] != model.shapes[out]:
+        return None  # (the sign must have x's shape: constants of a larger shape would broadcast it)
     return x, thr, _CMP_ZERO[(c.op, where_true)]
 
 
@@ -145,7 +145,7 @@ class WhereToSign(_Rewrite):
         va, vb = _scalar(model, a), _scalar(model, b)
         if va is None or vb is None or {va, vb} != {1.0, -1.0}:
             return False
-        found = _compare_sign(model, cond, va)
+        found = _compare_sign(model, cond, va, node.output)
         if found is None:
             return False
         x, thr, zero = found
@@ -174,12 +174,31 @@ class CompareAffineToSign(_Rewrite):
         cast = model.producer(tf)
         if cast is None or cast.op != "to_float":
             return False
-        found = _compare_sign(model, cast.inputs[0], 1.0)
+        found = _compare_sign(model, cast.inputs[0], 1.0, node.output)
         if found is None:
             return False
         x, thr, zero = found
         _replace(model, node, _act_sign(x, model, thr, zero, "cmp.float() * 2 - 1", node.path))
         return True
+
+
+class MulByOne(_Rewrite):
+    """x * 1, 1 * x, x / 1 -> x (exact in IEEE): BinaryNet.pytorch's `x.sign().mul(1)`, `.sign() * 1.0`."""
+
+    name = "mul_by_one"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("mul", "div") or len(node.inputs) != 2:
+            return False
+        pairs = [(node.inputs[0], node.inputs[1])]
+        if node.op == "mul":
+            pairs.append((node.inputs[1], node.inputs[0]))
+        for x, one in pairs:
+            if (not model.is_const(x) and _scalar(model, one) == 1.0
+                    and model.shapes[x] == model.shapes[node.output]):
+                model.replace_uses(node.output, x)
+                return True
+        return False
 
 
 class DetachSTE(_Rewrite):
@@ -257,6 +276,37 @@ class SignOfSign(_Rewrite):
         return True
 
 
+def _plus_minus_one(model: Model, value: str) -> bool:
+    """Is `value` a ±1 tensor: a sign, or a max-pool / reshape / channel concat of ±1 tensors?"""
+    p = model.producer(value)
+    if p is None:
+        return False
+    if p.op == "act_sign":
+        return True
+    if p.op in ("maxpool2d", "reshape", "concat"):
+        return all(_plus_minus_one(model, v) for v in p.inputs)
+    return False
+
+
+class SignOfBinary(_Rewrite):
+    """sign(x - t) of a ±1 tensor x, |t| < 1 -> x (BinarizeLinear re-binarizing an input that is already ±1).
+
+    Exact: ±1 - t keeps the sign of ±1 for |t| < 1. A sign directly of a sign is SignOfSign's (torch.sign's 0).
+    """
+
+    name = "sign_of_binary"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "act_sign" or node.attrs["threshold"].shape[0] != 1 or not np.all(
+                np.abs(node.attrs["threshold"]) < 1):
+            return False
+        p = model.producer(node.inputs[0])
+        if p is None or p.op == "act_sign" or not _plus_minus_one(model, node.inputs[0]):
+            return False
+        model.replace_uses(node.output, node.inputs[0])
+        return True
+
+
 class SignThroughHardtanh(_Rewrite):
     """sign(hardtanh(x) - t) = sign(x - t) when min < t < max (BinaryNet's htanh before sign)."""
 
@@ -319,8 +369,8 @@ class DecoupledSigns(_Rewrite):
 
 
 ACTIVATIONS: list[Transformation] = [
-    TorchSignToActSign(), WhereToSign(), CompareAffineToSign(), DetachSTE(), SignOfSign(), ShiftedSign(),
-    SignThroughHardtanh(), DecoupledSigns(), PReLUFromWhere(),
+    MulByOne(), TorchSignToActSign(), WhereToSign(), CompareAffineToSign(), DetachSTE(), SignOfSign(), ShiftedSign(),
+    SignThroughHardtanh(), SignOfBinary(), DecoupledSigns(), PReLUFromWhere(),
 ]
 
 
@@ -350,14 +400,19 @@ class BinaryWeights:
                 float_layers[key] = "weight is not a constant"
                 continue
             w = w.reshape(w.shape[0], -1) if node.op == "linear" else w
-            if not is_bits(model, node.inputs[0]):
-                float_layers[key] = "input is not a binarized (sign) activation"
-                continue
             flat = w.reshape(w.shape[0], -1)
             mag = np.abs(flat)
             alpha = mag[:, 0]
+            binary_valued = bool(np.all(mag == alpha[:, None]) and np.all(alpha != 0))
+            if not is_bits(model, node.inputs[0]):
+                float_layers[key] = "input is not a binarized (sign) activation"
+                p = model.producer(node.inputs[0])
+                if binary_valued and mag.shape[1] > 1 and p is not None:  # (a stem on the image is float by design)
+                    _warn(model, key, f"its weights are ±alpha per output channel, but its input (from {p.op}) "
+                                      "is not a recognised binary activation")
+                continue
             declared = any(fnmatch.fnmatch(key, pat) for pat in self.binarize)
-            if np.all(mag == alpha[:, None]) and np.all(alpha != 0):
+            if binary_valued:
                 wsign = np.where(w < 0, -1, 1).astype(np.int8)
                 how = "±alpha per output channel" if np.any(alpha != 1) else "±1"
             elif declared:
@@ -365,14 +420,20 @@ class BinaryWeights:
                 wsign = np.where(w < 0, -1, 1).astype(np.int8)
                 q = alpha.reshape((-1,) + (1,) * (w.ndim - 1)) * wsign
                 err = float(np.linalg.norm(q - w) / max(np.linalg.norm(w), 1e-30))
+                zeros = int(np.count_nonzero(w == 0))
                 how = f"declared binary (sign * mean|W|), relative weight error {err:.4f}"
-                model.metadata.setdefault("binarized", {})[key] = {"relative_error": err,
+                model.metadata.setdefault("binarized", {})[key] = {"relative_error": err, "zero_weights": zeros,
                                                                    "param": node.attrs.get("weight_param")}
             else:
                 float_layers[key] = ("weight is not binary-valued (more than one magnitude per output channel"
                                      " or zeros); pass binarize=[...] to declare it binary")
+                near, why = _weight_spread(mag)
+                if near:
+                    _warn(model, key, f"its input is binary, but {why}; "
+                                      "pass binarize=[...] (CLI: --binarize) to declare it binary")
                 continue
             float_layers.pop(key, None)
+            model.metadata.get("binary_warnings", {}).pop(key, None)
             chain: list[fold.Stage] = []
             if len(node.inputs) > 2:
                 chain.append(("add", {"v": model.const(node.inputs[2]).astype(np.float64)}))
@@ -384,6 +445,29 @@ class BinaryWeights:
             _replace(model, node, new)
             changed = True
         return model, changed
+
+
+def _warn(model: Model, layer: str, message: str) -> None:
+    """A binary-looking layer stays float: `metadata["binary_warnings"][layer]` says why (the report prints it)."""
+    model.metadata.setdefault("binary_warnings", {})[layer] = message
+
+
+NEAR_BINARY_SPREAD = 1e-5  # relative spread of |W| within an output channel that float rounding explains
+
+
+def _weight_spread(mag: np.ndarray) -> tuple[bool, str]:
+    """(does |W| look meant to be one magnitude per output channel, why it is not exactly that)."""
+    hi = mag.max(axis=1)
+    lo = np.where(mag == 0, np.inf, mag).min(axis=1)
+    live = hi > 0
+    spread = float(np.max((hi[live] - lo[live]) / hi[live])) if np.any(live) else 0.0
+    zeros = int(np.count_nonzero(mag == 0))
+    if zeros and spread == 0.0:
+        return True, f"{zeros} weight(s) are exactly 0 (the others are ±alpha per output channel: ternary?)"
+    if spread < NEAR_BINARY_SPREAD and not zeros:
+        return True, (f"weights are ±alpha per output channel only up to float rounding (largest relative spread of "
+                      f"|W| within a channel {spread:.2g}, e.g. a detach-trick weight)")
+    return False, f"weights are not binary-valued (|W| varies within an output channel by up to {spread:.2g})"
 
 
 def _chain_stage(model: Model, user: Node, value: str) -> fold.Stage | None:

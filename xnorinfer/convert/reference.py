@@ -77,7 +77,9 @@ def run(graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False) -> dict[
     tensor with `keep_all`.
     """
     x = np.asarray(x_nchw, dtype=np.float32).astype(np.float64)
-    if x.ndim == 4:
+    if x.ndim == 2 and len(graph.tensors[graph.inputs[0]].shape) == 4:  # an (N, F) model input
+        x = x.reshape(len(x), 1, 1, -1)
+    elif x.ndim == 4:
         x = np.transpose(x, (0, 2, 3, 1))
     env: dict[str, np.ndarray] = {graph.inputs[0]: x}
     for op in graph.ops:
@@ -123,6 +125,12 @@ def run(graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False) -> dict[
         elif k == "softmax":
             e = np.exp(ins[0] - ins[0].max(axis=1, keepdims=True))
             y = e / e.sum(axis=1, keepdims=True)
+        elif k == "log_softmax":
+            t = ins[0] - ins[0].max(axis=1, keepdims=True)
+            y = t - np.log(np.exp(t).sum(axis=1, keepdims=True))
+        elif k == "bflatten":
+            c = graph.tensors[op.inputs[0]].shape[-1]
+            y = pack_last(unpack_last(ins[0], c).reshape(len(ins[0]), -1))
         elif k == "sign":
             xin = ins[0]
             c = xin.shape[-1]

@@ -20,10 +20,16 @@ def rows(graph: ir.Graph) -> list[OpCost]:
 def format_table(graph: ir.Graph) -> str:
     """A plain-text table, one line per IR op, then totals and the layers that stayed float."""
     lines = cost_table(rows(graph))
+    warned = graph.metadata.get("binary_warnings", {})
     for path, why in graph.metadata.get("float_layers", {}).items():
         lines.append(f"stayed float: {path}: {why}")
+    for path, why in warned.items():
+        lines.append(f"warning: {path} looks meant to be binary but stayed float: {why}")
     for path, info in graph.metadata.get("binarized", {}).items():
         lines.append(f"declared binary: {path}: relative weight quantization error {info['relative_error']:.4f}")
+        if info.get("zero_weights"):
+            lines.append(f"warning: {path}: {info['zero_weights']} latent weight(s) are exactly 0.0; binarized "
+                         "they become +alpha where torch.sign gives 0")
     lines.append(f"sign(0) convention: {graph.metadata.get('sign_zero')}")
     if graph.metadata.get("threshold_ties"):
         lines.append(f"threshold ties (float64 value exactly on the sign threshold): "
