@@ -44,15 +44,18 @@ def test_xnorinfer_bconv(benchmark, shape, output, threads):
     xp = _core.bitpack_nhwc(_pm1(rng, (1, h, w, c)))
     wp = _core.bitpack_nhwc(_pm1(rng, (o, 3, 3, c)))
     if output == "bits":
-        op = _core.BinaryConv2d(wp, c, padding=(1, 1), output="bits",
-                                threshold=rng.integers(-9, 9, o).astype(np.int32))
+        op = _core.BinaryConv2d(wp, c, padding=(1, 1), output="bits", threshold=rng.integers(-9, 9, o).astype(np.int32))
     else:
-        op = _core.BinaryConv2d(wp, c, padding=(1, 1), output="float",
-                                multiplier=rng.random(o).astype(np.float32),
-                                bias=rng.random(o).astype(np.float32))
+        op = _core.BinaryConv2d(
+            wp,
+            c,
+            padding=(1, 1),
+            output="float",
+            multiplier=rng.random(o).astype(np.float32),
+            bias=rng.random(o).astype(np.float32),
+        )
     out = op.run(xp)
-    benchmark.extra_info.update(impl="xnorinfer", isa=_core.default_isa(),
-                                binary_macs=binary_macs(SHAPES[shape]))
+    benchmark.extra_info.update(impl="xnorinfer", isa=_core.default_isa(), binary_macs=binary_macs(SHAPES[shape]))
     benchmark(op.run, xp, out=out, pool=_POOLS[threads])
 
 

@@ -50,10 +50,19 @@ def run_benchmarks(quick: bool) -> list[dict]:
     for name in BENCH_FILES:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bench.json"
-            cmd = [sys.executable, "-m", "pytest", str(HERE / name), "-q", "-p", "no:cacheprovider",
-                   f"--benchmark-json={out}", "--benchmark-warmup=on",
-                   "--benchmark-min-rounds=" + ("5" if quick else "30"),
-                   "--benchmark-max-time=" + ("0.1" if quick else "1.0")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(HERE / name),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--benchmark-json={out}",
+                "--benchmark-warmup=on",
+                "--benchmark-min-rounds=" + ("5" if quick else "30"),
+                "--benchmark-max-time=" + ("0.1" if quick else "1.0"),
+            ]
             print("+", shlex.join(cmd), flush=True)
             subprocess.run(cmd, check=True, env=env)
             results.extend(json.loads(out.read_text())["benchmarks"])
@@ -85,16 +94,31 @@ def tabulate(results: list[dict]) -> tuple[list[dict], list[dict]]:
             continue
         torch_b = by_key[("test_torch_conv", shape, None, threads)]
         macs = b["extra_info"]["binary_macs"]
-        binary_rows.append(dict(shape=shape, output=output, threads=threads, ms=median_ms(b),
-                                torch_ms=median_ms(torch_b), tmacs=macs / b["stats"]["median"] / 1e12,
-                                ratio=torch_b["stats"]["median"] / b["stats"]["median"]))
+        binary_rows.append(
+            dict(
+                shape=shape,
+                output=output,
+                threads=threads,
+                ms=median_ms(b),
+                torch_ms=median_ms(torch_b),
+                tmacs=macs / b["stats"]["median"] / 1e12,
+                ratio=torch_b["stats"]["median"] / b["stats"]["median"],
+            )
+        )
     float_rows = []
     for (test, shape, _, threads), b in by_key.items():
         if test != "test_xnorinfer_conv":
             continue
         torch_b = by_key[("test_torch_conv", shape, None, threads)]
-        float_rows.append(dict(shape=shape, threads=threads, ms=median_ms(b), torch_ms=median_ms(torch_b),
-                               ratio=torch_b["stats"]["median"] / b["stats"]["median"]))
+        float_rows.append(
+            dict(
+                shape=shape,
+                threads=threads,
+                ms=median_ms(b),
+                torch_ms=median_ms(torch_b),
+                ratio=torch_b["stats"]["median"] / b["stats"]["median"],
+            )
+        )
     return binary_rows, float_rows
 
 
@@ -109,8 +133,9 @@ def draw_chart(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(series)
     for i, (o, t) in enumerate(series):
-        vals = [next(r["ratio"] for r in rows if r["shape"] == s and r["output"] == o and r["threads"] == t)
-                for s in shapes]
+        vals = [
+            next(r["ratio"] for r in rows if r["shape"] == s and r["output"] == o and r["threads"] == t) for s in shapes
+        ]
         ax.bar([x + i * width for x in range(len(shapes))], vals, width, label=f"{o} output, {t} thread(s)")
     ax.axhline(15, color="grey", linestyle="--", linewidth=1, label="15x target")
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(shapes))], shapes, rotation=15)
@@ -147,18 +172,27 @@ def write_report(binary_rows, float_rows, peak: float | None, command: str, path
     ]
     for r in sorted(binary_rows, key=lambda r: (r["threads"], r["output"])):
         pct = f"{100 * r['tmacs'] * 1e12 / (peak * r['threads']):.0f}%" if peak else "n/a"
-        lines.append(f"| {r['shape']} | {r['output']} | {r['threads']} | {r['ms']:.3f} | {r['tmacs']:.3f}e12 | "
-                     f"{pct} | {r['torch_ms']:.2f} | {r['ratio']:.1f}x |")
-    lines += ["", "![speedup over torch](ratios.png)", "",
-              "## Float first-layer conv (im2col + SGEMM)", "",
-              "| shape | threads | xnorinfer ms | torch fp32 ms | torch / ours |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['shape']} | {r['output']} | {r['threads']} | {r['ms']:.3f} | {r['tmacs']:.3f}e12 | "
+            f"{pct} | {r['torch_ms']:.2f} | {r['ratio']:.1f}x |"
+        )
+    lines += [
+        "",
+        "![speedup over torch](ratios.png)",
+        "",
+        "## Float first-layer conv (im2col + SGEMM)",
+        "",
+        "| shape | threads | xnorinfer ms | torch fp32 ms | torch / ours |",
+        "|---|---|---|---|---|",
+    ]
     for r in sorted(float_rows, key=lambda r: (r["shape"], r["threads"])):
         lines.append(f"| {r['shape']} | {r['threads']} | {r['ms']:.3f} | {r['torch_ms']:.3f} | {r['ratio']:.2f}x |")
     scaling = []
     for r in binary_rows:
         if r["threads"] == 2:
-            one = next(q for q in binary_rows if q["shape"] == r["shape"] and q["output"] == r["output"]
-                       and q["threads"] == 1)
+            one = next(
+                q for q in binary_rows if q["shape"] == r["shape"] and q["output"] == r["output"] and q["threads"] == 1
+            )
             scaling.append(f"| {r['shape']} | {r['output']} | {one['ms'] / r['ms']:.2f}x |")
     lines += ["", "## Scaling from 1 to 2 threads", "", "| shape | output | speedup |", "|---|---|---|", *scaling, ""]
     lines += READING_NOTES
@@ -181,13 +215,22 @@ def model_section() -> list[str]:
     cold = []
     for _ in range(5):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "xnorinfer", "run", str(model), str(sample), "--top", "1"],
-                       check=True, capture_output=True, cwd=tempfile.gettempdir())
+        subprocess.run(
+            [sys.executable, "-m", "xnorinfer", "run", str(model), str(sample), "--top", "1"],
+            check=True,
+            capture_output=True,
+            cwd=tempfile.gettempdir(),
+        )
         cold.append(time.perf_counter() - t0)
-    lines = ["## Whole model: the shipped default (LFC on MNIST, 2.9M binary MACs per image)", "",
-             f"Cold start of `xnorinfer run default.xbin {sample.name}` (process start to printed answer, "
-             f"median of 5): **{np.median(cold):.2f} s**.", "",
-             "| batch | threads | xnorinfer ms | float PyTorch equivalent ms | speedup |", "|---|---|---|---|---|"]
+    lines = [
+        "## Whole model: the shipped default (LFC on MNIST, 2.9M binary MACs per image)",
+        "",
+        f"Cold start of `xnorinfer run default.xbin {sample.name}` (process start to printed answer, "
+        f"median of 5): **{np.median(cold):.2f} s**.",
+        "",
+        "| batch | threads | xnorinfer ms | float PyTorch equivalent ms | speedup |",
+        "|---|---|---|---|---|",
+    ]
     module = torch_module(xbin.read(model))
     for batch in (1, 64):
         x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
@@ -210,18 +253,30 @@ def model_section() -> list[str]:
                 xt = torch.from_numpy(x)
                 theirs = median_ms(lambda xx=xt: module(xx))
             lines.append(f"| {batch} | {threads} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.1f}x |")
-    lines += ["", "The float equivalent is `xnorinfer.float_equivalent.torch_module`: the same network with ±1 "
-              "weights as float32 tensors and BatchNorm folded, run op by op by PyTorch.", ""]
+    lines += [
+        "",
+        "The float equivalent is `xnorinfer.float_equivalent.torch_module`: the same network with ±1 "
+        "weights as float32 tensors and BatchNorm folded, run op by op by PyTorch.",
+        "",
+    ]
     return lines
 
 
 def sign_section() -> list[str]:
     """bench/sign_speed.py's table: binarizing float activations against reading them once."""
     out = subprocess.run([sys.executable, str(HERE / "sign_speed.py")], capture_output=True, text=True, check=True)
-    return ["", "## Sign and unpack (float activations <-> packed bits), one thread", "",
-            "Command: `python bench/sign_speed.py` (median op time from `Session.profile`; `read` is numpy summing",
-            "the same float tensor once, the memory-speed floor).", "", "```", *out.stdout.strip().splitlines(), "```",
-            ""]
+    return [
+        "",
+        "## Sign and unpack (float activations <-> packed bits), one thread",
+        "",
+        "Command: `python bench/sign_speed.py` (median op time from `Session.profile`; `read` is numpy summing",
+        "the same float tensor once, the memory-speed floor).",
+        "",
+        "```",
+        *out.stdout.strip().splitlines(),
+        "```",
+        "",
+    ]
 
 
 def main() -> None:

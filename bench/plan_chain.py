@@ -66,8 +66,10 @@ def main(sizes: list[int]) -> None:
         t2 = time.perf_counter()
         session.run(np.zeros((2, 3, 2, 2), np.float32))
         t3 = time.perf_counter()
-        print(f"  {path.stat().st_size / 1e6:.1f} MB file: load {t1 - t0:.2f} s, first run {t2 - t1:.3f} s, "
-              f"run with a new shape {t3 - t2:.3f} s")
+        print(
+            f"  {path.stat().st_size / 1e6:.1f} MB file: load {t1 - t0:.2f} s, first run {t2 - t1:.3f} s, "
+            f"run with a new shape {t3 - t2:.3f} s"
+        )
 
 
 if __name__ == "__main__":

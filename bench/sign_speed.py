@@ -26,11 +26,17 @@ SHAPES = [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
 
 def _graph(c: int, h: int, w: int) -> ir.Graph:
     rng = np.random.default_rng(0)
-    tensors = {"x": ir.Tensor("x", (1, h, w, c), "f32"), "s": ir.Tensor("s", (1, h, w, c), "bits"),
-               "y": ir.Tensor("y", (1, h, w, c), "f32")}
-    ops = [ir.Op("sign", "sign", ["x"], ["s"], {"sign_zero": "+1"},
-                 {"threshold": rng.normal(0, 0.1, c).astype(np.float32)}),
-           ir.Op("unpack", "unpack", ["s"], ["y"])]
+    tensors = {
+        "x": ir.Tensor("x", (1, h, w, c), "f32"),
+        "s": ir.Tensor("s", (1, h, w, c), "bits"),
+        "y": ir.Tensor("y", (1, h, w, c), "f32"),
+    }
+    ops = [
+        ir.Op(
+            "sign", "sign", ["x"], ["s"], {"sign_zero": "+1"}, {"threshold": rng.normal(0, 0.1, c).astype(np.float32)}
+        ),
+        ir.Op("unpack", "unpack", ["s"], ["y"]),
+    ]
     return ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, c, h, w]})
 
 
@@ -53,8 +59,10 @@ def main() -> int:
                 reads.append(time.perf_counter() - t0)
             for isa in _core.available_isas():
                 rows = {r["kind"]: r["ms_per_run"] * 1e3 for r in session.profile(x, runs=args.runs, isa=isa)}
-                print(f"{f'{c} x {h} x {w}':<16}{isa:<8}{rows['sign']:>10.1f}{rows['unpack']:>11.1f}"
-                      f"{np.median(reads) * 1e6:>10.1f}")
+                print(
+                    f"{f'{c} x {h} x {w}':<16}{isa:<8}{rows['sign']:>10.1f}{rows['unpack']:>11.1f}"
+                    f"{np.median(reads) * 1e6:>10.1f}"
+                )
     return 0
 
 

@@ -134,9 +134,14 @@ class BinaryNetVGG(nn.Module):
             layers += [nn.BatchNorm2d(c[i]), nn.Hardtanh()]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
-            BinLinear(c[5] * 16, 64, AutogradSign()), nn.BatchNorm1d(64), nn.Hardtanh(),
-            BinLinear(64, 64, AutogradSign()), nn.BatchNorm1d(64), nn.Hardtanh(),
-            nn.Linear(64, 10), nn.BatchNorm1d(10),
+            BinLinear(c[5] * 16, 64, AutogradSign()),
+            nn.BatchNorm1d(64),
+            nn.Hardtanh(),
+            BinLinear(64, 64, AutogradSign()),
+            nn.BatchNorm1d(64),
+            nn.Hardtanh(),
+            nn.Linear(64, 10),
+            nn.BatchNorm1d(10),
         )
 
     def forward(self, x):
@@ -241,8 +246,13 @@ class BinaryMLP(nn.Module):
         return self.fc4(F.hardtanh(x))
 
 
-ZOO = {"binarynet_vgg": BinaryNetVGG, "xnornet": XNORNet, "reactnet": ReActNetSmall,
-       "binaryduo": BinaryDuoNet, "binary_mlp": BinaryMLP}
+ZOO = {
+    "binarynet_vgg": BinaryNetVGG,
+    "xnornet": XNORNet,
+    "reactnet": ReActNetSmall,
+    "binaryduo": BinaryDuoNet,
+    "binary_mlp": BinaryMLP,
+}
 
 
 def make_bn_nontrivial(model: nn.Module, seed: int = 0) -> None:

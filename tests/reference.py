@@ -35,9 +35,7 @@ def pack_bool_last(bits: np.ndarray) -> np.ndarray:
     padded = np.zeros(bits.shape[:-1] + (w * WORD_BITS,), dtype=bool)
     padded[..., :c] = bits
     as_bytes = np.packbits(padded, axis=-1, bitorder="little")  # (..., w*8) uint8
-    return (
-        np.ascontiguousarray(as_bytes).view("<u8").astype(np.uint64).reshape(bits.shape[:-1] + (w,))
-    )
+    return np.ascontiguousarray(as_bytes).view("<u8").astype(np.uint64).reshape(bits.shape[:-1] + (w,))
 
 
 def pack_nhwc(x: np.ndarray) -> np.ndarray:

@@ -46,8 +46,12 @@ def small_model(tmp_path, rng):
 
 def test_run_path_never_imports_torch(tmp_path, rng):
     path, image = small_model(tmp_path, rng)
-    res = subprocess.run([sys.executable, "-c", RUN_WITHOUT_TORCH, str(path), str(image)], capture_output=True,
-                         text=True, cwd=tempfile.gettempdir())
+    res = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT_TORCH, str(path), str(image)],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     assert res.returncode == 0, res.stderr
     assert "no torch" in res.stdout
 

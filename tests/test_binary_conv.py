@@ -63,9 +63,7 @@ def run_everywhere(op, xp, isas=None, pools=None, **kw):
     results = {}
     for isa in isas:
         for pool in pools:
-            results[(isa, None if pool is None else pool.threads)] = op.run(
-                xp, pool=pool, isa=isa, **kw
-            )
+            results[(isa, None if pool is None else pool.threads)] = op.run(xp, pool=pool, isa=isa, **kw)
     (k0, first), *rest = results.items()
     for k, r in rest:
         assert r.dtype == first.dtype and r.shape == first.shape
@@ -108,9 +106,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_int32_exact(case, pad_mode, rng):
     x, w, xp, wp = make_data(case, rng)
-    op = _core.BinaryConv2d(
-        wp, case.cin, stride=case.stride, padding=case.padding, pad_mode=pad_mode
-    )
+    op = _core.BinaryConv2d(wp, case.cin, stride=case.stride, padding=case.padding, pad_mode=pad_mode)
     assert (op.in_channels, op.out_channels) == (case.cin, case.cout)
     expected = R.conv_sums(x, w, case.stride, case.padding, pad_mode)
     assert op.output_shape(case.n, case.h, case.w) == expected.shape
@@ -124,9 +120,7 @@ def test_pad_modes_differ_only_at_border(rng):
     'plus_one' - 'minus_one' at a corner equals 2 * (sum of the weights on padded taps)."""
     case = Case(1, 70, 6, 6, 3, 3, 3, 1, 1)
     x, w, xp, wp = make_data(case, rng)
-    out = {
-        m: _core.BinaryConv2d(wp, case.cin, padding=(1, 1), pad_mode=m).run(xp) for m in PAD_MODES
-    }
+    out = {m: _core.BinaryConv2d(wp, case.cin, padding=(1, 1), pad_mode=m).run(xp) for m in PAD_MODES}
     inner = (slice(None), slice(1, -1), slice(1, -1))
     assert np.array_equal(out["zero"][inner], out["plus_one"][inner])
     assert np.array_equal(out["zero"][inner], out["minus_one"][inner])
@@ -186,9 +180,7 @@ def test_float_output_fma_rounding_cases(rng):
     op = _core.BinaryConv2d(wp, case.cin, output="float", multiplier=multiplier, bias=bias)
     expected = R.fma_f32(multiplier, s, bias)
     two_roundings = (multiplier * s.astype(np.float32)).astype(np.float32) + bias
-    assert not np.array_equal(expected, two_roundings), (
-        "test data does not separate fma from mul+add"
-    )
+    assert not np.array_equal(expected, two_roundings), "test data does not separate fma from mul+add"
     _, results = run_everywhere(op, xp)
     for k, r in results.items():
         assert r.tobytes() == expected.tobytes(), f"{k}: not a single-rounding fma"
@@ -298,9 +290,7 @@ def test_bits_default_flip_is_zero(rng):
     threshold, _ = _bits_params(rng, s, case.cout)
     op = _core.BinaryConv2d(wp, case.cin, padding=(1, 1), output="bits", threshold=threshold)
     _, results = run_everywhere(op, xp)
-    assert_equal_each(
-        results, R.threshold_bits(s, threshold, np.zeros(case.cout, np.uint8)), "flip=None"
-    )
+    assert_equal_each(results, R.threshold_bits(s, threshold, np.zeros(case.cout, np.uint8)), "flip=None")
 
 
 BENCH_SHAPES = [
@@ -363,9 +353,7 @@ def test_random_shapes_property(case, pad_mode, seed, output):
     x, w, xp, wp = make_data(case, rng)
     s = R.conv_sums(x, w, case.stride, case.padding, pad_mode)
     if output == "int32":
-        op = _core.BinaryConv2d(
-            wp, case.cin, stride=case.stride, padding=case.padding, pad_mode=pad_mode
-        )
+        op = _core.BinaryConv2d(wp, case.cin, stride=case.stride, padding=case.padding, pad_mode=pad_mode)
         expected = s
     else:
         threshold, flip = _bits_params(rng, s, case.cout)
@@ -489,9 +477,7 @@ def _small_op(**kw):
 
 def test_error_input_shape():
     op = _small_op(padding=(1, 1))
-    with pytest.raises(
-        ValueError, match=r"input must be packed NHWC \(N, H, W, 2\) uint64, got \(1, 5, 5, 1\)"
-    ):
+    with pytest.raises(ValueError, match=r"input must be packed NHWC \(N, H, W, 2\) uint64, got \(1, 5, 5, 1\)"):
         op.run(np.zeros((1, 5, 5, 1), np.uint64))
     with pytest.raises(ValueError, match=r"input must be packed NHWC .* got \(5, 5, 2\)"):
         op.run(np.zeros((5, 5, 2), np.uint64))
@@ -510,9 +496,7 @@ def test_error_input_shape():
 
 
 def test_error_weights_shape():
-    with pytest.raises(
-        ValueError, match=r"weights must be packed \(O, KH, KW, ceil\(in_channels/64\)\)"
-    ):
+    with pytest.raises(ValueError, match=r"weights must be packed \(O, KH, KW, ceil\(in_channels/64\)\)"):
         _core.BinaryConv2d(np.zeros((4, 3, 3, 1), np.uint64), 100)
     with pytest.raises(ValueError, match=r"got \(4, 3, 3, 2\) for in_channels=64"):
         _core.BinaryConv2d(np.zeros((4, 3, 3, 2), np.uint64), 64)
@@ -535,20 +519,14 @@ def test_error_transform_arguments():
     with pytest.raises(ValueError, match=r"threshold must have shape \(4,\), got \(3,\)"):
         _core.BinaryConv2d(w, 10, output="bits", threshold=np.zeros(3, np.int32))
     with pytest.raises(ValueError, match=r"flip must have shape \(4,\), got \(4, 1\)"):
-        _core.BinaryConv2d(
-            w, 10, output="bits", threshold=np.zeros(4, np.int32), flip=np.zeros((4, 1), np.uint8)
-        )
+        _core.BinaryConv2d(w, 10, output="bits", threshold=np.zeros(4, np.int32), flip=np.zeros((4, 1), np.uint8))
     with pytest.raises(ValueError, match="multiplier is required"):
         _core.BinaryConv2d(w, 10, output="float", bias=np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="bias is required"):
         _core.BinaryConv2d(w, 10, output="float", multiplier=np.zeros(4, np.float32))
     with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
-        _core.BinaryConv2d(
-            w, 10, output="float", multiplier=np.zeros(4, np.float32), bias=np.zeros(5, np.float32)
-        )
-    with pytest.raises(
-        ValueError, match="pad_mode must be 'zero', 'plus_one' or 'minus_one', got 'reflect'"
-    ):
+        _core.BinaryConv2d(w, 10, output="float", multiplier=np.zeros(4, np.float32), bias=np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="pad_mode must be 'zero', 'plus_one' or 'minus_one', got 'reflect'"):
         _core.BinaryConv2d(w, 10, pad_mode="reflect")
     with pytest.raises(ValueError, match="output must be 'int32', 'float' or 'bits', got 'int8'"):
         _core.BinaryConv2d(w, 10, output="int8")

@@ -42,13 +42,13 @@ def test_bits_and_float_outputs(m, k, n, rng):
     threshold = s[0].astype(np.int32).copy()
     threshold[::7] = np.iinfo(np.int32).min
     flip = (np.arange(n) % 3 == 1).astype(np.uint8)
-    bits = _run_all(_core.BinaryLinear(R.pack_nhwc(w), k, output="bits", threshold=threshold, flip=flip),
-                    R.pack_nhwc(x))
+    bits = _run_all(
+        _core.BinaryLinear(R.pack_nhwc(w), k, output="bits", threshold=threshold, flip=flip), R.pack_nhwc(x)
+    )
     assert np.array_equal(bits, R.threshold_bits(s, threshold, flip))
     mult = rng.standard_normal(n).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    y = _run_all(_core.BinaryLinear(R.pack_nhwc(w), k, output="float", multiplier=mult, bias=bias),
-                 R.pack_nhwc(x))
+    y = _run_all(_core.BinaryLinear(R.pack_nhwc(w), k, output="float", multiplier=mult, bias=bias), R.pack_nhwc(x))
     assert np.array_equal(y, R.fma_f32(mult, s, bias))
 
 

@@ -30,8 +30,7 @@ def check_everywhere(xp, expected, **kw):
             if not np.array_equal(got, expected):
                 bad = np.argwhere(got != expected)
                 raise AssertionError(
-                    f"isa={isa} threads={threads} {kw}: {len(bad)} words differ, "
-                    f"first at {tuple(bad[0])}"
+                    f"isa={isa} threads={threads} {kw}: {len(bad)} words differ, first at {tuple(bad[0])}"
                 )
             if first is None:
                 first = got
@@ -40,9 +39,7 @@ def check_everywhere(xp, expected, **kw):
 
 def _pm1_biased(rng, shape, p_minus):
     """+-1 values with P(-1) = p_minus: pools of mostly -1 make the AND non-trivial."""
-    return np.where(rng.random(shape) < p_minus, np.float32(-1.0), np.float32(1.0)).astype(
-        np.float32
-    )
+    return np.where(rng.random(shape) < p_minus, np.float32(-1.0), np.float32(1.0)).astype(np.float32)
 
 
 @pytest.mark.parametrize("channels", [1, 63, 64, 65, 130, 257])
@@ -101,9 +98,7 @@ def test_all_minus_one_and_single_plus_one(isa):
 def test_padding_acts_as_minus_infinity(isa):
     """With padding, border windows of an all -1 image are still -1 (padding never wins)."""
     x = -np.ones((1, 65, 5, 5), np.float32)
-    got = _core.binary_maxpool2d(
-        R.pack_nchw(x), kernel=(3, 3), stride=(2, 2), padding=(1, 1), isa=isa
-    )
+    got = _core.binary_maxpool2d(R.pack_nchw(x), kernel=(3, 3), stride=(2, 2), padding=(1, 1), isa=isa)
     assert got.shape == (1, 3, 3, 2)
     assert np.array_equal(got, R.pack_nchw(-np.ones((1, 65, 3, 3), np.float32)))
 
@@ -137,9 +132,7 @@ def test_property(n, c, kh, kw, sh, sw, data):
 
 def test_errors():
     x = np.zeros((1, 4, 4, 1), np.uint64)
-    with pytest.raises(
-        ValueError, match=r"input must be packed \(N, H, W, words\), got \(4, 4, 1\)"
-    ):
+    with pytest.raises(ValueError, match=r"input must be packed \(N, H, W, words\), got \(4, 4, 1\)"):
         _core.binary_maxpool2d(np.zeros((4, 4, 1), np.uint64), kernel=(2, 2))
     with pytest.raises(ValueError, match="padding at most half the kernel"):
         _core.binary_maxpool2d(x, kernel=(2, 2), padding=(2, 0))

@@ -61,9 +61,7 @@ def test_nchw_matches_reference(channels, isa, rng):
     assert got.shape == (2, 3, 5, R.words_for(channels))
     np.testing.assert_array_equal(got, R.pack_nchw(x))
     # Same values laid out NHWC must pack to the same words.
-    np.testing.assert_array_equal(
-        got, _core.bitpack_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), isa=isa)
-    )
+    np.testing.assert_array_equal(got, _core.bitpack_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), isa=isa))
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -86,21 +84,15 @@ def test_sign_convention_specials(isa):
     bits = R.unpack_last(got, x.shape[1])[0]
     for value, bit in zip(SPECIALS, bits, strict=True):
         want = bool(value < 0)
-        assert bit == want, (
-            f"isa={isa}: value {value!r} (signbit={np.signbit(value)}) packed as {int(bit)}"
-        )
+        assert bit == want, f"isa={isa}: value {value!r} (signbit={np.signbit(value)}) packed as {int(bit)}"
     # -0.0 explicitly, in a full 64-lane word and in the tail, in both layouts.
     for c in (5, 64, 70, 130):
         z = np.full((4, c), -0.0, dtype=np.float32)
         assert not _core.bitpack_nhwc(z, isa=isa).any(), f"-0.0 packed as -1 (isa={isa}, C={c})"
         assert not _core.bitpack_nchw(z.reshape(1, c, 2, 2), isa=isa).any()
-        t = np.full(
-            (4, c), -1e-45, dtype=np.float32
-        )  # negative subnormal: must not be flushed to 0
+        t = np.full((4, c), -1e-45, dtype=np.float32)  # negative subnormal: must not be flushed to 0
         assert np.array_equal(_core.bitpack_nhwc(t, isa=isa), R.pack_nhwc(t)), f"isa={isa}, C={c}"
-        assert np.array_equal(
-            _core.bitpack_nchw(t.reshape(1, c, 2, 2), isa=isa), R.pack_nchw(t.reshape(1, c, 2, 2))
-        )
+        assert np.array_equal(_core.bitpack_nchw(t.reshape(1, c, 2, 2), isa=isa), R.pack_nchw(t.reshape(1, c, 2, 2)))
 
 
 def test_nan_is_not_negative(isa):
@@ -110,9 +102,7 @@ def test_nan_is_not_negative(isa):
     x[2].view(np.uint32)[:] = 0xFFC00001  # negative NaN with a payload
     assert np.signbit(x[1:]).all()
     assert not _core.bitpack_nhwc(x, isa=isa).any()
-    assert not _core.bitpack_nchw(
-        x.reshape(1, 3, 130, 1).transpose(0, 2, 1, 3).copy(), isa=isa
-    ).any()
+    assert not _core.bitpack_nchw(x.reshape(1, 3, 130, 1).transpose(0, 2, 1, 3).copy(), isa=isa).any()
 
 
 def test_single_bit_positions(isa):

@@ -14,8 +14,9 @@ from xnorinfer.kernel_check import time_shape
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     # Started outside the repository so that the installed package (with its extension) is used.
-    return subprocess.run([sys.executable, "-m", "xnorinfer", *args], capture_output=True, text=True, env=env,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, "-m", "xnorinfer", *args], capture_output=True, text=True, env=env, cwd=tempfile.gettempdir()
+    )
 
 
 def test_version_names_isa_paths():

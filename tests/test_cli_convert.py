@@ -17,7 +17,7 @@ from xnorinfer.nn.layers import BinaryLinear  # noqa: E402
 
 EXIT_MODEL, EXIT_CONVERT = 3, 5
 LABELS = list("abcdefghij")
-FACTORY_SOURCE = '''
+FACTORY_SOURCE = """
 import torch
 from torch import nn
 from xnorinfer.nn.layers import BinaryLinear
@@ -25,7 +25,7 @@ from xnorinfer.nn.layers import BinaryLinear
 
 def factory(hidden=32):
     return nn.Sequential(nn.Flatten(), BinaryLinear(16, hidden), nn.BatchNorm1d(hidden), BinaryLinear(hidden, 10))
-'''
+"""
 
 
 def _factory_module(tmp_path, monkeypatch) -> None:
@@ -108,8 +108,9 @@ def test_convert_module_factory_with_prefixed_state_dict(tmp_path, monkeypatch, 
     ckpt = tmp_path / "ckpt.pth"
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, ckpt)
     out = tmp_path / "factory.xbin"
-    rc = cli.main(["convert", "--module", "tests_pkg:factory", "--weights", str(ckpt), "--input-shape", "1,1,4,4",
-                   "-o", str(out)])
+    rc = cli.main(
+        ["convert", "--module", "tests_pkg:factory", "--weights", str(ckpt), "--input-shape", "1,1,4,4", "-o", str(out)]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert out.is_file()
@@ -121,8 +122,9 @@ def test_convert_module_weights_that_do_not_fit(tmp_path, monkeypatch, capsys):
     ckpt = tmp_path / "wrong.pth"
     torch.save(nn.Linear(3, 2).state_dict(), ckpt)
     out = tmp_path / "never.xbin"
-    rc = cli.main(["convert", "--module", "tests_pkg:factory", "--weights", str(ckpt), "--input-shape", "1,1,4,4",
-                   "-o", str(out)])
+    rc = cli.main(
+        ["convert", "--module", "tests_pkg:factory", "--weights", str(ckpt), "--input-shape", "1,1,4,4", "-o", str(out)]
+    )
     err = capsys.readouterr().err
     assert rc == EXIT_CONVERT
     assert err.startswith(f"xnorinfer: error: {ckpt}: does not fit tests_pkg:factory") and "Traceback" not in err
@@ -187,8 +189,19 @@ def test_module_from_a_file_path_with_literal_arguments(tmp_path, capsys):
     ckpt = tmp_path / "w.pth"
     torch.save(model.state_dict(), ckpt)
     out = tmp_path / "file.xbin"
-    rc = cli.main(["convert", "--module", f"{source}:factory(hidden=48)", "--weights", str(ckpt),
-                   "--input-shape", "1,1,4,4", "-o", str(out)])
+    rc = cli.main(
+        [
+            "convert",
+            "--module",
+            f"{source}:factory(hidden=48)",
+            "--weights",
+            str(ckpt),
+            "--input-shape",
+            "1,1,4,4",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     _argmax_agrees(model, out)
     for bad in [f"{source}:factory(hidden=__import__('os').getpid())", f"{source}:factory(**{{}})", "no_colon"]:
@@ -206,8 +219,8 @@ def test_inspect_reports_what_convert_reported(bnn_pt2, tmp_path, capsys):
     converted = capsys.readouterr().out.splitlines()
     assert cli.main(["inspect", str(out)]) == 0
     inspected = capsys.readouterr().out.splitlines()
-    table = converted[:converted.index(next(line for line in converted if line.startswith("total: "))) + 1]
-    assert len(table) >= 5 and table == inspected[1:1 + len(table)]
+    table = converted[: converted.index(next(line for line in converted if line.startswith("total: "))) + 1]
+    assert len(table) >= 5 and table == inspected[1 : 1 + len(table)]
     # The engine check reads as a sentence, not a Python dict.
     check = next(line for line in converted if line.startswith("verification on"))
     assert "the C++ engine matches the reference" in check and "{" not in check
@@ -239,8 +252,22 @@ def test_calib_images_are_the_verification_inputs(bnn_pt2, tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8), "L").save(calib / f"{i}.png")
     out = tmp_path / "calib.xbin"
     _, pt2 = bnn_pt2
-    rc = cli.main(["convert", pt2, "-o", str(out), "--calib", str(calib), "--input-shape", "1,1,4,4",
-               "--mean", "0.5", "--std", "0.5"])
+    rc = cli.main(
+        [
+            "convert",
+            pt2,
+            "-o",
+            str(out),
+            "--calib",
+            str(calib),
+            "--input-shape",
+            "1,1,4,4",
+            "--mean",
+            "0.5",
+            "--std",
+            "0.5",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     meta = xnorinfer.load(out).metadata
     assert meta["verification"]["n_inputs"] == 5  # the five images, not the 64 random inputs

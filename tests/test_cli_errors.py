@@ -49,8 +49,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png_declaring(width: int, height: int) -> bytes:
     """A PNG whose IHDR (valid CRC) declares width x height grayscale; the pixel data is tiny."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 # --- model file errors (exit 3) ------------------------------------------------------------------
@@ -193,8 +197,11 @@ def test_run_bad_option_is_usage(model, capsys, args):
     assert exc.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert f"argument {args[0]}: expected a positive integer, got 'x'" in err if args[1] == "x" else \
-        f"argument {args[0]}: expected an integer from 1 to " in err
+    assert (
+        f"argument {args[0]}: expected a positive integer, got 'x'" in err
+        if args[1] == "x"
+        else f"argument {args[0]}: expected an integer from 1 to " in err
+    )
 
 
 def test_run_without_images_is_usage(model, capsys):
@@ -216,8 +223,9 @@ def test_success_prints_no_error(model, capsys):
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xnorinfer", *map(str, args)], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, "-m", "xnorinfer", *map(str, args)], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
 
 
 def test_subprocess_error_has_no_traceback_and_debug_shows_it(model, tmp_path):
@@ -303,7 +311,8 @@ def test_a_folder_or_a_pipe_as_the_model(model, tmp_path, capsys, command):
         args = {"run": ["run", bad, image], "inspect": ["inspect", bad], "bench": ["bench", bad, "--runs", "1"]}
         rc, line = _run(capsys, *args[command])
         assert rc == EXIT_MODEL and line == f"xnorinfer: error: {bad}: {expect}" + (
-            " (a pipe or device cannot hold a .xbin model)" if bad == fifo else "")
+            " (a pipe or device cannot hold a .xbin model)" if bad == fifo else ""
+        )
 
 
 def test_a_pipe_as_the_image_is_refused_at_once(model, tmp_path, capsys):
@@ -348,8 +357,10 @@ def test_a_colour_photo_into_a_grayscale_model_is_flagged(tmp_path, capsys):
     default = Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin"
     assert cli.main(["run", str(default), str(photo)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"xnorinfer: warning: {photo}: colour image converted to grayscale, 451x300 stretched to 28x28 "
-                   f"(aspect ratio changed) (the model takes 28x28 grayscale images)"]
+    assert err == [
+        f"xnorinfer: warning: {photo}: colour image converted to grayscale, 451x300 stretched to 28x28 "
+        f"(aspect ratio changed) (the model takes 28x28 grayscale images)"
+    ]
     assert cli.main(["run", str(default), str(photo), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
     # An image already in the model's form gets no warning, nor does a gray image saved as RGB.

@@ -28,9 +28,19 @@ def folded_bits(res: fold.ThresholdFold, k: int) -> np.ndarray:
 
 
 def fold_one(alpha, bias, gamma, beta, mean, var, eps, k, t=0.0, zero="+1") -> fold.ThresholdFold:
-    chain = [("add", {"v": np.array([bias])}),
-             ("bn", {"gamma": np.array([gamma]), "beta": np.array([beta]), "mean": np.array([mean]),
-                     "var": np.array([var]), "eps": eps})]
+    chain = [
+        ("add", {"v": np.array([bias])}),
+        (
+            "bn",
+            {
+                "gamma": np.array([gamma]),
+                "beta": np.array([beta]),
+                "mean": np.array([mean]),
+                "var": np.array([var]),
+                "eps": eps,
+            },
+        ),
+    ]
     return fold.thresholds(chain, np.array([alpha]), k, np.array([t]), zero)
 
 
@@ -79,9 +89,17 @@ def test_rsign_shift_is_part_of_the_step():
     assert np.array_equal(folded_bits(res, 20)[0], brute_bits(*args, t=0.33))
 
 
-@given(alpha=st.floats(1e-3, 10), bias=st.floats(-5, 5), gamma=st.floats(-5, 5), beta=st.floats(-3, 3),
-       mean=st.floats(-20, 20), var=st.floats(1e-6, 1e6), k=st.integers(1, 300), t=st.floats(-1, 1),
-       zero=st.sampled_from(["+1", "-1"]))
+@given(
+    alpha=st.floats(1e-3, 10),
+    bias=st.floats(-5, 5),
+    gamma=st.floats(-5, 5),
+    beta=st.floats(-3, 3),
+    mean=st.floats(-20, 20),
+    var=st.floats(1e-6, 1e6),
+    k=st.integers(1, 300),
+    t=st.floats(-1, 1),
+    zero=st.sampled_from(["+1", "-1"]),
+)
 def test_fold_matches_brute_force(alpha, bias, gamma, beta, mean, var, k, t, zero):
     args = (alpha, bias, gamma, beta, mean, var, 1e-5, k)
     res = fold_one(*args, t=t, zero=zero)
@@ -93,12 +111,17 @@ def test_float_fold_composes_alpha_bn_and_scales():
     c = 7
     alpha, b = rng.uniform(0.1, 2, c), rng.normal(size=c)
     g, be, m, v = rng.normal(size=c), rng.normal(size=c), rng.normal(size=c), rng.uniform(0.1, 3, c)
-    chain = [("add", {"v": b}), ("bn", {"gamma": g, "beta": be, "mean": m, "var": v, "eps": 1e-5}),
-             ("mul", {"v": np.full(c, 0.5)}), ("sub", {"v": np.full(c, 0.25)})]
+    chain = [
+        ("add", {"v": b}),
+        ("bn", {"gamma": g, "beta": be, "mean": m, "var": v, "eps": 1e-5}),
+        ("mul", {"v": np.full(c, 0.5)}),
+        ("sub", {"v": np.full(c, 0.25)}),
+    ]
     mult, bias = fold.affine(chain, alpha)
     s = np.arange(-30, 31)
-    want = (((alpha[:, None] * s + b[:, None]) - m[:, None]) / np.sqrt(v[:, None] + 1e-5) * g[:, None]
-            + be[:, None]) * 0.5 - 0.25
+    want = (
+        ((alpha[:, None] * s + b[:, None]) - m[:, None]) / np.sqrt(v[:, None] + 1e-5) * g[:, None] + be[:, None]
+    ) * 0.5 - 0.25
     got = mult[:, None].astype(np.float64) * s + bias[:, None]
     assert np.allclose(got, want, rtol=1e-6, atol=1e-5)
 

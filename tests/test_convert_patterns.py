@@ -31,18 +31,30 @@ class AllSTEs(nn.Module):
 
     input_shape = (3, 8, 8)
     # module -> expected IR sign_zero note prefix
-    EXPECTED = {"b0.act": "torch.sign", "b1.act": "torch.sign", "b2.act": "sign(0) = +1",
-                "b3.act": "sign(0) = +1", "b4.act": "sign(0) = -1", "b5.act": "sign(0) = +1",
-                "b6.act": "sign(0) = +1"}
+    EXPECTED = {
+        "b0.act": "torch.sign",
+        "b1.act": "torch.sign",
+        "b2.act": "sign(0) = +1",
+        "b3.act": "sign(0) = +1",
+        "b4.act": "sign(0) = -1",
+        "b5.act": "sign(0) = +1",
+        "b6.act": "sign(0) = +1",
+    }
 
     def __init__(self, c: int = 8) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, c, 3, padding=1)
         self.bn = nn.BatchNorm2d(c)
-        acts = [zoo.AutogradSign(), zoo.DetachSign(), zoo.RSign(c), zoo.SignSign(), GtSign(), GeAffineSign(),
-                zoo.DecoupledSign(c)]
-        self.branches = nn.ModuleList(
-            zoo.BinConv(2 * c if i == 6 else c, c, a, scale=True) for i, a in enumerate(acts))
+        acts = [
+            zoo.AutogradSign(),
+            zoo.DetachSign(),
+            zoo.RSign(c),
+            zoo.SignSign(),
+            GtSign(),
+            GeAffineSign(),
+            zoo.DecoupledSign(c),
+        ]
+        self.branches = nn.ModuleList(zoo.BinConv(2 * c if i == 6 else c, c, a, scale=True) for i, a in enumerate(acts))
         for i, b in enumerate(self.branches):
             self.add_module(f"b{i}", b)
         self.fc = nn.Linear(c, 5)
@@ -88,8 +100,10 @@ def test_decoupled_signs_become_one_sign_with_two_thresholds(all_stes):
 def test_rsign_shift_is_the_sign_threshold(all_stes):
     model, graph = all_stes
     shift = model.b2.act.shift.detach().numpy().reshape(-1)
-    assert any(op.kind == "sign" and op.params["threshold"].ndim == 1
-               and np.array_equal(op.params["threshold"], shift) for op in graph.ops)
+    assert any(
+        op.kind == "sign" and op.params["threshold"].ndim == 1 and np.array_equal(op.params["threshold"], shift)
+        for op in graph.ops
+    )
 
 
 class FlattenNet(nn.Module):
@@ -130,18 +144,29 @@ def test_reference_bconv_zero_padding_matches_float_conv():
     x = np.where(rng.random((n, h, w, ci)) < 0.5, -1.0, 1.0)
     wt = np.where(rng.random((co, 3, 3, ci)) < 0.5, -1.0, 1.0)
     mult = np.ones(co, np.float32)
-    op = ir.Op("bconv2d", "t", ["x"], ["y"],
-               {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "float", "in_channels": ci},
-               {"weight": pack_last(wt < 0), "multiplier": mult, "bias": np.zeros(co, np.float32)})
-    g = ir.Graph(["x"], ["y"], {"x": ir.Tensor("x", (1, h, w, ci), "bits"),
-                                "y": ir.Tensor("y", (1, h, w, co), "f32")}, [op])
+    op = ir.Op(
+        "bconv2d",
+        "t",
+        ["x"],
+        ["y"],
+        {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "float", "in_channels": ci},
+        {"weight": pack_last(wt < 0), "multiplier": mult, "bias": np.zeros(co, np.float32)},
+    )
+    g = ir.Graph(
+        ["x"], ["y"], {"x": ir.Tensor("x", (1, h, w, ci), "bits"), "y": ir.Tensor("y", (1, h, w, co), "f32")}, [op]
+    )
     env = {"x": pack_last(x < 0)}
     # run the op alone: reference.run takes NCHW float input, so feed the bits through a sign op
-    g2 = ir.Graph(["in"], ["y"], {"in": ir.Tensor("in", (1, h, w, ci), "f32"), **g.tensors},
-                  [ir.Op("sign", "s", ["in"], ["x"], {"sign_zero": "+1"}, {}), op])
+    g2 = ir.Graph(
+        ["in"],
+        ["y"],
+        {"in": ir.Tensor("in", (1, h, w, ci), "f32"), **g.tensors},
+        [ir.Op("sign", "s", ["in"], ["x"], {"sign_zero": "+1"}, {}), op],
+    )
     got = reference.run(g2, np.transpose(x, (0, 3, 1, 2)))["y"]
-    want = F.conv2d(torch.from_numpy(np.transpose(x, (0, 3, 1, 2))),
-                    torch.from_numpy(np.transpose(wt, (0, 3, 1, 2))), padding=1).numpy()
+    want = F.conv2d(
+        torch.from_numpy(np.transpose(x, (0, 3, 1, 2))), torch.from_numpy(np.transpose(wt, (0, 3, 1, 2))), padding=1
+    ).numpy()
     assert np.array_equal(got, np.transpose(want, (0, 2, 3, 1)))
     assert env["x"].dtype == np.uint64
 

@@ -35,8 +35,9 @@ def _hooked_signs(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, np
     handles = []
     for path, mod in model.named_modules():
         if isinstance(mod, zoo.SIGN_MODULES):
-            handles.append(mod.register_forward_hook(
-                lambda _m, _i, out, path=path: seen.__setitem__(path, out.detach().numpy())))
+            handles.append(
+                mod.register_forward_hook(lambda _m, _i, out, path=path: seen.__setitem__(path, out.detach().numpy()))
+            )
     with torch.no_grad():
         out = model(x)
     for h in handles:

@@ -23,8 +23,13 @@ def test_shipped_model_is_small_and_documented():
 
 
 def test_demo_predicts_the_samples():
-    res = subprocess.run([sys.executable, "-m", "xnorinfer", "demo", "--threads", "1"], capture_output=True,
-                         text=True, cwd=tempfile.gettempdir(), timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "xnorinfer", "demo", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     samples = sorted((ASSETS / "samples").glob("*.png"))
     for s in samples:

@@ -49,8 +49,7 @@ def assert_identical_variants(run) -> np.ndarray:
         assert y.shape == first.shape
         same = y.view(np.uint32) == first.view(np.uint32)
         assert same.all(), (
-            f"isa={isa} pool={pool is not None}: {int((~same).sum())} elements differ from "
-            f"{VARIANTS[0][0]}/no pool"
+            f"isa={isa} pool={pool is not None}: {int((~same).sum())} elements differ from {VARIANTS[0][0]}/no pool"
         )
     return first
 
@@ -204,9 +203,7 @@ def test_linear_errors(rng):
 def check_pool(rng, kind, n, h, w, c, kernel, stride, padding, count_include_pad=True):
     x = rng.standard_normal((n, h, w, c), dtype=np.float32)
     if kind == "max":
-        y = assert_identical_variants(
-            lambda isa, pool: _core.maxpool2d(x, kernel, stride, padding, pool=pool, isa=isa)
-        )
+        y = assert_identical_variants(lambda isa, pool: _core.maxpool2d(x, kernel, stride, padding, pool=pool, isa=isa))
         ref = nhwc(F.max_pool2d(nchw(x), kernel, stride or kernel, padding))
         assert y.shape == ref.shape
         assert np.array_equal(y.astype(np.float64), ref)
@@ -254,9 +251,7 @@ def test_pool_random(kind, n, c, kh, kw, stride, count_include_pad, data):
     h = data.draw(st.integers(max(1, kh - 2 * ph), 11), "h")
     w = data.draw(st.integers(max(1, kw - 2 * pw), 11), "w")
     seed = data.draw(st.integers(0, 2**32 - 1), "seed")
-    check_pool(
-        np.random.default_rng(seed), kind, n, h, w, c, (kh, kw), stride, (ph, pw), count_include_pad
-    )
+    check_pool(np.random.default_rng(seed), kind, n, h, w, c, (kh, kw), stride, (ph, pw), count_include_pad)
 
 
 @pytest.mark.parametrize("n,h,w,c", [(1, 7, 7, 512), (3, 1, 1, 5), (2, 5, 3, 130), (1, 13, 11, 3)])

@@ -21,9 +21,21 @@ def test_atheris_finds_no_crash(tmp_path):
     corpus.mkdir()
     shutil.copy(Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin", corpus / "default.xbin")
     (corpus / "small.xbin").write_bytes(_seed_model(tmp_path))
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz_xbin.py"), str(corpus),
-                          f"-atheris_runs={RUNS}", "-max_len=500000", "-timeout=10", "-seed=1"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "fuzz_xbin.py"),
+            str(corpus),
+            f"-atheris_runs={RUNS}",
+            "-max_len=500000",
+            "-timeout=10",
+            "-seed=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     tail = res.stderr[-2000:]
     assert res.returncode == 0, tail
     assert f"Done {RUNS} in " in tail, tail  # libFuzzer's closing line: every run completed

@@ -41,7 +41,7 @@ def reseal(buf: bytearray) -> bytes:
         for i in range(count):
             kind, flags, off, size, _ = struct.unpack_from("<IIQQI", buf, 64 + 64 * i)
             if off + size <= len(buf):
-                struct.pack_into("<I", buf, 64 + 64 * i + 24, zlib.crc32(bytes(buf[off:off + size])))
+                struct.pack_into("<I", buf, 64 + 64 * i + 24, zlib.crc32(bytes(buf[off : off + size])))
         struct.pack_into("<I", buf, 24, zlib.crc32(bytes(buf[64:table_end])))
     struct.pack_into("<Q", buf, 16, len(buf))
     struct.pack_into("<I", buf, 28, zlib.crc32(bytes(buf[:28])))
@@ -50,7 +50,7 @@ def reseal(buf: bytearray) -> bytes:
 
 def mutate_json(data: bytes, rng: random.Random) -> bytes:
     kind, _, off, size, _ = sections(data)[0]
-    doc = json.loads(data[off:off + size])
+    doc = json.loads(data[off : off + size])
     interesting = [0, -1, 1, 2**31, 2**40, -(2**31), 3.5, "x", None, [], {}, [2**20, 2**20]]
     target = rng.choice(["tensor", "op_attr", "param", "metadata", "drop"])
     if target == "tensor" and doc["tensors"]:
@@ -74,9 +74,9 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
         victim.pop(rng.choice(["inputs", "outputs", "attrs", "params", "kind"]), None)
     text = json.dumps(doc).encode()
     body = bytearray(data)
-    body[off:off + size] = b""  # rebuild: JSON is section 0; shift later sections by the size change
+    body[off : off + size] = b""  # rebuild: JSON is section 0; shift later sections by the size change
     delta = ((len(text) + 63) // 64 * 64) - ((size + 63) // 64 * 64)
-    new = bytearray(data[:off]) + text + b"\0" * ((-len(text)) % 64) + bytearray(data[off + (size + 63) // 64 * 64:])
+    new = bytearray(data[:off]) + text + b"\0" * ((-len(text)) % 64) + bytearray(data[off + (size + 63) // 64 * 64 :])
     count = struct.unpack_from("<I", new, 12)[0]
     struct.pack_into("<Q", new, 64 + 16, len(text))
     for i in range(1, count):
@@ -94,7 +94,7 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
             buf[i] ^= 1 << rng.randrange(8)
     elif how == "overwrite":
         i = rng.randrange(len(buf))
-        buf[i:i + 8] = struct.pack("<Q", rng.choice([0, 2**63, 2**64 - 1, len(buf), 64, 2**40]))[: len(buf) - i]
+        buf[i : i + 8] = struct.pack("<Q", rng.choice([0, 2**63, 2**64 - 1, len(buf), 64, 2**40]))[: len(buf) - i]
     elif how == "table":
         count = struct.unpack_from("<I", buf, 12)[0]
         i = rng.randrange(count)
@@ -104,15 +104,14 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         if rng.random() < 0.3:
             struct.pack_into("<I", buf, 12, rng.choice([0, 1, count + 1, 2**31]))
     else:
-        del buf[rng.randrange(64, len(buf)):]
+        del buf[rng.randrange(64, len(buf)) :]
     return reseal(buf) if rng.random() < 0.8 else bytes(buf)
 
 
 def _seed_model(tmp_path: Path) -> bytes:
     b = Builder(np.random.default_rng(7), (1, 2, 6, 6))
     t = b.sign(b.int_conv("x", 8))
-    t = b.add("bmaxpool2d", [b.bconv(t, 40, output="bits")], bits=True, kernel=[2, 2], stride=[2, 2],
-              padding=[0, 0])
+    t = b.add("bmaxpool2d", [b.bconv(t, 40, output="bits")], bits=True, kernel=[2, 2], stride=[2, 2], padding=[0, 0])
     t = b.add("flatten", [b.bconv(t, 8, pad=0, output="float")])
     b.g.outputs = [b.add("softmax", [b.linear(t, 4)])]
     path = tmp_path / "seed.xbin"

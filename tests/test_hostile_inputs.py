@@ -60,9 +60,15 @@ def _evil_archives(good: Path, tmp_path: Path) -> dict[str, tuple[Path, Path, st
     """name -> (archive, marker, the member the refusal must name)."""
     out = {}
     m1 = tmp_path / "marker_sample_inputs"
-    out["sample_inputs"] = (_rewrite(good, tmp_path / "evil1.pt2", lambda n, d: _torch_save(_Payload(m1))
-                                     if n.endswith("data/sample_inputs/model.pt") else d), m1,
-                            "data/sample_inputs/model.pt")
+    out["sample_inputs"] = (
+        _rewrite(
+            good,
+            tmp_path / "evil1.pt2",
+            lambda n, d: _torch_save(_Payload(m1)) if n.endswith("data/sample_inputs/model.pt") else d,
+        ),
+        m1,
+        "data/sample_inputs/model.pt",
+    )
     m2 = tmp_path / "marker_weights"
 
     def pickled_weight(name: str, data: bytes) -> bytes:
@@ -153,9 +159,16 @@ def test_xbin_mode_follows_the_umask(tmp_path, rng):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("args", [["bench", "M", "--batch", "1000000000"], ["bench", "M", "--threads", "2147483648"],
-                                  ["run", "M", "I", "--threads", "1025"], ["bench", "M", "--batch", "1e9"],
-                                  ["demo", "--threads", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "M", "--batch", "1000000000"],
+        ["bench", "M", "--threads", "2147483648"],
+        ["run", "M", "I", "--threads", "1025"],
+        ["bench", "M", "--batch", "1e9"],
+        ["demo", "--threads", "0"],
+    ],
+)
 def test_absurd_numbers_are_usage_errors(tmp_path, rng, capsys, args):
     model, image = small_model(tmp_path, rng)
     argv = [str(model) if a == "M" else str(image) if a == "I" else a for a in args]
@@ -220,15 +233,18 @@ def test_float_images_with_nan_or_inf_are_refused(tmp_path):
             preprocess_image(path, InputSpec(1, 4, 4))
 
 
-@pytest.mark.parametrize("change, expect", [
-    ({"resize": 200000}, "resize must be an integer from 8"),
-    ({"resize": [1]}, "resize must be an integer"),
-    ({"resize": 4}, "resize must be an integer from 8"),
-    ({"mean": 5}, "mean must be a list"),
-    ({"std": ["0.5"]}, "std must be a list of 1 or 1 finite numbers"),
-    ({"std": [0.5, 0.5, 0.5]}, "std must be a list of 1 or 1"),
-    ({"labels": "0123456789"}, "labels must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "change, expect",
+    [
+        ({"resize": 200000}, "resize must be an integer from 8"),
+        ({"resize": [1]}, "resize must be an integer"),
+        ({"resize": 4}, "resize must be an integer from 8"),
+        ({"mean": 5}, "mean must be a list"),
+        ({"std": ["0.5"]}, "std must be a list of 1 or 1 finite numbers"),
+        ({"std": [0.5, 0.5, 0.5]}, "std must be a list of 1 or 1"),
+        ({"labels": "0123456789"}, "labels must be a list of strings"),
+    ],
+)
 def test_bad_preprocessing_metadata_is_refused_at_load(tmp_path, rng, capsys, change, expect):
     model, image = small_model(tmp_path, rng)
     g = xbin.read(model)
@@ -247,8 +263,13 @@ def test_an_input_too_large_for_any_image_is_refused_at_load(tmp_path):
 
     side = 16384  # 16384^2 = 256 Mi pixels: preprocessing would allocate 1 GiB per channel and image
     tensors = {name: ir.Tensor(name, (1, side, side, 1), "f32") for name in ("x", "y")}
-    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors,
-                 ops=[ir.Op("relu", "relu", ["x"], ["y"])], metadata={"input_shape": [1, 1, side, side]})
+    g = ir.Graph(
+        inputs=["x"],
+        outputs=["y"],
+        tensors=tensors,
+        ops=[ir.Op("relu", "relu", ["x"], ["y"])],
+        metadata={"input_shape": [1, 1, side, side]},
+    )
     path = tmp_path / "huge_input.xbin"
     xbin.write(g, path)
     with pytest.raises(xbin.XbinError, match="larger than the 67108864 pixels"):

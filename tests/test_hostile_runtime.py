@@ -46,8 +46,9 @@ def _peak_rss_growth(setup: str, action: str) -> tuple[int, str]:
         f"{action}\n"
         "print('GROWTH', status('VmHWM') - before)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(),
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300
+    )
     assert res.returncode == 0, res.stderr
     line = [s for s in res.stdout.splitlines() if s.startswith("GROWTH ")][-1]
     return int(line.split()[1]), res.stdout
@@ -94,10 +95,19 @@ def test_session_with_a_pool_runs_in_a_forked_child(tmp_path, rng):
 def _huge_plan_model(path: Path, channels: int = 600) -> None:
     """The issue's case: 1x1 float conv with padding 1024 on a 1x1 image; output (1, 2049, 2049, C)."""
     g = ir.Graph(
-        inputs=["x"], outputs=["y"],
+        inputs=["x"],
+        outputs=["y"],
         tensors={"x": ir.Tensor("x", (1, 1, 1, 1), "f32"), "y": ir.Tensor("y", (1, 2049, 2049, channels), "f32")},
-        ops=[ir.Op("conv2d", "features.wide", ["x"], ["y"], {"stride": [1, 1], "padding": [1024, 1024]},
-                   {"weight": np.ones((channels, 1, 1, 1), np.float32)})],
+        ops=[
+            ir.Op(
+                "conv2d",
+                "features.wide",
+                ["x"],
+                ["y"],
+                {"stride": [1, 1], "padding": [1024, 1024]},
+                {"weight": np.ones((channels, 1, 1, 1), np.float32)},
+            )
+        ],
     )
     xbin.write(g, path)
 
@@ -124,8 +134,10 @@ def test_memory_limit_keeps_rss_small(tmp_path):
     path = tmp_path / "wide.xbin"
     _huge_plan_model(path)
     growth, out = _peak_rss_growth(
-        "", f"try:\n    xnorinfer.load({str(path)!r}, threads=2, max_memory=1 << 30)\n"
-            "except xbin.XbinError as err:\n    print('REFUSED', err)")
+        "",
+        f"try:\n    xnorinfer.load({str(path)!r}, threads=2, max_memory=1 << 30)\n"
+        "except xbin.XbinError as err:\n    print('REFUSED', err)",
+    )
     assert "REFUSED" in out
     assert growth < 64 * MIB
 
@@ -184,8 +196,9 @@ def _greedy_by_size_reference(sizes, first, last) -> tuple[list[int], int]:
     for i in order:
         if sizes[i] == 0:
             continue
-        busy = sorted((offsets[j], offsets[j] + aligned[j]) for j in placed
-                      if first[j] <= last[i] and first[i] <= last[j])
+        busy = sorted(
+            (offsets[j], offsets[j] + aligned[j]) for j in placed if first[j] <= last[i] and first[i] <= last[j]
+        )
         offset = 0
         for b, e in busy:
             if b >= offset + aligned[i]:
@@ -219,8 +232,10 @@ def test_memory_planner_on_random_lifetimes(seed):
     last = np.minimum(first + rng.geometric(0.15 if seed % 2 else 0.02, size=n) - 1, steps)
     sizes = rng.integers(1, 5000, size=n) * rng.integers(0, 2, size=n) * rng.choice([1, 64, 4096], size=n)
     sizes, first, last = [int(v) for v in sizes], [int(v) for v in first], [int(v) for v in last]
-    live_peak = max(sum((s + 63) // 64 * 64 for s, f, la in zip(sizes, first, last, strict=True) if f <= t <= la)
-                    for t in range(-1, steps + 1))
+    live_peak = max(
+        sum((s + 63) // 64 * 64 for s, f, la in zip(sizes, first, last, strict=True) if f <= t <= la)
+        for t in range(-1, steps + 1)
+    )
     greedy = _core.plan_memory(sizes, first, last)
     sweep = _core.plan_memory(sizes, first, last, pair_budget=0)
     for offsets, arena in (greedy, sweep):
@@ -293,14 +308,24 @@ def test_load_of_a_one_channel_layer_is_bounded_by_the_file_size(tmp_path):
     rng = np.random.default_rng(1)
     weight = rng.integers(0, 1 << 63, size=(1, k, k, words), dtype=np.uint64)
     g = ir.Graph(
-        inputs=["x"], outputs=["z"],
-        tensors={"x": ir.Tensor("x", (1, k, k, words * 64), "f32"), "b": ir.Tensor("b", (1, k, k, words * 64), "bits"),
-                 "z": ir.Tensor("z", (1, 1, 1, 1), "f32")},
-        ops=[ir.Op("sign", "sign", ["x"], ["b"]),
-             ir.Op("bconv2d", "narrow", ["b"], ["z"],
-                   {"stride": [1, 1], "padding": [0, 0], "pad_mode": "zero", "output": "float",
-                    "in_channels": words * 64},
-                   {"weight": weight, "multiplier": np.ones(1, np.float32), "bias": np.zeros(1, np.float32)})],
+        inputs=["x"],
+        outputs=["z"],
+        tensors={
+            "x": ir.Tensor("x", (1, k, k, words * 64), "f32"),
+            "b": ir.Tensor("b", (1, k, k, words * 64), "bits"),
+            "z": ir.Tensor("z", (1, 1, 1, 1), "f32"),
+        },
+        ops=[
+            ir.Op("sign", "sign", ["x"], ["b"]),
+            ir.Op(
+                "bconv2d",
+                "narrow",
+                ["b"],
+                ["z"],
+                {"stride": [1, 1], "padding": [0, 0], "pad_mode": "zero", "output": "float", "in_channels": words * 64},
+                {"weight": weight, "multiplier": np.ones(1, np.float32), "bias": np.zeros(1, np.float32)},
+            ),
+        ],
     )
     path = tmp_path / "narrow.xbin"
     xbin.write(g, path)
@@ -345,8 +370,10 @@ def test_non_model_file_is_refused_before_it_is_read(tmp_path):
         xnorinfer.load(path)
     with pytest.raises(XbinError, match="bad magic"):
         xbin.read(path)
-    for action in (f"try:\n    _core.XbinFile({str(path)!r})\nexcept ValueError as err:\n    print('REFUSED', err)",
-                   f"try:\n    xbin.read({str(path)!r})\nexcept ValueError as err:\n    print('REFUSED', err)"):
+    for action in (
+        f"try:\n    _core.XbinFile({str(path)!r})\nexcept ValueError as err:\n    print('REFUSED', err)",
+        f"try:\n    xbin.read({str(path)!r})\nexcept ValueError as err:\n    print('REFUSED', err)",
+    ):
         growth, out = _peak_rss_growth("", action)
         assert "REFUSED" in out and "bad magic" in out
         assert growth < 32 * MIB
@@ -382,10 +409,12 @@ def test_ir_version_below_one_is_refused(tmp_path, rng, monkeypatch, version):
 
 def test_image_above_2_31_pixels_is_refused(tmp_path, rng):
     # Recorded in the file: refused at load, before any kernel sees int-sized pixel counts.
-    g = ir.Graph(inputs=["x"], outputs=["y"],
-                 tensors={"x": ir.Tensor("x", (1, 65536, 32768, 1), "f32"),
-                          "y": ir.Tensor("y", (1, 65536, 32768, 1), "f32")},
-                 ops=[ir.Op("relu", "act", ["x"], ["y"])])
+    g = ir.Graph(
+        inputs=["x"],
+        outputs=["y"],
+        tensors={"x": ir.Tensor("x", (1, 65536, 32768, 1), "f32"), "y": ir.Tensor("y", (1, 65536, 32768, 1), "f32")},
+        ops=[ir.Op("relu", "act", ["x"], ["y"])],
+    )
     path = tmp_path / "tall.xbin"
     xbin.write(g, path)
     with pytest.raises(XbinError, match="pixels per image"):

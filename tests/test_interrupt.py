@@ -53,8 +53,11 @@ def small_pt2(tmp_path_factory) -> str:
 
 def _error_lines(stderr: str) -> list[str]:
     """The `xnorinfer: error:` lines, without the progress-bar text that may precede one on its line."""
-    return ["xnorinfer: error:" + line.split("xnorinfer: error:", 1)[1].rstrip()
-            for line in stderr.split("\n") if "xnorinfer: error:" in line]
+    return [
+        "xnorinfer: error:" + line.split("xnorinfer: error:", 1)[1].rstrip()
+        for line in stderr.split("\n")
+        if "xnorinfer: error:" in line
+    ]
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -65,9 +68,13 @@ def test_signal_during_verification_leaves_existing_output(mnist_pt2, tmp_path, 
     before = set(os.listdir(tmp_path))
     # As from a terminal: SIGINT at its default. A test run started in the background by a
     # non-interactive shell inherits SIGINT ignored, and Python keeps an inherited SIG_IGN.
-    proc = subprocess.Popen([sys.executable, "-m", "xnorinfer", "convert", mnist_pt2, "-o", str(out),
-                             "--samples", "2000"], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xnorinfer", "convert", mnist_pt2, "-o", str(out), "--samples", "2000"],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     err = bytearray()
 
     def pump() -> None:

@@ -90,9 +90,7 @@ def unset_probe():
 
 def test_default_without_env_is_best(unset_probe):
     assert unset_probe["default"] == unset_probe["available"][-1]
-    assert probe("")["default"] == unset_probe["available"][-1], (
-        "empty XNORINFER_ISA must mean unset"
-    )
+    assert probe("")["default"] == unset_probe["available"][-1], "empty XNORINFER_ISA must mean unset"
 
 
 @pytest.mark.parametrize("forced", _core.available_isas())

@@ -21,11 +21,11 @@ def test_ternary_values_and_gradient():
 
 def _coupled_model(scale):
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
         BinaryConv2d(8, 12, 3, padding=1, bias=True, input_quantizer=CoupledTernary(), weight_scale=scale),
         torch.nn.BatchNorm2d(12),
-        BinaryConv2d(12, 6, 3, stride=2, padding=2, dilation=1, input_quantizer=CoupledTernary(),
-                     weight_scale=scale),
+        BinaryConv2d(12, 6, 3, stride=2, padding=2, dilation=1, input_quantizer=CoupledTernary(), weight_scale=scale),
         torch.nn.Flatten(),
         BinaryLinear(6 * 6 * 6, 10, bias=True, input_quantizer=CoupledTernary(), weight_scale=scale),
     )

@@ -127,10 +127,16 @@ def test_layers_export(scale):
 def test_small_bnn_exports():
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16),
-        BinaryConv2d(16, 16, 3, padding=1, weight_scale="mean"), torch.nn.BatchNorm2d(16), RPReLU(16),
-        BinaryConv2d(16, 32, 3, stride=2, padding=1, input_quantizer=RSign(16)), torch.nn.BatchNorm2d(32),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
+        torch.nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        torch.nn.BatchNorm2d(16),
+        BinaryConv2d(16, 16, 3, padding=1, weight_scale="mean"),
+        torch.nn.BatchNorm2d(16),
+        RPReLU(16),
+        BinaryConv2d(16, 32, 3, stride=2, padding=1, input_quantizer=RSign(16)),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 10),
     )
     model(torch.randn(4, 3, 8, 8))  # populate BN running stats in train mode
     assert_exports_equal(model, torch.randn(2, 3, 8, 8))

@@ -43,7 +43,9 @@ def test_bop_skips_params_without_grad_and_validates():
 
 def test_split_binary_params():
     model = torch.nn.Sequential(
-        torch.nn.Linear(4, 8), BinaryLinear(8, 8, bias=True, weight_scale="learned"), torch.nn.BatchNorm1d(8),
+        torch.nn.Linear(4, 8),
+        BinaryLinear(8, 8, bias=True, weight_scale="learned"),
+        torch.nn.BatchNorm1d(8),
         BinaryConv2d(2, 2, 1),
     )
     binary, other = split_binary_params(model)

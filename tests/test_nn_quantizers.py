@@ -44,8 +44,12 @@ def _swish_deriv(x, beta):
 DERIVS = {
     "ste": (ste_sign, lambda x: (x.abs() <= 1).to(x.dtype)),
     "identity": (identity_sign, lambda x: torch.ones_like(x)),
-    "approx": (approx_sign, lambda x: torch.where((x >= -1) & (x < 0), 2 + 2 * x,
-                                                  torch.where((x >= 0) & (x < 1), 2 - 2 * x, torch.zeros_like(x)))),
+    "approx": (
+        approx_sign,
+        lambda x: torch.where(
+            (x >= -1) & (x < 0), 2 + 2 * x, torch.where((x >= 0) & (x < 1), 2 - 2 * x, torch.zeros_like(x))
+        ),
+    ),
     "swish": (lambda x: swish_sign(x, 5.0), lambda x: _swish_deriv(x, 5.0)),
 }
 
@@ -149,7 +153,12 @@ def test_autograd_function_traces_in_export():
     x = torch.randn(8)
     ep = assert_exports_equal(M(), x)
     assert {str(n.target) for n in ep.graph.nodes if n.op == "call_function"} <= {
-        "aten.ge.Scalar", "aten.where.Scalar", "aten.where.ScalarOther", "aten.where.self", "aten._to_copy.default"}
+        "aten.ge.Scalar",
+        "aten.where.Scalar",
+        "aten.where.ScalarOther",
+        "aten.where.self",
+        "aten._to_copy.default",
+    }
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

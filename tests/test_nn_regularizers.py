@@ -60,8 +60,9 @@ def test_log_lambda():
 @pytest.mark.parametrize("kind,kw", [("tanh", dict(gamma=0.5, beta=3.0)), ("power", dict(p=1.5))])
 def test_regularizer_module_sums_over_layers(kind, kw):
     torch.manual_seed(2)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), BinaryLinear(6, 5), torch.nn.Linear(5, 3),
-                                torch.nn.Sequential(BinaryLinear(3, 2)))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), BinaryLinear(6, 5), torch.nn.Linear(5, 3), torch.nn.Sequential(BinaryLinear(3, 2))
+    )
     reg = BinaryRegularizer(model, kind=kind, **kw)
     assert reg.names == ["1", "3.0"]
     layers = [model[1], model[3][0]]

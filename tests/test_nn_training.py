@@ -27,9 +27,12 @@ def _data(n, seed):
 
 def _model(scale):
     return torch.nn.Sequential(
-        torch.nn.Linear(16, 64), torch.nn.BatchNorm1d(64),
-        BinaryLinear(64, 64, weight_scale=scale), torch.nn.BatchNorm1d(64),
-        BinaryLinear(64, 64, weight_scale=scale, input_quantizer=RSign(64)), torch.nn.BatchNorm1d(64),
+        torch.nn.Linear(16, 64),
+        torch.nn.BatchNorm1d(64),
+        BinaryLinear(64, 64, weight_scale=scale),
+        torch.nn.BatchNorm1d(64),
+        BinaryLinear(64, 64, weight_scale=scale, input_quantizer=RSign(64)),
+        torch.nn.BatchNorm1d(64),
         torch.nn.Linear(64, 2),
     )
 

@@ -64,7 +64,7 @@ def test_bench_profile_cli(model, capsys):
     assert xnorinfer.cli.main(["bench", str(path), "--runs", "5", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "latency ms: median" in out
-    table = out[out.index("per-op profile"):]
+    table = out[out.index("per-op profile") :]
     for op in g.ops:
         assert op.name in table and op.kind in table
     # execution order

@@ -76,8 +76,9 @@ def run_everywhere(path, x: np.ndarray) -> np.ndarray:
     return outs[0]
 
 
-def check_against_torch(model: nn.Module, example: torch.Tensor, tmp_path, n: int = 48, seed: int = 1,
-                        **kwargs) -> tuple:
+def check_against_torch(
+    model: nn.Module, example: torch.Tensor, tmp_path, n: int = 48, seed: int = 1, **kwargs
+) -> tuple:
     """Convert (verification with the engine on), run the .xbin everywhere, compare with eager PyTorch."""
     path = tmp_path / "model.xbin"
     graph = convert(model, (example,), output=path, **kwargs)
@@ -139,16 +140,26 @@ class BinaryNetVGGSmall(nn.Module):
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            BinarizeConv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.Hardtanh(inplace=True),
-            BinarizeConv2d(width, width, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(width),
+            BinarizeConv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
             nn.Hardtanh(inplace=True),
-            BinarizeConv2d(width, 2 * width, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(2 * width),
+            BinarizeConv2d(width, width, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(width),
+            nn.Hardtanh(inplace=True),
+            BinarizeConv2d(width, 2 * width, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(2 * width),
             nn.Hardtanh(inplace=True),
         )
         self.flat = 2 * width * 2 * 2
         self.classifier = nn.Sequential(
-            BinarizeLinear(self.flat, 96, bias=True), nn.BatchNorm1d(96), nn.Hardtanh(inplace=True),
-            BinarizeLinear(96, 10, bias=True), nn.BatchNorm1d(10), nn.LogSoftmax(dim=1),
+            BinarizeLinear(self.flat, 96, bias=True),
+            nn.BatchNorm1d(96),
+            nn.Hardtanh(inplace=True),
+            BinarizeLinear(96, 10, bias=True),
+            nn.BatchNorm1d(10),
+            nn.LogSoftmax(dim=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,15 +239,24 @@ class CNVStyle(nn.Module):
     def __init__(self, width: int, last_pool: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), BipolarAct(),
-            BinConv(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), BipolarAct(), nn.MaxPool2d(2),
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            BipolarAct(),
+            BinConv(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            BipolarAct(),
+            nn.MaxPool2d(2),
             BinConv(width, 2 * width, 3, stride=1 if last_pool else 2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width), BipolarAct(),
+            nn.BatchNorm2d(2 * width),
+            BipolarAct(),
             nn.MaxPool2d(2) if last_pool else nn.Identity(),
         )
         self.classifier = nn.Sequential(
-            BinarizeLinear(2 * width * 2 * 2, 64, bias=False), nn.BatchNorm1d(64), BipolarAct(),
-            BinarizeLinear(64, 10, bias=False), nn.BatchNorm1d(10),
+            BinarizeLinear(2 * width * 2 * 2, 64, bias=False),
+            nn.BatchNorm1d(64),
+            BipolarAct(),
+            BinarizeLinear(64, 10, bias=False),
+            nn.BatchNorm1d(10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -426,11 +446,19 @@ def test_mul_by_one_and_sign_of_binary_passes():
     from xnorinfer.convert.graph import Model, Node
 
     shape = (2, 4, 6, 6)
-    nodes = [Node("sign", ["x"], "s"), Node("mul", ["s", "one"], "m"),
-             Node("maxpool2d", ["m"], "p", {"kernel": [2, 2]}), Node("sign", ["p"], "s2")]
-    model = Model(inputs=["x"], outputs=["s2"], nodes=nodes,
-                  consts={"one": np.broadcast_to(np.float64(1.0), shape)},
-                  shapes={"x": shape, "s": shape, "m": shape, "one": shape, "p": (2, 4, 3, 3), "s2": (2, 4, 3, 3)})
+    nodes = [
+        Node("sign", ["x"], "s"),
+        Node("mul", ["s", "one"], "m"),
+        Node("maxpool2d", ["m"], "p", {"kernel": [2, 2]}),
+        Node("sign", ["p"], "s2"),
+    ]
+    model = Model(
+        inputs=["x"],
+        outputs=["s2"],
+        nodes=nodes,
+        consts={"one": np.broadcast_to(np.float64(1.0), shape)},
+        shapes={"x": shape, "s": shape, "m": shape, "one": shape, "p": (2, 4, 3, 3), "s2": (2, 4, 3, 3)},
+    )
     model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
     # the multiply by ones is gone, the outer sign of the pooled ±1 tensor is the pooled tensor itself
     assert [n.op for n in model.nodes] == ["act_sign", "maxpool2d"]
@@ -508,9 +536,13 @@ class LFCStyle(nn.Module):
     def __init__(self, features: int = 48, hidden: int = 72, sign_out: bool = False, float_first: bool = False) -> None:
         super().__init__()
         self.first = nn.Sequential(nn.Linear(features, features), nn.BatchNorm1d(features)) if float_first else None
-        self.fc = nn.ModuleList([BinarizeLinear(features, hidden, bias=False),
-                                 BinarizeLinear(hidden, hidden, bias=False),
-                                 BinarizeLinear(hidden, 10, bias=False)])
+        self.fc = nn.ModuleList(
+            [
+                BinarizeLinear(features, hidden, bias=False),
+                BinarizeLinear(hidden, hidden, bias=False),
+                BinarizeLinear(hidden, 10, bias=False),
+            ]
+        )
         self.bn = nn.ModuleList([nn.BatchNorm1d(hidden), nn.BatchNorm1d(hidden), nn.BatchNorm1d(10)])
         self.sign_out = sign_out
 

@@ -61,16 +61,17 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the documented paths are relative to the clone
     assert cli.main(argv) == 0
     graph = xbin.read(out)
-    binarize = argv[argv.index("--binarize") + 1:argv.index("--binarize") + 2] if "--binarize" in argv else []
+    binarize = argv[argv.index("--binarize") + 1 : argv.index("--binarize") + 2] if "--binarize" in argv else []
     assert graph.metadata["labels"] == metrics["labels"] and graph.metadata["mean"] == metrics["mean"]
     if binarize:  # regularizer-trained: the engine runs sign(W) * mean|W|; compare with that model
         from xnorinfer.nn import apply_binarization
 
         apply_binarization(module, binarize[0])
     session = xnorinfer.load(out, threads=2)
-    engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
-    ref = np.concatenate([reference.run(graph, x[i:i + 1000])[graph.outputs[0]]
-                          for i in range(0, len(x), 1000)]).argmax(1)
+    engine = np.concatenate([session.run(x[i : i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+    ref = np.concatenate(
+        [reference.run(graph, x[i : i + 1000])[graph.outputs[0]] for i in range(0, len(x), 1000)]
+    ).argmax(1)
     # The engine's float layers run in float32, the reference's in float64: they may differ only
     # where the reference sits on a rounding tie, a sign input within float32 resolution of its
     # threshold (docs/exactness.md), and on at most 0.1% of the images.
@@ -91,7 +92,7 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path, monkeypatch):
             assert s.run(probe, isa=isa).tobytes() == expect, f"{isa} with {threads} threads differs"
 
     with torch.inference_mode():
-        eager = np.concatenate([module(torch.from_numpy(x[i:i + 1000])).numpy() for i in range(0, len(x), 1000)])
+        eager = np.concatenate([module(torch.from_numpy(x[i : i + 1000])).numpy() for i in range(0, len(x), 1000)])
     agreement = float(np.mean(eager.argmax(1) == engine))
     assert agreement >= 0.999, f"top-1 agreement with PyTorch {agreement:.4f}"
     if not binarize:  # (the recorded accuracy is the float model's for a regularizer-trained one)

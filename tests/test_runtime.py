@@ -63,8 +63,11 @@ def reference_run(g: ir.Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         t = {n: torch.from_numpy(v.astype(np.float64)) for n, v in p.items() if v.dtype == np.float32}
         x0 = ins[0]
         if k == "conv2d":
-            y = _nhwc(F.conv2d(_nchw(x0), t["weight"].permute(0, 3, 1, 2), t.get("bias"), stride=a["stride"],
-                               padding=a["padding"]))
+            y = _nhwc(
+                F.conv2d(
+                    _nchw(x0), t["weight"].permute(0, 3, 1, 2), t.get("bias"), stride=a["stride"], padding=a["padding"]
+                )
+            )
             y = y.clamp_min(0) if a.get("relu") else y
         elif k == "linear":
             y = x0 @ t["weight"].T + (t["bias"] if "bias" in t else 0)
@@ -83,8 +86,15 @@ def reference_run(g: ir.Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         elif k == "maxpool2d":
             y = _nhwc(F.max_pool2d(_nchw(x0), a["kernel"], a["stride"], a["padding"]))
         elif k == "avgpool2d":
-            y = _nhwc(F.avg_pool2d(_nchw(x0), a["kernel"], a["stride"], a["padding"],
-                                   count_include_pad=a.get("count_include_pad", True)))
+            y = _nhwc(
+                F.avg_pool2d(
+                    _nchw(x0),
+                    a["kernel"],
+                    a["stride"],
+                    a["padding"],
+                    count_include_pad=a.get("count_include_pad", True),
+                )
+            )
         elif k == "global_avgpool":
             y = x0.mean(dim=(1, 2))
         elif k == "add":
@@ -138,8 +148,13 @@ class Builder:
     def __init__(self, rng: np.random.Generator, input_shape: tuple[int, int, int, int]) -> None:
         self.rng = rng
         n, c, h, w = input_shape
-        self.g = ir.Graph(inputs=["x"], outputs=[], tensors={"x": ir.Tensor("x", (1, h, w, c), "f32")}, ops=[],
-                          metadata={"input_shape": list(input_shape), "labels": ["a", "b"]})
+        self.g = ir.Graph(
+            inputs=["x"],
+            outputs=[],
+            tensors={"x": ir.Tensor("x", (1, h, w, c), "f32")},
+            ops=[],
+            metadata={"input_shape": list(input_shape), "labels": ["a", "b"]},
+        )
         self.probe = rng.integers(-3, 4, size=(1, c, h, w)).astype(np.float32)
         self.count = 0
 
@@ -161,8 +176,7 @@ class Builder:
         ci = self.channels(x)
         w = self.rng.integers(-2, 3, size=(out, k, k, ci)).astype(np.float32)
         b = self.rng.integers(-2, 3, size=out).astype(np.float32)
-        return self.add("conv2d", [x], stride=[stride, stride], padding=[pad, pad],
-                        params={"weight": w, "bias": b})
+        return self.add("conv2d", [x], stride=[stride, stride], padding=[pad, pad], params={"weight": w, "bias": b})
 
     def sign(self, x: str, groups: int = 1, sign_zero: str = "+1") -> str:
         c = self.channels(x)
@@ -172,29 +186,55 @@ class Builder:
 
     def transform(self, out: int, k: int, output: str) -> dict[str, np.ndarray]:
         if output == "bits":
-            return {"threshold": self.rng.integers(-k // 3, k // 3 + 1, size=out).astype(np.int32),
-                    "flip": self.rng.integers(0, 2, size=out).astype(np.uint8)}
-        return {"multiplier": self.rng.uniform(0.01, 0.1, size=out).astype(np.float32),
-                "bias": self.rng.uniform(-1, 1, size=out).astype(np.float32)}
+            return {
+                "threshold": self.rng.integers(-k // 3, k // 3 + 1, size=out).astype(np.int32),
+                "flip": self.rng.integers(0, 2, size=out).astype(np.uint8),
+            }
+        return {
+            "multiplier": self.rng.uniform(0.01, 0.1, size=out).astype(np.float32),
+            "bias": self.rng.uniform(-1, 1, size=out).astype(np.float32),
+        }
 
-    def bconv(self, x: str, out: int, k: int = 3, pad: int = 1, output: str = "bits", pad_mode: str = "zero",
-              stride: int = 1) -> str:
+    def bconv(
+        self, x: str, out: int, k: int = 3, pad: int = 1, output: str = "bits", pad_mode: str = "zero", stride: int = 1
+    ) -> str:
         ci = self.channels(x)
         w = pack_bool_last(self.rng.integers(0, 2, size=(out, k, k, ci)).astype(bool))
         params = {"weight": w, **self.transform(out, k * k * ci, output)}
-        return self.add("bconv2d", [x], bits=output == "bits", stride=[stride, stride], padding=[pad, pad],
-                        pad_mode=pad_mode, output=output, in_channels=ci, params=params)
+        return self.add(
+            "bconv2d",
+            [x],
+            bits=output == "bits",
+            stride=[stride, stride],
+            padding=[pad, pad],
+            pad_mode=pad_mode,
+            output=output,
+            in_channels=ci,
+            params=params,
+        )
 
     def blinear(self, x: str, out: int, output: str = "bits") -> str:
         f = self.channels(x)
         w = pack_bool_last(self.rng.integers(0, 2, size=(out, f)).astype(bool))
-        return self.add("blinear", [x], bits=output == "bits", output=output, in_features=f,
-                        params={"weight": w, **self.transform(out, f, output)})
+        return self.add(
+            "blinear",
+            [x],
+            bits=output == "bits",
+            output=output,
+            in_features=f,
+            params={"weight": w, **self.transform(out, f, output)},
+        )
 
     def linear(self, x: str, out: int) -> str:
         f = self.channels(x)
-        return self.add("linear", [x], params={"weight": self.rng.normal(0, 0.2, size=(out, f)).astype(np.float32),
-                                               "bias": self.rng.normal(0, 0.2, size=out).astype(np.float32)})
+        return self.add(
+            "linear",
+            [x],
+            params={
+                "weight": self.rng.normal(0, 0.2, size=(out, f)).astype(np.float32),
+                "bias": self.rng.normal(0, 0.2, size=out).astype(np.float32),
+            },
+        )
 
     def unpack(self, x: str) -> str:
         return self.add("unpack", [x])
@@ -290,8 +330,11 @@ def test_residual_prelu_block(tmp_path, rng, pad_mode):
     t = b.sign(stem)
     t = b.bconv(t, 12, pad=1, output="float", pad_mode=pad_mode)
     t = b.add("add", [t, stem])
-    t = b.add("prelu", [t], params={"slope": b.per_channel(t, 0, 0.5), "pre_shift": b.per_channel(t),
-                                    "post_shift": b.per_channel(t)})
+    t = b.add(
+        "prelu",
+        [t],
+        params={"slope": b.per_channel(t, 0, 0.5), "pre_shift": b.per_channel(t), "post_shift": b.per_channel(t)},
+    )
     t = b.add("prelu", [t], params={"slope": np.array([0.25], np.float32)})
     t = b.add("hardtanh", [t], min_val=-1.5, max_val=2.0)
     t = b.add("avgpool2d", [t], kernel=[3, 3], stride=[2, 2], padding=[1, 1], count_include_pad=False)
@@ -435,12 +478,15 @@ def test_sign_and_unpack_bits_on_every_path(tmp_path, channels, groups, sign_zer
     th[0, 0] = 0.0
     x = (rng.integers(-4, 5, size=(2, channels, h, w)) / 2).astype(np.float32)  # ties with the thresholds
     x.reshape(-1)[:4] = [-0.0, np.nan, np.inf, -np.inf]
-    tensors = {"x": ir.Tensor("x", (1, h, w, channels), "f32"),
-               "s": ir.Tensor("s", (1, h, w, groups * channels), "bits"),
-               "y": ir.Tensor("y", (1, h, w, groups * channels), "f32")}
-    ops = [ir.Op("sign", "sign", ["x"], ["s"], {"sign_zero": sign_zero},
-                 {"threshold": th if groups > 1 else th[0]}),
-           ir.Op("unpack", "unpack", ["s"], ["y"])]
+    tensors = {
+        "x": ir.Tensor("x", (1, h, w, channels), "f32"),
+        "s": ir.Tensor("s", (1, h, w, groups * channels), "bits"),
+        "y": ir.Tensor("y", (1, h, w, groups * channels), "f32"),
+    }
+    ops = [
+        ir.Op("sign", "sign", ["x"], ["s"], {"sign_zero": sign_zero}, {"threshold": th if groups > 1 else th[0]}),
+        ir.Op("unpack", "unpack", ["s"], ["y"]),
+    ]
     g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, channels, h, w]})
     path = tmp_path / "sign.xbin"
     xbin.write(g, path)

@@ -19,21 +19,33 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def _tool(name: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
-@pytest.mark.parametrize("tool, args", [
-    ("train.py", ["lfc", "--dataset", "mnist", "--out", "OUT"]),
-    ("train.py", ["lfc", "--dataset", "cifar10", "--data", "EMPTY", "--out", "OUT"]),
-    ("train.py", ["lfc", "--dataset", "mnist", "--data", DATA, "--out", "OUT"]),  # the subset has no train split
-    ("evaluate.py", ["models/lfc-mnist"]),
-    ("evaluate.py", ["models/lfc-mnist", "--data", "EMPTY"]),
-    ("make_assets.py", ["models/lfc-mnist"]),
-])
+@pytest.mark.parametrize(
+    "tool, args",
+    [
+        ("train.py", ["lfc", "--dataset", "mnist", "--out", "OUT"]),
+        ("train.py", ["lfc", "--dataset", "cifar10", "--data", "EMPTY", "--out", "OUT"]),
+        ("train.py", ["lfc", "--dataset", "mnist", "--data", DATA, "--out", "OUT"]),  # the subset has no train split
+        ("evaluate.py", ["models/lfc-mnist"]),
+        ("evaluate.py", ["models/lfc-mnist", "--data", "EMPTY"]),
+        ("make_assets.py", ["models/lfc-mnist"]),
+    ],
+)
 def test_missing_data_is_one_line(tmp_path, tool, args):
-    argv = [str(tmp_path / "out") if a == "OUT" else str(tmp_path) if a == "EMPTY" else
-            str(ROOT / a) if str(a).startswith("models/") else a for a in args]
+    argv = [
+        str(tmp_path / "out")
+        if a == "OUT"
+        else str(tmp_path)
+        if a == "EMPTY"
+        else str(ROOT / a)
+        if str(a).startswith("models/")
+        else a
+        for a in args
+    ]
     res = _tool(tool, *argv)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
@@ -52,8 +64,22 @@ def test_train_and_evaluate_an_image_folder(tmp_path):
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i, 0]).save(folder / f"{i}.png")
     out = tmp_path / "model"
-    res = _tool("train.py", "lfc", "--dataset", "imagefolder", "--data", tmp_path / "tree", "--epochs", "1",
-                "--width", "0.1", "--threads", "1", "--out", out)
+    res = _tool(
+        "train.py",
+        "lfc",
+        "--dataset",
+        "imagefolder",
+        "--data",
+        tmp_path / "tree",
+        "--epochs",
+        "1",
+        "--width",
+        "0.1",
+        "--threads",
+        "1",
+        "--out",
+        out,
+    )
     assert res.returncode == 0, res.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["labels"] == [f"digit {d}" for d in range(10)] and metrics["input_shape"] == [1, 1, 28, 28]

@@ -22,14 +22,26 @@ from xnorinfer.xbin import XbinError
 def small_graph(rng: np.random.Generator) -> ir.Graph:
     w = rng.integers(0, 2**63, size=(8, 3, 3, 1), dtype=np.uint64) & np.uint64(0xFFFF)  # 16 real channels
     ops = [
-        ir.Op("conv2d", "stem", ["x"], ["a"], {"stride": [1, 1], "padding": [1, 1], "relu": False},
-              {"weight": rng.normal(size=(16, 3, 3, 3)).astype(np.float32),
-               "bias": rng.normal(size=16).astype(np.float32)}),
-        ir.Op("sign", "act1", ["a"], ["b"], {"sign_zero": "+1"},
-              {"threshold": rng.normal(size=16).astype(np.float32)}),
-        ir.Op("bconv2d", "conv1", ["b"], ["c"],
-              {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "float", "in_channels": 16},
-              {"weight": w, "multiplier": np.full(8, 0.1, np.float32), "bias": np.zeros(8, np.float32)}),
+        ir.Op(
+            "conv2d",
+            "stem",
+            ["x"],
+            ["a"],
+            {"stride": [1, 1], "padding": [1, 1], "relu": False},
+            {
+                "weight": rng.normal(size=(16, 3, 3, 3)).astype(np.float32),
+                "bias": rng.normal(size=16).astype(np.float32),
+            },
+        ),
+        ir.Op("sign", "act1", ["a"], ["b"], {"sign_zero": "+1"}, {"threshold": rng.normal(size=16).astype(np.float32)}),
+        ir.Op(
+            "bconv2d",
+            "conv1",
+            ["b"],
+            ["c"],
+            {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "float", "in_channels": 16},
+            {"weight": w, "multiplier": np.full(8, 0.1, np.float32), "bias": np.zeros(8, np.float32)},
+        ),
         ir.Op("global_avgpool", "pool", ["c"], ["d"]),
         ir.Op("linear", "fc", ["d"], ["e"], {}, {"weight": rng.normal(size=(4, 8)).astype(np.float32)}),
         ir.Op("softmax", "softmax", ["e"], ["y"]),
@@ -43,8 +55,13 @@ def small_graph(rng: np.random.Generator) -> ir.Graph:
         "e": ir.Tensor("e", (1, 4), "f32"),
         "y": ir.Tensor("y", (1, 4), "f32"),
     }
-    meta = {"input_shape": [1, 3, 6, 6], "input_layout": "NCHW", "labels": ["w", "x", "y", "z"],
-            "mean": [0.5, 0.5, 0.5], "ir_version": 1}
+    meta = {
+        "input_shape": [1, 3, 6, 6],
+        "input_layout": "NCHW",
+        "labels": ["w", "x", "y", "z"],
+        "mean": [0.5, 0.5, 0.5],
+        "ir_version": 1,
+    }
     return ir.Graph(["x"], ["y"], tensors, ops, meta)
 
 
@@ -70,7 +87,7 @@ def rewrite_json(path, mutate) -> None:
     """Rewrite the JSON section through `mutate(doc)`, keeping every checksum valid."""
     data = path.read_bytes()
     sections = xbin.parse_container(data, str(path))
-    payloads = [(k, n, data[o:o + s]) for k, n, o, s in sections]
+    payloads = [(k, n, data[o : o + s]) for k, n, o, s in sections]
     doc = json.loads(payloads[0][2])
     mutate(doc)
     payloads[0] = (xbin.KIND_JSON, "graph", json.dumps(doc).encode())
@@ -86,8 +103,9 @@ def test_round_trip(model):
     assert back.inputs == g.inputs and back.outputs == g.outputs
     assert back.metadata == g.metadata
     assert back.tensors == g.tensors
-    assert [(o.kind, o.name, o.inputs, o.outputs, o.attrs) for o in back.ops] == \
-        [(o.kind, o.name, o.inputs, o.outputs, o.attrs) for o in g.ops]
+    assert [(o.kind, o.name, o.inputs, o.outputs, o.attrs) for o in back.ops] == [
+        (o.kind, o.name, o.inputs, o.outputs, o.attrs) for o in g.ops
+    ]
     for a, b in zip(g.ops, back.ops, strict=True):
         assert a.params.keys() == b.params.keys()
         for k in a.params:
@@ -139,14 +157,17 @@ def test_write_is_atomic(tmp_path, rng, monkeypatch):
     assert path.read_bytes() == b"old contents"
 
 
-@pytest.mark.parametrize("breaker, match", [
-    (lambda g: g.ops[2].params.__setitem__("weight", g.ops[2].params["weight"].astype(np.int64)), "uint64"),
-    (lambda g: g.ops[0].params.__setitem__("weight", g.ops[0].params["weight"].astype(np.float64)), "float32"),
-    (lambda g: g.ops[1].attrs.__setitem__("bogus", 1), "unexpected"),
-    (lambda g: g.ops.reverse(), "before it is produced"),
-    (lambda g: g.metadata.__setitem__("x", float("nan")), "non-finite"),
-    (lambda g: g.ops[0].params.__setitem__("weight", np.zeros((0, 3), np.float32)), "non-empty"),
-])
+@pytest.mark.parametrize(
+    "breaker, match",
+    [
+        (lambda g: g.ops[2].params.__setitem__("weight", g.ops[2].params["weight"].astype(np.int64)), "uint64"),
+        (lambda g: g.ops[0].params.__setitem__("weight", g.ops[0].params["weight"].astype(np.float64)), "float32"),
+        (lambda g: g.ops[1].attrs.__setitem__("bogus", 1), "unexpected"),
+        (lambda g: g.ops.reverse(), "before it is produced"),
+        (lambda g: g.metadata.__setitem__("x", float("nan")), "non-finite"),
+        (lambda g: g.ops[0].params.__setitem__("weight", np.zeros((0, 3), np.float32)), "non-empty"),
+    ],
+)
 def test_write_rejects_invalid_graph(tmp_path, rng, breaker, match):
     g = small_graph(rng)
     breaker(g)
@@ -210,20 +231,20 @@ def test_misaligned_and_overlapping_sections(model):
     _, path = model
     data = path.read_bytes()
     sections = xbin.parse_container(data, str(path))
-    payloads = [(k, n, data[o:o + s]) for k, n, o, s in sections]
+    payloads = [(k, n, data[o : o + s]) for k, n, o, s in sections]
     blob = bytearray(xbin.assemble(payloads))
     # point section 2 at section 1's bytes (overlap), fixing the checksums
     entry = lambda i: xbin.HEADER_BYTES + i * xbin.ENTRY_BYTES  # noqa: E731
     k, f, off1, size1, crc1, r, name = xbin._ENTRY.unpack_from(blob, entry(1))
     xbin._ENTRY.pack_into(blob, entry(2), k, f, off1, size1, crc1, r, b"param2")
-    table = bytes(blob[xbin.HEADER_BYTES:entry(len(payloads))])
+    table = bytes(blob[xbin.HEADER_BYTES : entry(len(payloads))])
     struct.pack_into("<I", blob, 24, zlib.crc32(table))
     struct.pack_into("<I", blob, 28, zlib.crc32(bytes(blob[:28])))
     path.write_bytes(bytes(blob))
     both_reject(path, "overlap")
     # misaligned offset
     xbin._ENTRY.pack_into(blob, entry(2), k, f, off1 + 8, 0, zlib.crc32(b""), r, b"param2")
-    table = bytes(blob[xbin.HEADER_BYTES:entry(len(payloads))])
+    table = bytes(blob[xbin.HEADER_BYTES : entry(len(payloads))])
     struct.pack_into("<I", blob, 24, zlib.crc32(table))
     struct.pack_into("<I", blob, 28, zlib.crc32(bytes(blob[:28])))
     path.write_bytes(bytes(blob))
@@ -243,17 +264,20 @@ def test_oversized_tensor_shape(model):
         xnorinfer.load(path, threads=1)
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda d: d["ops"][0].__setitem__("kind", "warp_drive"), "unknown op kind"),
-    (lambda d: d["ops"][2]["params"]["weight"].__setitem__("section", 99), "not a data section"),
-    (lambda d: d["ops"][2]["params"]["weight"].__setitem__("dtype", "float32"), "dtype must be uint64"),
-    (lambda d: d["ops"][2]["attrs"].__setitem__("in_channels", 200), "in_channels|words"),
-    (lambda d: d["ops"][2]["attrs"].__setitem__("pad_mode", "mirror"), "pad_mode"),
-    (lambda d: d["tensors"][2].__setitem__("shape", [1, 6, 6, 17]), "channels|recorded"),
-    (lambda d: d.__setitem__("ops", d["ops"][::-1]), "before it is produced"),
-    (lambda d: d.__setitem__("ir_version", 99), "IR version 99 is newer"),
-    (lambda d: d.pop("tensors"), "'tensors'"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d["ops"][0].__setitem__("kind", "warp_drive"), "unknown op kind"),
+        (lambda d: d["ops"][2]["params"]["weight"].__setitem__("section", 99), "not a data section"),
+        (lambda d: d["ops"][2]["params"]["weight"].__setitem__("dtype", "float32"), "dtype must be uint64"),
+        (lambda d: d["ops"][2]["attrs"].__setitem__("in_channels", 200), "in_channels|words"),
+        (lambda d: d["ops"][2]["attrs"].__setitem__("pad_mode", "mirror"), "pad_mode"),
+        (lambda d: d["tensors"][2].__setitem__("shape", [1, 6, 6, 17]), "channels|recorded"),
+        (lambda d: d.__setitem__("ops", d["ops"][::-1]), "before it is produced"),
+        (lambda d: d.__setitem__("ir_version", 99), "IR version 99 is newer"),
+        (lambda d: d.pop("tensors"), "'tensors'"),
+    ],
+)
 def test_inconsistent_graph_json(model, mutate, match):
     _, path = model
     rewrite_json(path, mutate)
@@ -265,7 +289,7 @@ def test_invalid_json_text(model):
     _, path = model
     data = path.read_bytes()
     sections = xbin.parse_container(data, str(path))
-    payloads = [(k, n, data[o:o + s]) for k, n, o, s in sections]
+    payloads = [(k, n, data[o : o + s]) for k, n, o, s in sections]
     payloads[0] = (xbin.KIND_JSON, "graph", b'{"format": NaN')
     path.write_bytes(xbin.assemble(payloads))
     both_reject(path, "not valid JSON")

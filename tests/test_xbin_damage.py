@@ -33,7 +33,7 @@ TABLE_END = xbin.HEADER_BYTES + COUNT * xbin.ENTRY_BYTES
 
 def _fix_header(data: bytearray) -> bytearray:
     """Recompute the table CRC and then the header CRC (a consistent header for a deliberate edit)."""
-    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[xbin.HEADER_BYTES:TABLE_END])))
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[xbin.HEADER_BYTES : TABLE_END])))
     struct.pack_into("<I", data, 28, zlib.crc32(bytes(data[:28])))
     return data
 
@@ -75,10 +75,10 @@ def _cases() -> list:
     cases.append(pytest.param(_zero(0, xbin.HEADER_BYTES), id="zeroed-header"))
     cases.append(pytest.param(_zero(xbin.HEADER_BYTES, TABLE_END), id="zeroed-table"))
     for _k, name, off, n in SECTIONS:  # a section that is all zero already gets 0xFF bytes instead
-        if any(DATA[off:off + n]):
+        if any(DATA[off : off + n]):
             cases.append(pytest.param(_zero(off, off + n), id=f"zeroed-{name}"))
         else:
-            cases.append(pytest.param(DATA[:off] + b"\xff" * n + DATA[off + n:], id=f"ones-{name}"))
+            cases.append(pytest.param(DATA[:off] + b"\xff" * n + DATA[off + n :], id=f"ones-{name}"))
     by_size: dict[int, list[int]] = {}
     for i, (kind, _name, _off, n) in enumerate(SECTIONS):
         if kind == xbin.KIND_DATA:
@@ -97,8 +97,10 @@ def _cases() -> list:
     cases += [pytest.param(_flip(p, p % 8), id=f"flip-header-{p}") for p in range(32)]
     cases += [pytest.param(_flip(p, p % 8), id=f"flip-table-{p}") for p in range(xbin.HEADER_BYTES, TABLE_END, 7)]
     _k, _n, json_off, json_size = SECTIONS[0]
-    cases += [pytest.param(_flip(p, p % 8), id=f"flip-json-{p}")
-              for p in sorted({json_off, json_off + json_size - 1, *range(json_off, json_off + json_size, 499)})]
+    cases += [
+        pytest.param(_flip(p, p % 8), id=f"flip-json-{p}")
+        for p in sorted({json_off, json_off + json_size - 1, *range(json_off, json_off + json_size, 499)})
+    ]
     for _k, name, off, n in SECTIONS[1:]:
         cases += [pytest.param(_flip(p, 7), id=f"flip-{name}-{p}") for p in sorted({off, off + n // 2, off + n - 1})]
     # Not covered by any checksum: readers require reserved bytes and padding to be zero.

@@ -32,11 +32,11 @@ def _edit_entry(i: int, name: bytes, kind: int | None = None) -> bytes:
     """MODEL with table entry i renamed (and its kind changed), the checksums recomputed."""
     data = bytearray(MODEL.read_bytes())
     e = xbin.HEADER_BYTES + i * xbin.ENTRY_BYTES
-    data[e + 32:e + 64] = name.ljust(xbin.NAME_BYTES, b"\0")
+    data[e + 32 : e + 64] = name.ljust(xbin.NAME_BYTES, b"\0")
     if kind is not None:
         struct.pack_into("<I", data, e, kind)
     count = struct.unpack_from("<I", data, 12)[0]
-    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64:64 + 64 * count])))
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64 : 64 + 64 * count])))
     struct.pack_into("<I", data, 28, zlib.crc32(bytes(data[:28])))
     return bytes(data)
 
@@ -66,13 +66,17 @@ def test_from_bytes_names_its_input_and_survives_short_input():
     assert f.path == "m" and f.file_size == MODEL.stat().st_size
 
 
-@pytest.mark.parametrize("name, shown", [
-    (b"\xc3param1", r"\xc3param1"),           # not UTF-8: was UnicodeDecodeError, CLI exit 1
-    (b"\x03", r"\x03"),                        # the fuzzer's first input: a control byte
-    (b"par\nam1", r"par\x0aam1"),              # would split the one-line error
-    (b"\x1b[31mred", r"\x1b[31mred"),          # a terminal escape sequence
-    (b"a\\x41", r"a\x5cx41"),                  # a backslash is escaped too: the quoting is unambiguous
-], ids=["not-utf8", "control", "newline", "escape", "backslash"])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        (b"\xc3param1", r"\xc3param1"),  # not UTF-8: was UnicodeDecodeError, CLI exit 1
+        (b"\x03", r"\x03"),  # the fuzzer's first input: a control byte
+        (b"par\nam1", r"par\x0aam1"),  # would split the one-line error
+        (b"\x1b[31mred", r"\x1b[31mred"),  # a terminal escape sequence
+        (b"a\\x41", r"a\x5cx41"),  # a backslash is escaped too: the quoting is unambiguous
+    ],
+    ids=["not-utf8", "control", "newline", "escape", "backslash"],
+)
 def test_section_name_bytes_are_escaped_in_messages(name: bytes, shown: str, tmp_path, capsys):
     path = tmp_path / "named.xbin"
     path.write_bytes(_edit_entry(1, name, kind=7))  # unknown kind: the message quotes the name
@@ -119,8 +123,8 @@ def _empty_sections_file(seed: int) -> bytes:
         e = 64 + 64 * int(i)
         off = offsets[int(rnd.integers(0, 21))]
         struct.pack_into("<QQI", data, e + 8, off, 0, zlib.crc32(b""))
-        data[offsets[int(i)]:offsets[int(i)] + 8] = bytes(8)  # its old bytes become padding
-    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64:64 + 64 * 21])))
+        data[offsets[int(i)] : offsets[int(i)] + 8] = bytes(8)  # its old bytes become padding
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64 : 64 + 64 * 21])))
     struct.pack_into("<I", data, 28, zlib.crc32(bytes(data[:28])))
     return bytes(data)
 
@@ -133,11 +137,12 @@ def test_empty_sections_overlap_nothing_in_both_readers():
         data = _empty_sections_file(seed)
         sections = xbin.parse_container(data, "f")
         assert [(s["offset"], s["size"]) for s in _core.XbinFile.from_bytes(data, "f").sections] == [
-            (s[2], s[3]) for s in sections]
+            (s[2], s[3]) for s in sections
+        ]
     # Still refused: an empty section outside the data area.
     data = bytearray(_empty_sections_file(0))
     struct.pack_into("<Q", data, 64 + 64 + 8, (len(data) // 64 + 1) * 64)  # aligned, past the end
-    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64:64 + 64 * 21])))
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[64 : 64 + 64 * 21])))
     struct.pack_into("<I", data, 28, zlib.crc32(bytes(data[:28])))
     for read in (lambda: xbin.parse_container(bytes(data), "f"), lambda: _core.XbinFile.from_bytes(bytes(data), "f")):
         with pytest.raises(ValueError, match="outside the file's data area"):

@@ -53,8 +53,9 @@ def main() -> int:
 
     def eager() -> np.ndarray:
         with torch.inference_mode():
-            return np.concatenate([module(torch.from_numpy(x[i:i + 500])).numpy().argmax(1)
-                                   for i in range(0, len(x), 500)])
+            return np.concatenate(
+                [module(torch.from_numpy(x[i : i + 500])).numpy().argmax(1) for i in range(0, len(x), 500)]
+            )
 
     float_pred = eager()
     for pattern in args.binarize:
@@ -64,29 +65,44 @@ def main() -> int:
         out = Path(tmp) / "m.xbin"
         graph = convert(module, (torch.zeros(m["input_shape"]),), binarize=args.binarize, output=out)
         session = xnorinfer.load(out)
-        engine = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+        engine = np.concatenate([session.run(x[i : i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
     extra = {}
     if args.reference:
-        ref = np.concatenate([reference.run(graph, x[i:i + 500])[graph.outputs[0]].argmax(1)
-                              for i in range(0, len(x), 500)])
+        ref = np.concatenate(
+            [reference.run(graph, x[i : i + 500])[graph.outputs[0]].argmax(1) for i in range(0, len(x), 500)]
+        )
         differ = np.nonzero(engine != ref)[0]
         # Explain each difference: the reference's smallest distance to a sign threshold there.
         margins = reference.sign_margins(graph, x[differ]) if len(differ) else {}
-        extra = {"reference_accuracy": float(np.mean(ref == labels)),
-                 "engine_equals_reference": bool(len(differ) == 0),
-                 "engine_vs_reference": [
-                     {"image": int(i), "engine": int(engine[i]), "reference": int(ref[i]),
-                      "closest_sign": min(((name, float(m[j])) for name, m in margins.items()), key=lambda t: t[1],
-                                          default=None)}
-                     for j, i in enumerate(differ)]}
-    print(json.dumps({
-        "model": args.model_dir.name, "images": len(x),
-        "pytorch_accuracy": float(np.mean(float_pred == labels)),
-        "pytorch_binarized_accuracy": float(np.mean(eager_pred == labels)) if args.binarize else None,
-        "converted_accuracy": float(np.mean(engine == labels)),
-        "top1_agreement": float(np.mean(engine == eager_pred)),
-        "disagreements": int(np.sum(engine != eager_pred)), **extra,
-    }))
+        extra = {
+            "reference_accuracy": float(np.mean(ref == labels)),
+            "engine_equals_reference": bool(len(differ) == 0),
+            "engine_vs_reference": [
+                {
+                    "image": int(i),
+                    "engine": int(engine[i]),
+                    "reference": int(ref[i]),
+                    "closest_sign": min(
+                        ((name, float(m[j])) for name, m in margins.items()), key=lambda t: t[1], default=None
+                    ),
+                }
+                for j, i in enumerate(differ)
+            ],
+        }
+    print(
+        json.dumps(
+            {
+                "model": args.model_dir.name,
+                "images": len(x),
+                "pytorch_accuracy": float(np.mean(float_pred == labels)),
+                "pytorch_binarized_accuracy": float(np.mean(eager_pred == labels)) if args.binarize else None,
+                "converted_accuracy": float(np.mean(engine == labels)),
+                "top1_agreement": float(np.mean(engine == eager_pred)),
+                "disagreements": int(np.sum(engine != eager_pred)),
+                **extra,
+            }
+        )
+    )
     return 0
 
 

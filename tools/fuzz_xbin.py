@@ -40,7 +40,7 @@ def reseal(data: bytes) -> bytes:
         for i in range(count):
             _, _, off, size, _ = struct.unpack_from("<IIQQI", buf, 64 + 64 * i)
             if off + size <= len(buf):
-                struct.pack_into("<I", buf, 64 + 64 * i + 24, zlib.crc32(bytes(buf[off:off + size])))
+                struct.pack_into("<I", buf, 64 + 64 * i + 24, zlib.crc32(bytes(buf[off : off + size])))
         struct.pack_into("<I", buf, 24, zlib.crc32(bytes(buf[64:table_end])))
     struct.pack_into("<Q", buf, 16, len(buf))
     struct.pack_into("<I", buf, 28, zlib.crc32(bytes(buf[:28])))

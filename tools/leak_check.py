@@ -62,8 +62,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path, default=[DEFAULT])
     parser.add_argument("--rounds", type=int, default=1000)
-    parser.add_argument("--self-test", action="store_true",
-                        help="drop one malloc'd block on purpose and succeed only if LeakSanitizer reports it")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="drop one malloc'd block on purpose and succeed only if LeakSanitizer reports it",
+    )
     args = parser.parse_args()
 
     process = ctypes.CDLL(None)
@@ -96,8 +99,10 @@ def main() -> int:
         if leak_check():
             print(f"leak_check: leaks after {args.rounds} rounds (report above)", file=sys.stderr)
             return 1
-    print(f"leak_check: no leaks after {args.rounds} rounds of load + run + profile + 2 damaged loads "
-          f"for {len(args.models)} model(s)")
+    print(
+        f"leak_check: no leaks after {args.rounds} rounds of load + run + profile + 2 damaged loads "
+        f"for {len(args.models)} model(s)"
+    )
     return 0
 
 

@@ -48,14 +48,23 @@ def main() -> int:
         return 2
     ASSETS.mkdir(exist_ok=True)
     out = ASSETS / "default.xbin"
-    convert(module, (torch.zeros(shape),), output=out, progress=True,
-            metadata={"mean": metrics["mean"], "std": metrics["std"], "labels": metrics["labels"],
-                      "trained": {k: metrics[k] for k in ("arch", "dataset", "epochs", "width", "optimizer")}})
+    convert(
+        module,
+        (torch.zeros(shape),),
+        output=out,
+        progress=True,
+        metadata={
+            "mean": metrics["mean"],
+            "std": metrics["std"],
+            "labels": metrics["labels"],
+            "trained": {k: metrics[k] for k in ("arch", "dataset", "epochs", "width", "optimizer")},
+        },
+    )
     mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
     x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
     session = xnorinfer.load(out)
-    predicted = np.concatenate([session.run(x[i:i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
+    predicted = np.concatenate([session.run(x[i : i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
     info = dict(metrics, converted_accuracy=float(np.mean(predicted == labels)), xbin_bytes=out.stat().st_size)
     (ASSETS / "default.json").write_text(json.dumps(info, indent=2) + "\n")
     samples = ASSETS / "samples"
@@ -65,9 +74,12 @@ def main() -> int:
     for i in range(10):
         pixels = images[i].transpose(1, 2, 0)
         Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(
-            samples / f"{prefix}_{i:02d}_{labels[i]}.png")
-    print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB), converted accuracy {info['converted_accuracy']:.4f} "
-          f"(PyTorch {metrics['test_accuracy']:.4f}), {len(list(samples.iterdir()))} samples")
+            samples / f"{prefix}_{i:02d}_{labels[i]}.png"
+        )
+    print(
+        f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB), converted accuracy {info['converted_accuracy']:.4f} "
+        f"(PyTorch {metrics['test_accuracy']:.4f}), {len(list(samples.iterdir()))} samples"
+    )
     return 0
 
 

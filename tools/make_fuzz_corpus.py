@@ -37,38 +37,75 @@ def packed(rng: np.random.Generator, rows: tuple[int, ...], bits: int) -> np.nda
 
 def graph(tensors: dict[str, tuple[tuple[int, ...], str]], ops: list[ir.Op], out: str) -> ir.Graph:
     x_shape = tensors["x"][0]
-    return ir.Graph(inputs=["x"], outputs=[out],
-                    tensors={n: ir.Tensor(n, s, d) for n, (s, d) in tensors.items()}, ops=ops,
-                    metadata={"input_shape": [1, x_shape[3], x_shape[1], x_shape[2]]})
+    return ir.Graph(
+        inputs=["x"],
+        outputs=[out],
+        tensors={n: ir.Tensor(n, s, d) for n, (s, d) in tensors.items()},
+        ops=ops,
+        metadata={"input_shape": [1, x_shape[3], x_shape[1], x_shape[2]]},
+    )
 
 
 def models() -> dict[str, ir.Graph]:
     rng = np.random.default_rng(16)
     f32 = np.float32
-    dense = graph({"x": ((1, 2, 2, 3), "f32"), "t1": ((1, 12), "f32"), "t2": ((1, 3), "f32"),
-                   "t3": ((1, 3), "f32")},
-                  [ir.Op("flatten", "flatten", ["x"], ["t1"]),
-                   ir.Op("linear", "fc", ["t1"], ["t2"], {},
-                         {"weight": rng.normal(size=(3, 12)).astype(f32), "bias": np.zeros(3, f32)}),
-                   ir.Op("softmax", "softmax", ["t2"], ["t3"])], "t3")
-    binary_dense = graph({"x": ((1, 2, 2, 4), "f32"), "t1": ((1, 16), "f32"), "t2": ((1, 16), "bits"),
-                          "t3": ((1, 4), "f32")},
-                         [ir.Op("flatten", "flatten", ["x"], ["t1"]),
-                          ir.Op("sign", "sign", ["t1"], ["t2"], {"sign_zero": "+1"},
-                                {"threshold": np.zeros(16, f32)}),
-                          ir.Op("blinear", "bfc", ["t2"], ["t3"], {"output": "float", "in_features": 16},
-                                {"weight": packed(rng, (4,), 16), "multiplier": np.full(4, 0.5, f32),
-                                 "bias": np.zeros(4, f32)})], "t3")
-    binary_conv = graph({"x": ((1, 3, 3, 2), "f32"), "t1": ((1, 3, 3, 2), "bits"),
-                         "t2": ((1, 3, 3, 4), "bits"), "t3": ((1, 3, 3, 4), "f32")},
-                        [ir.Op("sign", "sign", ["x"], ["t1"]),
-                         ir.Op("bconv2d", "bconv", ["t1"], ["t2"],
-                               {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "bits",
-                                "in_channels": 2},
-                               {"weight": packed(rng, (4, 3, 3), 2),
-                                "threshold": np.array([0, 1, -1, 2], np.int32),
-                                "flip": np.array([0, 1, 0, 1], np.uint8)}),
-                         ir.Op("unpack", "unpack", ["t2"], ["t3"])], "t3")
+    dense = graph(
+        {"x": ((1, 2, 2, 3), "f32"), "t1": ((1, 12), "f32"), "t2": ((1, 3), "f32"), "t3": ((1, 3), "f32")},
+        [
+            ir.Op("flatten", "flatten", ["x"], ["t1"]),
+            ir.Op(
+                "linear",
+                "fc",
+                ["t1"],
+                ["t2"],
+                {},
+                {"weight": rng.normal(size=(3, 12)).astype(f32), "bias": np.zeros(3, f32)},
+            ),
+            ir.Op("softmax", "softmax", ["t2"], ["t3"]),
+        ],
+        "t3",
+    )
+    binary_dense = graph(
+        {"x": ((1, 2, 2, 4), "f32"), "t1": ((1, 16), "f32"), "t2": ((1, 16), "bits"), "t3": ((1, 4), "f32")},
+        [
+            ir.Op("flatten", "flatten", ["x"], ["t1"]),
+            ir.Op("sign", "sign", ["t1"], ["t2"], {"sign_zero": "+1"}, {"threshold": np.zeros(16, f32)}),
+            ir.Op(
+                "blinear",
+                "bfc",
+                ["t2"],
+                ["t3"],
+                {"output": "float", "in_features": 16},
+                {"weight": packed(rng, (4,), 16), "multiplier": np.full(4, 0.5, f32), "bias": np.zeros(4, f32)},
+            ),
+        ],
+        "t3",
+    )
+    binary_conv = graph(
+        {
+            "x": ((1, 3, 3, 2), "f32"),
+            "t1": ((1, 3, 3, 2), "bits"),
+            "t2": ((1, 3, 3, 4), "bits"),
+            "t3": ((1, 3, 3, 4), "f32"),
+        },
+        [
+            ir.Op("sign", "sign", ["x"], ["t1"]),
+            ir.Op(
+                "bconv2d",
+                "bconv",
+                ["t1"],
+                ["t2"],
+                {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "bits", "in_channels": 2},
+                {
+                    "weight": packed(rng, (4, 3, 3), 2),
+                    "threshold": np.array([0, 1, -1, 2], np.int32),
+                    "flip": np.array([0, 1, 0, 1], np.uint8),
+                },
+            ),
+            ir.Op("unpack", "unpack", ["t2"], ["t3"]),
+        ],
+        "t3",
+    )
     return {"valid-dense": dense, "valid-binary-dense": binary_dense, "valid-binary-conv": binary_conv}
 
 
@@ -78,8 +115,8 @@ def reseal(data: bytearray) -> bytes:
     for i in range(count):
         e = 64 + 64 * i
         off, size = struct.unpack_from("<QQ", data, e + 8)
-        struct.pack_into("<I", data, e + 24, zlib.crc32(data[off:off + size]))
-    struct.pack_into("<QI", data, 16, len(data), zlib.crc32(data[64:64 + 64 * count]))
+        struct.pack_into("<I", data, e + 24, zlib.crc32(data[off : off + size]))
+    struct.pack_into("<QI", data, 16, len(data), zlib.crc32(data[64 : 64 + 64 * count]))
     struct.pack_into("<I", data, 28, zlib.crc32(data[:28]))
     return bytes(data)
 
@@ -93,7 +130,7 @@ def damaged(base: bytes) -> dict[str, bytes]:
         "trunc-table": base[:100],
         "trunc-data": base[:-5],
         "bad-magic": b"XNORBIM\0" + base[8:],
-        "data-crc": base[:off1] + bytes([base[off1] ^ 1]) + base[off1 + 1:],
+        "data-crc": base[:off1] + bytes([base[off1] ^ 1]) + base[off1 + 1 :],
     }
     v2 = bytearray(base)
     struct.pack_into("<I", v2, 8, 2)
@@ -123,12 +160,14 @@ def main() -> int:
             seeds[name] = path.read_bytes()
             try:  # check that the model loads and runs when the extension is built
                 import xnorinfer
+
                 shape = g.metadata["input_shape"]
                 xnorinfer.load(path).run(np.ones(shape, np.float32))
             except ImportError:
                 pass
-    seeds["valid-empty-section"] = xbin.assemble([(xbin.KIND_JSON, "graph", b"{}"), (xbin.KIND_DATA, "param1", b""),
-                                                  (xbin.KIND_DATA, "param2", b"\1" * 8)])
+    seeds["valid-empty-section"] = xbin.assemble(
+        [(xbin.KIND_JSON, "graph", b"{}"), (xbin.KIND_DATA, "param1", b""), (xbin.KIND_DATA, "param2", b"\1" * 8)]
+    )
     seeds.update(damaged(seeds["valid-binary-dense"]))
     for old in out_dir.glob("*.xbin"):
         old.unlink()

@@ -60,8 +60,10 @@ def _cifar_subset(src: Path, dst: Path) -> None:
                 members.append(("/".join(parts[-3:]), tar.extractfile(member).read()))
     members.sort()
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
@@ -74,12 +76,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="the full data sets (the layout of ../shared/data)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
     args = parser.parse_args()
-    needed = [args.data / "mnist" / "t10k-images-idx3-ubyte.gz", args.data / "fashion-mnist",
-              args.data / "cifar10-jpeg" / "test.tar.gz", args.data / "photos" / "chelsea.png"]
+    needed = [
+        args.data / "mnist" / "t10k-images-idx3-ubyte.gz",
+        args.data / "fashion-mnist",
+        args.data / "cifar10-jpeg" / "test.tar.gz",
+        args.data / "photos" / "chelsea.png",
+    ]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
-        print(f"make_test_data: missing {', '.join(missing)} (see the --data layout in this script's help)",
-              file=sys.stderr)
+        print(
+            f"make_test_data: missing {', '.join(missing)} (see the --data layout in this script's help)",
+            file=sys.stderr,
+        )
         return 1
     _idx_subset(args.data / "mnist", args.out / "mnist")
     _idx_subset(args.data / "fashion-mnist", args.out / "fashion-mnist")

@@ -59,7 +59,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     padded = F.pad(x, (4, 4, 4, 4))
     dy = torch.randint(0, 9, (n,), generator=generator)
     dx = torch.randint(0, 9, (n,), generator=generator)
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
     flip = torch.rand(n, generator=generator) < 0.5
     out[flip] = out[flip].flip(3)
     return out
@@ -70,15 +70,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
-        correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+        correct += int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
     return correct / len(x)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("arch", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--dataset", choices=datasets.NAMES, default="mnist",
-                        help="imagefolder: DIR/{train,test}/<class>/<images>, normalised by its own mean and std")
+    parser.add_argument(
+        "--dataset",
+        choices=datasets.NAMES,
+        default="mnist",
+        help="imagefolder: DIR/{train,test}/<class>/<images>, normalised by its own mean and std",
+    )
     parser.add_argument("--data", type=Path, default=None, help="the folder that holds the data set (required)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--epochs", type=int, default=10)
@@ -91,14 +95,21 @@ def main() -> int:
     parser.add_argument("--regularizer", choices=["none", "tanh", "power"], default="none")
     parser.add_argument("--reg-p", type=float, default=2.0)
     parser.add_argument("--reg-lambda", type=float, default=1e-5)
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="crop+flip augmentation (default: on for cifar10)")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="crop+flip augmentation (default: on for cifar10)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke tests)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true",
-                        help="train under bfloat16 autocast with channels-last tensors (2-3x faster on CPUs with "
-                             "AMX or AVX512-BF16); evaluation and export stay float32")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="train under bfloat16 autocast with channels-last tensors (2-3x faster on CPUs with "
+        "AMX or AVX512-BF16); evaluation and export stay float32",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -120,7 +131,7 @@ def main() -> int:
         mean = [round(float(v), 4) for v in pixels.mean(axis=(0, 2, 3))]
         std = [round(float(v), 4) for v in pixels.std(axis=(0, 2, 3))]
     if args.limit:
-        train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
+        train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
     x_train, y_train = to_tensor(train_images, mean, std), torch.from_numpy(train_labels)
     x_test, y_test = to_tensor(test_images, mean, std), torch.from_numpy(test_labels)
     in_shape = tuple(x_train.shape[1:])
@@ -133,18 +144,22 @@ def main() -> int:
     total_steps = steps_per_epoch * args.epochs
     regularizer = None
     if args.regularizer != "none":
-        regularizer = BinaryRegularizer(model, args.regularizer, pattern="linear*" if args.arch == "mlp-regularized"
-                                        else None, p=args.reg_p)
+        regularizer = BinaryRegularizer(
+            model, args.regularizer, pattern="linear*" if args.arch == "mlp-regularized" else None, p=args.reg_p
+        )
     if args.optimizer == "bop":
         binarize_latent_weights_(model)
         binary, other = split_binary_params(model)
-        optimizers = [Bop(binary, threshold=args.bop_threshold, gamma=args.bop_gamma),
-                      torch.optim.Adam(other, lr=args.lr)]
+        optimizers = [
+            Bop(binary, threshold=args.bop_threshold, gamma=args.bop_gamma),
+            torch.optim.Adam(other, lr=args.lr),
+        ]
     else:
         params = list(model.parameters()) + (list(regularizer.parameters()) if regularizer else [])
         optimizers = [torch.optim.Adam(params, lr=args.lr)]
-    schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, total_steps) for o in optimizers
-                  if not isinstance(o, Bop)]
+    schedulers = [
+        torch.optim.lr_scheduler.CosineAnnealingLR(o, total_steps) for o in optimizers if not isinstance(o, Bop)
+    ]
 
     start = time.time()
     for epoch in range(args.epochs):
@@ -153,7 +168,7 @@ def main() -> int:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False)
         seen = correct = 0
         for step in bar:
-            idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+            idx = order[step * args.batch_size : (step + 1) * args.batch_size]
             xb, yb = x_train[idx], y_train[idx]
             if do_augment:
                 xb = augment(xb, generator)
@@ -176,8 +191,11 @@ def main() -> int:
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         accuracy = evaluate(model, x_test, y_test)
-        print(f"epoch {epoch + 1}/{args.epochs}: train acc {correct / seen:.4f}, test acc {accuracy:.4f}, "
-              f"{time.time() - start:.0f} s", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: train acc {correct / seen:.4f}, test acc {accuracy:.4f}, "
+            f"{time.time() - start:.0f} s",
+            flush=True,
+        )
     train_time = time.time() - start
 
     model = model.to(memory_format=torch.contiguous_format).eval()
@@ -187,13 +205,27 @@ def main() -> int:
     torch.export.save(exported, args.out / "model.pt2")
     torch.save(model.state_dict(), args.out / "state_dict.pth")
     metrics = {
-        "arch": args.arch, "dataset": args.dataset, "width": args.width, "epochs": args.epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-        "regularizer": args.regularizer, "seed": args.seed, "threads": args.threads,
-        "train_images": len(x_train), "augment": do_augment,
-        "test_accuracy": evaluate(model, x_test, y_test), "train_time_s": round(train_time, 1),
-        "input_shape": [1, *in_shape], "mean": mean, "std": std, "labels": classes,
-        "bf16_autocast": args.bf16, "torch": torch.__version__, "command": " ".join(sys.argv),
+        "arch": args.arch,
+        "dataset": args.dataset,
+        "width": args.width,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "regularizer": args.regularizer,
+        "seed": args.seed,
+        "threads": args.threads,
+        "train_images": len(x_train),
+        "augment": do_augment,
+        "test_accuracy": evaluate(model, x_test, y_test),
+        "train_time_s": round(train_time, 1),
+        "input_shape": [1, *in_shape],
+        "mean": mean,
+        "std": std,
+        "labels": classes,
+        "bf16_autocast": args.bf16,
+        "torch": torch.__version__,
+        "command": " ".join(sys.argv),
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"test accuracy {metrics['test_accuracy']:.4f}; wrote {args.out}/model.pt2, state_dict.pth, metrics.json")

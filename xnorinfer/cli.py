@@ -100,7 +100,7 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
     labels = session.labels
     results: list[dict[str, Any]] = []
     for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
+        chunk = images[start : start + batch]
         arrays = []
         for p in chunk:
             notes: list[str] = []
@@ -116,9 +116,19 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
             _warn(f"--top {top} is more than the model's {probs.shape[1]} classes; printing all {probs.shape[1]}")
         for path, row in zip(chunk, probs, strict=True):
             order = np.argsort(-row, kind="stable")[:top]
-            results.append({"image": str(path), "top": [
-                {"class": int(i), "label": labels[i] if labels and i < len(labels) else str(int(i)),
-                 "probability": float(row[i])} for i in order]})
+            results.append(
+                {
+                    "image": str(path),
+                    "top": [
+                        {
+                            "class": int(i),
+                            "label": labels[i] if labels and i < len(labels) else str(int(i)),
+                            "probability": float(row[i]),
+                        }
+                        for i in order
+                    ],
+                }
+            )
     return results
 
 
@@ -138,8 +148,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from xnorinfer.cost import format_table
 
     session = _load(args.model, 1)
-    print(f"{printable(args.model)}: {Path(args.model).stat().st_size / 1024:.1f} KiB, "
-          f"input {tuple(session.input_shape)}")
+    print(
+        f"{printable(args.model)}: {Path(args.model).stat().st_size / 1024:.1f} KiB, input {tuple(session.input_shape)}"
+    )
     for line in format_table(session.costs()):
         print(line)
     print("metadata:")
@@ -189,8 +200,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"per-op profile ({args.runs} runs, execution order):")
         print(f"{'#':>4}  {'op':<{width}}  {'kind':<{kwidth}}  {'ms/run':>10}  {'share':>7}")
         for i, r in enumerate(rows):
-            print(f"{i:>4}  {r['name']:<{width}}  {r['kind']:<{kwidth}}  {r['ms_per_run']:>10.4f}  "
-                  f"{r['share'] * 100:>6.1f}%")
+            print(
+                f"{i:>4}  {r['name']:<{width}}  {r['kind']:<{kwidth}}  {r['ms_per_run']:>10.4f}  "
+                f"{r['share'] * 100:>6.1f}%"
+            )
         total = sum(r["ms_per_run"] for r in rows)
         cover = f" (ops cover {total / med * 100:.1f}%; input layout and call overhead are outside)" if med > 0 else ""
         print(f"sum of ops: {total:.3f} ms/run vs measured end-to-end median {med:.3f} ms{cover}")
@@ -208,10 +221,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         module = program.module()
         # An exported program may be specialised to its example batch size: run it in chunks of it.
         chunk = _exported_batch(program) or args.batch
-        chunks = [torch.from_numpy(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+        chunks = [torch.from_numpy(x[i : i + chunk]) for i in range(0, len(x), chunk)]
         if len(chunks[-1]) != len(chunks[0]):
-            raise CliError(f"{args.compare}: exported for batch {chunk}; use a --batch that is a multiple of it",
-                           EXIT_USAGE)
+            raise CliError(
+                f"{args.compare}: exported for batch {chunk}; use a --batch that is a multiple of it", EXIT_USAGE
+            )
 
         def run_torch() -> None:
             for c in chunks:
@@ -253,8 +267,10 @@ def _parse_factory(spec: str) -> tuple[str, str, list[Any], dict[str, Any]]:
     import ast
 
     where, sep, call = spec.rpartition(":")
-    usage = (f"--module must look like package.module:factory or path/to/file.py:factory, optionally with "
-             f"literal arguments as in 'xnorinfer.zoo:vgg_small(width=0.5)'; got {spec!r}")
+    usage = (
+        f"--module must look like package.module:factory or path/to/file.py:factory, optionally with "
+        f"literal arguments as in 'xnorinfer.zoo:vgg_small(width=0.5)'; got {spec!r}"
+    )
     if not sep or not where:
         raise CliError(usage, EXIT_USAGE)
     try:
@@ -318,8 +334,9 @@ def _live_module(spec: str, weights: str | None):
             module.load_state_dict(state)
         except RuntimeError as err:
             first = str(err).strip().splitlines()
-            raise CliError(f"{weights}: does not fit {spec}: {' '.join(line.strip() for line in first[:3])}",
-                           EXIT_CONVERT) from err
+            raise CliError(
+                f"{weights}: does not fit {spec}: {' '.join(line.strip() for line in first[:3])}", EXIT_CONVERT
+            ) from err
     return module.eval()
 
 
@@ -390,12 +407,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
             except ImageError as err:
                 raise CliError(str(err), EXIT_IMAGE) from err
         if args.force:
-            print("xnorinfer: warning: --force: the file is written even if verification finds differences",
-                  file=sys.stderr)
+            print(
+                "xnorinfer: warning: --force: the file is written even if verification finds differences",
+                file=sys.stderr,
+            )
         try:
-            graph = convert(source, example, binarize=args.binarize, calib=calib, force=args.force,
-                            verify=not args.no_verify, output=output, trust_pickle=args.trust_pickle,
-                            n_verify=args.samples, metadata=metadata, progress=True)
+            graph = convert(
+                source,
+                example,
+                binarize=args.binarize,
+                calib=calib,
+                force=args.force,
+                verify=not args.no_verify,
+                output=output,
+                trust_pickle=args.trust_pickle,
+                n_verify=args.samples,
+                metadata=metadata,
+                progress=True,
+            )
         except ConversionError as err:
             code = EXIT_FAILED if str(err).startswith("verification failed") else EXIT_CONVERT
             raise CliError(f"{args.model or args.module}: {err}", code) from err
@@ -424,9 +453,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     info = json.loads((ASSETS / "default.json").read_text()) if (ASSETS / "default.json").exists() else {}
     print(f"model: {model}")
     if info:
-        print(f"       {info.get('arch')} trained on {info.get('dataset')} ({info.get('epochs')} epochs); "
-              f"test accuracy {info.get('test_accuracy', float('nan')):.4f} in PyTorch, "
-              f"{info.get('converted_accuracy', float('nan')):.4f} converted")
+        print(
+            f"       {info.get('arch')} trained on {info.get('dataset')} ({info.get('epochs')} epochs); "
+            f"test accuracy {info.get('test_accuracy', float('nan')):.4f} in PyTorch, "
+            f"{info.get('converted_accuracy', float('nan')):.4f} converted"
+        )
     from xnorinfer.preprocess import InputSpec, preprocess_image
 
     labels = session.labels or []
@@ -447,9 +478,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         import torch
     except ImportError:
-        print("to compare with the float PyTorch model, install the convert extra (the CPU build of torch): "
-              "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
-              "pip install 'xnorinfer[convert]'")
+        print(
+            "to compare with the float PyTorch model, install the convert extra (the CPU build of torch): "
+            "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
+            "pip install 'xnorinfer[convert]'"
+        )
         return EXIT_OK
     from xnorinfer import xbin
     from xnorinfer.float_equivalent import torch_module
@@ -474,8 +507,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         t = time_shape(shape, threads=args.threads, isa=args.isa)
         c, h, w, o = shape
         failed |= not t.exact
-        print(f"{f'{c} x {h} x {w} -> {o}':<26}{t.binary_ms:>10.3f}{t.float_ms:>10.3f}{t.speedup:>8.1f}x"
-              f"{t.binary_macs_per_s:>14.3e}  {'yes' if t.exact else 'NO'}")
+        print(
+            f"{f'{c} x {h} x {w} -> {o}':<26}{t.binary_ms:>10.3f}{t.float_ms:>10.3f}{t.speedup:>8.1f}x"
+            f"{t.binary_macs_per_s:>14.3e}  {'yes' if t.exact else 'NO'}"
+        )
     if failed:
         raise CliError("binary and float sums differ on some shape", EXIT_FAILED)
     return EXIT_OK
@@ -522,31 +557,48 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, description: str, example: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=description, epilog=f"example:\n  {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         # also after the command; SUPPRESS keeps the top-level value when it is not given here
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the full traceback on errors")
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
+        )
         return p
 
-    conv = add("convert", "convert a trained PyTorch BNN into a verified .xbin",
-               "Capture the model (torch.export), recognise binary layers and signs, fold BatchNorm and scales "
-               "into integer thresholds, pack the weights, verify the result against PyTorch and the canonical "
-               "reference on random (or --calib) inputs, and write one .xbin. Nothing is written when "
-               "verification fails (unless --force) or an op is unsupported.",
-               "xnorinfer convert model.pt2 -o model.xbin --mean 0.5 --std 0.5 --labels labels.txt\n"
-               "  xnorinfer convert --module 'xnorinfer.zoo:lfc' --weights models/lfc-mnist/state_dict.pth "
-               "--input-shape 1,1,28,28 -o lfc.xbin")
+    conv = add(
+        "convert",
+        "convert a trained PyTorch BNN into a verified .xbin",
+        "Capture the model (torch.export), recognise binary layers and signs, fold BatchNorm and scales "
+        "into integer thresholds, pack the weights, verify the result against PyTorch and the canonical "
+        "reference on random (or --calib) inputs, and write one .xbin. Nothing is written when "
+        "verification fails (unless --force) or an op is unsupported.",
+        "xnorinfer convert model.pt2 -o model.xbin --mean 0.5 --std 0.5 --labels labels.txt\n"
+        "  xnorinfer convert --module 'xnorinfer.zoo:lfc' --weights models/lfc-mnist/state_dict.pth "
+        "--input-shape 1,1,28,28 -o lfc.xbin",
+    )
     conv.add_argument("model", nargs="?", help="an ExportedProgram saved with torch.export.save (.pt2/.pt)")
     conv.add_argument("-o", "--output", help="output .xbin (default: the model path with .xbin)")
-    conv.add_argument("--module", metavar="WHERE:FACTORY",
-                      help="build the model by calling FACTORY from a module (pkg.mod:build) or a file "
-                           "(path/to/model.py:build), with literal arguments if needed "
-                           "('xnorinfer.zoo:vgg_small(width=0.5)'), instead of reading a .pt2")
+    conv.add_argument(
+        "--module",
+        metavar="WHERE:FACTORY",
+        help="build the model by calling FACTORY from a module (pkg.mod:build) or a file "
+        "(path/to/model.py:build), with literal arguments if needed "
+        "('xnorinfer.zoo:vgg_small(width=0.5)'), instead of reading a .pt2",
+    )
     conv.add_argument("--weights", help="state_dict for --module (a `module.` prefix or a {'state_dict': ...} is fine)")
     conv.add_argument("--input-shape", type=_ints, help="N,C,H,W example input shape (needed with --module/--calib)")
-    conv.add_argument("--binarize", action="append", default=[], metavar="PATTERN",
-                      help="declare conv/linear layers whose module path matches PATTERN binary (repeatable)")
+    conv.add_argument(
+        "--binarize",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="declare conv/linear layers whose module path matches PATTERN binary (repeatable)",
+    )
     conv.add_argument("--calib", metavar="DIR", help="verify on these images instead of random inputs")
     conv.add_argument("--samples", type=_batch, default=64, help="random verification inputs (default 64)")
     conv.add_argument("--mean", type=_floats, help="per-channel mean recorded for preprocessing, e.g. 0.5,0.5,0.5")
@@ -555,62 +607,106 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--labels", type=_labels, help="class labels: a file with one per line, or a comma list")
     conv.add_argument("--force", action="store_true", help="write even if verification finds differences")
     conv.add_argument("--no-verify", action="store_true", help="skip verification")
-    conv.add_argument("--trust-pickle", action="store_true",
-                      help="allow loading a pickled whole module (runs arbitrary code from the file)")
+    conv.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow loading a pickled whole module (runs arbitrary code from the file)",
+    )
     conv.set_defaults(func=cmd_convert)
 
-    run = add("run", "classify images with a .xbin model",
-              "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "
-              "metadata says, run the model in batches and print the top classes.",
-              "xnorinfer run model.xbin cat.png more_images/ --top 3")
+    run = add(
+        "run",
+        "classify images with a .xbin model",
+        "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "
+        "metadata says, run the model in batches and print the top classes.",
+        "xnorinfer run model.xbin cat.png more_images/ --top 3",
+    )
     run.add_argument("model", help="a .xbin file")
     run.add_argument("images", nargs="+", help="image files or folders of images")
     run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     run.add_argument("--batch", type=_batch, default=32, help="images per engine call (default 32)")
-    run.add_argument("-q", "--quiet", action="store_true",
-                     help="no warnings about images converted to fit the model (colour, aspect ratio)")
-    run.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
-                     help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no warnings about images converted to fit the model (colour, aspect ratio)",
+    )
+    run.add_argument(
+        "--max-memory",
+        type=_positive,
+        default=None,
+        metavar="BYTES",
+        help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)",
+    )
     run.set_defaults(func=cmd_run)
 
-    inspect = add("inspect", "print a .xbin model's ops, sizes and metadata",
-                  "Print the per-op summary (module path, kind, output shape, weight bits, binary MACs or FLOPs), "
-                  "totals, the size against float32 weights, and the metadata.",
-                  "xnorinfer inspect model.xbin")
+    inspect = add(
+        "inspect",
+        "print a .xbin model's ops, sizes and metadata",
+        "Print the per-op summary (module path, kind, output shape, weight bits, binary MACs or FLOPs), "
+        "totals, the size against float32 weights, and the metadata.",
+        "xnorinfer inspect model.xbin",
+    )
     inspect.add_argument("model", help="a .xbin file")
     inspect.set_defaults(func=cmd_inspect)
 
-    bench = add("bench", "measure a .xbin model's latency and throughput",
-                "Run the model on random input and report latency (median, p90, p99) and throughput.",
-                "xnorinfer bench model.xbin --batch 8 --threads 2 --compare model.pt2")
+    bench = add(
+        "bench",
+        "measure a .xbin model's latency and throughput",
+        "Run the model on random input and report latency (median, p90, p99) and throughput.",
+        "xnorinfer bench model.xbin --batch 8 --threads 2 --compare model.pt2",
+    )
     bench.add_argument("model", help="a .xbin file")
     bench.add_argument("--batch", type=_batch, default=1, help="batch size (default 1)")
     bench.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     bench.add_argument("--runs", type=_positive, default=100, help="timed runs (default 100)")
-    bench.add_argument("--max-memory", type=_positive, default=None, metavar="BYTES",
-                       help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)")
-    bench.add_argument("--compare", metavar="MODEL_PT2", default=None,
-                       help="also time the float PyTorch model (torch.export .pt2) on the same input and threads")
-    bench.add_argument("--profile", action="store_true",
-                       help="also time every op (over --runs runs) and print its ms per run and share of the total")
+    bench.add_argument(
+        "--max-memory",
+        type=_positive,
+        default=None,
+        metavar="BYTES",
+        help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)",
+    )
+    bench.add_argument(
+        "--compare",
+        metavar="MODEL_PT2",
+        default=None,
+        help="also time the float PyTorch model (torch.export .pt2) on the same input and threads",
+    )
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time every op (over --runs runs) and print its ms per run and share of the total",
+    )
     bench.set_defaults(func=cmd_bench)
 
-    demo = add("demo", "run the shipped default model on the shipped sample images",
-               "Classify the sample images shipped with xnorinfer using the default model, print the "
-               "predictions next to the true labels and, when torch is installed, the speedup over the "
-               "float PyTorch model.", "xnorinfer demo")
+    demo = add(
+        "demo",
+        "run the shipped default model on the shipped sample images",
+        "Classify the sample images shipped with xnorinfer using the default model, print the "
+        "predictions next to the true labels and, when torch is installed, the speedup over the "
+        "float PyTorch model.",
+        "xnorinfer demo",
+    )
     demo.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
     demo.set_defaults(func=cmd_demo)
 
-    kernels = add("kernels", "check and time the binary conv kernels against float conv on this machine",
-                  "Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums against "
-                  "xnorinfer's float32 convolution of the same +/-1 data, and prints both times.",
-                  "xnorinfer kernels --threads 2")
+    kernels = add(
+        "kernels",
+        "check and time the binary conv kernels against float conv on this machine",
+        "Runs the binary 3x3 convolution on the benchmark shapes, checks its integer sums against "
+        "xnorinfer's float32 convolution of the same +/-1 data, and prints both times.",
+        "xnorinfer kernels --threads 2",
+    )
     kernels.add_argument("--threads", type=_threads, default=1, help="worker threads (default 1)")
-    kernels.add_argument("--isa", choices=["scalar", "avx2", "avx512"], default=None,
-                         help="force an ISA path (default: XNORINFER_ISA or the best available)")
+    kernels.add_argument(
+        "--isa",
+        choices=["scalar", "avx2", "avx512"],
+        default=None,
+        help="force an ISA path (default: XNORINFER_ISA or the best available)",
+    )
     kernels.set_defaults(func=cmd_kernels)
     return parser
 

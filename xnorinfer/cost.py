@@ -30,8 +30,14 @@ class OpCost:
     float_flops: int
 
 
-def op_cost(name: str, kind: str, attrs: Mapping[str, object], params: Mapping[str, tuple[Sequence[int], str]],
-            in_shape: Sequence[int], out_shape: Sequence[int]) -> OpCost:
+def op_cost(
+    name: str,
+    kind: str,
+    attrs: Mapping[str, object],
+    params: Mapping[str, tuple[Sequence[int], str]],
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+) -> OpCost:
     """Cost of one op; `params` maps a parameter name to (shape, numpy dtype name)."""
     out_shape = tuple(int(d) for d in out_shape)
     spatial = math.prod(out_shape[1:-1]) if len(out_shape) > 2 else 1
@@ -54,8 +60,16 @@ def op_cost(name: str, kind: str, attrs: Mapping[str, object], params: Mapping[s
         flops = 2 * math.prod(params["weight"][0])
     elif kind not in BINARY_KINDS:
         flops = math.prod(int(d) for d in in_shape)  # one operation per input element
-    return OpCost(name, kind, "binary" if kind in BINARY_KINDS else "float", out_shape, int(stored),
-                  int(float32_bits), int(macs), int(flops))
+    return OpCost(
+        name,
+        kind,
+        "binary" if kind in BINARY_KINDS else "float",
+        out_shape,
+        int(stored),
+        int(float32_bits),
+        int(macs),
+        int(flops),
+    )
 
 
 def totals(costs: Sequence[OpCost]) -> dict[str, int | float]:
@@ -72,16 +86,22 @@ def totals(costs: Sequence[OpCost]) -> dict[str, int | float]:
 
 def format_table(costs: Sequence[OpCost]) -> list[str]:
     """One line per op, then the totals line."""
-    head = (f"{'module':<28} {'op':<14} {'kind':<6} {'output (NHWC)':<18} {'weight bits':>11} {'bin MACs':>10} "
-            f"{'FLOPs':>10}")
+    head = (
+        f"{'module':<28} {'op':<14} {'kind':<6} {'output (NHWC)':<18} {'weight bits':>11} {'bin MACs':>10} "
+        f"{'FLOPs':>10}"
+    )
     lines = [head, "-" * len(head)]
     for c in costs:
         name = printable(c.name)[:28]
-        lines.append(f"{name:<28} {c.kind:<14} {c.domain:<6} {str(c.out_shape):<18} {c.weight_bits:>11} "
-                     f"{c.binary_macs:>10} {c.float_flops:>10}")
+        lines.append(
+            f"{name:<28} {c.kind:<14} {c.domain:<6} {str(c.out_shape):<18} {c.weight_bits:>11} "
+            f"{c.binary_macs:>10} {c.float_flops:>10}"
+        )
     t = totals(costs)
     lines.append("-" * len(head))
-    lines.append(f"total: {t['binary_macs']} binary MACs, {t['float_flops']} float FLOPs, "
-                 f"{t['weight_bytes']} weight bytes vs {t['float32_weight_bytes']} as float32 "
-                 f"({t['compression']:.1f}x smaller)")
+    lines.append(
+        f"total: {t['binary_macs']} binary MACs, {t['float_flops']} float FLOPs, "
+        f"{t['weight_bytes']} weight bytes vs {t['float32_weight_bytes']} as float32 "
+        f"({t['compression']:.1f}x smaller)"
+    )
     return lines

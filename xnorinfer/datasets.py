@@ -28,8 +28,18 @@ from pathlib import Path
 import numpy as np
 
 MNIST_CLASSES = [str(d) for d in range(10)]
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 NAMES = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -38,11 +48,11 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then the red, green and blue 
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _WHERE_TO_GET = {
     "mnist": "the four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-             "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in {root}/mnist/",
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in {root}/mnist/",
     "fashion-mnist": "the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ..., "
-                     "t10k-labels-idx1-ubyte.gz) in {root}/fashion-mnist/",
+    "t10k-labels-idx1-ubyte.gz) in {root}/fashion-mnist/",
     "cifar10": "the CIFAR-10 binary version (cifar-10-binary.tar.gz, or its extracted cifar-10-batches-bin/) "
-               "in {root}/",
+    "in {root}/",
     "imagefolder": "an ImageFolder tree {root}/<split>/<class>/<image files>",
 }
 

@@ -78,8 +78,9 @@ class GraphModule(torch.nn.Module):
             elif k in ("maxpool2d", "bmaxpool2d"):
                 y = F.max_pool2d(x0, a["kernel"], a["stride"], a["padding"])
             elif k == "avgpool2d":
-                y = F.avg_pool2d(x0, a["kernel"], a["stride"], a["padding"],
-                                 count_include_pad=a.get("count_include_pad", True))
+                y = F.avg_pool2d(
+                    x0, a["kernel"], a["stride"], a["padding"], count_include_pad=a.get("count_include_pad", True)
+                )
             elif k == "global_avgpool":
                 y = x0.mean(dim=(2, 3))
             elif k == "add":

@@ -52,8 +52,12 @@ OP_SPECS: dict[str, tuple[set[str], set[str], set[str], set[str]]] = {
     # float -> bits
     "sign": (set(), {"sign_zero"}, set(), {"threshold"}),
     # bits -> bits / float
-    "bconv2d": ({"stride", "padding", "pad_mode", "output", "in_channels"}, set(), {"weight"},
-                {"threshold", "flip", "multiplier", "bias"}),
+    "bconv2d": (
+        {"stride", "padding", "pad_mode", "output", "in_channels"},
+        set(),
+        {"weight"},
+        {"threshold", "flip", "multiplier", "bias"},
+    ),
     "blinear": ({"output", "in_features"}, set(), {"weight"}, {"threshold", "flip", "multiplier", "bias"}),
     "bmaxpool2d": ({"kernel", "stride", "padding"}, set(), set(), set()),
     "bconcat": (set(), set(), set(), set()),

@@ -56,8 +56,9 @@ def _median_ms(fn: Callable[[], object], min_time: float = 0.2, min_runs: int = 
     return float(np.median(times)) * 1e3
 
 
-def time_shape(shape: tuple[int, int, int, int], threads: int = 1, isa: str | None = None,
-               seed: int = 0) -> KernelTiming:
+def time_shape(
+    shape: tuple[int, int, int, int], threads: int = 1, isa: str | None = None, seed: int = 0
+) -> KernelTiming:
     """Time one shape; `exact` says whether binary and float sums agreed on every output."""
     c, h, w, o = shape
     rng = np.random.default_rng(seed)

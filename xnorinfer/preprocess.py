@@ -55,20 +55,26 @@ class InputSpec:
             raise ValueError(f"model metadata has no NCHW input_shape of positive integers (got {shape!r})")
         _, c, h, w = (int(v) for v in shape)
         if h * w > MAX_PIXELS:
-            raise ValueError(f"model metadata input_shape {list(shape)} is larger than the {MAX_PIXELS} pixels "
-                             "an image may have")
+            raise ValueError(
+                f"model metadata input_shape {list(shape)} is larger than the {MAX_PIXELS} pixels an image may have"
+            )
         resize = metadata.get("resize")
         if resize is not None and (not _is_int(resize) or not max(h, w) <= resize <= MAX_RESIZE):
-            raise ValueError(f"model metadata resize must be an integer from {max(h, w)} (the input size) to "
-                             f"{MAX_RESIZE}, got {resize!r}")
+            raise ValueError(
+                f"model metadata resize must be an integer from {max(h, w)} (the input size) to "
+                f"{MAX_RESIZE}, got {resize!r}"
+            )
         stats = {}
         for name in ("mean", "std"):
             values = metadata.get(name)
             if values is None:
                 stats[name] = None
                 continue
-            if (not isinstance(values, list) or len(values) not in (1, c)
-                    or not all(_is_number(v) and math.isfinite(v) for v in values)):
+            if (
+                not isinstance(values, list)
+                or len(values) not in (1, c)
+                or not all(_is_number(v) and math.isfinite(v) for v in values)
+            ):
                 raise ValueError(f"model metadata {name} must be a list of 1 or {c} finite numbers, got {values!r}")
             stats[name] = tuple(float(v) for v in values)
         if stats["std"] is not None and any(v == 0 for v in stats["std"]):
@@ -162,8 +168,10 @@ def _resize(pixels: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
         scale = spec.resize / min(h, w)
         new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
         if new_w * new_h > MAX_PIXELS:  # a very long, thin image
-            raise ImageError(f"{where}: resizing a {w}x{h} image to a shorter side of {spec.resize} gives "
-                             f"{new_w}x{new_h}, more than the {MAX_PIXELS} pixels allowed")
+            raise ImageError(
+                f"{where}: resizing a {w}x{h} image to a shorter side of {spec.resize} gives "
+                f"{new_w}x{new_h}, more than the {MAX_PIXELS} pixels allowed"
+            )
         planes = [p.resize((new_w, new_h), Image.BILINEAR) for p in planes]
         left, top = (new_w - spec.width) // 2, (new_h - spec.height) // 2
         if left < 0 or top < 0:
@@ -209,6 +217,7 @@ def preprocess_image(source: str | Path | Any, spec: InputSpec, notes: list[str]
 
 def preprocess(image: str | Path | Any, session_or_spec: Any) -> np.ndarray:
     """`preprocess_image` with the InputSpec of a Session (from its metadata) or an InputSpec."""
-    spec = session_or_spec if isinstance(session_or_spec, InputSpec) else InputSpec.from_metadata(
-        session_or_spec.metadata)
+    spec = (
+        session_or_spec if isinstance(session_or_spec, InputSpec) else InputSpec.from_metadata(session_or_spec.metadata)
+    )
     return preprocess_image(image, spec)

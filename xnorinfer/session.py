@@ -34,8 +34,7 @@ class Session:
     (ValueError). Either message names the largest buffer and its op.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
-                 max_memory: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, max_memory: int | None = None) -> None:
         name = os.fspath(path)
         _core.default_isa()  # a bad XNORINFER_ISA is named now, not blamed on the first input later
         if os.path.isdir(name):
@@ -46,8 +45,9 @@ class Session:
             threads = _default_threads()
         if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
-        if max_memory is not None and (not isinstance(max_memory, int) or isinstance(max_memory, bool)
-                                       or not 1 <= max_memory < 1 << 64):
+        if max_memory is not None and (
+            not isinstance(max_memory, int) or isinstance(max_memory, bool) or not 1 <= max_memory < 1 << 64
+        ):
             raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
         try:
             file = _core.XbinFile(os.fsencode(name))  # bytes: any file name the OS allows
@@ -56,8 +56,9 @@ class Session:
         except UnicodeDecodeError as err:  # the C++ message quotes a file name that is not UTF-8
             raise XbinError(err.object.decode("utf-8", "surrogateescape")) from None
         sizes = [(1 if s["kind"] == "json" else 2, s["size"]) for s in file.sections]
-        self._desc = xbin.describe(xbin.parse_json(file.json(), name), name, sizes,
-                                   [str(s["name"]) for s in file.sections])
+        self._desc = xbin.describe(
+            xbin.parse_json(file.json(), name), name, sizes, [str(s["name"]) for s in file.sections]
+        )
         try:
             self._core = _core.Session(file, self._desc, threads, max_memory)
         except ValueError as err:  # bad shapes/attrs found by the C++ checks: a file problem
@@ -65,15 +66,21 @@ class Session:
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
         # an (N, F) model (an MLP without Flatten): the engine runs it as NCHW (N, F, 1, 1)
-        self._features_input = (self._desc["metadata"].get("input_layout") == "NF"
-                                and tuple(self._input_shape[2:]) == (1, 1))
+        self._features_input = self._desc["metadata"].get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
+            1,
+            1,
+        )
         meta = self._desc["metadata"].get("input_shape")
         if meta is not None:
-            ok = isinstance(meta, list) and len(meta) == len(self._input_shape) and all(
-                isinstance(d, int) and not isinstance(d, bool) for d in meta)
+            ok = (
+                isinstance(meta, list)
+                and len(meta) == len(self._input_shape)
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in meta)
+            )
             if not ok or list(meta[1:]) != list(self._input_shape[1:]) or meta[0] < 1:
-                raise XbinError(f"{name}: metadata input_shape {meta!r} does not match the graph input "
-                                f"{self._input_shape}")
+                raise XbinError(
+                    f"{name}: metadata input_shape {meta!r} does not match the graph input {self._input_shape}"
+                )
             try:  # preprocessing's entries (resize, mean, std), checked now rather than at the first image
                 InputSpec.from_metadata(self._desc["metadata"])
             except ValueError as err:
@@ -126,8 +133,10 @@ class Session:
         try:
             outs = self._core.run(arr, isa)
         except ValueError as err:
-            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
-                             f"{tuple(self.input_shape)}): {err}") from None
+            raise ValueError(
+                f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
+                f"{tuple(self.input_shape)}): {err}"
+            ) from None
         return outs[0] if len(outs) == 1 else list(outs)
 
     def profile(self, x: np.ndarray, runs: int = 10, isa: str | None = None) -> list[dict[str, Any]]:
@@ -144,12 +153,21 @@ class Session:
             self._core.run(arr, isa)  # warm-up: plans memory for this shape, fills caches
             ops, _ = self._core.profile(arr, runs, isa)
         except ValueError as err:
-            raise ValueError(f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
-                             f"{tuple(self.input_shape)}): {err}") from None
+            raise ValueError(
+                f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
+                f"{tuple(self.input_shape)}): {err}"
+            ) from None
         total = sum(float(op["seconds"]) for op in ops)
-        return [{"name": str(op["name"]), "kind": str(op["kind"]), "total_ms": float(op["seconds"]) * 1e3,
-                 "ms_per_run": float(op["seconds"]) * 1e3 / runs,
-                 "share": float(op["seconds"]) / total if total > 0 else 1.0 / len(ops)} for op in ops]
+        return [
+            {
+                "name": str(op["name"]),
+                "kind": str(op["kind"]),
+                "total_ms": float(op["seconds"]) * 1e3,
+                "ms_per_run": float(op["seconds"]) * 1e3 / runs,
+                "share": float(op["seconds"]) / total if total > 0 else 1.0 / len(ops),
+            }
+            for op in ops
+        ]
 
     def _checked_input(self, x: np.ndarray) -> np.ndarray:
         """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error.
@@ -163,29 +181,51 @@ class Session:
             arr = arr.astype(np.float32)
         if self._features_input:
             if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self._input_shape[1]:
-                raise ValueError(f"{self._path}: input must be float32 (N, {self._input_shape[1]}) with N >= 1, "
-                                 f"got shape {arr.shape}")
+                raise ValueError(
+                    f"{self._path}: input must be float32 (N, {self._input_shape[1]}) with N >= 1, "
+                    f"got shape {arr.shape}"
+                )
             return np.ascontiguousarray(arr).reshape(arr.shape[0], arr.shape[1], 1, 1)
         if arr.ndim != 4:
             raise ValueError(f"{self._path}: input must be NCHW (N, C, H, W), got shape {arr.shape}")
         if arr.shape[0] < 1 or arr.shape[1] != self.input_shape[1]:
-            raise ValueError(f"{self._path}: input must be float32 NCHW (N, {self.input_shape[1]}, H, W) with N >= 1 "
-                             f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}")
+            raise ValueError(
+                f"{self._path}: input must be float32 NCHW (N, {self.input_shape[1]}, H, W) with N >= 1 "
+                f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}"
+            )
         return np.ascontiguousarray(arr)
 
     def costs(self) -> list[OpCost]:
         """Per-op cost (xnorinfer.cost, the model `convert` reports with), batch 1."""
         _, c, h, w = self._input_shape
         shapes = self._core.tensor_shapes(1, c, h, w)
-        return [op_cost(op["name"], op["kind"], op["attrs"],
-                        {k: (p["shape"], p["dtype"]) for k, p in op["params"].items()},
-                        shapes[op["inputs"][0]], shapes[op["outputs"][0]]) for op in self._desc["ops"]]
+        return [
+            op_cost(
+                op["name"],
+                op["kind"],
+                op["attrs"],
+                {k: (p["shape"], p["dtype"]) for k, p in op["params"].items()},
+                shapes[op["inputs"][0]],
+                shapes[op["outputs"][0]],
+            )
+            for op in self._desc["ops"]
+        ]
 
     def summary(self) -> list[dict[str, Any]]:
         """Per-op rows: name, kind, output shape, weight bits/bytes as stored, binary MACs and FLOPs (batch 1)."""
-        return [{"name": c.name, "kind": c.kind, "output_shape": c.out_shape, "weight_bits": c.weight_bits,
-                 "weight_bytes": c.weight_bits // 8, "float32_weight_bits": c.float32_weight_bits,
-                 "binary_macs": c.binary_macs, "flops": c.float_flops} for c in self.costs()]
+        return [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "output_shape": c.out_shape,
+                "weight_bits": c.weight_bits,
+                "weight_bytes": c.weight_bits // 8,
+                "float32_weight_bits": c.float32_weight_bits,
+                "binary_macs": c.binary_macs,
+                "flops": c.float_flops,
+            }
+            for c in self.costs()
+        ]
 
     def __repr__(self) -> str:
         return f"Session({self._path!r}, threads={self.threads}, input_shape={self.input_shape})"

@@ -116,24 +116,30 @@ def _graph_json(graph: ir.Graph) -> tuple[bytes, list[np.ndarray]]:
         params = {}
         for pname, arr in op.params.items():
             arrays.append(np.ascontiguousarray(arr, dtype=_NUMPY_DTYPES[param_dtype(op.kind, pname)]))
-            params[pname] = {"dtype": param_dtype(op.kind, pname), "shape": [int(d) for d in arr.shape],
-                             "section": len(arrays)}
-        ops.append({
-            "kind": op.kind,
-            "name": op.name,
-            "inputs": list(op.inputs),
-            "outputs": list(op.outputs),
-            "attrs": _json_value(dict(op.attrs), f"op {op.name} attrs"),
-            "params": params,
-        })
+            params[pname] = {
+                "dtype": param_dtype(op.kind, pname),
+                "shape": [int(d) for d in arr.shape],
+                "section": len(arrays),
+            }
+        ops.append(
+            {
+                "kind": op.kind,
+                "name": op.name,
+                "inputs": list(op.inputs),
+                "outputs": list(op.outputs),
+                "attrs": _json_value(dict(op.attrs), f"op {op.name} attrs"),
+                "params": params,
+            }
+        )
     doc = {
         "format": "xnorinfer.xbin",
         "ir_version": ir.IR_VERSION,
         "metadata": _json_value(dict(graph.metadata), "metadata"),
         "inputs": list(graph.inputs),
         "outputs": list(graph.outputs),
-        "tensors": [{"name": t.name, "dtype": t.dtype, "shape": [int(d) for d in t.shape]}
-                    for t in graph.tensors.values()],
+        "tensors": [
+            {"name": t.name, "dtype": t.dtype, "shape": [int(d) for d in t.shape]} for t in graph.tensors.values()
+        ],
         "ops": ops,
     }
     return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode(), arrays
@@ -145,7 +151,7 @@ def assemble(payloads: Sequence[tuple[int, str, bytes]]) -> bytes:
     table = bytearray()
     layout = []
     for kind, name, data in payloads:
-        table += _ENTRY.pack(kind, 0, offset, len(data), zlib.crc32(data), 0, name.encode()[:NAME_BYTES - 1])
+        table += _ENTRY.pack(kind, 0, offset, len(data), zlib.crc32(data), 0, name.encode()[: NAME_BYTES - 1])
         layout.append((offset, data))
         offset = _align(offset + len(data))
     file_size = layout[-1][0] + len(layout[-1][1]) if layout else HEADER_BYTES
@@ -195,8 +201,10 @@ def check_header(head: bytes, size: int, path: str) -> tuple[int, int]:
     .xbin is never read whole.
     """
     if size < HEADER_BYTES or len(head) < HEADER_BYTES:
-        raise XbinError(f"{path}: file is {size} bytes, smaller than the {HEADER_BYTES}-byte header "
-                        "(truncated or not an .xbin file)")
+        raise XbinError(
+            f"{path}: file is {size} bytes, smaller than the {HEADER_BYTES}-byte header "
+            "(truncated or not an .xbin file)"
+        )
     magic, version, count, declared, table_crc, header_crc = _HEADER.unpack_from(head, 0)
     if magic != MAGIC:
         raise XbinError(f"{path}: bad magic: not an .xbin file")
@@ -242,7 +250,7 @@ def parse_container(data: bytes | bytearray, path: str) -> list[tuple[int, str, 
             raise XbinError(f"{where}: bytes [{off}, +{n}) lie outside the file's data area [{table_end}, {size})")
         if kind == KIND_JSON and not 0 < n <= MAX_JSON_BYTES:
             raise XbinError(f"{where}: graph JSON size {n} is out of range")
-        if zlib.crc32(data[off:off + n]) != crc:
+        if zlib.crc32(data[off : off + n]) != crc:
             raise XbinError(f"{where}: checksum mismatch (corrupted data)")
         sections.append((kind, name, off, n))
     # Empty sections hold no bytes: they overlap nothing and end no padding run (as in the C++ reader).
@@ -269,8 +277,11 @@ def _is_int(v: Any) -> bool:
 
 
 def _shape(v: Any, path: str, where: str, ranks: Sequence[int]) -> list[int]:
-    _expect(isinstance(v, list) and len(v) in ranks and all(_is_int(d) and 1 <= d <= 1 << 30 for d in v),
-            path, f"{where}: shape {v!r} must be a list of {'/'.join(map(str, ranks))} positive integers")
+    _expect(
+        isinstance(v, list) and len(v) in ranks and all(_is_int(d) and 1 <= d <= 1 << 30 for d in v),
+        path,
+        f"{where}: shape {v!r} must be a list of {'/'.join(map(str, ranks))} positive integers",
+    )
     return list(v)
 
 
@@ -288,13 +299,17 @@ def parse_json(text: bytes, path: str) -> dict[str, Any]:
     _expect(doc.get("format") == "xnorinfer.xbin", path, "graph JSON 'format' is not 'xnorinfer.xbin'")
     _expect(_is_int(doc.get("ir_version")), path, "graph JSON 'ir_version' is missing")
     _expect(doc["ir_version"] >= 1, path, f"IR version {doc['ir_version']} is invalid (versions start at 1)")
-    _expect(doc["ir_version"] <= ir.IR_VERSION, path,
-            f"IR version {doc['ir_version']} is newer than this xnorinfer supports ({ir.IR_VERSION})")
+    _expect(
+        doc["ir_version"] <= ir.IR_VERSION,
+        path,
+        f"IR version {doc['ir_version']} is newer than this xnorinfer supports ({ir.IR_VERSION})",
+    )
     return doc
 
 
-def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, int]],
-             section_names: Sequence[str] | None = None) -> dict[str, Any]:
+def describe(
+    doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, int]], section_names: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Check the graph JSON against the section table and return the runtime's graph description.
 
     `section_sizes` is (kind, size) per section. The description is plain dicts/lists:
@@ -307,23 +322,38 @@ def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, 
     for t in doc["tensors"]:
         _expect(isinstance(t, dict) and isinstance(t.get("name"), str), path, "tensor entry without a name")
         _expect(t.get("dtype") in ("f32", "bits"), path, f"tensor {t['name']!r}: dtype must be 'f32' or 'bits'")
-        tensors.append({"name": t["name"], "dtype": t["dtype"],
-                        "shape": _shape(t.get("shape"), path, f"tensor {t['name']!r}", (2, 4))})
+        tensors.append(
+            {
+                "name": t["name"],
+                "dtype": t["dtype"],
+                "shape": _shape(t.get("shape"), path, f"tensor {t['name']!r}", (2, 4)),
+            }
+        )
     used_sections: set[int] = set()
     ops = []
     for o in doc["ops"]:
-        _expect(isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("kind"), str),
-                path, "op entry without a name or kind")
+        _expect(
+            isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("kind"), str),
+            path,
+            "op entry without a name or kind",
+        )
         where = f"op {o['name']} ({o['kind']})"
         _expect(o["kind"] in ir.OP_SPECS, path, f"{where}: unknown op kind")
         for key in ("inputs", "outputs"):
-            _expect(isinstance(o.get(key), list) and all(isinstance(s, str) for s in o[key]), path,
-                    f"{where}: '{key}' must be a list of tensor names")
-        _expect(isinstance(o.get("attrs"), dict) and isinstance(o.get("params"), dict), path,
-                f"{where}: 'attrs' and 'params' must be objects")
+            _expect(
+                isinstance(o.get(key), list) and all(isinstance(s, str) for s in o[key]),
+                path,
+                f"{where}: '{key}' must be a list of tensor names",
+            )
+        _expect(
+            isinstance(o.get("attrs"), dict) and isinstance(o.get("params"), dict),
+            path,
+            f"{where}: 'attrs' and 'params' must be objects",
+        )
         for key, value in o["attrs"].items():
             ok = isinstance(value, (bool, int, float, str)) or (
-                isinstance(value, list) and all(_is_int(v) for v in value))
+                isinstance(value, list) and all(_is_int(v) for v in value)
+            )
             _expect(ok, path, f"{where}: attribute {key!r} has an unsupported value {value!r}")
         params = {}
         for pname, p in o["params"].items():
@@ -333,38 +363,63 @@ def describe(doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, 
             _expect(p.get("dtype") == want, path, f"{pw}: dtype must be {want}, got {p.get('dtype')!r}")
             shape = _shape(p.get("shape"), path, pw, (1, 2, 3, 4))
             sec = p.get("section")
-            _expect(_is_int(sec) and 1 <= sec < len(section_sizes) and section_sizes[sec][0] == KIND_DATA,
-                    path, f"{pw}: section {sec!r} is not a data section of this file")
+            _expect(
+                _is_int(sec) and 1 <= sec < len(section_sizes) and section_sizes[sec][0] == KIND_DATA,
+                path,
+                f"{pw}: section {sec!r} is not a data section of this file",
+            )
             _expect(sec not in used_sections, path, f"{pw}: section {sec} is used twice")
             # Entry i must be the section written as param<i>: a consistent swap of two table
             # entries (each with its own valid CRC) would otherwise load the wrong weights.
-            _expect(section_names is None or section_names[sec] == f"param{sec}", path,
-                    f"{pw}: section {sec} is named {section_names[sec] if section_names else ''!r}, expected "
-                    f"'param{sec}' (section table entries reordered?)")
+            _expect(
+                section_names is None or section_names[sec] == f"param{sec}",
+                path,
+                f"{pw}: section {sec} is named {section_names[sec] if section_names else ''!r}, expected "
+                f"'param{sec}' (section table entries reordered?)",
+            )
             used_sections.add(sec)
             need = math.prod(shape) * _NUMPY_DTYPES[want].itemsize
-            _expect(need == section_sizes[sec][1], path,
-                    f"{pw}: {want} shape {tuple(shape)} needs {need} bytes but its section has {section_sizes[sec][1]}")
+            _expect(
+                need == section_sizes[sec][1],
+                path,
+                f"{pw}: {want} shape {tuple(shape)} needs {need} bytes but its section has {section_sizes[sec][1]}",
+            )
             params[pname] = {"section": sec, "dtype": want, "shape": shape}
-        ops.append({"kind": o["kind"], "name": o["name"], "inputs": list(o["inputs"]),
-                    "outputs": list(o["outputs"]), "attrs": dict(o["attrs"]), "params": params})
+        ops.append(
+            {
+                "kind": o["kind"],
+                "name": o["name"],
+                "inputs": list(o["inputs"]),
+                "outputs": list(o["outputs"]),
+                "attrs": dict(o["attrs"]),
+                "params": params,
+            }
+        )
     for key in ("inputs", "outputs"):
         _expect(all(isinstance(s, str) for s in doc[key]), path, f"graph '{key}' must be tensor names")
     names = [t["name"] for t in tensors]
     _expect(len(set(names)) == len(names), path, "a tensor name is declared twice")
     # Structural checks of the IR (known ops, attrs/params present, topological order).
     skeleton = ir.Graph(
-        inputs=list(doc["inputs"]), outputs=list(doc["outputs"]),
+        inputs=list(doc["inputs"]),
+        outputs=list(doc["outputs"]),
         tensors={t["name"]: ir.Tensor(t["name"], tuple(t["shape"]), t["dtype"]) for t in tensors},
-        ops=[ir.Op(o["kind"], o["name"], o["inputs"], o["outputs"], o["attrs"],
-                   {k: np.empty(0) for k in o["params"]}) for o in ops],
+        ops=[
+            ir.Op(o["kind"], o["name"], o["inputs"], o["outputs"], o["attrs"], {k: np.empty(0) for k in o["params"]})
+            for o in ops
+        ],
     )
     try:
         skeleton.validate()
     except ValueError as err:
         raise XbinError(f"{path}: {err}") from None
-    return {"inputs": list(doc["inputs"]), "outputs": list(doc["outputs"]), "tensors": tensors, "ops": ops,
-            "metadata": doc["metadata"]}
+    return {
+        "inputs": list(doc["inputs"]),
+        "outputs": list(doc["outputs"]),
+        "tensors": tensors,
+        "ops": ops,
+        "metadata": doc["metadata"],
+    }
 
 
 def read(path: str | os.PathLike[str]) -> ir.Graph:
@@ -383,8 +438,9 @@ def read(path: str | os.PathLike[str]) -> ir.Graph:
         raise XbinError(f"{name}: cannot read: {err.strerror or err}") from None
     sections = parse_container(data, name)
     kind, _, off, size = sections[0]
-    desc = describe(parse_json(data[off:off + size], name), name, [(s[0], s[3]) for s in sections],
-                    [s[1] for s in sections])
+    desc = describe(
+        parse_json(data[off : off + size], name), name, [(s[0], s[3]) for s in sections], [s[1] for s in sections]
+    )
     ops = []
     for o in desc["ops"]:
         params = {}
@@ -394,7 +450,9 @@ def read(path: str | os.PathLike[str]) -> ir.Graph:
             params[pname] = arr.astype(np.dtype(p["dtype"]), copy=True).reshape(p["shape"])
         ops.append(ir.Op(o["kind"], o["name"], o["inputs"], o["outputs"], o["attrs"], params))
     return ir.Graph(
-        inputs=desc["inputs"], outputs=desc["outputs"],
+        inputs=desc["inputs"],
+        outputs=desc["outputs"],
         tensors={t["name"]: ir.Tensor(t["name"], tuple(t["shape"]), t["dtype"]) for t in desc["tensors"]},
-        ops=ops, metadata=desc["metadata"],
+        ops=ops,
+        metadata=desc["metadata"],
     )

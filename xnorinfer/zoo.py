@@ -28,10 +28,14 @@ def lfc(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Modul
     features = in_shape[0] * in_shape[1] * in_shape[2]
     return nn.Sequential(
         nn.Flatten(),
-        BinaryLinear(features, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
-        BinaryLinear(hidden, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
-        BinaryLinear(hidden, hidden, input_quantizer=SteSign()), nn.BatchNorm1d(hidden),
-        BinaryLinear(hidden, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+        BinaryLinear(features, hidden, input_quantizer=SteSign()),
+        nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, hidden, input_quantizer=SteSign()),
+        nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, hidden, input_quantizer=SteSign()),
+        nn.BatchNorm1d(hidden),
+        BinaryLinear(hidden, classes, input_quantizer=SteSign()),
+        nn.BatchNorm1d(classes),
     )
 
 
@@ -40,13 +44,21 @@ def bnn_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.M
     c1, c2, fc = int(64 * width), int(128 * width), int(512 * width)
     side = in_shape[1] // 4
     return nn.Sequential(
-        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1),
-        BinaryConv2d(c1, c1, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c1), nn.MaxPool2d(2),
-        BinaryConv2d(c1, c2, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c2),
-        BinaryConv2d(c2, c2, 3, padding=1, input_quantizer=SteSign()), nn.BatchNorm2d(c2), nn.MaxPool2d(2),
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        BinaryConv2d(c1, c1, 3, padding=1, input_quantizer=SteSign()),
+        nn.BatchNorm2d(c1),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c1, c2, 3, padding=1, input_quantizer=SteSign()),
+        nn.BatchNorm2d(c2),
+        BinaryConv2d(c2, c2, 3, padding=1, input_quantizer=SteSign()),
+        nn.BatchNorm2d(c2),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        BinaryLinear(c2 * side * side, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
-        BinaryLinear(fc, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+        BinaryLinear(c2 * side * side, fc, input_quantizer=SteSign()),
+        nn.BatchNorm1d(fc),
+        BinaryLinear(fc, classes, input_quantizer=SteSign()),
+        nn.BatchNorm1d(classes),
     )
 
 
@@ -59,18 +71,28 @@ def vgg_small(width: float = 1.0, in_shape=(3, 32, 32), classes: int = 10) -> nn
     a, b, c, fc = int(128 * width), int(256 * width), int(512 * width), int(1024 * width)
 
     def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-        layers: list[nn.Module] = [BinaryConv2d(cin, cout, 3, padding=1, input_quantizer=SteSign()),
-                                   nn.BatchNorm2d(cout)]
+        layers: list[nn.Module] = [
+            BinaryConv2d(cin, cout, 3, padding=1, input_quantizer=SteSign()),
+            nn.BatchNorm2d(cout),
+        ]
         return layers + ([nn.MaxPool2d(2)] if pool else [])
 
     side = in_shape[1] // 8
     return nn.Sequential(
-        nn.Conv2d(in_shape[0], a, 3, padding=1, bias=False), nn.BatchNorm2d(a),
-        *block(a, a, True), *block(a, b, False), *block(b, b, True), *block(b, c, False), *block(c, c, True),
+        nn.Conv2d(in_shape[0], a, 3, padding=1, bias=False),
+        nn.BatchNorm2d(a),
+        *block(a, a, True),
+        *block(a, b, False),
+        *block(b, b, True),
+        *block(b, c, False),
+        *block(c, c, True),
         nn.Flatten(),
-        BinaryLinear(c * side * side, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
-        BinaryLinear(fc, fc, input_quantizer=SteSign()), nn.BatchNorm1d(fc),
-        BinaryLinear(fc, classes, input_quantizer=SteSign()), nn.BatchNorm1d(classes),
+        BinaryLinear(c * side * side, fc, input_quantizer=SteSign()),
+        nn.BatchNorm1d(fc),
+        BinaryLinear(fc, fc, input_quantizer=SteSign()),
+        nn.BatchNorm1d(fc),
+        BinaryLinear(fc, classes, input_quantizer=SteSign()),
+        nn.BatchNorm1d(classes),
     )
 
 
@@ -92,10 +114,17 @@ def reactnet_small(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) 
     """A small ReActNet-style residual BNN: real-valued shortcuts, RSign, RPReLU, XNOR-Net alpha."""
     c = int(64 * width)
     return nn.Sequential(
-        nn.Conv2d(in_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
-        ReActBlock(c), ReActBlock(c), nn.MaxPool2d(2),
-        ReActBlock(c), ReActBlock(c), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes),
+        nn.Conv2d(in_shape[0], c, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+        ReActBlock(c),
+        ReActBlock(c),
+        nn.MaxPool2d(2),
+        ReActBlock(c),
+        ReActBlock(c),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c, classes),
     )
 
 

@@ -35,7 +35,8 @@ __all__ = ["ConversionError", "convert", "capture_model", "format_table", "Verif
 CONVERTER_VERSION = "0.1.0"
 SIGN_ZERO_NOTE = {
     "0": "torch.sign: sign(0) = 0 in PyTorch; the IR treats it as +1 (a tie, reported by verification)",
-    "+1": "sign(0) = +1", "-1": "sign(0) = -1",
+    "+1": "sign(0) = +1",
+    "-1": "sign(0) = -1",
 }
 
 
@@ -49,10 +50,12 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
-def capture_model(model_or_path: torch.nn.Module | str | os.PathLike[str],
-                  example_inputs: Sequence[torch.Tensor] | None = None, *,
-                  trust_pickle: bool = False
-                  ) -> tuple[torch.export.ExportedProgram, torch.nn.Module | None, str | None]:
+def capture_model(
+    model_or_path: torch.nn.Module | str | os.PathLike[str],
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    *,
+    trust_pickle: bool = False,
+) -> tuple[torch.export.ExportedProgram, torch.nn.Module | None, str | None]:
     """(decomposed ExportedProgram, live module or None, sha256 of the source file or None)."""
     sha = None
     live: torch.nn.Module | None = None
@@ -75,8 +78,10 @@ def capture_model(model_or_path: torch.nn.Module | str | os.PathLike[str],
     elif isinstance(model_or_path, torch.export.ExportedProgram):
         ep = model_or_path
     else:
-        raise ConversionError(f"cannot convert a {type(model_or_path).__name__}: pass an nn.Module, an "
-                              "ExportedProgram or the path of a torch.export.save archive")
+        raise ConversionError(
+            f"cannot convert a {type(model_or_path).__name__}: pass an nn.Module, an "
+            "ExportedProgram or the path of a torch.export.save archive"
+        )
     return capture.decompose(ep), live, sha
 
 
@@ -115,19 +120,22 @@ def _sign_summary(model: Model, graph: ir.Graph) -> None:
     graph.metadata["threshold_float32_disagreements"] = disagree
 
 
-def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
-            example_inputs: Sequence[torch.Tensor] | None = None, *,
-            binarize: Sequence[str] = (),
-            calib: np.ndarray | torch.Tensor | None = None,
-            force: bool = False,
-            verify: bool = True,
-            engine: bool = True,
-            output: str | os.PathLike[str] | None = None,
-            trust_pickle: bool = False,
-            n_verify: int = 64,
-            seed: int = 0,
-            metadata: dict[str, Any] | None = None,
-            progress: bool = False) -> ir.Graph:
+def convert(
+    model_or_path: torch.nn.Module | str | os.PathLike[str],
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    *,
+    binarize: Sequence[str] = (),
+    calib: np.ndarray | torch.Tensor | None = None,
+    force: bool = False,
+    verify: bool = True,
+    engine: bool = True,
+    output: str | os.PathLike[str] | None = None,
+    trust_pickle: bool = False,
+    n_verify: int = 64,
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> ir.Graph:
     """Convert a PyTorch BNN to an `ir.Graph`; with `output`, also write it as .xbin (after verification).
 
     binarize: fnmatch patterns of module paths whose conv/linear weights are declared binary
@@ -144,15 +152,19 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
     model = patterns.recognise(model, binarize)
     graph = lower(model)
     in_shape = list(model.metadata["input_shape"])
-    graph.metadata.update({
-        # an (N, F) model runs as NCHW (N, F, 1, 1) in the engine; Session.run takes (N, F) for it
-        "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2),
-        "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
-        "source_sha256": sha, "converter_version": CONVERTER_VERSION, "ir_version": ir.IR_VERSION,
-        "float_layers": model.metadata.get("float_layers", {}),
-        "binarized": model.metadata.get("binarized", {}),
-        "binary_warnings": model.metadata.get("binary_warnings", {}),
-    })
+    graph.metadata.update(
+        {
+            # an (N, F) model runs as NCHW (N, F, 1, 1) in the engine; Session.run takes (N, F) for it
+            "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2),
+            "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
+            "source_sha256": sha,
+            "converter_version": CONVERTER_VERSION,
+            "ir_version": ir.IR_VERSION,
+            "float_layers": model.metadata.get("float_layers", {}),
+            "binarized": model.metadata.get("binarized", {}),
+            "binary_warnings": model.metadata.get("binary_warnings", {}),
+        }
+    )
     _sign_summary(model, graph)
     if metadata:
         graph.metadata.update(metadata)
@@ -167,8 +179,9 @@ def convert(model_or_path: torch.nn.Module | str | os.PathLike[str],
             x = np.asarray(calib.detach().numpy() if isinstance(calib, torch.Tensor) else calib, np.float32)
         else:
             x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
-        result = run_verify(graph, model_fn, gm, x, batch=int(in_shape[0]), force=force,
-                            use_engine=engine, progress=progress)
+        result = run_verify(
+            graph, model_fn, gm, x, batch=int(in_shape[0]), force=force, use_engine=engine, progress=progress
+        )
         graph.metadata["verification"] = result.as_dict()
     if output is not None:
         try:

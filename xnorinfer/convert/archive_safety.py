@@ -26,7 +26,8 @@ def _refuse(path: str, member: str, why: str) -> ConversionError:
     return ConversionError(
         f"{path}: archive member {member} {why}; loading it would unpickle, which can run arbitrary code. "
         "Re-export the model with torch.export.save from code you trust, or pass --trust-pickle "
-        "(trust_pickle=True) for a file you trust")
+        "(trust_pickle=True) for a file you trust"
+    )
 
 
 def _is_pickle(data: bytes) -> bool:
@@ -63,5 +64,6 @@ def check_weights_only(path: str, archive: zipfile.ZipFile) -> None:
                 try:
                     torch.load(io.BytesIO(data), weights_only=True)
                 except Exception as err:  # noqa: BLE001 - any refusal of the restricted unpickler
-                    raise _refuse(path, name, f"is a pickle that a weights-only load refuses "
-                                              f"({type(err).__name__})") from None
+                    raise _refuse(
+                        path, name, f"is a pickle that a weights-only load refuses ({type(err).__name__})"
+                    ) from None

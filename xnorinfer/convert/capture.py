@@ -27,7 +27,13 @@ PT2_HOWTO = (
 
 # ATen ops that only alias or check: their output is their first input.
 _IDENTITY = {
-    "alias", "clone", "detach", "contiguous", "lift_fresh_copy", "dropout", "_to_copy_same",
+    "alias",
+    "clone",
+    "detach",
+    "contiguous",
+    "lift_fresh_copy",
+    "dropout",
+    "_to_copy_same",
 }
 # ATen ops whose value depends only on the shape of their (activation) input: folded to a constant
 # broadcast view (ones_like / full_like / zeros_like, as sign STEs write them).
@@ -123,8 +129,28 @@ def to_numpy(t: torch.Tensor) -> Any:
 
 
 # Element-wise ATen ops (broadcasting): folded on the small tensor behind an expanded constant.
-_ELEMENTWISE = {"neg", "add", "sub", "mul", "div", "where", "sign", "abs", "clone", "alias", "detach",
-                "_to_copy", "gt", "ge", "lt", "le", "eq", "ne", "clamp", "hardtanh"}
+_ELEMENTWISE = {
+    "neg",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "where",
+    "sign",
+    "abs",
+    "clone",
+    "alias",
+    "detach",
+    "_to_copy",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "eq",
+    "ne",
+    "clamp",
+    "hardtanh",
+}
 
 
 def _collapsed(a: Any) -> Any:
@@ -142,8 +168,12 @@ def _fold(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any])
     (`-torch.ones_like(x)`) is computed on the small tensor and expanded again, never materialised."""
     val = fx.meta.get("val")
     expanded = any(isinstance(a, torch.Tensor) and 0 in a.stride() and a.numel() > 1 for a in args)
-    if base in _ELEMENTWISE and expanded and isinstance(val, torch.Tensor) \
-            and all(isinstance(d, int) for d in val.shape):
+    if (
+        base in _ELEMENTWISE
+        and expanded
+        and isinstance(val, torch.Tensor)
+        and all(isinstance(d, int) for d in val.shape)
+    ):
         small = fx.target(*[_collapsed(a) for a in args], **kwargs)
         if isinstance(small, torch.Tensor):
             try:
@@ -174,8 +204,15 @@ def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
 
 # aten name -> internal op for ops that map one-to-one with tensor args in order
 _SIMPLE = {
-    "sign": "sign", "relu": "relu", "sigmoid": "sigmoid", "neg": "neg",
-    "add": "add", "sub": "sub", "mul": "mul", "div": "div", "where": "where",
+    "sign": "sign",
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "neg": "neg",
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "where": "where",
 }
 _CMP = {"ge": "ge", "gt": "gt", "le": "le", "lt": "lt"}
 
@@ -317,13 +354,21 @@ def to_model(ep: torch.export.ExportedProgram) -> Model:
     if len(user_inputs) != 1:
         raise ConversionError(f"the model must take exactly one tensor input, it takes {len(user_inputs)}")
     fx_paths = {fx.name: module_path(fx) for fx in ep.graph.nodes if fx.op == "call_function"}
-    return Model(inputs=user_inputs, outputs=outputs, nodes=nodes, consts=consts, shapes=shapes,
-                 metadata={"input_shape": list(shapes[user_inputs[0]]), "fx_paths": fx_paths})
+    return Model(
+        inputs=user_inputs,
+        outputs=outputs,
+        nodes=nodes,
+        consts=consts,
+        shapes=shapes,
+        metadata={"input_shape": list(shapes[user_inputs[0]]), "fx_paths": fx_paths},
+    )
 
 
-def _lower_aten(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any],
-                shape: tuple[int, ...]) -> Node | None:
+def _lower_aten(
+    fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any], shape: tuple[int, ...]
+) -> Node | None:
     """One ATen call -> one internal node (output/path filled in by the caller); None = identity."""
+
     def unsupported(hint: str) -> ConversionError:
         return ConversionError(f"unsupported op aten.{base} in {where_is(fx)}; nearest supported pattern: {hint}")
 
@@ -395,8 +440,12 @@ def _lower_aten(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str,
         div = args[6] if len(args) > 6 else None
         if ceil or div is not None:
             raise unsupported("nn.AvgPool2d without ceil_mode or divisor_override")
-        return Node("avgpool2d", [x], "", {"kernel": _pair(kernel), "stride": _pair(stride),
-                                           "padding": _pair(padding), "count_include_pad": cip})
+        return Node(
+            "avgpool2d",
+            [x],
+            "",
+            {"kernel": _pair(kernel), "stride": _pair(stride), "padding": _pair(padding), "count_include_pad": cip},
+        )
     if base == "_adaptive_avg_pool2d":
         x, out = args[0], list(args[1])
         h, w = fx.args[0].meta["val"].shape[-2:]
@@ -430,9 +479,15 @@ def _lower_aten(fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str,
             raise unsupported("log_softmax over the features of a (N, F) output")
         return Node("log_softmax", [args[0]], "")
     hints = {
-        "pow": "x * x as mul", "exp": "sigmoid", "tanh": "hardtanh", "leaky_relu": "PReLU",
-        "gelu": "ReLU / PReLU", "slice": "no slicing: flatten + linear", "bmm": "nn.Linear",
-        "avg_pool1d": "avg_pool2d", "upsample_nearest2d": "none (no upsampling)",
+        "pow": "x * x as mul",
+        "exp": "sigmoid",
+        "tanh": "hardtanh",
+        "leaky_relu": "PReLU",
+        "gelu": "ReLU / PReLU",
+        "slice": "no slicing: flatten + linear",
+        "bmm": "nn.Linear",
+        "avg_pool1d": "avg_pool2d",
+        "upsample_nearest2d": "none (no upsampling)",
     }
     raise unsupported(hints.get(base, "see docs/ops.md for the supported list"))
 

@@ -84,8 +84,9 @@ def step_bits(values: np.ndarray, t: np.ndarray, sign_zero: str) -> np.ndarray:
     return values <= t if sign_zero == "-1" else values < t
 
 
-def thresholds(chain: list[Stage], alpha: np.ndarray, k: int, t: np.ndarray | None = None,
-               sign_zero: str = "+1") -> ThresholdFold:
+def thresholds(
+    chain: list[Stage], alpha: np.ndarray, k: int, t: np.ndarray | None = None, sign_zero: str = "+1"
+) -> ThresholdFold:
     """Integer threshold and flip per channel so that ``(s < thr) XOR flip`` equals the float step.
 
     `k` is the number of ±1 terms of the sum (s is evaluated for every integer in [-k, k]); `t`

@@ -19,12 +19,17 @@ from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
 NEAREST = {
     "where": "where(x >= t, 1, -1) as a sign, or PReLU",
     "ge": "a comparison used as a sign: where(x >= t, 1, -1) or (x >= t).float() * 2 - 1",
-    "gt": "a comparison used as a sign", "le": "a comparison used as a sign", "lt": "a comparison used as a sign",
-    "to_float": "(x >= t).float() * 2 - 1", "sub": "x - constant (affine) or a residual add",
-    "div": "division by a constant (affine)", "batch_norm": "BatchNorm on an NCHW or (N, F) tensor",
+    "gt": "a comparison used as a sign",
+    "le": "a comparison used as a sign",
+    "lt": "a comparison used as a sign",
+    "to_float": "(x >= t).float() * 2 - 1",
+    "sub": "x - constant (affine) or a residual add",
+    "div": "division by a constant (affine)",
+    "batch_norm": "BatchNorm on an NCHW or (N, F) tensor",
     "mul": "channel-wise multiply by a constant or by a (N, C) tensor",
     "reshape": "flatten(1) / view(N, -1) of an NCHW tensor before a linear",
-    "add": "add of two same-shape tensors or of a per-channel constant", "neg": "negation (affine)",
+    "add": "add of two same-shape tensors or of a per-channel constant",
+    "neg": "negation (affine)",
 }
 
 
@@ -88,8 +93,16 @@ def lower(model: Model) -> ir.Graph:
     def perm_param(p: np.ndarray, v: _Val) -> np.ndarray:
         return p if v.perm is None else p[v.perm]
 
-    def emit(node: Node, kind: str, inputs: list[_Val], shape: tuple[int, ...], dtype: str,
-             attrs: dict | None = None, params: dict | None = None, perm: np.ndarray | None = None) -> _Val:
+    def emit(
+        node: Node,
+        kind: str,
+        inputs: list[_Val],
+        shape: tuple[int, ...],
+        dtype: str,
+        attrs: dict | None = None,
+        params: dict | None = None,
+        perm: np.ndarray | None = None,
+    ) -> _Val:
         out = new_tensor(node.output, shape, dtype)
         op = ir.Op(kind, node.path or node.output, [v.name for v in inputs], [out], attrs or {}, params or {})
         op.validate()
@@ -101,7 +114,8 @@ def lower(model: Model) -> ir.Graph:
     def unsupported(node: Node) -> ConversionError:
         return ConversionError(
             f"unsupported op '{node.op}' in {node.attrs.get('where') or node.path or '<top level>'} "
-            f"(as used here); nearest supported pattern: {NEAREST.get(node.op, 'see docs/ops.md')}")
+            f"(as used here); nearest supported pattern: {NEAREST.get(node.op, 'see docs/ops.md')}"
+        )
 
     for node in model.nodes:
         k, a = node.op, node.attrs
@@ -126,16 +140,23 @@ def lower(model: Model) -> ir.Graph:
             ws = a["weight_sign"]
             if k == "blinear" and x.perm is not None:
                 ws = ws[:, x.perm]
-            attrs = ({"stride": a["stride"], "padding": a["padding"], "pad_mode": "zero",
-                      "in_channels": int(ws.shape[1])} if k == "bconv2d" else {"in_features": int(ws.shape[1])})
+            attrs = (
+                {"stride": a["stride"], "padding": a["padding"], "pad_mode": "zero", "in_channels": int(ws.shape[1])}
+                if k == "bconv2d"
+                else {"in_features": int(ws.shape[1])}
+            )
             params = {"weight": pack_conv_weight(ws) if k == "bconv2d" else pack_linear_weight(ws)}
             if "sign" in a:
                 attrs["output"] = "bits"
-                params.update(threshold=a["sign"]["threshold"].astype(np.int32),
-                              flip=a["sign"]["flip"].astype(np.uint8))
+                params.update(
+                    threshold=a["sign"]["threshold"].astype(np.int32), flip=a["sign"]["flip"].astype(np.uint8)
+                )
                 out = emit(node, k, [x], shape, "bits", attrs, params)
-                binary_outputs[out.name] = {"fx": node.origin, "path": node.path,
-                                            "module": model.metadata["fx_paths"].get(node.origin, "")}
+                binary_outputs[out.name] = {
+                    "fx": node.origin,
+                    "path": node.path,
+                    "module": model.metadata["fx_paths"].get(node.origin, ""),
+                }
             else:
                 attrs["output"] = "float"
                 m, b = fold.affine(a["chain"], a["alpha"])
@@ -152,16 +173,28 @@ def lower(model: Model) -> ir.Graph:
             zero = "-1" if a["sign_zero"] == "-1" else "+1"
             out = emit(node, "sign", [x], shape, "bits", {"sign_zero": zero}, params, perm=x.perm)
             if node.origin:
-                binary_outputs[out.name] = {"fx": node.origin, "path": node.path,
-                                            "module": model.metadata["fx_paths"].get(node.origin, "")}
+                binary_outputs[out.name] = {
+                    "fx": node.origin,
+                    "path": node.path,
+                    "module": model.metadata["fx_paths"].get(node.origin, ""),
+                }
                 if x.perm is not None:
                     binary_outputs[out.name]["perm"] = [int(i) for i in x.perm]
         elif k == "affine":
             x = f32(node.inputs[0], node)
-            emit(node, "affine", [x], shape, "f32", {},
-                 {"scale": perm_param(a["scale"], x).astype(np.float32),
-                  "shift": perm_param(a["shift"], x).astype(np.float32)},
-                 perm=x.perm)
+            emit(
+                node,
+                "affine",
+                [x],
+                shape,
+                "f32",
+                {},
+                {
+                    "scale": perm_param(a["scale"], x).astype(np.float32),
+                    "shift": perm_param(a["shift"], x).astype(np.float32),
+                },
+                perm=x.perm,
+            )
         elif k == "prelu":
             x = f32(node.inputs[0], node)
             params = {"slope": perm_param(np.asarray(a["slope"]), x).astype(np.float32)}
@@ -191,8 +224,11 @@ def lower(model: Model) -> ir.Graph:
             x = bits(node.inputs[0], node)
             out = emit(node, k, [x], shape, "bits", {key: a[key] for key in ("kernel", "stride", "padding")})
             if node.origin:
-                binary_outputs[out.name] = {"fx": node.origin, "path": node.path,
-                                            "module": model.metadata["fx_paths"].get(node.origin, "")}
+                binary_outputs[out.name] = {
+                    "fx": node.origin,
+                    "path": node.path,
+                    "module": model.metadata["fx_paths"].get(node.origin, ""),
+                }
         elif k == "global_avgpool":
             x = f32(node.inputs[0], node)
             out = emit(node, k, [x], (1, shape[-1] if len(shape) == 2 else model.shapes[node.output][1]), "f32")
@@ -214,8 +250,11 @@ def lower(model: Model) -> ir.Graph:
                 raise unsupported(node)
             out = emit(node, k, ins, shape, "bits" if k == "bconcat" else "f32")
             if k == "bconcat" and node.origin:
-                binary_outputs[out.name] = {"fx": node.origin, "path": node.path,
-                                            "module": model.metadata["fx_paths"].get(node.origin, "")}
+                binary_outputs[out.name] = {
+                    "fx": node.origin,
+                    "path": node.path,
+                    "module": model.metadata["fx_paths"].get(node.origin, ""),
+                }
         elif k == "reshape":
             src = vals.get(node.inputs[0] + "#bits", vals[node.inputs[0]])
             tshape = model.shapes[node.inputs[0]]
@@ -244,10 +283,13 @@ def lower(model: Model) -> ir.Graph:
         if v.dtype == "bits":  # a model that ends in a sign: the engine returns ±1.0
             v = f32(o, Node("unpack", [o], o, path="output"))
         if v.perm is not None:
-            raise ConversionError("a graph output is a flattened (C, H, W) tensor in NHWC order; "
-                                  "end the model with a linear layer or a global pool")
+            raise ConversionError(
+                "a graph output is a flattened (C, H, W) tensor in NHWC order; "
+                "end the model with a linear layer or a global pool"
+            )
         outputs.append(v.name)
-    graph = ir.Graph(inputs=[in_name], outputs=outputs, tensors=tensors, ops=ops,
-                     metadata={"binary_outputs": binary_outputs})
+    graph = ir.Graph(
+        inputs=[in_name], outputs=outputs, tensors=tensors, ops=ops, metadata={"binary_outputs": binary_outputs}
+    )
     graph.validate()
     return graph

@@ -117,7 +117,10 @@ class TorchSignToActSign(_Rewrite):
 
 
 _CMP_ZERO = {  # (compare, value where true) -> sign(0 at threshold) convention
-    ("ge", 1.0): "+1", ("gt", 1.0): "-1", ("lt", -1.0): "+1", ("le", -1.0): "-1",
+    ("ge", 1.0): "+1",
+    ("gt", 1.0): "-1",
+    ("lt", -1.0): "+1",
+    ("le", -1.0): "-1",
 }
 
 
@@ -168,7 +171,7 @@ class CompareAffineToSign(_Rewrite):
         mul = model.producer(m)
         if mul is None or mul.op != "mul":
             return False
-        tf, two = (mul.inputs if _scalar(model, mul.inputs[1]) is not None else mul.inputs[::-1])
+        tf, two = mul.inputs if _scalar(model, mul.inputs[1]) is not None else mul.inputs[::-1]
         if _scalar(model, two) != 2.0:
             return False
         cast = model.producer(tf)
@@ -194,8 +197,7 @@ class MulByOne(_Rewrite):
         if node.op == "mul":
             pairs.append((node.inputs[1], node.inputs[0]))
         for x, one in pairs:
-            if (not model.is_const(x) and _scalar(model, one) == 1.0
-                    and model.shapes[x] == model.shapes[node.output]):
+            if not model.is_const(x) and _scalar(model, one) == 1.0 and model.shapes[x] == model.shapes[node.output]:
                 model.replace_uses(node.output, x)
                 return True
         return False
@@ -270,8 +272,14 @@ class SignOfSign(_Rewrite):
             zero = node.attrs["sign_zero"]
         else:
             return False
-        new = _act_sign(inner.inputs[0], model, inner.attrs["threshold"][0], zero,
-                        f"sign(sign(x) {-float(t1.reshape(-1)[0]):+g})", node.path)
+        new = _act_sign(
+            inner.inputs[0],
+            model,
+            inner.attrs["threshold"][0],
+            zero,
+            f"sign(sign(x) {-float(t1.reshape(-1)[0]):+g})",
+            node.path,
+        )
         _replace(model, node, new)
         return True
 
@@ -297,8 +305,11 @@ class SignOfBinary(_Rewrite):
     name = "sign_of_binary"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op != "act_sign" or node.attrs["threshold"].shape[0] != 1 or not np.all(
-                np.abs(node.attrs["threshold"]) < 1):
+        if (
+            node.op != "act_sign"
+            or node.attrs["threshold"].shape[0] != 1
+            or not np.all(np.abs(node.attrs["threshold"]) < 1)
+        ):
             return False
         p = model.producer(node.inputs[0])
         if p is None or p.op == "act_sign" or not _plus_minus_one(model, node.inputs[0]):
@@ -335,8 +346,15 @@ class PReLUFromWhere(_Rewrite):
             return False
         cond, a, b = node.inputs
         c, m = model.producer(cond), model.producer(b)
-        if (c is None or c.op != "gt" or c.inputs[0] != a or _scalar(model, c.inputs[1]) != 0.0
-                or m is None or m.op != "mul" or a not in m.inputs):
+        if (
+            c is None
+            or c.op != "gt"
+            or c.inputs[0] != a
+            or _scalar(model, c.inputs[1]) != 0.0
+            or m is None
+            or m.op != "mul"
+            or a not in m.inputs
+        ):
             return False
         w = m.inputs[0] if m.inputs[1] == a else m.inputs[1]
         slope = _per_channel(model, w, a)
@@ -362,15 +380,29 @@ class DecoupledSigns(_Rewrite):
         if len(xs) != 1 or len(zeros) != 1:
             return False
         thr = np.concatenate([p.attrs["threshold"] for p in prods], axis=0)  # type: ignore[union-attr]
-        new = Node("act_sign", [xs.pop()], "", {"threshold": thr, "sign_zero": zeros.pop(),
-                                                "ste": f"decoupled: {thr.shape[0]} shifted signs"}, node.path)
+        new = Node(
+            "act_sign",
+            [xs.pop()],
+            "",
+            {"threshold": thr, "sign_zero": zeros.pop(), "ste": f"decoupled: {thr.shape[0]} shifted signs"},
+            node.path,
+        )
         _replace(model, node, new)
         return True
 
 
 ACTIVATIONS: list[Transformation] = [
-    MulByOne(), TorchSignToActSign(), WhereToSign(), CompareAffineToSign(), DetachSTE(), SignOfSign(), ShiftedSign(),
-    SignThroughHardtanh(), SignOfBinary(), DecoupledSigns(), PReLUFromWhere(),
+    MulByOne(),
+    TorchSignToActSign(),
+    WhereToSign(),
+    CompareAffineToSign(),
+    DetachSTE(),
+    SignOfSign(),
+    ShiftedSign(),
+    SignThroughHardtanh(),
+    SignOfBinary(),
+    DecoupledSigns(),
+    PReLUFromWhere(),
 ]
 
 
@@ -408,8 +440,12 @@ class BinaryWeights:
                 float_layers[key] = "input is not a binarized (sign) activation"
                 p = model.producer(node.inputs[0])
                 if binary_valued and mag.shape[1] > 1 and p is not None:  # (a stem on the image is float by design)
-                    _warn(model, key, f"its weights are ±alpha per output channel, but its input (from {p.op}) "
-                                      "is not a recognised binary activation")
+                    _warn(
+                        model,
+                        key,
+                        f"its weights are ±alpha per output channel, but its input (from {p.op}) "
+                        "is not a recognised binary activation",
+                    )
                 continue
             declared = any(fnmatch.fnmatch(key, pat) for pat in self.binarize)
             if binary_valued:
@@ -422,23 +458,36 @@ class BinaryWeights:
                 err = float(np.linalg.norm(q - w) / max(np.linalg.norm(w), 1e-30))
                 zeros = int(np.count_nonzero(w == 0))
                 how = f"declared binary (sign * mean|W|), relative weight error {err:.4f}"
-                model.metadata.setdefault("binarized", {})[key] = {"relative_error": err, "zero_weights": zeros,
-                                                                   "param": node.attrs.get("weight_param")}
+                model.metadata.setdefault("binarized", {})[key] = {
+                    "relative_error": err,
+                    "zero_weights": zeros,
+                    "param": node.attrs.get("weight_param"),
+                }
             else:
-                float_layers[key] = ("weight is not binary-valued (more than one magnitude per output channel"
-                                     " or zeros); pass binarize=[...] to declare it binary")
+                float_layers[key] = (
+                    "weight is not binary-valued (more than one magnitude per output channel"
+                    " or zeros); pass binarize=[...] to declare it binary"
+                )
                 near, why = _weight_spread(mag)
                 if near:
-                    _warn(model, key, f"its input is binary, but {why}; "
-                                      "pass binarize=[...] (CLI: --binarize) to declare it binary")
+                    _warn(
+                        model,
+                        key,
+                        f"its input is binary, but {why}; pass binarize=[...] (CLI: --binarize) to declare it binary",
+                    )
                 continue
             float_layers.pop(key, None)
             model.metadata.get("binary_warnings", {}).pop(key, None)
             chain: list[fold.Stage] = []
             if len(node.inputs) > 2:
                 chain.append(("add", {"v": model.const(node.inputs[2]).astype(np.float64)}))
-            attrs: dict[str, Any] = {"weight_sign": wsign, "alpha": alpha.astype(np.float64), "chain": chain,
-                                     "weight_kind": how, "where": node.attrs.get("where", "")}
+            attrs: dict[str, Any] = {
+                "weight_sign": wsign,
+                "alpha": alpha.astype(np.float64),
+                "chain": chain,
+                "weight_kind": how,
+                "where": node.attrs.get("where", ""),
+            }
             if node.op == "conv2d":
                 attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"])
             new = Node("bconv2d" if node.op == "conv2d" else "blinear", [node.inputs[0]], "", attrs, node.path)
@@ -465,8 +514,10 @@ def _weight_spread(mag: np.ndarray) -> tuple[bool, str]:
     if zeros and spread == 0.0:
         return True, f"{zeros} weight(s) are exactly 0 (the others are ±alpha per output channel: ternary?)"
     if spread < NEAR_BINARY_SPREAD and not zeros:
-        return True, (f"weights are ±alpha per output channel only up to float rounding (largest relative spread of "
-                      f"|W| within a channel {spread:.2g}, e.g. a detach-trick weight)")
+        return True, (
+            f"weights are ±alpha per output channel only up to float rounding (largest relative spread of "
+            f"|W| within a channel {spread:.2g}, e.g. a detach-trick weight)"
+        )
     return False, f"weights are not binary-valued (|W| varies within an output channel by up to {spread:.2g})"
 
 
@@ -571,11 +622,19 @@ class SignIntoBinary(_Rewrite):
         if user is None or user.op != "act_sign" or user.attrs["threshold"].shape[0] != 1:
             return False
         k = int(np.prod(node.attrs["weight_sign"].shape[1:]))
-        res = fold.thresholds(node.attrs["chain"], node.attrs["alpha"], k, user.attrs["threshold"][0],
-                              user.attrs["sign_zero"])
-        node.attrs["sign"] = {"threshold": res.threshold, "flip": res.flip, "sign_zero": user.attrs["sign_zero"],
-                              "ste": user.attrs["ste"], "constant": res.constant, "ties": res.ties,
-                              "float32_disagree": res.float32_disagree, "k": k}
+        res = fold.thresholds(
+            node.attrs["chain"], node.attrs["alpha"], k, user.attrs["threshold"][0], user.attrs["sign_zero"]
+        )
+        node.attrs["sign"] = {
+            "threshold": res.threshold,
+            "flip": res.flip,
+            "sign_zero": user.attrs["sign_zero"],
+            "ste": user.attrs["ste"],
+            "constant": res.constant,
+            "ties": res.ties,
+            "float32_disagree": res.float32_disagree,
+            "k": k,
+        }
         _absorb(model, node, user)
         return True
 
@@ -604,8 +663,7 @@ class ConcatOfBits(_Rewrite):
 
 def binary_layers(binarize: Sequence[str] = ()) -> list[Transformation]:
     """Phase 2 (the `binarize` patterns parameterise BinaryWeights)."""
-    return [MaxPoolOnBits(), ConcatOfBits(), BinaryWeights(binarize), FoldIntoBinary(), MaxPoolSink(),
-            SignIntoBinary()]
+    return [MaxPoolOnBits(), ConcatOfBits(), BinaryWeights(binarize), FoldIntoBinary(), MaxPoolSink(), SignIntoBinary()]
 
 
 # =========================================================================== phase 3: float ops
@@ -621,16 +679,24 @@ class RPReLU(_Rewrite):
             return False
         changed = False
         p = model.producer(node.inputs[0])
-        if "pre_shift" not in node.attrs and p is not None and p.op in ("add", "sub") \
-                and not model.is_const(p.inputs[0]):
+        if (
+            "pre_shift" not in node.attrs
+            and p is not None
+            and p.op in ("add", "sub")
+            and not model.is_const(p.inputs[0])
+        ):
             v = _per_channel(model, p.inputs[1], p.inputs[0])
             if v is not None:
                 node.attrs["pre_shift"] = v if p.op == "sub" else -v
                 node.inputs = [p.inputs[0]]
                 changed = True
         user = _single_consumer(model, node.output)
-        if "post_shift" not in node.attrs and user is not None and user.op in ("add", "sub") \
-                and user.inputs[0] == node.output:
+        if (
+            "post_shift" not in node.attrs
+            and user is not None
+            and user.op in ("add", "sub")
+            and user.inputs[0] == node.output
+        ):
             v = _per_channel(model, user.inputs[1], node.output)
             if v is not None:
                 node.attrs["post_shift"] = v if user.op == "add" else -v
@@ -648,8 +714,9 @@ class ElementwiseToAffine(_Rewrite):
         if node.op not in ("batch_norm", "add", "sub", "mul", "div", "neg"):
             return False
         x = node.inputs[1] if (node.op in ("add", "mul") and model.is_const(node.inputs[0])) else node.inputs[0]
-        if model.is_const(x) or (node.op in ("add", "sub", "mul", "div") and
-                                 not any(model.is_const(v) for v in node.inputs)):
+        if model.is_const(x) or (
+            node.op in ("add", "sub", "mul", "div") and not any(model.is_const(v) for v in node.inputs)
+        ):
             return False
         stage = _chain_stage(model, node, x)
         if stage is None:

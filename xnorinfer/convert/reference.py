@@ -22,7 +22,8 @@ def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     st = x.strides
     return np.lib.stride_tricks.as_strided(
-        x, (n, oh, ow, kh, kw, c), (st[0], st[1] * sh, st[2] * sw, st[1], st[2], st[3]), writeable=False)
+        x, (n, oh, ow, kh, kw, c), (st[0], st[1] * sh, st[2] * sw, st[1], st[2], st[3]), writeable=False
+    )
 
 
 def _conv(x: np.ndarray, w_ohwi: np.ndarray, stride: list[int], padding: list[int]) -> np.ndarray:
@@ -37,8 +38,9 @@ def _pm1(bits_packed: np.ndarray, channels: int) -> np.ndarray:
     return np.where(unpack_last(bits_packed, channels), -1, 1).astype(np.int64)
 
 
-def binary_sum_conv(x_pm1: np.ndarray, w_pm1_ohwi: np.ndarray, stride: list[int], padding: list[int],
-                    pad_mode: str = "zero") -> np.ndarray:
+def binary_sum_conv(
+    x_pm1: np.ndarray, w_pm1_ohwi: np.ndarray, stride: list[int], padding: list[int], pad_mode: str = "zero"
+) -> np.ndarray:
     """Exact integer ±1 convolution sum (int64)."""
     pad_value = {"zero": 0, "plus_one": 1, "minus_one": -1}[pad_mode]
     o, kh, kw, i = w_pm1_ohwi.shape

@@ -12,8 +12,16 @@ def rows(graph: ir.Graph) -> list[OpCost]:
     out = []
     for op in graph.ops:
         params = {k: (p.shape, p.dtype.name) for k, p in op.params.items()}
-        out.append(op_cost(op.name, op.kind, op.attrs, params, graph.tensors[op.inputs[0]].shape,
-                           graph.tensors[op.outputs[0]].shape))
+        out.append(
+            op_cost(
+                op.name,
+                op.kind,
+                op.attrs,
+                params,
+                graph.tensors[op.inputs[0]].shape,
+                graph.tensors[op.outputs[0]].shape,
+            )
+        )
     return out
 
 
@@ -28,20 +36,27 @@ def format_table(graph: ir.Graph) -> str:
     for path, info in graph.metadata.get("binarized", {}).items():
         lines.append(f"declared binary: {path}: relative weight quantization error {info['relative_error']:.4f}")
         if info.get("zero_weights"):
-            lines.append(f"warning: {path}: {info['zero_weights']} latent weight(s) are exactly 0.0; binarized "
-                         "they become +alpha where torch.sign gives 0")
+            lines.append(
+                f"warning: {path}: {info['zero_weights']} latent weight(s) are exactly 0.0; binarized "
+                "they become +alpha where torch.sign gives 0"
+            )
     lines.append(f"sign(0) convention: {graph.metadata.get('sign_zero')}")
     if graph.metadata.get("threshold_ties"):
-        lines.append(f"threshold ties (float64 value exactly on the sign threshold): "
-                     f"{graph.metadata['threshold_ties']}")
+        lines.append(
+            f"threshold ties (float64 value exactly on the sign threshold): {graph.metadata['threshold_ties']}"
+        )
     if graph.metadata.get("threshold_float32_disagreements"):
-        lines.append(f"float32 evaluation disagrees with float64 (near-ties): "
-                     f"{graph.metadata['threshold_float32_disagreements']}")
+        lines.append(
+            f"float32 evaluation disagrees with float64 (near-ties): "
+            f"{graph.metadata['threshold_float32_disagreements']}"
+        )
     v = graph.metadata.get("verification")
     if v:
-        lines.append(f"verification on {v['n_inputs']} inputs: the reference matches PyTorch to "
-                     f"{v['max_abs_error']:.3g} (max abs error), top-1 agreement {v['top1_agreement']:.2%}; "
-                     f"{_engine_sentence(v.get('engine'))}")
+        lines.append(
+            f"verification on {v['n_inputs']} inputs: the reference matches PyTorch to "
+            f"{v['max_abs_error']:.3g} (max abs error), top-1 agreement {v['top1_agreement']:.2%}; "
+            f"{_engine_sentence(v.get('engine'))}"
+        )
     return "\n".join(lines)
 
 
@@ -50,5 +65,7 @@ def _engine_sentence(engine: dict | None) -> str:
         return "the C++ engine was not run"
     if "error" in engine:
         return f"the C++ engine could not run the graph ({engine['error']})"
-    return (f"the C++ engine matches the reference to {engine['max_abs_error']:.3g} (max abs error, "
-            f"{engine['max_rel_error']:.3g} relative), top-1 agreement {engine['top1_agreement']:.2%}")
+    return (
+        f"the C++ engine matches the reference to {engine['max_abs_error']:.3g} (max abs error, "
+        f"{engine['max_rel_error']:.3g} relative), top-1 agreement {engine['top1_agreement']:.2%}"
+    )

@@ -45,8 +45,12 @@ class VerifyResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "n_inputs": self.n_inputs, "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
-            "top1_agreement": self.top1_agreement, "engine": self.engine, "problems": self.problems,
+            "n_inputs": self.n_inputs,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+            "top1_agreement": self.top1_agreement,
+            "engine": self.engine,
+            "problems": self.problems,
             "layers": {k: vars(v) for k, v in self.layers.items()},
         }
 
@@ -67,7 +71,7 @@ def _chunks(x: np.ndarray, batch: int) -> list[tuple[torch.Tensor, int]]:
     """Split x into (chunk, n_real) of exactly `batch` rows (the exported program may fix the batch size)."""
     out = []
     for i in range(0, len(x), batch):
-        part = x[i:i + batch]
+        part = x[i : i + batch]
         n = len(part)
         if n < batch:
             part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
@@ -127,9 +131,18 @@ def engine_run(graph: ir.Graph, x: np.ndarray) -> np.ndarray | None:
         return np.asarray(load(path, 1).run(np.ascontiguousarray(x, dtype=np.float32)))
 
 
-def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm: torch.fx.GraphModule,
-           inputs: np.ndarray, *, batch: int, force: bool = False, rtol: float = RTOL,
-           use_engine: bool = True, progress: bool = False) -> VerifyResult:
+def verify(
+    graph: ir.Graph,
+    model_fn: Callable[[torch.Tensor], torch.Tensor],
+    gm: torch.fx.GraphModule,
+    inputs: np.ndarray,
+    *,
+    batch: int,
+    force: bool = False,
+    rtol: float = RTOL,
+    use_engine: bool = True,
+    progress: bool = False,
+) -> VerifyResult:
     """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference.
 
     With `progress`, a progress bar on stderr follows the stages (reference, PyTorch, engine).
@@ -138,18 +151,34 @@ def verify(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm
 
     x = np.ascontiguousarray(inputs, dtype=np.float32)
     res = VerifyResult(n_inputs=len(x))
-    bar = tqdm(total=3 if use_engine else 2, desc=f"verifying on {len(x)} inputs", unit="stage",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=3 if use_engine else 2,
+        desc=f"verifying on {len(x)} inputs",
+        unit="stage",
+        disable=not progress,
+        leave=False,
+    )
     try:
-        return _verify_stages(graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol,
-                              use_engine=use_engine)
+        return _verify_stages(
+            graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol, use_engine=use_engine
+        )
     finally:
         bar.close()  # also on errors and interrupts, so that the error line starts on its own line
 
 
-def _verify_stages(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Tensor], gm: torch.fx.GraphModule,
-                   x: np.ndarray, res: VerifyResult, bar: Any, *, batch: int, force: bool, rtol: float,
-                   use_engine: bool) -> VerifyResult:
+def _verify_stages(
+    graph: ir.Graph,
+    model_fn: Callable[[torch.Tensor], torch.Tensor],
+    gm: torch.fx.GraphModule,
+    x: np.ndarray,
+    res: VerifyResult,
+    bar: Any,
+    *,
+    batch: int,
+    force: bool,
+    rtol: float,
+    use_engine: bool,
+) -> VerifyResult:
     bar.set_postfix_str("reference")
     env = reference.run(graph, x, keep_all=True)
     bar.update()
@@ -168,15 +197,17 @@ def _verify_stages(graph: ir.Graph, model_fn: Callable[[torch.Tensor], torch.Ten
         bad = (ref_bits != torch_bits) & ~tie
         res.layers[tname] = LayerCheck(info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()))
         if bad.any():
-            res.problems.append(f"{info['path'] or tname}: {int(bad.sum())} of {ref_bits.size} binary activations "
-                                "differ from PyTorch")
+            res.problems.append(
+                f"{info['path'] or tname}: {int(bad.sum())} of {ref_bits.size} binary activations differ from PyTorch"
+            )
     out = torch_outputs(model_fn, x, batch)
     ref = env[graph.outputs[0]]
     out_cmp = _nhwc(out)
     res.max_abs_error, res.max_rel_error, res.top1_agreement = compare_outputs(out_cmp, ref)
     if res.max_rel_error > rtol:
-        res.problems.append(f"output differs from PyTorch by {res.max_abs_error:.3g} (relative {res.max_rel_error:.3g}"
-                            f" > {rtol:g})")
+        res.problems.append(
+            f"output differs from PyTorch by {res.max_abs_error:.3g} (relative {res.max_rel_error:.3g} > {rtol:g})"
+        )
     if res.top1_agreement < 1.0 and out_cmp.ndim == 2:
         res.problems.append(f"top-1 agreement with PyTorch is {res.top1_agreement:.4f}")
     bar.update()

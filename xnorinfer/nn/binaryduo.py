@@ -158,8 +158,11 @@ def decouple(model: nn.Module, inplace: bool = False) -> nn.Module:
     """
     m = model if inplace else copy.deepcopy(model)
     m.eval()
-    targets = [(n, mod) for n, mod in m.named_modules()
-               if isinstance(mod, _BinaryLayer) and isinstance(mod.input_quantizer, CoupledTernary)]
+    targets = [
+        (n, mod)
+        for n, mod in m.named_modules()
+        if isinstance(mod, _BinaryLayer) and isinstance(mod.input_quantizer, CoupledTernary)
+    ]
     for name, layer in targets:
         new = DecoupledBinaryConv2d(layer) if isinstance(layer, BinaryConv2d) else DecoupledBinaryLinear(layer)
         new.eval()

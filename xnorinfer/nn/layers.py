@@ -51,8 +51,13 @@ DEFAULT = object()  # input_quantizer default: a fresh SteSign() per layer; pass
 class WeightBinarizer(nn.Module):
     """Holds the scale mode of a binary layer and computes sign(W) and alpha (shape (out,) or None)."""
 
-    def __init__(self, out_channels: int, weight_scale: str = "none", detach_scale: bool = False,
-                 init_weight: torch.Tensor | None = None):
+    def __init__(
+        self,
+        out_channels: int,
+        weight_scale: str = "none",
+        detach_scale: bool = False,
+        init_weight: torch.Tensor | None = None,
+    ):
         super().__init__()
         if weight_scale not in _SCALES:
             raise ValueError(f"weight_scale must be one of {_SCALES}, got {weight_scale!r}")
@@ -139,10 +144,20 @@ class BinaryConv2d(_BinaryLayer):
     Zero padding (PyTorch's) is kept as is: the engine corrects for it exactly (see DESIGN.md).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = False,
-                 input_quantizer: nn.Module | None | object = DEFAULT, weight_scale: str = "none",
-                 detach_scale: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = False,
+        input_quantizer: nn.Module | None | object = DEFAULT,
+        weight_scale: str = "none",
+        detach_scale: bool = False,
+    ):
         super().__init__()
         ref = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -158,16 +173,24 @@ class BinaryConv2d(_BinaryLayer):
         return F.conv2d(x, wb, None, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, bias={self.bias is not None}"
+        )
 
 
 class BinaryLinear(_BinaryLayer):
     """Linear with sign(W) weights, optional per-output alpha, optional input quantizer."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 input_quantizer: nn.Module | None | object = DEFAULT, weight_scale: str = "none",
-                 detach_scale: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        input_quantizer: nn.Module | None | object = DEFAULT,
+        weight_scale: str = "none",
+        detach_scale: bool = False,
+    ):
         super().__init__()
         ref = nn.Linear(in_features, out_features, bias)
         self.in_features, self.out_features = in_features, out_features

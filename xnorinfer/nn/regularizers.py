@@ -83,8 +83,16 @@ class BinaryRegularizer(nn.Module):
     :func:`log_lambda`. Usage: ``loss = task_loss + reg(epoch=epoch, lambda0=1e-4)``.
     """
 
-    def __init__(self, model: nn.Module, kind: str = "tanh", pattern: str | None = None, p: float = 2.0,
-                 gamma: float = 1.0, beta: float = 10.0, learn_alpha: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str = "tanh",
+        pattern: str | None = None,
+        p: float = 2.0,
+        gamma: float = 1.0,
+        beta: float = 10.0,
+        learn_alpha: bool = True,
+    ):
         super().__init__()
         if kind not in ("tanh", "power"):
             raise ValueError(f"kind must be 'tanh' or 'power', got {kind!r}")
