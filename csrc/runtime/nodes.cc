@@ -26,7 +26,6 @@ namespace {
 
 constexpr size_t kMaxConcatInputs = 64;
 constexpr int64_t kMaxKernel = 1024;    // kernel, stride and padding sizes
-constexpr size_t kElementGrain = 16384;  // values per task for element-wise work
 
 [[noreturn]] void op_fail(const OpDesc& op, const std::string& what) {
   throw std::invalid_argument("op '" + op.name + "' (" + op.kind + "): " + what);
@@ -108,7 +107,7 @@ class Spec {
 const float* f32(const ParamView* p) { return p ? static_cast<const float*>(p->data) : nullptr; }
 
 size_t grain_rows(int64_t row_elements) {
-  return std::max<size_t>(1, kElementGrain / static_cast<size_t>(std::max<int64_t>(1, row_elements)));
+  return element_grain_rows(static_cast<size_t>(std::max<int64_t>(1, row_elements)));
 }
 
 // Splits `rows` rows over the pool and calls fn(first_row, row_count).

@@ -198,7 +198,7 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   float* in = static_cast<float*>(p.tensor_data[graph_.input()]);
   const size_t pixels = static_cast<size_t>(h * w);
   const size_t channels = static_cast<size_t>(c);
-  parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, 256, [&](size_t b, size_t e) {
+  parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
     while (b < e) {
       const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
       ctx.ew->nchw_to_nhwc(x + img * pixels * channels, channels, pixels, b - img * pixels, stop - img * pixels,

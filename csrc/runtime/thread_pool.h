@@ -79,4 +79,14 @@ class ThreadPool {
 // Runs fn over [0, n) on the pool, or inline when pool is null.
 void parallel_for(ThreadPool* pool, size_t n, size_t grain, RangeFn fn);
 
+// Values per task for memory-bound element-wise work (a few microseconds): handing a smaller
+// task to another thread costs more than it saves, and on a loaded machine far more (the other
+// thread may first have to be scheduled).
+constexpr size_t kElementGrain = 16384;
+
+// The grain, in rows of `row_values` values, that gives each task about kElementGrain values.
+inline size_t element_grain_rows(size_t row_values) {
+  return row_values >= kElementGrain ? 1 : kElementGrain / (row_values == 0 ? 1 : row_values);
+}
+
 }  // namespace xnor
