@@ -45,9 +45,7 @@ FLOAT32_TIE = 2.0**-17  # a sign input this close to its threshold is a tie betw
 
 def _inputs(metrics: dict) -> tuple[np.ndarray, np.ndarray]:
     images, labels, _ = datasets.load(metrics["dataset"], DATA, "test")
-    mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
-    return ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32), labels
+    return datasets.normalize(images, metrics["mean"], metrics["std"]), labels
 
 
 @pytest.mark.parametrize("model_dir", MODELS, ids=[p.name for p in MODELS])

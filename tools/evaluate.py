@@ -41,15 +41,11 @@ def main() -> int:
         return 2
     module, m = load_reference(args.model_dir)
     try:
-        if args.data is None:
-            raise datasets.DatasetError(datasets.missing_message(m["dataset"], Path("DIR"), "test"))
         images, labels, _ = datasets.load(m["dataset"], args.data, "test")
     except datasets.DatasetError as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
-    mean = np.asarray(m["mean"], np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(m["std"], np.float32).reshape(1, -1, 1, 1)
-    x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    x = datasets.normalize(images, m["mean"], m["std"])
 
     def eager() -> np.ndarray:
         with torch.inference_mode():

@@ -40,8 +40,6 @@ def main() -> int:
     module, metrics = load_reference(args.model_dir)
     shape = metrics["input_shape"]
     try:
-        if args.data is None:
-            raise datasets.DatasetError(datasets.missing_message(metrics["dataset"], Path("DIR"), "test"))
         images, labels, _ = datasets.load(metrics["dataset"], args.data, "test")
     except datasets.DatasetError as err:
         print(f"make_assets.py: error: {err}", file=sys.stderr)
@@ -60,9 +58,7 @@ def main() -> int:
             "trained": {k: metrics[k] for k in ("arch", "dataset", "epochs", "width", "optimizer")},
         },
     )
-    mean = np.asarray(metrics["mean"], np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(metrics["std"], np.float32).reshape(1, -1, 1, 1)
-    x = ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    x = datasets.normalize(images, metrics["mean"], metrics["std"])
     session = xnorinfer.load(out)
     predicted = np.concatenate([session.run(x[i : i + 1000]) for i in range(0, len(x), 1000)]).argmax(1)
     info = dict(metrics, converted_accuracy=float(np.mean(predicted == labels)), xbin_bytes=out.stat().st_size)

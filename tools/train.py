@@ -115,9 +115,6 @@ def main() -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
-    if args.data is None:
-        print(f"train.py: error: {datasets.missing_message(args.dataset, Path('DIR'), 'train')}", file=sys.stderr)
-        return 2
     try:
         train_images, train_labels, classes = datasets.load(args.dataset, args.data, "train")
         test_images, test_labels, _ = datasets.load(args.dataset, args.data, "test")

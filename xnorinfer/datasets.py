@@ -242,8 +242,20 @@ def _load_cifar10(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     raise DatasetError(missing_message("cifar10", root, split))
 
 
-def load(name: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Load a named set ('mnist', 'fashion-mnist', 'cifar10', 'imagefolder') found under `root`."""
+def normalize(images: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """uint8 NCHW images -> float32 (x / 255 - mean) / std per channel, as the reference models were trained."""
+    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    return ((images.astype(np.float32) / 255.0 - m) / s).astype(np.float32)
+
+
+def load(name: str, root: Path | None, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load a named set ('mnist', 'fashion-mnist', 'cifar10', 'imagefolder') found under `root`.
+
+    `root` None (no --data given) raises DatasetError saying what to get and where to put it.
+    """
+    if root is None:
+        raise DatasetError(missing_message(name, Path("DIR"), split))
     root = Path(root)
     if split not in ("train", "test"):
         raise DatasetError(f"split must be 'train' or 'test', got {split!r}")

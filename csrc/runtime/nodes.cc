@@ -274,9 +274,10 @@ class AddMulNode final : public Node {
   bool mul_;
 };
 
+// softmax or log_softmax over the features of each row.
 class SoftmaxNode final : public Node {
  public:
-  explicit SoftmaxNode(const Spec& s) : Node(s.op(), {DType::kF32}, DType::kF32) {}
+  SoftmaxNode(const Spec& s, bool log) : Node(s.op(), {DType::kF32}, DType::kF32), log_(log) {}
   Shape infer(const Shape* in, size_t) const override {
     if (in[0].rank != 2) fail("input must be (N, F), got " + in[0].str());
     return in[0];
@@ -285,23 +286,17 @@ class SoftmaxNode final : public Node {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t f = s[0].channels();
-    for_rows(ctx, s[0].rows(), f, [&](size_t r, size_t n) { ctx.ew->softmax(x + r * f, n, f, y + r * f); });
+    for_rows(ctx, s[0].rows(), f, [&](size_t r, size_t n) {
+      if (log_) {
+        log_softmax_rows(x + r * f, n, f, y + r * f);
+      } else {
+        ctx.ew->softmax(x + r * f, n, f, y + r * f);
+      }
+    });
   }
-};
 
-class LogSoftmaxNode final : public Node {
- public:
-  explicit LogSoftmaxNode(const Spec& s) : Node(s.op(), {DType::kF32}, DType::kF32) {}
-  Shape infer(const Shape* in, size_t) const override {
-    if (in[0].rank != 2) fail("input must be (N, F), got " + in[0].str());
-    return in[0];
-  }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
-    const float* x = static_cast<const float*>(in[0]);
-    float* y = static_cast<float*>(out);
-    const int64_t f = s[0].channels();
-    for_rows(ctx, s[0].rows(), f, [&](size_t r, size_t n) { log_softmax_rows(x + r * f, n, f, y + r * f); });
-  }
+ private:
+  bool log_;
 };
 
 // ---------------------------------------------------------------- layout
@@ -691,8 +686,8 @@ std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, Pa
   if (k == "concat") return std::make_unique<ConcatNode>(s, DType::kF32);
   if (k == "bconcat") return std::make_unique<ConcatNode>(s, DType::kBits);
   if (k == "flatten") return std::make_unique<FlattenNode>(s);
-  if (k == "softmax") return std::make_unique<SoftmaxNode>(s);
-  if (k == "log_softmax") return std::make_unique<LogSoftmaxNode>(s);
+  if (k == "softmax") return std::make_unique<SoftmaxNode>(s, false);
+  if (k == "log_softmax") return std::make_unique<SoftmaxNode>(s, true);
   if (k == "bflatten") return std::make_unique<BflattenNode>(s, in_channels.at(0));
   if (k == "unpack") return std::make_unique<UnpackNode>(s);
   if (k == "sign") {
