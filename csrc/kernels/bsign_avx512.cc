@@ -4,5 +4,5 @@
 #include "kernels/elementwise.h"
 
 namespace xnor {
-XNOR_DEFINE_BSIGN_KERNELS_X86(avx512)
+XNOR_DEFINE_BSIGN_KERNELS(avx512, bsign_x86)
 }  // namespace xnor

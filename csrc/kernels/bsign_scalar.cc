@@ -3,5 +3,5 @@
 #include "kernels/elementwise.h"
 
 namespace xnor {
-XNOR_DEFINE_BSIGN_KERNELS(scalar)
+XNOR_DEFINE_BSIGN_KERNELS(scalar, bsign_impl)
 }  // namespace xnor

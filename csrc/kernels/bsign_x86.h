@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/bsign_impl.h"
+
 namespace xnor::bsign_x86 {
 
 template <bool kZeroIsMinus>
@@ -34,11 +36,7 @@ inline void sign_rows(const float* x, size_t rows, size_t channels, const float*
         o[bit >> 6] |= bits << shift;
         if (shift > 56) o[(bit >> 6) + 1] |= bits >> (64 - shift);  // the 8 bits straddle two words
       }
-      for (size_t c = vectorised; c < channels; ++c) {
-        const bool minus = kZeroIsMinus ? (xr[c] <= t[c]) : (xr[c] < t[c]);
-        const size_t bit = base + c;
-        o[bit >> 6] |= static_cast<uint64_t>(minus) << (bit & 63);
-      }
+      bsign_impl::sign_bits(xr, t, vectorised, channels, base, kZeroIsMinus, o);
     }
   }
 }
@@ -66,17 +64,8 @@ inline void unpack(const uint64_t* bits, size_t rows, size_t channels, float* y)
       const __m256 is_minus = _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, lane_bit));
       _mm256_storeu_ps(yr + c, _mm256_blendv_ps(plus, minus, is_minus));
     }
-    for (size_t c = vectorised; c < channels; ++c) yr[c] = ((b[c >> 6] >> (c & 63)) & 1u) ? -1.0f : 1.0f;
+    bsign_impl::unpack_range(b, vectorised, channels, yr);
   }
 }
 
 }  // namespace xnor::bsign_x86
-
-#define XNOR_DEFINE_BSIGN_KERNELS_X86(isa)                                                               \
-  void sign_##isa(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,  \
-                  bool zero_is_minus, uint64_t* out) {                                                   \
-    bsign_x86::sign(x, rows, channels, thresholds, groups, zero_is_minus, out);                          \
-  }                                                                                                      \
-  void unpack_##isa(const uint64_t* bits, size_t rows, size_t channels, float* y) {                      \
-    bsign_x86::unpack(bits, rows, channels, y);                                                          \
-  }

@@ -329,7 +329,7 @@ class BflattenNode final : public Node {
     const size_t out_image = static_cast<size_t>(words_of(os.d[1]));
     const uint64_t* src = static_cast<const uint64_t*>(in[0]);
     uint64_t* dst = static_cast<uint64_t*>(out);
-    parallel_for(ctx.pool, static_cast<size_t>(s[0].d[0]), 1, [&](size_t b, size_t e) {
+    parallel_for(ctx.pool, static_cast<size_t>(s[0].d[0]), element_grain_rows(in_image), [&](size_t b, size_t e) {
       for (size_t n = b; n < e; ++n) bflatten_image(src + n * in_image, pixels, c, dst + n * out_image);
     });
   }
