@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from xnorinfer import ir
 from xnorinfer.convert import convert, format_table, reference
 from xnorinfer.convert.pack import unpack_last
+from xnorinfer.ops import OPS
 
 N_INPUTS = 64
 # binary conv / linear layers each zoo model defines (BinConv / BinLinear modules)
@@ -48,7 +48,7 @@ def _hooked_signs(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, np
 def test_graph_is_valid_ir(converted):
     _, _, graph, _, _ = converted
     graph.validate()
-    assert all(op.kind in ir.OP_SPECS for op in graph.ops)
+    assert all(op.kind in OPS for op in graph.ops)
     for op in graph.ops:
         if op.kind in ("bconv2d", "blinear"):
             assert op.params["weight"].dtype == np.uint64

@@ -1,8 +1,9 @@
 """The cost model: per-op weight storage, binary MACs and float FLOPs, for `convert` and `inspect` alike.
 
-One definition, so the converter's report and `xnorinfer inspect` print the same numbers for one
-model. Shapes are the engine's (batch 1, NHWC for 4-D tensors); no torch and no parameter data
-are needed, only parameter shapes and dtypes.
+Each op's numbers come from its declaration (xnorinfer.ops). One definition, so the converter's
+report and `xnorinfer inspect` print the same numbers for one model. Shapes are the engine's
+(batch 1, NHWC for 4-D tensors); no torch and no parameter data are needed, only parameter shapes
+and dtypes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xnorinfer.ops import op_def
 from xnorinfer.text import printable
-
-BINARY_KINDS = frozenset({"sign", "bconv2d", "blinear", "bmaxpool2d", "bconcat", "bflatten"})
 
 
 @dataclass(frozen=True)
@@ -39,34 +39,18 @@ def op_cost(
     out_shape: Sequence[int],
 ) -> OpCost:
     """Cost of one op; `params` maps a parameter name to (shape, numpy dtype name)."""
-    out_shape = tuple(int(d) for d in out_shape)
-    spatial = math.prod(out_shape[1:-1]) if len(out_shape) > 2 else 1
+    d = op_def(kind)
+    shapes = {key: tuple(int(v) for v in shape) for key, (shape, _) in params.items()}
+    x, y = tuple(int(v) for v in in_shape), tuple(int(v) for v in out_shape)
     stored = sum(math.prod(shape) * np.dtype(dtype).itemsize * 8 for shape, dtype in params.values())
-    float32_bits = stored
-    macs = flops = 0
-    if kind == "bconv2d":
-        o, kh, kw, _ = params["weight"][0]
-        k = kh * kw * int(attrs["in_channels"])
-        macs = spatial * o * k
-        float32_bits = (o * k + 2 * o) * 32
-    elif kind == "blinear":
-        o = params["weight"][0][0]
-        macs = o * int(attrs["in_features"])
-        float32_bits = (macs + 2 * o) * 32
-    elif kind == "conv2d":
-        o, kh, kw, i = params["weight"][0]
-        flops = 2 * spatial * o * kh * kw * i
-    elif kind == "linear":
-        flops = 2 * math.prod(params["weight"][0])
-    elif kind not in BINARY_KINDS:
-        flops = math.prod(int(d) for d in in_shape)  # one operation per input element
+    macs, flops, float32_bits = d.cost(attrs, shapes, x, y)
     return OpCost(
         name,
         kind,
-        "binary" if kind in BINARY_KINDS else "float",
-        out_shape,
+        d.domain,
+        y,
         int(stored),
-        int(float32_bits),
+        int(stored if float32_bits is None else float32_bits),
         int(macs),
         int(flops),
     )

@@ -15,8 +15,8 @@ tensor (N, F). The batch dimension is recorded as 1 and may be any N at run time
 words, bit 1 = -1, channel c in word c // 64, pad bits zero; `shape` gives the real channel
 count). The graph input is float32 NCHW as the user passes it; the runtime permutes it to NHWC.
 
-The ops and their attributes and parameters are listed in docs/ir.md; `OP_SPECS` below is the
-machine-readable form that both the writer and the loader check against.
+The ops are declared once in `xnorinfer.ops` (attributes, parameters, shape rule, reference);
+docs/ir.md specifies what each computes.
 """
 
 from __future__ import annotations
@@ -26,44 +26,9 @@ from typing import Any
 
 import numpy as np
 
-IR_VERSION = 1
+from xnorinfer.ops import op_def
 
-# op kind -> (required attrs, optional attrs, required params, optional params)
-# Param dtypes: weights of binary ops are uint64 (packed), thresholds int32, flips uint8,
-# everything else float32.
-OP_SPECS: dict[str, tuple[set[str], set[str], set[str], set[str]]] = {
-    # float -> float
-    "conv2d": ({"stride", "padding"}, {"relu"}, {"weight"}, {"bias"}),
-    "linear": (set(), {"relu"}, {"weight"}, {"bias"}),
-    "affine": (set(), set(), {"scale", "shift"}, set()),
-    "prelu": (set(), set(), {"slope"}, {"pre_shift", "post_shift"}),
-    "relu": (set(), set(), set(), set()),
-    "hardtanh": ({"min_val", "max_val"}, set(), set(), set()),
-    "sigmoid": (set(), set(), set(), set()),
-    "maxpool2d": ({"kernel", "stride", "padding"}, set(), set(), set()),
-    "avgpool2d": ({"kernel", "stride", "padding"}, {"count_include_pad"}, set(), set()),
-    "global_avgpool": (set(), set(), set(), set()),
-    "add": (set(), set(), set(), set()),
-    "mul": (set(), set(), set(), set()),
-    "concat": (set(), set(), set(), set()),
-    "flatten": (set(), set(), set(), set()),
-    "softmax": (set(), set(), set(), set()),
-    "log_softmax": (set(), set(), set(), set()),
-    # float -> bits
-    "sign": (set(), {"sign_zero"}, set(), {"threshold"}),
-    # bits -> bits / float
-    "bconv2d": (
-        {"stride", "padding", "pad_mode", "output", "in_channels"},
-        set(),
-        {"weight"},
-        {"threshold", "flip", "multiplier", "bias"},
-    ),
-    "blinear": ({"output", "in_features"}, set(), {"weight"}, {"threshold", "flip", "multiplier", "bias"}),
-    "bmaxpool2d": ({"kernel", "stride", "padding"}, set(), set(), set()),
-    "bconcat": (set(), set(), set(), set()),
-    "bflatten": (set(), set(), set(), set()),
-    "unpack": (set(), set(), set(), set()),
-}
+IR_VERSION = 1
 
 
 @dataclass
@@ -87,15 +52,8 @@ class Op:
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.kind not in OP_SPECS:
-            raise ValueError(f"op {self.name}: unknown kind {self.kind!r}")
-        req_a, opt_a, req_p, opt_p = OP_SPECS[self.kind]
-        missing = (req_a - self.attrs.keys()) | (req_p - self.params.keys())
-        extra = (self.attrs.keys() - req_a - opt_a) | (self.params.keys() - req_p - opt_p)
-        if missing:
-            raise ValueError(f"op {self.name} ({self.kind}): missing {sorted(missing)}")
-        if extra:
-            raise ValueError(f"op {self.name} ({self.kind}): unexpected {sorted(extra)}")
+        """Inputs, attributes and parameters against the op's declaration (xnorinfer.ops)."""
+        op_def(self.kind).check(self)
 
 
 @dataclass
@@ -123,6 +81,25 @@ class Graph:
                 if t not in self.tensors:
                     raise ValueError(f"op {op.name} ({op.kind}) writes {t}, which has no tensor entry")
                 defined.add(t)
+            self._check_types(op)
         for t in self.outputs:
             if t not in defined:
                 raise ValueError(f"graph output {t} is never produced")
+
+    def _check_types(self, op: Op) -> None:
+        """The op's input dtypes and its output's dtype and shape (batch 1) follow its declaration."""
+        d = op_def(op.kind)
+        ins = [self.tensors[t] for t in op.inputs]
+        for t in ins:
+            if t.dtype != d.in_dtype:
+                raise ValueError(f"op {op.name} ({op.kind}) reads {t.name} of dtype {t.dtype}, needs {d.in_dtype}")
+        out = self.tensors[op.outputs[0]]
+        want_dtype = d.out_dtype(op.attrs)
+        if out.dtype != want_dtype:
+            raise ValueError(f"op {op.name} ({op.kind}) writes {out.name} as {out.dtype}, produces {want_dtype}")
+        try:
+            want = tuple(int(v) for v in d.shape(op, [tuple(t.shape) for t in ins]))
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"op {op.name} ({op.kind}) cannot take inputs {[t.shape for t in ins]}: {err}") from None
+        if tuple(int(v) for v in out.shape) != want:
+            raise ValueError(f"op {op.name} ({op.kind}) writes {out.name} as {tuple(out.shape)}, produces {want}")

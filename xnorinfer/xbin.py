@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from xnorinfer import ir
+from xnorinfer.ops import OPS
 
 MAGIC = b"XNORBIN\0"
 FORMAT_VERSION = 1
@@ -48,15 +49,8 @@ class XbinError(ValueError):
 
 
 def param_dtype(kind: str, param: str) -> str:
-    """The dtype a parameter must have: binary weights uint64, thresholds int32, flips uint8, else float32."""
-    if kind in ("bconv2d", "blinear"):
-        if param == "weight":
-            return "uint64"
-        if param == "threshold":
-            return "int32"
-        if param == "flip":
-            return "uint8"
-    return "float32"
+    """The dtype a parameter is stored as (its op's declaration, xnorinfer.ops)."""
+    return OPS[kind].params[param].dtype
 
 
 def _align(n: int) -> int:
@@ -307,6 +301,16 @@ def parse_json(text: bytes, path: str) -> dict[str, Any]:
     return doc
 
 
+def _placeholders(params: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Arrays of each parameter's dtype and shape that hold no memory, for the structural checks."""
+    return {
+        k: np.lib.stride_tricks.as_strided(
+            np.zeros(1, _NUMPY_DTYPES[p["dtype"]]), tuple(p["shape"]), (0,) * len(p["shape"])
+        )
+        for k, p in params.items()
+    }
+
+
 def describe(
     doc: dict[str, Any], path: str, section_sizes: Sequence[tuple[int, int]], section_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -338,7 +342,7 @@ def describe(
             "op entry without a name or kind",
         )
         where = f"op {o['name']} ({o['kind']})"
-        _expect(o["kind"] in ir.OP_SPECS, path, f"{where}: unknown op kind")
+        _expect(o["kind"] in OPS, path, f"{where}: unknown op kind")
         for key in ("inputs", "outputs"):
             _expect(
                 isinstance(o.get(key), list) and all(isinstance(s, str) for s in o[key]),
@@ -359,6 +363,7 @@ def describe(
         for pname, p in o["params"].items():
             pw = f"{where} param {pname!r}"
             _expect(isinstance(p, dict), path, f"{pw}: must be an object")
+            _expect(pname in OPS[o["kind"]].params, path, f"{where}: unexpected parameter {pname!r}")
             want = param_dtype(o["kind"], pname)
             _expect(p.get("dtype") == want, path, f"{pw}: dtype must be {want}, got {p.get('dtype')!r}")
             shape = _shape(p.get("shape"), path, pw, (1, 2, 3, 4))
@@ -405,8 +410,7 @@ def describe(
         outputs=list(doc["outputs"]),
         tensors={t["name"]: ir.Tensor(t["name"], tuple(t["shape"]), t["dtype"]) for t in tensors},
         ops=[
-            ir.Op(o["kind"], o["name"], o["inputs"], o["outputs"], o["attrs"], {k: np.empty(0) for k in o["params"]})
-            for o in ops
+            ir.Op(o["kind"], o["name"], o["inputs"], o["outputs"], o["attrs"], _placeholders(o["params"])) for o in ops
         ],
     )
     try:

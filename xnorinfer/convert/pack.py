@@ -1,31 +1,12 @@
-"""Bit packing of ±1 weights (numpy): bit 1 = -1, channel c in word c // 64 at bit c % 64, pad bits 0."""
+"""Packing of ±1 weights into the IR's bit format (xnorinfer.bits: bit 1 = -1, 64 channels a word)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-WORD_BITS = 64
+from xnorinfer.bits import WORD_BITS, pack_last, unpack_last, words
 
-
-def words(channels: int) -> int:
-    return (channels + WORD_BITS - 1) // WORD_BITS
-
-
-def pack_last(negative: np.ndarray) -> np.ndarray:
-    """Pack a boolean array (..., C) (True = -1) along the last axis into uint64 words (..., ceil(C/64))."""
-    neg = np.asarray(negative, dtype=bool)
-    c = neg.shape[-1]
-    padded = np.zeros(neg.shape[:-1] + (words(c) * WORD_BITS,), dtype=bool)
-    padded[..., :c] = neg
-    as_bytes = np.packbits(padded, axis=-1, bitorder="little")
-    return np.ascontiguousarray(as_bytes).view("<u8").astype(np.uint64).reshape(neg.shape[:-1] + (words(c),))
-
-
-def unpack_last(packed: np.ndarray, channels: int) -> np.ndarray:
-    """Inverse of `pack_last`: uint64 words (..., W) -> boolean (..., channels) (True = -1)."""
-    p = np.ascontiguousarray(np.asarray(packed, dtype=np.uint64)).astype("<u8")
-    as_bytes = p.view(np.uint8).reshape(p.shape[:-1] + (p.shape[-1] * 8,))
-    return np.unpackbits(as_bytes, axis=-1, bitorder="little")[..., :channels].astype(bool)
+__all__ = ["WORD_BITS", "words", "pack_last", "unpack_last", "pack_conv_weight", "pack_linear_weight"]
 
 
 def pack_conv_weight(sign_oihw: np.ndarray) -> np.ndarray:

@@ -1,0 +1,28 @@
+"""Every op kind of the IR, each declared once (`OpDef`): typed attributes, parameter dtypes, the
+shape rule, the numpy reference, the float PyTorch equivalent and the cost.
+
+The graph checks (`ir.Graph.validate`), the writer (xnorinfer.xbin), the reference interpreter
+(xnorinfer.convert.reference), the float equivalent (xnorinfer.float_equivalent) and the cost model
+(xnorinfer.cost) all read this table; the C++ runtime declares the same schema beside each node and
+tests/test_op_schema.py checks that the two agree. docs/adding-an-op.md walks through adding one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from xnorinfer.ops.binary_ops import BINARY_OPS
+from xnorinfer.ops.float_ops import FLOAT_OPS
+from xnorinfer.ops.schema import Attr, OpDef, Param
+
+__all__ = ["OPS", "Attr", "OpDef", "Param", "op_def"]
+
+OPS: Mapping[str, OpDef] = {d.name: d for d in FLOAT_OPS + BINARY_OPS}
+
+
+def op_def(kind: str) -> OpDef:
+    """The declaration of op kind `kind`; ValueError naming it when there is none."""
+    try:
+        return OPS[kind]
+    except KeyError:
+        raise ValueError(f"unknown op kind {kind!r}") from None

@@ -1,0 +1,416 @@
+"""The float ops of the IR: f32 tensors in and out (docs/ir.md has each one's exact rule).
+
+Each op is one `OpDef`: its attributes and parameters, output shape, numpy float64 reference and
+float32 PyTorch equivalent. Reference arrays are NHWC / (N, F) float64; torch tensors are NCHW.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xnorinfer.ops.schema import Attr, OpDef, Param, Shape
+
+if TYPE_CHECKING:
+    from xnorinfer import ir
+
+PAIR = Attr("ints")
+
+
+def f32(attrs: Mapping[str, Any]) -> str:
+    return "f32"
+
+
+def same_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    return tuple(shapes[0])
+
+
+def window_shape(op: ir.Op, shapes: Sequence[Shape], out_channels: int | None = None) -> Shape:
+    """(N, H, W, C) through a kernel/stride/padding window: PyTorch's floor rule."""
+    n, h, w, c = shapes[0]
+    kh, kw = op.attrs["kernel"] if "kernel" in op.attrs else op.params["weight"].shape[1:3]
+    (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
+    return (n, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1, c if out_channels is None else out_channels)
+
+
+# numpy helpers shared with binary_ops.py
+
+
+def pad_hw(x: np.ndarray, ph: int, pw: int, value: float) -> np.ndarray:
+    return np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=value)
+
+
+def windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, OH, OW, KH, KW, C) sliding windows (a view)."""
+    n, h, w, c = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    st = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (n, oh, ow, kh, kw, c), (st[0], st[1] * sh, st[2] * sw, st[1], st[2], st[3]), writeable=False
+    )
+
+
+def pool(x: np.ndarray, op: ir.Op, reduce: str) -> np.ndarray:
+    (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]
+    if reduce == "max":
+        return windows(pad_hw(x, ph, pw, -np.inf), kh, kw, sh, sw).max(axis=(3, 4))
+    total = windows(pad_hw(x, ph, pw, 0.0), kh, kw, sh, sw).sum(axis=(3, 4))
+    if op.attrs.get("count_include_pad", True):
+        return total / (kh * kw)
+    ones = pad_hw(np.ones((1,) + x.shape[1:3] + (1,)), ph, pw, 0.0)
+    return total / windows(ones, kh, kw, sh, sw).sum(axis=(3, 4))
+
+
+def channel(t: Any, ndim: int) -> Any:
+    """A (C,) torch tensor broadcast over NCHW or (N, C)."""
+    return t.reshape(1, -1, 1, 1) if ndim == 4 else t.reshape(1, -1)
+
+
+def _f(name: str) -> Any:
+    import torch.nn.functional as F
+
+    return getattr(F, name)
+
+
+def _p(op: ir.Op, name: str) -> np.ndarray:
+    return op.params[name].astype(np.float64)
+
+
+# conv2d
+
+
+def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    w = _p(op, "weight")
+    (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
+    win = windows(pad_hw(ins[0], ph, pw, 0), w.shape[1], w.shape[2], sh, sw)
+    y = np.einsum("nhwijc,oijc->nhwo", win, w, optimize=True)
+    y = y + _p(op, "bias") if "bias" in op.params else y
+    return np.maximum(y, 0) if op.attrs.get("relu") else y
+
+
+def _conv2d_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    y = _f("conv2d")(ins[0], p["weight"], p.get("bias"), op.attrs["stride"], op.attrs["padding"])
+    return _f("relu")(y) if op.attrs.get("relu") else y
+
+
+def _conv2d_torch_param(op: ir.Op, name: str, value: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2) if name == "weight" else value))
+
+
+def _conv2d_cost(attrs: Mapping[str, Any], params: Mapping[str, Shape], x: Shape, y: Shape) -> tuple[int, int, None]:
+    o, kh, kw, i = params["weight"]
+    return 0, 2 * math.prod(y[1:-1]) * o * kh * kw * i, None
+
+
+CONV2D = OpDef(
+    "conv2d",
+    "f32 NHWC -> f32 NHWC: float convolution, zero padding, + bias, optional ReLU",
+    "f32",
+    f32,
+    lambda op, s: window_shape(op, s, op.params["weight"].shape[0]),
+    _conv2d_ref,
+    _conv2d_torch,
+    attrs={"stride": PAIR, "padding": PAIR, "relu": Attr("bool", False, False)},
+    params={"weight": Param("float32"), "bias": Param("float32", False)},
+    cost=_conv2d_cost,
+    torch_param=_conv2d_torch_param,
+)
+
+
+# linear
+
+
+def _linear_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    y = ins[0] @ _p(op, "weight").T
+    y = y + _p(op, "bias") if "bias" in op.params else y
+    return np.maximum(y, 0) if op.attrs.get("relu") else y
+
+
+def _linear_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    y = _f("linear")(ins[0], p["weight"], p.get("bias"))
+    return _f("relu")(y) if op.attrs.get("relu") else y
+
+
+LINEAR = OpDef(
+    "linear",
+    "f32 (N, K) -> f32 (N, O): x @ weight.T + bias, optional ReLU",
+    "f32",
+    f32,
+    lambda op, s: (s[0][0], op.params["weight"].shape[0]),
+    _linear_ref,
+    _linear_torch,
+    attrs={"relu": Attr("bool", False, False)},
+    params={"weight": Param("float32"), "bias": Param("float32", False)},
+    cost=lambda a, p, x, y: (0, 2 * math.prod(p["weight"]), None),
+)
+
+
+# per-channel transforms and activations
+
+
+def _affine_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    x = ins[0]
+    return x * channel(p["scale"], x.dim()) + channel(p["shift"], x.dim())
+
+
+AFFINE = OpDef(
+    "affine",
+    "f32 -> f32: fma(x, scale[c], shift[c]) (an unfolded BatchNorm or channel scale)",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: ins[0] * _p(op, "scale") + _p(op, "shift"),
+    _affine_torch,
+    params={"scale": Param("float32"), "shift": Param("float32")},
+)
+
+
+def _prelu_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    c = ins[0].shape[-1]
+    pre = op.params.get("pre_shift", np.zeros(c)).astype(np.float64)
+    post = op.params.get("post_shift", np.zeros(c)).astype(np.float64)
+    t = ins[0] - pre
+    return np.where(t >= 0, t, _p(op, "slope") * t) + post
+
+
+def _prelu_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
+
+    x = ins[0]
+    zeros = torch.zeros(x.shape[1])
+    t = x - channel(p.get("pre_shift", zeros), x.dim())
+    return torch.where(t >= 0, t, channel(p["slope"], x.dim()) * t) + channel(p.get("post_shift", zeros), x.dim())
+
+
+PRELU = OpDef(
+    "prelu",
+    "f32 -> f32: t = x - pre_shift[c]; (t >= 0 ? t : slope[c] * t) + post_shift[c] (RPReLU, PReLU)",
+    "f32",
+    f32,
+    same_shape,
+    _prelu_ref,
+    _prelu_torch,
+    params={"slope": Param("float32"), "pre_shift": Param("float32", False), "post_shift": Param("float32", False)},
+)
+
+RELU = OpDef(
+    "relu",
+    "f32 -> f32: max(x, 0)",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: np.maximum(ins[0], 0),
+    lambda op, ins, p: _f("relu")(ins[0]),
+)
+
+HARDTANH = OpDef(
+    "hardtanh",
+    "f32 -> f32: min(max(x, min_val), max_val)",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: np.clip(ins[0], op.attrs["min_val"], op.attrs["max_val"]),
+    lambda op, ins, p: _f("hardtanh")(ins[0], op.attrs["min_val"], op.attrs["max_val"]),
+    attrs={"min_val": Attr("float"), "max_val": Attr("float")},
+)
+
+
+def _sigmoid_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
+
+    return torch.sigmoid(ins[0])
+
+
+SIGMOID = OpDef(
+    "sigmoid",
+    "f32 -> f32: 1 / (1 + exp(-x))",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: 1.0 / (1.0 + np.exp(-ins[0])),
+    _sigmoid_torch,
+)
+
+
+# pooling
+
+POOL_ATTRS = {"kernel": PAIR, "stride": PAIR, "padding": PAIR}
+
+MAXPOOL2D = OpDef(
+    "maxpool2d",
+    "f32 NHWC -> f32 NHWC: PyTorch max_pool2d (padding is -inf)",
+    "f32",
+    f32,
+    window_shape,
+    lambda op, ins, t: pool(ins[0], op, "max"),
+    lambda op, ins, p: _f("max_pool2d")(ins[0], op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]),
+    attrs=POOL_ATTRS,
+)
+
+
+def _avgpool_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    a = op.attrs
+    return _f("avg_pool2d")(
+        ins[0], a["kernel"], a["stride"], a["padding"], count_include_pad=a.get("count_include_pad", True)
+    )
+
+
+AVGPOOL2D = OpDef(
+    "avgpool2d",
+    "f32 NHWC -> f32 NHWC: PyTorch avg_pool2d",
+    "f32",
+    f32,
+    window_shape,
+    lambda op, ins, t: pool(ins[0], op, "avg"),
+    _avgpool_torch,
+    attrs={**POOL_ATTRS, "count_include_pad": Attr("bool", False, True)},
+)
+
+GLOBAL_AVGPOOL = OpDef(
+    "global_avgpool",
+    "f32 (N, H, W, C) -> f32 (N, C): mean over H, W",
+    "f32",
+    f32,
+    lambda op, s: (s[0][0], s[0][-1]),
+    lambda op, ins, t: ins[0].mean(axis=(1, 2)),
+    lambda op, ins, p: ins[0].mean(dim=(2, 3)),
+)
+
+
+# combining tensors
+
+
+def _mul_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    a, b = ins
+    return a * (b[:, None, None, :] if a.ndim == 4 and b.ndim == 2 else b)
+
+
+def _mul_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    a, b = ins
+    return a * (b[:, :, None, None] if a.dim() == 4 and b.dim() == 2 else b)
+
+
+ADD = OpDef(
+    "add",
+    "f32, f32 (same shape) -> f32: a + b",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: ins[0] + ins[1],
+    lambda op, ins, p: ins[0] + ins[1],
+    inputs=(2, 2),
+)
+
+MUL = OpDef(
+    "mul",
+    "f32 (N, H, W, C), f32 (N, C) or the same shape -> f32: a * b, b broadcast over H, W",
+    "f32",
+    f32,
+    same_shape,
+    _mul_ref,
+    _mul_torch,
+    inputs=(2, 2),
+)
+
+# The runtime's bound on concatenated inputs (csrc/runtime: kMaxConcatInputs).
+MAX_CONCAT_INPUTS = 64
+
+
+def concat_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    return tuple(shapes[0][:-1]) + (sum(s[-1] for s in shapes),)
+
+
+def _cat_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
+
+    return torch.cat(ins, dim=1)
+
+
+CONCAT = OpDef(
+    "concat",
+    "f32, f32, ... -> f32: concatenation along C",
+    "f32",
+    f32,
+    concat_shape,
+    lambda op, ins, t: np.concatenate(ins, axis=-1),
+    _cat_torch,
+    inputs=(1, MAX_CONCAT_INPUTS),
+)
+
+
+def flatten_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    return (shapes[0][0], math.prod(shapes[0][1:]))
+
+
+def flatten_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    x = ins[0]  # NCHW in torch, flattened in NHWC order as the engine does
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) if x.dim() == 4 else x
+
+
+FLATTEN = OpDef(
+    "flatten",
+    "f32 (N, H, W, C) -> f32 (N, H*W*C): NHWC order",
+    "f32",
+    f32,
+    flatten_shape,
+    lambda op, ins, t: ins[0].reshape(ins[0].shape[0], -1),
+    flatten_torch,
+)
+
+
+# classifier heads
+
+
+def _softmax_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    e = np.exp(ins[0] - ins[0].max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _log_softmax_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    t = ins[0] - ins[0].max(axis=1, keepdims=True)
+    return t - np.log(np.exp(t).sum(axis=1, keepdims=True))
+
+
+SOFTMAX = OpDef(
+    "softmax",
+    "f32 (N, F) -> f32 (N, F): softmax over F",
+    "f32",
+    f32,
+    same_shape,
+    _softmax_ref,
+    lambda op, ins, p: ins[0].softmax(dim=1),
+)
+
+LOG_SOFTMAX = OpDef(
+    "log_softmax",
+    "f32 (N, F) -> f32 (N, F): (x - max) - log(sum(exp(x - max))) over F",
+    "f32",
+    f32,
+    same_shape,
+    _log_softmax_ref,
+    lambda op, ins, p: ins[0].log_softmax(dim=1),
+)
+
+FLOAT_OPS: tuple[OpDef, ...] = (
+    CONV2D,
+    LINEAR,
+    AFFINE,
+    PRELU,
+    RELU,
+    HARDTANH,
+    SIGMOID,
+    MAXPOOL2D,
+    AVGPOOL2D,
+    GLOBAL_AVGPOOL,
+    ADD,
+    MUL,
+    CONCAT,
+    FLATTEN,
+    SOFTMAX,
+    LOG_SOFTMAX,
+)
