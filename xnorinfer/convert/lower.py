@@ -171,6 +171,13 @@ class Lowering:
         self.binary_outputs[out.name] = info
         return info
 
+    def const(self, node: Node, index: int) -> np.ndarray:
+        """The constant operand `index` of `node` (a weight or bias); unsupported if it is computed."""
+        value = self.model.const(node.inputs[index])
+        if value is None:
+            raise self.unsupported(node)
+        return value
+
     def unsupported(self, node: Node) -> ConversionError:
         return ConversionError(
             f"unsupported op '{node.op}' in {node.where or node.path or '<top level>'} "
@@ -190,20 +197,20 @@ Handler = Callable[[Lowering, Node, Shape], None]
 def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(ConvAttrs)
-    w = np.transpose(cx.model.const(node.inputs[1]), (0, 2, 3, 1)).astype(np.float32)
+    w = np.transpose(cx.const(node, 1), (0, 2, 3, 1)).astype(np.float32)
     params = {"weight": np.ascontiguousarray(w)}
     if len(node.inputs) > 2:
-        params["bias"] = cx.model.const(node.inputs[2]).astype(np.float32)
+        params["bias"] = cx.const(node, 2).astype(np.float32)
     cx.emit(node, "conv2d", [x], shape, "f32", {"stride": list(a.stride), "padding": list(a.padding)}, params)
 
 
 def _linear(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
-    w = cx.model.const(node.inputs[1])
+    w = cx.const(node, 1)
     w = w if x.perm is None else w[:, x.perm]
     params = {"weight": np.ascontiguousarray(w.astype(np.float32))}
     if len(node.inputs) > 2:
-        params["bias"] = cx.model.const(node.inputs[2]).astype(np.float32)
+        params["bias"] = cx.const(node, 2).astype(np.float32)
     cx.emit(node, "linear", [x], shape, "f32", {}, params)
 
 
