@@ -1,11 +1,11 @@
 """The converter's small internal graph: what capture produces and the transformations rewrite.
 
-It is deliberately framework-free (numpy constants, string op names) so that another front end
-(ONNX) can produce the same graph. Shapes are PyTorch's (NCHW); the NHWC layout of the IR is
+It is deliberately framework-free (numpy constants, string op names, each node's parameters as a
+typed payload from attrs.py) so that another front end (ONNX) can produce the same graph. Shapes are PyTorch's (NCHW); the NHWC layout of the IR is
 introduced only when lowering (`lower.py`).
 
 Op vocabulary produced by capture (see docs/ops.md):
-  conv2d linear batch_norm sign add sub mul div cmp where to_float relu hardtanh sigmoid prelu
+  conv2d linear batch_norm sign add sub mul div ge gt le lt where to_float relu hardtanh sigmoid prelu
   maxpool2d avgpool2d global_avgpool reshape concat softmax log_softmax neg
 and by the recognition transformations:
   act_sign (float -> ±1 with per-channel thresholds, J >= 1), bconv2d, blinear, bmaxpool2d,
