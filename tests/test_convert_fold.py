@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xnorinfer.convert import fold
+from xnorinfer.convert.attrs import BatchNormStage, ChannelStage
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight, unpack_last
 
 
@@ -29,17 +30,8 @@ def folded_bits(res: fold.ThresholdFold, k: int) -> np.ndarray:
 
 def fold_one(alpha, bias, gamma, beta, mean, var, eps, k, t=0.0, zero="+1") -> fold.ThresholdFold:
     chain = [
-        ("add", {"v": np.array([bias])}),
-        (
-            "bn",
-            {
-                "gamma": np.array([gamma]),
-                "beta": np.array([beta]),
-                "mean": np.array([mean]),
-                "var": np.array([var]),
-                "eps": eps,
-            },
-        ),
+        ChannelStage("add", np.array([bias])),
+        BatchNormStage(np.array([gamma]), np.array([beta]), np.array([mean]), np.array([var]), eps),
     ]
     return fold.thresholds(chain, np.array([alpha]), k, np.array([t]), zero)
 
@@ -112,10 +104,10 @@ def test_float_fold_composes_alpha_bn_and_scales():
     alpha, b = rng.uniform(0.1, 2, c), rng.normal(size=c)
     g, be, m, v = rng.normal(size=c), rng.normal(size=c), rng.normal(size=c), rng.uniform(0.1, 3, c)
     chain = [
-        ("add", {"v": b}),
-        ("bn", {"gamma": g, "beta": be, "mean": m, "var": v, "eps": 1e-5}),
-        ("mul", {"v": np.full(c, 0.5)}),
-        ("sub", {"v": np.full(c, 0.25)}),
+        ChannelStage("add", b),
+        BatchNormStage(g, be, m, v, 1e-5),
+        ChannelStage("mul", np.full(c, 0.5)),
+        ChannelStage("sub", np.full(c, 0.25)),
     ]
     mult, bias = fold.affine(chain, alpha)
     s = np.arange(-30, 31)

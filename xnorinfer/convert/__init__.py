@@ -6,190 +6,30 @@
 The chain: capture (torch.export + decompositions + constant folding -> `graph.Model`) ->
 recognise (patterns.py, three phases of small transformations run to a fixed point) -> lower
 (NHWC, packed weights, folded thresholds -> `ir.Graph`) -> verify (PyTorch vs reference.py,
-and the engine when it is built) -> write (xnorinfer.xbin, when present).
+and the engine when it is built) -> write (xnorinfer.xbin, when present). pipeline.py runs it.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import os
 import sys
 import types
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
-
 from xnorinfer import ir
-from xnorinfer.convert import capture, patterns
-from xnorinfer.convert.graph import ConversionError, Model
-from xnorinfer.convert.lower import lower
+from xnorinfer.convert.graph import ConversionError
+from xnorinfer.convert.pipeline import CONVERTER_VERSION, capture_model, convert, same_file
 from xnorinfer.convert.report import format_table
 from xnorinfer.convert.verify import VerifyResult
-from xnorinfer.convert.verify import verify as run_verify
 
-__all__ = ["ConversionError", "convert", "capture_model", "format_table", "VerifyResult", "CONVERTER_VERSION"]
-
-CONVERTER_VERSION = "0.1.0"
-SIGN_ZERO_NOTE = {
-    "0": "torch.sign: sign(0) = 0 in PyTorch; the IR treats it as +1 (a tie, reported by verification)",
-    "+1": "sign(0) = +1",
-    "-1": "sign(0) = -1",
-}
-
-
-def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """True when writing `b` would replace `a`: the same path, or a link to the same file."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links
-    except OSError:  # b does not exist yet
-        return False
-
-
-def capture_model(
-    model_or_path: torch.nn.Module | str | os.PathLike[str],
-    example_inputs: Sequence[torch.Tensor] | None = None,
-    *,
-    trust_pickle: bool = False,
-) -> tuple[torch.export.ExportedProgram, torch.nn.Module | None, str | None]:
-    """(decomposed ExportedProgram, live module or None, sha256 of the source file or None)."""
-    sha = None
-    live: torch.nn.Module | None = None
-    if isinstance(model_or_path, (str, os.PathLike)):
-        with open(model_or_path, "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
-        loaded = capture.load_exported(model_or_path, trust_pickle=trust_pickle)
-        if isinstance(loaded, torch.nn.Module):
-            if example_inputs is None:
-                raise ConversionError(f"{model_or_path}: a pickled module needs example_inputs to be exported")
-            live = loaded
-            ep = capture.export(loaded, example_inputs)
-        else:
-            ep = loaded
-    elif isinstance(model_or_path, torch.nn.Module):
-        if example_inputs is None:
-            raise ConversionError("convert(module, example_inputs): example_inputs are required for a live module")
-        live = model_or_path
-        ep = capture.export(model_or_path, example_inputs)
-    elif isinstance(model_or_path, torch.export.ExportedProgram):
-        ep = model_or_path
-    else:
-        raise ConversionError(
-            f"cannot convert a {type(model_or_path).__name__}: pass an nn.Module, an "
-            "ExportedProgram or the path of a torch.export.save archive"
-        )
-    return capture.decompose(ep), live, sha
-
-
-def _apply_binarized(gm: torch.fx.GraphModule, binarized: dict[str, Any]) -> None:
-    """Replace declared-binary weights of `gm` by sign(W) * mean|W| (the model verification compares with)."""
-    params = dict(gm.named_parameters())
-    for path, info in binarized.items():
-        name = info.get("param")
-        if name is None or name not in params:
-            raise ConversionError(f"{path}: binarize needs the layer's weight to be a parameter")
-        with torch.no_grad():
-            w = params[name]
-            dims = tuple(range(1, w.dim()))
-            w.copy_(torch.where(w < 0, -1.0, 1.0) * w.abs().mean(dim=dims, keepdim=True))
-
-
-def _sign_summary(model: Model, graph: ir.Graph) -> None:
-    signs: dict[str, dict[str, str]] = {}
-    ties: dict[str, int] = {}
-    disagree: dict[str, int] = {}
-    for n in model.nodes:
-        info = n.attrs.get("sign") if n.op in ("bconv2d", "blinear") else (n.attrs if n.op == "act_sign" else None)
-        if info is None:
-            continue
-        key = n.path or n.output
-        signs[key] = {"ste": info["ste"], "sign_zero": SIGN_ZERO_NOTE[info["sign_zero"]]}
-        if n.op != "act_sign":
-            if info["ties"]:
-                ties[key] = len(info["ties"])
-            if info["float32_disagree"]:
-                disagree[key] = len(info["float32_disagree"])
-    zeros = {v["sign_zero"] for v in signs.values()}
-    graph.metadata["sign_ops"] = signs
-    graph.metadata["sign_zero"] = zeros.pop() if len(zeros) == 1 else ("mixed" if zeros else "none")
-    graph.metadata["threshold_ties"] = ties
-    graph.metadata["threshold_float32_disagreements"] = disagree
-
-
-def convert(
-    model_or_path: torch.nn.Module | str | os.PathLike[str],
-    example_inputs: Sequence[torch.Tensor] | None = None,
-    *,
-    binarize: Sequence[str] = (),
-    calib: np.ndarray | torch.Tensor | None = None,
-    force: bool = False,
-    verify: bool = True,
-    engine: bool = True,
-    output: str | os.PathLike[str] | None = None,
-    trust_pickle: bool = False,
-    n_verify: int = 64,
-    seed: int = 0,
-    metadata: dict[str, Any] | None = None,
-    progress: bool = False,
-) -> ir.Graph:
-    """Convert a PyTorch BNN to an `ir.Graph`; with `output`, also write it as .xbin (after verification).
-
-    binarize: fnmatch patterns of module paths whose conv/linear weights are declared binary
-        (sign(W) * mean|W| per output channel); verification then compares with that model.
-    calib: inputs (N, C, H, W) for verification; default `n_verify` standard-normal inputs.
-    force: keep going (and write) even if verification finds differences.
-    engine: also run the C++ engine in verification when xnorinfer.xbin / xnorinfer.load exist.
-    Raises ConversionError with a message naming the op and module for anything unsupported.
-    """
-    if output is not None and isinstance(model_or_path, (str, os.PathLike)) and same_file(model_or_path, output):
-        raise ConversionError(f"{output}: is the input model itself; write the .xbin to another path")
-    ep, live, sha = capture_model(model_or_path, example_inputs, trust_pickle=trust_pickle)
-    model = capture.to_model(ep)
-    model = patterns.recognise(model, binarize)
-    graph = lower(model)
-    in_shape = list(model.metadata["input_shape"])
-    graph.metadata.update(
-        {
-            # an (N, F) model runs as NCHW (N, F, 1, 1) in the engine; Session.run takes (N, F) for it
-            "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2),
-            "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
-            "source_sha256": sha,
-            "converter_version": CONVERTER_VERSION,
-            "ir_version": ir.IR_VERSION,
-            "float_layers": model.metadata.get("float_layers", {}),
-            "binarized": model.metadata.get("binarized", {}),
-            "binary_warnings": model.metadata.get("binary_warnings", {}),
-        }
-    )
-    _sign_summary(model, graph)
-    if metadata:
-        graph.metadata.update(metadata)
-    if verify:
-        gm = ep.module()
-        binarized = graph.metadata["binarized"]
-        if binarized:
-            gm = copy.deepcopy(gm)  # its parameters may be the caller's tensors: never modify those
-            _apply_binarized(gm, binarized)
-        model_fn = live if (live is not None and not binarized) else gm
-        if calib is not None:
-            x = np.asarray(calib.detach().numpy() if isinstance(calib, torch.Tensor) else calib, np.float32)
-        else:
-            x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
-        result = run_verify(
-            graph, model_fn, gm, x, batch=int(in_shape[0]), force=force, use_engine=engine, progress=progress
-        )
-        graph.metadata["verification"] = result.as_dict()
-    if output is not None:
-        try:
-            from xnorinfer import xbin  # type: ignore[attr-defined]
-        except ImportError as err:
-            raise ConversionError("writing .xbin needs xnorinfer.xbin, which this build does not have yet") from err
-        xbin.write(graph, os.fspath(output))
-    return graph
+__all__ = [
+    "ConversionError",
+    "convert",
+    "capture_model",
+    "same_file",
+    "format_table",
+    "VerifyResult",
+    "CONVERTER_VERSION",
+]
 
 
 class _CallableModule(types.ModuleType):

@@ -10,13 +10,24 @@ from __future__ import annotations
 import operator
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from xnorinfer.convert.archive_safety import check_weights_only
+from xnorinfer.convert.attrs import (
+    AvgPoolAttrs,
+    BatchNormAttrs,
+    ConvAttrs,
+    HardtanhAttrs,
+    LinearAttrs,
+    NoAttrs,
+    NodeAttrs,
+    PoolAttrs,
+)
 from xnorinfer.convert.graph import ConversionError, Model, Node
 
 PT2_HOWTO = (
@@ -202,19 +213,205 @@ def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
 
 # --------------------------------------------------------------------------- to the internal graph
 
-# aten name -> internal op for ops that map one-to-one with tensor args in order
-_SIMPLE = {
-    "sign": "sign",
-    "relu": "relu",
-    "sigmoid": "sigmoid",
-    "neg": "neg",
-    "add": "add",
-    "sub": "sub",
-    "mul": "mul",
-    "div": "div",
-    "where": "where",
-}
-_CMP = {"ge": "ge", "gt": "gt", "le": "le", "lt": "lt"}
+
+def to_model(ep: torch.export.ExportedProgram) -> Model:
+    """The decomposed ExportedProgram as a `Model`, with all parameter-only computation folded."""
+    capture = _Capture(ep)
+    for fx in ep.graph.nodes:
+        capture.visit(fx)
+    return capture.finish(ep)
+
+
+def _lifted_constants(ep: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:
+    """Placeholder name -> value for every parameter, buffer and lifted constant input."""
+    sig = ep.graph_signature
+    state = dict(ep.state_dict)
+    consts_src = dict(getattr(ep, "constants", {}) or {})
+    lifted: dict[str, torch.Tensor] = {}
+    for name, target in sig.inputs_to_parameters.items():
+        lifted[name] = state[target]
+    for name, target in sig.inputs_to_buffers.items():
+        lifted[name] = state[target] if target in state else consts_src[target]
+    for name, target in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
+        lifted[name] = consts_src[target]
+    return lifted
+
+
+# ATen ops that only change the view of a constant: a folded view of a parameter keeps its name.
+_VIEWS = ("view", "permute", "reshape", "t", "expand", "_unsafe_view", "clone", "alias")
+
+
+class _Capture:
+    """The state of one walk over the fx graph: constants folded so far, aliases, the nodes built."""
+
+    def __init__(self, ep: torch.export.ExportedProgram) -> None:
+        self.lifted = _lifted_constants(ep)
+        self.param_of = dict(ep.graph_signature.inputs_to_parameters)
+        self.tensors: dict[str, torch.Tensor] = {}  # constant values (torch, for folding)
+        self.alias: dict[str, str] = {}  # fx name -> value name
+        self.nodes: list[Node] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.user_inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.param_names: dict[str, str] = {}  # value name -> parameter FQN (for `binarize`)
+
+    def val(self, a: Any) -> Any:
+        """An fx argument as a constant tensor, a value name, or (lists, scalars) itself."""
+        if isinstance(a, torch.fx.Node):
+            name = self.alias.get(a.name, a.name)
+            return self.tensors.get(name, name)
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.val(x) for x in a)
+        return a
+
+    def visit(self, fx: torch.fx.Node) -> None:
+        if fx.op == "placeholder":
+            self.placeholder(fx)
+            return
+        if fx.op == "output":
+            self.output(fx)
+            return
+        if fx.op != "call_function":
+            raise ConversionError(f"unsupported fx node {fx.op} {fx.target} in {where_is(fx)}")
+        args = [self.val(a) for a in fx.args]
+        kwargs = {k: self.val(v) for k, v in fx.kwargs.items()}
+        if fx.target is operator.getitem:
+            self.getitem(fx, args)
+            return
+        base, _ = _aten_name(fx.target)
+        if base in _NO_OUTPUT or self.fold_constant(fx, base, args, kwargs):
+            return
+        shape_const = _shape_only_constant(fx, base, args)
+        if shape_const is not None:
+            self.tensors[fx.name] = shape_const
+            return
+        self.add_node(fx, base, args, kwargs)
+
+    def placeholder(self, fx: torch.fx.Node) -> None:
+        if fx.name in self.lifted:
+            self.tensors[fx.name] = self.lifted[fx.name].detach()
+            if fx.name in self.param_of:
+                self.param_names[fx.name] = self.param_of[fx.name]
+        else:
+            self.user_inputs.append(fx.name)
+            self.shapes[fx.name] = tuple(fx.meta["val"].shape)
+
+    def output(self, fx: torch.fx.Node) -> None:
+        outs = fx.args[0]
+        for o in outs if isinstance(outs, (list, tuple)) else [outs]:
+            v = self.val(o)
+            if isinstance(v, torch.Tensor):
+                raise ConversionError("a model output is a constant; nothing to convert")
+            self.outputs.append(v)
+
+    def getitem(self, fx: torch.fx.Node, args: list[Any]) -> None:
+        src, idx = args
+        if isinstance(src, (tuple, list)):  # a folded multi-output constant
+            self.tensors[fx.name] = src[idx]
+        elif idx == 0:
+            self.alias[fx.name] = src
+        elif fx.users:  # only the first output of batch norm / max pool (values) is supported
+            raise ConversionError(f"output {idx} of {src} is used in {where_is(fx)} (e.g. max-pool indices)")
+
+    def fold_constant(self, fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any]) -> bool:
+        """Evaluate an op whose every input is a parameter, buffer or constant; False if one is not."""
+        flat = [x for a in args for x in (a if isinstance(a, (list, tuple)) else [a])]
+        if any(isinstance(x, str) for x in flat) or any(isinstance(v, str) for v in kwargs.values()):
+            return False
+        with torch.no_grad():
+            self.tensors[fx.name] = _fold(fx, base, args, kwargs)
+        if base in _VIEWS and isinstance(fx.args[0], torch.fx.Node):
+            src = self.alias.get(fx.args[0].name, fx.args[0].name)
+            if src in self.param_names:
+                self.param_names[fx.name] = self.param_names[src]
+        return True
+
+    def add_node(self, fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        out_val = fx.meta.get("val")
+        if isinstance(out_val, (tuple, list)):
+            out_val = out_val[0]
+        shape = tuple(out_val.shape) if hasattr(out_val, "shape") else ()
+        call = _lower_aten(AtenCall(fx, base, args, kwargs, shape))
+        if call is None:  # identity
+            self.alias[fx.name] = args[0]
+            return
+        attrs = call.attrs
+        if isinstance(attrs, (ConvAttrs, LinearAttrs)):
+            attrs = replace(attrs, weight_param=self.weight_param(fx))
+        node = Node(call.op, self.operand_names(fx.name, call.operands), fx.name, attrs, module_path(fx), fx.name)
+        node.where = where_is(fx)
+        self.shapes[fx.name] = shape
+        self.nodes.append(node)
+
+    def operand_names(self, stem: str, operands: list[Any]) -> list[str]:
+        """Value names for a node's operands; constant operands become named constants."""
+        names = []
+        for i, a in enumerate(operands):
+            if isinstance(a, torch.Tensor):
+                cname = f"{stem}_c{i}"
+                self.tensors[cname] = a
+                names.append(cname)
+            elif isinstance(a, (int, float, bool)):
+                cname = f"{stem}_c{i}"
+                self.tensors[cname] = torch.tensor(float(a))
+                names.append(cname)
+            else:
+                names.append(a)
+        return names
+
+    def weight_param(self, fx: torch.fx.Node) -> str | None:
+        """The parameter name of a conv/linear weight (the second argument), for `binarize`."""
+        if len(fx.args) > 1 and isinstance(fx.args[1], torch.fx.Node):
+            return self.param_names.get(self.alias.get(fx.args[1].name, fx.args[1].name))
+        return None
+
+    def finish(self, ep: torch.export.ExportedProgram) -> Model:
+        used = {v for n in self.nodes for v in n.inputs}
+        consts = {k: to_numpy(v) for k, v in self.tensors.items() if k in used and isinstance(v, torch.Tensor)}
+        for k in consts:
+            self.shapes[k] = tuple(consts[k].shape)
+        if len(self.user_inputs) != 1:
+            raise ConversionError(f"the model must take exactly one tensor input, it takes {len(self.user_inputs)}")
+        fx_paths = {fx.name: module_path(fx) for fx in ep.graph.nodes if fx.op == "call_function"}
+        return Model(
+            inputs=self.user_inputs,
+            outputs=self.outputs,
+            nodes=self.nodes,
+            consts=consts,
+            shapes=self.shapes,
+            metadata={"input_shape": list(self.shapes[self.user_inputs[0]]), "fx_paths": fx_paths},
+        )
+
+
+# --------------------------------------------------------------------------- one ATen call -> one node
+
+
+@dataclass(frozen=True)
+class AtenCall:
+    """One ATen call of the decomposed graph, its arguments resolved (constants as tensors, values as names)."""
+
+    fx: torch.fx.Node
+    base: str  # the op's name without overload, e.g. "convolution"
+    args: list[Any]
+    kwargs: dict[str, Any]
+    shape: tuple[int, ...]  # the output's shape
+
+    def unsupported(self, hint: str) -> ConversionError:
+        return ConversionError(
+            f"unsupported op aten.{self.base} in {where_is(self.fx)}; nearest supported pattern: {hint}"
+        )
+
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.fx.args[0].meta["val"].shape)  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """The node an ATen call becomes: its op, operands (value names, constant tensors or scalars), payload."""
+
+    op: str
+    operands: list[Any]
+    attrs: NodeAttrs = field(default_factory=NoAttrs)
 
 
 def _aten_name(target: Any) -> tuple[str, str]:
@@ -223,274 +420,185 @@ def _aten_name(target: Any) -> tuple[str, str]:
     return base, overload
 
 
-def to_model(ep: torch.export.ExportedProgram) -> Model:
-    """The decomposed ExportedProgram as a `Model`, with all parameter-only computation folded."""
-    sig = ep.graph_signature
-    state = dict(ep.state_dict)
-    consts_src = dict(getattr(ep, "constants", {}) or {})
-    input_to_const: dict[str, torch.Tensor] = {}
-    for name, target in sig.inputs_to_parameters.items():
-        input_to_const[name] = state[target]
-    for name, target in sig.inputs_to_buffers.items():
-        input_to_const[name] = state[target] if target in state else consts_src[target]
-    for name, target in getattr(sig, "inputs_to_lifted_tensor_constants", {}).items():
-        input_to_const[name] = consts_src[target]
-    param_of = {**sig.inputs_to_parameters}
-
-    tensors: dict[str, torch.Tensor] = {}  # constant values (torch, for folding)
-    alias: dict[str, str] = {}  # fx name -> value name
-    nodes: list[Node] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    user_inputs: list[str] = []
-    outputs: list[str] = []
-    param_names: dict[str, str] = {}  # value name -> parameter FQN (for `binarize`)
-
-    def val(a: Any) -> Any:
-        if isinstance(a, torch.fx.Node):
-            name = alias.get(a.name, a.name)
-            return tensors.get(name, name)
-        if isinstance(a, (list, tuple)):
-            return type(a)(val(x) for x in a)
-        return a
-
-    for fx in ep.graph.nodes:
-        if fx.op == "placeholder":
-            if fx.name in input_to_const:
-                tensors[fx.name] = input_to_const[fx.name].detach()
-                if fx.name in param_of:
-                    param_names[fx.name] = param_of[fx.name]
-            else:
-                user_inputs.append(fx.name)
-                shapes[fx.name] = tuple(fx.meta["val"].shape)
-            continue
-        if fx.op == "output":
-            outs = fx.args[0]
-            for o in outs if isinstance(outs, (list, tuple)) else [outs]:
-                v = val(o)
-                if isinstance(v, torch.Tensor):
-                    raise ConversionError("a model output is a constant; nothing to convert")
-                outputs.append(v)
-            continue
-        if fx.op != "call_function":
-            raise ConversionError(f"unsupported fx node {fx.op} {fx.target} in {where_is(fx)}")
-
-        args = [val(a) for a in fx.args]
-        kwargs = {k: val(v) for k, v in fx.kwargs.items()}
-        if fx.target is operator.getitem:
-            src, idx = args
-            if isinstance(src, (tuple, list)):  # a folded multi-output constant
-                tensors[fx.name] = src[idx]
-            elif idx == 0:
-                alias[fx.name] = src
-            else:
-                # only the first output of batch norm / max pool (values) is supported
-                if fx.users:
-                    raise ConversionError(f"output {idx} of {src} is used in {where_is(fx)} (e.g. max-pool indices)")
-            continue
-        base, _ = _aten_name(fx.target)
-        if base in _NO_OUTPUT:
-            continue
-
-        tensor_args = [a for a in list(args) + list(kwargs.values()) if isinstance(a, str)]
-        flat = [x for a in args for x in (a if isinstance(a, (list, tuple)) else [a])]
-        if not any(isinstance(x, str) for x in flat) and not any(isinstance(v, str) for v in kwargs.values()):
-            # constant folding: every input is a parameter, buffer or constant
-            with torch.no_grad():
-                tensors[fx.name] = _fold(fx, base, args, kwargs)
-            if base in ("view", "permute", "reshape", "t", "expand", "_unsafe_view", "clone", "alias") and isinstance(
-                fx.args[0], torch.fx.Node
-            ):
-                src = alias.get(fx.args[0].name, fx.args[0].name)
-                if src in param_names:
-                    param_names[fx.name] = param_names[src]
-            continue
-        del tensor_args
-        shape_const = _shape_only_constant(fx, base, args)
-        if shape_const is not None:
-            tensors[fx.name] = shape_const
-            continue
-
-        path = module_path(fx)
-        out_val = fx.meta.get("val")
-        if isinstance(out_val, (tuple, list)):
-            out_val = out_val[0]
-        shape = tuple(out_val.shape) if hasattr(out_val, "shape") else ()
-        node = _lower_aten(fx, base, args, kwargs, shape)
-        if node is None:  # identity
-            alias[fx.name] = args[0]
-            continue
-        node.output = fx.name
-        node.path = path
-        node.origin = fx.name
-        node.attrs.setdefault("fx", fx.name)
-        node.attrs["where"] = where_is(fx)
-        # materialise constant operands as named constants
-        ins = []
-        for i, a in enumerate(node.inputs):
-            if isinstance(a, torch.Tensor):
-                cname = f"{fx.name}_c{i}"
-                tensors[cname] = a
-                ins.append(cname)
-            elif isinstance(a, (int, float, bool)):
-                cname = f"{fx.name}_c{i}"
-                tensors[cname] = torch.tensor(float(a))
-                ins.append(cname)
-            else:
-                ins.append(a)
-        node.inputs = ins
-        # carry the parameter name of the weight (for `binarize`)
-        if node.op in ("conv2d", "linear") and len(fx.args) > 1 and isinstance(fx.args[1], torch.fx.Node):
-            w = alias.get(fx.args[1].name, fx.args[1].name)
-            if w in param_names:
-                node.attrs["weight_param"] = param_names[w]
-                node.attrs["weight_transposed"] = node.op == "linear"
-        shapes[fx.name] = shape
-        nodes.append(node)
-
-    used = {v for n in nodes for v in n.inputs}
-    consts = {k: to_numpy(v) for k, v in tensors.items() if k in used and isinstance(v, torch.Tensor)}
-    for k in consts:
-        shapes[k] = tuple(consts[k].shape)
-    if len(user_inputs) != 1:
-        raise ConversionError(f"the model must take exactly one tensor input, it takes {len(user_inputs)}")
-    fx_paths = {fx.name: module_path(fx) for fx in ep.graph.nodes if fx.op == "call_function"}
-    return Model(
-        inputs=user_inputs,
-        outputs=outputs,
-        nodes=nodes,
-        consts=consts,
-        shapes=shapes,
-        metadata={"input_shape": list(shapes[user_inputs[0]]), "fx_paths": fx_paths},
-    )
+def _lower_aten(call: AtenCall) -> Lowered | None:
+    """One ATen call -> one internal node; None = identity (its output is its first input)."""
+    handler = _ATEN_HANDLERS.get(call.base)
+    if handler is None:
+        raise call.unsupported(_UNSUPPORTED_HINTS.get(call.base, "see docs/ops.md for the supported list"))
+    return handler(call)
 
 
-def _lower_aten(
-    fx: torch.fx.Node, base: str, args: list[Any], kwargs: dict[str, Any], shape: tuple[int, ...]
-) -> Node | None:
-    """One ATen call -> one internal node (output/path filled in by the caller); None = identity."""
+def _identity(call: AtenCall) -> Lowered | None:
+    return None
 
-    def unsupported(hint: str) -> ConversionError:
-        return ConversionError(f"unsupported op aten.{base} in {where_is(fx)}; nearest supported pattern: {hint}")
 
-    if base in _IDENTITY:
+def _to_copy(call: AtenCall) -> Lowered | None:
+    dtype = call.kwargs.get("dtype")
+    src_node = call.fx.args[0]
+    src = src_node.meta["val"].dtype if isinstance(src_node, torch.fx.Node) else None
+    if dtype in (None, src):
         return None
-    if base == "_to_copy":
-        dtype = kwargs.get("dtype")
-        src = fx.args[0].meta["val"].dtype if isinstance(fx.args[0], torch.fx.Node) else None
-        if dtype in (None, src):
-            return None
-        if dtype == torch.float32 and src == torch.bool:
-            return Node("to_float", [args[0]], "")
-        raise unsupported("float32 tensors only (dtype casts other than bool -> float32 are not supported)")
-    if base == "convolution":
-        x, w, b, stride, padding, dilation, transposed, _out_pad, groups = args[:9]
-        if transposed or groups != 1 or any(d != 1 for d in dilation) or len(stride) != 2:
-            raise unsupported("nn.Conv2d with groups=1, dilation=1 (no transposed/grouped/dilated conv)")
-        ins = [x, w] + ([b] if b is not None else [])
-        return Node("conv2d", ins, "", {"stride": list(stride), "padding": list(padding)})
-    if base in ("addmm", "mm"):
-        if base == "addmm":
-            b, x, wt = args[:3]
-            if kwargs.get("beta", 1) != 1 or kwargs.get("alpha", 1) != 1:
-                raise unsupported("nn.Linear (addmm with alpha = beta = 1)")
-        else:
-            b, (x, wt) = None, args[:2]
-        if not isinstance(wt, torch.Tensor):
-            raise unsupported("nn.Linear / x @ W with a constant W")
-        ins = [x, wt.t().contiguous()] + ([b] if b is not None else [])
-        return Node("linear", ins, "")
-    if base == "_native_batch_norm_legit_no_training":
-        x, w, b, mean, var, _mom, eps = args[:7]
-        c = mean.shape[0]
-        w = torch.ones(c) if w is None else w
-        b = torch.zeros(c) if b is None else b
-        return Node("batch_norm", [x, w, b, mean, var], "", {"eps": float(eps)})
-    if base in _SIMPLE:
-        if base in ("add", "sub") and kwargs.get("alpha", 1) != 1:
-            raise unsupported("add/sub without alpha")
-        n_in = {"where": 3, "sign": 1, "relu": 1, "sigmoid": 1, "neg": 1}.get(base, 2)
-        return Node(_SIMPLE[base], list(args[:n_in]), "")
-    if base in _CMP:
-        return Node(_CMP[base], list(args[:2]), "")
-    if base in ("hardtanh", "clamp"):
-        lo = args[1] if len(args) > 1 else (-1.0 if base == "hardtanh" else None)
-        hi = args[2] if len(args) > 2 else (1.0 if base == "hardtanh" else None)
-        lo = kwargs.get("min", kwargs.get("min_val", lo))
-        hi = kwargs.get("max", kwargs.get("max_val", hi))
-        if lo is None or hi is None or isinstance(lo, (str, torch.Tensor)) or isinstance(hi, (str, torch.Tensor)):
-            raise unsupported("hardtanh / clamp with both scalar bounds")
-        return Node("hardtanh", [args[0]], "", {"min_val": float(lo), "max_val": float(hi)})
-    if base == "_prelu_kernel" or base == "prelu":
-        return Node("prelu", [args[0], args[1]], "")
-    if base in ("max_pool2d_with_indices", "max_pool2d"):
-        x, kernel = args[0], list(args[1])
-        stride = list(args[2]) if len(args) > 2 and args[2] else kernel
-        padding = list(args[3]) if len(args) > 3 else [0, 0]
-        dilation = list(args[4]) if len(args) > 4 else [1, 1]
-        ceil = bool(args[5]) if len(args) > 5 else False
-        if any(d != 1 for d in dilation) or ceil:
-            raise unsupported("nn.MaxPool2d without dilation or ceil_mode")
-        return Node("maxpool2d", [x], "", {"kernel": _pair(kernel), "stride": _pair(stride), "padding": _pair(padding)})
-    if base == "avg_pool2d":
-        x, kernel = args[0], list(args[1])
-        stride = list(args[2]) if len(args) > 2 and args[2] else kernel
-        padding = list(args[3]) if len(args) > 3 else [0, 0]
-        ceil = bool(args[4]) if len(args) > 4 else False
-        cip = bool(args[5]) if len(args) > 5 else True
-        div = args[6] if len(args) > 6 else None
-        if ceil or div is not None:
-            raise unsupported("nn.AvgPool2d without ceil_mode or divisor_override")
-        return Node(
-            "avgpool2d",
-            [x],
-            "",
-            {"kernel": _pair(kernel), "stride": _pair(stride), "padding": _pair(padding), "count_include_pad": cip},
-        )
-    if base == "_adaptive_avg_pool2d":
-        x, out = args[0], list(args[1])
-        h, w = fx.args[0].meta["val"].shape[-2:]
-        if out == [1, 1]:
-            return Node("global_avgpool", [x], "")
-        if h % out[0] == 0 and w % out[1] == 0:
-            k = [h // out[0], w // out[1]]
-            return Node("avgpool2d", [x], "", {"kernel": k, "stride": k, "padding": [0, 0], "count_include_pad": True})
-        raise unsupported("adaptive_avg_pool2d to 1x1 or to a size that divides the input")
-    if base == "mean":
-        x, dims = args[0], sorted(d % 4 for d in args[1])
-        if len(fx.args[0].meta["val"].shape) == 4 and dims == [2, 3]:
-            return Node("global_avgpool", [x], "")
-        raise unsupported("mean over the spatial dims (2, 3) of an NCHW tensor = global average pool")
-    if base in ("view", "_unsafe_view", "reshape", "flatten", "squeeze", "unsqueeze"):
-        return Node("reshape", [args[0]], "", {"shape": list(shape)})
-    if base == "cat":
-        tensors, dim = args[0], (args[1] if len(args) > 1 else 0)
-        dim = dim % len(shape)
-        if dim != 1:
-            raise unsupported("torch.cat along channels (dim=1)")
-        return Node("concat", list(tensors), "")
-    if base in ("_softmax", "softmax"):
-        dim = args[1] % len(shape)
-        if len(shape) != 2 or dim != 1:
-            raise unsupported("softmax over the features of a (N, F) output")
-        return Node("softmax", [args[0]], "")
-    if base == "_log_softmax":
-        dim = args[1] % len(shape)
-        if len(shape) != 2 or dim != 1:
-            raise unsupported("log_softmax over the features of a (N, F) output")
-        return Node("log_softmax", [args[0]], "")
-    hints = {
-        "pow": "x * x as mul",
-        "exp": "sigmoid",
-        "tanh": "hardtanh",
-        "leaky_relu": "PReLU",
-        "gelu": "ReLU / PReLU",
-        "slice": "no slicing: flatten + linear",
-        "bmm": "nn.Linear",
-        "avg_pool1d": "avg_pool2d",
-        "upsample_nearest2d": "none (no upsampling)",
-    }
-    raise unsupported(hints.get(base, "see docs/ops.md for the supported list"))
+    if dtype == torch.float32 and src == torch.bool:
+        return Lowered("to_float", [call.args[0]])
+    raise call.unsupported("float32 tensors only (dtype casts other than bool -> float32 are not supported)")
 
 
-def _pair(v: list[int]) -> list[int]:
-    return [int(v[0]), int(v[0])] if len(v) == 1 else [int(v[0]), int(v[1])]
+def _convolution(call: AtenCall) -> Lowered:
+    x, w, b, stride, padding, dilation, transposed, _out_pad, groups = call.args[:9]
+    if transposed or groups != 1 or any(d != 1 for d in dilation) or len(stride) != 2:
+        raise call.unsupported("nn.Conv2d with groups=1, dilation=1 (no transposed/grouped/dilated conv)")
+    return Lowered("conv2d", [x, w] + ([b] if b is not None else []), ConvAttrs(_pair(stride), _pair(padding)))
+
+
+def _addmm(call: AtenCall) -> Lowered:
+    if call.kwargs.get("beta", 1) != 1 or call.kwargs.get("alpha", 1) != 1:
+        raise call.unsupported("nn.Linear (addmm with alpha = beta = 1)")
+    b, x, wt = call.args[:3]
+    return _linear(call, x, wt, b)
+
+
+def _mm(call: AtenCall) -> Lowered:
+    x, wt = call.args[:2]
+    return _linear(call, x, wt, None)
+
+
+def _linear(call: AtenCall, x: Any, wt: Any, b: Any) -> Lowered:
+    if not isinstance(wt, torch.Tensor):
+        raise call.unsupported("nn.Linear / x @ W with a constant W")
+    return Lowered("linear", [x, wt.t().contiguous()] + ([b] if b is not None else []), LinearAttrs())
+
+
+def _batch_norm(call: AtenCall) -> Lowered:
+    x, w, b, mean, var, _mom, eps = call.args[:7]
+    c = mean.shape[0]
+    w = torch.ones(c) if w is None else w
+    b = torch.zeros(c) if b is None else b
+    return Lowered("batch_norm", [x, w, b, mean, var], BatchNormAttrs(float(eps)))
+
+
+_ARITY = {"where": 3, "sign": 1, "relu": 1, "sigmoid": 1, "neg": 1}  # tensor operands; 2 otherwise
+
+
+def _elementwise(call: AtenCall) -> Lowered:
+    """Ops that map one-to-one, tensor operands in order (the internal op has the ATen name)."""
+    if call.base in ("add", "sub") and call.kwargs.get("alpha", 1) != 1:
+        raise call.unsupported("add/sub without alpha")
+    return Lowered(call.base, list(call.args[: _ARITY.get(call.base, 2)]))
+
+
+def _clamp(call: AtenCall) -> Lowered:
+    args, kwargs, hardtanh = call.args, call.kwargs, call.base == "hardtanh"
+    lo = args[1] if len(args) > 1 else (-1.0 if hardtanh else None)
+    hi = args[2] if len(args) > 2 else (1.0 if hardtanh else None)
+    lo = kwargs.get("min", kwargs.get("min_val", lo))
+    hi = kwargs.get("max", kwargs.get("max_val", hi))
+    if lo is None or hi is None or isinstance(lo, (str, torch.Tensor)) or isinstance(hi, (str, torch.Tensor)):
+        raise call.unsupported("hardtanh / clamp with both scalar bounds")
+    return Lowered("hardtanh", [args[0]], HardtanhAttrs(float(lo), float(hi)))
+
+
+def _prelu(call: AtenCall) -> Lowered:
+    return Lowered("prelu", [call.args[0], call.args[1]])
+
+
+def _max_pool(call: AtenCall) -> Lowered:
+    args = call.args
+    x, kernel = args[0], list(args[1])
+    stride = list(args[2]) if len(args) > 2 and args[2] else kernel
+    padding = list(args[3]) if len(args) > 3 else [0, 0]
+    dilation = list(args[4]) if len(args) > 4 else [1, 1]
+    ceil = bool(args[5]) if len(args) > 5 else False
+    if any(d != 1 for d in dilation) or ceil:
+        raise call.unsupported("nn.MaxPool2d without dilation or ceil_mode")
+    return Lowered("maxpool2d", [x], PoolAttrs(_pair(kernel), _pair(stride), _pair(padding)))
+
+
+def _avg_pool(call: AtenCall) -> Lowered:
+    args = call.args
+    x, kernel = args[0], list(args[1])
+    stride = list(args[2]) if len(args) > 2 and args[2] else kernel
+    padding = list(args[3]) if len(args) > 3 else [0, 0]
+    ceil = bool(args[4]) if len(args) > 4 else False
+    count_include_pad = bool(args[5]) if len(args) > 5 else True
+    divisor = args[6] if len(args) > 6 else None
+    if ceil or divisor is not None:
+        raise call.unsupported("nn.AvgPool2d without ceil_mode or divisor_override")
+    return Lowered("avgpool2d", [x], AvgPoolAttrs(_pair(kernel), _pair(stride), _pair(padding), count_include_pad))
+
+
+def _adaptive_avg_pool(call: AtenCall) -> Lowered:
+    x, out = call.args[0], list(call.args[1])
+    h, w = call.input_shape()[-2:]
+    if out == [1, 1]:
+        return Lowered("global_avgpool", [x])
+    if h % out[0] == 0 and w % out[1] == 0:
+        k = (int(h // out[0]), int(w // out[1]))
+        return Lowered("avgpool2d", [x], AvgPoolAttrs(k, k, (0, 0), True))
+    raise call.unsupported("adaptive_avg_pool2d to 1x1 or to a size that divides the input")
+
+
+def _mean(call: AtenCall) -> Lowered:
+    x, dims = call.args[0], sorted(d % 4 for d in call.args[1])
+    if len(call.input_shape()) == 4 and dims == [2, 3]:
+        return Lowered("global_avgpool", [x])
+    raise call.unsupported("mean over the spatial dims (2, 3) of an NCHW tensor = global average pool")
+
+
+def _reshape(call: AtenCall) -> Lowered:
+    return Lowered("reshape", [call.args[0]])  # the new shape is the output's (Model.shapes)
+
+
+def _cat(call: AtenCall) -> Lowered:
+    tensors, dim = call.args[0], (call.args[1] if len(call.args) > 1 else 0)
+    if dim % len(call.shape) != 1:
+        raise call.unsupported("torch.cat along channels (dim=1)")
+    return Lowered("concat", list(tensors))
+
+
+def _softmax(call: AtenCall) -> Lowered:
+    op = "log_softmax" if call.base == "_log_softmax" else "softmax"
+    dim = call.args[1] % len(call.shape)
+    if len(call.shape) != 2 or dim != 1:
+        raise call.unsupported(f"{op} over the features of a (N, F) output")
+    return Lowered(op, [call.args[0]])
+
+
+def _pair(v: Sequence[int]) -> tuple[int, int]:
+    return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
+
+
+_ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
+    **dict.fromkeys(_IDENTITY, _identity),
+    "_to_copy": _to_copy,
+    "convolution": _convolution,
+    "addmm": _addmm,
+    "mm": _mm,
+    "_native_batch_norm_legit_no_training": _batch_norm,
+    **dict.fromkeys(("sign", "relu", "sigmoid", "neg", "add", "sub", "mul", "div", "where"), _elementwise),
+    **dict.fromkeys(("ge", "gt", "le", "lt"), _elementwise),
+    "hardtanh": _clamp,
+    "clamp": _clamp,
+    "_prelu_kernel": _prelu,
+    "prelu": _prelu,
+    "max_pool2d_with_indices": _max_pool,
+    "max_pool2d": _max_pool,
+    "avg_pool2d": _avg_pool,
+    "_adaptive_avg_pool2d": _adaptive_avg_pool,
+    "mean": _mean,
+    **dict.fromkeys(("view", "_unsafe_view", "reshape", "flatten", "squeeze", "unsqueeze"), _reshape),
+    "cat": _cat,
+    "_softmax": _softmax,
+    "softmax": _softmax,
+    "_log_softmax": _softmax,
+}
+_UNSUPPORTED_HINTS = {
+    "pow": "x * x as mul",
+    "exp": "sigmoid",
+    "tanh": "hardtanh",
+    "leaky_relu": "PReLU",
+    "gelu": "ReLU / PReLU",
+    "slice": "no slicing: flatten + linear",
+    "bmm": "nn.Linear",
+    "avg_pool1d": "avg_pool2d",
+    "upsample_nearest2d": "none (no upsampling)",
+}

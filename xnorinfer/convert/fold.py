@@ -10,21 +10,19 @@ chain; `affine` composes the chain into the ``multiplier``/``bias`` of a float o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from xnorinfer.convert.attrs import BatchNormStage, SignZero, Stage
 from xnorinfer.convert.graph import ConversionError
 
 INT32_MIN = int(np.iinfo(np.int32).min)
-
-# A stage is (kind, params): ("add"|"sub"|"mul"|"div", {"v": (C,)}) or
-# ("bn", {"gamma", "beta", "mean", "var", "eps"}); all vectors float64 of length C.
-Stage = tuple[str, dict[str, Any]]
+_CHANNEL_OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 
 
-def eval_chain(chain: list[Stage], alpha: np.ndarray, s: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+def eval_chain(chain: Sequence[Stage], alpha: np.ndarray, s: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """chain(alpha * s) for s of shape (S,), per channel -> (C, S), in `dtype` arithmetic.
 
     The float32 path mirrors PyTorch's CPU order of operations (BatchNorm as
@@ -32,40 +30,41 @@ def eval_chain(chain: list[Stage], alpha: np.ndarray, s: np.ndarray, dtype: type
     """
     a = np.asarray(alpha, dtype=dtype)[:, None]
     y = a * np.asarray(s, dtype=dtype)[None, :]
-    for kind, p in chain:
-        if kind == "bn":
-            g, b, m, var = (np.asarray(p[k], dtype=dtype)[:, None] for k in ("gamma", "beta", "mean", "var"))
+    for stage in chain:
+        if isinstance(stage, BatchNormStage):
+            g, b, m, var = (
+                np.asarray(p, dtype=dtype)[:, None] for p in (stage.gamma, stage.beta, stage.mean, stage.var)
+            )
             if dtype == np.float64:
-                y = (y - m) / np.sqrt(var + p["eps"]) * g + b
+                y = (y - m) / np.sqrt(var + stage.eps) * g + b
             else:
-                invstd = (1.0 / np.sqrt(var + np.float32(p["eps"]))).astype(dtype)
+                invstd = (1.0 / np.sqrt(var + np.float32(stage.eps))).astype(dtype)
                 sc = (invstd * g).astype(dtype)
                 y = y * sc + (b - m * sc).astype(dtype)
         else:
-            v = np.asarray(p["v"], dtype=dtype)[:, None]
-            y = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[kind](y, v)
+            y = _CHANNEL_OPS[stage.kind](y, np.asarray(stage.v, dtype=dtype)[:, None])
         y = y.astype(dtype)
     return y
 
 
-def affine(chain: list[Stage], alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def affine(chain: Sequence[Stage], alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Compose alpha and the chain into y = multiplier * s + bias (float64, rounded once to float32)."""
     m = np.asarray(alpha, dtype=np.float64).copy()
     c = np.zeros_like(m)
-    for kind, p in chain:
-        if kind == "bn":
-            sc = np.asarray(p["gamma"], np.float64) / np.sqrt(np.asarray(p["var"], np.float64) + p["eps"])
-            m, c = m * sc, (c - p["mean"]) * sc + p["beta"]
-        elif kind == "add":
-            c = c + p["v"]
-        elif kind == "sub":
-            c = c - p["v"]
-        elif kind == "mul":
-            m, c = m * p["v"], c * p["v"]
-        elif kind == "div":
-            m, c = m / p["v"], c / p["v"]
-        else:  # pragma: no cover - stages are built by patterns.py only
-            raise ValueError(kind)
+    for stage in chain:
+        if isinstance(stage, BatchNormStage):
+            sc = np.asarray(stage.gamma, np.float64) / np.sqrt(np.asarray(stage.var, np.float64) + stage.eps)
+            m, c = m * sc, (c - stage.mean) * sc + stage.beta
+        elif stage.kind == "add":
+            c = c + stage.v
+        elif stage.kind == "sub":
+            c = c - stage.v
+        elif stage.kind == "mul":
+            m, c = m * stage.v, c * stage.v
+        elif stage.kind == "div":
+            m, c = m / stage.v, c / stage.v
+        else:  # pragma: no cover - ChannelStage.kind is one of the four
+            raise ValueError(stage.kind)
     return m.astype(np.float32), c.astype(np.float32)
 
 
@@ -78,14 +77,14 @@ class ThresholdFold:
     float32_disagree: list[tuple[int, int]] = field(default_factory=list)  # (channel, s) float32 != float64
 
 
-def step_bits(values: np.ndarray, t: np.ndarray, sign_zero: str) -> np.ndarray:
+def step_bits(values: np.ndarray, t: np.ndarray, sign_zero: SignZero) -> np.ndarray:
     """Bit (True = -1) of sign(values - t) under the model's sign(0) convention ("0" counts as +1)."""
     t = np.asarray(t)[:, None]
     return values <= t if sign_zero == "-1" else values < t
 
 
 def thresholds(
-    chain: list[Stage], alpha: np.ndarray, k: int, t: np.ndarray | None = None, sign_zero: str = "+1"
+    chain: Sequence[Stage], alpha: np.ndarray, k: int, t: np.ndarray | None = None, sign_zero: SignZero = "+1"
 ) -> ThresholdFold:
     """Integer threshold and flip per channel so that ``(s < thr) XOR flip`` equals the float step.
 

@@ -1,11 +1,11 @@
 """The converter's small internal graph: what capture produces and the transformations rewrite.
 
-It is deliberately framework-free (numpy constants, string op names) so that another front end
-(ONNX) can produce the same graph. Shapes are PyTorch's (NCHW); the NHWC layout of the IR is
+It is deliberately framework-free (numpy constants, string op names, each node's parameters as a
+typed payload from attrs.py) so that another front end (ONNX) can produce the same graph. Shapes are PyTorch's (NCHW); the NHWC layout of the IR is
 introduced only when lowering (`lower.py`).
 
 Op vocabulary produced by capture (see docs/ops.md):
-  conv2d linear batch_norm sign add sub mul div cmp where to_float relu hardtanh sigmoid prelu
+  conv2d linear batch_norm sign add sub mul div ge gt le lt where to_float relu hardtanh sigmoid prelu
   maxpool2d avgpool2d global_avgpool reshape concat softmax log_softmax neg
 and by the recognition transformations:
   act_sign (float -> ±1 with per-channel thresholds, J >= 1), bconv2d, blinear, bmaxpool2d,
@@ -15,9 +15,13 @@ and by the recognition transformations:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+from xnorinfer.convert.attrs import NoAttrs, NodeAttrs
+
+A = TypeVar("A", bound=NodeAttrs)
 
 
 class ConversionError(Exception):
@@ -29,9 +33,18 @@ class Node:
     op: str
     inputs: list[str]  # value names: the graph input, another node's output, or a constant
     output: str
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: NodeAttrs = field(default_factory=NoAttrs)  # the op's typed payload (attrs.py)
     path: str = ""  # PyTorch module path (from nn_module_stack) for messages and the report
     origin: str = ""  # the fx node whose value this node's output equals (for verification)
+    where: str = ""  # the source location for messages (module path and line)
+
+    def attrs_as(self, kind: type[A]) -> A:
+        """The payload as `kind`; a ConversionError (an internal inconsistency) if it is another."""
+        if not isinstance(self.attrs, kind):
+            raise ConversionError(
+                f"internal: {self.op} node {self.output} carries {type(self.attrs).__name__}, not {kind.__name__}"
+            )
+        return self.attrs
 
 
 @dataclass
@@ -54,9 +67,6 @@ class Model:
     def consumers(self, value: str) -> list[Node]:
         return [n for n in self.nodes if value in n.inputs]
 
-    def n_uses(self, value: str) -> int:
-        return sum(n.inputs.count(value) for n in self.nodes) + self.outputs.count(value)
-
     def const(self, value: str) -> np.ndarray | None:
         return self.consts.get(value)
 
@@ -68,18 +78,10 @@ class Model:
         self._counter += 1
         return f"{stem}__{self._counter}"
 
-    def add_const(self, stem: str, array: np.ndarray) -> str:
-        name = self.fresh(stem)
-        self.consts[name] = np.asarray(array)
-        return name
-
     def replace_uses(self, old: str, new: str) -> None:
         for n in self.nodes:
             n.inputs = [new if v == old else v for v in n.inputs]
         self.outputs = [new if v == old else v for v in self.outputs]
-
-    def insert_before(self, anchor: Node, node: Node) -> None:
-        self.nodes.insert(self.nodes.index(anchor), node)
 
     def remove_dead(self) -> bool:
         """Drop nodes whose output nobody reads; drop unused constants. Returns whether anything went."""

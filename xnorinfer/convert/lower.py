@@ -7,12 +7,25 @@ tensor permutes the following (b)linear's weight columns to the IR's (H, W, C) o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from xnorinfer import ir
 from xnorinfer.convert import fold
+from xnorinfer.convert.attrs import (
+    ActSignAttrs,
+    AffineAttrs,
+    AvgPoolAttrs,
+    BinaryConvAttrs,
+    BinaryLayerAttrs,
+    ConvAttrs,
+    HardtanhAttrs,
+    PoolAttrs,
+    PReLUAttrs,
+)
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
 
@@ -49,247 +62,339 @@ def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def lower(model: Model) -> ir.Graph:
-    tensors: dict[str, ir.Tensor] = {}
-    ops: list[ir.Op] = []
-    vals: dict[str, _Val] = {}
-    binary_outputs: dict[str, dict[str, str]] = {}
+    """The recognised `model` as a validated `ir.Graph`: one handler per node kind (`HANDLERS`)."""
+    cx = Lowering(model)
+    in_name = cx.lower_input()
+    for node in model.nodes:
+        shape = _nhwc(model.shapes[node.output])
+        handler = HANDLERS.get(node.op)
+        if handler is None:
+            raise cx.unsupported(node)
+        handler(cx, node, shape)
+    graph = ir.Graph(
+        inputs=[in_name],
+        outputs=cx.lower_outputs(),
+        tensors=cx.tensors,
+        ops=cx.ops,
+        metadata={"binary_outputs": cx.binary_outputs},
+    )
+    graph.validate()
+    return graph
 
-    def new_tensor(stem: str, shape: tuple[int, ...], dtype: str) -> str:
+
+class Lowering:
+    """The IR being built: its tensors and ops, and the IR value standing for each converter value."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.tensors: dict[str, ir.Tensor] = {}
+        self.ops: list[ir.Op] = []
+        self.vals: dict[str, _Val] = {}  # converter value -> IR value ("<value>#bits": its bits when unpacked)
+        self.binary_outputs: dict[str, dict[str, Any]] = {}  # bits tensors verification compares with PyTorch
+
+    def new_tensor(self, stem: str, shape: tuple[int, ...], dtype: str) -> str:
         name = stem
         i = 1
-        while name in tensors:
+        while name in self.tensors:
             name, i = f"{stem}_{i}", i + 1
-        tensors[name] = ir.Tensor(name, tuple(int(d) for d in shape), dtype)
+        self.tensors[name] = ir.Tensor(name, tuple(int(d) for d in shape), dtype)
         return name
 
-    x0 = model.inputs[0]
-    if len(model.shapes[x0]) == 2:  # an (N, F) input: the engine takes it as NCHW (N, F, 1, 1), then flattens
-        f = model.shapes[x0][1]
-        in_name = new_tensor("input", (1, 1, 1, f), "f32")
-        flat = new_tensor("input_flat", (1, f), "f32")
-        ops.append(ir.Op("flatten", "input", [in_name], [flat]))
-        vals[x0] = _Val(flat, "f32", (1, f))
-    else:
-        in_name = new_tensor("input", _nhwc(model.shapes[x0]), "f32")
-        vals[x0] = _Val(in_name, "f32", _nhwc(model.shapes[x0]))
+    def lower_input(self) -> str:
+        x0 = self.model.inputs[0]
+        shape = self.model.shapes[x0]
+        if len(shape) == 2:  # an (N, F) input: the engine takes it as NCHW (N, F, 1, 1), then flattens
+            f = shape[1]
+            in_name = self.new_tensor("input", (1, 1, 1, f), "f32")
+            flat = self.new_tensor("input_flat", (1, f), "f32")
+            self.ops.append(ir.Op("flatten", "input", [in_name], [flat]))
+            self.vals[x0] = _Val(flat, "f32", (1, f))
+        else:
+            in_name = self.new_tensor("input", _nhwc(shape), "f32")
+            self.vals[x0] = _Val(in_name, "f32", _nhwc(shape))
+        return in_name
 
-    def f32(value: str, node: Node) -> _Val:
-        v = vals[value]
+    def lower_outputs(self) -> list[str]:
+        outputs = []
+        for o in self.model.outputs:
+            v = self.vals[o]
+            if v.dtype == "bits":  # a model that ends in a sign: the engine returns ±1.0
+                v = self.f32(o, Node("unpack", [o], o, path="output"))
+            if v.perm is not None:
+                raise ConversionError(
+                    "a graph output is a flattened (C, H, W) tensor in NHWC order; "
+                    "end the model with a linear layer or a global pool"
+                )
+            outputs.append(v.name)
+        return outputs
+
+    def f32(self, value: str, node: Node) -> _Val:
+        """`value` as a float tensor, unpacking bits (once) if it is binary."""
+        v = self.vals[value]
         if v.dtype == "f32":
             return v
-        out = new_tensor(f"{v.name}_unpacked", v.shape, "f32")
-        ops.append(ir.Op("unpack", node.path or node.output, [v.name], [out]))
+        out = self.new_tensor(f"{v.name}_unpacked", v.shape, "f32")
+        self.ops.append(ir.Op("unpack", node.path or node.output, [v.name], [out]))
         u = _Val(out, "f32", v.shape, v.perm, v.as_4d)
-        vals[value] = u  # later float readers share it; bits readers use the bits tensor via the op input
-        vals[value + "#bits"] = v
+        self.vals[value] = u  # later float readers share it; bits readers use the bits tensor via the op input
+        self.vals[value + "#bits"] = v
         return u
 
-    def bits(value: str, node: Node) -> _Val:
-        v = vals.get(value + "#bits", vals[value])
+    def bits(self, value: str, node: Node) -> _Val:
+        v = self.vals.get(value + "#bits", self.vals[value])
         if v.dtype != "bits":
             raise ConversionError(f"{node.op} at {node.path or node.output} needs a binarized input")
         return v
 
-    def perm_param(p: np.ndarray, v: _Val) -> np.ndarray:
-        return p if v.perm is None else p[v.perm]
-
     def emit(
+        self,
         node: Node,
         kind: str,
         inputs: list[_Val],
         shape: tuple[int, ...],
         dtype: str,
-        attrs: dict | None = None,
-        params: dict | None = None,
+        attrs: dict[str, Any] | None = None,
+        params: dict[str, np.ndarray] | None = None,
         perm: np.ndarray | None = None,
     ) -> _Val:
-        out = new_tensor(node.output, shape, dtype)
+        out = self.new_tensor(node.output, shape, dtype)
         op = ir.Op(kind, node.path or node.output, [v.name for v in inputs], [out], attrs or {}, params or {})
         op.validate()
-        ops.append(op)
+        self.ops.append(op)
         val = _Val(out, dtype, shape, perm)
-        vals[node.output] = val
+        self.vals[node.output] = val
         return val
 
-    def unsupported(node: Node) -> ConversionError:
+    def record_binary_output(self, out: _Val, node: Node) -> dict[str, Any]:
+        """Mark a bits tensor for verification against the PyTorch value of `node.origin`."""
+        info = {"fx": node.origin, "path": node.path, "module": self.model.metadata["fx_paths"].get(node.origin, "")}
+        self.binary_outputs[out.name] = info
+        return info
+
+    def const(self, node: Node, index: int) -> np.ndarray:
+        """The constant operand `index` of `node` (a weight or bias); unsupported if it is computed."""
+        value = self.model.const(node.inputs[index])
+        if value is None:
+            raise self.unsupported(node)
+        return value
+
+    def unsupported(self, node: Node) -> ConversionError:
         return ConversionError(
-            f"unsupported op '{node.op}' in {node.attrs.get('where') or node.path or '<top level>'} "
+            f"unsupported op '{node.op}' in {node.where or node.path or '<top level>'} "
             f"(as used here); nearest supported pattern: {NEAREST.get(node.op, 'see docs/ops.md')}"
         )
 
-    for node in model.nodes:
-        k, a = node.op, node.attrs
-        shape = _nhwc(model.shapes[node.output])
-        if k == "conv2d":
-            x = f32(node.inputs[0], node)
-            w = np.transpose(model.const(node.inputs[1]), (0, 2, 3, 1)).astype(np.float32)
-            params = {"weight": np.ascontiguousarray(w)}
-            if len(node.inputs) > 2:
-                params["bias"] = model.const(node.inputs[2]).astype(np.float32)
-            emit(node, "conv2d", [x], shape, "f32", {"stride": a["stride"], "padding": a["padding"]}, params)
-        elif k == "linear":
-            x = f32(node.inputs[0], node)
-            w = model.const(node.inputs[1])
-            w = w if x.perm is None else w[:, x.perm]
-            params = {"weight": np.ascontiguousarray(w.astype(np.float32))}
-            if len(node.inputs) > 2:
-                params["bias"] = model.const(node.inputs[2]).astype(np.float32)
-            emit(node, "linear", [x], shape, "f32", {}, params)
-        elif k in ("bconv2d", "blinear"):
-            x = bits(node.inputs[0], node)
-            ws = a["weight_sign"]
-            if k == "blinear" and x.perm is not None:
-                ws = ws[:, x.perm]
-            attrs = (
-                {"stride": a["stride"], "padding": a["padding"], "pad_mode": "zero", "in_channels": int(ws.shape[1])}
-                if k == "bconv2d"
-                else {"in_features": int(ws.shape[1])}
-            )
-            params = {"weight": pack_conv_weight(ws) if k == "bconv2d" else pack_linear_weight(ws)}
-            if "sign" in a:
-                attrs["output"] = "bits"
-                params.update(
-                    threshold=a["sign"]["threshold"].astype(np.int32), flip=a["sign"]["flip"].astype(np.uint8)
-                )
-                out = emit(node, k, [x], shape, "bits", attrs, params)
-                binary_outputs[out.name] = {
-                    "fx": node.origin,
-                    "path": node.path,
-                    "module": model.metadata["fx_paths"].get(node.origin, ""),
-                }
-            else:
-                attrs["output"] = "float"
-                m, b = fold.affine(a["chain"], a["alpha"])
-                params.update(multiplier=m, bias=b)
-                emit(node, k, [x], shape, "f32", attrs, params)
-        elif k == "act_sign":
-            x = f32(node.inputs[0], node)
-            thr = a["threshold"].astype(np.float32)
-            if x.perm is not None:
-                if thr.shape[0] != 1:
-                    raise unsupported(node)
-                thr = thr[:, x.perm]
-            params = {"threshold": thr[0] if thr.shape[0] == 1 else thr}
-            zero = "-1" if a["sign_zero"] == "-1" else "+1"
-            out = emit(node, "sign", [x], shape, "bits", {"sign_zero": zero}, params, perm=x.perm)
-            if node.origin:
-                binary_outputs[out.name] = {
-                    "fx": node.origin,
-                    "path": node.path,
-                    "module": model.metadata["fx_paths"].get(node.origin, ""),
-                }
-                if x.perm is not None:
-                    binary_outputs[out.name]["perm"] = [int(i) for i in x.perm]
-        elif k == "affine":
-            x = f32(node.inputs[0], node)
-            emit(
-                node,
-                "affine",
-                [x],
-                shape,
-                "f32",
-                {},
-                {
-                    "scale": perm_param(a["scale"], x).astype(np.float32),
-                    "shift": perm_param(a["shift"], x).astype(np.float32),
-                },
-                perm=x.perm,
-            )
-        elif k == "prelu":
-            x = f32(node.inputs[0], node)
-            params = {"slope": perm_param(np.asarray(a["slope"]), x).astype(np.float32)}
-            for key in ("pre_shift", "post_shift"):
-                if key in a:
-                    params[key] = perm_param(a[key], x).astype(np.float32)
-            if len(params) == 2:  # the IR wants both shifts or neither
-                c = x.shape[-1]
-                params.setdefault("pre_shift", np.zeros(c, np.float32))
-                params.setdefault("post_shift", np.zeros(c, np.float32))
-            emit(node, "prelu", [x], shape, "f32", {}, params, perm=x.perm)
-        elif k in ("relu", "sigmoid", "softmax", "log_softmax"):
-            x = f32(node.inputs[0], node)
-            if k in ("softmax", "log_softmax") and x.perm is not None:
-                raise unsupported(node)
-            emit(node, k, [x], shape, "f32", perm=x.perm)
-        elif k == "hardtanh":
-            x = f32(node.inputs[0], node)
-            emit(node, k, [x], shape, "f32", {"min_val": a["min_val"], "max_val": a["max_val"]}, perm=x.perm)
-        elif k in ("maxpool2d", "avgpool2d"):
-            x = f32(node.inputs[0], node)
-            attrs = {key: a[key] for key in ("kernel", "stride", "padding")}
-            if k == "avgpool2d":
-                attrs["count_include_pad"] = a["count_include_pad"]
-            emit(node, k, [x], shape, "f32", attrs)
-        elif k == "bmaxpool2d":
-            x = bits(node.inputs[0], node)
-            out = emit(node, k, [x], shape, "bits", {key: a[key] for key in ("kernel", "stride", "padding")})
-            if node.origin:
-                binary_outputs[out.name] = {
-                    "fx": node.origin,
-                    "path": node.path,
-                    "module": model.metadata["fx_paths"].get(node.origin, ""),
-                }
-        elif k == "global_avgpool":
-            x = f32(node.inputs[0], node)
-            out = emit(node, k, [x], (1, shape[-1] if len(shape) == 2 else model.shapes[node.output][1]), "f32")
-            out.as_4d = len(model.shapes[node.output]) == 4
-        elif k in ("add", "mul") and all(v in vals for v in node.inputs):
-            xa, xb = (f32(v, node) for v in node.inputs)
-            if k == "mul" and xa.as_4d and not xb.as_4d:
-                xa, xb = xb, xa
-            same = xa.shape == xb.shape and xa.as_4d == xb.as_4d
-            if not same and not (k == "mul" and xb.as_4d and len(xa.shape) == 4 and xb.shape[-1] == xa.shape[-1]):
-                raise unsupported(node)
-            if (xa.perm is None) != (xb.perm is None) or (xa.perm is not None and not np.array_equal(xa.perm, xb.perm)):
-                raise unsupported(node)
-            out = emit(node, k, [xa, xb], xa.shape, "f32", perm=xa.perm)
-            out.as_4d = xa.as_4d
-        elif k in ("concat", "bconcat"):
-            ins = [bits(v, node) if k == "bconcat" else f32(v, node) for v in node.inputs]
-            if any(v.perm is not None or v.as_4d for v in ins):
-                raise unsupported(node)
-            out = emit(node, k, ins, shape, "bits" if k == "bconcat" else "f32")
-            if k == "bconcat" and node.origin:
-                binary_outputs[out.name] = {
-                    "fx": node.origin,
-                    "path": node.path,
-                    "module": model.metadata["fx_paths"].get(node.origin, ""),
-                }
-        elif k == "reshape":
-            src = vals.get(node.inputs[0] + "#bits", vals[node.inputs[0]])
-            tshape = model.shapes[node.inputs[0]]
-            oshape = model.shapes[node.output]
-            if tuple(tshape[1:]) == tuple(oshape[1:]):
-                vals[node.output] = src
-            elif len(tshape) == 4 and len(oshape) == 2 and src.as_4d:
-                vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=False)
-            elif len(tshape) == 4 and len(oshape) == 2 and oshape[1] == int(np.prod(tshape[1:])):
-                # The IR flattens in NHWC order; the next (b)linear gets its columns permuted to match.
-                # Bits flatten as bits (bflatten): no unpacking between a sign and a binary linear.
-                c, h, w = tshape[1:]
-                perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-                kind = "bflatten" if src.dtype == "bits" else "flatten"
-                emit(node, kind, [src], (1, c * h * w), src.dtype, perm=None if h * w == 1 else perm)
-            elif len(tshape) == 2 and len(oshape) == 4 and oshape[2:] == (1, 1):
-                vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=True)
-            else:
-                raise unsupported(node)
-        else:
-            raise unsupported(node)
 
-    outputs = []
-    for o in model.outputs:
-        v = vals[o]
-        if v.dtype == "bits":  # a model that ends in a sign: the engine returns ±1.0
-            v = f32(o, Node("unpack", [o], o, path="output"))
-        if v.perm is not None:
-            raise ConversionError(
-                "a graph output is a flattened (C, H, W) tensor in NHWC order; "
-                "end the model with a linear layer or a global pool"
-            )
-        outputs.append(v.name)
-    graph = ir.Graph(
-        inputs=[in_name], outputs=outputs, tensors=tensors, ops=ops, metadata={"binary_outputs": binary_outputs}
-    )
-    graph.validate()
-    return graph
+def _permuted(p: np.ndarray, v: _Val) -> np.ndarray:
+    """A per-feature parameter in the IR's column order of `v` (a flattened NHWC tensor)."""
+    return p if v.perm is None else p[v.perm]
+
+
+Shape = tuple[int, ...]
+Handler = Callable[[Lowering, Node, Shape], None]
+
+
+def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(ConvAttrs)
+    w = np.transpose(cx.const(node, 1), (0, 2, 3, 1)).astype(np.float32)
+    params = {"weight": np.ascontiguousarray(w)}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    cx.emit(node, "conv2d", [x], shape, "f32", {"stride": list(a.stride), "padding": list(a.padding)}, params)
+
+
+def _linear(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    w = cx.const(node, 1)
+    w = w if x.perm is None else w[:, x.perm]
+    params = {"weight": np.ascontiguousarray(w.astype(np.float32))}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    cx.emit(node, "linear", [x], shape, "f32", {}, params)
+
+
+def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
+    """bconv2d / blinear: packed weights, then threshold/flip (bits out) or multiplier/bias (floats out)."""
+    x = cx.bits(node.inputs[0], node)
+    a = node.attrs_as(BinaryLayerAttrs)
+    ws = a.weight_sign
+    attrs: dict[str, Any]
+    if isinstance(a, BinaryConvAttrs):
+        attrs = {
+            "stride": list(a.stride),
+            "padding": list(a.padding),
+            "pad_mode": "zero",
+            "in_channels": int(ws.shape[1]),
+        }
+        params = {"weight": pack_conv_weight(ws)}
+    else:
+        ws = ws if x.perm is None else ws[:, x.perm]
+        attrs = {"in_features": int(ws.shape[1])}
+        params = {"weight": pack_linear_weight(ws)}
+    if a.sign is not None:
+        attrs["output"] = "bits"
+        params.update(threshold=a.sign.threshold.astype(np.int32), flip=a.sign.flip.astype(np.uint8))
+        cx.record_binary_output(cx.emit(node, node.op, [x], shape, "bits", attrs, params), node)
+    else:
+        attrs["output"] = "float"
+        m, b = fold.affine(a.chain, a.alpha)
+        params.update(multiplier=m, bias=b)
+        cx.emit(node, node.op, [x], shape, "f32", attrs, params)
+
+
+def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(ActSignAttrs)
+    thr = a.threshold.astype(np.float32)
+    if x.perm is not None:
+        if thr.shape[0] != 1:
+            raise cx.unsupported(node)
+        thr = thr[:, x.perm]
+    params = {"threshold": thr[0] if thr.shape[0] == 1 else thr}
+    zero = "-1" if a.sign_zero == "-1" else "+1"
+    out = cx.emit(node, "sign", [x], shape, "bits", {"sign_zero": zero}, params, perm=x.perm)
+    if node.origin:
+        info = cx.record_binary_output(out, node)
+        if x.perm is not None:
+            info["perm"] = [int(i) for i in x.perm]
+
+
+def _affine(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(AffineAttrs)
+    params = {"scale": _permuted(a.scale, x).astype(np.float32), "shift": _permuted(a.shift, x).astype(np.float32)}
+    cx.emit(node, "affine", [x], shape, "f32", {}, params, perm=x.perm)
+
+
+def _prelu(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    if not isinstance(node.attrs, PReLUAttrs):  # a prelu whose slope is not a constant
+        raise cx.unsupported(node)
+    a = node.attrs
+    params = {"slope": _permuted(np.asarray(a.slope), x).astype(np.float32)}
+    if a.pre_shift is not None:
+        params["pre_shift"] = _permuted(a.pre_shift, x).astype(np.float32)
+    if a.post_shift is not None:
+        params["post_shift"] = _permuted(a.post_shift, x).astype(np.float32)
+    if len(params) == 2:  # the IR wants both shifts or neither
+        c = x.shape[-1]
+        params.setdefault("pre_shift", np.zeros(c, np.float32))
+        params.setdefault("post_shift", np.zeros(c, np.float32))
+    cx.emit(node, "prelu", [x], shape, "f32", {}, params, perm=x.perm)
+
+
+def _elementwise(cx: Lowering, node: Node, shape: Shape) -> None:
+    """relu, sigmoid: any layout; softmax, log_softmax: over the features in PyTorch's order only."""
+    x = cx.f32(node.inputs[0], node)
+    if node.op in ("softmax", "log_softmax") and x.perm is not None:
+        raise cx.unsupported(node)
+    cx.emit(node, node.op, [x], shape, "f32", perm=x.perm)
+
+
+def _hardtanh(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(HardtanhAttrs)
+    cx.emit(node, "hardtanh", [x], shape, "f32", {"min_val": a.min_val, "max_val": a.max_val}, perm=x.perm)
+
+
+def _pool_attrs(a: PoolAttrs) -> dict[str, Any]:
+    return {"kernel": list(a.kernel), "stride": list(a.stride), "padding": list(a.padding)}
+
+
+def _float_pool(cx: Lowering, node: Node, shape: Shape) -> None:
+    """maxpool2d / avgpool2d on floats."""
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(PoolAttrs)
+    attrs = _pool_attrs(a)
+    if node.op == "avgpool2d":
+        attrs["count_include_pad"] = node.attrs_as(AvgPoolAttrs).count_include_pad
+    cx.emit(node, node.op, [x], shape, "f32", attrs)
+
+
+def _bmaxpool2d(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.bits(node.inputs[0], node)
+    out = cx.emit(node, "bmaxpool2d", [x], shape, "bits", _pool_attrs(node.attrs_as(PoolAttrs)))
+    if node.origin:
+        cx.record_binary_output(out, node)
+
+
+def _global_avgpool(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = cx.f32(node.inputs[0], node)
+    torch_shape = cx.model.shapes[node.output]
+    out = cx.emit(node, "global_avgpool", [x], (1, shape[-1] if len(shape) == 2 else torch_shape[1]), "f32")
+    out.as_4d = len(torch_shape) == 4
+
+
+def _add_mul(cx: Lowering, node: Node, shape: Shape) -> None:
+    """add / mul of two tensors: same shape, or mul of NHWC by a per-channel (N, C) tensor."""
+    if not all(v in cx.vals for v in node.inputs):  # (a constant operand: affine, recognised earlier)
+        raise cx.unsupported(node)
+    xa, xb = (cx.f32(v, node) for v in node.inputs)
+    if node.op == "mul" and xa.as_4d and not xb.as_4d:
+        xa, xb = xb, xa
+    same = xa.shape == xb.shape and xa.as_4d == xb.as_4d
+    if not same and not (node.op == "mul" and xb.as_4d and len(xa.shape) == 4 and xb.shape[-1] == xa.shape[-1]):
+        raise cx.unsupported(node)
+    if (xa.perm is None) != (xb.perm is None) or (xa.perm is not None and not np.array_equal(xa.perm, xb.perm)):
+        raise cx.unsupported(node)
+    out = cx.emit(node, node.op, [xa, xb], xa.shape, "f32", perm=xa.perm)
+    out.as_4d = xa.as_4d
+
+
+def _concat(cx: Lowering, node: Node, shape: Shape) -> None:
+    """concat (floats) / bconcat (bits) along channels."""
+    on_bits = node.op == "bconcat"
+    ins = [cx.bits(v, node) if on_bits else cx.f32(v, node) for v in node.inputs]
+    if any(v.perm is not None or v.as_4d for v in ins):
+        raise cx.unsupported(node)
+    out = cx.emit(node, node.op, ins, shape, "bits" if on_bits else "f32")
+    if on_bits and node.origin:
+        cx.record_binary_output(out, node)
+
+
+def _reshape(cx: Lowering, node: Node, shape: Shape) -> None:
+    """A reshape that keeps the data (alias), or a flatten of (C, H, W) (permuting the next linear)."""
+    src = cx.vals.get(node.inputs[0] + "#bits", cx.vals[node.inputs[0]])
+    tshape = cx.model.shapes[node.inputs[0]]
+    oshape = cx.model.shapes[node.output]
+    if tuple(tshape[1:]) == tuple(oshape[1:]):
+        cx.vals[node.output] = src
+    elif len(tshape) == 4 and len(oshape) == 2 and src.as_4d:
+        cx.vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=False)
+    elif len(tshape) == 4 and len(oshape) == 2 and oshape[1] == int(np.prod(tshape[1:])):
+        # The IR flattens in NHWC order; the next (b)linear gets its columns permuted to match.
+        # Bits flatten as bits (bflatten): no unpacking between a sign and a binary linear.
+        c, h, w = tshape[1:]
+        perm = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+        kind = "bflatten" if src.dtype == "bits" else "flatten"
+        cx.emit(node, kind, [src], (1, c * h * w), src.dtype, perm=None if h * w == 1 else perm)
+    elif len(tshape) == 2 and len(oshape) == 4 and oshape[2:] == (1, 1):
+        cx.vals[node.output] = _Val(src.name, src.dtype, src.shape, src.perm, as_4d=True)
+    else:
+        raise cx.unsupported(node)
+
+
+HANDLERS: dict[str, Handler] = {
+    "conv2d": _conv2d,
+    "linear": _linear,
+    "bconv2d": _binary_layer,
+    "blinear": _binary_layer,
+    "act_sign": _act_sign,
+    "affine": _affine,
+    "prelu": _prelu,
+    "relu": _elementwise,
+    "sigmoid": _elementwise,
+    "softmax": _elementwise,
+    "log_softmax": _elementwise,
+    "hardtanh": _hardtanh,
+    "maxpool2d": _float_pool,
+    "avgpool2d": _float_pool,
+    "bmaxpool2d": _bmaxpool2d,
+    "global_avgpool": _global_avgpool,
+    "add": _add_mul,
+    "mul": _add_mul,
+    "concat": _concat,
+    "bconcat": _concat,
+    "reshape": _reshape,
+}

@@ -16,12 +16,28 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
 from xnorinfer.convert import fold
+from xnorinfer.convert.attrs import (
+    ActSignAttrs,
+    AffineAttrs,
+    BatchNormAttrs,
+    BatchNormStage,
+    BinaryConvAttrs,
+    BinaryLayerAttrs,
+    ChannelStage,
+    ConvAttrs,
+    HardtanhAttrs,
+    LinearAttrs,
+    PReLUAttrs,
+    SignFold,
+    SignZero,
+    Stage,
+)
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
@@ -53,7 +69,12 @@ def is_bits(model: Model, value: str) -> bool:
         return True
     if p.op == "reshape":  # flatten / view of bits stays bits (lowered to bflatten)
         return is_bits(model, p.inputs[0])
-    return p.op in ("bconv2d", "blinear") and "sign" in p.attrs
+    return _binary_with_sign(p)
+
+
+def _binary_with_sign(node: Node) -> bool:
+    """Is `node` a bconv2d/blinear whose output sign is folded in (it outputs bits)?"""
+    return isinstance(node.attrs, BinaryLayerAttrs) and node.attrs.sign is not None
 
 
 def _scalar(model: Model, value: str) -> float | None:
@@ -91,14 +112,14 @@ class _Rewrite:
 def _replace(model: Model, old: Node, new: Node) -> None:
     """Put `new` in place of `old`, computing the same output value."""
     new.output, new.path, new.origin = old.output, new.path or old.path, old.origin
-    new.attrs.setdefault("where", old.attrs.get("where", ""))
+    new.where = new.where or old.where
     model.nodes[model.nodes.index(old)] = new
 
 
-def _act_sign(x: str, model: Model, threshold: np.ndarray, sign_zero: str, ste: str, path: str) -> Node:
+def _act_sign(x: str, model: Model, threshold: np.ndarray, sign_zero: SignZero, ste: str, path: str) -> Node:
     c = model.shapes[x][1]
     thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (c,)).reshape(1, c).copy()
-    return Node("act_sign", [x], "", {"threshold": thr, "sign_zero": sign_zero, "ste": ste}, path)
+    return Node("act_sign", [x], "", ActSignAttrs(thr, sign_zero, ste), path)
 
 
 # =========================================================================== phase 1: activations
@@ -116,7 +137,7 @@ class TorchSignToActSign(_Rewrite):
         return True
 
 
-_CMP_ZERO = {  # (compare, value where true) -> sign(0 at threshold) convention
+_CMP_ZERO: dict[tuple[str, float], SignZero] = {  # (compare, value where true) -> sign(0 at threshold)
     ("ge", 1.0): "+1",
     ("gt", 1.0): "-1",
     ("lt", -1.0): "+1",
@@ -124,7 +145,7 @@ _CMP_ZERO = {  # (compare, value where true) -> sign(0 at threshold) convention
 }
 
 
-def _compare_sign(model: Model, cond: str, where_true: float, out: str) -> tuple[str, np.ndarray, str] | None:
+def _compare_sign(model: Model, cond: str, where_true: float, out: str) -> tuple[str, np.ndarray, SignZero] | None:
     """(x, threshold, sign_zero) if `cond` = cmp(x, t) selects `where_true` for a sign-like output `out`."""
     c = model.producer(cond)
     if c is None or c.op not in ("ge", "gt", "le", "lt") or (c.op, where_true) not in _CMP_ZERO:
@@ -219,7 +240,8 @@ class DetachSTE(_Rewrite):
             if a is None or a.op != "act_sign":
                 continue
             model.replace_uses(node.output, a.output)
-            a.attrs["ste"] = f"({a.attrs['ste']} - p).detach() + p"
+            sign = a.attrs_as(ActSignAttrs)
+            a.attrs = replace(sign, ste=f"({sign.ste} - p).detach() + p")
             a.origin = node.origin  # the torch value of the whole expression equals the sign (up to rounding)
             return True
         return False
@@ -234,7 +256,10 @@ class ShiftedSign(_Rewrite):
     name = "shifted_sign"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op != "act_sign" or np.any(node.attrs["threshold"] != 0) or node.attrs["threshold"].shape[0] != 1:
+        if node.op != "act_sign":
+            return False
+        sign = node.attrs_as(ActSignAttrs)
+        if np.any(sign.threshold != 0) or sign.threshold.shape[0] != 1:
             return False
         p = model.producer(node.inputs[0])
         if p is None or p.op not in ("add", "sub") or model.is_const(p.inputs[0]):
@@ -242,8 +267,9 @@ class ShiftedSign(_Rewrite):
         b = _per_channel(model, p.inputs[1], p.inputs[0])
         if b is None:
             return False
-        node.attrs["threshold"] = (b if p.op == "sub" else -b).reshape(1, -1)
-        node.attrs["ste"] = f"{node.attrs['ste']} with a learnable shift"
+        node.attrs = ActSignAttrs(
+            (b if p.op == "sub" else -b).reshape(1, -1), sign.sign_zero, f"{sign.ste} with a learnable shift"
+        )
         node.inputs = [p.inputs[0]]
         return True
 
@@ -254,28 +280,30 @@ class SignOfSign(_Rewrite):
     name = "sign_of_sign"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op != "act_sign" or node.attrs["threshold"].shape[0] != 1:
+        if node.op != "act_sign" or node.attrs_as(ActSignAttrs).threshold.shape[0] != 1:
             return False
         inner = model.producer(node.inputs[0])
-        if inner is None or inner.op != "act_sign" or inner.attrs["threshold"].shape[0] != 1:
+        if inner is None or inner.op != "act_sign" or inner.attrs_as(ActSignAttrs).threshold.shape[0] != 1:
             return False
-        t1 = node.attrs["threshold"]
+        outer_sign, inner_sign = node.attrs_as(ActSignAttrs), inner.attrs_as(ActSignAttrs)
+        t1 = outer_sign.threshold
         if not np.all(np.abs(t1) < 1):
             return False
-        if inner.attrs["sign_zero"] != "0":
-            zero = inner.attrs["sign_zero"]
+        zero: SignZero
+        if inner_sign.sign_zero != "0":
+            zero = inner_sign.sign_zero
         elif np.all(t1 < 0):
             zero = "+1"
         elif np.all(t1 > 0):
             zero = "-1"
         elif np.all(t1 == 0):
-            zero = node.attrs["sign_zero"]
+            zero = outer_sign.sign_zero
         else:
             return False
         new = _act_sign(
             inner.inputs[0],
             model,
-            inner.attrs["threshold"][0],
+            inner_sign.threshold[0],
             zero,
             f"sign(sign(x) {-float(t1.reshape(-1)[0]):+g})",
             node.path,
@@ -305,11 +333,10 @@ class SignOfBinary(_Rewrite):
     name = "sign_of_binary"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if (
-            node.op != "act_sign"
-            or node.attrs["threshold"].shape[0] != 1
-            or not np.all(np.abs(node.attrs["threshold"]) < 1)
-        ):
+        if node.op != "act_sign":
+            return False
+        t = node.attrs_as(ActSignAttrs).threshold
+        if t.shape[0] != 1 or not np.all(np.abs(t) < 1):
             return False
         p = model.producer(node.inputs[0])
         if p is None or p.op == "act_sign" or not _plus_minus_one(model, node.inputs[0]):
@@ -329,8 +356,8 @@ class SignThroughHardtanh(_Rewrite):
         p = model.producer(node.inputs[0])
         if p is None or p.op != "hardtanh":
             return False
-        t = node.attrs["threshold"]
-        if not (np.all(p.attrs["min_val"] < t) and np.all(t < p.attrs["max_val"])):
+        t, clip = node.attrs_as(ActSignAttrs).threshold, p.attrs_as(HardtanhAttrs)
+        if not (np.all(clip.min_val < t) and np.all(t < clip.max_val)):
             return False
         node.inputs = [p.inputs[0]]
         return True
@@ -360,7 +387,7 @@ class PReLUFromWhere(_Rewrite):
         slope = _per_channel(model, w, a)
         if slope is None:
             return False
-        _replace(model, node, Node("prelu", [a], "", {"slope": slope}, node.path))
+        _replace(model, node, Node("prelu", [a], "", PReLUAttrs(slope), node.path))
         return True
 
 
@@ -376,15 +403,16 @@ class DecoupledSigns(_Rewrite):
         if any(p is None or p.op != "act_sign" for p in prods):
             return False
         xs = {p.inputs[0] for p in prods}  # type: ignore[union-attr]
-        zeros = {p.attrs["sign_zero"] for p in prods}  # type: ignore[union-attr]
+        signs = [p.attrs_as(ActSignAttrs) for p in prods]  # type: ignore[union-attr]
+        zeros = {sign.sign_zero for sign in signs}
         if len(xs) != 1 or len(zeros) != 1:
             return False
-        thr = np.concatenate([p.attrs["threshold"] for p in prods], axis=0)  # type: ignore[union-attr]
+        thr = np.concatenate([sign.threshold for sign in signs], axis=0)
         new = Node(
             "act_sign",
             [xs.pop()],
             "",
-            {"threshold": thr, "sign_zero": zeros.pop(), "ste": f"decoupled: {thr.shape[0]} shifted signs"},
+            ActSignAttrs(thr, zeros.pop(), f"decoupled: {thr.shape[0]} shifted signs"),
             node.path,
         )
         _replace(model, node, new)
@@ -461,7 +489,7 @@ class BinaryWeights:
                 model.metadata.setdefault("binarized", {})[key] = {
                     "relative_error": err,
                     "zero_weights": zeros,
-                    "param": node.attrs.get("weight_param"),
+                    "param": node.attrs.weight_param if isinstance(node.attrs, (ConvAttrs, LinearAttrs)) else None,
                 }
             else:
                 float_layers[key] = (
@@ -478,19 +506,25 @@ class BinaryWeights:
                 continue
             float_layers.pop(key, None)
             model.metadata.get("binary_warnings", {}).pop(key, None)
-            chain: list[fold.Stage] = []
-            if len(node.inputs) > 2:
-                chain.append(("add", {"v": model.const(node.inputs[2]).astype(np.float64)}))
-            attrs: dict[str, Any] = {
-                "weight_sign": wsign,
-                "alpha": alpha.astype(np.float64),
-                "chain": chain,
-                "weight_kind": how,
-                "where": node.attrs.get("where", ""),
-            }
+            bias = model.const(node.inputs[2]) if len(node.inputs) > 2 else None
+            chain: tuple[Stage, ...] = () if bias is None else (ChannelStage("add", bias.astype(np.float64)),)
+            attrs: BinaryLayerAttrs
             if node.op == "conv2d":
-                attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"])
+                conv = node.attrs_as(ConvAttrs)
+                attrs = BinaryConvAttrs(
+                    weight_sign=wsign,
+                    alpha=alpha.astype(np.float64),
+                    chain=chain,
+                    weight_kind=how,
+                    stride=conv.stride,
+                    padding=conv.padding,
+                )
+            else:
+                attrs = BinaryLayerAttrs(
+                    weight_sign=wsign, alpha=alpha.astype(np.float64), chain=chain, weight_kind=how
+                )
             new = Node("bconv2d" if node.op == "conv2d" else "blinear", [node.inputs[0]], "", attrs, node.path)
+            new.where = node.where
             _replace(model, node, new)
             changed = True
         return model, changed
@@ -521,21 +555,21 @@ def _weight_spread(mag: np.ndarray) -> tuple[bool, str]:
     return False, f"weights are not binary-valued (|W| varies within an output channel by up to {spread:.2g})"
 
 
-def _chain_stage(model: Model, user: Node, value: str) -> fold.Stage | None:
+def _chain_stage(model: Model, user: Node, value: str) -> Stage | None:
     """The per-channel stage `user` applies to `value`, or None if it is not one."""
     if user.inputs[0] != value:
         if user.op in ("add", "mul") and user.inputs[1] == value and model.is_const(user.inputs[0]):
             v = _per_channel(model, user.inputs[0], value)
-            return None if v is None else (user.op, {"v": v})
+            return None if v is None else ChannelStage(user.op, v)  # type: ignore[arg-type]
         return None
     if user.op == "batch_norm":
         g, b, m, var = (model.const(v) for v in user.inputs[1:5])
-        return ("bn", {"gamma": g, "beta": b, "mean": m, "var": var, "eps": user.attrs["eps"]})
+        return BatchNormStage(g, b, m, var, user.attrs_as(BatchNormAttrs).eps)  # type: ignore[arg-type]
     if user.op in ("add", "sub", "mul", "div") and len(user.inputs) == 2:
         v = _per_channel(model, user.inputs[1], value)
-        return None if v is None else (user.op, {"v": v})
+        return None if v is None else ChannelStage(user.op, v)  # type: ignore[arg-type]
     if user.op == "neg":
-        return ("mul", {"v": -np.ones(model.shapes[value][1])})
+        return ChannelStage("mul", -np.ones(model.shapes[value][1]))
     return None
 
 
@@ -552,7 +586,7 @@ class FoldIntoBinary(_Rewrite):
     name = "fold_into_binary"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op not in ("bconv2d", "blinear") or "sign" in node.attrs:
+        if node.op not in ("bconv2d", "blinear") or _binary_with_sign(node):
             return False
         user = _single_consumer(model, node.output)
         if user is None:
@@ -560,7 +594,8 @@ class FoldIntoBinary(_Rewrite):
         stage = _chain_stage(model, user, node.output)
         if stage is None:
             return False
-        node.attrs["chain"] = node.attrs["chain"] + [stage]
+        layer = node.attrs_as(BinaryLayerAttrs)
+        node.attrs = replace(layer, chain=layer.chain + (stage,))
         _absorb(model, node, user)
         return True
 
@@ -568,15 +603,14 @@ class FoldIntoBinary(_Rewrite):
 def _increasing(model: Model, user: Node, value: str) -> bool:
     """Is `user` a per-channel monotone non-decreasing function of `value` (so it commutes with max)?"""
     if user.op in ("act_sign", "hardtanh", "relu"):
-        return user.op != "act_sign" or user.attrs["threshold"].shape[0] == 1
+        return user.op != "act_sign" or user.attrs_as(ActSignAttrs).threshold.shape[0] == 1
     stage = _chain_stage(model, user, value)
     if stage is None:
         return False
-    kind, p = stage
-    if kind == "bn":
-        return bool(np.all(np.asarray(p["gamma"]) > 0))
-    if kind in ("mul", "div"):
-        return bool(np.all(p["v"] > 0))
+    if isinstance(stage, BatchNormStage):
+        return bool(np.all(np.asarray(stage.gamma) > 0))
+    if stage.kind in ("mul", "div"):
+        return bool(np.all(stage.v > 0))
     return True
 
 
@@ -593,7 +627,7 @@ class MaxPoolSink(_Rewrite):
         if node.op != "maxpool2d":
             return False
         src = model.producer(node.inputs[0])
-        if src is None or src.op not in ("bconv2d", "blinear", "maxpool2d") or "sign" in src.attrs:
+        if src is None or src.op not in ("bconv2d", "blinear", "maxpool2d") or _binary_with_sign(src):
             return False
         user = _single_consumer(model, node.output)
         if user is None or not _increasing(model, user, node.output):
@@ -616,25 +650,25 @@ class SignIntoBinary(_Rewrite):
     name = "sign_into_binary"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op not in ("bconv2d", "blinear") or "sign" in node.attrs:
+        if node.op not in ("bconv2d", "blinear") or _binary_with_sign(node):
             return False
         user = _single_consumer(model, node.output)
-        if user is None or user.op != "act_sign" or user.attrs["threshold"].shape[0] != 1:
+        if user is None or user.op != "act_sign" or user.attrs_as(ActSignAttrs).threshold.shape[0] != 1:
             return False
-        k = int(np.prod(node.attrs["weight_sign"].shape[1:]))
-        res = fold.thresholds(
-            node.attrs["chain"], node.attrs["alpha"], k, user.attrs["threshold"][0], user.attrs["sign_zero"]
+        layer, sign = node.attrs_as(BinaryLayerAttrs), user.attrs_as(ActSignAttrs)
+        k = int(np.prod(layer.weight_sign.shape[1:]))
+        res = fold.thresholds(layer.chain, layer.alpha, k, sign.threshold[0], sign.sign_zero)
+        folded = SignFold(
+            threshold=res.threshold,
+            flip=res.flip,
+            sign_zero=sign.sign_zero,
+            ste=sign.ste,
+            k=k,
+            constant=res.constant,
+            ties=res.ties,
+            float32_disagree=res.float32_disagree,
         )
-        node.attrs["sign"] = {
-            "threshold": res.threshold,
-            "flip": res.flip,
-            "sign_zero": user.attrs["sign_zero"],
-            "ste": user.attrs["ste"],
-            "constant": res.constant,
-            "ties": res.ties,
-            "float32_disagree": res.float32_disagree,
-            "k": k,
-        }
+        node.attrs = replace(layer, sign=folded)
         _absorb(model, node, user)
         return True
 
@@ -675,31 +709,31 @@ class RPReLU(_Rewrite):
     name = "rprelu"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op != "prelu":
-            return False
+        if node.op != "prelu" or not isinstance(node.attrs, PReLUAttrs):
+            return False  # (a prelu with a slope tensor input, not a constant: not RPReLU)
         changed = False
         p = model.producer(node.inputs[0])
         if (
-            "pre_shift" not in node.attrs
+            node.attrs.pre_shift is None
             and p is not None
             and p.op in ("add", "sub")
             and not model.is_const(p.inputs[0])
         ):
             v = _per_channel(model, p.inputs[1], p.inputs[0])
             if v is not None:
-                node.attrs["pre_shift"] = v if p.op == "sub" else -v
+                node.attrs = replace(node.attrs, pre_shift=v if p.op == "sub" else -v)
                 node.inputs = [p.inputs[0]]
                 changed = True
         user = _single_consumer(model, node.output)
         if (
-            "post_shift" not in node.attrs
+            node.attrs.post_shift is None
             and user is not None
             and user.op in ("add", "sub")
             and user.inputs[0] == node.output
         ):
             v = _per_channel(model, user.inputs[1], node.output)
             if v is not None:
-                node.attrs["post_shift"] = v if user.op == "add" else -v
+                node.attrs = replace(node.attrs, post_shift=v if user.op == "add" else -v)
                 _absorb(model, node, user)
                 changed = True
         return changed
@@ -723,7 +757,7 @@ class ElementwiseToAffine(_Rewrite):
             return False
         c = model.shapes[x][1]
         scale, shift = fold.affine([stage], np.ones(c))
-        _replace(model, node, Node("affine", [x], "", {"scale": scale, "shift": shift}, node.path))
+        _replace(model, node, Node("affine", [x], "", AffineAttrs(scale, shift), node.path))
         return True
 
 

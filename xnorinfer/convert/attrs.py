@@ -1,0 +1,163 @@
+"""Typed payloads of the converter graph's nodes (`graph.Node.attrs`), one class per kind of node.
+
+capture.py fills the payloads of the ATen-level ops, patterns.py those of the recognised ops, and
+lower.py reads them back. Payloads are frozen: a transformation that changes one builds a new one
+(`dataclasses.replace`). Ops without parameters of their own (add, relu, concat, ...) carry `NoAttrs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+import numpy as np
+
+SignZero = Literal["0", "+1", "-1"]  # what sign(0) is in the source model ("0": torch.sign)
+Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ChannelStage:
+    """y = y <kind> v, v per channel (C,) float64."""
+
+    kind: Literal["add", "sub", "mul", "div"]
+    v: np.ndarray
+
+
+@dataclass(frozen=True)
+class BatchNormStage:
+    """y = (y - mean) / sqrt(var + eps) * gamma + beta, per channel."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+# One per-channel stage of a binary layer's float epilogue (fold.py evaluates chains of them).
+Stage: TypeAlias = ChannelStage | BatchNormStage
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    """An op whose behaviour is fully given by its kind and inputs."""
+
+
+@dataclass(frozen=True)
+class ConvAttrs:
+    """conv2d (capture): NCHW convolution, groups 1, dilation 1."""
+
+    stride: Pair
+    padding: Pair
+    weight_param: str | None = None  # the weight's parameter name, for `binarize`
+
+
+@dataclass(frozen=True)
+class LinearAttrs:
+    """linear (capture): y = x @ W.T (+ b); the weight input is (out, in)."""
+
+    weight_param: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchNormAttrs:
+    eps: float
+
+
+@dataclass(frozen=True)
+class HardtanhAttrs:
+    min_val: float
+    max_val: float
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    """maxpool2d / bmaxpool2d."""
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair
+
+
+@dataclass(frozen=True)
+class AvgPoolAttrs(PoolAttrs):
+    count_include_pad: bool = True
+
+
+@dataclass(frozen=True)
+class ActSignAttrs:
+    """act_sign: bit = -1 where x < threshold (x <= threshold for sign_zero "-1"), per channel.
+
+    threshold is (J, C) float64: J >= 2 for decoupled signs that become J * C output channels.
+    """
+
+    threshold: np.ndarray
+    sign_zero: SignZero
+    ste: str  # how the source model wrote the sign (for the report)
+
+
+@dataclass(frozen=True)
+class SignFold:
+    """The sign that follows a binary layer, folded into an integer threshold (fold.thresholds)."""
+
+    threshold: np.ndarray  # int32 (C,)
+    flip: np.ndarray  # uint8 (C,)
+    sign_zero: SignZero
+    ste: str
+    k: int  # number of ±1 terms in each output's sum
+    constant: list[int] = field(default_factory=list)
+    ties: list[tuple[int, int]] = field(default_factory=list)
+    float32_disagree: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryLayerAttrs:
+    """bconv2d / blinear: ±1 weights times a per-channel alpha, then the float epilogue `chain`.
+
+    With `sign` set the layer outputs bits (the chain and the sign folded to thresholds); without,
+    floats (the chain composed into multiplier/bias when lowering).
+    """
+
+    weight_sign: np.ndarray  # int8 ±1, (O, I, KH, KW) or (O, F)
+    alpha: np.ndarray  # float64 (O,)
+    chain: tuple[Stage, ...] = ()
+    weight_kind: str = ""  # how the weights were found binary (for messages)
+    sign: SignFold | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BinaryConvAttrs(BinaryLayerAttrs):
+    stride: Pair
+    padding: Pair
+
+
+@dataclass(frozen=True)
+class PReLUAttrs:
+    """prelu (with RPReLU's optional shifts): y = prelu(x - pre_shift, slope) + post_shift."""
+
+    slope: np.ndarray
+    pre_shift: np.ndarray | None = None
+    post_shift: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class AffineAttrs:
+    """affine: y = scale * x + shift per channel (float32 values)."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+
+
+NodeAttrs: TypeAlias = (
+    NoAttrs
+    | ConvAttrs
+    | LinearAttrs
+    | BatchNormAttrs
+    | HardtanhAttrs
+    | PoolAttrs
+    | ActSignAttrs
+    | BinaryLayerAttrs
+    | PReLUAttrs
+    | AffineAttrs
+)
