@@ -1,8 +1,8 @@
 """The converter's small internal graph: what capture produces and the transformations rewrite.
 
 It is deliberately framework-free (numpy constants, string op names, each node's parameters as a
-typed payload from attrs.py) so that another front end (ONNX) can produce the same graph. Shapes are PyTorch's (NCHW); the NHWC layout of the IR is
-introduced only when lowering (`lower.py`).
+typed payload from attrs.py) so that another front end (ONNX) can produce the same graph. Shapes
+are PyTorch's (NCHW); the NHWC layout of the IR is introduced only when lowering (`lower.py`).
 
 Op vocabulary produced by capture (see docs/ops.md):
   conv2d linear batch_norm sign add sub mul div ge gt le lt where to_float relu hardtanh sigmoid prelu
