@@ -76,8 +76,7 @@ CArray<T> output_array(const std::optional<py::array>& out, const std::vector<py
 }
 
 void register_runtime(py::module_& m);
-void register_binary(py::module_& m);
-void register_float(py::module_& m);
+void register_ops(py::module_& m);
 void register_session(py::module_& m);
 
 }  // namespace xnor::py_bind

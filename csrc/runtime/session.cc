@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-#include "runtime/dispatch.h"
+#include "microkernels/dispatch.h"
 
 namespace xnor {
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/aligned_buffer.h"
+#include "operators/aligned_buffer.h"
 #include "runtime/graph.h"
 #include "runtime/isa.h"
 #include "runtime/memory_plan.h"
