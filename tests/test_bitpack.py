@@ -1,4 +1,5 @@
-"""bitpack_nhwc / bitpack_nchw against a numpy (np.packbits) reference, on every ISA path."""
+"""Bit-packing by the `sign` op (threshold 0, sign(0) = +1) against a numpy (np.packbits) reference, on every
+ISA path: the packing inference does (the converter's xnorinfer/convert/pack.py packs weights the same way)."""
 
 from __future__ import annotations
 

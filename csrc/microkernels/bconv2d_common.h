@@ -6,8 +6,10 @@
 #include <cstring>
 
 #include "microkernels/bconv2d_microkernel.h"
+#include "microkernels/per_isa.h"
 
 namespace xnor {
+inline namespace XNOR_ISA_NAMESPACE {  // one copy per ISA build (per_isa.h)
 
 // Sum of tap_weight_sum over the padded taps of tile pixel m, channel c.
 inline int64_t bgemm_padding_correction(const BgemmTileArgs& a, int m, int c) {
@@ -50,4 +52,5 @@ inline void bgemm_store_pixel_scalar(const BgemmTileArgs& a, int m, const int64_
   }
 }
 
+}  // namespace XNOR_ISA_NAMESPACE
 }  // namespace xnor

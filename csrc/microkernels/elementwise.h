@@ -19,7 +19,7 @@
 //   softmax:  m = max over the row (in order); e_i = exp(x_i - m); s = sum of
 //             e_i in order from +0; y_i = e_i / s
 //   sign:     bit of channel j*C + c = (x < t[j][c]), or (x <= t[j][c]) when
-//             sign(0) is -1 ("-1"); NaN gives bit 0 (+1), like bitpack
+//             sign(0) is -1 ("-1"); NaN gives bit 0 (+1), like the converter's packer
 #pragma once
 
 #include <cstddef>

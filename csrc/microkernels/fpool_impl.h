@@ -9,8 +9,10 @@
 #include <cstddef>
 
 #include "microkernels/float_kernels.h"
+#include "microkernels/per_isa.h"
 
 namespace xnor {
+inline namespace XNOR_ISA_NAMESPACE {  // one copy per ISA build (per_isa.h)
 namespace fpool_detail {
 
 // (v > m) ? v : m -- the semantics of x86 MAXPS(v, m).
@@ -133,6 +135,7 @@ inline void global_avg_impl(const float* in, size_t pixels, size_t channels, siz
 }
 
 }  // namespace fpool_detail
+}  // namespace XNOR_ISA_NAMESPACE
 
 #define XNOR_DEFINE_FPOOL(isa, Ops)                                                                          \
   void fmaxpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out) { \

@@ -2,7 +2,7 @@
 // allocates nothing: the session places every op's workspace in its memory plan.
 // A kernel lays its arrays out with a WorkspaceCarver twice, the same way: once
 // without memory to size the block (workspace_bytes), once on the real block in run().
-// Callers without a memory plan pass an AlignedBytes (kernels/aligned_buffer.h).
+// Callers without a memory plan pass an AlignedBytes (operators/aligned_buffer.h).
 #pragma once
 
 #include <cstddef>

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "microkernels/bmaxpool.h"
-#include "microkernels/portable/per_isa.h"
+#include "microkernels/per_isa.h"
 
 namespace xnor::XNOR_ISA_NAMESPACE {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "microkernels/elementwise.h"
-#include "microkernels/portable/per_isa.h"
+#include "microkernels/per_isa.h"
 
 namespace xnor::XNOR_ISA_NAMESPACE::bsign_portable {
 

@@ -4,7 +4,7 @@
 #include <cstddef>
 
 #include "microkernels/elementwise.h"
-#include "microkernels/portable/per_isa.h"
+#include "microkernels/per_isa.h"
 
 namespace xnor::XNOR_ISA_NAMESPACE {
 
