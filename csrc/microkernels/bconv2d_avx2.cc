@@ -20,8 +20,8 @@ inline __m256i popcount_epi64(__m256i v, __m256i lut, __m256i low_mask) {
 // Pixels [m0, m0 + MR) x channels [16 * half, 16 * half + 4 * NV).
 template <int MR, int NV>
 void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBlock]) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
-                                       1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i lut =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   __m256i acc[MR][NV];
   for (int m = 0; m < MR; ++m)
@@ -65,8 +65,7 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
   }
   for (int m = 0; m < a.rows; ++m) {
     int64_t s[kBconvBlock];
-    for (int c = 0; c < channels; ++c)
-      s[c] = a.k_bits - 2 * pop[m][c] - bgemm_padding_correction(a, m, c);
+    for (int c = 0; c < channels; ++c) s[c] = a.k_bits - 2 * pop[m][c] - bgemm_padding_correction(a, m, c);
     bgemm_store_pixel_scalar(a, m, s);
   }
 }

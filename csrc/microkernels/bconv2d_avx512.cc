@@ -41,8 +41,8 @@ __attribute__((always_inline)) inline void store_pixel(const BgemmTileArgs& a, i
       const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock;
 #pragma GCC unroll 4
       for (int n = 0; n < NV; ++n)
-        s[n] = _mm512_sub_epi64(
-            s[n], _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(ws + n * 8))));
+        s[n] = _mm512_sub_epi64(s[n],
+                                _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(ws + n * 8))));
     }
   }
   switch (a.kind) {
@@ -68,8 +68,7 @@ __attribute__((always_inline)) inline void store_pixel(const BgemmTileArgs& a, i
       uint32_t bits = 0;
 #pragma GCC unroll 4
       for (int n = 0; n < NV; ++n)
-        bits |= static_cast<uint32_t>(_mm512_cmplt_epi64_mask(s[n], _mm512_load_si512(e.threshold + n * 8)))
-                << (8 * n);
+        bits |= static_cast<uint32_t>(_mm512_cmplt_epi64_mask(s[n], _mm512_load_si512(e.threshold + n * 8))) << (8 * n);
       bits = (bits ^ e.flip) & e.valid_mask;
       std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
       break;

@@ -23,9 +23,7 @@ inline int64_t bgemm_padding_correction(const BgemmTileArgs& a, int m, int c) {
 // Valid channels of a block. The constructor never makes more than kBconvBlock, but the
 // compiler cannot know that: bounding the loops here is what lets it prove the per-block
 // arrays (threshold[32], s[32]) are never read past their end (-Warray-bounds).
-inline int block_channels(const BconvBlockEpilogue& e) {
-  return e.channels < kBconvBlock ? e.channels : kBconvBlock;
-}
+inline int block_channels(const BconvBlockEpilogue& e) { return e.channels < kBconvBlock ? e.channels : kBconvBlock; }
 
 // Output transform of the exact sums s[0..channels) of tile pixel m.
 inline void bgemm_store_pixel_scalar(const BgemmTileArgs& a, int m, const int64_t* s) {

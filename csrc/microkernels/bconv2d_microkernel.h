@@ -29,11 +29,11 @@ struct alignas(64) BconvBlockEpilogue {
   // The same test on the popcount, for pixels without padding correction:
   // s < threshold  <=>  popcount > pop_threshold (s = k_bits - 2 * popcount).
   int64_t pop_threshold[kBconvBlock];
-  float multiplier[kBconvBlock];   // kFloat: y = multiplier * s + bias (one fma)
+  float multiplier[kBconvBlock];  // kFloat: y = multiplier * s + bias (one fma)
   float bias[kBconvBlock];
-  uint32_t flip = 0;         // kBits: bit c set inverts channel c
-  uint32_t valid_mask = 0;   // bit c set when channel c of this block exists
-  int channels = 0;          // valid channels in this block
+  uint32_t flip = 0;        // kBits: bit c set inverts channel c
+  uint32_t valid_mask = 0;  // bit c set when channel c of this block exists
+  int channels = 0;         // valid channels in this block
 };
 
 struct BgemmTileArgs {
@@ -45,8 +45,8 @@ struct BgemmTileArgs {
   // (the SIMD paths read whole 8-channel groups), or exactly its channels when under 8
   // (then only the scalar kernel runs it).
   int64_t weight_stride;
-  int rows;                           // valid pixels in the tile, 1..kBgemmMr
-  int64_t k_bits;                     // real reduction length in bits (taps x in_channels)
+  int rows;        // valid pixels in the tile, 1..kBgemmMr
+  int64_t k_bits;  // real reduction length in bits (taps x in_channels)
   // Zero-padding correction, or null: for pixel m, the padded taps are
   // padded_taps[m * taps_stride + i] for i < padded_count[m]; their rows of
   // tap_weight_sum ([tap][32], the sum of the +/-1 weights) are subtracted,

@@ -14,8 +14,8 @@ struct PoolGeometry {
 };
 
 // in: [in_h][in_w][words]; out: [out_h][out_w][words]; one image, output rows [row_begin, row_end).
-using BinaryMaxPoolFn = void (*)(const uint64_t* in, int words, const PoolGeometry& g, int row_begin,
-                                 int row_end, uint64_t* out);
+using BinaryMaxPoolFn = void (*)(const uint64_t* in, int words, const PoolGeometry& g, int row_begin, int row_end,
+                                 uint64_t* out);
 
 void binary_maxpool_scalar(const uint64_t* in, int words, const PoolGeometry& g, int row_begin, int row_end,
                            uint64_t* out);

@@ -22,11 +22,10 @@ constexpr FloatKernels kFloatAvx2{sgemm_avx2, fmaxpool_avx2, favgpool_avx2, fglo
 constexpr FloatKernels kFloatAvx512{sgemm_avx512, fmaxpool_avx512, favgpool_avx512, fglobal_avgpool_avx512};
 
 // --- graph element-wise / layout kernels (runtime ops) -------------------
-#define XNOR_ELEMENTWISE_TABLE(isa)                                                                      \
-  ElementwiseKernels {                                                                                   \
-    affine_##isa, prelu_##isa, relu_##isa, hardtanh_##isa, sigmoid_##isa, add_##isa, mul_##isa,          \
-        mul_channel_##isa, softmax_##isa, sign_##isa, unpack_##isa, nchw_to_nhwc_##isa, concat_##isa,    \
-        bconcat_##isa                                                                                    \
+#define XNOR_ELEMENTWISE_TABLE(isa)                                                                                \
+  ElementwiseKernels {                                                                                             \
+    affine_##isa, prelu_##isa, relu_##isa, hardtanh_##isa, sigmoid_##isa, add_##isa, mul_##isa, mul_channel_##isa, \
+        softmax_##isa, sign_##isa, unpack_##isa, nchw_to_nhwc_##isa, concat_##isa, bconcat_##isa                   \
   }
 constexpr ElementwiseKernels kElementwiseScalar = XNOR_ELEMENTWISE_TABLE(scalar);
 constexpr ElementwiseKernels kElementwiseAvx2 = XNOR_ELEMENTWISE_TABLE(avx2);

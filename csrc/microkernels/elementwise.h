@@ -46,8 +46,7 @@ using SignFn = void (*)(const float* x, size_t rows, size_t channels, const floa
 // bits: rows x ceil(channels / 64) words; y: rows x channels floats.
 using UnpackFn = void (*)(const uint64_t* bits, size_t rows, size_t channels, float* y);
 // One image x: [channels][pixels]; y: [pixels][channels]; pixels [p_begin, p_end).
-using NchwToNhwcFn = void (*)(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end,
-                              float* y);
+using NchwToNhwcFn = void (*)(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end, float* y);
 // Concatenation along the last axis for rows [row_begin, row_end); out has
 // out_channels = sum(in_channels) values (or bits) per row.
 using ConcatFn = void (*)(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,
@@ -72,26 +71,24 @@ struct ElementwiseKernels {
   BconcatFn bconcat;
 };
 
-#define XNOR_DECLARE_ELEMENTWISE_KERNELS(isa)                                                                   \
-  void affine_##isa(const float* x, size_t rows, size_t channels, const float* scale, const float* shift,       \
-                    float* y);                                                                                  \
-  void prelu_##isa(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,       \
-                   const float* pre, const float* post, float* y);                                              \
-  void relu_##isa(const float* x, size_t n, float* y);                                                          \
-  void hardtanh_##isa(const float* x, size_t n, float lo, float hi, float* y);                                  \
-  void sigmoid_##isa(const float* x, size_t n, float* y);                                                       \
-  void add_##isa(const float* a, const float* b, size_t n, float* y);                                           \
-  void mul_##isa(const float* a, const float* b, size_t n, float* y);                                           \
-  void mul_channel_##isa(const float* a, size_t rows, size_t channels, const float* b, float* y);               \
-  void softmax_##isa(const float* x, size_t rows, size_t features, float* y);                                   \
-  void sign_##isa(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,         \
-                  bool zero_is_minus, uint64_t* out);                                                           \
-  void unpack_##isa(const uint64_t* bits, size_t rows, size_t channels, float* y);                              \
-  void nchw_to_nhwc_##isa(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end,         \
-                          float* y);                                                                            \
-  void concat_##isa(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,         \
-                    size_t row_end, size_t out_channels, float* out);                                           \
-  void bconcat_##isa(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,     \
+#define XNOR_DECLARE_ELEMENTWISE_KERNELS(isa)                                                                        \
+  void affine_##isa(const float* x, size_t rows, size_t channels, const float* scale, const float* shift, float* y); \
+  void prelu_##isa(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,            \
+                   const float* pre, const float* post, float* y);                                                   \
+  void relu_##isa(const float* x, size_t n, float* y);                                                               \
+  void hardtanh_##isa(const float* x, size_t n, float lo, float hi, float* y);                                       \
+  void sigmoid_##isa(const float* x, size_t n, float* y);                                                            \
+  void add_##isa(const float* a, const float* b, size_t n, float* y);                                                \
+  void mul_##isa(const float* a, const float* b, size_t n, float* y);                                                \
+  void mul_channel_##isa(const float* a, size_t rows, size_t channels, const float* b, float* y);                    \
+  void softmax_##isa(const float* x, size_t rows, size_t features, float* y);                                        \
+  void sign_##isa(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,              \
+                  bool zero_is_minus, uint64_t* out);                                                                \
+  void unpack_##isa(const uint64_t* bits, size_t rows, size_t channels, float* y);                                   \
+  void nchw_to_nhwc_##isa(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end, float* y);   \
+  void concat_##isa(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,              \
+                    size_t row_end, size_t out_channels, float* out);                                                \
+  void bconcat_##isa(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,          \
                      size_t row_end, size_t out_channels, uint64_t* out);
 
 XNOR_DECLARE_ELEMENTWISE_KERNELS(scalar)

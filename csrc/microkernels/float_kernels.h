@@ -40,13 +40,12 @@ struct FloatPoolGeometry {
 
 // in: [in_h][in_w][channels]; out: [out_h][out_w][channels]; one image,
 // output rows [row_begin, row_end).
-using FloatPoolFn = void (*)(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end,
-                             float* out);
+using FloatPoolFn = void (*)(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out);
 
 // out[c] = (sum over p = 0..pixels-1 of in[p * channels + c]) / pixels for
 // c in [c_begin, c_end); in is one image [pixels][channels].
-using FloatGlobalAvgPoolFn = void (*)(const float* in, size_t pixels, size_t channels, size_t c_begin,
-                                      size_t c_end, float* out);
+using FloatGlobalAvgPoolFn = void (*)(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end,
+                                      float* out);
 
 struct FloatKernels {
   SgemmPanelFn sgemm;
@@ -55,13 +54,12 @@ struct FloatKernels {
   FloatGlobalAvgPoolFn global_avgpool;
 };
 
-#define XNOR_DECLARE_FLOAT_KERNELS(isa)                                                                  \
-  void sgemm_##isa(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w,            \
-                   const float* bias, float* c, size_t ldc, bool relu);                                  \
-  void fmaxpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out); \
-  void favgpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out); \
-  void fglobal_avgpool_##isa(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end, \
-                             float* out);
+#define XNOR_DECLARE_FLOAT_KERNELS(isa)                                                                         \
+  void sgemm_##isa(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias, \
+                   float* c, size_t ldc, bool relu);                                                            \
+  void fmaxpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out);     \
+  void favgpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out);     \
+  void fglobal_avgpool_##isa(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end, float* out);
 
 XNOR_DECLARE_FLOAT_KERNELS(scalar)
 XNOR_DECLARE_FLOAT_KERNELS(avx2)

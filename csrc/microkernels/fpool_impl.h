@@ -102,8 +102,7 @@ inline void pool_impl(const float* in, const FloatPoolGeometry& g, int row_begin
 }
 
 template <class Ops>
-inline void global_avg_impl(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end,
-                            float* out) {
+inline void global_avg_impl(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end, float* out) {
   size_t c = c_begin;
   const float divisor = static_cast<float>(pixels);
   // Four vectors of channels at a time keep independent chains in flight.
@@ -139,10 +138,10 @@ inline void global_avg_impl(const float* in, size_t pixels, size_t channels, siz
 
 #define XNOR_DEFINE_FPOOL(isa, Ops)                                                                          \
   void fmaxpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out) { \
-    fpool_detail::pool_impl<Ops, true>(in, g, row_begin, row_end, out);                                     \
+    fpool_detail::pool_impl<Ops, true>(in, g, row_begin, row_end, out);                                      \
   }                                                                                                          \
   void favgpool_##isa(const float* in, const FloatPoolGeometry& g, int row_begin, int row_end, float* out) { \
-    fpool_detail::pool_impl<Ops, false>(in, g, row_begin, row_end, out);                                    \
+    fpool_detail::pool_impl<Ops, false>(in, g, row_begin, row_end, out);                                     \
   }                                                                                                          \
   void fglobal_avgpool_##isa(const float* in, size_t pixels, size_t channels, size_t c_begin, size_t c_end,  \
                              float* out) {                                                                   \

@@ -76,8 +76,8 @@ void rows(size_t m, size_t n, size_t k, const float* a, size_t lda, const float*
 
 }  // namespace
 
-void sgemm_avx2(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias,
-                float* c, size_t ldc, bool relu) {
+void sgemm_avx2(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias, float* c,
+                size_t ldc, bool relu) {
   for (size_t half = 0; half * 16 < n; ++half) {
     const size_t cols = n - half * 16 < 16 ? n - half * 16 : 16;
     const float* wh = w + half * 16;

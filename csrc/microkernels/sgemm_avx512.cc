@@ -79,8 +79,8 @@ void rows(size_t m, size_t n, size_t k, const float* a, size_t lda, const float*
 
 }  // namespace
 
-void sgemm_avx512(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias,
-                  float* c, size_t ldc, bool relu) {
+void sgemm_avx512(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias, float* c,
+                  size_t ldc, bool relu) {
   if (n <= 16) {
     rows<1>(m, n, k, a, lda, w, bias, c, ldc, relu);
   } else {

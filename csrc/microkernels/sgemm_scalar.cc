@@ -6,8 +6,8 @@
 
 namespace xnor {
 
-void sgemm_scalar(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias,
-                  float* c, size_t ldc, bool relu) {
+void sgemm_scalar(size_t m, size_t n, size_t k, const float* a, size_t lda, const float* w, const float* bias, float* c,
+                  size_t ldc, bool relu) {
   float acc[kSgemmPanelWidth];
   for (size_t i = 0; i < m; ++i) {
     const float* ai = a + i * lda;

@@ -6,8 +6,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "operators/aligned_buffer.h"
 #include "microkernels/dispatch.h"
+#include "operators/aligned_buffer.h"
 
 namespace xnor {
 namespace {
@@ -16,8 +16,8 @@ constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
     : config_(c), transform_kind_(t.kind) {
-  if (c.in_channels <= 0 || c.out_channels <= 0 || c.kernel_h <= 0 || c.kernel_w <= 0 ||
-      c.stride_h <= 0 || c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0) {
+  if (c.in_channels <= 0 || c.out_channels <= 0 || c.kernel_h <= 0 || c.kernel_w <= 0 || c.stride_h <= 0 ||
+      c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0) {
     throw std::invalid_argument("BinaryConv2d: channels, kernel and stride must be positive, padding >= 0");
   }
   if (static_cast<int64_t>(c.kernel_h) * c.kernel_w > 32767) {
@@ -60,9 +60,9 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
       for (int tap = 0; tap < taps; ++tap) {
         int negatives = 0;
         for (int w = 0; w < in_words_; ++w)
-          negatives += __builtin_popcountll(weights[static_cast<size_t>(o) * k_words + static_cast<size_t>(tap) * in_words_ + w]);
-        tap_weight_sum_[(static_cast<size_t>(b) * taps + tap) * kBconvBlock + lane] =
-            c.in_channels - 2 * negatives;
+          negatives += __builtin_popcountll(
+              weights[static_cast<size_t>(o) * k_words + static_cast<size_t>(tap) * in_words_ + w]);
+        tap_weight_sum_[(static_cast<size_t>(b) * taps + tap) * kBconvBlock + lane] = c.in_channels - 2 * negatives;
       }
     }
   }
@@ -96,12 +96,8 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
   }
 }
 
-int BinaryConv2d::out_h(int in_h) const {
-  return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1;
-}
-int BinaryConv2d::out_w(int in_w) const {
-  return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1;
-}
+int BinaryConv2d::out_h(int in_h) const { return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1; }
+int BinaryConv2d::out_w(int in_w) const { return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1; }
 int64_t BinaryConv2d::out_pixel_elements() const {
   return transform_kind_ == OutputKind::kBits ? out_words() : config_.out_channels;
 }
@@ -110,8 +106,7 @@ size_t BinaryConv2d::packed_bytes() const {
          epilogue_.size() * sizeof(BconvBlockEpilogue) + pad_row_.size() * sizeof(uint64_t);
 }
 
-BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w,
-                                           int threads) const {
+BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const {
   const BconvConfig& c = config_;
   const int taps = c.kernel_h * c.kernel_w;
   const bool framed = c.pad_h > 0 || c.pad_w > 0;
@@ -119,7 +114,8 @@ BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, in
   Scratch s;
   s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
   s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
-  s.padded_taps = carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * padded_taps_stride());
+  s.padded_taps =
+      carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * padded_taps_stride());
   return s;
 }
 
@@ -140,11 +136,10 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
 }
 
-void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output,
-                       TaskRunner* pool, Isa isa, void* workspace) const {
+void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
+                       void* workspace) const {
   const BconvConfig& c = config_;
-  if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h ||
-      in_w + 2 * c.pad_w < c.kernel_w) {
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h || in_w + 2 * c.pad_w < c.kernel_w) {
     throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
                                 " is smaller than the kernel");
   }
@@ -232,7 +227,8 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         int y = static_cast<int>(p0 / ow), x = static_cast<int>(p0 % ow);
         for (int m = 0; m < rows; ++m, ++x) {
           if (x == ow) x = 0, ++y;
-          base[m] = image + (static_cast<int64_t>(y) * c.stride_h * pw + static_cast<int64_t>(x) * c.stride_w) * in_words_;
+          base[m] =
+              image + (static_cast<int64_t>(y) * c.stride_h * pw + static_cast<int64_t>(x) * c.stride_w) * in_words_;
           padded_count[m] = 0;
           if (!correct_padding) continue;
           const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
@@ -258,8 +254,8 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
           a.weight_stride = block_lanes(b);
           a.rows = rows;
           a.k_bits = k_bits;
-          a.tap_weight_sum = any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock
-                                        : nullptr;
+          a.tap_weight_sum =
+              any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock : nullptr;
           a.padded_taps = padded_taps;
           a.padded_count = padded_count;
           a.taps_stride = taps;

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "microkernels/bconv2d_microkernel.h"
-#include "operators/workspace.h"
 #include "microkernels/isa.h"
 #include "operators/parallel.h"
+#include "operators/workspace.h"
 
 namespace xnor {
 
@@ -62,14 +62,13 @@ class BinaryConv2d {
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
            void* workspace) const;
   // The same with a workspace allocated for this call (for callers without a memory plan).
-  void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
-           Isa isa) const;
+  void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 
  private:
   struct Scratch {
-    uint64_t* frame;        // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
-    int64_t* k_offset;      // [taps * in_words]
-    int16_t* padded_taps;   // [threads][padded_taps_stride()]; null unless zero padding is corrected
+    uint64_t* frame;       // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
+    int64_t* k_offset;     // [taps * in_words]
+    int16_t* padded_taps;  // [threads][padded_taps_stride()]; null unless zero padding is corrected
   };
   size_t padded_taps_stride() const;  // one thread's kBgemmMr x taps lists, whole cache lines
   Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
@@ -92,13 +91,13 @@ class BinaryConv2d {
   BconvConfig config_;
   OutputKind transform_kind_;
   int in_words_;
-  int k_words_;     // taps * in_words
+  int k_words_;  // taps * in_words
   int blocks_;
-  int last_lanes_;  // block_lanes(blocks_ - 1)
-  std::vector<WeightLine> weights_;          // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines
-  std::vector<int32_t> tap_weight_sum_;      // [blocks][taps][32], kZero with padding only
-  std::vector<BconvBlockEpilogue> epilogue_; // [blocks]
-  std::vector<uint64_t> pad_row_;            // [in_words]
+  int last_lanes_;                            // block_lanes(blocks_ - 1)
+  std::vector<WeightLine> weights_;           // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines
+  std::vector<int32_t> tap_weight_sum_;       // [blocks][taps][32], kZero with padding only
+  std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
+  std::vector<uint64_t> pad_row_;             // [in_words]
 };
 
 }  // namespace xnor

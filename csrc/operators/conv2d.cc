@@ -6,8 +6,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "operators/aligned_buffer.h"
 #include "microkernels/dispatch.h"
+#include "operators/aligned_buffer.h"
 
 namespace xnor {
 namespace {
@@ -53,13 +53,13 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
 }
 
-void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool,
-                      Isa isa, void* workspace) const {
+void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
+                      void* workspace) const {
   const FloatConvConfig& c = config_;
   const int oh = out_h(in_h), ow = out_w(in_w);
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
-    throw std::invalid_argument("FloatConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
-                                " (batch " + std::to_string(batch) + ") gives an empty output for kernel " +
+    throw std::invalid_argument("FloatConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) + " (batch " +
+                                std::to_string(batch) + ") gives an empty output for kernel " +
                                 std::to_string(c.kernel_h) + "x" + std::to_string(c.kernel_w));
   }
   const FloatKernels& kern = float_kernels(isa);

@@ -9,10 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "operators/sgemm_packed.h"
-#include "operators/workspace.h"
 #include "microkernels/isa.h"
 #include "operators/parallel.h"
+#include "operators/sgemm_packed.h"
+#include "operators/workspace.h"
 
 namespace xnor {
 
@@ -50,7 +50,7 @@ class FloatConv2d {
  private:
   FloatConvConfig config_;
   bool is_gemm() const;  // 1x1, stride 1, no padding
-  size_t k_;  // kernel_h * kernel_w * in_channels
+  size_t k_;             // kernel_h * kernel_w * in_channels
   PackedSgemmWeights weights_;
 };
 

@@ -9,8 +9,7 @@
 namespace xnor {
 namespace {
 
-void run_pool(FloatPoolFn fn, const float* in, int batch, const FloatPoolGeometry& g, float* out,
-              TaskRunner* pool) {
+void run_pool(FloatPoolFn fn, const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool) {
   const size_t in_image = static_cast<size_t>(g.in_h) * g.in_w * g.channels;
   const size_t out_image = static_cast<size_t>(g.out_h) * g.out_w * g.channels;
   const size_t rows = static_cast<size_t>(batch) * g.out_h;
@@ -51,18 +50,16 @@ void float_pool_geometry(FloatPoolGeometry& g, const char* op) {
   }
 }
 
-void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool,
-                     Isa isa) {
+void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa) {
   run_pool(float_kernels(isa).maxpool, in, batch, g, out, pool);
 }
 
-void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool,
-                     Isa isa) {
+void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa) {
   run_pool(float_kernels(isa).avgpool, in, batch, g, out, pool);
 }
 
-void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out,
-                          TaskRunner* pool, Isa isa) {
+void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out, TaskRunner* pool,
+                          Isa isa) {
   const FloatGlobalAvgPoolFn fn = float_kernels(isa).global_avgpool;
   constexpr size_t kBlock = 64;  // channels per task
   const size_t blocks = (channels + kBlock - 1) / kBlock;

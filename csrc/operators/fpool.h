@@ -23,7 +23,7 @@ void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, flo
 void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);
 
 // in: [batch][pixels][channels]; out: [batch][channels].
-void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out,
-                          TaskRunner* pool, Isa isa);
+void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out, TaskRunner* pool,
+                          Isa isa);
 
 }  // namespace xnor

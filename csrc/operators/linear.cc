@@ -6,8 +6,7 @@
 
 namespace xnor {
 
-FloatLinear::FloatLinear(size_t out_features, size_t in_features, const float* weights, const float* bias,
-                         bool relu)
+FloatLinear::FloatLinear(size_t out_features, size_t in_features, const float* weights, const float* bias, bool relu)
     : weights_(out_features, in_features, weights, bias), relu_(relu) {}
 
 void FloatLinear::run(const float* x, size_t m, float* y, TaskRunner* pool, Isa isa) const {

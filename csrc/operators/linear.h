@@ -6,9 +6,9 @@
 
 #include <cstddef>
 
-#include "operators/sgemm_packed.h"
 #include "microkernels/isa.h"
 #include "operators/parallel.h"
+#include "operators/sgemm_packed.h"
 
 namespace xnor {
 

@@ -23,7 +23,9 @@ class RangeFn {
 
  private:
   template <typename F>
-  static void invoke(void* object, size_t begin, size_t end) { (*static_cast<F*>(object))(begin, end); }
+  static void invoke(void* object, size_t begin, size_t end) {
+    (*static_cast<F*>(object))(begin, end);
+  }
   void* object_;
   void (*call_)(void*, size_t, size_t);
 };

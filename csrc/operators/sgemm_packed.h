@@ -5,8 +5,8 @@
 
 #include <cstddef>
 
-#include "operators/aligned_buffer.h"
 #include "microkernels/float_kernels.h"
+#include "operators/aligned_buffer.h"
 
 namespace xnor {
 
@@ -22,8 +22,8 @@ class PackedSgemmWeights {
 
   // Output columns [32 * panel, ...) for rows [0, m): c[i * ldc + j] for the
   // panel's columns j, from a[i * lda + 0..k).
-  void run_panel(const FloatKernels& kern, size_t panel, size_t m, const float* a, size_t lda, float* c,
-                 size_t ldc, bool relu) const;
+  void run_panel(const FloatKernels& kern, size_t panel, size_t m, const float* a, size_t lda, float* c, size_t ldc,
+                 bool relu) const;
 
  private:
   size_t n_, k_, panels_;

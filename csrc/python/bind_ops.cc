@@ -201,7 +201,8 @@ class PreparedOp {
 // (default: every bit of the last axis' words).
 std::vector<int64_t> input_channels(const py::list& inputs, const std::optional<std::vector<int64_t>>& channels) {
   if (channels) {
-    if (channels->size() != inputs.size()) throw std::invalid_argument("run_op: channels must give one count per input");
+    if (channels->size() != inputs.size())
+      throw std::invalid_argument("run_op: channels must give one count per input");
     return *channels;
   }
   std::vector<int64_t> out;

@@ -83,8 +83,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   }
   if (op.outputs.size() != 1) op_fail(op, "must have exactly one output");
   for (const auto& [key, value] : op.attrs) {
-    const AttrSchema* a = std::find_if(schema.attrs.begin(), schema.attrs.end(),
-                                       [&](const AttrSchema& s) { return key == s.name; });
+    const AttrSchema* a =
+        std::find_if(schema.attrs.begin(), schema.attrs.end(), [&](const AttrSchema& s) { return key == s.name; });
     if (a == schema.attrs.end()) op_fail(op, "unknown attribute '" + key + "'");
     if (!attr_has_type(value, a->type)) op_fail(op, "'" + key + "' must be " + attr_type_phrase(a->type));
   }
@@ -92,8 +92,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
     if (a.required && op.attrs.count(a.name) == 0) op_fail(op, std::string("missing attribute '") + a.name + "'");
   }
   for (const auto& [key, p] : params) {
-    const ParamSchema* s = std::find_if(schema.params.begin(), schema.params.end(),
-                                        [&](const ParamSchema& s) { return key == s.name; });
+    const ParamSchema* s =
+        std::find_if(schema.params.begin(), schema.params.end(), [&](const ParamSchema& s) { return key == s.name; });
     if (s == schema.params.end()) op_fail(op, "unknown parameter '" + key + "'");
     if (p.dtype != param_dtype_name(s->dtype)) {
       op_fail(op, "parameter '" + key + "' must be " + param_dtype_name(s->dtype) + ", got " + p.dtype);
@@ -152,8 +152,7 @@ const ParamView* OpArgs::param(const std::string& name) const {
 const ParamView* OpArgs::param(const std::string& name, const std::vector<int64_t>& shape) const {
   const ParamView* p = param(name);
   if (p != nullptr && p->shape != shape) {
-    fail("parameter '" + name + "' must have shape " + nodes::shape_str(shape) + ", got " +
-         nodes::shape_str(p->shape));
+    fail("parameter '" + name + "' must have shape " + nodes::shape_str(shape) + ", got " + nodes::shape_str(p->shape));
   }
   return p;
 }

@@ -68,13 +68,35 @@ ConstSpan<OpRegistration> registered_ops();
 void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::string, ParamView>& params);
 
 // The op kinds, sorted; each has `<kind>_schema` and `make_<kind>` in namespace xnor::ops.
-#define XNOR_OP_KINDS(X)                                                                                 \
-  X(add) X(affine) X(avgpool2d) X(bconcat) X(bconv2d) X(bflatten) X(blinear) X(bmaxpool2d) X(concat)     \
-      X(conv2d) X(flatten) X(global_avgpool) X(hardtanh) X(linear) X(log_softmax) X(maxpool2d) X(mul)    \
-          X(prelu) X(relu) X(sigmoid) X(sign) X(softmax) X(unpack)
+// clang-format off: one kind per line
+#define XNOR_OP_KINDS(X) \
+  X(add) \
+  X(affine) \
+  X(avgpool2d) \
+  X(bconcat) \
+  X(bconv2d) \
+  X(bflatten) \
+  X(blinear) \
+  X(bmaxpool2d) \
+  X(concat) \
+  X(conv2d) \
+  X(flatten) \
+  X(global_avgpool) \
+  X(hardtanh) \
+  X(linear) \
+  X(log_softmax) \
+  X(maxpool2d) \
+  X(mul) \
+  X(prelu) \
+  X(relu) \
+  X(sigmoid) \
+  X(sign) \
+  X(softmax) \
+  X(unpack)
+// clang-format on
 
 namespace ops {
-#define XNOR_DECLARE_OP(kind)       \
+#define XNOR_DECLARE_OP(kind)          \
   extern const OpSchema kind##_schema; \
   std::unique_ptr<Node> make_##kind(const OpArgs& args);
 XNOR_OP_KINDS(XNOR_DECLARE_OP)

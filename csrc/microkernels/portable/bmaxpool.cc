@@ -1,14 +1,15 @@
 // The binary max-pool loop, written once and compiled per ISA (per_isa.h):
 // the word loop is plain AND, which the compiler vectorises for each target.
+#include "microkernels/bmaxpool.h"
+
 #include <algorithm>
 
-#include "microkernels/bmaxpool.h"
 #include "microkernels/per_isa.h"
 
 namespace xnor::XNOR_ISA_NAMESPACE {
 
-inline void binary_maxpool(const uint64_t* in, int words, const PoolGeometry& g, int row_begin,
-                                int row_end, uint64_t* out) {
+inline void binary_maxpool(const uint64_t* in, int words, const PoolGeometry& g, int row_begin, int row_end,
+                           uint64_t* out) {
   for (int oy = row_begin; oy < row_end; ++oy) {
     const int y0 = std::max(0, oy * g.stride_h - g.pad_h);
     const int y1 = std::min(g.in_h, oy * g.stride_h - g.pad_h + g.kernel_h);
@@ -29,10 +30,10 @@ inline void binary_maxpool(const uint64_t* in, int words, const PoolGeometry& g,
 
 }  // namespace xnor::XNOR_ISA_NAMESPACE
 
-#define XNOR_DEFINE_BMAXPOOL_KERNEL(isa)                                                                  \
+#define XNOR_DEFINE_BMAXPOOL_KERNEL(isa)                                                                      \
   void binary_maxpool_##isa(const uint64_t* in, int words, const PoolGeometry& g, int row_begin, int row_end, \
-                            uint64_t* out) {                                                              \
-    isa::binary_maxpool(in, words, g, row_begin, row_end, out);                                           \
+                            uint64_t* out) {                                                                  \
+    isa::binary_maxpool(in, words, g, row_begin, row_end, out);                                               \
   }
 
 namespace xnor {

@@ -33,7 +33,8 @@ inline void sign(const float* x, size_t rows, size_t channels, const float* thre
     const float* __restrict xr = x + r * channels;
     uint64_t* __restrict o = out + r * words;
     for (size_t w = 0; w < words; ++w) o[w] = 0;
-    for (size_t j = 0; j < groups; ++j) sign_bits(xr, thresholds + j * channels, 0, channels, j * channels, zero_is_minus, o);
+    for (size_t j = 0; j < groups; ++j)
+      sign_bits(xr, thresholds + j * channels, 0, channels, j * channels, zero_is_minus, o);
   }
 }
 
@@ -51,13 +52,13 @@ inline void unpack(const uint64_t* bits, size_t rows, size_t channels, float* y)
 #define XNOR_BSIGN_IMPL bsign_portable
 #endif
 
-#define XNOR_DEFINE_BSIGN_KERNELS(isa)                                                                   \
-  void sign_##isa(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,  \
-                  bool zero_is_minus, uint64_t* out) {                                                   \
-    isa::XNOR_BSIGN_IMPL::sign(x, rows, channels, thresholds, groups, zero_is_minus, out);               \
-  }                                                                                                      \
-  void unpack_##isa(const uint64_t* bits, size_t rows, size_t channels, float* y) {                      \
-    isa::XNOR_BSIGN_IMPL::unpack(bits, rows, channels, y);                                               \
+#define XNOR_DEFINE_BSIGN_KERNELS(isa)                                                                  \
+  void sign_##isa(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups, \
+                  bool zero_is_minus, uint64_t* out) {                                                  \
+    isa::XNOR_BSIGN_IMPL::sign(x, rows, channels, thresholds, groups, zero_is_minus, out);              \
+  }                                                                                                     \
+  void unpack_##isa(const uint64_t* bits, size_t rows, size_t channels, float* y) {                     \
+    isa::XNOR_BSIGN_IMPL::unpack(bits, rows, channels, y);                                              \
   }
 
 namespace xnor {

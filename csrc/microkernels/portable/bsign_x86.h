@@ -26,8 +26,8 @@ inline void sign_rows(const float* x, size_t rows, size_t channels, const float*
       const float* __restrict t = thresholds + j * channels;
       const size_t base = j * channels;  // bit index of this group's channel 0
       for (size_t c = 0; c < vectorised; c += 8) {
-        const __m256 below = _mm256_cmp_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(t + c),
-                                           kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
+        const __m256 below =
+            _mm256_cmp_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(t + c), kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
         const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_ps(below));
         const size_t bit = base + c;
         const size_t shift = bit & 63;

@@ -61,24 +61,21 @@ inline void mul_channel(const float* a, size_t rows, size_t channels, const floa
 
 }  // namespace xnor::XNOR_ISA_NAMESPACE
 
-#define XNOR_DEFINE_ELTWISE_KERNELS(isa)                                                                     \
-  void affine_##isa(const float* x, size_t rows, size_t channels, const float* scale, const float* shift,    \
-                    float* y) {                                                                              \
-    isa::affine(x, rows, channels, scale, shift, y);                                                \
-  }                                                                                                          \
-  void prelu_##isa(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,    \
-                   const float* pre, const float* post, float* y) {                                          \
-    isa::prelu(x, rows, channels, slope, slope_stride, pre, post, y);                               \
-  }                                                                                                          \
-  void relu_##isa(const float* x, size_t n, float* y) { isa::relu(x, n, y); }                       \
-  void hardtanh_##isa(const float* x, size_t n, float lo, float hi, float* y) {                              \
-    isa::hardtanh(x, n, lo, hi, y);                                                                 \
-  }                                                                                                          \
-  void sigmoid_##isa(const float* x, size_t n, float* y) { isa::sigmoid(x, n, y); }                 \
-  void add_##isa(const float* a, const float* b, size_t n, float* y) { isa::add(a, b, n, y); }      \
-  void mul_##isa(const float* a, const float* b, size_t n, float* y) { isa::mul(a, b, n, y); }      \
-  void mul_channel_##isa(const float* a, size_t rows, size_t channels, const float* b, float* y) {           \
-    isa::mul_channel(a, rows, channels, b, y);                                                      \
+#define XNOR_DEFINE_ELTWISE_KERNELS(isa)                                                                              \
+  void affine_##isa(const float* x, size_t rows, size_t channels, const float* scale, const float* shift, float* y) { \
+    isa::affine(x, rows, channels, scale, shift, y);                                                                  \
+  }                                                                                                                   \
+  void prelu_##isa(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,             \
+                   const float* pre, const float* post, float* y) {                                                   \
+    isa::prelu(x, rows, channels, slope, slope_stride, pre, post, y);                                                 \
+  }                                                                                                                   \
+  void relu_##isa(const float* x, size_t n, float* y) { isa::relu(x, n, y); }                                         \
+  void hardtanh_##isa(const float* x, size_t n, float lo, float hi, float* y) { isa::hardtanh(x, n, lo, hi, y); }     \
+  void sigmoid_##isa(const float* x, size_t n, float* y) { isa::sigmoid(x, n, y); }                                   \
+  void add_##isa(const float* a, const float* b, size_t n, float* y) { isa::add(a, b, n, y); }                        \
+  void mul_##isa(const float* a, const float* b, size_t n, float* y) { isa::mul(a, b, n, y); }                        \
+  void mul_channel_##isa(const float* a, size_t rows, size_t channels, const float* b, float* y) {                    \
+    isa::mul_channel(a, rows, channels, b, y);                                                                        \
   }
 
 namespace xnor {

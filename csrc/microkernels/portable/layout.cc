@@ -22,8 +22,8 @@ inline void nchw_to_nhwc(const float* x, size_t channels, size_t pixels, size_t 
   }
 }
 
-inline void concat(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,
-                   size_t row_end, size_t out_channels, float* out) {
+inline void concat(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin, size_t row_end,
+                   size_t out_channels, float* out) {
   for (size_t r = row_begin; r < row_end; ++r) {
     float* dst = out + r * out_channels;
     for (size_t k = 0; k < inputs; ++k) {
@@ -57,18 +57,17 @@ inline void bconcat(const uint64_t* const* in, const size_t* in_channels, size_t
 
 }  // namespace xnor::XNOR_ISA_NAMESPACE
 
-#define XNOR_DEFINE_LAYOUT_KERNELS(isa)                                                                   \
-  void nchw_to_nhwc_##isa(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end,   \
-                          float* y) {                                                                     \
-    isa::nchw_to_nhwc(x, channels, pixels, p_begin, p_end, y);                                    \
-  }                                                                                                       \
-  void concat_##isa(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,   \
-                    size_t row_end, size_t out_channels, float* out) {                                    \
-    isa::concat(in, in_channels, inputs, row_begin, row_end, out_channels, out);                  \
-  }                                                                                                       \
-  void bconcat_##isa(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin, \
-                     size_t row_end, size_t out_channels, uint64_t* out) {                                \
-    isa::bconcat(in, in_channels, inputs, row_begin, row_end, out_channels, out);                 \
+#define XNOR_DEFINE_LAYOUT_KERNELS(isa)                                                                             \
+  void nchw_to_nhwc_##isa(const float* x, size_t channels, size_t pixels, size_t p_begin, size_t p_end, float* y) { \
+    isa::nchw_to_nhwc(x, channels, pixels, p_begin, p_end, y);                                                      \
+  }                                                                                                                 \
+  void concat_##isa(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,             \
+                    size_t row_end, size_t out_channels, float* out) {                                              \
+    isa::concat(in, in_channels, inputs, row_begin, row_end, out_channels, out);                                    \
+  }                                                                                                                 \
+  void bconcat_##isa(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,         \
+                     size_t row_end, size_t out_channels, uint64_t* out) {                                          \
+    isa::bconcat(in, in_channels, inputs, row_begin, row_end, out_channels, out);                                   \
   }
 
 namespace xnor {

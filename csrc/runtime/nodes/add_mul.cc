@@ -16,7 +16,8 @@ class AddMulNode final : public Node {
     fail(std::string("input shapes ") + in[0].str() + " and " + in[1].str() + " do not match" +
          (mul_ ? " (b must have a's shape or be (N, C))" : ""));
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const float* a = static_cast<const float*>(in[0]);
     const float* b = static_cast<const float*>(in[1]);
     float* y = static_cast<float*>(out);

@@ -1,9 +1,10 @@
 // bconv2d: binary 2-D convolution of packed NHWC bits (XOR + popcount), with a fused output
 // transform to packed bits or floats (binary_output.h).
+#include "operators/bconv2d.h"
+
 #include <stdexcept>
 #include <tuple>
 
-#include "operators/bconv2d.h"
 #include "runtime/nodes/binary_output.h"
 #include "runtime/nodes/node_util.h"
 
@@ -31,15 +32,16 @@ class BconvNode final : public Node {
     if (in[0].d[1] + 2 * c.pad_h < c.kernel_h || in[0].d[2] + 2 * c.pad_w < c.kernel_w) {
       fail("input " + in[0].str() + " is smaller than the kernel");
     }
-    return Shape::nhwc(in[0].d[0], conv_.out_h(static_cast<int>(in[0].d[1])),
-                       conv_.out_w(static_cast<int>(in[0].d[2])), c.out_channels);
+    return Shape::nhwc(in[0].d[0], conv_.out_h(static_cast<int>(in[0].d[1])), conv_.out_w(static_cast<int>(in[0].d[2])),
+                       c.out_channels);
   }
   size_t held_bytes() const override { return conv_.packed_bytes(); }
   size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
     return conv_.workspace_bytes(static_cast<int>(in[0].d[0]), static_cast<int>(in[0].d[1]),
                                  static_cast<int>(in[0].d[2]), threads);
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     conv_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
               static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa, ctx.workspace);
   }

@@ -1,5 +1,6 @@
 // bflatten: packed NHWC bits -> packed (N, H*W*C) bits in NHWC order; a view when C % 64 == 0.
 #include "microkernels/bflatten.h"
+
 #include "runtime/nodes/node_util.h"
 
 namespace xnor::ops {
@@ -7,8 +8,7 @@ namespace {
 
 class BflattenNode final : public Node {
  public:
-  BflattenNode(const OpArgs& a, int64_t channels)
-      : Node(a.op(), {DType::kBits}, DType::kBits), channels_(channels) {}
+  BflattenNode(const OpArgs& a, int64_t channels) : Node(a.op(), {DType::kBits}, DType::kBits), channels_(channels) {}
   bool aliases_input() const override { return channels_ % 64 == 0; }
   Shape infer(const Shape* in, size_t) const override {
     if (in[0].rank != 4) fail("input must be packed NHWC, got " + in[0].str());

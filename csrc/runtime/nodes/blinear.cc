@@ -1,5 +1,6 @@
 // blinear: binary dense layer on packed (N, F) bits, with the output transform of binary_output.h.
 #include "operators/blinear.h"
+
 #include "runtime/nodes/binary_output.h"
 #include "runtime/nodes/node_util.h"
 
@@ -21,7 +22,8 @@ class BlinearNode final : public Node {
     }
     return Shape::nf(in[0].d[0], linear_.out_features());
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     linear_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), out, ctx.pool, ctx.isa);
   }
 

@@ -1,8 +1,9 @@
 // conv2d: float 2-D convolution (first layers), NHWC, OHWI weights, optional fused ReLU.
+#include "operators/conv2d.h"
+
 #include <stdexcept>
 #include <tuple>
 
-#include "operators/conv2d.h"
 #include "runtime/nodes/node_util.h"
 
 namespace xnor::ops {
@@ -28,7 +29,8 @@ class Conv2dNode final : public Node {
     return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
   }
   size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     conv_.run(static_cast<const float*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
               static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace);
   }

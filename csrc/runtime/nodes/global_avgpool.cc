@@ -12,7 +12,8 @@ class GlobalAvgPoolNode final : public Node {
     if (in[0].rank != 4) fail("input must be NHWC, got " + in[0].str());
     return Shape::nf(in[0].d[0], in[0].d[3]);
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     float_global_avgpool(static_cast<const float*>(in[0]), static_cast<size_t>(s[0].d[0]),
                          static_cast<size_t>(s[0].d[1] * s[0].d[2]), static_cast<size_t>(s[0].d[3]),
                          static_cast<float*>(out), ctx.pool, ctx.isa);

@@ -1,5 +1,6 @@
 // linear: float fully-connected layer (last layers), optional fused ReLU.
 #include "operators/linear.h"
+
 #include "runtime/nodes/node_util.h"
 
 namespace xnor::ops {
@@ -20,7 +21,8 @@ class LinearNode final : public Node {
     }
     return Shape::nf(in[0].d[0], static_cast<int64_t>(linear_.out_features()));
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     linear_.run(static_cast<const float*>(in[0]), static_cast<size_t>(s[0].d[0]), static_cast<float*>(out), ctx.pool,
                 ctx.isa);
   }

@@ -30,8 +30,18 @@ class PoolNode final : public Node {
         count_include_pad_(a.boolean("count_include_pad", true)) {}
   FloatPoolGeometry geometry(const Shape& in) const {
     if (in.rank != 4) fail("input must be NHWC, got " + in.str());
-    FloatPoolGeometry g{static_cast<int>(in.d[1]), static_cast<int>(in.d[2]), static_cast<int>(in.d[3]),
-                        k_.first, k_.second, st_.first, st_.second, p_.first, p_.second, 0, 0, count_include_pad_};
+    FloatPoolGeometry g{static_cast<int>(in.d[1]),
+                        static_cast<int>(in.d[2]),
+                        static_cast<int>(in.d[3]),
+                        k_.first,
+                        k_.second,
+                        st_.first,
+                        st_.second,
+                        p_.first,
+                        p_.second,
+                        0,
+                        0,
+                        count_include_pad_};
     try {
       float_pool_geometry(g, kind().c_str());
     } catch (const std::invalid_argument& e) {
@@ -43,7 +53,8 @@ class PoolNode final : public Node {
     const FloatPoolGeometry g = geometry(in[0]);
     return Shape::nhwc(in[0].d[0], g.out_h, g.out_w, in[0].d[3]);
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const FloatPoolGeometry g = geometry(s[0]);
     const int batch = static_cast<int>(s[0].d[0]);
     if (kind_ == Kind::kMax) {
@@ -51,8 +62,8 @@ class PoolNode final : public Node {
     } else if (kind_ == Kind::kAvg) {
       float_avgpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa);
     } else {
-      const PoolGeometry bg{g.in_h,     g.in_w,     g.kernel_h, g.kernel_w, g.stride_h,
-                            g.stride_w, g.pad_h,    g.pad_w,    g.out_h,    g.out_w};
+      const PoolGeometry bg{g.in_h,     g.in_w,  g.kernel_h, g.kernel_w, g.stride_h,
+                            g.stride_w, g.pad_h, g.pad_w,    g.out_h,    g.out_w};
       const int words = static_cast<int>(words_of(s[0].d[3]));
       const int64_t in_image = int64_t{g.in_h} * g.in_w * words, out_image = int64_t{g.out_h} * g.out_w * words;
       const uint64_t* src = static_cast<const uint64_t*>(in[0]);

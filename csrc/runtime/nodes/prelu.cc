@@ -18,7 +18,8 @@ class PreluNode final : public SameShapeNode {
         slope_(std::move(slope)),
         pre_(std::move(pre)),
         post_(std::move(post)) {}
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t c = s[0].channels();

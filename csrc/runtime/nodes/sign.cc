@@ -26,7 +26,8 @@ class SignNode final : public Node {
     out.d[out.rank - 1] = channels_ * groups_;
     return out;
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     uint64_t* y = static_cast<uint64_t*>(out);
     const int64_t c = channels_, words = words_of(c * groups_);
@@ -45,7 +46,8 @@ class UnpackNode final : public Node {
  public:
   explicit UnpackNode(const OpArgs& a) : Node(a.op(), {DType::kBits}, DType::kF32) {}
   Shape infer(const Shape* in, size_t) const override { return in[0]; }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const uint64_t* x = static_cast<const uint64_t*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t c = s[0].channels(), words = words_of(c);

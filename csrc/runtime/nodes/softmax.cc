@@ -14,7 +14,8 @@ class SoftmaxNode final : public Node {
     if (in[0].rank != 2) fail("input must be (N, F), got " + in[0].str());
     return in[0];
   }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t f = s[0].channels();

@@ -13,7 +13,8 @@ class UnaryNode final : public SameShapeNode {
   enum class Fn { kRelu, kSigmoid, kHardtanh };
   UnaryNode(const OpArgs& a, Fn fn, float lo = 0, float hi = 0)
       : SameShapeNode(a, DType::kF32, DType::kF32, 0), fn_(fn), lo_(lo), hi_(hi) {}
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, const Shape&) const override {
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     parallel_for(ctx.pool, static_cast<size_t>(s[0].elements()), kElementGrain, [&](size_t b, size_t e) {
