@@ -39,11 +39,11 @@ def test_xnorinfer_conv(benchmark, shape, threads):
     spec = SHAPES[shape]
     x, wt, b = _data(spec)
     s, p = spec[6], spec[7]
-    op = _core.Conv2d(wt, b, stride=(s, s), padding=(p, p))
-    out = np.empty(op.output_shape(*x.shape[:3]), dtype=np.float32)
+    op = _core.PreparedOp("conv2d", {"stride": [s, s], "padding": [p, p]}, {"weight": wt, "bias": b}, [x.shape[3]])
+    out = op.run([x])
     pool = _POOLS[threads]
     benchmark.extra_info.update(impl="xnorinfer", isa=_core.available_isas()[-1])
-    benchmark(op.run, x, out=out, pool=pool)
+    benchmark(op.run, [x], out=out, pool=pool)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -39,12 +39,12 @@ def pack_bool_last(bits: np.ndarray) -> np.ndarray:
 
 
 def pack_nhwc(x: np.ndarray) -> np.ndarray:
-    """Reference of bitpack_nhwc: bit = 1 where x < 0 (so -0.0 -> 0, NaN excluded)."""
+    """Reference of the sign op's packing: bit = 1 where x < 0 (so -0.0 -> 0, NaN excluded)."""
     return pack_bool_last(np.asarray(x) < 0)
 
 
 def pack_nchw(x: np.ndarray) -> np.ndarray:
-    """Reference of bitpack_nchw: (N, C, H, W) float -> (N, H, W, words) uint64."""
+    """NCHW packing: (N, C, H, W) float -> (N, H, W, words) uint64."""
     return pack_nhwc(np.transpose(np.asarray(x), (0, 2, 3, 1)))
 
 

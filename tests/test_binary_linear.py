@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import engine_ops as E
 import numpy as np
 import pytest
 import reference as R
 from conftest import ISAS, POOLS
 from hypothesis import given
 from hypothesis import strategies as st
-
-from xnorinfer import _core
 
 
 def _run_all(op, xp):
@@ -29,7 +28,7 @@ def _run_all(op, xp):
 def test_int32_matches_matmul(m, k, n, seed):
     rng = np.random.default_rng(seed)
     x, w = R.random_pm1(rng, (m, k)), R.random_pm1(rng, (n, k))
-    op = _core.BinaryLinear(R.pack_nhwc(w), k)
+    op = E.BinaryLinear(R.pack_nhwc(w), k)
     expect = x.astype(np.float64) @ w.astype(np.float64).T
     assert np.array_equal(_run_all(op, R.pack_nhwc(x)), expect.astype(np.int32))
 
@@ -42,24 +41,23 @@ def test_bits_and_float_outputs(m, k, n, rng):
     threshold = s[0].astype(np.int32).copy()
     threshold[::7] = np.iinfo(np.int32).min
     flip = (np.arange(n) % 3 == 1).astype(np.uint8)
-    bits = _run_all(
-        _core.BinaryLinear(R.pack_nhwc(w), k, output="bits", threshold=threshold, flip=flip), R.pack_nhwc(x)
-    )
+    bits = _run_all(E.BinaryLinear(R.pack_nhwc(w), k, output="bits", threshold=threshold, flip=flip), R.pack_nhwc(x))
     assert np.array_equal(bits, R.threshold_bits(s, threshold, flip))
     mult = rng.standard_normal(n).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    y = _run_all(_core.BinaryLinear(R.pack_nhwc(w), k, output="float", multiplier=mult, bias=bias), R.pack_nhwc(x))
+    y = _run_all(E.BinaryLinear(R.pack_nhwc(w), k, output="float", multiplier=mult, bias=bias), R.pack_nhwc(x))
     assert np.array_equal(y, R.fma_f32(mult, s, bias))
 
 
 def test_errors():
     w = np.zeros((4, 2), np.uint64)
-    with pytest.raises(ValueError, match=r"weights must be packed \(O, ceil\(in_features/64\)\)"):
-        _core.BinaryLinear(w, 300)
-    op = _core.BinaryLinear(w, 100)
-    with pytest.raises(ValueError, match=r"input must be packed \(M, 2\) uint64"):
+    with pytest.raises(ValueError, match=r"weight has 2 words per row, in_features 300 needs 5"):
+        E.BinaryLinear(w, 300).run(np.zeros((3, 5), np.uint64))
+    op = E.BinaryLinear(w, 100)
+    with pytest.raises(ValueError, match="3 words do not hold 100 channels"):
         op.run(np.zeros((3, 3), np.uint64))
-    with pytest.raises(ValueError, match="threshold is required"):
-        _core.BinaryLinear(w, 100, output="bits")
+    with pytest.raises(ValueError, match="missing parameter 'threshold'"):
+        E.BinaryLinear(w, 100, output="bits").run(np.zeros((3, 2), np.uint64))
     with pytest.raises(ValueError, match="out must be a writeable C-contiguous"):
-        op.run(np.zeros((3, 2), np.uint64), out=np.zeros((3, 4), np.float32))
+        opf = E.BinaryLinear(w, 100, output="float", multiplier=np.ones(4, np.float32), bias=np.zeros(4, np.float32))
+        opf.run(np.zeros((3, 2), np.uint64), out=np.zeros((3, 5), np.float32))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import engine_ops as E
 import numpy as np
 import pytest
 import reference as R
 from conftest import ISAS, POOLS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from xnorinfer import _core
 
 ALL_ISAS = ISAS
 
@@ -24,7 +23,7 @@ def check_everywhere(xp, expected, **kw):
     first = None
     for isa in ALL_ISAS:
         for pool in POOLS:
-            got = _core.binary_maxpool2d(xp, pool=pool, isa=isa, **kw)
+            got = E.binary_maxpool2d(xp, pool=pool, isa=isa, **kw)
             threads = None if pool is None else pool.threads
             assert got.dtype == np.uint64 and got.shape == expected.shape, (isa, threads, got.shape)
             if not np.array_equal(got, expected):
@@ -86,7 +85,7 @@ def test_all_minus_one_and_single_plus_one(isa):
     x = -np.ones((1, c, 4, 4), np.float32)
     x[0, 5, 1, 1] = 1.0  # window (0, 0) of a 2x2/2 pool
     x[0, 69, 3, 2] = 1.0  # window (1, 1)
-    got = _core.binary_maxpool2d(R.pack_nchw(x), kernel=(2, 2), isa=isa)
+    got = E.binary_maxpool2d(R.pack_nchw(x), kernel=(2, 2), isa=isa)
     bits = R.unpack_last(got, c)[0]
     want = np.ones((2, 2, c), bool)
     want[0, 0, 5] = False
@@ -98,7 +97,7 @@ def test_all_minus_one_and_single_plus_one(isa):
 def test_padding_acts_as_minus_infinity(isa):
     """With padding, border windows of an all -1 image are still -1 (padding never wins)."""
     x = -np.ones((1, 65, 5, 5), np.float32)
-    got = _core.binary_maxpool2d(R.pack_nchw(x), kernel=(3, 3), stride=(2, 2), padding=(1, 1), isa=isa)
+    got = E.binary_maxpool2d(R.pack_nchw(x), kernel=(3, 3), stride=(2, 2), padding=(1, 1), isa=isa)
     assert got.shape == (1, 3, 3, 2)
     assert np.array_equal(got, R.pack_nchw(-np.ones((1, 65, 3, 3), np.float32)))
 
@@ -132,23 +131,23 @@ def test_property(n, c, kh, kw, sh, sw, data):
 
 def test_errors():
     x = np.zeros((1, 4, 4, 1), np.uint64)
-    with pytest.raises(ValueError, match=r"input must be packed \(N, H, W, words\), got \(4, 4, 1\)"):
-        _core.binary_maxpool2d(np.zeros((4, 4, 1), np.uint64), kernel=(2, 2))
-    with pytest.raises(ValueError, match="padding at most half the kernel"):
-        _core.binary_maxpool2d(x, kernel=(2, 2), padding=(2, 0))
-    with pytest.raises(ValueError, match="kernel/stride must be positive"):
-        _core.binary_maxpool2d(x, kernel=(0, 2))
-    with pytest.raises(ValueError, match="kernel/stride must be positive"):
-        _core.binary_maxpool2d(x, kernel=(2, 2), stride=(2, 0))
-    with pytest.raises(ValueError, match="kernel/stride must be positive"):
-        _core.binary_maxpool2d(x, kernel=(2, 2), padding=(-1, 0))
+    with pytest.raises(ValueError, match=r"rank must be 2 or 4, got \(4, 4, 1\)"):
+        E.binary_maxpool2d(np.zeros((4, 4, 1), np.uint64), kernel=(2, 2))
+    with pytest.raises(ValueError, match="padding must be between 0 and half the kernel"):
+        E.binary_maxpool2d(x, kernel=(2, 2), padding=(2, 0))
+    with pytest.raises(ValueError, match="kernel and stride must be positive"):
+        E.binary_maxpool2d(x, kernel=(0, 2))
+    with pytest.raises(ValueError, match="kernel and stride must be positive"):
+        E.binary_maxpool2d(x, kernel=(2, 2), stride=(2, 0))
+    with pytest.raises(ValueError, match="'padding' value -1 is out of range"):
+        E.binary_maxpool2d(x, kernel=(2, 2), padding=(-1, 0))
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        _core.binary_maxpool2d(np.zeros((1, 1, 1, 1), np.uint64), kernel=(3, 3), stride=(2, 2))
+        E.binary_maxpool2d(np.zeros((1, 1, 1, 1), np.uint64), kernel=(3, 3), stride=(2, 2))
     with pytest.raises(ValueError, match="unknown ISA path 'avx1024'"):
-        _core.binary_maxpool2d(x, kernel=(2, 2), isa="avx1024")
+        E.binary_maxpool2d(x, kernel=(2, 2), isa="avx1024")
 
 
 def test_window_larger_than_input_is_rejected():
     # torch.nn.functional.max_pool2d(torch.zeros(1, 1, 4, 4), (5, 2)) raises: output size too small.
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        _core.binary_maxpool2d(np.zeros((1, 4, 4, 1), np.uint64), kernel=(5, 2))
+        E.binary_maxpool2d(np.zeros((1, 4, 4, 1), np.uint64), kernel=(5, 2))

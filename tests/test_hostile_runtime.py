@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import engine_ops as E
 import numpy as np
 import pytest
 from conftest import ISAS
@@ -279,8 +280,8 @@ def test_long_chain_plans_and_runs(tmp_path, rng):
 def test_one_output_channel_does_not_repack_to_32():
     words, taps = 64, 9
     w = np.random.default_rng(0).integers(0, 1 << 63, size=(1, 3, 3, words), dtype=np.uint64)
-    op = _core.BinaryConv2d(w, words * 64)  # no padding: no per-tap sums
-    assert op.packed_bytes <= w.nbytes + 16384  # was 32 x w.nbytes
+    op = E.BinaryConv2d(w, words * 64)  # no padding: no per-tap sums
+    assert op.held_bytes() <= w.nbytes + 16384  # was 32 x w.nbytes
     assert taps * words * 8 == w.nbytes
 
 
@@ -291,7 +292,7 @@ def test_narrow_last_block_is_exact_on_every_path(cout):
     x = np.where(rng.integers(0, 2, size=(2, cin, h, w)) == 1, -1.0, 1.0)
     wt = np.where(rng.integers(0, 2, size=(cout, cin, 3, 3)) == 1, -1.0, 1.0)
     want = conv_sums(x, wt, (1, 1), (1, 1), "zero")
-    op = _core.BinaryConv2d(pack_bool_last(np.transpose(wt, (0, 2, 3, 1)) < 0), cin, padding=(1, 1))
+    op = E.BinaryConv2d(pack_bool_last(np.transpose(wt, (0, 2, 3, 1)) < 0), cin, padding=(1, 1))
     xp = pack_nhwc(np.transpose(x, (0, 2, 3, 1)).astype(np.float32))
     pool = _core.ThreadPool(2)
     for isa in ISAS:
@@ -300,7 +301,7 @@ def test_narrow_last_block_is_exact_on_every_path(cout):
     # Blocks: full ones at 32 lanes, the last at its channels rounded up to 8 (or exactly, under 8).
     full, last = divmod(cout, 32)
     lanes = full * 32 + (0 if last == 0 else last if last < 8 else -(-last // 8) * 8)
-    assert op.packed_bytes < lanes * 9 * 2 * 8 + 64 + (full + 1) * (1024 + 9 * 32 * 4)
+    assert op.held_bytes() < lanes * 9 * 2 * 8 + 64 + (full + 1) * (1024 + 9 * 32 * 4)
 
 
 def test_load_of_a_one_channel_layer_is_bounded_by_the_file_size(tmp_path):
@@ -349,12 +350,13 @@ def test_misaligned_input_gives_the_aligned_result(tmp_path, rng):
     for isa in ISAS:
         assert session.run(odd, isa=isa).tobytes() == session.run(x, isa=isa).tobytes()
     # Kernel bindings take the same path: inputs are copied aligned, outputs must be aligned.
-    assert _core.bitpack_nhwc(odd.reshape(3, 8, 8, 1)).tobytes() == _core.bitpack_nhwc(x.reshape(3, 8, 8, 1)).tobytes()
+    assert E.sign_pack(odd.reshape(3, 8, 8, 1)).tobytes() == E.sign_pack(x.reshape(3, 8, 8, 1)).tobytes()
     wt = pack_bool_last(rng.integers(0, 2, size=(4, 3, 3, 1)).astype(bool))
-    op = _core.BinaryConv2d(wt, 1, padding=(1, 1))
-    xp = _core.bitpack_nhwc(x.reshape(3, 8, 8, 1))
+    ones, zeros = np.ones(4, np.float32), np.zeros(4, np.float32)
+    op = E.BinaryConv2d(wt, 1, padding=(1, 1), output="float", multiplier=ones, bias=zeros)
+    xp = E.sign_pack(x.reshape(3, 8, 8, 1))
     out_buf = bytearray(3 * 8 * 8 * 4 * 4 + 1)
-    bad_out = np.frombuffer(out_buf, dtype=np.int32, offset=1).reshape(3, 8, 8, 4)
+    bad_out = np.frombuffer(out_buf, dtype=np.float32, offset=1).reshape(3, 8, 8, 4)
     with pytest.raises(ValueError, match="aligned"):
         op.run(xp, out=bad_out)
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 
+import engine_ops as E
 import numpy as np
 import pytest
 import reference as R
@@ -33,15 +34,18 @@ PROBE = textwrap.dedent(
         res["default_error"] = [type(e).__name__, str(e)]
     x = np.array([[-1.0, 0.0, -0.0, 2.0, -3.0] * 20], dtype=np.float32)
     try:
-        res["packed"] = [int(v) for v in _core.bitpack_nhwc(x).ravel()]
+        res["packed"] = [int(v) for v in _core.run_op("sign", {}, {}, [x]).ravel()]
     except Exception as e:
         res["kernel_error"] = [type(e).__name__, str(e)]
     w3 = np.tile(np.array([1.0, -1.0, 1.0], dtype=np.float32), (1, 3, 3, 1))
-    w = _core.bitpack_nhwc(w3, isa="scalar")
+    w = _core.run_op("sign", {}, {}, [w3.reshape(9, 3)], isa="scalar").reshape(1, 3, 3, 1)
     try:
-        op = _core.BinaryConv2d(w, 3, padding=(1, 1), pad_mode="minus_one")
-        xp = _core.bitpack_nhwc(np.array([[[[-1.0, -1.0, 1.0]]]], dtype=np.float32), isa="scalar")
-        res["conv"] = op.run(xp).ravel().tolist()
+        # bconv2d's exact sums: the float output with multiplier 1 and bias 0
+        attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "minus_one", "output": "float", "in_channels": 3}
+        params = {"weight": w, "multiplier": np.ones(1, np.float32), "bias": np.zeros(1, np.float32)}
+        xp = _core.run_op("sign", {}, {}, [np.array([[-1.0, -1.0, 1.0]], dtype=np.float32)], isa="scalar")
+        y = _core.run_op("bconv2d", attrs, params, [xp.reshape(1, 1, 1, 1)], channels=[3])
+        res["conv"] = [int(v) for v in y.ravel()]
     except Exception as e:
         res["conv_error"] = [type(e).__name__, str(e)]
     res["available"] = _core.available_isas()
@@ -124,6 +128,6 @@ def test_explicit_isa_argument_is_validated():
     x = np.zeros((1, 4), np.float32)
     for bad in ["", "Scalar", "x86"]:
         with pytest.raises(ValueError, match="unknown ISA path"):
-            _core.bitpack_nhwc(x, isa=bad)
+            E.sign_pack(x, isa=bad)
     for good in _core.available_isas():
-        assert _core.bitpack_nhwc(x, isa=good).shape == (1, 1)
+        assert E.sign_pack(x, isa=good).shape == (1, 1)

@@ -65,13 +65,24 @@ def time_shape(
     x = np.where(rng.random((1, h, w, c)) < 0.5, -1.0, 1.0).astype(np.float32)
     wt = np.where(rng.random((o, 3, 3, c)) < 0.5, -1.0, 1.0).astype(np.float32)
     pool = _core.ThreadPool(threads) if threads > 1 else None
-    binary = _core.BinaryConv2d(_core.bitpack_nhwc(wt), c, padding=(1, 1))
-    dense = _core.Conv2d(wt, None, padding=(1, 1))
-    xp = _core.bitpack_nhwc(x)
-    sums = binary.run(xp, pool=pool, isa=isa)
-    ref = dense.run(x, pool=pool, isa=isa)
-    exact = bool(np.array_equal(sums.astype(np.float32), ref))
+    # Both ops built once by the runtime's own registry, as a model's nodes are. The binary conv's
+    # float output with multiplier 1 and bias 0 is its exact integer sums.
+    sign = _core.PreparedOp("sign", {}, {}, [c])
+    conv = {"stride": [1, 1], "padding": [1, 1]}
+    wp = sign.run([wt.reshape(o * 9, c)]).reshape(o, 3, 3, -1)
+    identity = {"multiplier": np.ones(o, np.float32), "bias": np.zeros(o, np.float32)}
+    binary = _core.PreparedOp(
+        "bconv2d",
+        {**conv, "pad_mode": "zero", "output": "float", "in_channels": c},
+        {"weight": wp, **identity},
+        [c],
+    )
+    dense = _core.PreparedOp("conv2d", conv, {"weight": wt}, [c])
+    xp = sign.run([x.reshape(h * w, c)]).reshape(1, h, w, -1)
+    sums = binary.run([xp], pool=pool, isa=isa)
+    ref = dense.run([x], pool=pool, isa=isa)
+    exact = bool(np.array_equal(sums, ref))
     out_b, out_f = np.empty_like(sums), np.empty_like(ref)
-    binary_ms = _median_ms(lambda: binary.run(xp, out=out_b, pool=pool, isa=isa))
-    float_ms = _median_ms(lambda: dense.run(x, out=out_f, pool=pool, isa=isa))
+    binary_ms = _median_ms(lambda: binary.run([xp], out=out_b, pool=pool, isa=isa))
+    float_ms = _median_ms(lambda: dense.run([x], out=out_f, pool=pool, isa=isa))
     return KernelTiming(shape, binary_ms, float_ms, exact)

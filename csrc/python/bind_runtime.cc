@@ -7,13 +7,17 @@
 namespace xnor::py_bind {
 
 void register_runtime(py::module_& m) {
-  m.def("available_isas", [] {
-    std::vector<std::string> names;
-    for (Isa isa : available_isas()) names.emplace_back(isa_name(isa));
-    return names;
-  }, "ISA paths this CPU can run, most portable first.");
-  m.def("default_isa", [] { return std::string(isa_name(default_isa())); },
-        "The path kernels use when none is given: XNORINFER_ISA if set, else the best available.");
+  m.def(
+      "available_isas",
+      [] {
+        std::vector<std::string> names;
+        for (Isa isa : available_isas()) names.emplace_back(isa_name(isa));
+        return names;
+      },
+      "ISA paths this CPU can run, most portable first.");
+  m.def(
+      "default_isa", [] { return std::string(isa_name(default_isa())); },
+      "The path kernels use when none is given: XNORINFER_ISA if set, else the best available.");
   m.def("default_max_memory", &default_max_memory,
         "The default memory-plan limit of a Session in bytes: half of this machine's physical memory.");
   m.def(

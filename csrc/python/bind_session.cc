@@ -45,8 +45,8 @@ GraphDesc to_desc(const py::dict& d) {
     g.outputs = d["outputs"].cast<std::vector<std::string>>();
     for (const py::handle& t : d["tensors"].cast<py::list>()) {
       const py::dict td = t.cast<py::dict>();
-      g.tensors.push_back({td["name"].cast<std::string>(), td["dtype"].cast<std::string>(),
-                           td["shape"].cast<std::vector<int64_t>>()});
+      g.tensors.push_back(
+          {td["name"].cast<std::string>(), td["dtype"].cast<std::string>(), td["shape"].cast<std::vector<int64_t>>()});
     }
     for (const py::handle& o : d["ops"].cast<py::list>()) {
       const py::dict od = o.cast<py::dict>();
@@ -81,7 +81,8 @@ py::tuple shape_tuple(const Shape& s) {
 }
 
 std::vector<py::ssize_t> nchw_of(const CArray<float>& x) {
-  if (x.ndim() != 4) throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
+  if (x.ndim() != 4)
+    throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
   return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 

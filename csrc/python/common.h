@@ -22,9 +22,7 @@ constexpr int kAlignedFlag = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 template <typename T>
 using CArray = py::array_t<T, py::array::c_style | kAlignedFlag>;
 
-inline bool is_aligned(const py::array& a) {
-  return (py::detail::array_proxy(a.ptr())->flags & kAlignedFlag) != 0;
-}
+inline bool is_aligned(const py::array& a) { return (py::detail::array_proxy(a.ptr())->flags & kAlignedFlag) != 0; }
 
 inline Isa resolve_isa(const std::optional<std::string>& isa) {
   const Isa chosen = isa ? parse_isa(*isa) : default_isa();
@@ -42,20 +40,20 @@ inline std::string shape_str(const py::array& a) {
 
 // Checks a caller-provided output array; returns it, or a new one when none given.
 template <typename T>
-CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py::ssize_t>& shape,
-                       const char* what) {
+CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py::ssize_t>& shape, const char* what) {
   if (!out) return CArray<T>(shape);
   const CArray<T>& o = *out;
   if (!is_aligned(o)) {
-    throw std::invalid_argument(std::string(what) + ": out must be aligned for its dtype (not a view at an odd byte offset)");
+    throw std::invalid_argument(std::string(what) +
+                                ": out must be aligned for its dtype (not a view at an odd byte offset)");
   }
   bool ok = o.ndim() == static_cast<py::ssize_t>(shape.size()) && o.writeable();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = o.shape(static_cast<py::ssize_t>(i)) == shape[i];
   if (!ok) {
     std::string want = "(";
     for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
-    throw std::invalid_argument(std::string(what) + ": out must be a writeable C-contiguous array of shape " +
-                                want + "), got " + shape_str(o));
+    throw std::invalid_argument(std::string(what) + ": out must be a writeable C-contiguous array of shape " + want +
+                                "), got " + shape_str(o));
   }
   return o;
 }
@@ -64,8 +62,7 @@ CArray<T> output_array(const std::optional<CArray<T>>& out, const std::vector<py
 // the right dtype, C-contiguous and writeable, so results never land in a
 // silent temporary copy.
 template <typename T>
-CArray<T> output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
-                       const char* what) {
+CArray<T> output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape, const char* what) {
   if (!out) return CArray<T>(shape);
   if (!CArray<T>::check_(*out) || !out->writeable()) {
     throw std::invalid_argument(std::string(what) + ": out must be a writeable C-contiguous " +
@@ -76,8 +73,7 @@ CArray<T> output_array(const std::optional<py::array>& out, const std::vector<py
 }
 
 void register_runtime(py::module_& m);
-void register_binary(py::module_& m);
-void register_float(py::module_& m);
+void register_ops(py::module_& m);
 void register_session(py::module_& m);
 
 }  // namespace xnor::py_bind

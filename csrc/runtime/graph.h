@@ -20,8 +20,8 @@ class Graph {
   struct TensorInfo {
     std::string name;
     DType dtype;
-    Shape declared;    // as recorded in the file (batch 1)
-    int storage;       // the tensor whose buffer holds this one (itself unless aliased)
+    Shape declared;  // as recorded in the file (batch 1)
+    int storage;     // the tensor whose buffer holds this one (itself unless aliased)
   };
   struct Step {
     std::unique_ptr<Node> node;

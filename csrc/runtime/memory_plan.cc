@@ -31,7 +31,8 @@ uint64_t overlapping_pairs(const std::vector<BufferRequest>& r, const std::vecto
   for (uint32_t i : ids) lasts.push_back(r[i].last);
   std::sort(lasts.begin(), lasts.end());
   uint64_t disjoint = 0;
-  for (uint32_t i : ids) disjoint += static_cast<uint64_t>(std::lower_bound(lasts.begin(), lasts.end(), r[i].first) - lasts.begin());
+  for (uint32_t i : ids)
+    disjoint += static_cast<uint64_t>(std::lower_bound(lasts.begin(), lasts.end(), r[i].first) - lasts.begin());
   const uint64_t n = ids.size();
   return n * (n - 1) / 2 - disjoint;
 }
@@ -98,9 +99,8 @@ void plan_sweep_best_fit(const std::vector<BufferRequest>& r, const std::vector<
     return a < b;
   });
   std::vector<uint32_t> by_last = ids;
-  std::sort(by_last.begin(), by_last.end(), [&](uint32_t a, uint32_t b) {
-    return r[a].last != r[b].last ? r[a].last < r[b].last : a < b;
-  });
+  std::sort(by_last.begin(), by_last.end(),
+            [&](uint32_t a, uint32_t b) { return r[a].last != r[b].last ? r[a].last < r[b].last : a < b; });
   std::map<size_t, size_t> free_at;                  // offset -> size
   std::set<std::pair<size_t, size_t>> free_by_size;  // (size, offset)
   size_t top = 0;

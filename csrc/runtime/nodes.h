@@ -1,6 +1,7 @@
 // Graph operators: one Node per op of the IR (docs/ir.md), built once at load
 // from the op's attributes and parameters (weights are packed/copied into the
 // kernels' layouts there), then run any number of times on planned buffers.
+// Each op kind is one file under runtime/nodes/; op_registry.h lists them.
 #pragma once
 
 #include <cstdint>
@@ -9,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/elementwise.h"
-#include "runtime/dispatch.h"
+#include "microkernels/dispatch.h"
+#include "microkernels/elementwise.h"
 #include "runtime/graph_desc.h"
 #include "runtime/isa.h"
 #include "runtime/tensor_shape.h"
@@ -48,6 +49,8 @@ class Node {
   const std::string& name() const { return name_; }
   DType in_type(size_t i) const { return in_types_.size() == 1 ? in_types_[0] : in_types_[i]; }
   DType out_type() const { return out_type_; }
+  // Bytes the node holds beside the model's parameters (repacked weights, constants).
+  virtual size_t held_bytes() const { return 0; }
   // True when the output is a view of input 0's storage (flatten).
   virtual bool aliases_input() const { return false; }
 
@@ -69,9 +72,10 @@ class Node {
   DType out_type_;
 };
 
-// Builds the node of `op`; `in_channels` are the declared channel counts of
-// its inputs. Throws std::invalid_argument naming the op on any bad
-// attribute, parameter shape/dtype or input count.
+// Builds the node of `op`: finds its kind in the registry (op_registry.h), checks it against
+// the kind's schema, then runs its factory. `in_channels` are the declared channel counts of
+// its inputs. Throws std::invalid_argument naming the op on any bad attribute, parameter
+// shape/dtype or input count.
 std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, ParamView>& params,
                                 const std::vector<int64_t>& in_channels);
 

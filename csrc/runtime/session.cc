@@ -1,5 +1,7 @@
 #include "runtime/session.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -7,9 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include <unistd.h>
-
-#include "runtime/dispatch.h"
+#include "microkernels/dispatch.h"
 
 namespace xnor {
 namespace {
@@ -25,7 +25,8 @@ std::string bytes_str(uint64_t bytes) {
 
 uint64_t default_max_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  uint64_t memory = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{8} << 30;
+  uint64_t memory =
+      pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{8} << 30;
   // In a container the cgroup's limit is what the OOM killer enforces (v2, then v1; "max" or a
   // huge v1 value means none).
   for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
@@ -49,9 +50,9 @@ Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, in
 void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
   const Shape want = graph_.input_nchw();
   if (n < 1 || c != want.d[1] || h < 1 || w < 1) {
-    throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) + ", H, W) with N >= 1, got (" +
-                                std::to_string(n) + ", " + std::to_string(c) + ", " + std::to_string(h) + ", " +
-                                std::to_string(w) + ")");
+    throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) +
+                                ", H, W) with N >= 1, got (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
+                                std::to_string(h) + ", " + std::to_string(w) + ")");
   }
 }
 
@@ -134,7 +135,7 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
   p.shapes = std::move(l.shapes);
   p.arena_bytes = mp.arena_bytes;
   if (p.arena_bytes > arena_.size()) {
-    plan_ = Plan();          // its pointers die with the old arena
+    plan_ = Plan();           // its pointers die with the old arena
     arena_ = AlignedBytes();  // freed before the larger one is allocated
     arena_ = AlignedBytes(p.arena_bytes);
   }
@@ -173,8 +174,8 @@ void Session::run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, fl
   run_locked<false>(x, n, c, h, w, outputs, isa, nullptr);
 }
 
-std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w,
-                                     float* const* outputs, Isa isa, int runs) {
+std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs,
+                                     Isa isa, int runs) {
   if (runs < 1) throw std::invalid_argument("profile: runs must be >= 1, got " + std::to_string(runs));
   check_input(n, c, h, w);
   std::vector<double> op_seconds(graph_.steps().size(), 0.0);  // allocated once, before any timing

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/aligned_buffer.h"
+#include "operators/aligned_buffer.h"
 #include "runtime/graph.h"
 #include "runtime/isa.h"
 #include "runtime/memory_plan.h"
@@ -87,7 +87,7 @@ class Session {
   };
   void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
   Layout layout_for(int64_t n, int64_t h, int64_t w) const;  // throws MemoryLimitError above max_memory_
-  const Plan& plan_for(int64_t n, int64_t h, int64_t w);  // caller holds mutex_
+  const Plan& plan_for(int64_t n, int64_t h, int64_t w);     // caller holds mutex_
   // One execution; caller holds mutex_. With kProfile, adds each step's wall
   // seconds to op_seconds[i] (sized steps().size()); without, no clock is read.
   template <bool kProfile>
@@ -100,8 +100,8 @@ class Session {
   uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread
   std::mutex mutex_;
-  Plan plan_;                                // the plan of the last input shape
-  AlignedBytes arena_;                       // plan_.arena_bytes or more
+  Plan plan_;           // the plan of the last input shape
+  AlignedBytes arena_;  // plan_.arena_bytes or more
 };
 
 }  // namespace xnor

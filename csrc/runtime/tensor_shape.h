@@ -12,9 +12,9 @@ namespace xnor {
 
 enum class DType { kF32, kBits };
 
-constexpr int64_t kMaxDim = int64_t{1} << 30;           // any one dimension
-constexpr int64_t kMaxTensorBytes = int64_t{1} << 38;   // 256 GiB: any one activation
-constexpr int64_t kMaxImagePixels = INT32_MAX;          // H x W of one image: kernels index pixels with int
+constexpr int64_t kMaxDim = int64_t{1} << 30;          // any one dimension
+constexpr int64_t kMaxTensorBytes = int64_t{1} << 38;  // 256 GiB: any one activation
+constexpr int64_t kMaxImagePixels = INT32_MAX;         // H x W of one image: kernels index pixels with int
 
 struct Shape {
   int rank = 0;
@@ -46,7 +46,9 @@ struct Shape {
 inline int64_t words_of(int64_t channels) { return (channels + 63) / 64; }
 
 // Values per row in storage: channels (f32) or words (bits).
-inline int64_t row_elements(const Shape& s, DType t) { return t == DType::kF32 ? s.channels() : words_of(s.channels()); }
+inline int64_t row_elements(const Shape& s, DType t) {
+  return t == DType::kF32 ? s.channels() : words_of(s.channels());
+}
 
 // Checks every dimension is in [1, kMaxDim], an image's H x W is at most
 // kMaxImagePixels and the storage is below kMaxTensorBytes (all in 64 bits);

@@ -99,12 +99,4 @@ void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
   job_ = nullptr;
 }
 
-void parallel_for(ThreadPool* pool, size_t n, size_t grain, RangeFn fn) {
-  if (pool == nullptr) {
-    if (n > 0) fn(0, n);
-    return;
-  }
-  pool->parallel_for(n, grain, fn);
-}
-
 }  // namespace xnor

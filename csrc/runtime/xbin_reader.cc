@@ -143,7 +143,8 @@ void XbinFile::validate() {
     const char* name = reinterpret_cast<const char*>(e + 32);
     s.name.assign(name, strnlen(name, kXbinNameBytes));
     const std::string where = "section " + std::to_string(i) + " ('" + printable(s.name) + "')";
-    if (s.kind != kXbinSectionJson && s.kind != kXbinSectionData) fail(where + ": unknown kind " + std::to_string(s.kind));
+    if (s.kind != kXbinSectionJson && s.kind != kXbinSectionData)
+      fail(where + ": unknown kind " + std::to_string(s.kind));
     if ((i == 0) != (s.kind == kXbinSectionJson)) fail(where + ": section 0, and only it, must be the graph JSON");
     if (s.offset % kXbinAlign != 0) fail(where + ": offset " + std::to_string(s.offset) + " is not 64-byte aligned");
     if (s.offset < table_end || s.offset > size_ || s.size > size_ - s.offset) {
@@ -163,11 +164,11 @@ void XbinFile::validate() {
   for (const XbinSection& s : sections_) {
     if (s.size) order.push_back(&s);
   }
-  std::sort(order.begin(), order.end(), [](const XbinSection* a, const XbinSection* c) { return a->offset < c->offset; });
+  std::sort(order.begin(), order.end(),
+            [](const XbinSection* a, const XbinSection* c) { return a->offset < c->offset; });
   for (size_t i = 1; i < order.size(); ++i) {
     if (order[i - 1]->offset + order[i - 1]->size > order[i]->offset) {
-      fail("sections '" + printable(order[i - 1]->name) + "' and '" + printable(order[i]->name) +
-           "' overlap");
+      fail("sections '" + printable(order[i - 1]->name) + "' and '" + printable(order[i]->name) + "' overlap");
     }
   }
   // No checksum covers the padding: every byte outside the header, table and sections must be zero.

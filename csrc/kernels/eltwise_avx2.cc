@@ -1,7 +1,0 @@
-// Float element-wise kernels, avx2 build (the loops live in eltwise_impl.h).
-#include "kernels/elementwise.h"
-#include "kernels/eltwise_impl.h"
-
-namespace xnor {
-XNOR_DEFINE_ELTWISE_KERNELS(avx2)
-}  // namespace xnor

@@ -1,9 +1,0 @@
-// Row softmax kernel, avx512 build (the loop lives in softmax_impl.h).
-#include "kernels/elementwise.h"
-#include "kernels/softmax_impl.h"
-
-namespace xnor {
-void softmax_avx512(const float* x, size_t rows, size_t features, float* y) {
-  softmax_impl::softmax(x, rows, features, y);
-}
-}  // namespace xnor

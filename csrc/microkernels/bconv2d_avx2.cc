@@ -1,0 +1,73 @@
+// AVX2 binary GEMM tile. AVX2 has no vector popcount: each 256-bit XOR is
+// counted with the nibble lookup (two VPSHUFB), and VPSADBW folds the byte
+// counts into four 64-bit lanes (4 output channels). Two pixels x up to 4
+// vectors per half block of 16 channels; a narrow block reads only the
+// vectors its channels need (its weight rows are no wider).
+#include <immintrin.h>
+
+#include "microkernels/bconv2d_common.h"
+
+namespace xnor {
+namespace {
+
+inline __m256i popcount_epi64(__m256i v, __m256i lut, __m256i low_mask) {
+  const __m256i lo = _mm256_and_si256(v, low_mask);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_mask);
+  const __m256i bytes = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+  return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
+}
+
+// Pixels [m0, m0 + MR) x channels [16 * half, 16 * half + 4 * NV).
+template <int MR, int NV>
+void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBlock]) {
+  const __m256i lut =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  __m256i acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int n = 0; n < NV; ++n) acc[m][n] = _mm256_setzero_si256();
+  const uint64_t* w = a.weights + half * 16;
+  for (int k = 0; k < a.k_words; ++k, w += a.weight_stride) {
+    const int64_t off = a.k_offset[k];
+    __m256i wv[NV];
+    for (int n = 0; n < NV; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
+    for (int m = 0; m < MR; ++m) {
+      const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off]));
+      for (int n = 0; n < NV; ++n)
+        acc[m][n] = _mm256_add_epi64(acc[m][n], popcount_epi64(_mm256_xor_si256(x, wv[n]), lut, low_mask));
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int n = 0; n < NV; ++n)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&pop[m0 + m][half * 16 + n * 4]), acc[m][n]);
+}
+
+template <int NV>
+void half_rows(const BgemmTileArgs& a, int half, int64_t (*pop)[kBconvBlock]) {
+  int m = 0;
+  for (; m + 2 <= a.rows; m += 2) tile_half<2, NV>(a, m, half, pop);
+  if (m < a.rows) tile_half<1, NV>(a, m, half, pop);
+}
+
+}  // namespace
+
+void bgemm_tile_avx2(const BgemmTileArgs& a) {
+  int64_t pop[kBgemmMr][kBconvBlock];
+  const int channels = block_channels(*a.epilogue);
+  const int halves = channels > 16 ? 2 : 1;
+  for (int half = 0; half < halves; ++half) {
+    switch ((channels - 16 * half + 3) / 4) {
+      case 1: half_rows<1>(a, half, pop); break;
+      case 2: half_rows<2>(a, half, pop); break;
+      case 3: half_rows<3>(a, half, pop); break;
+      default: half_rows<4>(a, half, pop); break;
+    }
+  }
+  for (int m = 0; m < a.rows; ++m) {
+    int64_t s[kBconvBlock];
+    for (int c = 0; c < channels; ++c) s[c] = a.k_bits - 2 * pop[m][c] - bgemm_padding_correction(a, m, c);
+    bgemm_store_pixel_scalar(a, m, s);
+  }
+}
+
+}  // namespace xnor

@@ -1,0 +1,23 @@
+// The one place that maps an ISA path to its kernels. Tables are immutable;
+// callers pick a table per call from the Isa they were given.
+#pragma once
+
+#include "microkernels/bconv2d_microkernel.h"
+#include "microkernels/bmaxpool.h"
+#include "microkernels/elementwise.h"
+#include "microkernels/float_kernels.h"
+#include "microkernels/isa.h"
+
+namespace xnor {
+
+struct BinaryKernels {
+  BgemmTileFn bgemm_tile;
+  BinaryMaxPoolFn binary_maxpool;
+};
+
+// Throws std::runtime_error when the CPU cannot run `isa`.
+const BinaryKernels& binary_kernels(Isa isa);
+const FloatKernels& float_kernels(Isa isa);
+const ElementwiseKernels& elementwise_kernels(Isa isa);
+
+}  // namespace xnor

@@ -1,0 +1,291 @@
+#include "operators/bconv2d.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "microkernels/dispatch.h"
+#include "operators/aligned_buffer.h"
+
+namespace xnor {
+namespace {
+constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
+}
+
+BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
+    : config_(c), transform_kind_(t.kind) {
+  if (c.in_channels <= 0 || c.out_channels <= 0 || c.kernel_h <= 0 || c.kernel_w <= 0 || c.stride_h <= 0 ||
+      c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0) {
+    throw std::invalid_argument("BinaryConv2d: channels, kernel and stride must be positive, padding >= 0");
+  }
+  if (static_cast<int64_t>(c.kernel_h) * c.kernel_w > 32767) {
+    throw std::invalid_argument("BinaryConv2d: kernel has more than 32767 taps");
+  }
+  const size_t oc = static_cast<size_t>(c.out_channels);
+  if (t.kind == OutputKind::kFloat && (t.multiplier.size() != oc || t.bias.size() != oc)) {
+    throw std::invalid_argument("BinaryConv2d: float output needs multiplier and bias of out_channels values");
+  }
+  if (t.kind == OutputKind::kBits && (t.threshold.size() != oc || t.flip.size() != oc)) {
+    throw std::invalid_argument("BinaryConv2d: bit output needs threshold and flip of out_channels values");
+  }
+  in_words_ = (c.in_channels + 63) / 64;
+  blocks_ = (c.out_channels + kBconvBlock - 1) / kBconvBlock;
+  const int taps = c.kernel_h * c.kernel_w;
+  // k_words and the bit count taps x in_channels in 64 bits: the kernels index k with int.
+  if (static_cast<int64_t>(taps) * in_words_ > INT32_MAX) {
+    throw std::invalid_argument("BinaryConv2d: kernel taps x input words exceeds 2^31");
+  }
+  k_words_ = taps * in_words_;
+  const size_t k_words = static_cast<size_t>(k_words_);
+  const int last_channels = c.out_channels - (blocks_ - 1) * kBconvBlock;
+  last_lanes_ = last_channels < 8 ? last_channels : (last_channels + 7) / 8 * 8;
+
+  // Repack [oc][taps][in_words] into [block][tap*in_word][block_lanes(block)].
+  const size_t words = (static_cast<size_t>(blocks_ - 1) * kBconvBlock + static_cast<size_t>(last_lanes_)) * k_words;
+  weights_.assign((words + 7) / 8, WeightLine{});
+  for (int o = 0; o < c.out_channels; ++o) {
+    const int b = o / kBconvBlock, lane = o % kBconvBlock;
+    const size_t lanes = static_cast<size_t>(block_lanes(b));
+    uint64_t* packed = block_weights(b);
+    for (size_t k = 0; k < k_words; ++k) packed[k * lanes + lane] = weights[static_cast<size_t>(o) * k_words + k];
+  }
+
+  const bool needs_correction = c.pad_mode == PadMode::kZero && (c.pad_h > 0 || c.pad_w > 0);
+  if (needs_correction) {
+    tap_weight_sum_.assign(static_cast<size_t>(blocks_) * taps * kBconvBlock, 0);
+    for (int o = 0; o < c.out_channels; ++o) {
+      const int b = o / kBconvBlock, lane = o % kBconvBlock;
+      for (int tap = 0; tap < taps; ++tap) {
+        int negatives = 0;
+        for (int w = 0; w < in_words_; ++w)
+          negatives += __builtin_popcountll(
+              weights[static_cast<size_t>(o) * k_words + static_cast<size_t>(tap) * in_words_ + w]);
+        tap_weight_sum_[(static_cast<size_t>(b) * taps + tap) * kBconvBlock + lane] = c.in_channels - 2 * negatives;
+      }
+    }
+  }
+
+  epilogue_.assign(static_cast<size_t>(blocks_), BconvBlockEpilogue{});
+  for (int b = 0; b < blocks_; ++b) {
+    BconvBlockEpilogue& e = epilogue_[b];
+    e.channels = std::min(kBconvBlock, c.out_channels - b * kBconvBlock);
+    e.valid_mask = e.channels == 32 ? 0xFFFFFFFFu : ((1u << e.channels) - 1u);
+    for (int lane = 0; lane < kBconvBlock; ++lane) {
+      const int o = b * kBconvBlock + lane;
+      const bool real = lane < e.channels;
+      e.threshold[lane] = (real && t.kind == OutputKind::kBits) ? t.threshold[o] : INT64_MIN;
+      // s lies in [-K, K]: clamping keeps s < T unchanged and K - T finite.
+      const int64_t k = static_cast<int64_t>(c.kernel_h) * c.kernel_w * c.in_channels;
+      const int64_t clamped = std::clamp<int64_t>(e.threshold[lane], -k - 1, k + 1);
+      const int64_t d = k - clamped;  // s < T  <=>  2 * pop > d  <=>  pop > floor(d / 2)
+      e.pop_threshold[lane] = d >= 0 ? d / 2 : -((-d + 1) / 2);
+      e.multiplier[lane] = (real && t.kind == OutputKind::kFloat) ? t.multiplier[o] : 0.0f;
+      e.bias[lane] = (real && t.kind == OutputKind::kFloat) ? t.bias[o] : 0.0f;
+      if (real && t.kind == OutputKind::kBits && t.flip[o]) e.flip |= 1u << lane;
+    }
+  }
+
+  pad_row_.assign(static_cast<size_t>(in_words_), 0);
+  if (c.pad_mode == PadMode::kMinusOne) {
+    for (int w = 0; w < in_words_; ++w) {
+      const int bits = std::min(64, c.in_channels - w * 64);
+      pad_row_[w] = bits == 64 ? ~uint64_t{0} : ((uint64_t{1} << bits) - 1);
+    }
+  }
+}
+
+int BinaryConv2d::out_h(int in_h) const { return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1; }
+int BinaryConv2d::out_w(int in_w) const { return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1; }
+int64_t BinaryConv2d::out_pixel_elements() const {
+  return transform_kind_ == OutputKind::kBits ? out_words() : config_.out_channels;
+}
+size_t BinaryConv2d::packed_bytes() const {
+  return weights_.size() * sizeof(WeightLine) + tap_weight_sum_.size() * sizeof(int32_t) +
+         epilogue_.size() * sizeof(BconvBlockEpilogue) + pad_row_.size() * sizeof(uint64_t);
+}
+
+BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const {
+  const BconvConfig& c = config_;
+  const int taps = c.kernel_h * c.kernel_w;
+  const bool framed = c.pad_h > 0 || c.pad_w > 0;
+  const size_t frame_words = static_cast<size_t>(batch) * (in_h + 2 * c.pad_h) * (in_w + 2 * c.pad_w) * in_words_;
+  Scratch s;
+  s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
+  s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
+  s.padded_taps =
+      carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * padded_taps_stride());
+  return s;
+}
+
+size_t BinaryConv2d::padded_taps_stride() const {
+  return WorkspaceCarver::line_multiple<int16_t>(static_cast<size_t>(kBgemmMr) * config_.kernel_h * config_.kernel_w);
+}
+
+size_t BinaryConv2d::workspace_bytes(int batch, int in_h, int in_w, int threads) const {
+  WorkspaceCarver carver;
+  carve(carver, batch, in_h, in_w, std::max(threads, 1));
+  return carver.bytes();
+}
+
+void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
+                       Isa isa) const {
+  const int threads = threads_of(pool);
+  const AlignedBytes workspace(workspace_bytes(batch, in_h, in_w, threads));
+  run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
+}
+
+void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
+                       void* workspace) const {
+  const BconvConfig& c = config_;
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h || in_w + 2 * c.pad_w < c.kernel_w) {
+    throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
+                                " is smaller than the kernel");
+  }
+  const int oh = out_h(in_h), ow = out_w(in_w);
+  // One image's pixels fit in int (checked_bytes bounds H x W); counts over them use 64 bits.
+  const int64_t pixels = static_cast<int64_t>(oh) * ow;
+  // Tasks: an image's tiles split evenly into chunks, and, when a pool has
+  // more threads than there are chunks to share, the channel blocks into groups.
+  const int64_t tiles = (pixels + kBgemmMr - 1) / kBgemmMr;
+  const int64_t per_image = (min_tasks(pool) + batch - 1) / batch;
+  const int64_t chunks = pool == nullptr ? (tiles + kTilesPerChunk - 1) / kTilesPerChunk : std::min(tiles, per_image);
+  const int wanted_groups = static_cast<int>(std::min<int64_t>(blocks_, (per_image + chunks - 1) / chunks));
+  const int blocks_per_group = (blocks_ + wanted_groups - 1) / wanted_groups;
+  const int groups = (blocks_ + blocks_per_group - 1) / blocks_per_group;  // none empty
+  const size_t tasks = static_cast<size_t>(batch) * static_cast<size_t>(chunks) * groups;
+  const BgemmTileFn kernel = binary_kernels(isa).bgemm_tile;
+  // A last block under 8 channels has rows narrower than a SIMD group: the scalar kernel runs it.
+  const BgemmTileFn narrow_kernel = bgemm_tile_scalar;
+  const int taps = c.kernel_h * c.kernel_w;
+  const int k_words = k_words_;
+  const int64_t k_bits = static_cast<int64_t>(taps) * c.in_channels;
+  const int64_t out_pixel = out_pixel_elements();
+  const bool correct_padding = !tap_weight_sum_.empty();
+
+  WorkspaceCarver carver(workspace);
+  const Scratch scratch = carve(carver, batch, in_h, in_w, threads_of(pool));
+
+  // Copy the input into a frame of pad words once, so that gathering a tile
+  // needs no bounds checks: every tap is a fixed offset from its pixel.
+  const int ph = in_h + 2 * c.pad_h, pw = in_w + 2 * c.pad_w;
+  const int64_t padded_image = static_cast<int64_t>(ph) * pw * in_words_;
+  const uint64_t* frame = input;
+  if (scratch.frame != nullptr) {
+    uint64_t* const padded = scratch.frame;
+    parallel_for(pool, static_cast<size_t>(batch) * ph, 8, [&](size_t begin, size_t end) {
+      for (size_t r = begin; r < end; ++r) {
+        const int n = static_cast<int>(r / ph), y = static_cast<int>(r % ph);
+        uint64_t* dst = padded + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;
+        const int iy = y - c.pad_h;
+        const bool pad_row = iy < 0 || iy >= in_h;
+        for (int x = 0; x < pw; ++x) {
+          if (!pad_row && x == c.pad_w) {  // the row's real pixels are one contiguous run
+            const uint64_t* src = input + (static_cast<int64_t>(n) * in_h + iy) * in_w * in_words_;
+            std::copy(src, src + static_cast<int64_t>(in_w) * in_words_, dst + static_cast<int64_t>(x) * in_words_);
+            x += in_w - 1;
+            continue;
+          }
+          for (int w = 0; w < in_words_; ++w) dst[static_cast<int64_t>(x) * in_words_ + w] = pad_row_[w];
+        }
+      }
+    });
+    frame = padded;
+  }
+  // Word k = (tap, word) of every pixel sits at a fixed offset from the pixel.
+  int64_t* const k_offset = scratch.k_offset;
+  for (int ky = 0; ky < c.kernel_h; ++ky)
+    for (int kx = 0; kx < c.kernel_w; ++kx)
+      for (int w = 0; w < in_words_; ++w)
+        k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
+            (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
+
+  // parallel_for calls the body at most once per thread: each call takes the next slot.
+  std::atomic<int> next_slot{0};
+  parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
+    // This thread's padded-tap lists of one tile.
+    int16_t* const padded_taps =
+        correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * padded_taps_stride()
+                        : nullptr;
+    int16_t padded_count[kBgemmMr] = {0};
+
+    for (size_t task = begin; task < end; ++task) {
+      const int group = static_cast<int>(task % groups);
+      const int64_t chunk = static_cast<int64_t>((task / groups) % static_cast<size_t>(chunks));
+      const int n = static_cast<int>(task / (static_cast<size_t>(groups) * static_cast<size_t>(chunks)));
+      const uint64_t* image = frame + n * padded_image;
+      const int b0 = group * blocks_per_group, b1 = std::min(blocks_, b0 + blocks_per_group);
+      const int64_t tile_begin = tiles * chunk / chunks;
+      const int64_t tile_end = tiles * (chunk + 1) / chunks;
+      const int64_t p_end = std::min(pixels, tile_end * kBgemmMr);
+      for (int64_t p0 = tile_begin * kBgemmMr; p0 < p_end; p0 += kBgemmMr) {
+        const int rows = static_cast<int>(std::min<int64_t>(kBgemmMr, p_end - p0));
+        // Where each pixel's window starts in the framed input.
+        const uint64_t* base[kBgemmMr];
+        bool any_padded = false;
+        int y = static_cast<int>(p0 / ow), x = static_cast<int>(p0 % ow);
+        for (int m = 0; m < rows; ++m, ++x) {
+          if (x == ow) x = 0, ++y;
+          base[m] =
+              image + (static_cast<int64_t>(y) * c.stride_h * pw + static_cast<int64_t>(x) * c.stride_w) * in_words_;
+          padded_count[m] = 0;
+          if (!correct_padding) continue;
+          const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
+          if (iy0 >= 0 && ix0 >= 0 && iy0 + c.kernel_h <= in_h && ix0 + c.kernel_w <= in_w) continue;
+          int16_t count = 0;
+          for (int ky = 0; ky < c.kernel_h; ++ky) {
+            for (int kx = 0; kx < c.kernel_w; ++kx) {
+              const int iy = iy0 + ky, ix = ix0 + kx;
+              if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                padded_taps[static_cast<size_t>(m) * taps + count++] = static_cast<int16_t>(ky * c.kernel_w + kx);
+            }
+          }
+          padded_count[m] = count;
+          any_padded = true;
+        }
+        const int64_t out_first = (static_cast<int64_t>(n) * pixels + p0) * out_pixel;
+        for (int b = b0; b < b1; ++b) {
+          BgemmTileArgs a;
+          a.pixel_base = base;
+          a.k_offset = k_offset;
+          a.k_words = k_words;
+          a.weights = block_weights(b);
+          a.weight_stride = block_lanes(b);
+          a.rows = rows;
+          a.k_bits = k_bits;
+          a.tap_weight_sum =
+              any_padded ? tap_weight_sum_.data() + static_cast<size_t>(b) * taps * kBconvBlock : nullptr;
+          a.padded_taps = padded_taps;
+          a.padded_count = padded_count;
+          a.taps_stride = taps;
+          a.epilogue = &epilogue_[b];
+          a.kind = transform_kind_;
+          switch (transform_kind_) {
+            case OutputKind::kInt32:
+              a.output = static_cast<int32_t*>(output) + out_first + b * kBconvBlock;
+              a.out_pixel_stride = out_pixel;
+              break;
+            case OutputKind::kFloat:
+              a.output = static_cast<float*>(output) + out_first + b * kBconvBlock;
+              a.out_pixel_stride = out_pixel;
+              break;
+            case OutputKind::kBits:
+              // Two 32-channel blocks fill one little-endian uint64 word.
+              a.output = reinterpret_cast<uint32_t*>(static_cast<uint64_t*>(output) + out_first) + b;
+              a.out_pixel_stride = out_pixel * 2;
+              break;
+          }
+          (block_lanes(b) % 8 == 0 ? kernel : narrow_kernel)(a);
+          if (transform_kind_ == OutputKind::kBits && blocks_ % 2 == 1 && b == blocks_ - 1) {
+            // The last word's upper half has no block: its pad bits must be zero.
+            uint32_t* upper = static_cast<uint32_t*>(a.output) + 1;
+            for (int m = 0; m < rows; ++m) upper[m * a.out_pixel_stride] = 0;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace xnor

@@ -1,0 +1,103 @@
+// Binary 2-D convolution operator (also the binary dense layer, as a 1x1
+// convolution over an M x 1 image). Built once from bit-packed weights and an
+// output transform; run() executes on bit-packed NHWC input over a thread pool
+// with the microkernel of the requested ISA.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "microkernels/bconv2d_microkernel.h"
+#include "microkernels/isa.h"
+#include "operators/parallel.h"
+#include "operators/workspace.h"
+
+namespace xnor {
+
+struct BconvConfig {
+  int in_channels = 0;
+  int out_channels = 0;
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;  // symmetric, as torch.nn.Conv2d(padding=...)
+  PadMode pad_mode = PadMode::kZero;
+};
+
+// How the integer sum s of each output element becomes the output.
+struct OutputTransform {
+  OutputKind kind = OutputKind::kInt32;
+  std::vector<float> multiplier, bias;  // kFloat: y = multiplier[c] * s + bias[c] (fused fma)
+  // kBits: output bit (1 = -1) is (s < threshold[c]) XOR flip[c]. A channel
+  // that is +1 iff s >= T has threshold T, flip 0; one that is +1 iff s <= T
+  // (negative BN scale) has threshold T + 1, flip 1; a constant +1 channel
+  // has threshold INT32_MIN, flip 0, a constant -1 channel INT32_MIN, flip 1.
+  std::vector<int32_t> threshold;
+  std::vector<uint8_t> flip;
+};
+
+class BinaryConv2d {
+ public:
+  // weights: bit-packed [out_channels][kernel_h][kernel_w][in_words], pad bits zero.
+  BinaryConv2d(const BconvConfig& config, const uint64_t* weights, OutputTransform transform);
+
+  const BconvConfig& config() const { return config_; }
+  OutputKind output_kind() const { return transform_kind_; }
+  int in_words() const { return in_words_; }
+  int out_words() const { return (config_.out_channels + 63) / 64; }
+  int out_h(int in_h) const;
+  int out_w(int in_w) const;
+  // Elements per output pixel: out_channels for int32/float, out_words uint64 for bits.
+  int64_t out_pixel_elements() const;
+  // Bytes held for the repacked weights and the per-block constants (at most about twice
+  // the packed weights given, plus a few KiB per block: a narrow block is not padded to 32).
+  size_t packed_bytes() const;
+
+  // Bytes of scratch run() needs for this input on `threads` threads: the pad-framed
+  // input, the per-word tap offsets and one tile's padded-tap lists per thread.
+  size_t workspace_bytes(int batch, int in_h, int in_w, int threads) const;
+  // input: [batch][in_h][in_w][in_words] uint64. output: [batch][out_h][out_w][...]
+  // of int32, float or uint64 by output_kind(). workspace: workspace_bytes(batch,
+  // in_h, in_w, pool threads or 1) bytes, 64-byte aligned. Throws on a shape that
+  // gives an empty output.
+  void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
+           void* workspace) const;
+  // The same with a workspace allocated for this call (for callers without a memory plan).
+  void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
+
+ private:
+  struct Scratch {
+    uint64_t* frame;       // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
+    int64_t* k_offset;     // [taps * in_words]
+    int16_t* padded_taps;  // [threads][padded_taps_stride()]; null unless zero padding is corrected
+  };
+  size_t padded_taps_stride() const;  // one thread's kBgemmMr x taps lists, whole cache lines
+  Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
+
+  struct alignas(64) WeightLine {
+    uint64_t w[8];
+  };
+  // Lanes (channels, padded) of block b's weight rows: 32, except for a last block with fewer
+  // channels: those rounded up to 8 for the SIMD kernels, or exactly them under 8 (scalar
+  // kernel), so that a layer with one output channel does not hold 32 copies of its weights.
+  int block_lanes(int b) const { return b + 1 < blocks_ ? kBconvBlock : last_lanes_; }
+  // Block b's rows; every block but the last is full, so b's rows start after b full blocks.
+  const uint64_t* block_weights(int b) const {
+    return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
+  }
+  uint64_t* block_weights(int b) {
+    return weights_.data()->w + static_cast<size_t>(b) * static_cast<size_t>(k_words_) * kBconvBlock;
+  }
+
+  BconvConfig config_;
+  OutputKind transform_kind_;
+  int in_words_;
+  int k_words_;  // taps * in_words
+  int blocks_;
+  int last_lanes_;                            // block_lanes(blocks_ - 1)
+  std::vector<WeightLine> weights_;           // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines
+  std::vector<int32_t> tap_weight_sum_;       // [blocks][taps][32], kZero with padding only
+  std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
+  std::vector<uint64_t> pad_row_;             // [in_words]
+};
+
+}  // namespace xnor

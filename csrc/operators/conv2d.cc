@@ -1,0 +1,126 @@
+#include "operators/conv2d.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "microkernels/dispatch.h"
+#include "operators/aligned_buffer.h"
+
+namespace xnor {
+namespace {
+
+const FloatConvConfig& checked(const FloatConvConfig& c) {
+  if (c.in_channels <= 0 || c.out_channels <= 0 || c.kernel_h <= 0 || c.kernel_w <= 0 || c.stride_h <= 0 ||
+      c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0) {
+    throw std::invalid_argument("FloatConv2d: channels, kernel and stride must be positive and padding >= 0");
+  }
+  return c;
+}
+
+// Output pixels per task tile: a multiple of 12 (the AVX-512 tile height, and
+// twice the AVX2 one) whose im2col rows take about 32 KiB.
+size_t tile_rows(size_t k) {
+  size_t rows = (32768 / sizeof(float)) / k;
+  rows = rows / 12 * 12;
+  return std::min<size_t>(std::max<size_t>(rows, 12), 192);
+}
+
+}  // namespace
+
+FloatConv2d::FloatConv2d(const FloatConvConfig& config, const float* weights, const float* bias)
+    : config_(checked(config)),
+      k_(static_cast<size_t>(config.kernel_h) * config.kernel_w * config.in_channels),
+      weights_(static_cast<size_t>(config.out_channels), k_, weights, bias) {}
+
+bool FloatConv2d::is_gemm() const {
+  const FloatConvConfig& c = config_;
+  return c.kernel_h == 1 && c.kernel_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
+}
+
+size_t FloatConv2d::workspace_bytes(int threads) const {
+  WorkspaceCarver carver;
+  const size_t tile_stride = WorkspaceCarver::line_multiple<float>(tile_rows(k_) * k_);
+  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
+  return carver.bytes();
+}
+
+void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool,
+                      Isa isa) const {
+  const AlignedBytes workspace(workspace_bytes(threads_of(pool)));
+  run(input, batch, in_h, in_w, output, pool, isa, workspace.data());
+}
+
+void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
+                      void* workspace) const {
+  const FloatConvConfig& c = config_;
+  const int oh = out_h(in_h), ow = out_w(in_w);
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
+    throw std::invalid_argument("FloatConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) + " (batch " +
+                                std::to_string(batch) + ") gives an empty output for kernel " +
+                                std::to_string(c.kernel_h) + "x" + std::to_string(c.kernel_w));
+  }
+  const FloatKernels& kern = float_kernels(isa);
+  const size_t pixels = static_cast<size_t>(batch) * oh * ow;
+  const size_t cout = static_cast<size_t>(c.out_channels);
+  const size_t cin = static_cast<size_t>(c.in_channels);
+  const size_t panels = weights_.panels();
+
+  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows.
+  if (is_gemm()) {
+    const size_t rows = 96;
+    const size_t tiles = (pixels + rows - 1) / rows;
+    parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
+      for (size_t t = b; t < e; ++t) {
+        const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
+        for (size_t p = 0; p < panels; ++p)
+          weights_.run_panel(kern, p, m, input + r0 * cin, cin, output + r0 * cout, cout, c.relu);
+      }
+    });
+    return;
+  }
+
+  const size_t rows = tile_rows(k_);
+  const size_t tiles = (pixels + rows - 1) / rows;
+  const size_t out_plane = static_cast<size_t>(oh) * ow;
+  const size_t row_floats = static_cast<size_t>(c.kernel_w) * cin;  // one kernel row of one pixel
+  WorkspaceCarver carver(workspace);
+  const size_t tile_stride = WorkspaceCarver::line_multiple<float>(rows * k_);
+  float* const tiles_scratch = carver.take<float>(static_cast<size_t>(threads_of(pool)) * tile_stride);
+  // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
+  std::atomic<int> next_slot{0};
+  parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
+    float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * tile_stride;
+    for (size_t t = b; t < e; ++t) {
+      const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
+      // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI.
+      for (size_t r = 0; r < m; ++r) {
+        const size_t pix = r0 + r;
+        const size_t img = pix / out_plane, rem = pix % out_plane;
+        const int y = static_cast<int>(rem / ow), x = static_cast<int>(rem % ow);
+        const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
+        const int kx_lo = std::max(0, -ix0), kx_hi = std::min(c.kernel_w, in_w - ix0);
+        const float* src_img = input + img * static_cast<size_t>(in_h) * in_w * cin;
+        float* dst = a + r * k_;
+        for (int ky = 0; ky < c.kernel_h; ++ky, dst += row_floats) {
+          const int iy = iy0 + ky;
+          if (iy < 0 || iy >= in_h || kx_lo >= kx_hi) {
+            std::memset(dst, 0, row_floats * sizeof(float));
+            continue;
+          }
+          const size_t lead = static_cast<size_t>(kx_lo) * cin;
+          const size_t body = static_cast<size_t>(kx_hi - kx_lo) * cin;
+          if (lead) std::memset(dst, 0, lead * sizeof(float));
+          std::memcpy(dst + lead, src_img + (static_cast<size_t>(iy) * in_w + (ix0 + kx_lo)) * cin,
+                      body * sizeof(float));
+          if (lead + body < row_floats) std::memset(dst + lead + body, 0, (row_floats - lead - body) * sizeof(float));
+        }
+      }
+      for (size_t p = 0; p < panels; ++p) weights_.run_panel(kern, p, m, a, k_, output + r0 * cout, cout, c.relu);
+    }
+  });
+}
+
+}  // namespace xnor

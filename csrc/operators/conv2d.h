@@ -1,0 +1,57 @@
+// Float 2-D convolution operator (first layers): NHWC float input, OHWI
+// weights packed once into SGEMM panels, im2col of a tile of output pixels
+// into a per-task scratch buffer, then the ISA's SGEMM panel kernel.
+// Work is split over tiles of output pixels; every output element is one FMA
+// chain over k = (kh, kw, ci) in order, so results do not depend on the ISA
+// path or the thread count.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "microkernels/isa.h"
+#include "operators/parallel.h"
+#include "operators/sgemm_packed.h"
+#include "operators/workspace.h"
+
+namespace xnor {
+
+struct FloatConvConfig {
+  int in_channels = 0;
+  int out_channels = 0;
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;  // symmetric zero padding, as torch.nn.Conv2d(padding=...)
+  bool relu = false;         // fused max(y, 0) after the bias
+};
+
+class FloatConv2d {
+ public:
+  // weights: [out_channels][kernel_h][kernel_w][in_channels] (OHWI); bias: [out_channels] or nullptr.
+  // Throws std::invalid_argument on a bad configuration.
+  FloatConv2d(const FloatConvConfig& config, const float* weights, const float* bias);
+
+  const FloatConvConfig& config() const { return config_; }
+  // Output size for an input size; <= 0 when the input is smaller than the kernel.
+  int out_h(int in_h) const { return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1; }
+  int out_w(int in_w) const { return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1; }
+
+  // Bytes of scratch run() needs on `threads` threads: one im2col tile per thread
+  // (none for a 1x1 stride-1 unpadded convolution, which is a plain GEMM).
+  size_t workspace_bytes(int threads) const;
+  // input: [batch][in_h][in_w][in_channels]; output: [batch][out_h][out_w][out_channels].
+  // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned.
+  // Throws std::invalid_argument when the output would be empty.
+  void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
+           void* workspace) const;
+  // The same with a workspace allocated for this call (for callers without a memory plan).
+  void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa) const;
+
+ private:
+  FloatConvConfig config_;
+  bool is_gemm() const;  // 1x1, stride 1, no padding
+  size_t k_;             // kernel_h * kernel_w * in_channels
+  PackedSgemmWeights weights_;
+};
+
+}  // namespace xnor

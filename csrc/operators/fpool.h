@@ -1,0 +1,29 @@
+// Float pooling operators on NHWC tensors: max-pool (padding ignored, like
+// PyTorch's -inf), average pool (count_include_pad as PyTorch), and global
+// average pool (adaptive average pool to 1x1). Work is split over output
+// rows (or images x channel blocks); results do not depend on the ISA path or
+// the thread count.
+#pragma once
+
+#include <cstddef>
+
+#include "microkernels/float_kernels.h"
+#include "microkernels/isa.h"
+#include "operators/parallel.h"
+
+namespace xnor {
+
+// Fills out_h/out_w (floor mode) and checks the geometry: kernel and stride
+// positive, 0 <= padding <= kernel / 2, non-empty output. Throws
+// std::invalid_argument naming `op` otherwise.
+void float_pool_geometry(FloatPoolGeometry& g, const char* op);
+
+// in: [batch][in_h][in_w][channels]; out: [batch][out_h][out_w][channels].
+void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);
+void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);
+
+// in: [batch][pixels][channels]; out: [batch][channels].
+void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out, TaskRunner* pool,
+                          Isa isa);
+
+}  // namespace xnor

@@ -1,0 +1,77 @@
+// What an operator needs from threads: a TaskRunner that splits [0, n) into ranges, and the one
+// task-splitting policy every operator follows. The runtime's ThreadPool (runtime/thread_pool.h)
+// is the TaskRunner; operators never see it, so this folder depends on nothing above it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+namespace xnor {
+
+// A non-owning reference to a callable fn(begin, end). Unlike std::function it
+// never allocates, so running a graph allocates nothing; the callable must
+// outlive the call (parallel_for blocks until every range is done).
+class RangeFn {
+ public:
+  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RangeFn>>>
+  RangeFn(F&& fn)  // NOLINT: implicit, so that lambdas pass straight to parallel_for
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(fn)))),
+        call_(&invoke<std::remove_reference_t<F>>) {}
+  void operator()(size_t begin, size_t end) const { call_(object_, begin, end); }
+
+ private:
+  template <typename F>
+  static void invoke(void* object, size_t begin, size_t end) {
+    (*static_cast<F*>(object))(begin, end);
+  }
+  void* object_;
+  void (*call_)(void*, size_t, size_t);
+};
+
+class TaskRunner {
+ public:
+  virtual ~TaskRunner() = default;
+  // Threads that share the work (the calling thread included), >= 1.
+  virtual int threads() const = 0;
+  // Calls fn(begin, end) on disjoint ranges that cover [0, n); ranges are multiples of `grain`
+  // except the last, contiguous and deterministic, at most one per thread. Blocks until done.
+  virtual void parallel_for(size_t n, size_t grain, RangeFn fn) = 0;
+};
+
+// Runs fn over [0, n) on the runner, or inline (one range) when runner is null.
+inline void parallel_for(TaskRunner* runner, size_t n, size_t grain, RangeFn fn) {
+  if (runner == nullptr) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  runner->parallel_for(n, grain, fn);
+}
+
+inline int threads_of(const TaskRunner* runner) { return runner == nullptr ? 1 : runner->threads(); }
+
+// ---------------------------------------------------------------- task-splitting policy
+// Work is split at two levels: memory-bound element-wise ops hand out ranges of about
+// kElementGrain values; compute-bound operators (binary convolution) cut their work into
+// kTasksPerThread tasks per thread so that uneven tasks still balance.
+
+// Values per task for memory-bound element-wise work (a few microseconds): handing a smaller
+// task to another thread costs more than it saves, and on a loaded machine far more (the other
+// thread may first have to be scheduled).
+constexpr size_t kElementGrain = 16384;
+
+// The grain, in rows of `row_values` values, that gives each task about kElementGrain values.
+inline size_t element_grain_rows(size_t row_values) {
+  return row_values >= kElementGrain ? 1 : kElementGrain / (row_values == 0 ? 1 : row_values);
+}
+
+// Compute-bound operators: tasks per thread with a runner, for balance.
+constexpr int kTasksPerThread = 4;
+
+// The fewest tasks a compute-bound operator should cut its work into on `runner`.
+inline int64_t min_tasks(const TaskRunner* runner) {
+  return runner == nullptr ? 1 : int64_t{kTasksPerThread} * runner->threads();
+}
+
+}  // namespace xnor

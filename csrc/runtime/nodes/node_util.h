@@ -1,0 +1,62 @@
+// Helpers shared by the node files: limits, messages, parameter copies and the row split.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/nodes.h"
+#include "runtime/op_registry.h"
+
+namespace xnor::nodes {
+
+constexpr int64_t kMaxKernel = 1024;  // kernel, stride and padding sizes
+constexpr size_t kMaxConcatInputs = 64;
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+inline const float* f32(const ParamView* p) { return p ? static_cast<const float*>(p->data) : nullptr; }
+
+inline std::vector<float> copy_f32(const ParamView* p) {
+  const float* d = f32(p);
+  return p ? std::vector<float>(d, d + p->count) : std::vector<float>();
+}
+
+inline int64_t require_positive(const OpArgs& a, int64_t v, const std::string& what) {
+  if (v < 1 || v > kMaxDim) a.fail(what + " " + std::to_string(v) + " is out of range");
+  return v;
+}
+
+inline size_t grain_rows(int64_t row_elements) {
+  return element_grain_rows(static_cast<size_t>(std::max<int64_t>(1, row_elements)));
+}
+
+// Splits `rows` rows of `row_elements` values over the pool and calls fn(first_row, row_count).
+template <typename Fn>
+void for_rows(const RunContext& ctx, int64_t rows, int64_t row_elements, Fn&& fn) {
+  parallel_for(ctx.pool, static_cast<size_t>(rows), grain_rows(row_elements),
+               [&](size_t b, size_t e) { fn(b, e - b); });
+}
+
+// Base for ops that keep the shape and, when channels_ > 0, need that many channels.
+class SameShapeNode : public Node {
+ public:
+  SameShapeNode(const OpArgs& a, DType in, DType out, int64_t channels)
+      : Node(a.op(), {in}, out), channels_(channels) {}
+  Shape infer(const Shape* in, size_t) const override {
+    if (channels_ > 0 && in[0].channels() != channels_) {
+      fail("input must have " + std::to_string(channels_) + " channels (last axis), got " + in[0].str());
+    }
+    return in[0];
+  }
+
+ protected:
+  int64_t channels_;
+};
+
+}  // namespace xnor::nodes

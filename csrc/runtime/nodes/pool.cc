@@ -1,0 +1,100 @@
+// Pooling over NHWC windows: maxpool2d and avgpool2d (float), bmaxpool2d (packed bits: AND).
+#include <stdexcept>
+
+#include "microkernels/bmaxpool.h"
+#include "operators/fpool.h"
+#include "runtime/nodes/node_util.h"
+
+namespace xnor::ops {
+namespace {
+
+using namespace nodes;
+
+constexpr AttrSchema kMaxAttrs[] = {
+    {"kernel", AttrType::kInts, true}, {"stride", AttrType::kInts, true}, {"padding", AttrType::kInts, true}};
+constexpr AttrSchema kAvgAttrs[] = {{"kernel", AttrType::kInts, true},
+                                    {"stride", AttrType::kInts, true},
+                                    {"padding", AttrType::kInts, true},
+                                    {"count_include_pad", AttrType::kBool, false}};
+
+class PoolNode final : public Node {
+ public:
+  enum class Kind { kMax, kAvg, kBinaryMax };
+  PoolNode(const OpArgs& a, Kind kind)
+      : Node(a.op(), {kind == Kind::kBinaryMax ? DType::kBits : DType::kF32},
+             kind == Kind::kBinaryMax ? DType::kBits : DType::kF32),
+        kind_(kind),
+        k_(a.pair("kernel")),
+        st_(a.pair("stride")),
+        p_(a.pair("padding")),
+        count_include_pad_(a.boolean("count_include_pad", true)) {}
+  FloatPoolGeometry geometry(const Shape& in) const {
+    if (in.rank != 4) fail("input must be NHWC, got " + in.str());
+    FloatPoolGeometry g{static_cast<int>(in.d[1]),
+                        static_cast<int>(in.d[2]),
+                        static_cast<int>(in.d[3]),
+                        k_.first,
+                        k_.second,
+                        st_.first,
+                        st_.second,
+                        p_.first,
+                        p_.second,
+                        0,
+                        0,
+                        count_include_pad_};
+    try {
+      float_pool_geometry(g, kind().c_str());
+    } catch (const std::invalid_argument& e) {
+      fail(e.what());
+    }
+    return g;
+  }
+  Shape infer(const Shape* in, size_t) const override {
+    const FloatPoolGeometry g = geometry(in[0]);
+    return Shape::nhwc(in[0].d[0], g.out_h, g.out_w, in[0].d[3]);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
+    const FloatPoolGeometry g = geometry(s[0]);
+    const int batch = static_cast<int>(s[0].d[0]);
+    if (kind_ == Kind::kMax) {
+      float_maxpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa);
+    } else if (kind_ == Kind::kAvg) {
+      float_avgpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa);
+    } else {
+      const PoolGeometry bg{g.in_h,     g.in_w,  g.kernel_h, g.kernel_w, g.stride_h,
+                            g.stride_w, g.pad_h, g.pad_w,    g.out_h,    g.out_w};
+      const int words = static_cast<int>(words_of(s[0].d[3]));
+      const int64_t in_image = int64_t{g.in_h} * g.in_w * words, out_image = int64_t{g.out_h} * g.out_w * words;
+      const uint64_t* src = static_cast<const uint64_t*>(in[0]);
+      uint64_t* dst = static_cast<uint64_t*>(out);
+      const BinaryMaxPoolFn fn = ctx.bin->binary_maxpool;
+      parallel_for(ctx.pool, static_cast<size_t>(batch) * g.out_h, 1, [&](size_t b, size_t e) {
+        for (size_t r = b; r < e; ++r) {
+          const int64_t img = static_cast<int64_t>(r / g.out_h);
+          const int row = static_cast<int>(r % g.out_h);
+          fn(src + img * in_image, words, bg, row, row + 1, dst + img * out_image);
+        }
+      });
+    }
+  }
+
+ private:
+  Kind kind_;
+  std::pair<int, int> k_, st_, p_;
+  bool count_include_pad_;
+};
+
+}  // namespace
+
+const OpSchema maxpool2d_schema{"maxpool2d", 1, 1, kMaxAttrs, {}};
+const OpSchema avgpool2d_schema{"avgpool2d", 1, 1, kAvgAttrs, {}};
+const OpSchema bmaxpool2d_schema{"bmaxpool2d", 1, 1, kMaxAttrs, {}};
+
+std::unique_ptr<Node> make_maxpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kMax); }
+std::unique_ptr<Node> make_avgpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kAvg); }
+std::unique_ptr<Node> make_bmaxpool2d(const OpArgs& a) {
+  return std::make_unique<PoolNode>(a, PoolNode::Kind::kBinaryMax);
+}
+
+}  // namespace xnor::ops
