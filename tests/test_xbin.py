@@ -293,3 +293,52 @@ def test_invalid_json_text(model):
     payloads[0] = (xbin.KIND_JSON, "graph", b'{"format": NaN')
     path.write_bytes(xbin.assemble(payloads))
     both_reject(path, "not valid JSON")
+
+
+# --------------------------------------------------------------------------- one loader
+
+
+def test_cpp_loader_op_table_agrees_with_the_ir():
+    """The C++ loader's op table (csrc/runtime/op_specs.h) is xnorinfer/ir.py's, param dtypes included."""
+    specs = xnorinfer._core.op_specs()
+    assert specs == {k: tuple(map(set, v)) for k, v in ir.OP_SPECS.items()}
+    assert xnorinfer._core.IR_VERSION == ir.IR_VERSION
+    for kind, (_, _, req_p, opt_p) in ir.OP_SPECS.items():
+        for p in req_p | opt_p:
+            assert xnorinfer._core.param_dtype(kind, p) == xbin.param_dtype(kind, p), (kind, p)
+
+
+def test_read_and_load_from_bytes_match_the_file(model, rng):
+    g, path = model
+    data = path.read_bytes()
+    assert xbin.to_bytes(g) == data
+    back = xbin.read_bytes(data, "mem")
+    assert [o.params.keys() for o in back.ops] == [o.params.keys() for o in g.ops]
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    want = xnorinfer.load(path, threads=1).run(x)
+    got = xnorinfer.load(data, threads=2, name="mem").run(x)
+    assert np.array_equal(got, want)
+    with pytest.raises(XbinError, match=r"^mem: .*checksum mismatch"):
+        xnorinfer.load(data[:-1] + bytes([data[-1] ^ 1]), name="mem")
+    with pytest.raises(XbinError, match=r"^<bytes>: "):
+        xnorinfer.load_bytes(data[:100])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (b'{"format":"xnorinfer.xbin","format":"x"}', "duplicate key"),
+        (b"\xff{}", "not valid JSON"),
+        (b"[" * 100 + b"]" * 100, "nesting deeper"),
+        (b'{"ir_version": 1e999}', "outside the double range"),
+        (b'{"ir_version": 99999999999999999999}', "outside the 64-bit range"),
+    ],
+)
+def test_strict_json(model, text, match):
+    _, path = model
+    data = path.read_bytes()
+    sections = xbin.parse_container(data, str(path))
+    payloads = [(k, n, data[o : o + s]) for k, n, o, s in sections]
+    payloads[0] = (xbin.KIND_JSON, "graph", text)
+    path.write_bytes(xbin.assemble(payloads))
+    both_reject(path, match)
