@@ -163,6 +163,27 @@ def assemble(payloads: Sequence[tuple[int, str, bytes]]) -> bytes:
     return bytes(out)
 
 
+def reseal(data: bytes | bytearray) -> bytes:
+    """`data` with every checksum and the declared size recomputed after a deliberate edit (for tests
+    and fuzzers: a mutant then gets past the checksums to the checks behind them). Sections whose
+    entries point outside the data are left as they are; data shorter than a header is returned as is."""
+    buf = bytearray(data)
+    if len(buf) < HEADER_BYTES:
+        return bytes(buf)
+    count = struct.unpack_from("<I", buf, 12)[0]
+    table_end = HEADER_BYTES + ENTRY_BYTES * count
+    if table_end <= len(buf):
+        for i in range(count):
+            _, _, off, size, _ = struct.unpack_from("<IIQQI", buf, HEADER_BYTES + ENTRY_BYTES * i)
+            if off + size <= len(buf):
+                crc = zlib.crc32(bytes(buf[off : off + size]))
+                struct.pack_into("<I", buf, HEADER_BYTES + ENTRY_BYTES * i + 24, crc)
+        struct.pack_into("<I", buf, 24, zlib.crc32(bytes(buf[HEADER_BYTES:table_end])))
+    struct.pack_into("<Q", buf, 16, len(buf))
+    struct.pack_into("<I", buf, 28, zlib.crc32(bytes(buf[:28])))
+    return bytes(buf)
+
+
 def write(graph: ir.Graph, path: str | os.PathLike[str]) -> None:
     """Validate `graph` and write it to `path` atomically (temp file, fsync, rename)."""
     path = Path(path)
