@@ -1,7 +1,8 @@
 """The .xbin format: round trip, atomic writes, and rejection of bad files by both readers.
 
-Every bad file must be rejected with XbinError (a ValueError) naming the file, by the Python
-reader (`xbin.read`) and by the C++ loader behind `xnorinfer.load`, never with a crash.
+Every bad file must be rejected with XbinError (a ValueError) naming the file, by `xbin.read` (the
+C++ loader's checks without building the runtime graph) and by `xnorinfer.load` (the C++ loader),
+never with a crash.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def model(tmp_path, rng):
 
 
 def both_reject(path, match: str) -> None:
-    """The Python reader and the C++ loader both reject `path` with XbinError matching `match`."""
+    """`xbin.read` and `xnorinfer.load` both reject `path` with XbinError matching `match`."""
     with pytest.raises(XbinError, match=match) as e1:
         xbin.read(path)
     assert str(path) in str(e1.value)
