@@ -72,11 +72,12 @@ class Session:
             raise XbinError(err.object.decode("utf-8", "surrogateescape")) from None
         except ValueError as err:  # XbinFormatError, or MemoryLimitError for the recorded input
             raise XbinError(str(err)) from None
-        self._desc = self._model.describe()
+        self._metadata: dict[str, Any] = self._model.metadata
+        self._desc: dict[str, Any] | None = None  # the graph description, built when costs() needs it
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
         # an (N, F) model (an MLP without Flatten): the engine runs it as NCHW (N, F, 1, 1)
-        self._features_input = self._desc["metadata"].get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
+        self._features_input = self._metadata.get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
             1,
             1,
         )
@@ -108,12 +109,12 @@ class Session:
 
     @property
     def labels(self) -> list[str] | None:
-        labels = self._desc["metadata"].get("labels")
+        labels = self._metadata.get("labels")
         return [str(v) for v in labels] if isinstance(labels, list) else None
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return dict(self._desc["metadata"])
+        return dict(self._metadata)
 
     def run(self, x: np.ndarray, isa: str | None = None) -> np.ndarray | list[np.ndarray]:
         """Run on a float32 NCHW batch; returns the graph output (a list when there are several).
@@ -200,8 +201,13 @@ class Session:
                 shapes[op["inputs"][0]],
                 shapes[op["outputs"][0]],
             )
-            for op in self._desc["ops"]
+            for op in self._describe()["ops"]
         ]
+
+    def _describe(self) -> dict[str, Any]:
+        if self._desc is None:
+            self._desc = self._model.describe()
+        return self._desc
 
     def summary(self) -> list[dict[str, Any]]:
         """Per-op rows: name, kind, output shape, weight bits/bytes as stored, binary MACs and FLOPs (batch 1)."""

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <map>
 
 #include "python/common.h"
 #include "runtime/model.h"
@@ -51,6 +52,7 @@ py::object attr_to_python(const AttrValue& a) {
 // ops [{kind, name, inputs, outputs, attrs, params {name: {section, dtype, shape}}}], metadata.
 // With `file`, every param also gets "array": a numpy copy of its section's bytes.
 py::dict graph_to_python(const GraphDesc& g, const XbinFile* file) {
+  std::map<std::string, py::dtype> dtypes;  // numpy parses a dtype name slowly: once per name
   py::dict out;
   out["inputs"] = py::cast(g.inputs);
   out["outputs"] = py::cast(g.outputs);
@@ -91,7 +93,9 @@ py::dict graph_to_python(const GraphDesc& g, const XbinFile* file) {
       pd["dtype"] = p.dtype;
       pd["shape"] = py::cast(p.shape);
       if (file) {
-        py::array arr(py::dtype(p.dtype), std::vector<py::ssize_t>(p.shape.begin(), p.shape.end()));
+        auto dt = dtypes.find(p.dtype);
+        if (dt == dtypes.end()) dt = dtypes.emplace(p.dtype, py::dtype(p.dtype)).first;
+        py::array arr(dt->second, std::vector<py::ssize_t>(p.shape.begin(), p.shape.end()));
         const XbinSection& sec = file->section(static_cast<size_t>(p.section));
         if (static_cast<uint64_t>(arr.nbytes()) != sec.size) throw std::logic_error("param size changed");
         std::memcpy(arr.mutable_data(), file->section_data(static_cast<size_t>(p.section)), sec.size);

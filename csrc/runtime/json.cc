@@ -262,8 +262,19 @@ class Parser {
     }
   }
 
-  // Sorted, so that an object with many keys costs n log n, not n^2.
+  // Small objects (most of a graph) compare pairs; large ones sort, so that an object with many
+  // keys costs n log n, not n^2.
   void check_unique(const std::vector<std::pair<std::string, Value>>& members) {
+    if (members.size() <= 16) {
+      for (size_t i = 1; i < members.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+          if (members[i].first == members[j].first) {
+            fail("duplicate key " + quote(members[i].first) + " in the object ending");
+          }
+        }
+      }
+      return;
+    }
     std::vector<std::string_view> keys;
     keys.reserve(members.size());
     for (const auto& m : members) keys.emplace_back(m.first);

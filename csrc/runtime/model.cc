@@ -78,10 +78,8 @@ class Describer {
   }
 
  private:
+  // Messages are built only on failure: checks run once per op, parameter and tensor.
   [[noreturn]] void fail(const std::string& what) const { throw XbinError(file_.path() + ": " + what); }
-  void expect(bool ok, const std::string& what) const {
-    if (!ok) fail(what);
-  }
 
   json::Value parse() const {
     const XbinSection& s = file_.section(0);
@@ -92,16 +90,19 @@ class Describer {
     } catch (const json::ParseError& e) {
       fail(std::string("graph JSON section is not valid JSON (") + e.what() + ")");
     }
-    expect(doc.is_object(), "graph JSON must be an object");
+    if (!doc.is_object()) fail("graph JSON must be an object");
     const json::Value* format = doc.find("format");
-    expect(format && format->is_string() && format->as_string() == "xnorinfer.xbin",
-           "graph JSON 'format' is not 'xnorinfer.xbin'");
+    if (!format || !format->is_string() || format->as_string() != "xnorinfer.xbin") {
+      fail("graph JSON 'format' is not 'xnorinfer.xbin'");
+    }
     const json::Value* version = doc.find("ir_version");
-    expect(version && version->is_int(), "graph JSON 'ir_version' is missing");
+    if (!version || !version->is_int()) fail("graph JSON 'ir_version' is missing");
     const int64_t v = version->as_int();
-    expect(v >= 1, "IR version " + std::to_string(v) + " is invalid (versions start at 1)");
-    expect(v <= kIrVersion, "IR version " + std::to_string(v) + " is newer than this xnorinfer supports (" +
-                                std::to_string(kIrVersion) + ")");
+    if (v < 1) fail("IR version " + std::to_string(v) + " is invalid (versions start at 1)");
+    if (v > kIrVersion) {
+      fail("IR version " + std::to_string(v) + " is newer than this xnorinfer supports (" +
+           std::to_string(kIrVersion) + ")");
+    }
     return doc;
   }
 
@@ -116,8 +117,10 @@ class Describer {
         ok = d.is_int() && d.as_int() >= 1 && d.as_int() <= kMaxShapeDim;
       }
     }
-    expect(ok, where + ": shape " + show(v) + " must be a list of " + (ranks_2_or_4 ? "2/4" : "1/2/3/4") +
-                   " positive integers");
+    if (!ok) {
+      fail(where + ": shape " + show(v) + " must be a list of " + (ranks_2_or_4 ? "2/4" : "1/2/3/4") +
+           " positive integers");
+    }
     std::vector<int64_t> out;
     for (const json::Value& d : v->items()) out.push_back(d.as_int());
     return out;
@@ -126,7 +129,7 @@ class Describer {
   std::vector<std::string> names(const json::Value& list, const std::string& what) const {
     std::vector<std::string> out;
     for (const json::Value& v : list.items()) {
-      expect(v.is_string(), what);
+      if (!v.is_string()) fail(what);
       out.push_back(v.as_string());
     }
     return out;
@@ -135,11 +138,12 @@ class Describer {
   void tensors(const json::Value& list, GraphDesc* g) const {
     for (const json::Value& t : list.items()) {
       const json::Value* name = t.find("name");
-      expect(t.is_object() && name && name->is_string(), "tensor entry without a name");
+      if (!t.is_object() || !name || !name->is_string()) fail("tensor entry without a name");
       const std::string where = "tensor " + quoted(name->as_string());
       const json::Value* dtype = t.find("dtype");
-      expect(dtype && dtype->is_string() && (dtype->as_string() == "f32" || dtype->as_string() == "bits"),
-             where + ": dtype must be 'f32' or 'bits'");
+      if (!dtype || !dtype->is_string() || (dtype->as_string() != "f32" && dtype->as_string() != "bits")) {
+        fail(where + ": dtype must be 'f32' or 'bits'");
+      }
       g->tensors.push_back({name->as_string(), dtype->as_string(), shape(t.find("shape"), where, 2, 4, true)});
     }
   }
@@ -168,53 +172,56 @@ class Describer {
     for (const json::Value& o : list.items()) {
       const json::Value* name = o.find("name");
       const json::Value* kind = o.find("kind");
-      expect(o.is_object() && name && name->is_string() && kind && kind->is_string(),
-             "op entry without a name or kind");
+      if (!o.is_object() || !name || !name->is_string() || !kind || !kind->is_string()) {
+        fail("op entry without a name or kind");
+      }
       OpDesc op;
       op.name = name->as_string();
       op.kind = kind->as_string();
       const std::string where = "op " + one_line(op.name) + " (" + one_line(op.kind) + ")";
-      expect(find_op_spec(op.kind) != nullptr, where + ": unknown op kind");
+      if (find_op_spec(op.kind) == nullptr) fail(where + ": unknown op kind");
       for (const char* key : {"inputs", "outputs"}) {
         const json::Value* v = o.find(key);
         bool ok = v && v->is_array();
         for (size_t i = 0; ok && i < v->items().size(); ++i) ok = v->items()[i].is_string();
-        expect(ok, where + ": '" + key + "' must be a list of tensor names");
+        if (!ok) fail(where + ": '" + key + "' must be a list of tensor names");
         (std::string_view(key) == "inputs" ? op.inputs : op.outputs) = names(*v, "");
       }
       const json::Value* attrs = o.find("attrs");
       const json::Value* params = o.find("params");
-      expect(attrs && attrs->is_object() && params && params->is_object(),
-             where + ": 'attrs' and 'params' must be objects");
+      if (!attrs || !attrs->is_object() || !params || !params->is_object()) {
+        fail(where + ": 'attrs' and 'params' must be objects");
+      }
       for (const auto& [key, value] : attrs->members()) {
         bool ok = false;
         AttrValue a = attr(value, &ok);
-        expect(ok, where + ": attribute " + quoted(key) + " has an unsupported value " + show(&value));
+        if (!ok) fail(where + ": attribute " + quoted(key) + " has an unsupported value " + show(&value));
         op.attrs[key] = std::move(a);
         op.attr_order.push_back(key);
       }
       for (const auto& [pname, p] : params->members()) {
         const std::string pw = where + " param " + quoted(pname);
-        expect(p.is_object(), pw + ": must be an object");
+        if (!p.is_object()) fail(pw + ": must be an object");
         const std::string want(param_dtype(op.kind, pname));
         const json::Value* dtype = p.find("dtype");
-        expect(dtype && dtype->is_string() && dtype->as_string() == want,
-               pw + ": dtype must be " + want + ", got " + show(dtype));
+        if (!dtype || !dtype->is_string() || dtype->as_string() != want) {
+          fail(pw + ": dtype must be " + want + ", got " + show(dtype));
+        }
         std::vector<int64_t> dims = shape(p.find("shape"), pw, 1, 4, false);
         const json::Value* sec = p.find("section");
         const bool is_data = sec && sec->is_int() && sec->as_int() >= 1 &&
                              static_cast<uint64_t>(sec->as_int()) < file_.section_count() &&
                              file_.section(static_cast<size_t>(sec->as_int())).kind == kXbinSectionData;
-        expect(is_data, pw + ": section " + show(sec) + " is not a data section of this file");
+        if (!is_data) fail(pw + ": section " + show(sec) + " is not a data section of this file");
         const int64_t index = sec->as_int();
         const XbinSection& section = file_.section(static_cast<size_t>(index));
-        expect(used_sections_.insert(index).second,
-               pw + ": section " + std::to_string(index) + " is used twice");
+        if (!used_sections_.insert(index).second) fail(pw + ": section " + std::to_string(index) + " is used twice");
         // Entry i must be the section written as param<i>: a consistent swap of two table
         // entries (each with its own valid CRC) would otherwise load the wrong weights.
-        expect(section.name == "param" + std::to_string(index),
-               pw + ": section " + std::to_string(index) + " is named '" + printable(section.name) +
-                   "', expected 'param" + std::to_string(index) + "' (section table entries reordered?)");
+        if (section.name != "param" + std::to_string(index)) {
+          fail(pw + ": section " + std::to_string(index) + " is named '" + printable(section.name) +
+               "', expected 'param" + std::to_string(index) + "' (section table entries reordered?)");
+        }
         // Up to four dims of up to 2^30 each: multiply with a bound (anything that large cannot
         // match a section of the file anyway).
         uint64_t need = static_cast<uint64_t>(itemsize(want));
@@ -223,13 +230,14 @@ class Describer {
           if (need > (uint64_t{1} << 62) / static_cast<uint64_t>(d)) overflow = true;
           else need *= static_cast<uint64_t>(d);
         }
-        std::string shape_text = "(";
-        for (size_t i = 0; i < dims.size(); ++i) shape_text += (i ? ", " : "") + std::to_string(dims[i]);
-        shape_text += dims.size() == 1 ? ",)" : ")";
-        expect(!overflow && need == section.size,
-               pw + ": " + want + " shape " + shape_text + " needs " +
-                   (overflow ? std::string("more than 2^62") : std::to_string(need)) +
-                   " bytes but its section has " + std::to_string(section.size));
+        if (overflow || need != section.size) {
+          std::string shape_text = "(";
+          for (size_t i = 0; i < dims.size(); ++i) shape_text += (i ? ", " : "") + std::to_string(dims[i]);
+          shape_text += dims.size() == 1 ? ",)" : ")";
+          fail(pw + ": " + want + " shape " + shape_text + " needs " +
+               (overflow ? std::string("more than 2^62") : std::to_string(need)) + " bytes but its section has " +
+               std::to_string(section.size));
+        }
         op.params[pname] = ParamDesc{index, want, std::move(dims)};
         op.param_order.push_back(pname);
       }
@@ -241,10 +249,12 @@ class Describer {
   // attributes and parameters, single assignment and topological order.
   void structure(const GraphDesc& g) const {
     std::unordered_set<std::string> declared;
-    for (const TensorDesc& t : g.tensors) expect(declared.insert(t.name).second, "a tensor name is declared twice");
+    for (const TensorDesc& t : g.tensors) {
+      if (!declared.insert(t.name).second) fail("a tensor name is declared twice");
+    }
     std::unordered_set<std::string> defined(g.inputs.begin(), g.inputs.end());
     for (const std::string& name : g.inputs) {
-      expect(declared.count(name) != 0, "graph input " + one_line(name) + " has no tensor entry");
+      if (declared.count(name) == 0) fail("graph input " + one_line(name) + " has no tensor entry");
     }
     for (const OpDesc& op : g.ops) {
       const std::string who = "op " + one_line(op.name) + " (" + one_line(op.kind) + ")";
@@ -269,19 +279,19 @@ class Describer {
         for (const std::string& k : s) out += (out.size() > 1 ? ", '" : "'") + one_line(k) + "'";
         return out + "]";
       };
-      expect(missing.empty(), who + ": missing " + list(missing));
-      expect(extra.empty(), who + ": unexpected " + list(extra));
+      if (!missing.empty()) fail(who + ": missing " + list(missing));
+      if (!extra.empty()) fail(who + ": unexpected " + list(extra));
       for (const std::string& t : op.inputs) {
-        expect(defined.count(t) != 0, who + " reads " + one_line(t) + " before it is produced");
+        if (defined.count(t) == 0) fail(who + " reads " + one_line(t) + " before it is produced");
       }
       for (const std::string& t : op.outputs) {
-        expect(defined.count(t) == 0, who + " writes " + one_line(t) + ", which is already defined");
-        expect(declared.count(t) != 0, who + " writes " + one_line(t) + ", which has no tensor entry");
+        if (defined.count(t) != 0) fail(who + " writes " + one_line(t) + ", which is already defined");
+        if (declared.count(t) == 0) fail(who + " writes " + one_line(t) + ", which has no tensor entry");
         defined.insert(t);
       }
     }
     for (const std::string& t : g.outputs) {
-      expect(defined.count(t) != 0, "graph output " + one_line(t) + " is never produced");
+      if (defined.count(t) == 0) fail("graph output " + one_line(t) + " is never produced");
     }
   }
 
