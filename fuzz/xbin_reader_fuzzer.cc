@@ -1,17 +1,24 @@
-// libFuzzer target for the C++ .xbin container reader (csrc/runtime/xbin_reader.cc):
-// arbitrary bytes go to XbinFile's in-memory constructor, which must either accept
+// libFuzzer target for the C++ .xbin loader: the container reader
+// (csrc/runtime/xbin_reader.cc), the JSON reader (csrc/runtime/json.cc) and the
+// graph checks and build (csrc/runtime/model.cc, graph.cc, the node factory).
+// Arbitrary bytes go to XbinFile's in-memory constructor, which must either accept
 // them, with every section inside the file, aligned and disjoint, or throw
-// XbinError; anything else (a sanitizer report, another exception, a broken
-// invariant) is a crash. The graph JSON is parsed in Python (xnorinfer/xbin.py),
-// so this target covers the container: header, section table, checksums,
-// offsets, sizes and padding. Built and run by tools/fuzz_loader.sh.
+// XbinError; an accepted container goes on to Model::load, which must build the
+// model or throw XbinError. Bytes that are not an .xbin (no magic) also go to the
+// JSON reader alone, whose output must read back to itself. Anything else (a
+// sanitizer report, another exception, a broken invariant) is a crash. Built and
+// run by tools/fuzz_loader.sh.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/json.h"
+#include "runtime/model.h"
 #include "runtime/xbin_reader.h"
 
 namespace {
@@ -77,6 +84,31 @@ void check_accepted(const xnor::XbinFile& f, uint64_t size) {
   }
 }
 
+// A refusal's message becomes a Python str (pybind11 decodes it as UTF-8) and one CLI line:
+// no control bytes, valid UTF-8. File bytes that are not UTF-8 are quoted escaped (\xNN).
+void check_message(const char* what) {
+  for (const char* p = what; *p; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c < 0x20 || c == 0x7f) std::abort();
+  }
+  try {
+    xnor::json::parse(xnor::json::quote(what));  // the JSON reader checks UTF-8
+  } catch (const xnor::json::ParseError&) {
+    std::abort();
+  }
+}
+
+// The JSON reader on its own: a document it accepts must print and read back unchanged.
+void fuzz_json(const uint8_t* data, size_t size) {
+  try {
+    const xnor::json::Value v = xnor::json::parse(std::string_view(reinterpret_cast<const char*>(data), size));
+    const std::string text = v.dump();
+    if (xnor::json::parse(text).dump() != text) std::abort();
+  } catch (const xnor::json::ParseError& e) {
+    check_message(e.what());
+  }
+}
+
 }  // namespace
 
 extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
@@ -88,15 +120,27 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 8 || std::memcmp(data, "XNORBIN", 8) != 0) fuzz_json(data, size);
+  std::shared_ptr<const xnor::XbinFile> file;
   try {
-    const xnor::XbinFile f(data, size, "fuzz-input");
-    check_accepted(f, size);
+    file = std::make_shared<const xnor::XbinFile>(data, size, "fuzz-input");
+    check_accepted(*file, size);
   } catch (const xnor::XbinError& e) {
-    // Refused: the expected outcome for almost every input. The message becomes a Python
-    // str (pybind11 decodes it as UTF-8), so file bytes quoted in it must come out escaped.
+    // Refused: the expected outcome for almost every input. Container messages quote section
+    // names, which are any bytes: those must come out escaped, the message printable ASCII.
     for (const char* p = e.what(); *p; ++p) {
       if (*p < 0x20 || *p > 0x7e) std::abort();
     }
+    return 0;
+  }
+  try {
+    const std::shared_ptr<const xnor::Model> model = xnor::Model::load(file);
+    // What the runtime relies on in an accepted model.
+    const xnor::Graph& g = *model->graph();
+    if (g.steps().size() != model->desc().ops.size() || g.outputs().empty()) std::abort();
+    if (model->input_spec().channels != g.input_nchw().d[1]) std::abort();
+  } catch (const xnor::XbinError& e) {
+    check_message(e.what());
   }
   return 0;
 }

@@ -117,7 +117,7 @@ def test_engine_matches_reference(converted):
     from xnorinfer.convert.verify import engine_run
 
     _, _, graph, x, env = converted
-    got = engine_run(graph, x.numpy())
+    got = engine_run(graph, x.numpy(), lambda data: xnorinfer.load(data, 1))
     ref = env[graph.outputs[0]]
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
     assert np.array_equal(got.argmax(1), ref.argmax(1))

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +30,6 @@ DEFAULT = Path(xnorinfer.__file__).resolve().parent / "assets" / "default.xbin"
 def sections(data: bytes) -> list[list[int]]:
     count = struct.unpack_from("<I", data, 12)[0]
     return [list(struct.unpack_from("<IIQQI", data, 64 + 64 * i)) for i in range(count)]
-
-
-def reseal(buf: bytearray) -> bytes:
-    """Recompute every checksum and the file size after a mutation."""
-    count = struct.unpack_from("<I", buf, 12)[0]
-    table_end = 64 + 64 * count
-    if table_end <= len(buf):
-        for i in range(count):
-            kind, flags, off, size, _ = struct.unpack_from("<IIQQI", buf, 64 + 64 * i)
-            if off + size <= len(buf):
-                struct.pack_into("<I", buf, 64 + 64 * i + 24, zlib.crc32(bytes(buf[off : off + size])))
-        struct.pack_into("<I", buf, 24, zlib.crc32(bytes(buf[64:table_end])))
-    struct.pack_into("<Q", buf, 16, len(buf))
-    struct.pack_into("<I", buf, 28, zlib.crc32(bytes(buf[:28])))
-    return bytes(buf)
 
 
 def mutate_json(data: bytes, rng: random.Random) -> bytes:
@@ -82,7 +66,7 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
     for i in range(1, count):
         o = struct.unpack_from("<Q", new, 64 + 64 * i + 8)[0]
         struct.pack_into("<Q", new, 64 + 64 * i + 8, o + delta)
-    return reseal(new)
+    return xbin.reseal(new)
 
 
 def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
@@ -105,7 +89,7 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
             struct.pack_into("<I", buf, 12, rng.choice([0, 1, count + 1, 2**31]))
     else:
         del buf[rng.randrange(64, len(buf)) :]
-    return reseal(buf) if rng.random() < 0.8 else bytes(buf)
+    return xbin.reseal(buf) if rng.random() < 0.8 else bytes(buf)
 
 
 def _seed_model(tmp_path: Path) -> bytes:

@@ -1,7 +1,8 @@
 """The .xbin format: round trip, atomic writes, and rejection of bad files by both readers.
 
-Every bad file must be rejected with XbinError (a ValueError) naming the file, by the Python
-reader (`xbin.read`) and by the C++ loader behind `xnorinfer.load`, never with a crash.
+Every bad file must be rejected with XbinError (a ValueError) naming the file, by `xbin.read` (the
+C++ loader's checks without building the runtime graph) and by `xnorinfer.load` (the C++ loader),
+never with a crash.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def model(tmp_path, rng):
 
 
 def both_reject(path, match: str) -> None:
-    """The Python reader and the C++ loader both reject `path` with XbinError matching `match`."""
+    """`xbin.read` and `xnorinfer.load` both reject `path` with XbinError matching `match`."""
     with pytest.raises(XbinError, match=match) as e1:
         xbin.read(path)
     assert str(path) in str(e1.value)
@@ -293,3 +294,47 @@ def test_invalid_json_text(model):
     payloads[0] = (xbin.KIND_JSON, "graph", b'{"format": NaN')
     path.write_bytes(xbin.assemble(payloads))
     both_reject(path, "not valid JSON")
+
+
+# --------------------------------------------------------------------------- one loader
+
+
+def test_cpp_loader_reads_the_ir_version_python_writes():
+    """The op tables themselves are compared in tests/test_op_schema.py."""
+    assert xnorinfer._core.IR_VERSION == ir.IR_VERSION
+
+
+def test_read_and_load_from_bytes_match_the_file(model, rng):
+    g, path = model
+    data = path.read_bytes()
+    assert xbin.to_bytes(g) == data
+    back = xbin.read_bytes(data, "mem")
+    assert [o.params.keys() for o in back.ops] == [o.params.keys() for o in g.ops]
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    want = xnorinfer.load(path, threads=1).run(x)
+    got = xnorinfer.load(data, threads=2, name="mem").run(x)
+    assert np.array_equal(got, want)
+    with pytest.raises(XbinError, match=r"^mem: .*checksum mismatch"):
+        xnorinfer.load(data[:-1] + bytes([data[-1] ^ 1]), name="mem")
+    with pytest.raises(XbinError, match=r"^<bytes>: "):
+        xnorinfer.load_bytes(data[:100])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (b'{"format":"xnorinfer.xbin","format":"x"}', "duplicate key"),
+        (b"\xff{}", "not valid JSON"),
+        (b"[" * 100 + b"]" * 100, "nesting deeper"),
+        (b'{"ir_version": 1e999}', "outside the double range"),
+        (b'{"ir_version": 99999999999999999999}', "outside the 64-bit range"),
+    ],
+)
+def test_strict_json(model, text, match):
+    _, path = model
+    data = path.read_bytes()
+    sections = xbin.parse_container(data, str(path))
+    payloads = [(k, n, data[o : o + s]) for k, n, o, s in sections]
+    payloads[0] = (xbin.KIND_JSON, "graph", text)
+    path.write_bytes(xbin.assemble(payloads))
+    both_reject(path, match)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import struct
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -109,18 +108,6 @@ def models() -> dict[str, ir.Graph]:
     return {"valid-dense": dense, "valid-binary-dense": binary_dense, "valid-binary-conv": binary_conv}
 
 
-def reseal(data: bytearray) -> bytes:
-    """Recompute section CRCs, the table checksum, the declared size and the header checksum."""
-    count = struct.unpack_from("<I", data, 12)[0]
-    for i in range(count):
-        e = 64 + 64 * i
-        off, size = struct.unpack_from("<QQ", data, e + 8)
-        struct.pack_into("<I", data, e + 24, zlib.crc32(data[off : off + size]))
-    struct.pack_into("<QI", data, 16, len(data), zlib.crc32(data[64 : 64 + 64 * count]))
-    struct.pack_into("<I", data, 28, zlib.crc32(data[:28]))
-    return bytes(data)
-
-
 def damaged(base: bytes) -> dict[str, bytes]:
     """Copies of `base` (at least two sections) each broken in one place."""
     b = bytearray(base)
@@ -134,18 +121,18 @@ def damaged(base: bytes) -> dict[str, bytes]:
     }
     v2 = bytearray(base)
     struct.pack_into("<I", v2, 8, 2)
-    out["version-2"] = reseal(v2)
+    out["version-2"] = xbin.reseal(v2)
     overlap = bytearray(base)
     struct.pack_into("<Q", overlap, 64 + 64 + 8, struct.unpack_from("<Q", base, 64 + 8)[0])  # onto the JSON
-    out["overlap"] = reseal(overlap)
+    out["overlap"] = xbin.reseal(overlap)
     misaligned = bytearray(base)
     struct.pack_into("<Q", misaligned, 64 + 64 + 8, off1 + 8)
-    out["misaligned"] = reseal(misaligned)
+    out["misaligned"] = xbin.reseal(misaligned)
     padding = bytearray(base)
     off0, size0 = struct.unpack_from("<QQ", base, 64 + 8)
     assert off0 + size0 < off1, "the JSON section must end before an alignment gap"
     padding[off0 + size0] = 1  # the first byte of the gap after the JSON
-    out["padding"] = reseal(padding)
+    out["padding"] = xbin.reseal(padding)
     return {f"bad-{k}": v for k, v in out.items()}
 
 

@@ -14,9 +14,9 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
 __version__ = "0.1.0"
 
 from xnorinfer.preprocess import preprocess  # noqa: E402
-from xnorinfer.session import Session, load  # noqa: E402
+from xnorinfer.session import Session, load, load_bytes  # noqa: E402
 
-__all__ = ["Session", "__version__", "_core", "convert", "load", "preprocess"]
+__all__ = ["Session", "__version__", "_core", "convert", "load", "load_bytes", "preprocess"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,7 @@
-"""Run a .xbin model: ``xnorinfer.load(path) -> Session``; ``Session.run(x)`` is one C++ call.
+"""Run a .xbin model: ``xnorinfer.load(path or bytes) -> Session``; ``Session.run(x)`` is one C++ call.
+
+A thin layer over the C++ loader and runtime (`_core.Model`, `_core.Session`), which the public C++
+API (include/xnorinfer/xnorinfer.h) uses too: the file is parsed and checked there, once.
 
 The run path imports numpy and the extension only (never torch).
 """
@@ -10,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from xnorinfer import _core, xbin
+from xnorinfer import _core
 from xnorinfer.cost import OpCost, op_cost
-from xnorinfer.preprocess import InputSpec
 from xnorinfer.xbin import XbinError
 
 MAX_THREADS = 1024  # the runtime's limit (csrc/runtime/session.cc)
@@ -34,13 +36,18 @@ class Session:
     (ValueError). Either message names the largest buffer and its op.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, max_memory: int | None = None) -> None:
-        name = os.fspath(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        max_memory: int | None = None,
+        *,
+        data: bytes | None = None,
+        name: str = "<bytes>",
+    ) -> None:
         _core.default_isa()  # a bad XNORINFER_ISA is named now, not blamed on the first input later
-        if os.path.isdir(name):
-            raise XbinError(f"{name}: is a directory, not a .xbin file")
-        if os.path.exists(name) and not os.path.isfile(name):
-            raise XbinError(f"{name}: not a regular file (a pipe or device cannot hold a .xbin model)")
+        if (path is None) == (data is None):
+            raise TypeError("Session takes a path or data=, not both")
         if threads is None:
             threads = _default_threads()
         if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
@@ -49,45 +56,31 @@ class Session:
             not isinstance(max_memory, int) or isinstance(max_memory, bool) or not 1 <= max_memory < 1 << 64
         ):
             raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
-        try:
-            file = _core.XbinFile(os.fsencode(name))  # bytes: any file name the OS allows
-        except _core.XbinFormatError as err:
-            raise XbinError(str(err)) from None
+        if path is not None:
+            name = os.fspath(path)
+            if os.path.isdir(name):
+                raise XbinError(f"{name}: is a directory, not a .xbin file")
+            if os.path.exists(name) and not os.path.isfile(name):
+                raise XbinError(f"{name}: not a regular file (a pipe or device cannot hold a .xbin model)")
+        try:  # the C++ loader: container, graph JSON, parameters, metadata (csrc/runtime/model.cc)
+            if path is not None:
+                self._model = _core.Model(os.fsencode(name))  # bytes: any file name the OS allows
+            else:
+                self._model = _core.Model.from_bytes(bytes(data), name)
+            self._core = _core.Session(self._model, threads, max_memory)
         except UnicodeDecodeError as err:  # the C++ message quotes a file name that is not UTF-8
             raise XbinError(err.object.decode("utf-8", "surrogateescape")) from None
-        sizes = [(1 if s["kind"] == "json" else 2, s["size"]) for s in file.sections]
-        self._desc = xbin.describe(
-            xbin.parse_json(file.json(), name), name, sizes, [str(s["name"]) for s in file.sections]
-        )
-        try:
-            self._core = _core.Session(file, self._desc, threads, max_memory)
-        except ValueError as err:  # bad shapes/attrs found by the C++ checks: a file problem
+        except ValueError as err:  # XbinFormatError, or MemoryLimitError for the recorded input
             raise XbinError(str(err)) from None
+        self._metadata: dict[str, Any] = self._model.metadata
+        self._desc: dict[str, Any] | None = None  # the graph description, built when costs() needs it
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
         # an (N, F) model (an MLP without Flatten): the engine runs it as NCHW (N, F, 1, 1)
-        self._features_input = self._desc["metadata"].get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
+        self._features_input = self._metadata.get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
             1,
             1,
         )
-        meta = self._desc["metadata"].get("input_shape")
-        if meta is not None:
-            ok = (
-                isinstance(meta, list)
-                and len(meta) == len(self._input_shape)
-                and all(isinstance(d, int) and not isinstance(d, bool) for d in meta)
-            )
-            if not ok or list(meta[1:]) != list(self._input_shape[1:]) or meta[0] < 1:
-                raise XbinError(
-                    f"{name}: metadata input_shape {meta!r} does not match the graph input {self._input_shape}"
-                )
-            try:  # preprocessing's entries (resize, mean, std), checked now rather than at the first image
-                InputSpec.from_metadata(self._desc["metadata"])
-            except ValueError as err:
-                raise XbinError(f"{name}: {err}") from None
-        labels = self._desc["metadata"].get("labels")
-        if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
-            raise XbinError(f"{name}: model metadata labels must be a list of strings")
 
     @property
     def path(self) -> str:
@@ -116,12 +109,12 @@ class Session:
 
     @property
     def labels(self) -> list[str] | None:
-        labels = self._desc["metadata"].get("labels")
+        labels = self._metadata.get("labels")
         return [str(v) for v in labels] if isinstance(labels, list) else None
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return dict(self._desc["metadata"])
+        return dict(self._metadata)
 
     def run(self, x: np.ndarray, isa: str | None = None) -> np.ndarray | list[np.ndarray]:
         """Run on a float32 NCHW batch; returns the graph output (a list when there are several).
@@ -208,8 +201,13 @@ class Session:
                 shapes[op["inputs"][0]],
                 shapes[op["outputs"][0]],
             )
-            for op in self._desc["ops"]
+            for op in self._describe()["ops"]
         ]
+
+    def _describe(self) -> dict[str, Any]:
+        if self._desc is None:
+            self._desc = self._model.describe()
+        return self._desc
 
     def summary(self) -> list[dict[str, Any]]:
         """Per-op rows: name, kind, output shape, weight bits/bytes as stored, binary MACs and FLOPs (batch 1)."""
@@ -231,7 +229,25 @@ class Session:
         return f"Session({self._path!r}, threads={self.threads}, input_shape={self.input_shape})"
 
 
-def load(path: str | os.PathLike[str], threads: int | None = None, max_memory: int | None = None) -> Session:
-    """Load a .xbin model; `threads` defaults to the CPUs this process may use, `max_memory` (bytes per
-    memory plan) to half of the physical memory or of the cgroup limit."""
-    return Session(path, threads=threads, max_memory=max_memory)
+def load(
+    model: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    threads: int | None = None,
+    max_memory: int | None = None,
+    *,
+    name: str = "<bytes>",
+) -> Session:
+    """Load a .xbin model from a path, or from its bytes (`name` then stands for the file in messages).
+
+    `threads` defaults to the CPUs this process may use, `max_memory` (bytes per memory plan) to half of
+    the physical memory or of the cgroup limit. Both forms go through the same C++ loader.
+    """
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return Session(data=bytes(model), name=name, threads=threads, max_memory=max_memory)
+    return Session(model, threads=threads, max_memory=max_memory)
+
+
+def load_bytes(
+    data: bytes, threads: int | None = None, max_memory: int | None = None, name: str = "<bytes>"
+) -> Session:
+    """`load` for a model already in memory (no file is written)."""
+    return Session(data=bytes(data), name=name, threads=threads, max_memory=max_memory)

@@ -1,77 +1,127 @@
-// Bindings of the .xbin container reader and the graph runtime:
-// _core.XbinFile (validated file, JSON text for the Python side to parse) and
-// _core.Session (built from an XbinFile and the checked graph description).
+// Bindings of the model loader and the graph runtime: _core.XbinFile (the
+// validated container), _core.read_graph (the parsed graph with its parameters,
+// for xnorinfer.xbin.read), _core.Model (a loaded model: the one C++ loader that
+// the public C++ API uses too) and _core.Session.
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <map>
+
 #include "python/common.h"
+#include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/xbin_reader.h"
 
 namespace xnor::py_bind {
 namespace {
 
-AttrValue to_attr(const py::handle& v, const std::string& where) {
-  AttrValue a;
-  if (py::isinstance<py::bool_>(v)) {
-    a.type = AttrValue::Type::kBool;
-    a.b = v.cast<bool>();
-  } else if (py::isinstance<py::int_>(v)) {
-    a.type = AttrValue::Type::kInt;
-    a.i = v.cast<int64_t>();
-  } else if (py::isinstance<py::float_>(v)) {
-    a.type = AttrValue::Type::kFloat;
-    a.f = v.cast<double>();
-  } else if (py::isinstance<py::str>(v)) {
-    a.type = AttrValue::Type::kString;
-    a.s = v.cast<std::string>();
-  } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
-    a.type = AttrValue::Type::kInts;
-    for (const py::handle& e : v) {
-      if (!py::isinstance<py::int_>(e) || py::isinstance<py::bool_>(e)) {
-        throw std::invalid_argument(where + ": list attributes must hold integers");
-      }
-      a.ints.push_back(e.cast<int64_t>());
+py::object to_python(const json::Value& v) {
+  switch (v.type()) {
+    case json::Value::Type::kNull: return py::none();
+    case json::Value::Type::kBool: return py::bool_(v.as_bool());
+    case json::Value::Type::kInt: return py::int_(v.as_int());
+    case json::Value::Type::kDouble: return py::float_(v.as_double());
+    case json::Value::Type::kString: return py::str(v.as_string());
+    case json::Value::Type::kArray: {
+      py::list out;
+      for (const json::Value& e : v.items()) out.append(to_python(e));
+      return std::move(out);
     }
-  } else {
-    throw std::invalid_argument(where + ": unsupported attribute type");
+    case json::Value::Type::kObject: {
+      py::dict out;
+      for (const auto& [k, e] : v.members()) out[py::str(k)] = to_python(e);
+      return std::move(out);
+    }
   }
-  return a;
+  return py::none();
 }
 
-GraphDesc to_desc(const py::dict& d) {
-  GraphDesc g;
-  try {
-    g.inputs = d["inputs"].cast<std::vector<std::string>>();
-    g.outputs = d["outputs"].cast<std::vector<std::string>>();
-    for (const py::handle& t : d["tensors"].cast<py::list>()) {
-      const py::dict td = t.cast<py::dict>();
-      g.tensors.push_back(
-          {td["name"].cast<std::string>(), td["dtype"].cast<std::string>(), td["shape"].cast<std::vector<int64_t>>()});
-    }
-    for (const py::handle& o : d["ops"].cast<py::list>()) {
-      const py::dict od = o.cast<py::dict>();
-      OpDesc op;
-      op.kind = od["kind"].cast<std::string>();
-      op.name = od["name"].cast<std::string>();
-      op.inputs = od["inputs"].cast<std::vector<std::string>>();
-      op.outputs = od["outputs"].cast<std::vector<std::string>>();
-      for (const auto& [k, v] : od["attrs"].cast<py::dict>()) {
-        const std::string key = k.cast<std::string>();
-        op.attrs[key] = to_attr(v, "op '" + op.name + "' attribute '" + key + "'");
-      }
-      for (const auto& [k, v] : od["params"].cast<py::dict>()) {
-        const py::dict pd = v.cast<py::dict>();
-        op.params[k.cast<std::string>()] = ParamDesc{pd["section"].cast<int64_t>(), pd["dtype"].cast<std::string>(),
-                                                     pd["shape"].cast<std::vector<int64_t>>()};
-      }
-      g.ops.push_back(std::move(op));
-    }
-  } catch (const py::error_already_set& e) {
-    throw std::invalid_argument(std::string("malformed graph description: ") + e.what());
-  } catch (const py::cast_error& e) {
-    throw std::invalid_argument(std::string("malformed graph description: ") + e.what());
+py::object attr_to_python(const AttrValue& a) {
+  switch (a.type) {
+    case AttrValue::Type::kInt: return py::int_(a.i);
+    case AttrValue::Type::kFloat: return py::float_(a.f);
+    case AttrValue::Type::kBool: return py::bool_(a.b);
+    case AttrValue::Type::kString: return py::str(a.s);
+    case AttrValue::Type::kInts: return py::cast(a.ints);
   }
-  return g;
+  return py::none();
+}
+
+// The graph description as plain Python values: inputs, outputs, tensors [{name, dtype, shape}],
+// ops [{kind, name, inputs, outputs, attrs, params {name: {section, dtype, shape}}}], metadata.
+// With `file`, every param also gets "array": a numpy copy of its section's bytes.
+py::dict graph_to_python(const GraphDesc& g, const XbinFile* file) {
+  std::map<std::string, py::dtype> dtypes;  // numpy parses a dtype name slowly: once per name
+  py::dict out;
+  out["inputs"] = py::cast(g.inputs);
+  out["outputs"] = py::cast(g.outputs);
+  py::list tensors;
+  for (const TensorDesc& t : g.tensors) {
+    py::dict d;
+    d["name"] = t.name;
+    d["dtype"] = t.dtype;
+    d["shape"] = py::cast(t.shape);
+    tensors.append(d);
+  }
+  out["tensors"] = tensors;
+  py::list ops;
+  for (const OpDesc& op : g.ops) {
+    py::dict d;
+    d["kind"] = op.kind;
+    d["name"] = op.name;
+    d["inputs"] = py::cast(op.inputs);
+    d["outputs"] = py::cast(op.outputs);
+    py::dict attrs;
+    // File order when the description came from a file (a written-back graph keeps its bytes).
+    std::vector<std::string> attr_keys = op.attr_order, param_keys = op.param_order;
+    if (attr_keys.size() != op.attrs.size()) {
+      attr_keys.clear();
+      for (const auto& kv : op.attrs) attr_keys.push_back(kv.first);
+    }
+    if (param_keys.size() != op.params.size()) {
+      param_keys.clear();
+      for (const auto& kv : op.params) param_keys.push_back(kv.first);
+    }
+    for (const std::string& k : attr_keys) attrs[py::str(k)] = attr_to_python(op.attrs.at(k));
+    d["attrs"] = attrs;
+    py::dict params;
+    for (const std::string& k : param_keys) {
+      const ParamDesc& p = op.params.at(k);
+      py::dict pd;
+      pd["section"] = p.section;
+      pd["dtype"] = p.dtype;
+      pd["shape"] = py::cast(p.shape);
+      if (file) {
+        auto dt = dtypes.find(p.dtype);
+        if (dt == dtypes.end()) dt = dtypes.emplace(p.dtype, py::dtype(p.dtype)).first;
+        py::array arr(dt->second, std::vector<py::ssize_t>(p.shape.begin(), p.shape.end()));
+        const XbinSection& sec = file->section(static_cast<size_t>(p.section));
+        if (static_cast<uint64_t>(arr.nbytes()) != sec.size) throw std::logic_error("param size changed");
+        std::memcpy(arr.mutable_data(), file->section_data(static_cast<size_t>(p.section)), sec.size);
+        pd["array"] = arr;
+      }
+      params[py::str(k)] = pd;
+    }
+    d["params"] = params;
+    ops.append(d);
+  }
+  out["ops"] = ops;
+  out["metadata"] = to_python(g.metadata);
+  return out;
+}
+
+// A path (str, or bytes as os.fsencode gives), or with `data` the model's bytes themselves.
+std::shared_ptr<const XbinFile> open_file(const py::object& source, const std::string& name, bool data) {
+  if (data) {
+    char* p = nullptr;
+    Py_ssize_t n = 0;
+    if (PyBytes_AsStringAndSize(source.ptr(), &p, &n) != 0) throw py::error_already_set();
+    py::gil_scoped_release release;  // bytes are immutable and `source` keeps them alive
+    return std::make_shared<const XbinFile>(reinterpret_cast<const uint8_t*>(p), static_cast<uint64_t>(n), name);
+  }
+  const std::string path = source.cast<std::string>();
+  py::gil_scoped_release release;
+  return std::make_shared<const XbinFile>(path);
 }
 
 py::tuple shape_tuple(const Shape& s) {
@@ -81,8 +131,7 @@ py::tuple shape_tuple(const Shape& s) {
 }
 
 std::vector<py::ssize_t> nchw_of(const CArray<float>& x) {
-  if (x.ndim() != 4)
-    throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
+  if (x.ndim() != 4) throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
   return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 
@@ -131,8 +180,8 @@ void register_session(py::module_& m) {
                                  const XbinSection& s = f.section(i);
                                  py::dict d;
                                  d["kind"] = s.kind == kXbinSectionJson ? "json" : "data";
-                                 // Names are file bytes: decoded as xnorinfer/xbin.py does ("replace"),
-                                 // so a name that is not UTF-8 cannot raise here.
+                                 // Names are file bytes: decoded with "replace", so a name that is
+                                 // not UTF-8 cannot raise here.
                                  PyObject* name = PyUnicode_DecodeUTF8(
                                      s.name.data(), static_cast<Py_ssize_t>(s.name.size()), "replace");
                                  if (!name) throw py::error_already_set();
@@ -145,14 +194,51 @@ void register_session(py::module_& m) {
                              })
       .def("json", [](const XbinFile& f) { return py::bytes(f.json()); }, "The graph JSON section (bytes).");
 
-  py::class_<Session>(m, "Session", "A loaded graph: run() executes every op in one call.")
-      .def(py::init([](std::shared_ptr<XbinFile> file, const py::dict& desc, int threads,
-                       std::optional<uint64_t> max_memory) {
-             const GraphDesc g = to_desc(desc);
+  m.attr("IR_VERSION") = kIrVersion;
+  m.def(
+      "read_graph",
+      [](const py::object& source, const std::optional<std::string>& name) {
+        std::shared_ptr<const XbinFile> file = open_file(source, name.value_or(""), name.has_value());
+        GraphDesc g;
+        {
+          py::gil_scoped_release release;
+          g = describe(*file);
+        }
+        return graph_to_python(g, file.get());
+      },
+      py::arg("source"), py::arg("name") = py::none(),
+      "Read and check a .xbin (a path; or, with `name` standing for the file in messages, its bytes) without "
+      "building the runtime graph; returns the graph description with every parameter as a numpy copy "
+      "under params[...]['array'].");
+
+  py::class_<Model, std::shared_ptr<Model>>(m, "Model", "A loaded, validated model (the C++ loader).")
+      .def(py::init([](const py::object& path) {
+             std::shared_ptr<const XbinFile> file = open_file(path, "", false);
              py::gil_scoped_release release;
-             return new Session(std::move(file), g, threads, max_memory.value_or(default_max_memory()));
+             return std::const_pointer_cast<Model>(Model::load(std::move(file)));  // read-only in Python
            }),
-           py::arg("file"), py::arg("desc"), py::arg("threads") = 1, py::arg("max_memory") = py::none(),
+           py::arg("path"), "Load the model at `path` (str, or bytes as os.fsencode gives).")
+      .def_static(
+          "from_bytes",
+          [](const py::bytes& data, const std::string& name) {
+            std::shared_ptr<const XbinFile> file = open_file(data, name, true);
+            py::gil_scoped_release release;
+            return std::const_pointer_cast<Model>(Model::load(std::move(file)));
+          },
+          py::arg("data"), py::arg("name") = "<bytes>",
+          "Load a model already in memory (copied); `name` stands for the file in messages.")
+      .def_property_readonly("path", [](const Model& mo) { return mo.file().path(); })
+      .def_property_readonly("input_shape", [](const Model& mo) { return shape_tuple(mo.graph()->input_nchw()); })
+      .def_property_readonly("metadata", [](const Model& mo) { return to_python(mo.metadata()); })
+      .def("describe", [](const Model& mo) { return graph_to_python(mo.desc(), nullptr); },
+           "The graph description (no parameter arrays), as read_graph returns it.");
+
+  py::class_<Session>(m, "Session", "A loaded graph: run() executes every op in one call.")
+      .def(py::init([](const std::shared_ptr<Model>& model, int threads, std::optional<uint64_t> max_memory) {
+             py::gil_scoped_release release;
+             return new Session(model->graph(), threads, max_memory.value_or(default_max_memory()));
+           }),
+           py::arg("model"), py::arg("threads") = 1, py::arg("max_memory") = py::none(),
            "max_memory: the most bytes one memory plan may take (default: default_max_memory()); a larger "
            "plan raises MemoryLimitError, at load for the recorded input shape.")
       .def_property_readonly("threads", &Session::threads)

@@ -34,6 +34,7 @@ class Graph {
   // whose message starts with the file path.
   Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc);
 
+  const XbinFile& file() const { return *file_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const std::vector<Step>& steps() const { return steps_; }
   int input() const { return input_; }

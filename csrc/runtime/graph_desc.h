@@ -1,13 +1,15 @@
 // The plain description of a graph that the runtime is built from: the
-// .xbin JSON section as parsed and checked by xnorinfer/xbin.py, handed over
-// by the bindings. Nothing here is trusted: csrc/runtime/graph.cc checks
-// every reference, dtype, shape and size again before it allocates or reads.
+// .xbin JSON section as parsed and checked by describe() (csrc/runtime/model.cc).
+// csrc/runtime/graph.cc still checks every reference, dtype, shape and size
+// before it allocates or reads, so a GraphDesc built by hand is safe too.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "runtime/json.h"
 
 namespace xnor {
 
@@ -40,6 +42,8 @@ struct OpDesc {
   std::vector<std::string> outputs;
   std::map<std::string, AttrValue> attrs;
   std::map<std::string, ParamDesc> params;
+  // The keys of attrs and params in file order (for readers that write the graph back).
+  std::vector<std::string> attr_order, param_order;
 };
 
 struct GraphDesc {
@@ -47,6 +51,7 @@ struct GraphDesc {
   std::vector<std::string> outputs;
   std::vector<TensorDesc> tensors;
   std::vector<OpDesc> ops;
+  json::Value metadata = json::Value::object();  // the "metadata" object, members in file order
 };
 
 }  // namespace xnor

@@ -37,18 +37,19 @@ uint64_t default_max_memory() {
   return memory / 2 / static_cast<uint64_t>(page > 0 ? page : 4096) * static_cast<uint64_t>(page > 0 ? page : 4096);
 }
 
-Session::Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads, uint64_t max_memory)
-    : file_(file), graph_(file, desc), threads_(threads), max_memory_(max_memory) {
+Session::Session(std::shared_ptr<const Graph> graph, int threads, uint64_t max_memory)
+    : graph_(std::move(graph)), threads_(threads), max_memory_(max_memory) {
+  if (!graph_) throw std::invalid_argument("Session: no graph");
   if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
   if (max_memory == 0) throw std::invalid_argument("max_memory must be a positive number of bytes");
   // Refuse at load a model whose recorded input already needs more than the limit.
-  const Shape in = graph_.input_nchw();
+  const Shape in = graph_->input_nchw();
   layout_for(in.d[0], in.d[2], in.d[3]);
   if (threads > 1) pool_ = std::make_unique<ThreadPool>(threads);
 }
 
 void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
-  const Shape want = graph_.input_nchw();
+  const Shape want = graph_->input_nchw();
   if (n < 1 || c != want.d[1] || h < 1 || w < 1) {
     throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) +
                                 ", H, W) with N >= 1, got (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
@@ -57,10 +58,10 @@ void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
 }
 
 Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
-  const auto& tensors = graph_.tensors();
-  const auto& steps = graph_.steps();
+  const auto& tensors = graph_->tensors();
+  const auto& steps = graph_->steps();
   Layout l;
-  l.shapes = graph_.infer(n, h, w);
+  l.shapes = graph_->infer(n, h, w);
   // Lifetimes per storage tensor: from its producer to its last reader (or the end for outputs).
   const int end = static_cast<int>(steps.size());
   std::vector<BufferRequest>& req = l.requests;
@@ -71,7 +72,7 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
     const int s = tensors[t].storage;
     req[s].last = std::max(req[s].last, step);
   };
-  const int in = graph_.input();
+  const int in = graph_->input();
   l.live[in] = true;
   req[in] = {static_cast<size_t>(checked_bytes(l.shapes[in], DType::kF32, "graph input")), -1, -1};
   for (int i = 0; i < end; ++i) {
@@ -83,7 +84,7 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
       req[o] = {static_cast<size_t>(checked_bytes(l.shapes[o], tensors[o].dtype, tensors[o].name)), i, i};
     }
   }
-  for (int t : graph_.outputs()) touch(t, end);
+  for (int t : graph_->outputs()) touch(t, end);
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
   std::vector<Shape> in_shapes;
   for (int i = 0; i < end; ++i) {
@@ -108,8 +109,8 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
       const Node& node = *steps[largest - tensors.size()].node;
       what = "the workspace of op '" + node.name() + "' (" + node.kind() + ")";
     }
-    throw MemoryLimitError(file_->path() + ": input (" + std::to_string(n) + ", " +
-                           std::to_string(graph_.input_nchw().d[1]) + ", " + std::to_string(h) + ", " +
+    throw MemoryLimitError(graph_->file().path() + ": input (" + std::to_string(n) + ", " +
+                           std::to_string(graph_->input_nchw().d[1]) + ", " + std::to_string(h) + ", " +
                            std::to_string(w) + ") needs a memory plan of " + bytes_str(l.placement.arena_bytes) +
                            ", above the limit of " + bytes_str(max_memory_) + " (max_memory); the largest buffer is " +
                            what + " with " + bytes_str(req[largest].bytes));
@@ -124,8 +125,8 @@ uint64_t Session::planned_bytes(int64_t n, int64_t c, int64_t h, int64_t w) cons
 
 const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
   if (!plan_.io.empty() && plan_.n == n && plan_.h == h && plan_.w == w) return plan_;
-  const auto& tensors = graph_.tensors();
-  const auto& steps = graph_.steps();
+  const auto& tensors = graph_->tensors();
+  const auto& steps = graph_->steps();
   Layout l = layout_for(n, h, w);
   const MemoryPlan& mp = l.placement;
   Plan p;
@@ -164,7 +165,7 @@ std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) 
   std::lock_guard<std::mutex> lock(mutex_);
   const Plan& p = plan_for(n, h, w);
   std::vector<Shape> out;
-  for (int t : graph_.outputs()) out.push_back(p.shapes[t]);
+  for (int t : graph_->outputs()) out.push_back(p.shapes[t]);
   return out;
 }
 
@@ -178,7 +179,7 @@ std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64
                                      Isa isa, int runs) {
   if (runs < 1) throw std::invalid_argument("profile: runs must be >= 1, got " + std::to_string(runs));
   check_input(n, c, h, w);
-  std::vector<double> op_seconds(graph_.steps().size(), 0.0);  // allocated once, before any timing
+  std::vector<double> op_seconds(graph_->steps().size(), 0.0);  // allocated once, before any timing
   std::lock_guard<std::mutex> lock(mutex_);
   for (int r = 0; r < runs; ++r) run_locked<true>(x, n, c, h, w, outputs, isa, op_seconds.data());
   return op_seconds;
@@ -196,7 +197,7 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   const Plan& p = plan_for(n, h, w);
   // NCHW -> NHWC into the input buffer.
-  float* in = static_cast<float*>(p.tensor_data[graph_.input()]);
+  float* in = static_cast<float*>(p.tensor_data[graph_->input()]);
   const size_t pixels = static_cast<size_t>(h * w);
   const size_t channels = static_cast<size_t>(c);
   parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
@@ -207,7 +208,7 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
       b = stop;
     }
   });
-  const auto& steps = graph_.steps();
+  const auto& steps = graph_->steps();
   for (size_t i = 0; i < steps.size(); ++i) {
     const StepIO& io = p.io[i];
     ctx.workspace = io.workspace;
@@ -224,7 +225,7 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
       throw std::runtime_error("op '" + steps[i].node->name() + "' (" + steps[i].node->kind() + "): " + e.what());
     }
   }
-  const auto& outs = graph_.outputs();
+  const auto& outs = graph_->outputs();
   for (size_t k = 0; k < outs.size(); ++k) {
     const Shape& s = p.shapes[outs[k]];
     std::memcpy(outputs[k], p.tensor_data[outs[k]], static_cast<size_t>(s.elements()) * sizeof(float));

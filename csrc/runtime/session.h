@@ -40,11 +40,12 @@ uint64_t default_max_memory();
 class Session {
  public:
   // threads >= 1; max_memory > 0 bytes bounds every memory plan. Throws
-  // XbinError / std::invalid_argument naming the file, MemoryLimitError when
-  // the recorded input shape's plan is above max_memory.
-  Session(std::shared_ptr<const XbinFile> file, const GraphDesc& desc, int threads, uint64_t max_memory);
+  // std::invalid_argument on bad arguments, MemoryLimitError when the recorded
+  // input shape's plan is above max_memory.
+  // `graph` (usually Model::graph()) is shared: sessions only read it.
+  Session(std::shared_ptr<const Graph> graph, int threads, uint64_t max_memory);
 
-  const Graph& graph() const { return graph_; }
+  const Graph& graph() const { return *graph_; }
   int threads() const { return threads_; }
   uint64_t max_memory() const { return max_memory_; }
   // Arena bytes of the memory plan for an NCHW input (n, c, h, w), computed
@@ -94,8 +95,7 @@ class Session {
   void run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
                   double* op_seconds);
 
-  std::shared_ptr<const XbinFile> file_;
-  Graph graph_;
+  std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
   int threads_;
   uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread

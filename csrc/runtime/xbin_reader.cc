@@ -30,12 +30,15 @@ constexpr uint8_t kMagic[8] = {'X', 'N', 'O', 'R', 'B', 'I', 'N', 0};
 constexpr uint64_t kMaxFileBytes = uint64_t{1} << 40;   // 1 TiB: anything bigger is not a model
 constexpr uint64_t kMaxJsonBytes = uint64_t{64} << 20;  // 64 MiB of graph description
 
-// A section name as messages quote it. The name is file bytes, and a message must stay one
-// line of valid UTF-8 (the CLI prints one line; pybind11 decodes it into a Python str, and
-// fails on invalid UTF-8), so bytes outside printable ASCII, and backslashes, are written as \xNN.
-std::string printable(const std::string& name) {
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+}  // namespace
+
+std::string printable(std::string_view bytes) {
   std::string out;
-  for (const char ch : name) {
+  for (const char ch : bytes) {
     const auto c = static_cast<unsigned char>(ch);
     if (c >= 0x20 && c < 0x7f && c != '\\') {
       out += ch;
@@ -46,12 +49,6 @@ std::string printable(const std::string& name) {
   }
   return out;
 }
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-
-}  // namespace
 
 uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
   crc = ~crc;

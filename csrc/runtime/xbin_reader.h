@@ -3,9 +3,8 @@
 // copies a model already in memory) into one 64-byte aligned buffer and
 // validates the binary layer before anything
 // uses it: magic, version, header and table checksums, section bounds,
-// alignment, overlaps and per-section CRC-32. It does not interpret the JSON
-// graph section (the Python side parses it; csrc/runtime/graph.cc checks every
-// parameter's size and shape against these sections again before use).
+// alignment, overlaps and per-section CRC-32. The JSON graph section is
+// parsed and checked by csrc/runtime/model.cc.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +13,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace xnor {
@@ -31,6 +31,11 @@ constexpr size_t kXbinAlign = 64;
 constexpr size_t kXbinNameBytes = 32;
 constexpr uint32_t kXbinSectionJson = 1;
 constexpr uint32_t kXbinSectionData = 2;
+
+// File bytes (a section name, a tensor or op name) as a message quotes them. A message must stay
+// one line of valid UTF-8 (the CLI prints one line; pybind11 decodes it into a Python str, and fails
+// on invalid UTF-8), so bytes outside printable ASCII, and backslashes, are written as \xNN.
+std::string printable(std::string_view bytes);
 
 // zlib-compatible CRC-32 (polynomial 0xEDB88320), continuing from `crc`.
 uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);

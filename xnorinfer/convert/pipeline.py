@@ -57,7 +57,7 @@ def convert(
         (sign(W) * mean|W| per output channel); verification then compares with that model.
     calib: inputs (N, C, H, W) for verification; default `n_verify` standard-normal inputs.
     force: keep going (and write) even if verification finds differences.
-    engine: also run the C++ engine in verification when xnorinfer.xbin / xnorinfer.load exist.
+    engine: also run the C++ engine in verification (the package loader, on the .xbin bytes in memory).
     Raises ConversionError with a message naming the op and module for anything unsupported.
     """
     if output is not None and isinstance(model_or_path, (str, os.PathLike)) and same_file(model_or_path, output):
@@ -216,7 +216,14 @@ def verify_graph(
     else:
         x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
     result = run_verify(
-        graph, model_fn, gm, x, batch=int(in_shape[0]), force=force, use_engine=engine, progress=progress
+        graph,
+        model_fn,
+        gm,
+        x,
+        batch=int(in_shape[0]),
+        force=force,
+        engine=_engine if engine else None,
+        progress=progress,
     )
     graph.metadata["verification"] = result.as_dict()
 
@@ -243,3 +250,10 @@ def write(graph: ir.Graph, output: str | os.PathLike[str]) -> None:
     except ImportError as err:
         raise ConversionError("writing .xbin needs xnorinfer.xbin, which this build does not have yet") from err
     xbin.write(graph, os.fspath(output))
+
+
+def _engine(data: bytes) -> Any:
+    """The engine verification runs: the package's loader, on the in-memory .xbin, one thread."""
+    from xnorinfer.session import load
+
+    return load(data, 1)

@@ -1,4 +1,4 @@
-"""Verification: the PyTorch model vs the IR reference (and the engine, when it is built).
+"""Verification: the PyTorch model vs the IR reference (and the engine, when the caller passes one).
 
 Per binary tensor of the IR (every sign output, threshold output, bit max-pool), the bits the
 reference computes are compared with the sign of the corresponding PyTorch value (recorded by
@@ -9,16 +9,14 @@ compared within `rtol` of the output's largest magnitude, and the top-1 class mu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from xnorinfer import ir
+from xnorinfer import ir, xbin
 from xnorinfer.convert import reference
 from xnorinfer.convert.graph import ConversionError
 
@@ -115,20 +113,17 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray) -> tuple[float, float, flo
     return max_abs, rel, top1
 
 
-def engine_run(graph: ir.Graph, x: np.ndarray) -> np.ndarray | None:
-    """Run the C++ engine on `graph` if xnorinfer.xbin and xnorinfer.load exist; None otherwise."""
-    try:
-        import xnorinfer
-        from xnorinfer import xbin  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    load = getattr(xnorinfer, "load", None)
-    if load is None or not hasattr(xbin, "write"):
-        return None
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "model.xbin")
-        xbin.write(graph, path)
-        return np.asarray(load(path, 1).run(np.ascontiguousarray(x, dtype=np.float32)))
+class EngineSession(Protocol):
+    def run(self, x: np.ndarray) -> Any: ...
+
+
+# Loads an engine session from .xbin bytes (xnorinfer.convert passes the package's loader).
+EngineLoader = Callable[[bytes], EngineSession]
+
+
+def engine_run(graph: ir.Graph, x: np.ndarray, engine: EngineLoader) -> np.ndarray:
+    """Run `graph` on the engine `engine` loads from its .xbin bytes (in memory: no file is written)."""
+    return np.asarray(engine(xbin.to_bytes(graph)).run(np.ascontiguousarray(x, dtype=np.float32)))
 
 
 def verify(
@@ -140,10 +135,13 @@ def verify(
     batch: int,
     force: bool = False,
     rtol: float = RTOL,
-    use_engine: bool = True,
+    engine: EngineLoader | None = None,
     progress: bool = False,
 ) -> VerifyResult:
     """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference.
+
+    With `engine` (a loader from .xbin bytes to a session, e.g. `xnorinfer.load`), the engine's
+    outputs are compared with the reference too.
 
     With `progress`, a progress bar on stderr follows the stages (reference, PyTorch, engine).
     """
@@ -152,16 +150,14 @@ def verify(
     x = np.ascontiguousarray(inputs, dtype=np.float32)
     res = VerifyResult(n_inputs=len(x))
     bar = tqdm(
-        total=3 if use_engine else 2,
+        total=3 if engine is not None else 2,
         desc=f"verifying on {len(x)} inputs",
         unit="stage",
         disable=not progress,
         leave=False,
     )
     try:
-        return _verify_stages(
-            graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol, use_engine=use_engine
-        )
+        return _verify_stages(graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol, engine=engine)
     finally:
         bar.close()  # also on errors and interrupts, so that the error line starts on its own line
 
@@ -177,7 +173,7 @@ def _verify_stages(
     batch: int,
     force: bool,
     rtol: float,
-    use_engine: bool,
+    engine: EngineLoader | None,
 ) -> VerifyResult:
     bar.set_postfix_str("reference")
     env = reference.run(graph, x, keep_all=True)
@@ -211,10 +207,10 @@ def _verify_stages(
     if res.top1_agreement < 1.0 and out_cmp.ndim == 2:
         res.problems.append(f"top-1 agreement with PyTorch is {res.top1_agreement:.4f}")
     bar.update()
-    if use_engine:
+    if engine is not None:
         bar.set_postfix_str("engine")
         try:
-            eng = engine_run(graph, x)
+            eng = engine_run(graph, x, engine)
         except Exception as err:  # noqa: BLE001 - report whatever the engine says
             eng = None
             res.engine = {"error": f"{type(err).__name__}: {err}"}
