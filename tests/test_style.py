@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = ["csrc", "fuzz", "examples"]
+FOLDERS = ["csrc", "fuzz", "examples", "include", "tests/cpp"]
 
 
 def _clang_format() -> str | None:

@@ -71,8 +71,7 @@ Model Model::load(const std::string& path) {
 }
 
 Model Model::load(const void* data, std::size_t size, const std::string& name) {
-  return translate(
-      [&] { return Model(make_impl(xnor::Model::load(static_cast<const uint8_t*>(data), size, name))); });
+  return translate([&] { return Model(make_impl(xnor::Model::load(static_cast<const uint8_t*>(data), size, name))); });
 }
 
 const std::string& Model::path() const { return impl_->model->file().path(); }
@@ -94,10 +93,12 @@ struct Session::Impl {
 
 Session::Session(const Model& model, int threads, uint64_t max_memory_bytes) {
   impl_ = translate([&] {
-    return std::unique_ptr<Impl>(new Impl{
-        model, xnor::Session(model.impl_->model->graph(), threads,
-                             max_memory_bytes ? max_memory_bytes : xnor::default_max_memory()),
-        xnor::default_isa(), {}});
+    return std::unique_ptr<Impl>(
+        new Impl{model,
+                 xnor::Session(model.impl_->model->graph(), threads,
+                               max_memory_bytes ? max_memory_bytes : xnor::default_max_memory()),
+                 xnor::default_isa(),
+                 {}});
   });
 }
 

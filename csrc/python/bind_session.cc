@@ -131,7 +131,8 @@ py::tuple shape_tuple(const Shape& s) {
 }
 
 std::vector<py::ssize_t> nchw_of(const CArray<float>& x) {
-  if (x.ndim() != 4) throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
+  if (x.ndim() != 4)
+    throw std::invalid_argument("Session.run: input must be float32 NCHW (N, C, H, W), got " + shape_str(x));
   return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 
@@ -230,8 +231,9 @@ void register_session(py::module_& m) {
       .def_property_readonly("path", [](const Model& mo) { return mo.file().path(); })
       .def_property_readonly("input_shape", [](const Model& mo) { return shape_tuple(mo.graph()->input_nchw()); })
       .def_property_readonly("metadata", [](const Model& mo) { return to_python(mo.metadata()); })
-      .def("describe", [](const Model& mo) { return graph_to_python(mo.desc(), nullptr); },
-           "The graph description (no parameter arrays), as read_graph returns it.");
+      .def(
+          "describe", [](const Model& mo) { return graph_to_python(mo.desc(), nullptr); },
+          "The graph description (no parameter arrays), as read_graph returns it.");
 
   py::class_<Session>(m, "Session", "A loaded graph: run() executes every op in one call.")
       .def(py::init([](const std::shared_ptr<Model>& model, int threads, std::optional<uint64_t> max_memory) {

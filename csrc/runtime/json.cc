@@ -166,9 +166,7 @@ class Parser {
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw ParseError(what + " at byte " + std::to_string(pos_));
-  }
+  [[noreturn]] void fail(const std::string& what) const { throw ParseError(what + " at byte " + std::to_string(pos_)); }
   bool at_end() const { return pos_ >= t_.size(); }
   unsigned char peek() const { return at_end() ? 0 : static_cast<unsigned char>(t_[pos_]); }
   void skip_ws() {
@@ -290,10 +288,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       const char c = t_[pos_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-      else fail("invalid \\u escape");
+      if (c >= '0' && c <= '9')
+        v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        v |= static_cast<unsigned>(c - 'A' + 10);
+      else
+        fail("invalid \\u escape");
     }
     return v;
   }
@@ -321,10 +323,20 @@ class Parser {
     const unsigned char c = peek();
     size_t n;
     unsigned cp, min;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; min = 0x10000; }
-    else fail("invalid UTF-8");
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+      cp = c & 0x1F;
+      min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      cp = c & 0x0F;
+      min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      cp = c & 0x07;
+      min = 0x10000;
+    } else
+      fail("invalid UTF-8");
     if (t_.size() - pos_ < n) fail("truncated UTF-8");
     for (size_t k = 1; k < n; ++k) {
       const auto cc = static_cast<unsigned char>(t_[pos_ + k]);
@@ -381,9 +393,7 @@ class Parser {
           append_utf8(&out, cp);
           break;
         }
-        default:
-          --pos_;
-          fail("invalid escape");
+        default: --pos_; fail("invalid escape");
       }
     }
   }

@@ -28,7 +28,7 @@ class ParseError : public std::invalid_argument {
 };
 
 struct Limits {
-  size_t max_depth = 64;           // nested arrays/objects
+  size_t max_depth = 64;                // nested arrays/objects
   size_t max_values = size_t{1} << 23;  // every value counts, including keys' values and elements
   size_t max_bytes = size_t{64} << 20;  // the document
 };
@@ -60,8 +60,8 @@ class Value {
   int64_t as_int() const;
   double as_double() const;  // ints convert
   const std::string& as_string() const;
-  const std::vector<Value>& items() const;                                 // array elements
-  const std::vector<std::pair<std::string, Value>>& members() const;      // object members, in order
+  const std::vector<Value>& items() const;                            // array elements
+  const std::vector<std::pair<std::string, Value>>& members() const;  // object members, in order
   // The member named `key`, or null when absent (or when this is not an object).
   const Value* find(std::string_view key) const;
 

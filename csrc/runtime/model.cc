@@ -37,7 +37,6 @@ std::string show(const json::Value* v) {
   return one_line(text.size() > 200 ? text.substr(0, 197) + "..." : text);
 }
 
-
 int64_t itemsize(std::string_view dtype) {
   if (dtype == "uint64") return 8;
   if (dtype == "uint8") return 1;
@@ -75,8 +74,8 @@ class Describer {
     const XbinSection& s = file_.section(0);
     json::Value doc;
     try {
-      doc = json::parse(std::string_view(reinterpret_cast<const char*>(file_.section_data(0)),
-                                         static_cast<size_t>(s.size)));
+      doc = json::parse(
+          std::string_view(reinterpret_cast<const char*>(file_.section_data(0)), static_cast<size_t>(s.size)));
     } catch (const json::ParseError& e) {
       fail(std::string("graph JSON section is not valid JSON (") + e.what() + ")");
     }
@@ -90,8 +89,8 @@ class Describer {
     const int64_t v = version->as_int();
     if (v < 1) fail("IR version " + std::to_string(v) + " is invalid (versions start at 1)");
     if (v > kIrVersion) {
-      fail("IR version " + std::to_string(v) + " is newer than this xnorinfer supports (" +
-           std::to_string(kIrVersion) + ")");
+      fail("IR version " + std::to_string(v) + " is newer than this xnorinfer supports (" + std::to_string(kIrVersion) +
+           ")");
     }
     return doc;
   }
@@ -142,15 +141,29 @@ class Describer {
     AttrValue a;
     *ok = true;
     switch (v.type()) {
-      case json::Value::Type::kBool: a.type = AttrValue::Type::kBool; a.b = v.as_bool(); break;
-      case json::Value::Type::kInt: a.type = AttrValue::Type::kInt; a.i = v.as_int(); break;
-      case json::Value::Type::kDouble: a.type = AttrValue::Type::kFloat; a.f = v.as_double(); break;
-      case json::Value::Type::kString: a.type = AttrValue::Type::kString; a.s = v.as_string(); break;
+      case json::Value::Type::kBool:
+        a.type = AttrValue::Type::kBool;
+        a.b = v.as_bool();
+        break;
+      case json::Value::Type::kInt:
+        a.type = AttrValue::Type::kInt;
+        a.i = v.as_int();
+        break;
+      case json::Value::Type::kDouble:
+        a.type = AttrValue::Type::kFloat;
+        a.f = v.as_double();
+        break;
+      case json::Value::Type::kString:
+        a.type = AttrValue::Type::kString;
+        a.s = v.as_string();
+        break;
       case json::Value::Type::kArray:
         a.type = AttrValue::Type::kInts;
         for (const json::Value& e : v.items()) {
-          if (!e.is_int()) *ok = false;
-          else a.ints.push_back(e.as_int());
+          if (!e.is_int())
+            *ok = false;
+          else
+            a.ints.push_back(e.as_int());
         }
         break;
       default: *ok = false;
@@ -223,8 +236,10 @@ class Describer {
         uint64_t need = static_cast<uint64_t>(itemsize(want));
         bool overflow = false;
         for (const int64_t d : dims) {
-          if (need > (uint64_t{1} << 62) / static_cast<uint64_t>(d)) overflow = true;
-          else need *= static_cast<uint64_t>(d);
+          if (need > (uint64_t{1} << 62) / static_cast<uint64_t>(d))
+            overflow = true;
+          else
+            need *= static_cast<uint64_t>(d);
         }
         if (overflow || need != section.size) {
           std::string shape_text = "(";
@@ -262,7 +277,8 @@ class Describer {
         }
         for (const auto& [key, value] : present) {
           (void)value;
-          const bool known = std::any_of(declared.begin(), declared.end(), [&](const auto& d) { return key == d.name; });
+          const bool known =
+              std::any_of(declared.begin(), declared.end(), [&](const auto& d) { return key == d.name; });
           if (!known) extra.insert(key);
         }
       };
@@ -329,8 +345,7 @@ void read_metadata(const XbinFile& file, const GraphDesc& g, const Graph& graph,
     for (const char* name : {"mean", "std"}) {
       const json::Value* values = meta.find(name);
       if (!values || values->is_null()) continue;
-      bool ok = values->is_array() &&
-                (values->items().size() == 1 || values->items().size() == static_cast<size_t>(c));
+      bool ok = values->is_array() && (values->items().size() == 1 || values->items().size() == static_cast<size_t>(c));
       std::vector<double>& out = std::string_view(name) == "mean" ? spec->mean : spec->std;
       for (size_t i = 0; ok && i < values->items().size(); ++i) {
         ok = values->items()[i].is_number();

@@ -6,6 +6,8 @@
 // their probabilities), then the model's raw outputs on a line "logits: ...". The image gets
 // the model's preprocessing as its metadata records it (pixels / 255, then (x - mean) / std);
 // it must already have the model's input size: this example does not resize.
+#include <xnorinfer/xnorinfer.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -19,8 +21,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <xnorinfer/xnorinfer.h>
 
 namespace {
 
@@ -105,8 +105,10 @@ int run(int argc, char** argv) {
     if ((args[i] == "--top" || args[i] == "--threads") && i + 1 < args.size()) {
       const long v = std::strtol(args[i + 1].c_str(), nullptr, 10);
       if (v < 1) throw std::invalid_argument(args[i] + " must be a positive integer");
-      if (args[i] == "--top") top = static_cast<size_t>(v);
-      else threads = static_cast<int>(v);
+      if (args[i] == "--top")
+        top = static_cast<size_t>(v);
+      else
+        threads = static_cast<int>(v);
       ++i;
     } else {
       positional.push_back(args[i]);

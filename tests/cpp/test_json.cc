@@ -50,11 +50,38 @@ TEST(Json, DoublesInTheCLocale) {
 }
 
 TEST(Json, RefusesWhatRfc8259Refuses) {
-  for (const char* bad : {"", " ", "01", "1.", ".5", "+1", "1e", "1e+", "-", "NaN", "Infinity", "-Infinity",
-                          "[1,]", "{\"a\":1,}", "{'a':1}", "[1 2]", "{\"a\" 1}", "{1:2}", "tru", "nul",
-                          "\"unterminated", "\"tab\there\"", "\"\\x41\"", "\"\\u12\"", "\"\\ud800\"",
-                          "\"\\udc00\"", "\"\\ud800\\u0041\"", "[1] [2]", "// comment\n1", "\xef\xbb\xbf{}",
-                          "0x10", "1_000"}) {
+  for (const char* bad : {"",
+                          " ",
+                          "01",
+                          "1.",
+                          ".5",
+                          "+1",
+                          "1e",
+                          "1e+",
+                          "-",
+                          "NaN",
+                          "Infinity",
+                          "-Infinity",
+                          "[1,]",
+                          "{\"a\":1,}",
+                          "{'a':1}",
+                          "[1 2]",
+                          "{\"a\" 1}",
+                          "{1:2}",
+                          "tru",
+                          "nul",
+                          "\"unterminated",
+                          "\"tab\there\"",
+                          "\"\\x41\"",
+                          "\"\\u12\"",
+                          "\"\\ud800\"",
+                          "\"\\udc00\"",
+                          "\"\\ud800\\u0041\"",
+                          "[1] [2]",
+                          "// comment\n1",
+                          "\xef\xbb\xbf{}",
+                          "0x10",
+                          "1_000"}) {
     EXPECT_THROW(parse(bad), ParseError) << bad;
   }
 }

@@ -105,8 +105,8 @@ TEST(Loader, NamesTheOpInGraphErrors) {
   const std::vector<uint8_t> bytes = read_bytes(default_model_path());
   const std::string json = text_of(sections_of(bytes)[0].data);
   // A name with a newline stays one line in the message.
-  const std::string damaged =
-      replace_once(json, "\"ops\":[{\"kind\":\"flatten\",\"name\":\"0\"", "\"ops\":[{\"kind\":\"warp\",\"name\":\"a\\nb\"");
+  const std::string damaged = replace_once(json, "\"ops\":[{\"kind\":\"flatten\",\"name\":\"0\"",
+                                           "\"ops\":[{\"kind\":\"warp\",\"name\":\"a\\nb\"");
   const std::string why = refusal(with_json(bytes, damaged));
   EXPECT_NE(why.find("op a\\x0ab (warp): unknown op kind"), std::string::npos) << why;
   EXPECT_EQ(why.find('\n'), std::string::npos) << why;

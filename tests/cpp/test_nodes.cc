@@ -33,10 +33,10 @@ const char* kGraph = R"({"format":"xnorinfer.xbin","ir_version":1,"metadata":{},
 
 TEST(Nodes, KernelsMatchPlainLoops) {
   const std::vector<float> w = {0.5f, -1.0f, 2.0f, 1.5f, 0.25f, -0.75f}, bias = {0.125f, -2.0f};
-  const std::vector<uint8_t> bytes = xnor::test::assemble(
-      {{xnor::kXbinSectionJson, "graph", xnor::test::bytes_of(kGraph)},
-       {xnor::kXbinSectionData, "param1", floats(w)},
-       {xnor::kXbinSectionData, "param2", floats(bias)}});
+  const std::vector<uint8_t> bytes =
+      xnor::test::assemble({{xnor::kXbinSectionJson, "graph", xnor::test::bytes_of(kGraph)},
+                            {xnor::kXbinSectionData, "param1", floats(w)},
+                            {xnor::kXbinSectionData, "param2", floats(bias)}});
   const xnorinfer::Model model = xnorinfer::Model::load(bytes.data(), bytes.size(), "hand-made");
   EXPECT_EQ(model.output_names(), (std::vector<std::string>{"r", "u", "z"}));
   // NCHW input (1, 3, 2, 2): channel c, pixel i holds these values.
