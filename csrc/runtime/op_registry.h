@@ -92,6 +92,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(sigmoid) \
   X(sign) \
   X(softmax) \
+  X(tanh) \
   X(unpack)
 // clang-format on
 

@@ -29,6 +29,7 @@ from xnorinfer.convert.attrs import (
     PoolAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
+from xnorinfer.ops import OPS
 
 PT2_HOWTO = (
     "Export the model instead: `ep = torch.export.export(model.eval(), (example_input,)); "
@@ -423,9 +424,21 @@ def _aten_name(target: Any) -> tuple[str, str]:
 def _lower_aten(call: AtenCall) -> Lowered | None:
     """One ATen call -> one internal node; None = identity (its output is its first input)."""
     handler = _ATEN_HANDLERS.get(call.base)
+    if handler is None and _is_plain_float_op(call.base):
+        handler = _plain_float_op
     if handler is None:
         raise call.unsupported(_UNSUPPORTED_HINTS.get(call.base, "see docs/ops.md for the supported list"))
     return handler(call)
+
+
+def _is_plain_float_op(base: str) -> bool:
+    """An IR op named as the ATen op, on f32 tensors, with no attributes or parameters: captured as is."""
+    d = OPS.get(base)
+    return d is not None and d.in_dtype == "f32" and not d.attrs and not d.params
+
+
+def _plain_float_op(call: AtenCall) -> Lowered:
+    return Lowered(call.base, list(call.args[: OPS[call.base].inputs[1]]))
 
 
 def _identity(call: AtenCall) -> Lowered | None:
@@ -594,7 +607,6 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
 _UNSUPPORTED_HINTS = {
     "pow": "x * x as mul",
     "exp": "sigmoid",
-    "tanh": "hardtanh",
     "leaky_relu": "PReLU",
     "gelu": "ReLU / PReLU",
     "slice": "no slicing: flatten + linear",

@@ -28,6 +28,7 @@ from xnorinfer.convert.attrs import (
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
+from xnorinfer.ops import OPS
 
 NEAREST = {
     "where": "where(x >= t, 1, -1) as a sign, or PReLU",
@@ -68,6 +69,8 @@ def lower(model: Model) -> ir.Graph:
     for node in model.nodes:
         shape = _nhwc(model.shapes[node.output])
         handler = HANDLERS.get(node.op)
+        if handler is None and _is_plain_unary(node.op):
+            handler = _elementwise  # an IR op of the same name that takes the node as it is
         if handler is None:
             raise cx.unsupported(node)
         handler(cx, node, shape)
@@ -80,6 +83,12 @@ def lower(model: Model) -> ir.Graph:
     )
     graph.validate()
     return graph
+
+
+def _is_plain_unary(kind: str) -> bool:
+    """A one-input f32 IR op without attributes or parameters: a converter node of that name lowers as is."""
+    d = OPS.get(kind)
+    return d is not None and d.inputs == (1, 1) and d.in_dtype == "f32" and not d.attrs and not d.params
 
 
 class Lowering:

@@ -237,6 +237,23 @@ SIGMOID = OpDef(
 )
 
 
+def _tanh_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
+
+    return torch.tanh(ins[0])
+
+
+TANH = OpDef(
+    "tanh",
+    "f32 -> f32: tanh(x)",
+    "f32",
+    f32,
+    same_shape,
+    lambda op, ins, t: np.tanh(ins[0]),
+    _tanh_torch,
+)
+
+
 # pooling
 
 POOL_ATTRS = {"kernel": PAIR, "stride": PAIR, "padding": PAIR}
@@ -404,6 +421,7 @@ FLOAT_OPS: tuple[OpDef, ...] = (
     RELU,
     HARDTANH,
     SIGMOID,
+    TANH,
     MAXPOOL2D,
     AVGPOOL2D,
     GLOBAL_AVGPOOL,
