@@ -190,3 +190,90 @@ def test_avgpool_ceil_mode_on_odd_sizes_matches_torch(tmp_path):
     with torch.no_grad():
         want = model(xs).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- this project's BinaryDuo decouple
+
+
+def test_binaryduo_decouple_minus_one_pad_is_binary(tmp_path):
+    """xnorinfer.nn.decouple pads the decoupled signs with F.pad(value=-1): a bconv2d pad_mode."""
+    from xnorinfer.nn import BinaryConv2d, CoupledTernary, decouple
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        BinaryConv2d(8, 12, 3, padding=1, bias=True, input_quantizer=CoupledTernary(), weight_scale="mean"),
+        torch.nn.BatchNorm2d(12),
+        BinaryConv2d(12, 6, 3, stride=2, padding=2, input_quantizer=CoupledTernary(), weight_scale="mean"),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6, 10),
+    )
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # activations around [0, 1]: all three levels occur
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(0, 1)
+    dec = decouple(model.eval())
+    path = tmp_path / "duo.xbin"
+    graph = convert(dec, (torch.randn(1, 3, 9, 9),), output=path)
+    convs = list(binary_convs(graph).values())
+    assert [(a["pad_mode"], a["padding"]) for a in convs] == [("minus_one", [1, 1]), ("minus_one", [2, 2])]
+    assert "pad" not in kinds(graph)
+    xs = torch.randn(8, 3, 9, 9, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = dec(xs).numpy()
+    np.testing.assert_allclose(run_everywhere(path, xs.numpy()), want, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- means and SE gates
+
+
+def test_mean_over_h_then_w_is_the_global_pool(tmp_path):
+    """dorefa's `out.mean(dim=2).mean(dim=2)` (and the keepdim form) -> one global_avgpool."""
+
+    class Head(torch.nn.Module):
+        def __init__(self, keepdim: bool) -> None:
+            super().__init__()
+            self.conv, self.fc, self.keepdim = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, 4), keepdim
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            y = y.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True) if self.keepdim else y.mean(2).mean(2)
+            return self.fc(y.flatten(1))
+
+    for keepdim in (False, True):
+        torch.manual_seed(0)
+        model = Head(keepdim).eval()
+        graph = convert(model, (torch.randn(1, 3, 8, 6),), output=tmp_path / "m.xbin")
+        assert kinds(graph) == ["conv2d", "global_avgpool", "linear"]
+        xs = torch.randn(4, 3, 8, 6, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            want = model(xs).numpy()
+        np.testing.assert_allclose(run_everywhere(tmp_path / "m.xbin", xs.numpy()), want, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_over_one_spatial_dim_alone_is_refused():
+    class Half(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=2).flatten(1)
+
+    with pytest.raises(ConversionError, match="aten.mean"):
+        convert(Half().eval(), (torch.randn(1, 3, 4, 4),), verify=False)
+
+
+def test_real_to_binary_se_gate(cifar_images, tmp_path):
+    """`out * sigmoid(conv1x1(relu(conv1x1(pool(x)))))`: the gate is an (N, C) vector multiplying NHWC."""
+    m = load_model_file("real_to_binary")
+    # The one rewritten line: its torch.sign of a ReLU output has exact zeros (sign(0) = 0, a
+    # third level; a separate issue-12 change): written here as where(x >= 0, 1, -1).
+    m.SteSign.forward = staticmethod(lambda ctx, x: torch.where(x >= 0, 1.0, -1.0))
+    model = m.make()
+    graph = convert_and_compare(model, m.example_input(), cifar_images, tmp_path)
+    qconvs = [name for name, mod in model.named_modules() if isinstance(mod, m.QuantConv2d)]
+    assert sorted(binary_convs(graph)) == sorted(qconvs) and len(qconvs) == 6
+    gates = [op for op in graph.ops if op.kind == "mul"]
+    assert len(gates) == 6 and all(len(graph.tensors[op.inputs[1]].shape) == 2 for op in gates)

@@ -541,9 +541,44 @@ def _adaptive_avg_pool(call: AtenCall) -> Lowered:
     raise call.unsupported("adaptive_avg_pool2d to 1x1 or to a size that divides the input")
 
 
-def _mean(call: AtenCall) -> Lowered:
-    x, dims = call.args[0], sorted(d % 4 for d in call.args[1])
+def _mean_dims(fx: Any) -> tuple[list[int], bool, int] | None:
+    """(dims, keepdim, input rank) of an aten.mean.dim fx node, or None for anything else."""
+    if not isinstance(fx, torch.fx.Node) or _aten_name(fx.target)[0] != "mean" or len(fx.args) < 2:
+        return None
+    src = fx.args[0]
+    if not isinstance(src, torch.fx.Node) or not isinstance(fx.args[1], (list, tuple)):
+        return None
+    rank = len(src.meta["val"].shape)
+    keepdim = bool(fx.args[2]) if len(fx.args) > 2 else bool(fx.kwargs.get("keepdim", False))
+    return sorted(int(d) % rank for d in fx.args[1]), keepdim, rank
+
+
+def _first_spatial_half(fx: Any) -> bool:
+    """x.mean(dim=2) or x.mean(dim=3) of an NCHW tensor, each of whose users reduces the other spatial dim."""
+    m = _mean_dims(fx)
+    if m is None or m[2] != 4 or m[0] not in ([2], [3]) or not fx.users:
+        return False
+    return all(_second_spatial_half(u) for u in fx.users)
+
+
+def _second_spatial_half(fx: Any) -> bool:
+    """The mean over the spatial dim left by a first half: `x.mean(dim=2).mean(dim=2)` (dorefa's global pool)."""
+    m, first = _mean_dims(fx), _mean_dims(fx.args[0]) if isinstance(fx, torch.fx.Node) else None
+    if m is None or first is None or first[2] != 4 or first[0] not in ([2], [3]):
+        return False
+    remaining = ([3] if first[0] == [2] else [2]) if first[1] else [2]
+    return m[0] == remaining and m[1] == first[1]
+
+
+def _mean(call: AtenCall) -> Lowered | None:
+    x, dims = call.args[0], sorted(d % len(call.input_shape()) for d in call.args[1])
     if len(call.input_shape()) == 4 and dims == [2, 3]:
+        return Lowered("global_avgpool", [x])
+    # A mean over H then one over W (or W then H) is the global average pool: the first is an alias of
+    # x here, the second the pool (the float result differs from PyTorch's by rounding only).
+    if _first_spatial_half(call.fx):
+        return None
+    if _second_spatial_half(call.fx):
         return Lowered("global_avgpool", [x])
     raise call.unsupported("mean over the spatial dims (2, 3) of an NCHW tensor = global average pool")
 

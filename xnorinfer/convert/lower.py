@@ -201,6 +201,9 @@ Handler = Callable[[Lowering, Node, Shape], None]
 def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(ConvAttrs)
+    if x.as_4d:  # a conv of a pooled (N, C, 1, 1) vector (an SE gate): only its kernel centre sees data
+        _conv_of_vector(cx, node, x, a)
+        return
     w = np.transpose(cx.const(node, 1), (0, 2, 3, 1)).astype(np.float32)
     params = {"weight": np.ascontiguousarray(w)}
     if len(node.inputs) > 2:
@@ -209,6 +212,19 @@ def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     if a.groups != 1:
         attrs["groups"] = a.groups
     cx.emit(node, "conv2d", [x], shape, "f32", attrs, params)
+
+
+def _conv_of_vector(cx: Lowering, node: Node, x: _Val, a: ConvAttrs) -> None:
+    """conv2d of a (N, C) value standing for (N, C, 1, 1) -> linear (N, O), still standing for (N, O, 1, 1)."""
+    w = cx.const(node, 1)
+    kh, kw = w.shape[2:]
+    if a.groups != 1 or x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
+        raise cx.unsupported(node)  # (an output other than 1x1, or one that is not the kernel centre)
+    params = {"weight": np.ascontiguousarray(w[:, :, kh // 2, kw // 2].astype(np.float32))}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    out = cx.emit(node, "linear", [x], (x.shape[0], int(w.shape[0])), "f32", {}, params)
+    out.as_4d = True
 
 
 def _linear(cx: Lowering, node: Node, shape: Shape) -> None:
@@ -296,7 +312,8 @@ def _elementwise(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     if node.op in ("softmax", "log_softmax") and x.perm is not None:
         raise cx.unsupported(node)
-    cx.emit(node, node.op, [x], shape, "f32", perm=x.perm)
+    out = cx.emit(node, node.op, [x], x.shape if x.as_4d else shape, "f32", perm=x.perm)
+    out.as_4d = x.as_4d
 
 
 def _hardtanh(cx: Lowering, node: Node, shape: Shape) -> None:
