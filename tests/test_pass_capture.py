@@ -147,17 +147,22 @@ def test_an_unsupported_op_names_itself_and_the_nearest_pattern():
 
 
 class GroupedConv(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, groups: int = 2, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(4, 4, 3, groups=2)
+        self.conv = nn.Conv2d(4, 4, 3, groups=groups, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
 
-def test_grouped_conv_is_refused():
-    with pytest.raises(ConversionError, match=r"aten\.convolution.*groups=1"):
-        captured(GroupedConv(), 1, 4, 6, 6)
+def test_grouped_conv_keeps_its_groups():
+    (node,) = captured(GroupedConv(), 1, 4, 6, 6).nodes
+    assert node.op == "conv2d" and node.attrs_as(ConvAttrs).groups == 2
+
+
+def test_dilated_conv_is_refused():
+    with pytest.raises(ConversionError, match=r"aten\.convolution.*dilation=1"):
+        captured(GroupedConv(groups=1, dilation=2), 1, 4, 8, 8)
 
 
 class TwoInputs(nn.Module):

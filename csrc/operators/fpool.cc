@@ -27,7 +27,18 @@ void run_pool(FloatPoolFn fn, const float* in, int batch, const FloatPoolGeometr
 
 }  // namespace
 
-void float_pool_geometry(FloatPoolGeometry& g, const char* op) {
+namespace {
+
+// aten's pooling_output_shape (dilation 1), for sizes the caller checked to be non-negative.
+int pooled_size(int size, int k, int s, int p, bool ceil_mode) {
+  int out = (size + 2 * p - k + (ceil_mode ? s - 1 : 0)) / s + 1;
+  if (ceil_mode && (out - 1) * s >= size + p) --out;
+  return out;
+}
+
+}  // namespace
+
+void float_pool_geometry(FloatPoolGeometry& g, const char* op, bool ceil_mode) {
   const std::string name(op);
   if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0) {
     throw std::invalid_argument(name + ": input must have positive height, width and channels");
@@ -41,13 +52,13 @@ void float_pool_geometry(FloatPoolGeometry& g, const char* op) {
     throw std::invalid_argument(name + ": padding must be between 0 and half the kernel, got (" +
                                 std::to_string(g.pad_h) + ", " + std::to_string(g.pad_w) + ")");
   }
-  g.out_h = (g.in_h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
-  g.out_w = (g.in_w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
-  if (g.in_h + 2 * g.pad_h < g.kernel_h || g.in_w + 2 * g.pad_w < g.kernel_w || g.out_h <= 0 || g.out_w <= 0) {
+  if (g.in_h + 2 * g.pad_h < g.kernel_h || g.in_w + 2 * g.pad_w < g.kernel_w) {
     throw std::invalid_argument(name + ": input " + std::to_string(g.in_h) + "x" + std::to_string(g.in_w) +
                                 " is smaller than the kernel " + std::to_string(g.kernel_h) + "x" +
                                 std::to_string(g.kernel_w));
   }
+  g.out_h = pooled_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, ceil_mode);
+  g.out_w = pooled_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, ceil_mode);
 }
 
 void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa) {

@@ -13,10 +13,12 @@
 
 namespace xnor {
 
-// Fills out_h/out_w (floor mode) and checks the geometry: kernel and stride
-// positive, 0 <= padding <= kernel / 2, non-empty output. Throws
-// std::invalid_argument naming `op` otherwise.
-void float_pool_geometry(FloatPoolGeometry& g, const char* op);
+// Fills out_h/out_w (PyTorch's floor mode, or with `ceil_mode` its ceil mode:
+// the last window must start inside the input or the left padding) and checks
+// the geometry: kernel and stride positive, 0 <= padding <= kernel / 2,
+// non-empty output. Throws std::invalid_argument naming `op` otherwise. The
+// kernels clip every window to the padded input, as PyTorch does.
+void float_pool_geometry(FloatPoolGeometry& g, const char* op, bool ceil_mode = false);
 
 // in: [batch][in_h][in_w][channels]; out: [batch][out_h][out_w][channels].
 void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);

@@ -87,10 +87,12 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(log_softmax) \
   X(maxpool2d) \
   X(mul) \
+  X(pad) \
   X(prelu) \
   X(relu) \
   X(sigmoid) \
   X(sign) \
+  X(slice) \
   X(softmax) \
   X(tanh) \
   X(unpack)

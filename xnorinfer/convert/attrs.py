@@ -46,11 +46,12 @@ class NoAttrs:
 
 @dataclass(frozen=True)
 class ConvAttrs:
-    """conv2d (capture): NCHW convolution, groups 1, dilation 1."""
+    """conv2d (capture): NCHW convolution, dilation 1."""
 
     stride: Pair
     padding: Pair
     weight_param: str | None = None  # the weight's parameter name, for `binarize`
+    groups: int = 1  # > 1: grouped / depthwise (always float)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class PoolAttrs:
     kernel: Pair
     stride: Pair
     padding: Pair
+    ceil_mode: bool = field(default=False, kw_only=True)  # PyTorch's ceil_mode (float pools only)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class BinaryLayerAttrs:
 class BinaryConvAttrs(BinaryLayerAttrs):
     stride: Pair
     padding: Pair
+    pad_mode: Literal["zero", "plus_one", "minus_one"] = "zero"  # a ±1 F.pad folded in (patterns.py)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,29 @@ class AffineAttrs:
     shift: np.ndarray
 
 
+@dataclass(frozen=True)
+class PadAttrs:
+    """pad (capture): constant padding of an NCHW tensor, each side's count and the fill value."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    front: int = 0  # channels
+    back: int = 0
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class SliceAttrs:
+    """slice (capture): x[start:stop:step] along PyTorch dim `dim` (1 = C, 2 = H, 3 = W), bounds resolved."""
+
+    dim: int
+    start: int
+    stop: int
+    step: int
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -160,4 +186,6 @@ NodeAttrs: TypeAlias = (
     | BinaryLayerAttrs
     | PReLUAttrs
     | AffineAttrs
+    | PadAttrs
+    | SliceAttrs
 )

@@ -26,7 +26,9 @@ from xnorinfer.convert.attrs import (
     LinearAttrs,
     NoAttrs,
     NodeAttrs,
+    PadAttrs,
     PoolAttrs,
+    SliceAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.ops import OPS
@@ -458,9 +460,10 @@ def _to_copy(call: AtenCall) -> Lowered | None:
 
 def _convolution(call: AtenCall) -> Lowered:
     x, w, b, stride, padding, dilation, transposed, _out_pad, groups = call.args[:9]
-    if transposed or groups != 1 or any(d != 1 for d in dilation) or len(stride) != 2:
-        raise call.unsupported("nn.Conv2d with groups=1, dilation=1 (no transposed/grouped/dilated conv)")
-    return Lowered("conv2d", [x, w] + ([b] if b is not None else []), ConvAttrs(_pair(stride), _pair(padding)))
+    if transposed or any(d != 1 for d in dilation) or len(stride) != 2:
+        raise call.unsupported("nn.Conv2d with dilation=1 (no transposed/dilated conv)")
+    attrs = ConvAttrs(_pair(stride), _pair(padding), groups=int(groups))
+    return Lowered("conv2d", [x, w] + ([b] if b is not None else []), attrs)
 
 
 def _addmm(call: AtenCall) -> Lowered:
@@ -521,9 +524,9 @@ def _max_pool(call: AtenCall) -> Lowered:
     padding = list(args[3]) if len(args) > 3 else [0, 0]
     dilation = list(args[4]) if len(args) > 4 else [1, 1]
     ceil = bool(args[5]) if len(args) > 5 else False
-    if any(d != 1 for d in dilation) or ceil:
-        raise call.unsupported("nn.MaxPool2d without dilation or ceil_mode")
-    return Lowered("maxpool2d", [x], PoolAttrs(_pair(kernel), _pair(stride), _pair(padding)))
+    if any(d != 1 for d in dilation):
+        raise call.unsupported("nn.MaxPool2d without dilation")
+    return Lowered("maxpool2d", [x], PoolAttrs(_pair(kernel), _pair(stride), _pair(padding), ceil_mode=ceil))
 
 
 def _avg_pool(call: AtenCall) -> Lowered:
@@ -534,9 +537,10 @@ def _avg_pool(call: AtenCall) -> Lowered:
     ceil = bool(args[4]) if len(args) > 4 else False
     count_include_pad = bool(args[5]) if len(args) > 5 else True
     divisor = args[6] if len(args) > 6 else None
-    if ceil or divisor is not None:
-        raise call.unsupported("nn.AvgPool2d without ceil_mode or divisor_override")
-    return Lowered("avgpool2d", [x], AvgPoolAttrs(_pair(kernel), _pair(stride), _pair(padding), count_include_pad))
+    if divisor is not None:
+        raise call.unsupported("nn.AvgPool2d without divisor_override")
+    attrs = AvgPoolAttrs(_pair(kernel), _pair(stride), _pair(padding), count_include_pad, ceil_mode=ceil)
+    return Lowered("avgpool2d", [x], attrs)
 
 
 def _adaptive_avg_pool(call: AtenCall) -> Lowered:
@@ -550,9 +554,44 @@ def _adaptive_avg_pool(call: AtenCall) -> Lowered:
     raise call.unsupported("adaptive_avg_pool2d to 1x1 or to a size that divides the input")
 
 
-def _mean(call: AtenCall) -> Lowered:
-    x, dims = call.args[0], sorted(d % 4 for d in call.args[1])
+def _mean_dims(fx: Any) -> tuple[list[int], bool, int] | None:
+    """(dims, keepdim, input rank) of an aten.mean.dim fx node, or None for anything else."""
+    if not isinstance(fx, torch.fx.Node) or _aten_name(fx.target)[0] != "mean" or len(fx.args) < 2:
+        return None
+    src = fx.args[0]
+    if not isinstance(src, torch.fx.Node) or not isinstance(fx.args[1], (list, tuple)):
+        return None
+    rank = len(src.meta["val"].shape)
+    keepdim = bool(fx.args[2]) if len(fx.args) > 2 else bool(fx.kwargs.get("keepdim", False))
+    return sorted(int(d) % rank for d in fx.args[1]), keepdim, rank
+
+
+def _first_spatial_half(fx: Any) -> bool:
+    """x.mean(dim=2) or x.mean(dim=3) of an NCHW tensor, each of whose users reduces the other spatial dim."""
+    m = _mean_dims(fx)
+    if m is None or m[2] != 4 or m[0] not in ([2], [3]) or not fx.users:
+        return False
+    return all(_second_spatial_half(u) for u in fx.users)
+
+
+def _second_spatial_half(fx: Any) -> bool:
+    """The mean over the spatial dim left by a first half: `x.mean(dim=2).mean(dim=2)` (dorefa's global pool)."""
+    m, first = _mean_dims(fx), _mean_dims(fx.args[0]) if isinstance(fx, torch.fx.Node) else None
+    if m is None or first is None or first[2] != 4 or first[0] not in ([2], [3]):
+        return False
+    remaining = ([3] if first[0] == [2] else [2]) if first[1] else [2]
+    return m[0] == remaining and m[1] == first[1]
+
+
+def _mean(call: AtenCall) -> Lowered | None:
+    x, dims = call.args[0], sorted(d % len(call.input_shape()) for d in call.args[1])
     if len(call.input_shape()) == 4 and dims == [2, 3]:
+        return Lowered("global_avgpool", [x])
+    # A mean over H then one over W (or W then H) is the global average pool: the first is an alias of
+    # x here, the second the pool (the float result differs from PyTorch's by rounding only).
+    if _first_spatial_half(call.fx):
+        return None
+    if _second_spatial_half(call.fx):
         return Lowered("global_avgpool", [x])
     raise call.unsupported("mean over the spatial dims (2, 3) of an NCHW tensor = global average pool")
 
@@ -574,6 +613,38 @@ def _softmax(call: AtenCall) -> Lowered:
     if len(call.shape) != 2 or dim != 1:
         raise call.unsupported(f"{op} over the features of a (N, F) output")
     return Lowered(op, [call.args[0]])
+
+
+def _constant_pad(call: AtenCall) -> Lowered | None:
+    """F.pad(x, pads, value=v) of an NCHW tensor: the pad list runs from the last dim backwards."""
+    x, pads = call.args[0], [int(p) for p in call.args[1]]
+    value = call.args[2] if len(call.args) > 2 else call.kwargs.get("value", 0.0)
+    pads += [0] * (8 - len(pads))
+    if len(call.input_shape()) != 4 or len(call.args[1]) > 6 or any(p < 0 for p in pads) or isinstance(value, str):
+        raise call.unsupported("F.pad of an NCHW tensor along W, H and C with non-negative sizes and a scalar value")
+    if not any(pads):
+        return None
+    left, right, top, bottom, front, back = pads[:6]
+    return Lowered("pad", [x], PadAttrs(top, bottom, left, right, front, back, float(value)))
+
+
+def _slice(call: AtenCall) -> Lowered | None:
+    """x[..., start:stop:step] along one dim (aten.slice.Tensor), bounds clamped as Python slicing does."""
+    args = call.args + [None] * (5 - len(call.args))
+    x, dim, start, stop, step = args[:5]
+    shape = call.input_shape()
+    dim = int(dim if dim is not None else call.kwargs.get("dim", 0)) % len(shape)
+    start = call.kwargs.get("start", start)
+    stop = call.kwargs.get("end", stop)
+    step = int(call.kwargs.get("step", step if step is not None else 1))
+    if not all(isinstance(v, (int, type(None))) for v in (start, stop)):
+        raise call.unsupported("slicing with constant bounds")
+    lo, hi, _ = slice(start, stop, step).indices(int(shape[dim]))
+    if (lo, hi, step) == (0, int(shape[dim]), 1):
+        return None
+    if dim == 0 or hi <= lo:
+        raise call.unsupported("a non-empty slice of the channel, height or width dim (not of the batch)")
+    return Lowered("slice", [x], SliceAttrs(dim, lo, hi, step))
 
 
 def _pair(v: Sequence[int]) -> tuple[int, int]:
@@ -603,13 +674,14 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
     "_softmax": _softmax,
     "softmax": _softmax,
     "_log_softmax": _softmax,
+    "constant_pad_nd": _constant_pad,
+    "slice": _slice,
 }
 _UNSUPPORTED_HINTS = {
     "pow": "x * x as mul",
     "exp": "sigmoid",
     "leaky_relu": "PReLU",
     "gelu": "ReLU / PReLU",
-    "slice": "no slicing: flatten + linear",
     "bmm": "nn.Linear",
     "avg_pool1d": "avg_pool2d",
     "upsample_nearest2d": "none (no upsampling)",

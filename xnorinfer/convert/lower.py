@@ -23,8 +23,10 @@ from xnorinfer.convert.attrs import (
     BinaryLayerAttrs,
     ConvAttrs,
     HardtanhAttrs,
+    PadAttrs,
     PoolAttrs,
     PReLUAttrs,
+    SliceAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
@@ -44,6 +46,8 @@ NEAREST = {
     "reshape": "flatten(1) / view(N, -1) of an NCHW tensor before a linear",
     "add": "add of two same-shape tensors or of a per-channel constant",
     "neg": "negation (affine)",
+    "pad": "F.pad of an NCHW tensor (a ±1 pad of a sign right before a binary conv)",
+    "slice": "slicing along C, H or W of an NCHW tensor",
 }
 
 
@@ -206,11 +210,30 @@ Handler = Callable[[Lowering, Node, Shape], None]
 def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(ConvAttrs)
+    if x.as_4d:  # a conv of a pooled (N, C, 1, 1) vector (an SE gate): only its kernel centre sees data
+        _conv_of_vector(cx, node, x, a)
+        return
     w = np.transpose(cx.const(node, 1), (0, 2, 3, 1)).astype(np.float32)
     params = {"weight": np.ascontiguousarray(w)}
     if len(node.inputs) > 2:
         params["bias"] = cx.const(node, 2).astype(np.float32)
-    cx.emit(node, "conv2d", [x], shape, "f32", {"stride": list(a.stride), "padding": list(a.padding)}, params)
+    attrs: dict[str, Any] = {"stride": list(a.stride), "padding": list(a.padding)}
+    if a.groups != 1:
+        attrs["groups"] = a.groups
+    cx.emit(node, "conv2d", [x], shape, "f32", attrs, params)
+
+
+def _conv_of_vector(cx: Lowering, node: Node, x: _Val, a: ConvAttrs) -> None:
+    """conv2d of a (N, C) value standing for (N, C, 1, 1) -> linear (N, O), still standing for (N, O, 1, 1)."""
+    w = cx.const(node, 1)
+    kh, kw = w.shape[2:]
+    if a.groups != 1 or x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
+        raise cx.unsupported(node)  # (an output other than 1x1, or one that is not the kernel centre)
+    params = {"weight": np.ascontiguousarray(w[:, :, kh // 2, kw // 2].astype(np.float32))}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    out = cx.emit(node, "linear", [x], (x.shape[0], int(w.shape[0])), "f32", {}, params)
+    out.as_4d = True
 
 
 def _linear(cx: Lowering, node: Node, shape: Shape) -> None:
@@ -233,7 +256,7 @@ def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         attrs = {
             "stride": list(a.stride),
             "padding": list(a.padding),
-            "pad_mode": "zero",
+            "pad_mode": a.pad_mode,
             "in_channels": int(ws.shape[1]),
         }
         params = {"weight": pack_conv_weight(ws)}
@@ -298,7 +321,8 @@ def _elementwise(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     if node.op in ("softmax", "log_softmax") and x.perm is not None:
         raise cx.unsupported(node)
-    cx.emit(node, node.op, [x], shape, "f32", perm=x.perm)
+    out = cx.emit(node, node.op, [x], x.shape if x.as_4d else shape, "f32", perm=x.perm)
+    out.as_4d = x.as_4d
 
 
 def _hardtanh(cx: Lowering, node: Node, shape: Shape) -> None:
@@ -318,6 +342,8 @@ def _float_pool(cx: Lowering, node: Node, shape: Shape) -> None:
     attrs = _pool_attrs(a)
     if node.op == "avgpool2d":
         attrs["count_include_pad"] = node.attrs_as(AvgPoolAttrs).count_include_pad
+    if a.ceil_mode:
+        attrs["ceil_mode"] = True
     cx.emit(node, node.op, [x], shape, "f32", attrs)
 
 
@@ -384,6 +410,30 @@ def _reshape(cx: Lowering, node: Node, shape: Shape) -> None:
         raise cx.unsupported(node)
 
 
+def _pad(cx: Lowering, node: Node, shape: Shape) -> None:
+    """F.pad of an NCHW float tensor (a ±1 pad of bits before a binary conv is that conv's pad_mode)."""
+    x = cx.f32(node.inputs[0], node)
+    if len(x.shape) != 4 or x.perm is not None:
+        raise cx.unsupported(node)
+    a = node.attrs_as(PadAttrs)
+    attrs = {"pad_h": [a.top, a.bottom], "pad_w": [a.left, a.right], "pad_c": [a.front, a.back], "value": a.value}
+    cx.emit(node, "pad", [x], shape, "f32", attrs)
+
+
+def _slice(cx: Lowering, node: Node, shape: Shape) -> None:
+    """x[start:stop:step] along C, H or W (PyTorch dims 1, 2, 3); along C only for an (N, F) tensor."""
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(SliceAttrs)
+    axis = {1: "c", 2: "h", 3: "w"}.get(a.dim) if len(cx.model.shapes[node.inputs[0]]) == 4 else None
+    if len(x.shape) == 2 and a.dim == 1:
+        axis = "c"
+    if axis is None or x.perm is not None or (len(x.shape) == 2 and axis != "c"):
+        raise cx.unsupported(node)
+    attrs = {"axis": axis, "start": a.start, "stop": a.stop, "step": a.step}
+    out = cx.emit(node, "slice", [x], shape if not x.as_4d else (1, shape[-1]), "f32", attrs)
+    out.as_4d = x.as_4d
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -406,4 +456,6 @@ HANDLERS: dict[str, Handler] = {
     "concat": _concat,
     "bconcat": _concat,
     "reshape": _reshape,
+    "pad": _pad,
+    "slice": _slice,
 }

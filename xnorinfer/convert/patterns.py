@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -33,6 +33,8 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     HardtanhAttrs,
     LinearAttrs,
+    PadAttrs,
+    PoolAttrs,
     PReLUAttrs,
     SignFold,
     SignZero,
@@ -459,12 +461,18 @@ class BinaryWeights:
             if w is None:
                 float_layers[key] = "weight is not a constant"
                 continue
+            if isinstance(node.attrs, ConvAttrs) and node.attrs.groups != 1:
+                float_layers[key] = "grouped convolution (the binary conv has no groups)"
+                continue
             w = w.reshape(w.shape[0], -1) if node.op == "linear" else w
+            # A ±1 F.pad of bits then an unpadded conv: the binary conv pads itself (pad_mode).
+            padded = _sign_pad(model, node) if node.op == "conv2d" else None
+            x_in = padded[0] if padded is not None else node.inputs[0]
             flat = w.reshape(w.shape[0], -1)
             mag = np.abs(flat)
             alpha = mag[:, 0]
             binary_valued = bool(np.all(mag == alpha[:, None]) and np.all(alpha != 0))
-            if not is_bits(model, node.inputs[0]):
+            if not is_bits(model, x_in):
                 float_layers[key] = "input is not a binarized (sign) activation"
                 p = model.producer(node.inputs[0])
                 if binary_valued and mag.shape[1] > 1 and p is not None:  # (a stem on the image is float by design)
@@ -517,17 +525,31 @@ class BinaryWeights:
                     chain=chain,
                     weight_kind=how,
                     stride=conv.stride,
-                    padding=conv.padding,
+                    padding=padded[1] if padded is not None else conv.padding,
+                    pad_mode=padded[2] if padded is not None else "zero",
                 )
             else:
                 attrs = BinaryLayerAttrs(
                     weight_sign=wsign, alpha=alpha.astype(np.float64), chain=chain, weight_kind=how
                 )
-            new = Node("bconv2d" if node.op == "conv2d" else "blinear", [node.inputs[0]], "", attrs, node.path)
+            new = Node("bconv2d" if node.op == "conv2d" else "blinear", [x_in], "", attrs, node.path)
             new.where = node.where
             _replace(model, node, new)
             changed = True
         return model, changed
+
+
+def _sign_pad(model: Model, conv: Node) -> tuple[str, tuple[int, int], Literal["plus_one", "minus_one"]] | None:
+    """(bits, padding, pad_mode) when `conv` (unpadded) reads F.pad(bits, (p, p, q, q), value=±1)."""
+    p = model.producer(conv.inputs[0])
+    if p is None or p.op != "pad" or conv.attrs_as(ConvAttrs).padding != (0, 0):
+        return None
+    a = p.attrs_as(PadAttrs)
+    if a.value not in (1.0, -1.0) or a.front or a.back or a.top != a.bottom or a.left != a.right:
+        return None
+    if not is_bits(model, p.inputs[0]):
+        return None
+    return p.inputs[0], (a.top, a.left), "plus_one" if a.value == 1.0 else "minus_one"
 
 
 def _warn(model: Model, layer: str, message: str) -> None:
@@ -679,8 +701,8 @@ class MaxPoolOnBits(_Rewrite):
     name = "maxpool_on_bits"
 
     def rewrite(self, model: Model, node: Node) -> bool:
-        if node.op != "maxpool2d" or not is_bits(model, node.inputs[0]):
-            return False
+        if node.op != "maxpool2d" or not is_bits(model, node.inputs[0]) or node.attrs_as(PoolAttrs).ceil_mode:
+            return False  # (the bit max-pool has no ceil_mode: a ceil-mode pool of bits runs on floats)
         node.op = "bmaxpool2d"
         return True
 

@@ -33,7 +33,18 @@ def window_shape(op: ir.Op, shapes: Sequence[Shape], out_channels: int | None = 
     n, h, w, c = shapes[0]
     kh, kw = op.attrs["kernel"] if "kernel" in op.attrs else op.params["weight"].shape[1:3]
     (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
-    return (n, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1, c if out_channels is None else out_channels)
+    ceil = bool(op.attrs.get("ceil_mode", False))
+    oh, ow = pooled_size(h, kh, sh, ph, ceil), pooled_size(w, kw, sw, pw, ceil)
+    return (n, oh, ow, c if out_channels is None else out_channels)
+
+
+def pooled_size(size: int, k: int, s: int, p: int, ceil_mode: bool = False) -> int:
+    """PyTorch's pooling output size: floor, or ceil where the last window must start inside the
+    input or the left padding (aten pooling_output_shape)."""
+    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 # numpy helpers shared with binary_ops.py
@@ -53,7 +64,38 @@ def windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
     )
 
 
+def _clipped_windows(size: int, k: int, s: int, p: int, out: int) -> list[tuple[int, int, int]]:
+    """Per output index: (first, last + 1) of the window inside the input, and PyTorch's
+    count_include_pad divisor (the window clipped to the padded input [-p, size + p))."""
+    spans = []
+    for o in range(out):
+        start = o * s - p
+        end = min(start + k, size + p)
+        spans.append((max(start, 0), min(end, size), end - start))
+    return spans
+
+
+def _ceil_pool(x: np.ndarray, op: ir.Op, reduce: str) -> np.ndarray:
+    """Pooling with ceil_mode: windows may run past the padded input; each is clipped as PyTorch does."""
+    (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]
+    n, h, w, c = x.shape
+    rows = _clipped_windows(h, kh, sh, ph, pooled_size(h, kh, sh, ph, True))
+    cols = _clipped_windows(w, kw, sw, pw, pooled_size(w, kw, sw, pw, True))
+    y = np.empty((n, len(rows), len(cols), c))
+    for i, (y0, y1, dh) in enumerate(rows):
+        for j, (x0, x1, dw) in enumerate(cols):
+            win = x[:, y0:y1, x0:x1, :]
+            if reduce == "max":
+                y[:, i, j] = win.max(axis=(1, 2))
+            else:
+                count = dh * dw if op.attrs.get("count_include_pad", True) else (y1 - y0) * (x1 - x0)
+                y[:, i, j] = win.sum(axis=(1, 2)) / count
+    return y
+
+
 def pool(x: np.ndarray, op: ir.Op, reduce: str) -> np.ndarray:
+    if op.attrs.get("ceil_mode", False):
+        return _ceil_pool(x, op, reduce)
     (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]
     if reduce == "max":
         return windows(pad_hw(x, ph, pw, -np.inf), kh, kw, sh, sw).max(axis=(3, 4))
@@ -86,13 +128,22 @@ def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> n
     w = _p(op, "weight")
     (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
     win = windows(pad_hw(ins[0], ph, pw, 0), w.shape[1], w.shape[2], sh, sw)
-    y = np.einsum("nhwijc,oijc->nhwo", win, w, optimize=True)
+    groups = int(op.attrs.get("groups", 1))
+    ci, co = w.shape[3], w.shape[0] // groups  # per group
+    y = np.concatenate(
+        [
+            np.einsum("nhwijc,oijc->nhwo", win[..., g * ci : (g + 1) * ci], w[g * co : (g + 1) * co], optimize=True)
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
     y = y + _p(op, "bias") if "bias" in op.params else y
     return np.maximum(y, 0) if op.attrs.get("relu") else y
 
 
 def _conv2d_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
-    y = _f("conv2d")(ins[0], p["weight"], p.get("bias"), op.attrs["stride"], op.attrs["padding"])
+    a = op.attrs
+    y = _f("conv2d")(ins[0], p["weight"], p.get("bias"), a["stride"], a["padding"], groups=a.get("groups", 1))
     return _f("relu")(y) if op.attrs.get("relu") else y
 
 
@@ -107,15 +158,26 @@ def _conv2d_cost(attrs: Mapping[str, Any], params: Mapping[str, Shape], x: Shape
     return 0, 2 * math.prod(y[1:-1]) * o * kh * kw * i, None
 
 
+def _conv2d_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    o, _, _, i = op.params["weight"].shape
+    groups = int(op.attrs.get("groups", 1))
+    if groups < 1 or o % groups or shapes[0][-1] != i * groups:
+        raise ValueError(
+            f"op {op.name} (conv2d): {groups} group(s) of weight {tuple(op.params['weight'].shape)} "
+            f"do not fit an input of {shapes[0][-1]} channels"
+        )
+    return window_shape(op, shapes, o)
+
+
 CONV2D = OpDef(
     "conv2d",
-    "f32 NHWC -> f32 NHWC: float convolution, zero padding, + bias, optional ReLU",
+    "f32 NHWC -> f32 NHWC: float convolution (optionally grouped), zero padding, + bias, optional ReLU",
     "f32",
     f32,
-    lambda op, s: window_shape(op, s, op.params["weight"].shape[0]),
+    _conv2d_shape,
     _conv2d_ref,
     _conv2d_torch,
-    attrs={"stride": PAIR, "padding": PAIR, "relu": Attr("bool", False, False)},
+    attrs={"stride": PAIR, "padding": PAIR, "relu": Attr("bool", False, False), "groups": Attr("int", False, 1)},
     params={"weight": Param("float32"), "bias": Param("float32", False)},
     cost=_conv2d_cost,
     torch_param=_conv2d_torch_param,
@@ -257,35 +319,47 @@ TANH = OpDef(
 # pooling
 
 POOL_ATTRS = {"kernel": PAIR, "stride": PAIR, "padding": PAIR}
+CEIL_MODE = Attr("bool", False, False)  # PyTorch's ceil_mode (float pools only)
+
+
+def _maxpool_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    a = op.attrs
+    return _f("max_pool2d")(ins[0], a["kernel"], a["stride"], a["padding"], ceil_mode=a.get("ceil_mode", False))
+
 
 MAXPOOL2D = OpDef(
     "maxpool2d",
-    "f32 NHWC -> f32 NHWC: PyTorch max_pool2d (padding is -inf)",
+    "f32 NHWC -> f32 NHWC: PyTorch max_pool2d (padding is -inf, optional ceil_mode)",
     "f32",
     f32,
     window_shape,
     lambda op, ins, t: pool(ins[0], op, "max"),
-    lambda op, ins, p: _f("max_pool2d")(ins[0], op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]),
-    attrs=POOL_ATTRS,
+    _maxpool_torch,
+    attrs={**POOL_ATTRS, "ceil_mode": CEIL_MODE},
 )
 
 
 def _avgpool_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     a = op.attrs
     return _f("avg_pool2d")(
-        ins[0], a["kernel"], a["stride"], a["padding"], count_include_pad=a.get("count_include_pad", True)
+        ins[0],
+        a["kernel"],
+        a["stride"],
+        a["padding"],
+        ceil_mode=a.get("ceil_mode", False),
+        count_include_pad=a.get("count_include_pad", True),
     )
 
 
 AVGPOOL2D = OpDef(
     "avgpool2d",
-    "f32 NHWC -> f32 NHWC: PyTorch avg_pool2d",
+    "f32 NHWC -> f32 NHWC: PyTorch avg_pool2d (count_include_pad, optional ceil_mode)",
     "f32",
     f32,
     window_shape,
     lambda op, ins, t: pool(ins[0], op, "avg"),
     _avgpool_torch,
-    attrs={**POOL_ATTRS, "count_include_pad": Attr("bool", False, True)},
+    attrs={**POOL_ATTRS, "count_include_pad": Attr("bool", False, True), "ceil_mode": CEIL_MODE},
 )
 
 GLOBAL_AVGPOOL = OpDef(

@@ -10,12 +10,17 @@ namespace {
 
 using namespace nodes;
 
-constexpr AttrSchema kMaxAttrs[] = {
+constexpr AttrSchema kBinaryMaxAttrs[] = {
     {"kernel", AttrType::kInts, true}, {"stride", AttrType::kInts, true}, {"padding", AttrType::kInts, true}};
+constexpr AttrSchema kMaxAttrs[] = {{"kernel", AttrType::kInts, true},
+                                    {"stride", AttrType::kInts, true},
+                                    {"padding", AttrType::kInts, true},
+                                    {"ceil_mode", AttrType::kBool, false}};
 constexpr AttrSchema kAvgAttrs[] = {{"kernel", AttrType::kInts, true},
                                     {"stride", AttrType::kInts, true},
                                     {"padding", AttrType::kInts, true},
-                                    {"count_include_pad", AttrType::kBool, false}};
+                                    {"count_include_pad", AttrType::kBool, false},
+                                    {"ceil_mode", AttrType::kBool, false}};
 
 class PoolNode final : public Node {
  public:
@@ -27,7 +32,8 @@ class PoolNode final : public Node {
         k_(a.pair("kernel")),
         st_(a.pair("stride")),
         p_(a.pair("padding")),
-        count_include_pad_(a.boolean("count_include_pad", true)) {}
+        count_include_pad_(a.boolean("count_include_pad", true)),
+        ceil_mode_(a.boolean("ceil_mode", false)) {}
   FloatPoolGeometry geometry(const Shape& in) const {
     if (in.rank != 4) fail("input must be NHWC, got " + in.str());
     FloatPoolGeometry g{static_cast<int>(in.d[1]),
@@ -43,7 +49,7 @@ class PoolNode final : public Node {
                         0,
                         count_include_pad_};
     try {
-      float_pool_geometry(g, kind().c_str());
+      float_pool_geometry(g, kind().c_str(), ceil_mode_);
     } catch (const std::invalid_argument& e) {
       fail(e.what());
     }
@@ -83,13 +89,14 @@ class PoolNode final : public Node {
   Kind kind_;
   std::pair<int, int> k_, st_, p_;
   bool count_include_pad_;
+  bool ceil_mode_;  // float pools only (the bmaxpool2d schema has no ceil_mode)
 };
 
 }  // namespace
 
 const OpSchema maxpool2d_schema{"maxpool2d", 1, 1, kMaxAttrs, {}};
 const OpSchema avgpool2d_schema{"avgpool2d", 1, 1, kAvgAttrs, {}};
-const OpSchema bmaxpool2d_schema{"bmaxpool2d", 1, 1, kMaxAttrs, {}};
+const OpSchema bmaxpool2d_schema{"bmaxpool2d", 1, 1, kBinaryMaxAttrs, {}};
 
 std::unique_ptr<Node> make_maxpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kMax); }
 std::unique_ptr<Node> make_avgpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kAvg); }

@@ -1,0 +1,75 @@
+// pad: constant padding of an NHWC float tensor along H, W and C (PyTorch's F.pad / constant_pad_nd).
+// A copy with fills, no arithmetic: every ISA path and thread count gives the same bytes.
+#include <algorithm>
+
+#include "runtime/nodes/node_util.h"
+
+namespace xnor::ops {
+namespace {
+
+using namespace nodes;
+
+constexpr AttrSchema kPadAttrs[] = {{"pad_h", AttrType::kInts, true},
+                                    {"pad_w", AttrType::kInts, true},
+                                    {"pad_c", AttrType::kInts, false},
+                                    {"value", AttrType::kFloat, false}};
+
+class PadNode final : public Node {
+ public:
+  explicit PadNode(const OpArgs& a)
+      : Node(a.op(), {DType::kF32}, DType::kF32),
+        h_(a.pair("pad_h")),
+        w_(a.pair("pad_w")),
+        c_(a.has("pad_c") ? a.pair("pad_c") : std::pair<int, int>{0, 0}),
+        value_(a.has("value") ? static_cast<float>(a.number("value")) : 0.0f) {}
+  Shape infer(const Shape* in, size_t) const override {
+    if (in[0].rank != 4) fail("input must be NHWC, got " + in[0].str());
+    const Shape out = Shape::nhwc(in[0].d[0], in[0].d[1] + h_.first + h_.second, in[0].d[2] + w_.first + w_.second,
+                                  in[0].d[3] + c_.first + c_.second);
+    for (int i = 1; i < 4; ++i) {
+      if (out.d[i] > kMaxDim) fail("padded shape " + out.str() + " is too large");
+    }
+    return out;
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape& os) const override {
+    const float* x = static_cast<const float*>(in[0]);
+    float* y = static_cast<float*>(out);
+    const int64_t ih = s[0].d[1], iw = s[0].d[2], ic = s[0].d[3];
+    const int64_t oh = os.d[1], ow = os.d[2], oc = os.d[3];
+    const float v = value_;
+    // One output row (image, y) per step.
+    for_rows(ctx, os.d[0] * oh, ow * oc, [&](size_t first, size_t count) {
+      for (size_t r = first; r < first + count; ++r) {
+        const int64_t img = static_cast<int64_t>(r) / oh, oy = static_cast<int64_t>(r) % oh;
+        const int64_t iy = oy - h_.first;
+        float* dst = y + static_cast<int64_t>(r) * ow * oc;
+        if (iy < 0 || iy >= ih) {
+          std::fill(dst, dst + ow * oc, v);
+          continue;
+        }
+        std::fill(dst, dst + w_.first * oc, v);
+        const float* src = x + (img * ih + iy) * iw * ic;
+        for (int64_t ix = 0; ix < iw; ++ix) {
+          float* d = dst + (w_.first + ix) * oc;
+          std::fill(d, d + c_.first, v);
+          std::copy(src + ix * ic, src + (ix + 1) * ic, d + c_.first);
+          std::fill(d + c_.first + ic, d + oc, v);
+        }
+        std::fill(dst + (w_.first + iw) * oc, dst + ow * oc, v);
+      }
+    });
+  }
+
+ private:
+  std::pair<int, int> h_, w_, c_;
+  float value_;
+};
+
+}  // namespace
+
+const OpSchema pad_schema{"pad", 1, 1, kPadAttrs, {}};
+
+std::unique_ptr<Node> make_pad(const OpArgs& a) { return std::make_unique<PadNode>(a); }
+
+}  // namespace xnor::ops

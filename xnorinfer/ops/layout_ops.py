@@ -1,0 +1,140 @@
+"""The float layout ops of the IR: constant padding and strided slicing (docs/ir.md has each one's rule).
+
+They move data without arithmetic, so the engine's float32 result equals the float64 reference
+rounded to float32 exactly. Reference arrays are NHWC / (N, F) float64; torch tensors are NCHW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xnorinfer.ops.schema import Attr, OpDef, Shape, no_cost
+
+if TYPE_CHECKING:
+    from xnorinfer import ir
+
+
+def _f32(attrs: Mapping[str, Any]) -> str:
+    return "f32"
+
+
+# pad
+
+PAD_ATTRS = {
+    "pad_h": Attr("ints"),  # (top, bottom)
+    "pad_w": Attr("ints"),  # (left, right)
+    "pad_c": Attr("ints", False, (0, 0)),  # (front, back)
+    "value": Attr("float", False, 0.0),
+}
+
+
+def _pads(op: ir.Op) -> tuple[Sequence[int], Sequence[int], Sequence[int], float]:
+    a = op.attrs
+    return a["pad_h"], a["pad_w"], a.get("pad_c", (0, 0)), float(a.get("value", 0.0))
+
+
+def _pad_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    if len(shapes[0]) != 4:
+        raise ValueError(f"op {op.name} (pad): input must be NHWC, got {tuple(shapes[0])}")
+    (t, b), (left, right), (f, k), _ = _pads(op)
+    if min(t, b, left, right, f, k) < 0:
+        raise ValueError(f"op {op.name} (pad): padding must not be negative")
+    n, h, w, c = shapes[0]
+    return (n, h + t + b, w + left + right, c + f + k)
+
+
+def _pad_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    (t, b), (left, right), (f, k), value = _pads(op)
+    return np.pad(ins[0], ((0, 0), (t, b), (left, right), (f, k)), constant_values=value)
+
+
+def _pad_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch.nn.functional as F
+
+    (t, b), (left, right), (f, k), value = _pads(op)
+    return F.pad(ins[0], (left, right, t, b, f, k), value=value)
+
+
+PAD = OpDef(
+    "pad",
+    "f32 NHWC -> f32 NHWC: constant padding of H, W and C (F.pad / aten.constant_pad_nd)",
+    "f32",
+    _f32,
+    _pad_shape,
+    _pad_ref,
+    _pad_torch,
+    attrs=PAD_ATTRS,
+    cost=no_cost,
+)
+
+
+# slice
+
+# NHWC axis name -> (NHWC axis of a 4-D tensor, NCHW axis in torch)
+SLICE_AXES = {"h": (1, 2), "w": (2, 3), "c": (3, 1)}
+
+
+def slice_length(size: int, start: int, stop: int, step: int) -> int:
+    """len(range(start, stop, step)) for 0 <= start < stop <= size and step >= 1; ValueError otherwise."""
+    if not (0 <= start < stop <= size and step >= 1):
+        raise ValueError(f"slice [{start}:{stop}:{step}] of an axis of size {size}: need 0 <= start < stop <= size")
+    return (stop - start + step - 1) // step
+
+
+def _slice_axis(op: ir.Op, rank: int) -> int:
+    axis = op.attrs["axis"]
+    if rank == 2 and axis == "c":
+        return 1
+    if rank != 4:
+        raise ValueError(f"op {op.name} (slice): input must be NHWC, or (N, F) sliced along 'c'")
+    return SLICE_AXES[axis][0]
+
+
+def _slice_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    out = list(shapes[0])
+    ax = _slice_axis(op, len(out))
+    a = op.attrs
+    try:
+        out[ax] = slice_length(out[ax], a["start"], a["stop"], a["step"])
+    except ValueError as err:
+        raise ValueError(f"op {op.name} (slice): {err}") from None
+    return tuple(out)
+
+
+def _slice_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    x = ins[0]
+    index = [slice(None)] * x.ndim
+    index[_slice_axis(op, x.ndim)] = slice(op.attrs["start"], op.attrs["stop"], op.attrs["step"])
+    return x[tuple(index)]
+
+
+def _slice_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    x = ins[0]
+    index = [slice(None)] * x.dim()
+    index[1 if x.dim() == 2 else SLICE_AXES[op.attrs["axis"]][1]] = slice(
+        op.attrs["start"], op.attrs["stop"], op.attrs["step"]
+    )
+    return x[tuple(index)]
+
+
+SLICE = OpDef(
+    "slice",
+    "f32 NHWC (or (N, F) along c) -> f32: x[start:stop:step] along one axis (h, w or c)",
+    "f32",
+    _f32,
+    _slice_shape,
+    _slice_ref,
+    _slice_torch,
+    attrs={
+        "axis": Attr("string", choices=tuple(SLICE_AXES)),
+        "start": Attr("int"),
+        "stop": Attr("int"),
+        "step": Attr("int"),
+    },
+    cost=no_cost,
+)
+
+LAYOUT_OPS: tuple[OpDef, ...] = (PAD, SLICE)
