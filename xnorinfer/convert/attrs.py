@@ -149,6 +149,14 @@ class AffineAttrs:
     shift: np.ndarray
 
 
+@dataclass(frozen=True)
+class CompareAttrs:
+    """compare: 1.0 where x OP threshold (per channel, float64 of the float32 value), else 0.0."""
+
+    cmp: Literal["gt", "ge", "lt", "le", "eq", "ne"]
+    threshold: np.ndarray  # (C,)
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -160,4 +168,5 @@ NodeAttrs: TypeAlias = (
     | BinaryLayerAttrs
     | PReLUAttrs
     | AffineAttrs
+    | CompareAttrs
 )
