@@ -312,6 +312,36 @@ def test_the_named_rewrite_converts_with_binary_layers(name: str, tmp_path) -> N
     engine_vs_torch(model, graph, path, images)
 
 
+def test_parameter_update_under_no_grad_in_forward_is_not_an_output(tmp_path) -> None:
+    """`with torch.no_grad(): m.weight.clamp_(min=0.01)` in forward exports as a parameter mutation: an
+    update from parameters only (idempotent in eval), not a model output (was: 'a model output is a
+    constant; nothing to convert')."""
+    m = load_realcode("xnor_lenet5_mnist")
+    model = m.make_exportable_no_grad()
+    images = mnist_images(48)
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (m.example_input(),), output=path, calib=images)
+    assert not graph.metadata["verification"]["problems"]
+    assert kinds(graph).count("bconv2d") + kinds(graph).count("blinear") >= 2
+    engine_vs_torch(model, graph, path, images)
+
+
+class UpdatesBufferFromInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(1, 4, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.seen.copy_(x.relu())
+        return x.relu()
+
+
+def test_state_updated_from_the_input_is_refused() -> None:
+    with pytest.raises(ConversionError, match="updates 'seen' from the model input"):
+        convert(UpdatesBufferFromInput(), (torch.randn(1, 4, 3, 3),), verify=False)
+
+
 def test_a_pt2_that_fails_to_load_is_not_told_to_export(tmp_path) -> None:
     ep = torch.export.export(nn.Sequential(nn.Conv2d(1, 2, 3)).eval(), (torch.randn(1, 1, 8, 8),))
     path = tmp_path / "m.pt2"

@@ -410,6 +410,9 @@ class _Capture:
         self.user_inputs: list[str] = []
         self.outputs: list[str] = []
         self.param_names: dict[str, str] = {}  # value name -> parameter FQN (for `binarize`)
+        sig = ep.graph_signature
+        # output fx name -> the parameter / buffer forward mutates with it (not a model output)
+        self.mutated: dict[str, str] = {**dict(sig.parameters_to_mutate), **dict(sig.buffers_to_mutate)}
 
     def val(self, a: Any) -> Any:
         """An fx argument as a constant tensor, a value name, or (lists, scalars) itself."""
@@ -456,6 +459,17 @@ class _Capture:
         outs = fx.args[0]
         for o in outs if isinstance(outs, (list, tuple)) else [outs]:
             v = self.val(o)
+            target = self.mutated.get(o.name) if isinstance(o, torch.fx.Node) else None
+            if target is not None:
+                # A parameter/buffer updated in forward (`with torch.no_grad(): m.weight.clamp_(min=0.01)`):
+                # an update computed from parameters only is idempotent in eval, and the graph already
+                # reads the updated value; one computed from the input is state the engine cannot keep.
+                if not isinstance(v, torch.Tensor):
+                    raise ConversionError(
+                        f"forward updates '{target}' from the model input ({where_is(o)}); the engine keeps no "
+                        "state between runs: take the update out of forward"
+                    )
+                continue
             if isinstance(v, torch.Tensor):
                 raise ConversionError("a model output is a constant; nothing to convert")
             self.outputs.append(v)
