@@ -25,7 +25,8 @@ constexpr FloatKernels kFloatAvx512{sgemm_avx512, fmaxpool_avx512, favgpool_avx5
 #define XNOR_ELEMENTWISE_TABLE(isa)                                                                                \
   ElementwiseKernels {                                                                                             \
     affine_##isa, prelu_##isa, relu_##isa, hardtanh_##isa, sigmoid_##isa, add_##isa, mul_##isa, mul_channel_##isa, \
-        softmax_##isa, sign_##isa, unpack_##isa, nchw_to_nhwc_##isa, concat_##isa, bconcat_##isa                   \
+        softmax_##isa, sign_##isa, unpack_##isa, nchw_to_nhwc_##isa, concat_##isa, bconcat_##isa, compare_##isa,   \
+        round_even_##isa, floor_##isa, abs_##isa, neg_##isa                                                        \
   }
 constexpr ElementwiseKernels kElementwiseScalar = XNOR_ELEMENTWISE_TABLE(scalar);
 constexpr ElementwiseKernels kElementwiseAvx2 = XNOR_ELEMENTWISE_TABLE(avx2);

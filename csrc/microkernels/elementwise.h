@@ -20,6 +20,9 @@
 //             e_i in order from +0; y_i = e_i / s
 //   sign:     bit of channel j*C + c = (x < t[j][c]), or (x <= t[j][c]) when
 //             sign(0) is -1 ("-1"); NaN gives bit 0 (+1), like the converter's packer
+//   compare:  y = (x OP t[c]) ? 1.0f : 0.0f, OP one of > >= < <= == != (NaN: false, != true)
+//   round:    y = nearbyint(x) in the default mode (half to even, as torch.round)
+//   floor:    y = floor(x)          abs: y = fabs(x)          neg: y = -x (sign bit flip)
 #pragma once
 
 #include <cstddef>
@@ -54,6 +57,11 @@ using ConcatFn = void (*)(const float* const* in, const size_t* in_channels, siz
 using BconcatFn = void (*)(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,
                            size_t row_end, size_t out_channels, uint64_t* out);
 
+// What compare tests (the IR's `cmp` attribute, in this order).
+enum class CompareOp : int { kGt, kGe, kLt, kLe, kEq, kNe };
+// y[r][c] = (x[r][c] OP t[c]) ? 1 : 0
+using CompareFn = void (*)(const float* x, size_t rows, size_t channels, const float* t, CompareOp op, float* y);
+
 struct ElementwiseKernels {
   AffineFn affine;
   PreluFn prelu;
@@ -69,6 +77,11 @@ struct ElementwiseKernels {
   NchwToNhwcFn nchw_to_nhwc;
   ConcatFn concat;
   BconcatFn bconcat;
+  CompareFn compare;
+  UnaryFn round_even;
+  UnaryFn floor;
+  UnaryFn abs;
+  UnaryFn neg;
 };
 
 #define XNOR_DECLARE_ELEMENTWISE_KERNELS(isa)                                                                        \
@@ -89,7 +102,12 @@ struct ElementwiseKernels {
   void concat_##isa(const float* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,              \
                     size_t row_end, size_t out_channels, float* out);                                                \
   void bconcat_##isa(const uint64_t* const* in, const size_t* in_channels, size_t inputs, size_t row_begin,          \
-                     size_t row_end, size_t out_channels, uint64_t* out);
+                     size_t row_end, size_t out_channels, uint64_t* out);                                            \
+  void compare_##isa(const float* x, size_t rows, size_t channels, const float* t, CompareOp op, float* y);          \
+  void round_even_##isa(const float* x, size_t n, float* y);                                                         \
+  void floor_##isa(const float* x, size_t n, float* y);                                                              \
+  void abs_##isa(const float* x, size_t n, float* y);                                                                \
+  void neg_##isa(const float* x, size_t n, float* y);
 
 XNOR_DECLARE_ELEMENTWISE_KERNELS(scalar)
 XNOR_DECLARE_ELEMENTWISE_KERNELS(avx2)

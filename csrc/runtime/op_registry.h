@@ -70,6 +70,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
 // The op kinds, sorted; each has `<kind>_schema` and `make_<kind>` in namespace xnor::ops.
 // clang-format off: one kind per line
 #define XNOR_OP_KINDS(X) \
+  X(abs) \
   X(add) \
   X(affine) \
   X(avgpool2d) \
@@ -78,18 +79,22 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(bflatten) \
   X(blinear) \
   X(bmaxpool2d) \
+  X(compare) \
   X(concat) \
   X(conv2d) \
   X(flatten) \
+  X(floor) \
   X(global_avgpool) \
   X(hardtanh) \
   X(linear) \
   X(log_softmax) \
   X(maxpool2d) \
   X(mul) \
+  X(neg) \
   X(pad) \
   X(prelu) \
   X(relu) \
+  X(round) \
   X(sigmoid) \
   X(sign) \
   X(slice) \

@@ -175,6 +175,14 @@ class SliceAttrs:
     step: int
 
 
+@dataclass(frozen=True)
+class CompareAttrs:
+    """compare: 1.0 where x OP threshold (per channel, float64 of the float32 value), else 0.0."""
+
+    cmp: Literal["gt", "ge", "lt", "le", "eq", "ne"]
+    threshold: np.ndarray  # (C,)
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -188,4 +196,5 @@ NodeAttrs: TypeAlias = (
     | AffineAttrs
     | PadAttrs
     | SliceAttrs
+    | CompareAttrs
 )

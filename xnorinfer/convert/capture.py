@@ -7,10 +7,17 @@ constants. Each remaining ATen call becomes one node of the small op vocabulary 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
+import logging
 import operator
 import os
+import re
+import sys
+import traceback
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -107,24 +114,173 @@ def load_exported(path: str | os.PathLike[str], *, trust_pickle: bool = False) -
             with zipfile.ZipFile(path) as zf:
                 check_weights_only(path, zf)
         except (zipfile.BadZipFile, OSError) as err:
-            raise ConversionError(f"{path}: not a readable torch.export archive ({err}). {PT2_HOWTO}") from err
+            raise ConversionError(
+                f"{path}: not a readable torch.export archive ({err}): the file is damaged or truncated; "
+                "save it again with torch.export.save."
+            ) from err
     try:
         return torch.export.load(path)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a loadable .pt2"
-        raise ConversionError(f"{path}: torch.export.load failed ({type(err).__name__}: {err}). {PT2_HOWTO}") from err
+        # It is a torch.export archive already: telling the user to export the model would be no help.
+        raise ConversionError(
+            f"{path}: torch.export.load failed ({type(err).__name__}: {_first_line(err)}). The archive is "
+            f"damaged, or was saved by a torch version that this one (torch {torch.__version__}) cannot "
+            "read: save it again with this version of torch."
+        ) from err
 
 
 def export(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> torch.export.ExportedProgram:
-    """torch.export (non-strict) of a module in eval mode."""
+    """torch.export (non-strict) of a module in eval mode.
+
+    On failure the ConversionError is one paragraph naming the model's source line responsible and the
+    rewrite that exports (`explain_export_failure`); the torch traceback stays in `__cause__` (CLI --debug).
+    """
     module = module.eval()
+    # torch.export prints the partial traced program (hundreds of lines) to stderr when it fails: keep
+    # stderr aside and pass it on only on success (warnings); the exception keeps `partial_fx_graph`.
+    held = io.StringIO()
     try:
-        return torch.export.export(module, tuple(example_inputs), strict=False)
+        with _quiet_torch_logs(), contextlib.redirect_stderr(held):
+            ep = torch.export.export(module, tuple(example_inputs), strict=False)
     except Exception as err:  # noqa: BLE001
-        raise ConversionError(
-            f"torch.export could not trace the model ({type(err).__name__}: {str(err).splitlines()[0]}). "
-            "A custom autograd.Function must be traceable in eval mode (its forward is recorded as the "
-            "ops it computes); data-dependent Python control flow is not."
-        ) from err
+        raise ConversionError(explain_export_failure(module, err)) from err
+    sys.stderr.write(held.getvalue())
+    return ep
+
+
+# torch loggers that print whole graphs on an export failure (a data-dependent guard dumps the traced
+# program): the ConversionError says what matters, the traceback has the rest (CLI --debug).
+_NOISY_TORCH_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._export", "torch.export")
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _NOISY_TORCH_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message; its first sentence when the line is long."""
+    text = (str(err).strip().splitlines() or [""])[0].strip()
+    if len(text) > limit and ". " in text:
+        text = text.split(". ", 1)[0] + "."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    """One line of the model's Python source."""
+
+    file: str
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f'File "{self.file}", line {self.line}: `{self.text}`'
+
+
+_DATA_DEPENDENT = ("GuardOnDataDependentSymNode", "data-dependent", "data dependent")
+_LIFTED = re.compile(r"model attribute: (?:(\S+)\.)?lifted_tensor_\d+")
+
+
+def _rewrite_for(text: str, data_dependent: bool) -> str:
+    """The rewrite that lets torch.export trace a `.data` line (or a data-dependent branch) of forward."""
+    if data_dependent or re.match(r"\s*(if|elif|while|assert)\b", text):
+        return (
+            "take this data-dependent check out of forward (torch.export traces one path and cannot "
+            "branch on tensor values; a debugging check such as `if x.data.max() > 1: pdb.set_trace()` "
+            "can simply be deleted)"
+        )
+    if re.search(r"\.data\.clone\(\)", text) and re.match(r"\s*[\w.]+\.\w+\s*=", text):
+        return (
+            "delete this line for inference: it only keeps a copy of the parameter for the optimizer "
+            "(e.g. `self.bias.org = self.bias.data.clone()`)"
+        )
+    if re.search(r"\.data\.\w+_\(", text):
+        return (
+            "take this in-place update of a parameter out of forward and apply it once before converting "
+            "(`with torch.no_grad(): m.weight.clamp_(min=0.01)` for every module it touches): in eval mode "
+            "it is idempotent, so the converted model computes the same"
+        )
+    if re.search(r"\.data\s*=[^=]", text):
+        return "assign the value to a plain variable instead of through `.data` (`x = Binarize(x)`)"
+    return "use the tensor itself instead of `.data` in forward (weight updates belong outside forward)"
+
+
+def _user_frame(err: BaseException) -> SourceLine | None:
+    """The innermost traceback frame in the model's own code (not torch's, not xnorinfer's, not the stdlib)."""
+    skip = tuple(
+        os.path.dirname(os.path.abspath(m.__file__ or ""))
+        for m in (torch, __import__("xnorinfer"), os, __import__("contextlib"))
+    )
+    found = None
+    tb = err.__traceback__
+    for frame in traceback.extract_tb(tb) if tb is not None else []:
+        path = os.path.abspath(frame.filename)
+        if frame.filename.startswith("<") or path.startswith(skip):
+            continue
+        found = SourceLine(frame.filename, frame.lineno or 0, (frame.line or "").strip())
+    return found
+
+
+def _forward_lines_with_data(modules: Sequence[torch.nn.Module]) -> list[SourceLine]:
+    """Lines of these modules' forward methods (one visit per class) that use `.data`."""
+    found: list[SourceLine] = []
+    seen: set[type] = set()
+    for m in modules:
+        cls = type(m)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        forward = getattr(cls, "forward", None)
+        try:
+            lines, start = inspect.getsourcelines(forward)  # type: ignore[arg-type]
+            file = inspect.getsourcefile(forward) or "<unknown>"  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue
+        for i, text in enumerate(lines):
+            code = text.split("#", 1)[0]
+            if re.search(r"\.data\b", code):
+                found.append(SourceLine(file, start + i, text.strip()))
+    return found
+
+
+def explain_export_failure(module: torch.nn.Module, err: BaseException) -> str:
+    """One paragraph: why torch.export failed, the model line responsible and the rewrite that works."""
+    kind = f"{type(err).__name__}: {_first_line(err)}"
+    data_dependent = any(k in f"{type(err).__name__} {err}" for k in _DATA_DEPENDENT)
+    culprits: list[SourceLine] = []
+    frame = _user_frame(err)
+    if frame is not None and (data_dependent or ".data" in frame.text):
+        culprits.append(frame)
+    lifted = _LIFTED.search(str(err))
+    if not culprits and (lifted or "fake tensor" in str(err)):
+        path = lifted.group(1) if lifted and lifted.group(1) else ""
+        try:
+            owner = module.get_submodule(path)
+        except AttributeError:
+            owner = module
+        culprits = _forward_lines_with_data([owner])  # the module torch names first, then every other one
+        culprits += [c for c in _forward_lines_with_data(list(module.modules())) if c not in culprits]
+    if not culprits and frame is not None:
+        culprits.append(frame)
+    if not culprits:
+        return (
+            f"torch.export could not trace the model ({kind}). A `.data` access or an in-place parameter "
+            "update inside forward, data-dependent Python control flow, or a custom autograd.Function "
+            "that is not traceable in eval mode blocks it; run with --debug for the full traceback."
+        )
+    shown = culprits[:3]
+    more = f" (and {len(culprits) - len(shown)} more such line(s))" if len(culprits) > len(shown) else ""
+    where = "; ".join(f"{c}: {_rewrite_for(c.text, data_dependent and c is frame)}" for c in shown)
+    return f"torch.export could not trace the model ({kind}). The line responsible: {where}{more}."
 
 
 def to_numpy(t: torch.Tensor) -> Any:
@@ -257,6 +413,9 @@ class _Capture:
         self.user_inputs: list[str] = []
         self.outputs: list[str] = []
         self.param_names: dict[str, str] = {}  # value name -> parameter FQN (for `binarize`)
+        sig = ep.graph_signature
+        # output fx name -> the parameter / buffer forward mutates with it (not a model output)
+        self.mutated: dict[str, str] = {**dict(sig.parameters_to_mutate), **dict(sig.buffers_to_mutate)}
 
     def val(self, a: Any) -> Any:
         """An fx argument as a constant tensor, a value name, or (lists, scalars) itself."""
@@ -303,6 +462,17 @@ class _Capture:
         outs = fx.args[0]
         for o in outs if isinstance(outs, (list, tuple)) else [outs]:
             v = self.val(o)
+            target = self.mutated.get(o.name) if isinstance(o, torch.fx.Node) else None
+            if target is not None:
+                # A parameter/buffer updated in forward (`with torch.no_grad(): m.weight.clamp_(min=0.01)`):
+                # an update computed from parameters only is idempotent in eval, and the graph already
+                # reads the updated value; one computed from the input is state the engine cannot keep.
+                if not isinstance(v, torch.Tensor):
+                    raise ConversionError(
+                        f"forward updates '{target}' from the model input ({where_is(o)}); the engine keeps no "
+                        "state between runs: take the update out of forward"
+                    )
+                continue
             if isinstance(v, torch.Tensor):
                 raise ConversionError("a model output is a constant; nothing to convert")
             self.outputs.append(v)
@@ -363,9 +533,11 @@ class _Capture:
         return names
 
     def weight_param(self, fx: torch.fx.Node) -> str | None:
-        """The parameter name of a conv/linear weight (the second argument), for `binarize`."""
-        if len(fx.args) > 1 and isinstance(fx.args[1], torch.fx.Node):
-            return self.param_names.get(self.alias.get(fx.args[1].name, fx.args[1].name))
+        """The parameter name of a conv/linear weight, for `binarize`: the second argument of
+        convolution and mm, the third of addmm (bias, input, weight.T)."""
+        index = 2 if _aten_name(fx.target)[0] == "addmm" else 1
+        if len(fx.args) > index and isinstance(fx.args[index], torch.fx.Node):
+            return self.param_names.get(self.alias.get(fx.args[index].name, fx.args[index].name))
         return None
 
     def finish(self, ep: torch.export.ExportedProgram) -> Model:
@@ -502,15 +674,32 @@ def _elementwise(call: AtenCall) -> Lowered:
     return Lowered(call.base, list(call.args[: _ARITY.get(call.base, 2)]))
 
 
-def _clamp(call: AtenCall) -> Lowered:
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _clamp(call: AtenCall) -> Lowered | None:
     args, kwargs, hardtanh = call.args, call.kwargs, call.base == "hardtanh"
     lo = args[1] if len(args) > 1 else (-1.0 if hardtanh else None)
     hi = args[2] if len(args) > 2 else (1.0 if hardtanh else None)
+    if call.base == "clamp_max":  # clamp_max(x, max)
+        lo, hi = None, lo
     lo = kwargs.get("min", kwargs.get("min_val", lo))
     hi = kwargs.get("max", kwargs.get("max_val", hi))
-    if lo is None or hi is None or isinstance(lo, (str, torch.Tensor)) or isinstance(hi, (str, torch.Tensor)):
-        raise call.unsupported("hardtanh / clamp with both scalar bounds")
+    if isinstance(lo, (str, torch.Tensor)) or isinstance(hi, (str, torch.Tensor)):
+        raise call.unsupported("hardtanh / clamp with scalar bounds")
+    if lo is None and hi is None:
+        return None
+    # A one-sided clamp: the open side is the float32 range (x = ±inf clamps to ±FLT_MAX there).
+    lo = -_FLOAT32_MAX if lo is None else lo
+    hi = _FLOAT32_MAX if hi is None else hi
     return Lowered("hardtanh", [args[0]], HardtanhAttrs(float(lo), float(hi)))
+
+
+def _unary_math(call: AtenCall) -> Lowered:
+    """round (half to even), floor, abs: the internal op has the ATen name."""
+    if call.base == "round" and call.kwargs.get("decimals", call.args[1] if len(call.args) > 1 else 0) != 0:
+        raise call.unsupported("torch.round without decimals")
+    return Lowered(call.base, [call.args[0]])
 
 
 def _prelu(call: AtenCall) -> Lowered:
@@ -660,6 +849,10 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
     "_native_batch_norm_legit_no_training": _batch_norm,
     **dict.fromkeys(("sign", "relu", "sigmoid", "neg", "add", "sub", "mul", "div", "where"), _elementwise),
     **dict.fromkeys(("ge", "gt", "le", "lt"), _elementwise),
+    **dict.fromkeys(("eq", "ne"), _elementwise),
+    **dict.fromkeys(("round", "floor", "abs"), _unary_math),
+    "clamp_min": _clamp,
+    "clamp_max": _clamp,
     "hardtanh": _clamp,
     "clamp": _clamp,
     "_prelu_kernel": _prelu,

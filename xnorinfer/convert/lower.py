@@ -21,6 +21,7 @@ from xnorinfer.convert.attrs import (
     AvgPoolAttrs,
     BinaryConvAttrs,
     BinaryLayerAttrs,
+    CompareAttrs,
     ConvAttrs,
     HardtanhAttrs,
     PadAttrs,
@@ -331,6 +332,23 @@ def _hardtanh(cx: Lowering, node: Node, shape: Shape) -> None:
     cx.emit(node, "hardtanh", [x], shape, "f32", {"min_val": a.min_val, "max_val": a.max_val}, perm=x.perm)
 
 
+def _compare(cx: Lowering, node: Node, shape: Shape) -> None:
+    """compare: x OP threshold[c] as 0.0 / 1.0 floats; one threshold when all channels share it."""
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(CompareAttrs)
+    thr = _permuted(np.asarray(a.threshold), x).astype(np.float32)
+    if np.all(thr == thr[0]):
+        thr = thr[:1]
+    cx.emit(node, "compare", [x], shape, "f32", {"cmp": a.cmp}, {"threshold": thr}, perm=x.perm)
+
+
+def _unary_math(cx: Lowering, node: Node, shape: Shape) -> None:
+    """round, floor, abs, neg: any layout."""
+    x = cx.f32(node.inputs[0], node)
+    out = cx.emit(node, node.op, [x], shape, "f32", perm=x.perm)
+    out.as_4d = x.as_4d
+
+
 def _pool_attrs(a: PoolAttrs) -> dict[str, Any]:
     return {"kernel": list(a.kernel), "stride": list(a.stride), "padding": list(a.padding)}
 
@@ -458,4 +476,6 @@ HANDLERS: dict[str, Handler] = {
     "reshape": _reshape,
     "pad": _pad,
     "slice": _slice,
+    "compare": _compare,
+    **dict.fromkeys(("round", "floor", "abs", "neg"), _unary_math),
 }

@@ -30,6 +30,7 @@ from xnorinfer.convert.attrs import (
     BinaryConvAttrs,
     BinaryLayerAttrs,
     ChannelStage,
+    CompareAttrs,
     ConvAttrs,
     HardtanhAttrs,
     LinearAttrs,
@@ -205,6 +206,81 @@ class CompareAffineToSign(_Rewrite):
             return False
         x, thr, zero = found
         _replace(model, node, _act_sign(x, model, thr, zero, "cmp.float() * 2 - 1", node.path))
+        return True
+
+
+_COMPLEMENT: dict[tuple[str, str], SignZero] = {  # (cmp giving +1, cmp giving -1) -> sign(0 at threshold)
+    ("ge", "lt"): "+1",
+    ("gt", "le"): "-1",
+}
+
+
+def _compare_of(model: Model, value: str) -> Node | None:
+    """The comparison behind `value` = cmp(x, t).float(), or None."""
+    cast = model.producer(value)
+    if cast is None or cast.op != "to_float":
+        return None
+    c = model.producer(cast.inputs[0])
+    return c if c is not None and c.op in ("ge", "gt", "le", "lt") else None
+
+
+class CompareDifferenceToSign(_Rewrite):
+    """(x >= t).float() - (x < t).float() -> act_sign, sign(t) = +1 (Brevitas bnn_pynq `binary_sign`).
+
+    Also (x > t) - (x <= t), sign(t) = -1. Only complementary pairs: (x >= t) - (x <= t) is 0 at t.
+    """
+
+    name = "compare_difference_to_sign"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "sub" or len(node.inputs) != 2:
+            return False
+        pos, neg = (_compare_of(model, v) for v in node.inputs)
+        if pos is None or neg is None or (pos.op, neg.op) not in _COMPLEMENT or pos.inputs[0] != neg.inputs[0]:
+            return False
+        x = pos.inputs[0]
+        if model.is_const(x) or model.shapes[x] != model.shapes[node.output]:
+            return False
+        t_pos, t_neg = _per_channel(model, pos.inputs[1], x), _per_channel(model, neg.inputs[1], x)
+        if t_pos is None or t_neg is None or not np.array_equal(t_pos, t_neg):
+            return False
+        ste = f"({pos.op}(x, t).float() - {neg.op}(x, t).float())"
+        _replace(model, node, _act_sign(x, model, t_pos, _COMPLEMENT[(pos.op, neg.op)], ste, node.path))
+        return True
+
+
+class SignZeroReplaced(_Rewrite):
+    """where(sign(x) == 0, v, sign(x)) with v = +1 or -1 -> act_sign with sign(0) = v (bitorch's `sign`).
+
+    The two torch.sign calls may be separate nodes of the same x (same threshold): both are accepted.
+    """
+
+    name = "sign_zero_replaced"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "where":
+            return False
+        cond, a, b = node.inputs
+        v = _scalar(model, a)
+        eq, s = model.producer(cond), model.producer(b)
+        if v not in (1.0, -1.0) or eq is None or eq.op != "eq" or s is None or s.op != "act_sign":
+            return False
+        compared = [u for u in eq.inputs if not model.is_const(u)]
+        zeros = [u for u in eq.inputs if model.is_const(u)]
+        if len(compared) != 1 or len(zeros) != 1 or _scalar(model, zeros[0]) != 0.0:
+            return False
+        s2 = model.producer(compared[0])
+        sign = s.attrs_as(ActSignAttrs)
+        if s2 is None or s2.op != "act_sign" or s2.inputs != s.inputs or sign.sign_zero != "0":
+            return False
+        sign2 = s2.attrs_as(ActSignAttrs)
+        if sign2.sign_zero != "0" or not np.array_equal(sign2.threshold, sign.threshold):
+            return False
+        if model.shapes[b] != model.shapes[node.output] or sign.threshold.shape[0] != 1:
+            return False
+        zero: SignZero = "+1" if v == 1.0 else "-1"
+        new = _act_sign(s.inputs[0], model, sign.threshold[0], zero, f"where(sign(x) == 0, {v:+g}, sign(x))", node.path)
+        _replace(model, node, new)
         return True
 
 
@@ -426,6 +502,8 @@ ACTIVATIONS: list[Transformation] = [
     TorchSignToActSign(),
     WhereToSign(),
     CompareAffineToSign(),
+    CompareDifferenceToSign(),
+    SignZeroReplaced(),
     DetachSTE(),
     SignOfSign(),
     ShiftedSign(),
@@ -783,7 +861,34 @@ class ElementwiseToAffine(_Rewrite):
         return True
 
 
-FLOAT_OPS: list[Transformation] = [MaxPoolOnBits(), ConcatOfBits(), RPReLU(), ElementwiseToAffine()]
+_SWAPPED = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge", "eq": "eq", "ne": "ne"}  # t OP x == x SWAPPED t
+
+
+class CompareToFloat(_Rewrite):
+    """cmp(x, t).float() with a per-channel constant t (x > t, t <= x, ...) -> compare (0.0 / 1.0)."""
+
+    name = "compare_to_float"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "to_float":
+            return False
+        c = model.producer(node.inputs[0])
+        if c is None or c.op not in _SWAPPED or len(c.inputs) != 2:
+            return False
+        (x, t), cmp = c.inputs, c.op
+        if model.is_const(x):
+            (t, x), cmp = c.inputs, _SWAPPED[c.op]
+        if model.is_const(x) or not model.is_const(t) or model.shapes[x] != model.shapes[node.output]:
+            return False
+        thr = _per_channel(model, t, x)
+        if thr is None:
+            return False
+        attrs = CompareAttrs(cmp, thr.astype(np.float32).astype(np.float64))  # type: ignore[arg-type]
+        _replace(model, node, Node("compare", [x], "", attrs, node.path))
+        return True
+
+
+FLOAT_OPS: list[Transformation] = [MaxPoolOnBits(), ConcatOfBits(), RPReLU(), ElementwiseToAffine(), CompareToFloat()]
 
 
 def recognise(model: Model, binarize: Sequence[str] = ()) -> Model:
