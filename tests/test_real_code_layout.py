@@ -116,10 +116,13 @@ def _bitorch(name: str, rewrite_sign: bool) -> ModuleType:
 
 
 @pytest.mark.parametrize("name", ["bitorch_densenet", "bitorch_quicknet"])
-@pytest.mark.xfail(raises=ConversionError, strict=False, reason="aten.eq sign form: a separate issue-12 change")
-def test_bitorch_converts_as_written(name, tmp_path):
+def test_bitorch_converts_as_written(name, cifar_images, tmp_path):
+    """No line rewritten: the where(sign(x) == 0, 1, sign(x)) sign form and the ±1 pads as bitorch writes them."""
     m = _bitorch(name, rewrite_sign=False)
-    convert(m.make(), (m.example_input(),), output=tmp_path / "model.xbin")
+    model = m.make()
+    graph = convert_and_compare(model, m.example_input(), cifar_images, tmp_path)
+    qconvs = [n for n, mod in model.named_modules() if isinstance(mod, m.QConv2d)]
+    assert qconvs and sorted(binary_convs(graph)) == sorted(qconvs)
 
 
 def test_bitorch_densenet_minus_one_pad_is_the_binary_conv_pad_mode(cifar_images, tmp_path):
