@@ -29,7 +29,8 @@ CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_max
            tests/test_xbin.py tests/test_runtime.py tests/test_api.py tests/test_profile.py
            tests/test_fuzz_loader.py tests/test_fuzz_atheris.py tests/test_xbin_damage.py
            tests/test_preprocess.py tests/test_cli_errors.py tests/test_xbin_reader_bytes.py
-           tests/test_hostile_runtime.py tests/test_op_schema_cpp.py)
+           tests/test_hostile_runtime.py tests/test_op_schema_cpp.py tests/test_layout_ops.py
+           tests/test_elementwise_ops.py tests/test_op_tanh.py)
 run_leak_check=1
 if [ $# -eq 0 ]; then
   set -- "${CI_SUBSET[@]}"
