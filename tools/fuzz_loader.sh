@@ -41,27 +41,22 @@ main() {
 
   bin=$work/xbin_reader_fuzzer
   echo "fuzz_loader.sh: building $bin with $("$CXX" --version | head -1)"
-  # The whole engine (loader, graph, node factory, kernels) but the bindings and the public API,
-  # all instrumented for coverage; kernels get their ISA flags from the file name's suffix, as in
-  # CMakeLists.txt.
-  mkdir -p "$work/obj"
-  export CXX ROOT FUZZ_OBJ=$work/obj
-  compile_one() {
-    local src=$1 isa=()
-    case $src in
-      *_avx512.cc) isa=(-mavx2 -mfma -mpopcnt -mbmi -mbmi2 -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
-                        -mavx512vpopcntdq -mavx512bitalg) ;;
-      *_avx2.cc) isa=(-mavx2 -mfma -mpopcnt -mbmi -mbmi2 -mf16c) ;;
-    esac
-    local obj=$FUZZ_OBJ/$(echo "${src#"$ROOT"/}" | tr / _).o
-    "$CXX" -std=c++17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-      -Wall -Wextra -I"$ROOT/csrc" "${isa[@]}" -c "$src" -o "$obj"
-  }
-  export -f compile_one
-  if ! find "$ROOT/fuzz" "$ROOT/csrc" -name '*.cc' -not -path "$ROOT/csrc/python/*" -not -path "$ROOT/csrc/api/*" \
-        -print0 | xargs -0 -P "$(nproc)" -n 1 bash -c 'compile_one "$0"' ||
-     ! "$CXX" -fsanitize=fuzzer,address,undefined "$work"/obj/*.o -lpthread -o "$bin"; then
-    echo "fuzz_loader.sh: build failed" >&2
+  # The whole engine (loader, graph, node factory, kernels), built by CMake exactly as for the
+  # module (per-ISA kernel flags and namespaces), all instrumented for coverage and the sanitizers;
+  # then the fuzz target linked against it.
+  CMAKE=${CMAKE:-cmake}
+  generator=()
+  if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+  flags="-g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+  if ! "$CMAKE" -S "$ROOT" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS="$flags" -DXNORINFER_BUILD_PYTHON=OFF \
+        >"$work/build.log" 2>&1 ||
+     ! "$CMAKE" --build "$work/build" --target xnorinfer_runtime -j "$(nproc)" >>"$work/build.log" 2>&1 ||
+     ! "$CXX" -std=c++17 $flags -Wall -Wextra -I"$ROOT/csrc" "$ROOT/fuzz/xbin_reader_fuzzer.cc" \
+        "$work/build/libxnorinfer_runtime.a" -fsanitize=fuzzer,address,undefined -lpthread -o "$bin" \
+        >>"$work/build.log" 2>&1; then
+    tail -30 "$work/build.log" >&2
+    echo "fuzz_loader.sh: build failed (log: $work/build.log)" >&2
     exit 2
   fi
 

@@ -275,8 +275,8 @@ class Describer {
         for (const auto& d : declared) {
           if (d.required && !present.count(d.name)) missing.insert(d.name);
         }
-        for (const auto& [key, value] : present) {
-          (void)value;
+        for (const auto& entry : present) {
+          const std::string& key = entry.first;  // a named variable: C++17 lambdas cannot capture bindings
           const bool known =
               std::any_of(declared.begin(), declared.end(), [&](const auto& d) { return key == d.name; });
           if (!known) extra.insert(key);

@@ -82,7 +82,10 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
                     " inputs, got " + std::to_string(inputs));
   }
   if (op.outputs.size() != 1) op_fail(op, "must have exactly one output");
-  for (const auto& [key, value] : op.attrs) {
+  // Named variables, not structured bindings: a C++17 lambda cannot capture a binding (clang refuses).
+  for (const auto& entry : op.attrs) {
+    const std::string& key = entry.first;
+    const AttrValue& value = entry.second;
     const AttrSchema* a =
         std::find_if(schema.attrs.begin(), schema.attrs.end(), [&](const AttrSchema& s) { return key == s.name; });
     if (a == schema.attrs.end()) op_fail(op, "unknown attribute '" + key + "'");
@@ -91,7 +94,9 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   for (const AttrSchema& a : schema.attrs) {
     if (a.required && op.attrs.count(a.name) == 0) op_fail(op, std::string("missing attribute '") + a.name + "'");
   }
-  for (const auto& [key, p] : params) {
+  for (const auto& entry : params) {
+    const std::string& key = entry.first;
+    const ParamView& p = entry.second;
     const ParamSchema* s =
         std::find_if(schema.params.begin(), schema.params.end(), [&](const ParamSchema& s) { return key == s.name; });
     if (s == schema.params.end()) op_fail(op, "unknown parameter '" + key + "'");
