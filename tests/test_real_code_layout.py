@@ -20,7 +20,6 @@ Two models still need a one-line rewrite outside this op group, stated where it 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ISAS
+from realcode_support import load_fixture
 
 import xnorinfer
 from xnorinfer.convert import ConversionError, convert
@@ -35,15 +35,6 @@ from xnorinfer.datasets import load_cifar10_jpeg, normalize
 
 HERE = Path(__file__).resolve().parent
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
-
-
-def load_model_file(name: str) -> ModuleType:
-    """A fresh import of tests/realcode/NAME.py (fresh: a rewrite patched into one test stays there)."""
-    spec = importlib.util.spec_from_file_location(f"realcode_{name}", HERE / "realcode" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +84,7 @@ def kinds(graph) -> list[str]:
 
 
 def test_irnet_resnet20_option_a_shortcut_converts_as_written(cifar_images, tmp_path):
-    m = load_model_file("irnet_resnet20")
+    m = load_fixture("irnet_resnet20")
     model = m.make()
     graph = convert_and_compare(model, m.example_input(), cifar_images, tmp_path)
     irconvs = [name for name, mod in model.named_modules() if isinstance(mod, m.IRConv2d)]
@@ -109,7 +100,7 @@ def test_irnet_resnet20_option_a_shortcut_converts_as_written(cifar_images, tmp_
 
 
 def _bitorch(name: str, rewrite_sign: bool) -> ModuleType:
-    m = load_model_file(name)
+    m = load_fixture(name)
     if rewrite_sign:  # the one rewritten line (module docstring): sign with sign(0) = +1, without aten.eq
         m.SignFunction.forward = staticmethod(lambda ctx, x: torch.where(x >= 0, 1.0, -1.0))
     return m
@@ -155,7 +146,7 @@ def test_bitorch_quicknet_plus_one_pad_zero_pad_and_depthwise(cifar_images, tmp_
 
 
 def test_bnn_lib_resnet_ceil_mode_pools(cifar_images, tmp_path):
-    m = load_model_file("bnn_lib_resnet")
+    m = load_fixture("bnn_lib_resnet")
     # The one rewritten line (module docstring): {0, 1} signs of ReLU outputs as ±1.
     m.SignActivation.forward = staticmethod(lambda ctx, x: torch.where(x > 0, 1.0, -1.0))
     model = m.make()
@@ -270,7 +261,7 @@ def test_mean_over_one_spatial_dim_alone_is_refused():
 
 def test_real_to_binary_se_gate(cifar_images, tmp_path):
     """`out * sigmoid(conv1x1(relu(conv1x1(pool(x)))))`: the gate is an (N, C) vector multiplying NHWC."""
-    m = load_model_file("real_to_binary")
+    m = load_fixture("real_to_binary")
     # The one rewritten line: its torch.sign of a ReLU output has exact zeros (sign(0) = 0, a
     # third level; a separate issue-12 change): written here as where(x >= 0, 1, -1).
     m.SteSign.forward = staticmethod(lambda ctx, x: torch.where(x >= 0, 1.0, -1.0))

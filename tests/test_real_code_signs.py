@@ -15,11 +15,8 @@ thread counts on real test images where the input matches, against eager PyTorch
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -27,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import ISAS
+from realcode_support import load_fixture
 
 import xnorinfer
 from xnorinfer import datasets
@@ -34,15 +32,6 @@ from xnorinfer.convert import ConversionError, capture, convert, patterns
 
 REALCODE = Path(__file__).resolve().parent / "realcode"
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def load_realcode(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"realcode_{name}", REALCODE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
@@ -178,7 +167,7 @@ def test_bitorch_densenet_sign_is_recognised(tmp_path) -> None:
     """bitorch_densenet's own QActivation / SignFunction (where(sign(x) == 0, tensor(1.), sign(x))) is one
     sign with sign(0) = +1, bit-exact at 0. (The whole model also needs F.pad(value=-1) before its
     binary convs, another change.)"""
-    m = load_realcode("bitorch_densenet")
+    m = load_fixture("bitorch_densenet")
     act = m.QActivation().eval()
     x = inputs_hitting_zero_and_thresholds()
     path = tmp_path / "m.xbin"
@@ -190,7 +179,7 @@ def test_bitorch_densenet_sign_is_recognised(tmp_path) -> None:
 
 def test_brevitas_tfc_converts_all_binary_on_mnist(tmp_path) -> None:
     """Did not convert before ('ge' refused): now every QuantLinear is a blinear, on real MNIST digits."""
-    m = load_realcode("brevitas_tfc")
+    m = load_fixture("brevitas_tfc")
     model = m.make()
     path = tmp_path / "tfc.xbin"
     graph = convert(model, (m.example_input(),), output=path, calib=mnist_images(64))
@@ -204,7 +193,7 @@ def test_brevitas_tfc_converts_all_binary_on_mnist(tmp_path) -> None:
 def test_brevitas_cnv_converts_with_its_8bit_input_quantizer_on_cifar(tmp_path) -> None:
     """Did not convert before (aten.round, then 'ge'): the Q1.7 input quantizer runs as float round/clamp,
     the first conv is float (real input), every other conv and linear is binary."""
-    m = load_realcode("brevitas_cnv")
+    m = load_fixture("brevitas_cnv")
     model = m.make()
     path = tmp_path / "cnv.xbin"
     images = cifar_images(64)
@@ -263,7 +252,7 @@ def test_dorefa_resnet20_body_runs_its_kbit_activations_in_float(tmp_path) -> No
     The model's own head `out.mean(dim=2).mean(dim=2)` is another change (one-dim means); the body and
     the classifier are the file's modules, with a global average pool for the head.
     """
-    m = load_realcode("dorefa_resnet20")
+    m = load_fixture("dorefa_resnet20")
     net = m.make()
     model = nn.Sequential(net.conv0, *net.layers, net.bn, nn.AdaptiveAvgPool2d(1), nn.Flatten(), net.logit).eval()
     images = cifar_images(48)
@@ -286,7 +275,7 @@ def test_dorefa_resnet20_body_runs_its_kbit_activations_in_float(tmp_path) -> No
     ],
 )
 def test_export_failure_names_the_line_and_the_rewrite(name: str, line_text: str, advice: str, capfd) -> None:
-    m = load_realcode(name)
+    m = load_fixture(name)
     with pytest.raises(ConversionError) as info:
         convert(m.make(), (m.example_input(),))
     msg = str(info.value)
@@ -302,7 +291,7 @@ def test_export_failure_names_the_line_and_the_rewrite(name: str, line_text: str
 
 @pytest.mark.parametrize("name", ["binarynet_vgg_cifar10", "binarynet_resnet_cifar", "xnor_lenet5_mnist"])
 def test_the_named_rewrite_converts_with_binary_layers(name: str, tmp_path) -> None:
-    m = load_realcode(name)
+    m = load_fixture(name)
     model = m.make_exportable()
     images = mnist_images(48) if name.startswith("xnor") else cifar_images(48)
     path = tmp_path / "m.xbin"
@@ -316,7 +305,7 @@ def test_parameter_update_under_no_grad_in_forward_is_not_an_output(tmp_path) ->
     """`with torch.no_grad(): m.weight.clamp_(min=0.01)` in forward exports as a parameter mutation: an
     update from parameters only (idempotent in eval), not a model output (was: 'a model output is a
     constant; nothing to convert')."""
-    m = load_realcode("xnor_lenet5_mnist")
+    m = load_fixture("xnor_lenet5_mnist")
     model = m.make_exportable_no_grad()
     images = mnist_images(48)
     path = tmp_path / "m.xbin"

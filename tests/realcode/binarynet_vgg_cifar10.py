@@ -19,6 +19,7 @@ Shrunk: widths 32/32/64/64/64/64 (repo: 384..1536), classifier 1024 -> 128.
 import torch
 import torch.nn as nn
 from torch.autograd.function import InplaceFunction
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 
 class Binarize(InplaceFunction):
@@ -117,28 +118,9 @@ class VGG_Cifar10(nn.Module):
         return x
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
-    return _calibrate(VGG_Cifar10(), (16, 3, 32, 32))
+    return calibrate(VGG_Cifar10(), (16, 3, 32, 32))
 
 
 def example_input():

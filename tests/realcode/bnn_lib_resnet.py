@@ -27,6 +27,7 @@ from functools import partial
 
 import torch
 import torch.nn as nn
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 
 class SignActivation(torch.autograd.Function):
@@ -233,25 +234,6 @@ BCONFIG = BConfig(
 )
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
     model = prepare_binary_model(ResNet(BasicBlock, [1, 1, 1, 1]), BCONFIG)
@@ -259,7 +241,7 @@ def make():
         for m in model.modules():
             if isinstance(m, BasicScaleBinarizer):
                 m.alpha.copy_(torch.rand_like(m.alpha) + 0.5)
-    return _calibrate(model, (16, 3, 32, 32))
+    return calibrate(model, (16, 3, 32, 32))
 
 
 def example_input():

@@ -22,6 +22,7 @@ Shrunk: CNV_OUT_CH_POOL (16,F),(16,T),(32,F),(32,T),(64,F),(64,F); FC 64 -> 64 -
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 CNV_OUT_CH_POOL = [(16, False), (16, True), (32, False), (32, True), (64, False), (64, False)]
 INTERMEDIATE_FC_FEATURES = [(64, 64), (64, 64)]
@@ -152,29 +153,10 @@ class CNV(nn.Module):
         return x
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
     model = CNV()
-    model = _calibrate(model, (16, 3, 32, 32), data="rand")
+    model = calibrate(model, (16, 3, 32, 32), data="rand")
     with torch.no_grad():
         model.linear_features[-1].weight.fill_(0.7)
         model.linear_features[-1].bias.fill_(0.1)

@@ -17,6 +17,7 @@ Idioms preserved:
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 DROPOUT = 0.2
 
@@ -101,28 +102,9 @@ class FC(nn.Module):
         return x
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
-    model = _calibrate(FC(), (16, 1, 28, 28), data="rand")
+    model = calibrate(FC(), (16, 1, 28, 28), data="rand")
     with torch.no_grad():
         model.features[-1].weight.fill_(0.7)
         model.features[-1].bias.fill_(0.1)

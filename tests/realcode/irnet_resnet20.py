@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd import Function
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 
 class BinaryQuantize(Function):
@@ -143,28 +144,9 @@ class ResNet(nn.Module):
         return out
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
-    return _calibrate(ResNet(BasicBlock_1w1a, [1, 1, 1]), (16, 3, 32, 32))
+    return calibrate(ResNet(BasicBlock_1w1a, [1, 1, 1]), (16, 3, 32, 32))
 
 
 def example_input():

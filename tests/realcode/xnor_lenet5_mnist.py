@@ -17,6 +17,7 @@ Shrunk: 20/50/500 -> 16/32/64.
 
 import torch
 import torch.nn as nn
+from realcode_support import calibrate  # BN calibration shared by the fixtures (not in the source repo)
 
 
 class BinActive(torch.autograd.Function):
@@ -112,30 +113,11 @@ def _binop(model):
         torch.mul(w.data.sign(), m.expand(s), out=w.data)  # repo: w.data.sign().mul(m.expand(s), out=w.data)
 
 
-def _calibrate(model, shape, batches=4, seed=0, data="randn"):
-    """Random BN affine (some gamma < 0) and running stats from a few random batches in train mode."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2.0 - 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            x = torch.rand(shape, generator=g) if data == "rand" else torch.randn(shape, generator=g)
-            model(x)
-    return model.eval()
-
-
 def make():
     torch.manual_seed(0)
     model = LeNet_5()
     _binop(model)
-    return _calibrate(model, (16, 1, 28, 28), data="rand")
+    return calibrate(model, (16, 1, 28, 28), data="rand")
 
 
 def example_input():
