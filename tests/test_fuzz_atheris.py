@@ -28,13 +28,16 @@ def test_atheris_finds_no_crash(tmp_path):
             str(corpus),
             f"-atheris_runs={RUNS}",
             "-max_len=500000",
-            "-timeout=10",
+            # libFuzzer's hang timer fires every timeout/2+1 s, also after the last run while the
+            # interpreter shuts down (a SIGALRM death after "Done"); 600 s keeps it out of a bounded
+            # run, and a hang still fails through subprocess's timeout below.
+            "-timeout=600",
             "-seed=1",
         ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=600,
+        timeout=900,
     )
     tail = res.stderr[-2000:]
     assert res.returncode == 0, tail
