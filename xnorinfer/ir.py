@@ -9,8 +9,11 @@ contract between the three parts of xnorinfer:
 - the C++ runtime executes it in one call (csrc/runtime/), and `xnorinfer.convert.reference`
   interprets it in float64/int64 numpy as the canonical reference.
 
-Layouts. Activations inside the engine are NHWC. A 4-D tensor has shape (N, H, W, C); a 2-D
-tensor (N, F). The batch dimension is recorded as 1 and may be any N at run time. A tensor's
+Layouts. Activations inside the engine are NHWC. A 4-D image tensor has shape (N, H, W, C); a 2-D
+tensor (N, F); general float ops take tensors of rank 1 to MAX_RANK, row-major, with their axes
+in the order the converter chose (it maps PyTorch's axes). The batch dimension (axis 0) is recorded
+as 1 and may be any N at run time, unless `metadata["per_image"]` is true: then axis 0 need not be
+the batch, recorded shapes are exact, and the runtime runs the graph one image at a time. A tensor's
 `dtype` is "f32" (float32 values) or "bits" (±1 values packed along the last axis into uint64
 words, bit 1 = -1, channel c in word c // 64, pad bits zero; `shape` gives the real channel
 count). The graph input is float32 NCHW as the user passes it; the runtime permutes it to NHWC.
@@ -29,6 +32,7 @@ import numpy as np
 from xnorinfer.ops import op_def
 
 IR_VERSION = 1
+MAX_RANK = 6  # csrc/runtime/tensor_shape.h kMaxRank
 
 
 @dataclass

@@ -88,8 +88,10 @@ def check_graph(graph: ir.Graph) -> None:
     for name, t in graph.tensors.items():
         if t.name != name:
             raise XbinError(f"invalid graph: tensor entry {name!r} is named {t.name!r}")
-        if len(t.shape) not in (2, 4) or any(int(d) < 1 for d in t.shape):
-            raise XbinError(f"invalid graph: tensor {name!r} has shape {t.shape}; need rank 2 or 4, positive dims")
+        if not 1 <= len(t.shape) <= ir.MAX_RANK or any(int(d) < 1 for d in t.shape):
+            raise XbinError(
+                f"invalid graph: tensor {name!r} has shape {t.shape}; need rank 1 to {ir.MAX_RANK}, positive dims"
+            )
     for op in graph.ops:
         for pname, arr in op.params.items():
             where = f"op {op.name} ({op.kind}) param {pname!r}"

@@ -15,7 +15,9 @@ int64_t itemsize(const std::string& dtype) {
 }
 
 Shape shape_from(const std::vector<int64_t>& v, const std::string& what) {
-  if (v.size() != 2 && v.size() != 4) throw std::invalid_argument(what + ": rank must be 2 or 4");
+  if (v.empty() || v.size() > static_cast<size_t>(kMaxRank)) {
+    throw std::invalid_argument(what + ": rank must be 1 to " + std::to_string(kMaxRank));
+  }
   Shape s;
   s.rank = static_cast<int>(v.size());
   for (size_t i = 0; i < v.size(); ++i) s.d[i] = v[i];
@@ -27,6 +29,10 @@ Shape shape_from(const std::vector<int64_t>& v, const std::string& what) {
 Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file_(std::move(file)) {
   const std::string where = file_->path() + ": ";
   try {
+    if (const json::Value* flag = desc.metadata.find("per_image")) {
+      if (!flag->is_bool()) throw std::invalid_argument("metadata per_image must be true or false");
+      per_image_ = flag->as_bool();
+    }
     std::unordered_map<std::string, int> index;
     for (const TensorDesc& t : desc.tensors) {
       if (index.count(t.name)) throw std::invalid_argument("tensor '" + t.name + "' is declared twice");
@@ -36,7 +42,9 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       const DType dt = t.dtype == "f32" ? DType::kF32 : DType::kBits;
       const Shape s = shape_from(t.shape, "tensor '" + t.name + "'");
       checked_bytes(s, dt, "tensor '" + t.name + "'");
-      if (s.d[0] != 1) throw std::invalid_argument("tensor '" + t.name + "': the recorded batch must be 1");
+      if (!per_image_ && s.d[0] != 1) {
+        throw std::invalid_argument("tensor '" + t.name + "': the recorded batch must be 1");
+      }
       index[t.name] = static_cast<int>(tensors_.size());
       tensors_.push_back({t.name, dt, s, static_cast<int>(tensors_.size())});
     }
@@ -47,8 +55,9 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
     };
     if (desc.inputs.size() != 1) throw std::invalid_argument("the runtime supports exactly one graph input");
     input_ = find(desc.inputs[0], "graph input");
-    if (tensors_[input_].dtype != DType::kF32 || tensors_[input_].declared.rank != 4) {
-      throw std::invalid_argument("graph input '" + desc.inputs[0] + "' must be a 4-D f32 tensor");
+    if (tensors_[input_].dtype != DType::kF32 || tensors_[input_].declared.rank != 4 ||
+        tensors_[input_].declared.d[0] != 1) {
+      throw std::invalid_argument("graph input '" + desc.inputs[0] + "' must be a 4-D f32 tensor of batch 1");
     }
     std::vector<bool> defined(tensors_.size(), false);
     defined[input_] = true;
@@ -64,7 +73,9 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
         }
         const XbinSection& sec = file_->section(static_cast<size_t>(p.section));
         if (sec.kind != kXbinSectionData) throw std::invalid_argument(pw + ": section is not a data section");
-        if (p.shape.empty() || p.shape.size() > 4) throw std::invalid_argument(pw + ": rank must be 1 to 4");
+        if (p.shape.empty() || p.shape.size() > static_cast<size_t>(kMaxRank)) {
+          throw std::invalid_argument(pw + ": rank must be 1 to " + std::to_string(kMaxRank));
+        }
         int64_t count = 1;
         for (int64_t d : p.shape) {
           if (d < 1 || d > kMaxDim || count > static_cast<int64_t>(sec.size) / d) {
@@ -108,6 +119,9 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       if (!defined[t]) throw std::invalid_argument("graph output '" + name + "' is never produced");
       if (tensors_[t].dtype != DType::kF32) {
         throw std::invalid_argument("graph output '" + name + "' is bits; end the graph with an unpack op");
+      }
+      if (per_image_ && tensors_[t].declared.d[0] != 1) {
+        throw std::invalid_argument("graph output '" + name + "' of a per-image graph must have batch 1");
       }
       outputs_.push_back(t);
     }

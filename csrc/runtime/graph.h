@@ -20,7 +20,7 @@ class Graph {
   struct TensorInfo {
     std::string name;
     DType dtype;
-    Shape declared;  // as recorded in the file (batch 1)
+    Shape declared;  // as recorded in the file (batch 1, unless the graph runs per image)
     int storage;     // the tensor whose buffer holds this one (itself unless aliased)
   };
   struct Step {
@@ -42,6 +42,11 @@ class Graph {
   // Declared input as NCHW (1, C, H, W).
   Shape input_nchw() const;
 
+  // A graph whose axis 0 is not the batch everywhere (metadata "per_image": true, e.g. attention
+  // that folds heads into axis 0): it runs one image at a time at its recorded input size, and
+  // its recorded shapes are exact (no batch-1 rule).
+  bool per_image() const { return per_image_; }
+
   // Shapes of every tensor for an NHWC input (n, h, w, C). Throws
   // std::invalid_argument naming the op that cannot take its input.
   std::vector<Shape> infer(int64_t n, int64_t h, int64_t w) const;
@@ -52,6 +57,7 @@ class Graph {
   std::vector<Step> steps_;
   int input_ = -1;
   std::vector<int> outputs_;
+  bool per_image_ = false;
 };
 
 }  // namespace xnor

@@ -95,20 +95,18 @@ class Describer {
     return doc;
   }
 
-  std::vector<int64_t> shape(const json::Value* v, const std::string& where, size_t min_rank, size_t max_rank,
-                             bool ranks_2_or_4) const {
+  std::vector<int64_t> shape(const json::Value* v, const std::string& where) const {
     bool ok = v && v->is_array();
     if (ok) {
       const size_t r = v->items().size();
-      ok = r >= min_rank && r <= max_rank && (!ranks_2_or_4 || r == 2 || r == 4);
+      ok = r >= 1 && r <= static_cast<size_t>(kMaxRank);
       for (size_t i = 0; ok && i < r; ++i) {
         const json::Value& d = v->items()[i];
         ok = d.is_int() && d.as_int() >= 1 && d.as_int() <= kMaxShapeDim;
       }
     }
     if (!ok) {
-      fail(where + ": shape " + show(v) + " must be a list of " + (ranks_2_or_4 ? "2/4" : "1/2/3/4") +
-           " positive integers");
+      fail(where + ": shape " + show(v) + " must be a list of 1 to " + std::to_string(kMaxRank) + " positive integers");
     }
     std::vector<int64_t> out;
     for (const json::Value& d : v->items()) out.push_back(d.as_int());
@@ -133,7 +131,7 @@ class Describer {
       if (!dtype || !dtype->is_string() || (dtype->as_string() != "f32" && dtype->as_string() != "bits")) {
         fail(where + ": dtype must be 'f32' or 'bits'");
       }
-      g->tensors.push_back({name->as_string(), dtype->as_string(), shape(t.find("shape"), where, 2, 4, true)});
+      g->tensors.push_back({name->as_string(), dtype->as_string(), shape(t.find("shape"), where)});
     }
   }
 
@@ -216,7 +214,7 @@ class Describer {
         if (!dtype || !dtype->is_string() || dtype->as_string() != want) {
           fail(pw + ": dtype must be " + want + ", got " + show(dtype));
         }
-        std::vector<int64_t> dims = shape(p.find("shape"), pw, 1, 4, false);
+        std::vector<int64_t> dims = shape(p.find("shape"), pw);
         const json::Value* sec = p.find("section");
         const bool is_data = sec && sec->is_int() && sec->as_int() >= 1 &&
                              static_cast<uint64_t>(sec->as_int()) < file_.section_count() &&

@@ -55,6 +55,12 @@ void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
                                 ", H, W) with N >= 1, got (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
                                 std::to_string(h) + ", " + std::to_string(w) + ")");
   }
+  if (graph_->per_image() && (h != want.d[2] || w != want.d[3])) {
+    throw std::invalid_argument("this model runs at its recorded input size only: input must be float32 NCHW (N, " +
+                                std::to_string(want.d[1]) + ", " + std::to_string(want.d[2]) + ", " +
+                                std::to_string(want.d[3]) + "), got (" + std::to_string(n) + ", " +
+                                std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + ")");
+  }
 }
 
 Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
@@ -120,7 +126,7 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
 
 uint64_t Session::planned_bytes(int64_t n, int64_t c, int64_t h, int64_t w) const {
   check_input(n, c, h, w);
-  return layout_for(n, h, w).placement.arena_bytes;
+  return layout_for(graph_->per_image() ? 1 : n, h, w).placement.arena_bytes;
 }
 
 const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
@@ -163,9 +169,12 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
 std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) {
   check_input(n, c, h, w);
   std::lock_guard<std::mutex> lock(mutex_);
-  const Plan& p = plan_for(n, h, w);
+  const Plan& p = plan_for(graph_->per_image() ? 1 : n, h, w);
   std::vector<Shape> out;
-  for (int t : graph_->outputs()) out.push_back(p.shapes[t]);
+  for (int t : graph_->outputs()) {
+    out.push_back(p.shapes[t]);
+    out.back().d[0] = n;  // a per-image graph's outputs have batch 1 per call (Graph checks it)
+  }
   return out;
 }
 
@@ -195,11 +204,22 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
     pool_ = std::make_unique<ThreadPool>(threads_);
   }
   RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
-  const Plan& p = plan_for(n, h, w);
-  // NCHW -> NHWC into the input buffer.
-  float* in = static_cast<float*>(p.tensor_data[graph_->input()]);
+  // A per-image graph runs its images one at a time, each at batch 1.
+  const int64_t batch = graph_->per_image() ? 1 : n;
+  const Plan& p = plan_for(batch, h, w);
   const size_t pixels = static_cast<size_t>(h * w);
   const size_t channels = static_cast<size_t>(c);
+  for (int64_t first = 0; first < n; first += batch) {
+    run_images<kProfile>(ctx, p, x + static_cast<size_t>(first) * pixels * channels, batch, channels, pixels, outputs, first,
+               op_seconds);
+  }
+}
+
+template <bool kProfile>
+void Session::run_images(RunContext& ctx, const Plan& p, const float* x, int64_t n, size_t channels, size_t pixels,
+                         float* const* outputs, int64_t first, double* op_seconds) {
+  // NCHW -> NHWC into the input buffer.
+  float* in = static_cast<float*>(p.tensor_data[graph_->input()]);
   parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
     while (b < e) {
       const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
@@ -227,8 +247,9 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   }
   const auto& outs = graph_->outputs();
   for (size_t k = 0; k < outs.size(); ++k) {
-    const Shape& s = p.shapes[outs[k]];
-    std::memcpy(outputs[k], p.tensor_data[outs[k]], static_cast<size_t>(s.elements()) * sizeof(float));
+    const size_t count = static_cast<size_t>(p.shapes[outs[k]].elements());  // of these n images
+    std::memcpy(outputs[k] + static_cast<size_t>(first) * (count / static_cast<size_t>(n)), p.tensor_data[outs[k]],
+                count * sizeof(float));
   }
 }
 

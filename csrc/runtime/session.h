@@ -94,6 +94,10 @@ class Session {
   template <bool kProfile>
   void run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
                   double* op_seconds);
+  // One call of the graph on n images starting at image `first` of the caller's batch.
+  template <bool kProfile>
+  void run_images(RunContext& ctx, const Plan& p, const float* x, int64_t n, size_t channels, size_t pixels,
+                  float* const* outputs, int64_t first, double* op_seconds);
 
   std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
   int threads_;

@@ -1,5 +1,6 @@
-// Run-time tensor shapes and storage sizes: NHWC (rank 4) or (N, F) (rank 2),
-// float32 values or bit-packed channels (uint64 words along the last axis).
+// Run-time tensor shapes and storage sizes: rank 1 to kMaxRank, row-major, the last axis the
+// channels (images are NHWC, features (N, F)); float32 values or bit-packed channels (uint64
+// words along the last axis). Axis 0 is the batch unless the graph runs per image (graph.h).
 #pragma once
 
 #include <climits>
@@ -16,12 +17,14 @@ constexpr int64_t kMaxDim = int64_t{1} << 30;          // any one dimension
 constexpr int64_t kMaxTensorBytes = int64_t{1} << 38;  // 256 GiB: any one activation
 constexpr int64_t kMaxImagePixels = INT32_MAX;         // H x W of one image: kernels index pixels with int
 
+constexpr int kMaxRank = 6;
+
 struct Shape {
   int rank = 0;
-  int64_t d[4] = {0, 0, 0, 0};
+  int64_t d[kMaxRank] = {0, 0, 0, 0, 0, 0};
 
   static Shape nhwc(int64_t n, int64_t h, int64_t w, int64_t c) { return Shape{4, {n, h, w, c}}; }
-  static Shape nf(int64_t n, int64_t f) { return Shape{2, {n, f, 0, 0}}; }
+  static Shape nf(int64_t n, int64_t f) { return Shape{2, {n, f}}; }
   int64_t channels() const { return d[rank - 1]; }
   int64_t rows() const {
     int64_t r = 1;
@@ -54,7 +57,9 @@ inline int64_t row_elements(const Shape& s, DType t) {
 // kMaxImagePixels and the storage is below kMaxTensorBytes (all in 64 bits);
 // returns the storage bytes. Throws std::invalid_argument.
 inline int64_t checked_bytes(const Shape& s, DType t, const std::string& what) {
-  if (s.rank != 2 && s.rank != 4) throw std::invalid_argument(what + ": rank must be 2 or 4");
+  if (s.rank < 1 || s.rank > kMaxRank) {
+    throw std::invalid_argument(what + ": rank must be 1 to " + std::to_string(kMaxRank));
+  }
   for (int i = 0; i < s.rank; ++i) {
     if (s.d[i] < 1 || s.d[i] > kMaxDim) {
       throw std::invalid_argument(what + ": shape " + s.str() + " has an empty or oversized dimension");
