@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from xnorinfer.ops import op_def
+from xnorinfer.ops.schema import MAX_RANK as MAX_RANK  # re-exported: the IR's rank limit
 
 IR_VERSION = 1
-MAX_RANK = 6  # csrc/runtime/tensor_shape.h kMaxRank
 
 
 @dataclass

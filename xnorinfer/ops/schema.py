@@ -24,6 +24,9 @@ TensorDtype = Literal["f32", "bits"]
 Shape = tuple[int, ...]
 
 
+MAX_RANK = 6  # of any tensor or parameter (csrc/runtime/tensor_shape.h kMaxRank)
+
+
 @dataclass(frozen=True)
 class Attr:
     """An attribute: its JSON type, whether it must be present, its value when absent, allowed strings."""
@@ -32,6 +35,7 @@ class Attr:
     required: bool = True
     default: Any = None
     choices: tuple[str, ...] = ()
+    length: int | None = 2  # "ints": the list's length; None: 1 to MAX_RANK values (axes, a shape)
 
     def check(self, value: Any) -> str | None:
         """Why `value` is not a valid value of this attribute, or None."""
@@ -44,17 +48,20 @@ class Attr:
             ok = isinstance(value, (bool, np.bool_))
         elif self.type == "string":
             ok = isinstance(value, str) and (not self.choices or value in self.choices)
-        else:  # "ints": the two values of a (height, width) pair
+        else:  # "ints": a (height, width) pair, or a list of 1 to MAX_RANK integers (length None)
             ok = (
                 isinstance(value, (list, tuple))
-                and len(value) == 2
+                and (len(value) == self.length if self.length is not None else 1 <= len(value) <= MAX_RANK)
                 and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value)
             )
         if ok:
             return None
         if self.choices:
             return f"must be one of {list(self.choices)}, got {value!r}"
-        want = {"ints": "a list of two integers", "float": "a finite number"}.get(self.type, f"a {self.type}")
+        ints = "a list of two integers" if self.length == 2 else f"a list of 1 to {MAX_RANK} integers"
+        if self.length not in (2, None):
+            ints = f"a list of {self.length} integers"
+        want = {"ints": ints, "float": "a finite number"}.get(self.type, f"a {self.type}")
         return f"must be {want}, got {value!r}"
 
 
@@ -140,5 +147,7 @@ class OpDef:
             if not isinstance(value, np.ndarray) or value.dtype != np.dtype(want):
                 got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
                 raise ValueError(f"{where}: parameter {key!r} must be a {want} array, got {got}")
-            if not 1 <= value.ndim <= 4 or value.size == 0:
-                raise ValueError(f"{where}: parameter {key!r} has shape {value.shape}; need 1 to 4 non-empty dims")
+            if not 1 <= value.ndim <= MAX_RANK or value.size == 0:
+                raise ValueError(
+                    f"{where}: parameter {key!r} has shape {value.shape}; need 1 to {MAX_RANK} non-empty dims"
+                )
