@@ -183,6 +183,13 @@ class CompareAttrs:
     threshold: np.ndarray  # (C,)
 
 
+@dataclass(frozen=True)
+class UnaryAttrs:
+    """gelu, leaky_relu, elu (capture): the IR op of the node's name with these IR attributes."""
+
+    values: tuple[tuple[str, float | str], ...] = ()
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -197,4 +204,5 @@ NodeAttrs: TypeAlias = (
     | PadAttrs
     | SliceAttrs
     | CompareAttrs
+    | UnaryAttrs
 )

@@ -28,6 +28,7 @@ from xnorinfer.convert.attrs import (
     PoolAttrs,
     PReLUAttrs,
     SliceAttrs,
+    UnaryAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
@@ -452,6 +453,14 @@ def _slice(cx: Lowering, node: Node, shape: Shape) -> None:
     out.as_4d = x.as_4d
 
 
+def _unary_with_attrs(cx: Lowering, node: Node, shape: Shape) -> None:
+    """gelu, leaky_relu, elu: any layout, the output takes the input's."""
+    x = cx.f32(node.inputs[0], node)
+    attrs = dict(node.attrs_as(UnaryAttrs).values)
+    out = cx.emit(node, node.op, [x], x.shape if x.as_4d else shape, "f32", attrs, perm=x.perm)
+    out.as_4d = x.as_4d
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -478,4 +487,5 @@ HANDLERS: dict[str, Handler] = {
     "slice": _slice,
     "compare": _compare,
     **dict.fromkeys(("round", "floor", "abs", "neg"), _unary_math),
+    **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
 }
