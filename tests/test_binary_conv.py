@@ -488,7 +488,7 @@ def test_error_input_shape():
     op = _small_op(padding=(1, 1))
     with pytest.raises(ValueError, match="1 words do not hold 100 channels"):
         op.run(np.zeros((1, 5, 5, 1), np.uint64))
-    with pytest.raises(ValueError, match=r"rank must be 2 or 4, got \(5, 5, 2\)"):
+    with pytest.raises(ValueError, match=r"input must be packed NHWC with 100 channels, got \(5, 5, 100\)"):
         op.run(np.zeros((5, 5, 2), np.uint64))
     with pytest.raises(ValueError, match="smaller than the kernel"):
         _small_op().run(np.zeros((1, 2, 5, 2), np.uint64))

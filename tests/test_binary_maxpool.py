@@ -131,7 +131,7 @@ def test_property(n, c, kh, kw, sh, sw, data):
 
 def test_errors():
     x = np.zeros((1, 4, 4, 1), np.uint64)
-    with pytest.raises(ValueError, match=r"rank must be 2 or 4, got \(4, 4, 1\)"):
+    with pytest.raises(ValueError, match=r"input must be NHWC, got \(4, 4, 64\)"):
         E.binary_maxpool2d(np.zeros((4, 4, 1), np.uint64), kernel=(2, 2))
     with pytest.raises(ValueError, match="padding must be between 0 and half the kernel"):
         E.binary_maxpool2d(x, kernel=(2, 2), padding=(2, 0))

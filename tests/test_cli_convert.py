@@ -62,9 +62,14 @@ def bnn_pt2(tmp_path_factory):
     return model, _save_pt2(model, tmp_path_factory.mktemp("pt2") / "bnn.pt2")
 
 
+class Cumsum(nn.Module):  # an op the converter does not support
+    def forward(self, x):
+        return torch.cumsum(x, 1)
+
+
 @pytest.fixture(scope="module")
-def gelu_pt2(tmp_path_factory):
-    return _save_pt2(_bnn(nn.GELU()), tmp_path_factory.mktemp("pt2") / "gelu.pt2")
+def unsupported_pt2(tmp_path_factory):
+    return _save_pt2(_bnn(Cumsum()), tmp_path_factory.mktemp("pt2") / "cumsum.pt2")
 
 
 def _argmax_agrees(model: nn.Module, path, n: int = 64) -> None:
@@ -131,24 +136,24 @@ def test_convert_module_weights_that_do_not_fit(tmp_path, monkeypatch, capsys):
     assert not out.exists()
 
 
-def test_unsupported_op_exits_5_and_writes_nothing(gelu_pt2, tmp_path, capsys):
-    out = tmp_path / "gelu.xbin"
-    rc = cli.main(["convert", gelu_pt2, "-o", str(out)])
+def test_unsupported_op_exits_5_and_writes_nothing(unsupported_pt2, tmp_path, capsys):
+    out = tmp_path / "cumsum.xbin"
+    rc = cli.main(["convert", unsupported_pt2, "-o", str(out)])
     err = capsys.readouterr().err
     assert rc == EXIT_CONVERT
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"xnorinfer: error: {gelu_pt2}: unsupported op aten.gelu")
+    assert line.startswith(f"xnorinfer: error: {unsupported_pt2}: unsupported op aten.cumsum")
     assert "module '3'" in line  # the op's module path
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
 
 
-def test_failed_conversion_keeps_an_existing_output(gelu_pt2, tmp_path, capsys):
+def test_failed_conversion_keeps_an_existing_output(unsupported_pt2, tmp_path, capsys):
     out = tmp_path / "existing.xbin"
     before = b"previous model bytes\x00\x01\x02"
     out.write_bytes(before)
-    assert cli.main(["convert", gelu_pt2, "-o", str(out)]) == EXIT_CONVERT
+    assert cli.main(["convert", unsupported_pt2, "-o", str(out)]) == EXIT_CONVERT
     capsys.readouterr()
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.xbin"]

@@ -272,7 +272,7 @@ def test_pool_errors():
         E.avgpool2d(x, (5, 5))
     with pytest.raises(ValueError, match="kernel and stride must be positive"):
         E.maxpool2d(x, (2, 2), (0, 1))
-    with pytest.raises(ValueError, match="rank must be 2 or 4"):
+    with pytest.raises(ValueError, match=r"input must be NHWC, got \(4, 4, 2\)"):
         E.avgpool2d(np.zeros((4, 4, 2), np.float32), (2, 2))
     with pytest.raises(ValueError, match="empty or oversized dimension"):
         E.global_avgpool(np.zeros((1, 0, 4, 2), np.float32))

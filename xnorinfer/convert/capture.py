@@ -899,6 +899,7 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
 }
 _UNSUPPORTED_HINTS = {
     "pow": "x * x as mul",
+    "cumsum": "none (no scans)",
     "bmm": "nn.Linear",
     "avg_pool1d": "avg_pool2d",
     "upsample_nearest2d": "none (no upsampling)",

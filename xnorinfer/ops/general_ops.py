@@ -155,15 +155,17 @@ CONSTANT = OpDef(
 # unary
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erf, otypes=[np.float64])(x) if x.size else x.astype(np.float64)
+def _vectorized(fn: Any, x: np.ndarray) -> np.ndarray:
+    return np.vectorize(fn, otypes=[np.float64])(x) if x.size else x.astype(np.float64)
 
 
 def _gelu_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    # The forms without cancellation for negative x: x * Phi(x) = x / 2 * erfc(-x / sqrt(2)), and
+    # x / 2 * (1 + tanh(u)) = x / (1 + exp(-2u)).
     x = ins[0]
     if op.attrs.get("approximate", "none") == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+        return x / (1.0 + np.exp(-2.0 * math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * _vectorized(math.erfc, -x / math.sqrt(2.0))
 
 
 def _slope(op: ir.Op) -> float:
@@ -199,7 +201,7 @@ UNARY_OPS: tuple[OpDef, ...] = (
     _unary("sqrt", "sqrt(x)", lambda op, x: np.sqrt(x), "sqrt"),
     _unary("rsqrt", "1 / sqrt(x)", lambda op, x: 1.0 / np.sqrt(x), "rsqrt"),
     _unary("reciprocal", "1 / x", lambda op, x: 1.0 / x, "reciprocal"),
-    _unary("erf", "erf(x)", lambda op, x: _erf(x), "erf"),
+    _unary("erf", "erf(x)", lambda op, x: _vectorized(math.erf, x), "erf"),
     _unary("silu", "x * sigmoid(x)", lambda op, x: x / (1.0 + np.exp(-x)), "F.silu"),
     _unary("hardswish", "x * min(max(x + 3, 0), 6) / 6", lambda op, x: x * _hardsigmoid(x), "F.hardswish"),
     _unary("hardsigmoid", "min(max(x + 3, 0), 6) / 6", lambda op, x: _hardsigmoid(x), "F.hardsigmoid"),
