@@ -173,8 +173,8 @@ def test_constant_outputs_its_value(shape, rng):
 
 
 def _constant_graph(rng) -> ir.Graph:
-    """x (N, 4, 5, 3) NHWC -> where(x > c1, x * c2, exp(x) - 1) with batch-1 constants of several shapes."""
-    c1 = _data(rng, (1, 1, 1, 3), specials=False)
+    """x (N, 4, 5, 3) NHWC -> where(x > c1, x * c2, exp(x) - 1) with constants of several shapes."""
+    c1 = _data(rng, (3,), specials=False)  # rank 1: a per-channel constant, batch-independent
     c2 = _data(rng, (1, 4, 5, 3), specials=False)
     shape = (1, 4, 5, 3)
     t = {n: ir.Tensor(n, s, "f32") for n, s in [("x", shape), ("c1", c1.shape), ("c2", c2.shape), ("one", (1,))]}

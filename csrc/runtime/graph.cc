@@ -3,6 +3,7 @@
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace xnor {
 namespace {
@@ -33,6 +34,11 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       if (!flag->is_bool()) throw std::invalid_argument("metadata per_image must be true or false");
       per_image_ = flag->as_bool();
     }
+    // A constant's output has the exact shape of its value (batch-independent, broadcast by its readers).
+    std::unordered_set<std::string> constants;
+    for (const OpDesc& op : desc.ops) {
+      if (op.kind == "constant") constants.insert(op.outputs.begin(), op.outputs.end());
+    }
     std::unordered_map<std::string, int> index;
     for (const TensorDesc& t : desc.tensors) {
       if (index.count(t.name)) throw std::invalid_argument("tensor '" + t.name + "' is declared twice");
@@ -42,7 +48,7 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       const DType dt = t.dtype == "f32" ? DType::kF32 : DType::kBits;
       const Shape s = shape_from(t.shape, "tensor '" + t.name + "'");
       checked_bytes(s, dt, "tensor '" + t.name + "'");
-      if (!per_image_ && s.d[0] != 1) {
+      if (!per_image_ && s.d[0] != 1 && !constants.count(t.name)) {
         throw std::invalid_argument("tensor '" + t.name + "': the recorded batch must be 1");
       }
       index[t.name] = static_cast<int>(tensors_.size());
