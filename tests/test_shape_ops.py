@@ -233,7 +233,13 @@ def test_concat_along_an_axis(shapes, axis, rng):
 
 @pytest.mark.parametrize(
     ("shape", "axis", "start", "stop", "step"),
-    [((1, 5), 1, 1, 5, 2), ((1, 7, 3), 0, 0, 1, 1), ((2, 9, 4), 1, 0, 9, 4), ((2, 3, 9), 2, 2, 9, 3), ((2, 3, 4, 5, 6), 3, 1, 4, 1)],
+    [
+        ((1, 5), 1, 1, 5, 2),
+        ((1, 7, 3), 0, 0, 1, 1),  # axis 0 with batch 1
+        ((2, 9, 4), 1, 0, 9, 4),
+        ((2, 3, 9), 2, 2, 9, 3),
+        ((2, 3, 4, 5, 6), 3, 1, 4, 1),
+    ],
 )
 def test_slice_along_any_axis(shape, axis, start, stop, step, rng):
     x = _data(rng, shape)
