@@ -124,6 +124,8 @@ REDUCES = [
     ((2, 3, 4, 5, 3), [2, 4]),
     ((2, 3, 1, 4, 3, 5), [1, 3, 5]),
     ((1, 301), [1]),
+    ((2, 3, 4, 70), [1]),  # column path: 280 contiguous outputs per block, a partial chunk
+    ((1, 3, 2, 5, 67), [0, 2]),  # a kept axis between reduced ones
 ]
 
 
