@@ -25,8 +25,12 @@ def run(
 
     Returns the graph outputs and the tensors named in `keep` by name (float64 for f32 tensors,
     packed uint64 for bits), or every tensor with `keep_all`. Without `keep_all` a tensor is freed
-    after its last reader (a 224x224 model on 64 images would otherwise hold gigabytes).
+    after its last reader (a 224x224 model on 64 images would otherwise hold gigabytes). A
+    per-image graph (metadata "per_image") runs one image at a time, its values joined along axis 0.
     """
+    if graph.metadata.get("per_image") and len(x_nchw) > 1:  # axis 0 is not the batch: one image at a time
+        runs = [run(graph, x_nchw[i : i + 1], keep_all=keep_all, keep=keep) for i in range(len(x_nchw))]
+        return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
     x = np.asarray(x_nchw, dtype=np.float32).astype(np.float64)
     if x.ndim == 2 and len(graph.tensors[graph.inputs[0]].shape) == 4:  # an (N, F) model input
         x = x.reshape(len(x), 1, 1, -1)
