@@ -71,6 +71,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
 // clang-format off: one kind per line
 #define XNOR_OP_KINDS(X) \
   X(abs) \
+  X(adaptive_avgpool2d) \
+  X(adaptive_maxpool2d) \
   X(add) \
   X(affine) \
   X(avgpool2d) \
@@ -82,6 +84,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(compare) \
   X(concat) \
   X(conv2d) \
+  X(conv_transpose2d) \
   X(flatten) \
   X(floor) \
   X(global_avgpool) \
@@ -94,6 +97,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(pad) \
   X(prelu) \
   X(relu) \
+  X(resize) \
   X(round) \
   X(sigmoid) \
   X(sign) \
