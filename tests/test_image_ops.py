@@ -3,7 +3,8 @@
 Each op runs through `_core.run_op` on every ISA path and thread count (all must agree bit for bit)
 against PyTorch's float64 functional ops (F.conv2d with dilation, F.conv_transpose2d, F.interpolate,
 F.adaptive_avg_pool2d / adaptive_max_pool2d, F.pad modes) on odd sizes; the ops that only copy
-values (nearest resize, adaptive max, pad) must equal it exactly.
+values (nearest resize, adaptive max, pad) must equal it exactly. Then small PyTorch models using
+each are converted (xnorinfer.convert.convert) and run (xnorinfer.load(...).run) against eager torch.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import xnorinfer
 from xnorinfer import _core, ir
+from xnorinfer.convert import convert
 from xnorinfer.ops import OPS
 from xnorinfer.ops.image_ops import torch_to_ct_weight
 
@@ -244,3 +248,136 @@ def test_pad_modes_refuse_what_torch_refuses():
     op = ir.Op("pad", "p", ["x"], ["y"], {"pad_h": [3, 0], "pad_w": [0, 0], "mode": "reflect"})
     with pytest.raises(ValueError, match="reflect padding must be smaller"):
         OPS["pad"].shape(op, [x.shape])
+
+
+# --------------------------------------------------------------------------- converted models
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def _convert_and_run(model: nn.Module, shape: tuple[int, ...], tmp_path, batch: int = 3) -> list[str]:
+    torch.manual_seed(0)
+    model = model.eval()
+    _randomise_bn(model)
+    x = torch.randn(batch, *shape)
+    graph = convert(model, (x[:1],), output=tmp_path / "m.xbin")
+    got = xnorinfer.load(tmp_path / "m.xbin").run(x.numpy())
+    with torch.no_grad():
+        want = model(x)
+    want = want.permute(0, 2, 3, 1) if want.dim() == 4 else want
+    scale = float(want.abs().max())
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4 * scale)
+    return [op.kind for op in graph.ops]
+
+
+class UNetDecoder(nn.Module):
+    """An encoder-decoder: strided convs down, ConvTranspose2d and F.interpolate up, skip concats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.enc3 = nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.up1 = nn.ConvTranspose2d(16, 16, 2, stride=2)
+        self.dec1 = nn.Sequential(nn.Conv2d(32, 8, 3, padding=1), nn.ReLU())
+        self.dec2 = nn.Conv2d(16, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d1 = self.dec1(torch.cat([self.up1(e3), e2], dim=1))
+        up = F.interpolate(d1, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.dec2(torch.cat([up, e1], dim=1))
+
+
+def test_unet_decoder_converts_and_runs(tmp_path):
+    kinds = _convert_and_run(UNetDecoder(), (3, 16, 12), tmp_path)
+    assert "conv_transpose2d" in kinds and "resize" in kinds
+
+
+class DilatedHead(nn.Module):
+    """DeepLab-like: a dilated backbone conv, parallel atrous branches (dilation 2 and 3, depthwise
+    too), concatenated, projected, upsampled to the input size with bilinear align_corners."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU())
+        self.a1 = nn.Conv2d(8, 6, 1)
+        self.a2 = nn.Sequential(nn.Conv2d(8, 6, 3, padding=2, dilation=2), nn.BatchNorm2d(6), nn.ReLU())
+        self.a3 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=3, dilation=3, groups=8), nn.Conv2d(8, 6, 1))
+        self.project = nn.Conv2d(18, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.body(self.stem(x))
+        y = self.project(torch.cat([self.a1(f), self.a2(f), self.a3(f)], dim=1))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=True)
+
+
+def test_deeplab_like_dilated_convs_convert_and_run(tmp_path):
+    kinds = _convert_and_run(DilatedHead(), (3, 17, 15), tmp_path)
+    assert "resize" in kinds and kinds.count("conv2d") == 7
+
+
+class AdaptiveHead(nn.Module):
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.pool = pool
+        self.fc = nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+@pytest.mark.parametrize(
+    ("pool", "kind"),
+    [(nn.AdaptiveAvgPool2d((7, 7)), "adaptive_avgpool2d"), (nn.AdaptiveMaxPool2d(7), "adaptive_maxpool2d")],
+)
+def test_adaptive_pool_to_7x7_from_10x10_converts_and_runs(pool, kind, tmp_path):
+    kinds = _convert_and_run(AdaptiveHead(pool), (3, 10, 10), tmp_path)
+    assert kind in kinds
+
+
+class PadsAndResizes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 3)
+        self.c2 = nn.Conv2d(6, 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c1(F.pad(x, (1, 1, 1, 1), mode="reflect"))
+        y = self.c2(F.pad(y, (2, 0, 1, 1), mode="replicate"))
+        a = F.interpolate(y, scale_factor=2, mode="nearest")
+        b = F.interpolate(y, size=(a.shape[2], a.shape[3]), mode="nearest-exact")
+        return a + b + F.interpolate(y, scale_factor=(2, 2), mode="bilinear", align_corners=True)
+
+
+def test_pad_modes_and_nearest_resizes_convert_and_run(tmp_path):
+    kinds = _convert_and_run(PadsAndResizes(), (3, 9, 11), tmp_path)
+    assert kinds.count("pad") >= 2 and kinds.count("resize") == 3
+
+
+class Downsample(nn.Module):
+    """The `bnn` library's ResNet shortcut: AvgPool2d(2, ceil_mode=True, count_include_pad=False), 1x1 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False)
+        self.conv = nn.Conv2d(3, 8, 1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(self.pool(x)))
+
+
+def test_bnn_downsample_shortcut_converts_and_runs(tmp_path):
+    kinds = _convert_and_run(Downsample(), (3, 9, 7), tmp_path)
+    assert "avgpool2d" in kinds
