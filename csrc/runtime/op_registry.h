@@ -75,6 +75,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
 // clang-format off: one kind per line
 #define XNOR_OP_KINDS(X) \
   X(abs) \
+  X(adaptive_avgpool2d) \
+  X(adaptive_maxpool2d) \
   X(add) \
   X(affine) \
   X(avgpool2d) \
@@ -86,6 +88,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(compare) \
   X(concat) \
   X(conv2d) \
+  X(conv_transpose2d) \
   X(expand) \
   X(flatten) \
   X(floor) \
@@ -102,6 +105,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(reduce) \
   X(relu) \
   X(reshape) \
+  X(resize) \
   X(round) \
   X(sigmoid) \
   X(sign) \
