@@ -198,7 +198,7 @@ class Session:
                 op["kind"],
                 op["attrs"],
                 {k: (p["shape"], p["dtype"]) for k, p in op["params"].items()},
-                shapes[op["inputs"][0]],
+                shapes[(op["inputs"] or op["outputs"])[0]],  # constant: no input
                 shapes[op["outputs"][0]],
             )
             for op in self._describe()["ops"]

@@ -447,7 +447,8 @@ def _slice(cx: Lowering, node: Node, shape: Shape) -> None:
         axis = "c"
     if axis is None or x.perm is not None or (len(x.shape) == 2 and axis != "c"):
         raise cx.unsupported(node)
-    attrs = {"axis": axis, "start": a.start, "stop": a.stop, "step": a.step}
+    physical = {"h": 1, "w": 2, "c": len(x.shape) - 1}[axis]  # the IR's physical axis (NHWC or (N, F))
+    attrs = {"axis": physical, "start": a.start, "stop": a.stop, "step": a.step}
     out = cx.emit(node, "slice", [x], shape if not x.as_4d else (1, shape[-1]), "f32", attrs)
     out.as_4d = x.as_4d
 

@@ -18,7 +18,7 @@ def rows(graph: ir.Graph) -> list[OpCost]:
                 op.kind,
                 op.attrs,
                 params,
-                graph.tensors[op.inputs[0]].shape,
+                graph.tensors[op.inputs[0] if op.inputs else op.outputs[0]].shape,  # constant: no input
                 graph.tensors[op.outputs[0]].shape,
             )
         )
