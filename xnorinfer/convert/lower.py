@@ -39,21 +39,9 @@ from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
 from xnorinfer.ops import OPS
 
 NEAREST = {
-    "where": "where(x >= t, 1, -1) as a sign, or PReLU",
-    "ge": "a comparison used as a sign: where(x >= t, 1, -1) or (x >= t).float() * 2 - 1",
-    "gt": "a comparison used as a sign",
-    "le": "a comparison used as a sign",
-    "lt": "a comparison used as a sign",
-    "to_float": "(x >= t).float() * 2 - 1",
-    "sub": "x - constant (affine) or a residual add",
-    "div": "division by a constant (affine)",
     "batch_norm": "BatchNorm on an NCHW or (N, F) tensor",
-    "mul": "channel-wise multiply by a constant or by a (N, C) tensor",
-    "reshape": "flatten(1) / view(N, -1) of an NCHW tensor before a linear",
-    "add": "add of two same-shape tensors or of a per-channel constant",
-    "neg": "negation (affine)",
     "pad": "F.pad of an NCHW tensor (a ±1 pad of a sign right before a binary conv)",
-    "slice": "slicing along C, H or W of an NCHW tensor",
+    "act_sign": "a sign of a float tensor with one threshold per channel (dim 1)",
 }
 
 
@@ -369,8 +357,7 @@ class Lowering:
         """An f32 IR op that computes an intermediate (not a converter value)."""
         out = self.new_tensor(f"{node.output}_{kind}", shape, "f32")
         op = ir.Op(kind, node.path or node.output, [v.name for v in inputs], [out], attrs, params or {})
-        op.validate()
-        self.ops.append(op)
+        self.checked(op, node)
         return _Val(out, "f32", shape)
 
     def general(
@@ -424,8 +411,7 @@ class Lowering:
             shape, perm = like.shape, like.perm
         out = self.new_tensor(node.output, shape, dtype)
         op = ir.Op(kind, node.path or node.output, [v.name for v in inputs], [out], attrs or {}, params or {})
-        op.validate()
-        self.ops.append(op)
+        self.checked(op, node)
         val = _Val(out, dtype, shape, perm)
         if perm is not None:
             val.chw = next((v.chw for v in inputs if v.chw is not None), None)
@@ -435,6 +421,18 @@ class Lowering:
         first = next((v for v in node.inputs if not self.model.is_const(v)), None)
         self.bdim[node.output] = self.bdim.get(first, 0) if first is not None else 0
         return val
+
+    def checked(self, op: ir.Op, node: Node) -> None:
+        """Append `op` after checking it (declaration and shapes); a ConversionError naming `node` if it fails."""
+        try:
+            op.validate()
+            ir.Graph(inputs=[], outputs=[], tensors=self.tensors, ops=[])._check_types(op)
+        except ValueError as err:
+            raise ConversionError(
+                f"unsupported op '{node.op}' in {node.where or node.path or '<top level>'} (as used here: {err}); "
+                f"nearest supported pattern: {NEAREST.get(node.op, 'see docs/ops.md')}"
+            ) from None
+        self.ops.append(op)
 
     def record_binary_output(self, out: _Val, node: Node) -> dict[str, Any]:
         """Mark a bits tensor for verification against the PyTorch value of `node.origin`."""
@@ -577,7 +575,7 @@ def _affine(cx: Lowering, node: Node, shape: Shape) -> None:
         return
     x = cx.f32(node.inputs[0], node)
     params = {"scale": _permuted(a.scale, x).astype(np.float32), "shift": _permuted(a.shift, x).astype(np.float32)}
-    cx.emit(node, "affine", [x], shape, "f32", {}, params, perm=x.perm)
+    cx.emit(node, "affine", [x], shape, "f32", {}, params, like=x)
 
 
 def _prelu(cx: Lowering, node: Node, shape: Shape) -> None:
@@ -594,7 +592,7 @@ def _prelu(cx: Lowering, node: Node, shape: Shape) -> None:
         c = x.shape[-1]
         params.setdefault("pre_shift", np.zeros(c, np.float32))
         params.setdefault("post_shift", np.zeros(c, np.float32))
-    cx.emit(node, "prelu", [x], shape, "f32", {}, params, perm=x.perm)
+    cx.emit(node, "prelu", [x], shape, "f32", {}, params, like=x)
 
 
 def _any_layout(cx: Lowering, node: Node) -> _Val:
@@ -641,7 +639,7 @@ def _compare(cx: Lowering, node: Node, shape: Shape) -> None:
     thr = _permuted(np.asarray(a.threshold), x).astype(np.float32)
     if np.all(thr == thr[0]):
         thr = thr[:1]
-    cx.emit(node, "compare", [x], shape, "f32", {"cmp": a.cmp}, {"threshold": thr}, perm=x.perm)
+    cx.emit(node, "compare", [x], shape, "f32", {"cmp": a.cmp}, {"threshold": thr}, like=x)
 
 
 def _unary_math(cx: Lowering, node: Node, shape: Shape) -> None:
