@@ -77,30 +77,46 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(bconcat) \
   X(bconv2d) \
   X(bflatten) \
+  X(binary) \
   X(blinear) \
   X(bmaxpool2d) \
   X(compare) \
   X(concat) \
+  X(constant) \
   X(conv2d) \
+  X(elu) \
+  X(erf) \
+  X(exp) \
   X(flatten) \
   X(floor) \
+  X(gelu) \
   X(global_avgpool) \
+  X(hardsigmoid) \
+  X(hardswish) \
   X(hardtanh) \
+  X(leaky_relu) \
   X(linear) \
+  X(log) \
   X(log_softmax) \
   X(maxpool2d) \
   X(mul) \
   X(neg) \
   X(pad) \
   X(prelu) \
+  X(reciprocal) \
   X(relu) \
   X(round) \
+  X(rsqrt) \
   X(sigmoid) \
   X(sign) \
+  X(signum) \
+  X(silu) \
   X(slice) \
   X(softmax) \
+  X(sqrt) \
   X(tanh) \
-  X(unpack)
+  X(unpack) \
+  X(where)
 // clang-format on
 
 namespace ops {

@@ -222,6 +222,13 @@ class BinaryOpAttrs:
     op: str
 
 
+@dataclass(frozen=True)
+class UnaryAttrs:
+    """gelu, leaky_relu, elu (capture): the IR op of the node's name with these IR attributes."""
+
+    values: tuple[tuple[str, float | str], ...] = ()
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -241,4 +248,5 @@ NodeAttrs: TypeAlias = (
     | ReduceAttrs
     | LayerNormAttrs
     | BinaryOpAttrs
+    | UnaryAttrs
 )

@@ -41,6 +41,7 @@ from xnorinfer.convert.attrs import (
     PoolAttrs,
     ReduceAttrs,
     SliceAttrs,
+    UnaryAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.ops import OPS
@@ -371,8 +372,15 @@ def _shape_only_constant(fx: torch.fx.Node, base: str, args: list[Any]) -> torch
     return torch.full((), fill, dtype=val.dtype).expand(tuple(val.shape))
 
 
+# Core-ATen decompositions that would split an IR op into pieces: kept whole (one IR op each).
+_KEPT_WHOLE = ("silu", "hardswish", "hardsigmoid")
+
+
 def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    return ep.run_decompositions()
+    table = torch.export.default_decompositions()
+    for name in _KEPT_WHOLE:
+        table.pop(getattr(torch.ops.aten, name).default, None)
+    return ep.run_decompositions(table)
 
 
 # --------------------------------------------------------------------------- to the internal graph
@@ -1026,6 +1034,24 @@ def _pair(v: Sequence[int]) -> tuple[int, int]:
     return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
 
 
+def _unary_with_attrs(call: AtenCall) -> Lowered:
+    """gelu (approximate), leaky_relu (negative_slope), elu (alpha; scale = input_scale = 1)."""
+    args, kw = call.args, call.kwargs
+    if call.base == "gelu":
+        values: tuple[tuple[str, float | str], ...] = (("approximate", str(kw.get("approximate", "none"))),)
+    elif call.base == "leaky_relu":
+        values = (("negative_slope", float(args[1] if len(args) > 1 else kw.get("negative_slope", 0.01))),)
+    else:
+        alpha, scale, input_scale = (
+            float(args[i] if len(args) > i else kw.get(k, 1.0))
+            for i, k in ((1, "alpha"), (2, "scale"), (3, "input_scale"))
+        )
+        if scale != 1.0 or input_scale != 1.0:
+            raise call.unsupported("nn.ELU (SELU / CELU: elu with scale = input_scale = 1 only)")
+        values = (("alpha", alpha),)
+    return Lowered(call.base, [args[0]], UnaryAttrs(values))
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
@@ -1068,11 +1094,9 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     "logical_not": _logical_not,
     "native_layer_norm": _layer_norm,
     "native_group_norm": _group_norm,
+    **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
 }
 _UNSUPPORTED_HINTS = {
-    "exp": "sigmoid",
-    "leaky_relu": "PReLU",
-    "gelu": "ReLU / PReLU",
     "avg_pool1d": "avg_pool2d",
     "upsample_nearest2d": "none (no upsampling)",
 }

@@ -33,6 +33,7 @@ from xnorinfer.convert.attrs import (
     PReLUAttrs,
     ReduceAttrs,
     SliceAttrs,
+    UnaryAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, collapse_uniform
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
@@ -992,6 +993,13 @@ def _layer_norm(cx: Lowering, node: Node, shape: Shape) -> None:
     cx.general(node, "binary", [yw, cx.constant(node.inputs[2], node, v.axes)], v.axes, {"op": "add"}, bdim=b)
 
 
+def _unary_with_attrs(cx: Lowering, node: Node, shape: Shape) -> None:
+    """gelu, leaky_relu, elu: any layout, the output takes the input's."""
+    x = _any_layout(cx, node)
+    attrs = dict(node.attrs_as(UnaryAttrs).values)
+    cx.emit(node, node.op, [x], shape, "f32", attrs, like=x)
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -1026,4 +1034,5 @@ HANDLERS: dict[str, Handler] = {
     "layer_norm": _layer_norm,
     "compare": _compare,
     **dict.fromkeys(("round", "floor", "abs", "neg"), _unary_math),
+    **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
 }
