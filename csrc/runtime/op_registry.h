@@ -24,8 +24,9 @@ namespace xnor {
 // dtype. The semantic checks (ranges, shapes, values) are the factory's; fail() names the op.
 class OpArgs {
  public:
-  OpArgs(const OpDesc& op, const std::map<std::string, ParamView>& params, const std::vector<int64_t>& in_channels)
-      : op_(op), params_(params), in_channels_(in_channels) {}
+  OpArgs(const OpDesc& op, const std::map<std::string, ParamView>& params, const std::vector<int64_t>& in_channels,
+         bool per_image = false)
+      : op_(op), params_(params), in_channels_(in_channels), per_image_(per_image) {}
 
   const OpDesc& op() const { return op_; }
   [[noreturn]] void fail(const std::string& what) const;
@@ -43,11 +44,14 @@ class OpArgs {
   const ParamView* param(const std::string& name, const std::vector<int64_t>& shape) const;
   // The declared channel count of input i.
   int64_t in_channels(size_t i) const { return in_channels_.at(i); }
+  // True in a per-image graph (graph.h): axis 0 need not be the batch, so an op may mix along it.
+  bool per_image() const { return per_image_; }
 
  private:
   const OpDesc& op_;
   const std::map<std::string, ParamView>& params_;
   const std::vector<int64_t>& in_channels_;
+  bool per_image_;
 };
 
 using NodeFactory = std::unique_ptr<Node> (*)(const OpArgs& args);
@@ -87,6 +91,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(elu) \
   X(erf) \
   X(exp) \
+  X(expand) \
   X(flatten) \
   X(floor) \
   X(gelu) \
@@ -98,13 +103,16 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(linear) \
   X(log) \
   X(log_softmax) \
+  X(matmul) \
   X(maxpool2d) \
   X(mul) \
   X(neg) \
   X(pad) \
   X(prelu) \
   X(reciprocal) \
+  X(reduce) \
   X(relu) \
+  X(reshape) \
   X(round) \
   X(rsqrt) \
   X(sigmoid) \
@@ -115,6 +123,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(softmax) \
   X(sqrt) \
   X(tanh) \
+  X(transpose) \
   X(unpack) \
   X(where)
 // clang-format on
