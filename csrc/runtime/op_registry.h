@@ -75,6 +75,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
 // clang-format off: one kind per line
 #define XNOR_OP_KINDS(X) \
   X(abs) \
+  X(adaptive_avgpool2d) \
+  X(adaptive_maxpool2d) \
   X(add) \
   X(affine) \
   X(avgpool2d) \
@@ -88,6 +90,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(concat) \
   X(constant) \
   X(conv2d) \
+  X(conv_transpose2d) \
   X(elu) \
   X(erf) \
   X(exp) \
@@ -113,6 +116,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(reduce) \
   X(relu) \
   X(reshape) \
+  X(resize) \
   X(round) \
   X(rsqrt) \
   X(sigmoid) \

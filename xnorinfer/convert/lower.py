@@ -17,6 +17,7 @@ from xnorinfer import ir
 from xnorinfer.convert import fold
 from xnorinfer.convert.attrs import (
     ActSignAttrs,
+    AdaptivePoolAttrs,
     AffineAttrs,
     AvgPoolAttrs,
     AxisAttrs,
@@ -25,6 +26,7 @@ from xnorinfer.convert.attrs import (
     BinaryOpAttrs,
     CompareAttrs,
     ConvAttrs,
+    ConvTransposeAttrs,
     HardtanhAttrs,
     LayerNormAttrs,
     PadAttrs,
@@ -32,12 +34,14 @@ from xnorinfer.convert.attrs import (
     PoolAttrs,
     PReLUAttrs,
     ReduceAttrs,
+    ResizeAttrs,
     SliceAttrs,
     UnaryAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, collapse_uniform
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
 from xnorinfer.ops import OPS
+from xnorinfer.ops.image_ops import torch_to_ct_weight
 
 NEAREST = {
     "batch_norm": "BatchNorm on an NCHW or (N, F) tensor",
@@ -477,6 +481,8 @@ def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     attrs: dict[str, Any] = {"stride": list(a.stride), "padding": list(a.padding)}
     if a.groups != 1:
         attrs["groups"] = a.groups
+    if a.dilation != (1, 1):
+        attrs["dilation"] = list(a.dilation)
     cx.emit(node, "conv2d", [x], shape, "f32", attrs, params)
 
 
@@ -486,6 +492,8 @@ def _conv_of_vector(cx: Lowering, node: Node, x: _Val, a: ConvAttrs) -> None:
     kh, kw = w.shape[2:]
     if a.groups != 1 or x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
         raise cx.unsupported(node)  # (an output other than 1x1, or one that is not the kernel centre)
+    if a.dilation != (1, 1) and (kh, kw) != (1, 1):
+        raise cx.unsupported(node)  # (a dilated kernel's taps)
     params = {"weight": np.ascontiguousarray(w[:, :, kh // 2, kw // 2].astype(np.float32))}
     if len(node.inputs) > 2:
         params["bias"] = cx.const(node, 2).astype(np.float32)
@@ -771,7 +779,11 @@ def _pad(cx: Lowering, node: Node, shape: Shape) -> None:
     if len(x.shape) != 4 or x.perm is not None:
         raise cx.unsupported(node)
     a = node.attrs_as(PadAttrs)
-    attrs = {"pad_h": [a.top, a.bottom], "pad_w": [a.left, a.right], "pad_c": [a.front, a.back], "value": a.value}
+    attrs: dict[str, Any] = {"pad_h": [a.top, a.bottom], "pad_w": [a.left, a.right]}
+    if a.mode == "constant":
+        attrs.update(pad_c=[a.front, a.back], value=a.value)
+    else:
+        attrs["mode"] = a.mode
     cx.emit(node, "pad", [x], shape, "f32", attrs)
 
 
@@ -1000,6 +1012,47 @@ def _unary_with_attrs(cx: Lowering, node: Node, shape: Shape) -> None:
     cx.emit(node, node.op, [x], shape, "f32", attrs, like=x)
 
 
+def _image(cx: Lowering, node: Node) -> _Val:
+    """The float NHWC image input of an image op (conv_transpose2d, resize, adaptive pools)."""
+    x = cx.f32(node.inputs[0], node)
+    if len(x.shape) != 4 or x.perm is not None or x.as_4d:
+        raise cx.unsupported(node)
+    return x
+
+
+def _conv_transpose2d(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    a = node.attrs_as(ConvTransposeAttrs)
+    params = {"weight": torch_to_ct_weight(cx.const(node, 1), a.groups).astype(np.float32)}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    attrs: dict[str, Any] = {"stride": list(a.stride), "padding": list(a.padding)}
+    if a.output_padding != (0, 0):
+        attrs["output_padding"] = list(a.output_padding)
+    if a.dilation != (1, 1):
+        attrs["dilation"] = list(a.dilation)
+    if a.groups != 1:
+        attrs["groups"] = a.groups
+    cx.emit(node, "conv_transpose2d", [x], shape, "f32", attrs, params)
+
+
+def _resize(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    a = node.attrs_as(ResizeAttrs)
+    attrs: dict[str, Any] = {"size": list(shape[1:3]), "mode": a.mode}
+    if a.align_corners:
+        attrs["align_corners"] = True
+    for key, scale in zip(("scale_h", "scale_w"), a.scales, strict=True):
+        if scale is not None and scale > 0:
+            attrs[key] = float(scale)
+    cx.emit(node, "resize", [x], shape, "f32", attrs)
+
+
+def _adaptive_pool(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    cx.emit(node, node.op, [x], shape, "f32", {"size": list(node.attrs_as(AdaptivePoolAttrs).size)})
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -1035,4 +1088,7 @@ HANDLERS: dict[str, Handler] = {
     "compare": _compare,
     **dict.fromkeys(("round", "floor", "abs", "neg"), _unary_math),
     **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
+    "conv_transpose2d": _conv_transpose2d,
+    "resize": _resize,
+    **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
 }

@@ -141,10 +141,16 @@ def _p(op: ir.Op, name: str) -> np.ndarray:
 # conv2d
 
 
+def _dilated(k: int, d: int) -> int:
+    return d * (k - 1) + 1
+
+
 def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     w = _p(op, "weight")
     (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
-    win = windows(pad_hw(ins[0], ph, pw, 0), w.shape[1], w.shape[2], sh, sw)
+    dh, dw = op.attrs.get("dilation", (1, 1))
+    win = windows(pad_hw(ins[0], ph, pw, 0), _dilated(w.shape[1], dh), _dilated(w.shape[2], dw), sh, sw)
+    win = win[:, :, :, ::dh, ::dw, :]  # the taps of the dilated kernel
     groups = int(op.attrs.get("groups", 1))
     ci, co = w.shape[3], w.shape[0] // groups  # per group
     y = np.concatenate(
@@ -160,7 +166,9 @@ def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> n
 
 def _conv2d_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     a = op.attrs
-    y = _f("conv2d")(ins[0], p["weight"], p.get("bias"), a["stride"], a["padding"], groups=a.get("groups", 1))
+    y = _f("conv2d")(
+        ins[0], p["weight"], p.get("bias"), a["stride"], a["padding"], a.get("dilation", (1, 1)), a.get("groups", 1)
+    )
     return _f("relu")(y) if op.attrs.get("relu") else y
 
 
@@ -183,18 +191,29 @@ def _conv2d_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
             f"op {op.name} (conv2d): {groups} group(s) of weight {tuple(op.params['weight'].shape)} "
             f"do not fit an input of {shapes[0][-1]} channels"
         )
-    return window_shape(op, shapes, o)
+    dh, dw = op.attrs.get("dilation", (1, 1))
+    if min(dh, dw) < 1:
+        raise ValueError(f"op {op.name} (conv2d): dilation must be positive, got {[dh, dw]}")
+    n, h, w, _ = shapes[0]
+    (_, kh, kw, _), (sh, sw), (ph, pw) = op.params["weight"].shape, op.attrs["stride"], op.attrs["padding"]
+    return (n, pooled_size(h, _dilated(kh, dh), sh, ph), pooled_size(w, _dilated(kw, dw), sw, pw), o)
 
 
 CONV2D = OpDef(
     "conv2d",
-    "f32 NHWC -> f32 NHWC: float convolution (optionally grouped), zero padding, + bias, optional ReLU",
+    "f32 NHWC -> f32 NHWC: float convolution (optionally grouped, dilated), zero padding, + bias, optional ReLU",
     "f32",
     f32,
     _conv2d_shape,
     _conv2d_ref,
     _conv2d_torch,
-    attrs={"stride": PAIR, "padding": PAIR, "relu": Attr("bool", False, False), "groups": Attr("int", False, 1)},
+    attrs={
+        "stride": PAIR,
+        "padding": PAIR,
+        "relu": Attr("bool", False, False),
+        "groups": Attr("int", False, 1),
+        "dilation": Attr("ints", False, (1, 1)),
+    },
     params={"weight": Param("float32"), "bias": Param("float32", False)},
     cost=_conv2d_cost,
     torch_param=_conv2d_torch_param,

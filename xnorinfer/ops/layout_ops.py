@@ -29,6 +29,9 @@ PAD_ATTRS = {
     "pad_w": Attr("ints"),  # (left, right)
     "pad_c": Attr("ints", False, (0, 0)),  # (front, back)
     "value": Attr("float", False, 0.0),
+    "mode": Attr(
+        "string", False, "constant", choices=("constant", "reflect", "replicate")
+    ),  # H, W only if not constant
 }
 
 
@@ -44,11 +47,19 @@ def _pad_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
     if min(t, b, left, right, f, k) < 0:
         raise ValueError(f"op {op.name} (pad): padding must not be negative")
     n, h, w, c = shapes[0]
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant" and (f or k):
+        raise ValueError(f"op {op.name} (pad): {mode} padding pads H and W only")
+    if mode == "reflect" and (max(t, b) >= h or max(left, right) >= w):
+        raise ValueError(f"op {op.name} (pad): reflect padding must be smaller than the input's height and width")
     return (n, h + t + b, w + left + right, c + f + k)
 
 
 def _pad_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     (t, b), (left, right), (f, k), value = _pads(op)
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant":  # numpy's "reflect" and "edge" are PyTorch's reflect and replicate
+        return np.pad(ins[0], ((0, 0), (t, b), (left, right), (0, 0)), mode="reflect" if mode == "reflect" else "edge")
     return np.pad(ins[0], ((0, 0), (t, b), (left, right), (f, k)), constant_values=value)
 
 
@@ -56,12 +67,15 @@ def _pad_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     import torch.nn.functional as F
 
     (t, b), (left, right), (f, k), value = _pads(op)
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant":
+        return F.pad(ins[0], (left, right, t, b), mode=mode)
     return F.pad(ins[0], (left, right, t, b, f, k), value=value)
 
 
 PAD = OpDef(
     "pad",
-    "f32 NHWC -> f32 NHWC: constant padding of H, W and C (F.pad / aten.constant_pad_nd)",
+    "f32 NHWC -> f32 NHWC: constant padding of H, W and C, or reflect / replicate padding of H and W (F.pad)",
     "f32",
     _f32,
     _pad_shape,
