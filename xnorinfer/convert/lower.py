@@ -760,10 +760,40 @@ def _reshape(cx: Lowering, node: Node, shape: Shape) -> None:
         _general_reshape(cx, node)
 
 
+def _squeeze_or_unsqueeze(cx: Lowering, node: Node) -> bool:
+    """A reshape that only drops or adds size-1 dims keeps the value's physical order: the size-1 axes go
+    (new ones are appended last), the others are relabelled. False when the reshape is not of that kind."""
+    x = node.inputs[0]
+    ins, outs = tuple(cx.model.shapes[x]), tuple(cx.model.shapes[node.output])
+    b = cx.bdim.get(x, 0)
+    carries = b == 0 and len(outs) > 0 and ins[0] == outs[0]
+    if b is not None and not carries:
+        return False
+    sig_in = [d for d in range(len(ins)) if ins[d] != 1 or (carries and d == 0)]
+    sig_out = [d for d in range(len(outs)) if outs[d] != 1 or (carries and d == 0)]
+    if [ins[d] for d in sig_in] != [outs[d] for d in sig_out]:
+        return False
+    v = cx.plain(x, node)
+    assert v.axes is not None
+    to_out = dict(zip(sig_in, sig_out, strict=True))
+    keep = [i for i, t in enumerate(v.axes) if t in to_out]
+    axes = tuple(to_out[v.axes[i]] for i in keep) + tuple(d for d in range(len(outs)) if d not in sig_out)
+    shape = tuple(v.shape[i] for i in keep) + (1,) * (len(axes) - len(keep))
+    bdim = 0 if carries else None
+    if shape == v.shape:
+        cx.vals[node.output] = _Val(v.name, "f32", v.shape, axes=axes)
+        cx.set_bdim(node, bdim, axes)
+    else:
+        cx.general(node, "reshape", [v], axes, {"shape": list(shape)}, bdim=bdim)
+    return True
+
+
 def _general_reshape(cx: Lowering, node: Node) -> None:
     """A reshape in PyTorch's row-major order: the input in PyTorch's order first (a transpose if it is
     not), then `reshape`. The batch carries when the first dim keeps its size (else: per-image)."""
     x = node.inputs[0]
+    if _squeeze_or_unsqueeze(cx, node):
+        return
     v = cx.arranged(x, node, tuple(range(len(cx.model.shapes[x]))))
     ins, outs = cx.model.shapes[x], cx.model.shapes[node.output]
     b = cx.bdim.get(x, 0)
@@ -916,7 +946,7 @@ def _reduce(cx: Lowering, node: Node, shape: Shape) -> None:
     m = cx.emit_op(node, "reduce", [v], tuple(1 if i in phys else d for i, d in enumerate(full)), _keep("mean", phys))
     d = cx.emit_op(node, "binary", [v, m], full, {"op": "sub"})
     sq = cx.emit_op(node, "binary", [d, d], full, {"op": "mul"})
-    red = tuple(d for i, d in enumerate(full) if a.keepdim or i not in phys)
+    red = tuple(1 if i in phys else d for i, d in enumerate(full) if a.keepdim or i not in phys)
     total = cx.emit_op(node, "reduce", [sq], red, {"op": "sum", "axes": phys, "keepdims": a.keepdim})
     n = int(np.prod([full[i] for i in phys]))
     scale = np.full((1,) * len(red), 1.0 / max(n - a.correction, 0.0) if n > a.correction else np.nan, np.float32)
