@@ -116,7 +116,24 @@ class Fn(nn.Module):
         return self.fn(x)
 
 
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H * W, C), as ViTs make tokens (the engine's inputs are images)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+class Tokens(nn.Module):
+    """`inner` on the tokens of an image input."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(_tokens(x))
+
+
 IMG = (1, 3, 4, 6)
+TOK = (1, 7, 1, 5)  # 5 tokens of 7 features
 CASES: dict[str, tuple[Callable[..., object], tuple[int, ...]]] = {
     "add_broadcast_mean": (lambda x: x + x.mean(dim=2, keepdim=True), IMG),
     "sub_div_activations": (lambda x: (x - x.amax(dim=1, keepdim=True)) / (x.abs() + 1), IMG),
@@ -149,10 +166,8 @@ CASES: dict[str, tuple[Callable[..., object], tuple[int, ...]]] = {
     "matmul_activations": (lambda x: x @ x.transpose(-1, -2), IMG),
     "matmul_const": (lambda x: x @ torch.linspace(-1, 1, 12, dtype=x.dtype).reshape(6, 2), IMG),
     "two_outputs": (lambda x: (x.relu(), x.sum(-1)), IMG),
-    "rank3_input_ops": (
-        lambda x: F.softmax(x.transpose(1, 2), dim=-1) * x.mean(1, keepdim=True).transpose(1, 2),
-        (1, 5, 7),
-    ),
+    "tokens_softmax_mean": (lambda x: F.softmax(_tokens(x), -1) * _tokens(x).mean(2, keepdim=True), IMG),
+    "tokens_output_rank3": (lambda x: _tokens(x) * torch.arange(3.0, dtype=x.dtype), IMG),
     "rank2_output": (lambda x: x.mean(dim=(2, 3)) * torch.arange(3.0), IMG),
     "clamp_one_side_relu6": (lambda x: F.relu6(x * 4).clamp(min=1.0), IMG),
 }
@@ -168,30 +183,31 @@ def test_layer_norm_group_norm_batch_norm_1d() -> None:
     check(nn.Sequential(nn.LayerNorm(6)), IMG)
     check(nn.Sequential(nn.LayerNorm([4, 6])), IMG)
     check(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GroupNorm(2, 4)), IMG)
-    check(nn.Sequential(nn.LayerNorm(7), nn.Linear(7, 5), nn.BatchNorm1d(5)), (1, 5, 7), per_image=False)
+    check(Tokens(nn.Sequential(nn.LayerNorm(7), nn.Linear(7, 5))), TOK, per_image=False)
+    check(nn.Sequential(nn.Flatten(2), nn.BatchNorm1d(3)), IMG, per_image=False)
 
 
 def test_linear_on_rank3_keeps_the_batch_axis() -> None:
-    graph = check(nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3)), (1, 4, 7), per_image=False)
+    graph = check(Tokens(nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))), TOK, per_image=False)
     assert [op.kind for op in graph.ops].count("matmul") == 2
 
 
 def test_attention_written_out_converts() -> None:
     from vision_models import HandAttention
 
-    check(HandAttention(8, 2), (1, 5, 8))
+    check(Tokens(HandAttention(7, 1)), TOK)
 
 
 def test_multihead_attention_converts_per_image() -> None:
     class MHA(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.a = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.a = nn.MultiheadAttention(7, 1, batch_first=True)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.a(x, x, x, need_weights=False)[0]
 
-    check(MHA(), (1, 5, 8), per_image=True)
+    check(Tokens(MHA()), TOK, per_image=True)
 
 
 def test_unsupported_op_names_the_op_and_the_model_line() -> None:

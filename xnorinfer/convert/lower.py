@@ -967,6 +967,11 @@ def _matmul(cx: Lowering, node: Node, shape: Shape) -> None:
     ins = [
         cx.operand(v, node, ident) if len(cx.model.shapes[v]) == rank else _const_or_act(cx, node, v) for v in (a, b)
     ]
+    if rank == 2 and cx.model.is_const(b) and not cx.model.is_const(a):  # (N, K) @ W: a linear layer
+        x = cx.f32(a, node)
+        w = np.ascontiguousarray(np.asarray(cx.model.consts[b]).T, np.float32)
+        cx.emit(node, "linear", [x], (1, int(w.shape[0])), "f32", {}, {"weight": w})
+        return
     act = a if not cx.model.is_const(a) else b
     bd = cx.bdim.get(act, 0)
     bdim = None if bd is None or bd >= rank - 2 else bd
@@ -977,8 +982,8 @@ def _matmul(cx: Lowering, node: Node, shape: Shape) -> None:
 
 def _const_or_act(cx: Lowering, node: Node, v: str) -> _Val:
     """A matmul operand of lower rank than the output: a constant as is, an activation in PyTorch's order."""
-    if cx.model.is_const(v):
-        return cx.constant(v, node, tuple(range(np.ndim(cx.model.consts[v]))))
+    if cx.model.is_const(v):  # with a leading 1 (the recorded batch of every tensor but a per-image graph's)
+        return cx.constant(v, node, tuple(range(max(3, np.ndim(cx.model.consts[v])))))
     return cx.arranged(v, node, tuple(range(len(cx.model.shapes[v]))))
 
 
@@ -993,7 +998,7 @@ def _linear_nd(cx: Lowering, node: Node) -> None:
         v = cx.arranged(x, node, tuple(range(rank)))
     assert v.axes is not None
     w = cx.const(node, 1)
-    wt = np.ascontiguousarray(w.T, np.float32)
+    wt = np.ascontiguousarray(w.T, np.float32)[None]  # (1, K, O): tensors have a leading (batch) 1
     wv = cx.emit_op(node, "constant", [], wt.shape, {}, {"value": wt})
     b = cx.bdim.get(x, 0)
     if len(node.inputs) < 3:
