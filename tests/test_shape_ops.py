@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import ISAS
 
 import xnorinfer
-from xnorinfer import _core, ir, xbin
+from xnorinfer import _core, float_equivalent, ir, xbin
 from xnorinfer.convert import reference
 from xnorinfer.ops import OPS
 
@@ -123,6 +124,8 @@ REDUCES = [
     ((2, 3, 4, 5, 3), [2, 4]),
     ((2, 3, 1, 4, 3, 5), [1, 3, 5]),
     ((1, 301), [1]),
+    ((2, 3, 4, 70), [1]),  # column path: 280 contiguous outputs per block, a partial chunk
+    ((1, 3, 2, 5, 67), [0, 2]),  # a kept axis between reduced ones
 ]
 
 
@@ -233,7 +236,13 @@ def test_concat_along_an_axis(shapes, axis, rng):
 
 @pytest.mark.parametrize(
     ("shape", "axis", "start", "stop", "step"),
-    [((1, 5), 1, 1, 5, 2), ((1, 7, 3), 0, 0, 1, 1), ((2, 9, 4), 1, 0, 9, 4), ((2, 3, 9), 2, 2, 9, 3), ((2, 3, 4, 5, 6), 3, 1, 4, 1)],
+    [
+        ((1, 5), 1, 1, 5, 2),
+        ((1, 7, 3), 0, 0, 1, 1),  # axis 0 with batch 1
+        ((2, 9, 4), 1, 0, 9, 4),
+        ((2, 3, 9), 2, 2, 9, 3),
+        ((2, 3, 4, 5, 6), 3, 1, 4, 1),
+    ],
 )
 def test_slice_along_any_axis(shape, axis, start, stop, step, rng):
     x = _data(rng, shape)
@@ -353,6 +362,10 @@ def test_batch_carries_through_reshape_and_expand_in_a_graph(tmp_path, rng):
         np.testing.assert_allclose(y, reference.run(g, x)[g.outputs[0]], rtol=1e-5, atol=1e-6)
         for i in range(3):  # each image as if alone: identical bits
             np.testing.assert_array_equal(y[i : i + 1], s.run(x[i : i + 1]))
+    # The declarations' float32 torch forms (the float equivalent holds 4-D tensors as NCHW).
+    with torch.no_grad():
+        eq = float_equivalent.torch_module(g)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(eq, want, rtol=1e-5, atol=1e-6)
 
 
 def test_reduce_over_axis_0_runs_in_a_per_image_graph(tmp_path, rng):
@@ -375,3 +388,35 @@ def test_reduce_over_axis_0_runs_in_a_per_image_graph(tmp_path, rng):
     with pytest.raises(ValueError, match="batch"):
         xbin.write(g, tmp_path / "batched.xbin")
         xnorinfer.load(tmp_path / "batched.xbin")
+
+
+def test_torch_forms_follow_the_physical_axes(rng):
+    """Each new or generalised op's torch form on a 4-D input (NCHW in the float equivalent) equals
+    its numpy reference on the stored (NHWC) tensor."""
+    x = _data(rng, (2, 4, 5, 3))  # as stored: NHWC
+    nchw = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    cases = [
+        ("transpose", {"perm": [0, 3, 1, 2]}),
+        ("reshape", {"shape": [1, 20, 3]}),
+        ("expand", {"shape": [1, 2, 4, 5, 3]}),
+        ("reduce", {"op": "mean", "axes": [1, 2]}),
+        ("reduce", {"op": "max", "axes": [3], "keepdims": False}),
+        ("softmax", {"axis": 2}),
+        ("log_softmax", {"axis": 1}),
+        ("concat", {"axis": 2}),
+        ("slice", {"axis": 2, "start": 1, "stop": 5, "step": 2}),
+    ]
+    for kind, attrs in cases:
+        op = ir.Op(kind, "op", ["x"], ["y"], attrs)
+        OPS[kind].check(op)
+        ref = OPS[kind].reference(op, [x.astype(np.float64)], [])
+        with torch.no_grad():
+            y = OPS[kind].torch(op, [nchw], {})
+        y = y.permute(0, 2, 3, 1) if y.dim() == 4 else y
+        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-6, atol=1e-6, err_msg=kind)
+    a, b = _data(rng, (2, 3, 4, 5)), _data(rng, (2, 3, 5, 2))
+    op = ir.Op("matmul", "op", ["a", "b"], ["y"], {})
+    ta, tb = (torch.from_numpy(np.ascontiguousarray(v.transpose(0, 3, 1, 2))) for v in (a, b))
+    with torch.no_grad():
+        y = OPS["matmul"].torch(op, [ta, tb], {}).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(y, np.matmul(a.astype(np.float64), b.astype(np.float64)), rtol=1e-5, atol=1e-5)

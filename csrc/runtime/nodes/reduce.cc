@@ -3,6 +3,7 @@
 // reduced axes and round to float32 once (mean: sum / count in double); max and min are exact,
 // NaN propagating (torch.amax / amin). One portable loop: identical on every ISA path and thread
 // count. Axis 0 (the batch) only with batch 1, or in a per-image graph.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -17,6 +18,8 @@ constexpr AttrSchema kReduceAttrs[] = {
     {"op", AttrType::kString, true}, {"axes", AttrType::kInts, true}, {"keepdims", AttrType::kBool, false}};
 
 enum class Reduction { kMean, kSum, kMax, kMin };
+
+constexpr int64_t kColumns = 64;  // adjacent outputs one task reduces together
 
 class ReduceNode final : public Node {
  public:
@@ -65,6 +68,27 @@ class ReduceNode final : public Node {
       }
     }
     const int64_t outputs = span(kept, 0, kept.rank), count = span(red, 0, red.rank);
+    const int last_reduced = static_cast<int>(axes_.d[axes_.rank - 1]);
+    const int64_t inner = span(xs, last_reduced + 1, xs.rank);  // the kept values after the last reduced axis
+    if (inner > 1) {
+      // Contiguous columns: the kept axes before the last reduced one index a block, and each task
+      // reduces kColumns adjacent outputs at once (the same order of operations per output).
+      const int outer_rank = kept.rank - (xs.rank - 1 - last_reduced);
+      const int64_t outer = span(kept, 0, outer_rank), chunks = (inner + kColumns - 1) / kColumns;
+      parallel_for(
+          ctx.pool, static_cast<size_t>(outer * chunks), grain_rows(count * kColumns), [&](size_t b, size_t e) {
+            for (size_t t = b; t < e; ++t) {
+              const int64_t o = static_cast<int64_t>(t) / chunks, c0 = (static_cast<int64_t>(t) % chunks) * kColumns;
+              int64_t base = 0, rest = o;
+              for (int i = outer_rank - 1; i >= 0; --i) {
+                base += (rest % kept.d[i]) * kst[i];
+                rest /= kept.d[i];
+              }
+              reduce_columns(x + base + c0, red, rst, count, std::min(kColumns, inner - c0), y + o * inner + c0);
+            }
+          });
+      return;
+    }
     parallel_for(ctx.pool, static_cast<size_t>(outputs), grain_rows(count), [&](size_t b, size_t e) {
       for (size_t o = b; o < e; ++o) {
         int64_t base = 0, rest = static_cast<int64_t>(o);
@@ -82,6 +106,42 @@ class ReduceNode final : public Node {
     for (int i = 0; i < axes_.rank; ++i)
       if (axes_.d[i] == axis) return true;
     return false;
+  }
+  // reduce_one for the `width` (<= kColumns) adjacent outputs x[0 .. width) and y[0 .. width).
+  void reduce_columns(const float* x, const Shape& red, const int64_t* rst, int64_t count, int64_t width,
+                      float* y) const {
+    double acc[kColumns];
+    float m[kColumns];
+    for (int64_t j = 0; j < width; ++j) {
+      acc[j] = 0.0;
+      m[j] = x[j];
+    }
+    int64_t idx[kMaxRank] = {0, 0, 0, 0, 0, 0};
+    for (int64_t done = 0; done < count; ++done) {
+      int64_t off = 0;
+      for (int i = 0; i < red.rank; ++i) off += idx[i] * rst[i];
+      const float* p = x + off;
+      if (op_ == Reduction::kMean || op_ == Reduction::kSum) {
+        for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<double>(p[j]);
+      } else if (op_ == Reduction::kMax) {
+        for (int64_t j = 0; j < width; ++j) m[j] = (p[j] > m[j] || std::isnan(p[j])) && !std::isnan(m[j]) ? p[j] : m[j];
+      } else {
+        for (int64_t j = 0; j < width; ++j) m[j] = (p[j] < m[j] || std::isnan(p[j])) && !std::isnan(m[j]) ? p[j] : m[j];
+      }
+      for (int i = red.rank - 1; i >= 0; --i) {
+        if (++idx[i] < red.d[i]) break;
+        idx[i] = 0;
+      }
+    }
+    for (int64_t j = 0; j < width; ++j) {
+      if (op_ == Reduction::kSum) {
+        y[j] = static_cast<float>(acc[j]);
+      } else if (op_ == Reduction::kMean) {
+        y[j] = static_cast<float>(acc[j] / static_cast<double>(count));
+      } else {
+        y[j] = m[j];
+      }
+    }
   }
   // Reduces the `count` elements at x + (multi-index over red) . rst, in row-major order.
   float reduce_one(const float* x, const Shape& red, const int64_t* rst, int64_t count) const {
