@@ -198,16 +198,40 @@ def test_attention_written_out_converts() -> None:
     check(Tokens(HandAttention(7, 1)), TOK)
 
 
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int = 7, heads: int = 1) -> None:
+        super().__init__()
+        self.a = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x, x, x, need_weights=False)[0]
+
+
 def test_multihead_attention_converts_per_image() -> None:
-    class MHA(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.MultiheadAttention(7, 1, batch_first=True)
+    check(Tokens(SelfAttention()), TOK, per_image=True)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.a(x, x, x, need_weights=False)[0]
 
-    check(Tokens(MHA()), TOK, per_image=True)
+def test_batched_export_of_a_batched_graph() -> None:
+    """A model exported at batch 2 whose graph keeps the batch in axis 0 runs any batch."""
+    model, shape = build("convnext")
+    graph = convert(model, (torch.randn(2, *shape[1:]),), verify=False)
+    x = torch.randn(3, *shape[1:])
+    got = xnorinfer.load(xbin.to_bytes(graph), 1).run(x.numpy())
+    _close(np.asarray(got), _torch_outputs(model, x)[0].astype(np.float64), RTOL)
+
+
+def test_per_image_model_exported_at_batch_2_is_refused_with_the_fix() -> None:
+    model, shape = build("vit")
+    with pytest.raises(ConversionError, match="export it with a batch-1 example input"):
+        convert(model, (torch.randn(2, *shape[1:]),), verify=False)
+
+
+def test_convert_verifies_a_per_image_graph_with_several_outputs() -> None:
+    """convert's own verification (reference and engine against PyTorch) on a per-image graph."""
+    graph = convert(Tokens(SelfAttention()), (torch.randn(*TOK),), n_verify=8)
+    assert graph.metadata["per_image"] and graph.metadata["verification"]["engine"]["max_rel_error"] < 1e-4
+    graph = convert(Fn(lambda x: (x.relu(), x.sum(-1))), (torch.randn(*IMG),), n_verify=8)
+    assert len(graph.outputs) == 2
 
 
 def test_unsupported_op_names_the_op_and_the_model_line() -> None:

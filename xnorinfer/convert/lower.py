@@ -104,11 +104,6 @@ def lower(model: Model) -> ir.Graph:
     outputs = cx.lower_outputs()
     metadata: dict[str, Any] = {"binary_outputs": cx.binary_outputs}
     if cx.per_image:
-        if model.metadata.get("input_shape", [1])[0] != 1:
-            raise ConversionError(
-                f"{cx.per_image}: this model moves the batch dim away from axis 0 (it runs one image at a "
-                "time); export it with a batch-1 example input"
-            )
         metadata["per_image"] = True
     graph = ir.Graph(inputs=[in_name], outputs=outputs, tensors=cx.tensors, ops=cx.ops, metadata=metadata)
     graph.validate()
@@ -390,8 +385,15 @@ class Lowering:
             self.need_per_image(node)
 
     def need_per_image(self, node: Node) -> None:
-        if not self.per_image:
-            self.per_image = f"{node.op} in {node.where or node.path or node.output}"
+        """The graph must run one image at a time (a value's axis 0 is not the batch from `node` on)."""
+        if self.per_image:
+            return
+        self.per_image = f"{node.op} in {node.where or node.path or node.output}"
+        if self.model.metadata.get("input_shape", [1])[0] != 1:
+            raise ConversionError(
+                f"{self.per_image}: this model moves the batch dim away from axis 0, so the engine runs it one "
+                "image at a time, at the exported shapes: export it with a batch-1 example input"
+            )
 
     def bits(self, value: str, node: Node) -> _Val:
         v = self.vals.get(value + "#bits", self.vals[value])
