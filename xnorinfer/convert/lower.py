@@ -316,6 +316,8 @@ class Lowering:
             c = collapse_uniform(a, tuple(ax for ax in range(rank) if a.strides[ax] == 0 or ax == 0))
             a = c if c is not None and c.shape[0] == 1 else a
             a = np.ascontiguousarray(np.transpose(a, axes)).astype(np.float32)
+            if a.shape[0] != 1:
+                self.need_per_image(node)  # (a constant's axis 0 is not a batch of 1)
             out = self.new_tensor(f"{node.output}_const", a.shape, "f32")
             op = ir.Op("constant", node.path or node.output, [], [out], {}, {"value": a})
             op.validate()
@@ -545,9 +547,17 @@ def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         cx.emit(node, node.op, [x], shape, "f32", attrs, params)
 
 
+def _check_per_channel(cx: Lowering, node: Node, values: np.ndarray) -> None:
+    """Per-channel parameters act on the last physical axis: PyTorch dim 1 only for NCHW / (N, F) values."""
+    v = np.asarray(values)
+    if len(cx.model.shapes[node.inputs[0]]) not in (2, 4) and not np.all(v == v.reshape(-1)[0]):
+        raise cx.unsupported(node)
+
+
 def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(ActSignAttrs)
+    _check_per_channel(cx, node, a.threshold)
     thr = a.threshold.astype(np.float32)
     if x.perm is not None:
         if thr.shape[0] != 1:
@@ -594,6 +604,9 @@ def _prelu(cx: Lowering, node: Node, shape: Shape) -> None:
     if not isinstance(node.attrs, PReLUAttrs):  # a prelu whose slope is not a constant
         raise cx.unsupported(node)
     a = node.attrs
+    for p in (a.slope, a.pre_shift, a.post_shift):
+        if p is not None:
+            _check_per_channel(cx, node, p)
     params = {"slope": _permuted(np.asarray(a.slope), x).astype(np.float32)}
     if a.pre_shift is not None:
         params["pre_shift"] = _permuted(a.pre_shift, x).astype(np.float32)
@@ -647,6 +660,7 @@ def _compare(cx: Lowering, node: Node, shape: Shape) -> None:
     """compare: x OP threshold[c] as 0.0 / 1.0 floats; one threshold when all channels share it."""
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(CompareAttrs)
+    _check_per_channel(cx, node, a.threshold)
     thr = _permuted(np.asarray(a.threshold), x).astype(np.float32)
     if np.all(thr == thr[0]):
         thr = thr[:1]
