@@ -241,3 +241,12 @@ def test_unsupported_op_names_the_op_and_the_model_line() -> None:
 
     with pytest.raises(ConversionError, match=r"aten\.sort .*test_general_graph\.py"):
         convert(Sorts(), (torch.randn(*IMG),), verify=False)
+
+
+def test_layout_costs_nothing_where_no_order_is_needed() -> None:
+    """x[:, 1] of an NHWC image: a slice and a size-1-dropping reshape, no transpose (the output (N, H, W)
+    is NHWC's order already); a permute alone is a relabelling: permute + 4-D output = one transpose."""
+    graph = check(Fn(lambda x: x[:, 1]), IMG, per_image=False)
+    assert sorted(op.kind for op in graph.ops) == ["reshape", "slice"]
+    graph = check(Fn(lambda x: x.permute(0, 3, 1, 2) * 2.0), IMG, per_image=False)
+    assert [op.kind for op in graph.ops].count("transpose") == 1
