@@ -166,10 +166,10 @@ def test_prelu_with_one_shift_gets_the_other_as_zeros():
 
 
 def test_unrecognised_op_names_the_place_and_the_nearest_pattern():
-    node = Node("where", ["x", "x", "x"], "y", NoAttrs())
+    node = Node("pad", ["x"], "y", NoAttrs())
     node.where = "module 'head' (model.py:12)"
     model = model_of([node], ["y"], {}, {"x": (1, 2), "y": (1, 2)})
-    with pytest.raises(ConversionError, match=r"unsupported op 'where' in module 'head' \(model.py:12\).*PReLU"):
+    with pytest.raises(ConversionError, match=r"unsupported op 'pad' in module 'head' \(model.py:12\).*F.pad"):
         lower(model)
 
 

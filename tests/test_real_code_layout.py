@@ -30,7 +30,7 @@ from conftest import ISAS
 from realcode_support import load_fixture
 
 import xnorinfer
-from xnorinfer.convert import ConversionError, convert
+from xnorinfer.convert import convert, reference
 from xnorinfer.datasets import load_cifar10_jpeg, normalize
 
 HERE = Path(__file__).resolve().parent
@@ -251,13 +251,16 @@ def test_mean_over_h_then_w_is_the_global_pool(tmp_path):
         np.testing.assert_allclose(run_everywhere(tmp_path / "m.xbin", xs.numpy()), want, rtol=1e-5, atol=1e-5)
 
 
-def test_mean_over_one_spatial_dim_alone_is_refused():
+def test_mean_over_one_spatial_dim_alone_is_a_reduce():
     class Half(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean(dim=2).flatten(1)
 
-    with pytest.raises(ConversionError, match="aten.mean"):
-        convert(Half().eval(), (torch.randn(1, 3, 4, 4),), verify=False)
+    x = torch.randn(1, 3, 4, 4)
+    graph = convert(Half().eval(), (x,), verify=False)
+    assert "reduce" in [op.kind for op in graph.ops]
+    got = reference.run(graph, x.numpy())[graph.outputs[0]]
+    np.testing.assert_allclose(got, Half()(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_real_to_binary_se_gate(cifar_images, tmp_path):

@@ -186,6 +186,45 @@ class CompareAttrs:
 
 
 @dataclass(frozen=True)
+class AxisAttrs:
+    """softmax / log_softmax / cat (capture): the PyTorch dim they act along (non-negative)."""
+
+    dim: int
+
+
+@dataclass(frozen=True)
+class PermuteAttrs:
+    """transpose (capture): y = x.permute(perm), PyTorch dims."""
+
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    """reduce (capture): op over PyTorch `dims` (sorted, non-negative); var: the correction subtracted from n."""
+
+    op: Literal["mean", "sum", "max", "min", "var"]
+    dims: tuple[int, ...]
+    keepdim: bool
+    correction: float = 0.0
+
+
+@dataclass(frozen=True)
+class LayerNormAttrs:
+    """layer_norm (capture): normalise over the last `ndims` PyTorch dims (then weight, bias if given)."""
+
+    ndims: int
+    eps: float
+
+
+@dataclass(frozen=True)
+class BinaryOpAttrs:
+    """binary (capture): an element-wise op of two tensors with numpy broadcasting (max, min, pow, ...)."""
+
+    op: str
+
+
+@dataclass(frozen=True)
 class UnaryAttrs:
     """gelu, leaky_relu, elu (capture): the IR op of the node's name with these IR attributes."""
 
@@ -233,8 +272,13 @@ NodeAttrs: TypeAlias = (
     | PadAttrs
     | SliceAttrs
     | CompareAttrs
+    | AxisAttrs
+    | PermuteAttrs
+    | ReduceAttrs
+    | LayerNormAttrs
+    | BinaryOpAttrs
+    | UnaryAttrs
     | ConvTransposeAttrs
     | ResizeAttrs
     | AdaptivePoolAttrs
-    | UnaryAttrs
 )

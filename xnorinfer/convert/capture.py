@@ -28,15 +28,20 @@ from xnorinfer.convert.archive_safety import check_weights_only
 from xnorinfer.convert.attrs import (
     AdaptivePoolAttrs,
     AvgPoolAttrs,
+    AxisAttrs,
     BatchNormAttrs,
+    BinaryOpAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    LayerNormAttrs,
     LinearAttrs,
     NoAttrs,
     NodeAttrs,
     PadAttrs,
+    PermuteAttrs,
     PoolAttrs,
+    ReduceAttrs,
     ResizeAttrs,
     SliceAttrs,
     UnaryAttrs,
@@ -424,6 +429,7 @@ class _Capture:
         self.user_inputs: list[str] = []
         self.outputs: list[str] = []
         self.param_names: dict[str, str] = {}  # value name -> parameter FQN (for `binarize`)
+        self.pieces: dict[str, list[list[Lowered]]] = {}  # split-like node -> the nodes of each piece
         sig = ep.graph_signature
         # output fx name -> the parameter / buffer forward mutates with it (not a model output)
         self.mutated: dict[str, str] = {**dict(sig.parameters_to_mutate), **dict(sig.buffers_to_mutate)}
@@ -492,6 +498,8 @@ class _Capture:
         src, idx = args
         if isinstance(src, (tuple, list)):  # a folded multi-output constant
             self.tensors[fx.name] = src[idx]
+        elif src in self.pieces:  # split / chunk / unbind: each piece is its own slice (+ reshape)
+            self.add_chain(fx, self.pieces[src][idx], tuple(fx.meta["val"].shape))
         elif idx == 0:
             self.alias[fx.name] = src
         elif fx.users:  # only the first output of batch norm / max pool (values) is supported
@@ -519,6 +527,12 @@ class _Capture:
         if call is None:  # identity
             self.alias[fx.name] = args[0]
             return
+        if isinstance(call, Pieces):  # several outputs, each read through getitem
+            self.pieces[fx.name] = call.pieces
+            return
+        if isinstance(call, list):  # one ATen call as a chain of nodes
+            self.add_chain(fx, call, shape)
+            return
         attrs = call.attrs
         if isinstance(attrs, (ConvAttrs, LinearAttrs)):
             attrs = replace(attrs, weight_param=self.weight_param(fx))
@@ -526,6 +540,21 @@ class _Capture:
         node.where = where_is(fx)
         self.shapes[fx.name] = shape
         self.nodes.append(node)
+
+    def add_chain(self, fx: torch.fx.Node, chain: list[Lowered], shape: tuple[int, ...]) -> None:
+        """Nodes for one value computed in steps: each step's PREV operand is the previous step's output."""
+        prev = ""
+        for i, step in enumerate(chain):
+            last = i == len(chain) - 1
+            out = fx.name if last else f"{fx.name}__{i}"
+            operands = [prev if a is PREV else a for a in step.operands]
+            node = Node(step.op, self.operand_names(out, operands), out, step.attrs, module_path(fx), fx.name)
+            node.where = where_is(fx)
+            if not last:
+                node.origin = ""
+            self.shapes[out] = shape if last else tuple(step.shape or ())
+            self.nodes.append(node)
+            prev = out
 
     def operand_names(self, stem: str, operands: list[Any]) -> list[str]:
         """Value names for a node's operands; constant operands become named constants."""
@@ -593,11 +622,29 @@ class AtenCall:
 
 @dataclass(frozen=True)
 class Lowered:
-    """The node an ATen call becomes: its op, operands (value names, constant tensors or scalars), payload."""
+    """The node an ATen call becomes: its op, operands (value names, constant tensors or scalars), payload.
+
+    In a chain (a list of Lowered for one ATen call) `shape` is each intermediate's PyTorch shape and an
+    operand PREV stands for the previous step's output.
+    """
 
     op: str
     operands: list[Any]
     attrs: NodeAttrs = field(default_factory=NoAttrs)
+    shape: tuple[int, ...] | None = None
+
+
+PREV = object()  # in a chain: the previous step's output
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """An ATen call with several outputs (split, unbind): the chain of nodes computing each one."""
+
+    pieces: list[list[Lowered]]
+
+
+LoweredCall = Lowered | list[Lowered] | Pieces | None
 
 
 def _aten_name(target: Any) -> tuple[str, str]:
@@ -606,7 +653,7 @@ def _aten_name(target: Any) -> tuple[str, str]:
     return base, overload
 
 
-def _lower_aten(call: AtenCall) -> Lowered | None:
+def _lower_aten(call: AtenCall) -> LoweredCall:
     """One ATen call -> one internal node; None = identity (its output is its first input)."""
     handler = _ATEN_HANDLERS.get(call.base)
     if handler is None and _is_plain_float_op(call.base):
@@ -662,7 +709,13 @@ def _addmm(call: AtenCall) -> Lowered:
 
 def _mm(call: AtenCall) -> Lowered:
     x, wt = call.args[:2]
+    if not isinstance(wt, torch.Tensor):  # a product of two activations, or of a constant and an activation
+        return Lowered("matmul", [x, wt])
     return _linear(call, x, wt, None)
+
+
+def _bmm(call: AtenCall) -> Lowered:
+    return Lowered("matmul", list(call.args[:2]))
 
 
 def _linear(call: AtenCall, x: Any, wt: Any, b: Any) -> Lowered:
@@ -797,7 +850,32 @@ def _mean(call: AtenCall) -> Lowered | None:
         return None
     if _second_spatial_half(call.fx):
         return Lowered("global_avgpool", [x])
-    raise call.unsupported("mean over the spatial dims (2, 3) of an NCHW tensor = global average pool")
+    return _reduce(call)
+
+
+def _dims(call: AtenCall, dims: Any) -> tuple[int, ...]:
+    rank = len(call.input_shape())
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return tuple(range(rank))
+    dims = [dims] if isinstance(dims, int) else dims
+    return tuple(sorted({int(d) % rank for d in dims}))
+
+
+_REDUCTIONS = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "any": "max", "var": "var"}
+
+
+def _reduce(call: AtenCall) -> Lowered:
+    """mean / sum / amax / amin / any (of 0/1 values) / var(correction) over any dims, keepdim or not."""
+    args = call.args + [None] * (3 - len(call.args))
+    dims = call.kwargs.get("dim", args[1])
+    keepdim = bool(call.kwargs.get("keepdim", args[2] if args[2] is not None else False))
+    if call.kwargs.get("dtype") is not None:
+        raise call.unsupported(f"{call.base} without a dtype argument")
+    correction = 0.0
+    if call.base == "var":
+        correction = float(call.kwargs.get("correction", 1) if call.kwargs.get("correction") is not None else 1)
+    attrs = ReduceAttrs(_REDUCTIONS[call.base], _dims(call, dims), keepdim, correction)  # type: ignore[arg-type]
+    return Lowered("reduce", [call.args[0]], attrs)
 
 
 def _reshape(call: AtenCall) -> Lowered:
@@ -805,18 +883,126 @@ def _reshape(call: AtenCall) -> Lowered:
 
 
 def _cat(call: AtenCall) -> Lowered:
-    tensors, dim = call.args[0], (call.args[1] if len(call.args) > 1 else 0)
-    if dim % len(call.shape) != 1:
-        raise call.unsupported("torch.cat along channels (dim=1)")
-    return Lowered("concat", list(tensors))
+    """torch.cat (and stack, as unsqueeze + cat): `concat` along channels of an NCHW or (N, F) tensor
+    (binary recognition may make it a bconcat), `cat` along any other dim."""
+    tensors, dim = call.args[0], int(call.args[1] if len(call.args) > 1 else call.kwargs.get("dim", 0))
+    dim %= len(call.shape)
+    if dim == 1 and len(call.shape) in (2, 4):
+        return Lowered("concat", list(tensors))
+    return Lowered("cat", list(tensors), AxisAttrs(dim))
 
 
 def _softmax(call: AtenCall) -> Lowered:
     op = "log_softmax" if call.base == "_log_softmax" else "softmax"
-    dim = call.args[1] % len(call.shape)
-    if len(call.shape) != 2 or dim != 1:
-        raise call.unsupported(f"{op} over the features of a (N, F) output")
-    return Lowered(op, [call.args[0]])
+    if len(call.args) > 2 and call.args[2] is True:
+        raise call.unsupported(f"{op} in float32 (half_to_float is not supported)")
+    return Lowered(op, [call.args[0]], AxisAttrs(int(call.args[1]) % len(call.shape)))
+
+
+def _permute(call: AtenCall) -> Lowered | None:
+    rank = len(call.input_shape())
+    perm = tuple(int(d) % rank for d in call.args[1])
+    if perm == tuple(range(rank)):
+        return None
+    return Lowered("transpose", [call.args[0]], PermuteAttrs(perm))
+
+
+def _transpose(call: AtenCall) -> Lowered | None:
+    rank = len(call.input_shape())
+    perm = list(range(rank))
+    if rank >= 2:
+        a, b = (int(call.args[1]) % rank, int(call.args[2]) % rank) if len(call.args) > 2 else (0, 1)
+        perm[a], perm[b] = perm[b], perm[a]
+    if perm == list(range(rank)):
+        return None
+    return Lowered("transpose", [call.args[0]], PermuteAttrs(tuple(perm)))
+
+
+def _expand(call: AtenCall) -> Lowered | None:
+    if tuple(call.shape) == call.input_shape():
+        return None
+    return Lowered("expand", [call.args[0]])
+
+
+def _select(call: AtenCall) -> list[Lowered]:
+    """x.select(dim, i) = x[..., i:i+1, ...] (slice) then the dim dropped (reshape)."""
+    shape = call.input_shape()
+    dim = int(call.args[1]) % len(shape)
+    i = int(call.args[2]) % int(shape[dim])
+    kept = tuple(shape[:dim]) + (1,) + tuple(shape[dim + 1 :])
+    return [
+        Lowered("slice", [call.args[0]], SliceAttrs(dim, i, i + 1, 1), shape=kept),
+        Lowered("reshape", [PREV]),
+    ]
+
+
+def _split(call: AtenCall) -> Pieces:
+    """split / split_with_sizes / chunk / unbind: one slice (unbind: + reshape) per piece."""
+    shape = call.input_shape()
+    x = call.args[0]
+    if call.base == "unbind":
+        dim = int(call.args[1] if len(call.args) > 1 else call.kwargs.get("dim", 0)) % len(shape)
+        sizes = [1] * int(shape[dim])
+    else:
+        dim = int(call.args[2] if len(call.args) > 2 else call.kwargs.get("dim", 0)) % len(shape)
+        n = int(shape[dim])
+        if call.base == "split_with_sizes":
+            sizes = [int(v) for v in call.args[1]]
+        else:
+            step = int(call.args[1])
+            sizes = [min(step, n - i) for i in range(0, n, step)]
+    pieces: list[list[Lowered]] = []
+    start = 0
+    for size in sizes:
+        kept = tuple(shape[:dim]) + (size,) + tuple(shape[dim + 1 :])
+        if size == shape[dim]:
+            step_ = [Lowered("reshape", [x], shape=kept)]  # the whole tensor (a split into one piece)
+        else:
+            step_ = [Lowered("slice", [x], SliceAttrs(dim, start, start + size, 1), shape=kept)]
+        if call.base == "unbind":
+            step_.append(Lowered("reshape", [PREV]))
+        pieces.append(step_)
+        start += size
+    return Pieces(pieces)
+
+
+def _binary_op(call: AtenCall) -> Lowered:
+    """maximum / minimum / pow / logical_and / logical_or: element-wise with broadcasting."""
+    op = {"maximum": "max", "minimum": "min", "pow": "pow", "logical_and": "mul", "logical_or": "max"}[call.base]
+    if op == "mul":
+        return Lowered("mul", list(call.args[:2]))
+    return Lowered("binary", list(call.args[:2]), BinaryOpAttrs(op))
+
+
+def _logical_not(call: AtenCall) -> Lowered:
+    return Lowered("binary", [call.args[0], 0.0], BinaryOpAttrs("eq"))
+
+
+def _layer_norm(call: AtenCall) -> Lowered:
+    x, normalized, w, b, eps = call.args[:5]
+    operands = [x] + [v for v in (w, b) if v is not None]
+    if (w is None) != (b is None):  # one of them: make the other explicit
+        ones = torch.ones(tuple(int(d) for d in normalized))
+        operands = [x, w if w is not None else ones, b if b is not None else torch.zeros_like(ones)]
+    return Lowered("layer_norm", operands, LayerNormAttrs(len(normalized), float(eps)))
+
+
+def _group_norm(call: AtenCall) -> list[Lowered]:
+    """native_group_norm: (N, G, C/G * HxW) normalised over its last dim, then per-channel weight and bias."""
+    x, w, b, n, c, hxw, groups, eps = call.args[:8]
+    shape = call.input_shape()
+    grouped = (int(shape[0]), int(groups), int(c) // int(groups) * int(hxw))
+    chain = [
+        Lowered("reshape", [x], shape=grouped),
+        Lowered("layer_norm", [PREV], LayerNormAttrs(1, float(eps)), shape=grouped),
+        Lowered("reshape", [PREV], shape=tuple(shape)),
+    ]
+    per_channel = (int(c),) + (1,) * (len(shape) - 2)
+    if w is not None:
+        chain.append(Lowered("mul", [PREV, w.reshape(per_channel)], shape=tuple(shape)))
+    if b is not None:
+        chain.append(Lowered("add", [PREV, b.reshape(per_channel)], shape=tuple(shape)))
+    return chain
 
 
 def _constant_pad(call: AtenCall) -> Lowered | None:
@@ -846,8 +1032,8 @@ def _slice(call: AtenCall) -> Lowered | None:
     lo, hi, _ = slice(start, stop, step).indices(int(shape[dim]))
     if (lo, hi, step) == (0, int(shape[dim]), 1):
         return None
-    if dim == 0 or hi <= lo:
-        raise call.unsupported("a non-empty slice of the channel, height or width dim (not of the batch)")
+    if hi <= lo:
+        raise call.unsupported("a non-empty slice")
     return Lowered("slice", [x], SliceAttrs(dim, lo, hi, step))
 
 
@@ -963,7 +1149,7 @@ def _unary_with_attrs(call: AtenCall) -> Lowered:
     return Lowered(call.base, [args[0]], UnaryAttrs(values))
 
 
-_ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
+_ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
     "convolution": _convolution,
@@ -992,15 +1178,26 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
     "_log_softmax": _softmax,
     "constant_pad_nd": _constant_pad,
     "slice": _slice,
+    "bmm": _bmm,
+    "matmul": _bmm,
+    **dict.fromkeys(("sum", "amax", "amin", "any", "var"), _reduce),
+    "permute": _permute,
+    "transpose": _transpose,
+    "t": _transpose,
+    "expand": _expand,
+    "select": _select,
+    **dict.fromkeys(("split", "split_with_sizes", "unbind"), _split),
+    **dict.fromkeys(("maximum", "minimum", "pow", "logical_and", "logical_or"), _binary_op),
+    "logical_not": _logical_not,
+    "native_layer_norm": _layer_norm,
+    "native_group_norm": _group_norm,
+    **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
     "adaptive_max_pool2d": _adaptive_max_pool,
     **dict.fromkeys(("upsample_nearest2d", "upsample_bilinear2d"), _upsample),
     **dict.fromkeys(("reflection_pad2d", "replication_pad2d"), _pad2d),
     "index": _index,
-    **dict.fromkeys(("gelu", "leaky_relu", "elu"), _unary_with_attrs),
 }
 _UNSUPPORTED_HINTS = {
-    "pow": "x * x as mul",
-    "cumsum": "none (no scans)",
-    "bmm": "nn.Linear",
     "avg_pool1d": "avg_pool2d",
+    "cumsum": "none (no scans)",
 }

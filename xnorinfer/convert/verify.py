@@ -160,7 +160,8 @@ EngineLoader = Callable[[bytes], EngineSession]
 
 def engine_run(graph: ir.Graph, x: np.ndarray, engine: EngineLoader) -> np.ndarray:
     """Run `graph` on the engine `engine` loads from its .xbin bytes (in memory: no file is written)."""
-    return np.asarray(engine(xbin.to_bytes(graph)).run(np.ascontiguousarray(x, dtype=np.float32)))
+    out = engine(xbin.to_bytes(graph)).run(np.ascontiguousarray(x, dtype=np.float32))
+    return np.asarray(out[0] if isinstance(out, list) else out)  # (verification compares the first output)
 
 
 def verify(
