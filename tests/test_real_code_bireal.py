@@ -165,3 +165,16 @@ def test_rounding_ties_are_flips_within_the_stated_bound():
     ties = verify.rounding_ties(xin, thr, flips)
     assert sorted(map(tuple, np.argwhere(ties))) == [(0, 0, 0, 0), (1, 2, 2, 2)]
     assert not ties[~flips].any()
+
+
+def test_report_prints_rounding_tie_counts():
+    graph = convert(SpreadConv(0.0).eval(), (torch.randn(2, 3, 6, 6),), verify=False)
+    layers = {
+        "a": {"path": "a", "total": 1000, "mismatches": 0, "ties": 0, "rounding_ties": 3},
+        "b": {"path": "b", "total": 500, "mismatches": 0, "ties": 2, "rounding_ties": 0},
+    }
+    graph.metadata["verification"] = {"n_inputs": 4, "max_abs_error": 0.0, "top1_agreement": 1.0, "layers": layers}
+    table = format_table(graph)
+    assert "only at float32 rounding level (ties): 3 of 1500; beyond rounding: 0" in table
+    del layers["a"]
+    assert "rounding level" not in format_table(graph)
