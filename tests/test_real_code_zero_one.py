@@ -169,3 +169,14 @@ def test_sign_of_a_signed_tensor_keeps_torch_sign_zero():
     graph = convert(Plain().eval(), (torch.randn(1, 3, 8, 8),), verify=False)
     assert not graph.metadata["zero_one_signs"]
     assert graph.metadata["sign_zero"] != "sign(0) = -1"
+
+
+def test_dorefa_w1a1_sign_of_clamped_relu_is_binary(cifar_images, tmp_path):
+    """DoReFa's 1-bit activation: torch.sign(clamp(relu(bn(x)), 0, 1)), a {0, 1} activation; W1: sign(W/E)*E."""
+    m = load_fixture("dorefa_resnet20")
+    net = m.make(wbits=1, abits=1)
+    model = nn.Sequential(net.conv0, *net.layers, net.bn, nn.AdaptiveAvgPool2d(1), nn.Flatten(), net.logit).eval()
+    graph = convert_and_compare(model, torch.from_numpy(cifar_images[:1]), cifar_images, tmp_path)
+    quantized = {name for name, mod in model.named_modules() if type(mod).__name__ == "Conv2d_Q"}
+    assert len(quantized) >= 6 and binary_layers(graph) == quantized
+    assert graph.metadata["zero_one_signs"]
