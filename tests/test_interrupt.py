@@ -118,7 +118,7 @@ def test_exception_in_verification_writes_nothing(small_pt2, tmp_path, monkeypat
     def boom(*args, **kwargs):
         raise RuntimeError("boom in verification")
 
-    monkeypatch.setattr(verify_mod, "torch_outputs", boom)
+    monkeypatch.setattr(verify_mod, "torch_run", boom)
     out = tmp_path / "model.xbin"
     assert _convert(small_pt2, out) == 1
     err = capsys.readouterr().err
@@ -127,7 +127,7 @@ def test_exception_in_verification_writes_nothing(small_pt2, tmp_path, monkeypat
 
 
 def test_exception_in_verification_keeps_existing_output(small_pt2, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(verify_mod, "torch_outputs", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(verify_mod, "torch_run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     out = tmp_path / "model.xbin"
     out.write_bytes(OLD_BYTES)
     assert _convert(small_pt2, out) == 1

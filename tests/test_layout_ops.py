@@ -56,13 +56,14 @@ SLICES = [
     ("c", 0, 12, 1),
     ("h", 8, 9, 5),
 ]
+NHWC_AXIS = {"h": 1, "w": 2, "c": 3}  # the physical axis of each NHWC name
 
 
 @pytest.mark.parametrize(("axis", "start", "stop", "step"), SLICES)
 @pytest.mark.parametrize("threads", THREADS)
 def test_slice_matches_numpy_and_torch(axis, start, stop, step, threads, isa, rng):
     x = rng.standard_normal((2, 9, 8, 12)).astype(np.float32)
-    attrs = {"axis": axis, "start": start, "stop": stop, "step": step}
+    attrs = {"axis": NHWC_AXIS[axis], "start": start, "stop": stop, "step": step}
     y = _run("slice", attrs, x, isa, threads)
     ref = _reference("slice", attrs, x)
     np.testing.assert_array_equal(y, ref.astype(np.float32))
@@ -75,18 +76,19 @@ def test_slice_matches_numpy_and_torch(axis, start, stop, step, threads, isa, rn
 @pytest.mark.parametrize("threads", THREADS)
 def test_slice_of_features(threads, isa, rng):
     x = rng.standard_normal((3, 50)).astype(np.float32)
-    attrs = {"axis": "c", "start": 3, "stop": 47, "step": 5}
+    attrs = {"axis": 1, "start": 3, "stop": 47, "step": 5}
     np.testing.assert_array_equal(_run("slice", attrs, x, isa, threads), x[:, 3:47:5])
 
 
 @pytest.mark.parametrize(
     ("kind", "attrs", "shape", "message"),
     [
-        ("slice", {"axis": "h", "start": 3, "stop": 3, "step": 1}, (1, 4, 4, 2), "start < stop"),
-        ("slice", {"axis": "w", "start": 0, "stop": 5, "step": 1}, (1, 4, 4, 2), "stop <= size"),
-        ("slice", {"axis": "w", "start": 0, "stop": 2, "step": 0}, (1, 4, 4, 2), "step"),
-        ("slice", {"axis": "h", "start": 0, "stop": 2, "step": 1}, (4, 2), "(N, F)"),
-        ("slice", {"axis": "n", "start": 0, "stop": 1, "step": 1}, (1, 4, 4, 2), "axis"),
+        ("slice", {"axis": 1, "start": 3, "stop": 3, "step": 1}, (1, 4, 4, 2), "start < stop"),
+        ("slice", {"axis": 2, "start": 0, "stop": 5, "step": 1}, (1, 4, 4, 2), "stop <= size"),
+        ("slice", {"axis": 2, "start": 0, "stop": 2, "step": 0}, (1, 4, 4, 2), "step"),
+        ("slice", {"axis": 2, "start": 0, "stop": 2, "step": 1}, (4, 2), "does not fit"),
+        ("slice", {"axis": "h", "start": 0, "stop": 1, "step": 1}, (1, 4, 4, 2), "axis"),
+        ("slice", {"axis": 0, "start": 0, "stop": 1, "step": 1}, (3, 4, 4, 2), "batch"),
         ("pad", {"pad_h": [-1, 0], "pad_w": [0, 0]}, (1, 4, 4, 2), "out of range"),
         ("pad", {"pad_h": [1, 1], "pad_w": [0, 0]}, (4, 2), "NHWC"),
     ],
@@ -97,7 +99,7 @@ def test_engine_refuses_bad_geometry(kind, attrs, shape, message):
 
 
 def test_python_shape_rule_refuses_what_the_engine_refuses():
-    op = ir.Op("slice", "s", ["x"], ["y"], {"axis": "h", "start": 0, "stop": 5, "step": 1})
+    op = ir.Op("slice", "s", ["x"], ["y"], {"axis": 1, "start": 0, "stop": 5, "step": 1})
     with pytest.raises(ValueError, match="stop <= size"):
         OPS["slice"].shape(op, [(1, 4, 4, 2)])
     op = ir.Op("pad", "p", ["x"], ["y"], {"pad_h": [1, 1], "pad_w": [0, 0]})

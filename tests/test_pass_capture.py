@@ -160,9 +160,9 @@ def test_grouped_conv_keeps_its_groups():
     assert node.op == "conv2d" and node.attrs_as(ConvAttrs).groups == 2
 
 
-def test_dilated_conv_is_refused():
-    with pytest.raises(ConversionError, match=r"aten\.convolution.*dilation=1"):
-        captured(GroupedConv(groups=1, dilation=2), 1, 4, 8, 8)
+def test_dilated_conv_keeps_its_dilation():
+    (node,) = captured(GroupedConv(groups=1, dilation=2), 1, 4, 8, 8).nodes
+    assert node.op == "conv2d" and node.attrs_as(ConvAttrs).dilation == (2, 2)
 
 
 class TwoInputs(nn.Module):

@@ -65,3 +65,33 @@ def test_per_image_flag_must_be_a_boolean(tmp_path, rng):
     xbin.write(g, path)
     with pytest.raises(ValueError, match="per_image must be true or false"):
         xnorinfer.load(path)
+
+
+def test_reference_runs_a_per_image_graph_one_image_at_a_time(tmp_path, rng):
+    """A reshape that folds the whole image into axis 0 only holds at batch 1: the reference (like the
+    runtime) must run such a graph image by image."""
+    from xnorinfer import ir
+    from xnorinfer.convert import reference
+
+    g = ir.Graph(
+        inputs=["x"],
+        outputs=["y"],
+        tensors={
+            "x": ir.Tensor("x", (1, 2, 2, 3), "f32"),
+            "r": ir.Tensor("r", (4, 3), "f32"),
+            "m": ir.Tensor("m", (1, 3), "f32"),
+            "y": ir.Tensor("y", (1, 3), "f32"),
+        },
+        ops=[
+            ir.Op("reshape", "r", ["x"], ["r"], {"shape": [4, 3]}),
+            ir.Op("reduce", "m", ["r"], ["m"], {"op": "max", "axes": [0], "keepdims": True}),
+            ir.Op("reshape", "y", ["m"], ["y"], {"shape": [1, 3]}),
+        ],
+        metadata={"input_shape": [1, 3, 2, 2], "per_image": True},
+    )
+    x = rng.standard_normal((3, 3, 2, 2)).astype(np.float32)
+    want = x.reshape(3, 3, 4).max(axis=2)  # per image: the max over its pixels, per channel
+    np.testing.assert_array_equal(reference.run(g, x)["y"], want)
+    path = tmp_path / "g.xbin"
+    xbin.write(g, path)
+    np.testing.assert_array_equal(xnorinfer.load(path).run(x), want)

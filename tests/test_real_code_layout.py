@@ -92,7 +92,8 @@ def test_irnet_resnet20_option_a_shortcut_converts_as_written(cifar_images, tmp_
     assert sorted(binary_convs(graph)) == sorted(irconvs) and len(irconvs) == 6
     # Each option-A shortcut: x[:, :, ::2, ::2] (two strided slices), then a zero channel pad.
     slices = [op for op in graph.ops if op.kind == "slice"]
-    assert sorted((op.attrs["axis"], op.attrs["step"]) for op in slices) == [("h", 2)] * 2 + [("w", 2)] * 2
+    # NHWC physical axes: h = 1, w = 2
+    assert sorted((op.attrs["axis"], op.attrs["step"]) for op in slices) == [(1, 2)] * 2 + [(2, 2)] * 2
     pads = [op.attrs for op in graph.ops if op.kind == "pad"]
     assert [(p["pad_c"], p["value"]) for p in pads] == [([8, 8], 0.0), ([16, 16], 0.0)]
 

@@ -14,8 +14,8 @@ namespace {
 
 const FloatConvConfig& checked(const FloatConvConfig& c) {
   if (c.in_channels <= 0 || c.out_channels <= 0 || c.kernel_h <= 0 || c.kernel_w <= 0 || c.stride_h <= 0 ||
-      c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0) {
-    throw std::invalid_argument("FloatConv2d: channels, kernel and stride must be positive and padding >= 0");
+      c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0 || c.dilation_h <= 0 || c.dilation_w <= 0) {
+    throw std::invalid_argument("FloatConv2d: channels, kernel, stride and dilation must be positive and padding >= 0");
   }
   return c;
 }
@@ -105,7 +105,19 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
         const float* src_img = input + img * static_cast<size_t>(in_h) * in_w * cin;
         float* dst = a + r * k_;
         for (int ky = 0; ky < c.kernel_h; ++ky, dst += row_floats) {
-          const int iy = iy0 + ky;
+          const int iy = iy0 + ky * c.dilation_h;
+          if (c.dilation_w != 1 && iy >= 0 && iy < in_h) {  // dilated taps: one pixel's channels each
+            for (int kx = 0; kx < c.kernel_w; ++kx) {
+              const int ix = ix0 + kx * c.dilation_w;
+              float* d = dst + static_cast<size_t>(kx) * cin;
+              if (ix < 0 || ix >= in_w) {
+                std::memset(d, 0, cin * sizeof(float));
+              } else {
+                std::memcpy(d, src_img + (static_cast<size_t>(iy) * in_w + ix) * cin, cin * sizeof(float));
+              }
+            }
+            continue;
+          }
           if (iy < 0 || iy >= in_h || kx_lo >= kx_hi) {
             std::memset(dst, 0, row_floats * sizeof(float));
             continue;

@@ -21,8 +21,9 @@ struct FloatConvConfig {
   int out_channels = 0;
   int kernel_h = 1, kernel_w = 1;
   int stride_h = 1, stride_w = 1;
-  int pad_h = 0, pad_w = 0;  // symmetric zero padding, as torch.nn.Conv2d(padding=...)
-  bool relu = false;         // fused max(y, 0) after the bias
+  int pad_h = 0, pad_w = 0;            // symmetric zero padding, as torch.nn.Conv2d(padding=...)
+  int dilation_h = 1, dilation_w = 1;  // kernel taps dilation apart, as torch.nn.Conv2d(dilation=...)
+  bool relu = false;                   // fused max(y, 0) after the bias
 };
 
 class FloatConv2d {
@@ -33,8 +34,17 @@ class FloatConv2d {
 
   const FloatConvConfig& config() const { return config_; }
   // Output size for an input size; <= 0 when the input is smaller than the kernel.
-  int out_h(int in_h) const { return (in_h + 2 * config_.pad_h - config_.kernel_h) / config_.stride_h + 1; }
-  int out_w(int in_w) const { return (in_w + 2 * config_.pad_w - config_.kernel_w) / config_.stride_w + 1; }
+  int out_h(int in_h) const {
+    return out_size(in_h, config_.kernel_h, config_.stride_h, config_.pad_h, config_.dilation_h);
+  }
+  int out_w(int in_w) const {
+    return out_size(in_w, config_.kernel_w, config_.stride_w, config_.pad_w, config_.dilation_w);
+  }
+  // PyTorch's rule: (in + 2p - d(k - 1) - 1) / s + 1, or <= 0 when the dilated kernel does not fit.
+  static int out_size(int in, int k, int s, int p, int d) {
+    const int64_t span = int64_t{d} * (k - 1) + 1, padded = int64_t{in} + 2 * int64_t{p};
+    return padded < span ? 0 : static_cast<int>((padded - span) / s + 1);
+  }
 
   // Bytes of scratch run() needs on `threads` threads: one im2col tile per thread
   // (none for a 1x1 stride-1 unpadded convolution, which is a plain GEMM).

@@ -104,7 +104,9 @@ InputArray input_array(const py::handle& h, size_t i) {
   if (!bits && !a.dtype().is(py::dtype::of<float>())) {
     throw std::invalid_argument(what + " must be float32 or packed uint64, got " + param_dtype(a));
   }
-  if (a.ndim() != 2 && a.ndim() != 4) throw std::invalid_argument(what + ": rank must be 2 or 4, got " + shape_str(a));
+  if (a.ndim() < 1 || a.ndim() > kMaxRank) {
+    throw std::invalid_argument(what + ": rank must be 1 to " + std::to_string(kMaxRank) + ", got " + shape_str(a));
+  }
   return {a, bits ? DType::kBits : DType::kF32};
 }
 

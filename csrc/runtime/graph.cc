@@ -102,7 +102,7 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       const int out = find(op.outputs[0], who);
       if (defined[out]) throw std::invalid_argument(who + " writes '" + op.outputs[0] + "', which is already defined");
       defined[out] = true;
-      std::unique_ptr<Node> node = make_node(op, params, in_channels);
+      std::unique_ptr<Node> node = make_node(op, params, in_channels, per_image_);
       for (size_t i = 0; i < ins.size(); ++i) {
         if (tensors_[ins[i]].dtype != node->in_type(i)) {
           throw std::invalid_argument(who + ": input '" + op.inputs[i] + "' has the wrong dtype");

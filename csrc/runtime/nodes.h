@@ -74,9 +74,9 @@ class Node {
 
 // Builds the node of `op`: finds its kind in the registry (op_registry.h), checks it against
 // the kind's schema, then runs its factory. `in_channels` are the declared channel counts of
-// its inputs. Throws std::invalid_argument naming the op on any bad attribute, parameter
-// shape/dtype or input count.
+// its inputs; `per_image` says the graph runs per image (axis 0 need not be the batch). Throws
+// std::invalid_argument naming the op on any bad attribute, parameter shape/dtype or input count.
 std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, ParamView>& params,
-                                const std::vector<int64_t>& in_channels);
+                                const std::vector<int64_t>& in_channels, bool per_image = false);
 
 }  // namespace xnor

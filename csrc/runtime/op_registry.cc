@@ -114,11 +114,11 @@ void Node::fail(const std::string& what) const {
 }
 
 std::unique_ptr<Node> make_node(const OpDesc& op, const std::map<std::string, ParamView>& params,
-                                const std::vector<int64_t>& in_channels) {
+                                const std::vector<int64_t>& in_channels, bool per_image) {
   const OpRegistration* reg = find_op(op.kind);
   if (reg == nullptr) op_fail(op, "unknown op kind");
   check_op(*reg->schema, op, params);
-  return reg->factory(OpArgs(op, params, in_channels));
+  return reg->factory(OpArgs(op, params, in_channels, per_image));
 }
 
 // ---------------------------------------------------------------- OpArgs

@@ -24,8 +24,9 @@ namespace xnor {
 // dtype. The semantic checks (ranges, shapes, values) are the factory's; fail() names the op.
 class OpArgs {
  public:
-  OpArgs(const OpDesc& op, const std::map<std::string, ParamView>& params, const std::vector<int64_t>& in_channels)
-      : op_(op), params_(params), in_channels_(in_channels) {}
+  OpArgs(const OpDesc& op, const std::map<std::string, ParamView>& params, const std::vector<int64_t>& in_channels,
+         bool per_image = false)
+      : op_(op), params_(params), in_channels_(in_channels), per_image_(per_image) {}
 
   const OpDesc& op() const { return op_; }
   [[noreturn]] void fail(const std::string& what) const;
@@ -43,11 +44,14 @@ class OpArgs {
   const ParamView* param(const std::string& name, const std::vector<int64_t>& shape) const;
   // The declared channel count of input i.
   int64_t in_channels(size_t i) const { return in_channels_.at(i); }
+  // True in a per-image graph (graph.h): axis 0 need not be the batch, so an op may mix along it.
+  bool per_image() const { return per_image_; }
 
  private:
   const OpDesc& op_;
   const std::map<std::string, ParamView>& params_;
   const std::vector<int64_t>& in_channels_;
+  bool per_image_;
 };
 
 using NodeFactory = std::unique_ptr<Node> (*)(const OpArgs& args);
@@ -71,6 +75,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
 // clang-format off: one kind per line
 #define XNOR_OP_KINDS(X) \
   X(abs) \
+  X(adaptive_avgpool2d) \
+  X(adaptive_maxpool2d) \
   X(add) \
   X(affine) \
   X(avgpool2d) \
@@ -82,24 +88,31 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(compare) \
   X(concat) \
   X(conv2d) \
+  X(conv_transpose2d) \
+  X(expand) \
   X(flatten) \
   X(floor) \
   X(global_avgpool) \
   X(hardtanh) \
   X(linear) \
   X(log_softmax) \
+  X(matmul) \
   X(maxpool2d) \
   X(mul) \
   X(neg) \
   X(pad) \
   X(prelu) \
+  X(reduce) \
   X(relu) \
+  X(reshape) \
+  X(resize) \
   X(round) \
   X(sigmoid) \
   X(sign) \
   X(slice) \
   X(softmax) \
   X(tanh) \
+  X(transpose) \
   X(unpack)
 // clang-format on
 

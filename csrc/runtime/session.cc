@@ -58,8 +58,8 @@ void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
   if (graph_->per_image() && (h != want.d[2] || w != want.d[3])) {
     throw std::invalid_argument("this model runs at its recorded input size only: input must be float32 NCHW (N, " +
                                 std::to_string(want.d[1]) + ", " + std::to_string(want.d[2]) + ", " +
-                                std::to_string(want.d[3]) + "), got (" + std::to_string(n) + ", " +
-                                std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + ")");
+                                std::to_string(want.d[3]) + "), got (" + std::to_string(n) + ", " + std::to_string(c) +
+                                ", " + std::to_string(h) + ", " + std::to_string(w) + ")");
   }
 }
 
@@ -210,8 +210,8 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   const size_t pixels = static_cast<size_t>(h * w);
   const size_t channels = static_cast<size_t>(c);
   for (int64_t first = 0; first < n; first += batch) {
-    run_images<kProfile>(ctx, p, x + static_cast<size_t>(first) * pixels * channels, batch, channels, pixels, outputs, first,
-               op_seconds);
+    run_images<kProfile>(ctx, p, x + static_cast<size_t>(first) * pixels * channels, batch, channels, pixels, outputs,
+                         first, op_seconds);
   }
 }
 

@@ -46,12 +46,13 @@ class NoAttrs:
 
 @dataclass(frozen=True)
 class ConvAttrs:
-    """conv2d (capture): NCHW convolution, dilation 1."""
+    """conv2d (capture): NCHW convolution."""
 
     stride: Pair
     padding: Pair
     weight_param: str | None = None  # the weight's parameter name, for `binarize`
     groups: int = 1  # > 1: grouped / depthwise (always float)
+    dilation: Pair = (1, 1)  # != (1, 1): dilated (always float)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class PadAttrs:
     front: int = 0  # channels
     back: int = 0
     value: float = 0.0
+    mode: Literal["constant", "reflect", "replicate"] = "constant"  # reflect / replicate: H and W only
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,33 @@ class CompareAttrs:
     threshold: np.ndarray  # (C,)
 
 
+@dataclass(frozen=True)
+class ConvTransposeAttrs:
+    """conv_transpose2d (capture): PyTorch's ConvTranspose2d; the weight input is (I, O / groups, KH, KW)."""
+
+    stride: Pair
+    padding: Pair
+    output_padding: Pair
+    dilation: Pair
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class ResizeAttrs:
+    """resize (capture): to the node's output size; scales are PyTorch's scale factors (out / in) if given."""
+
+    mode: Literal["nearest", "nearest_exact", "bilinear"]
+    align_corners: bool = False
+    scales: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True)
+class AdaptivePoolAttrs:
+    """adaptive_avgpool2d / adaptive_maxpool2d (capture): to output size (OH, OW)."""
+
+    size: Pair
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -197,4 +226,7 @@ NodeAttrs: TypeAlias = (
     | PadAttrs
     | SliceAttrs
     | CompareAttrs
+    | ConvTransposeAttrs
+    | ResizeAttrs
+    | AdaptivePoolAttrs
 )

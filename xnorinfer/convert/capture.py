@@ -26,15 +26,18 @@ import torch
 
 from xnorinfer.convert.archive_safety import check_weights_only
 from xnorinfer.convert.attrs import (
+    AdaptivePoolAttrs,
     AvgPoolAttrs,
     BatchNormAttrs,
     ConvAttrs,
+    ConvTransposeAttrs,
     HardtanhAttrs,
     LinearAttrs,
     NoAttrs,
     NodeAttrs,
     PadAttrs,
     PoolAttrs,
+    ResizeAttrs,
     SliceAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
@@ -631,11 +634,15 @@ def _to_copy(call: AtenCall) -> Lowered | None:
 
 
 def _convolution(call: AtenCall) -> Lowered:
-    x, w, b, stride, padding, dilation, transposed, _out_pad, groups = call.args[:9]
-    if transposed or any(d != 1 for d in dilation) or len(stride) != 2:
-        raise call.unsupported("nn.Conv2d with dilation=1 (no transposed/dilated conv)")
-    attrs = ConvAttrs(_pair(stride), _pair(padding), groups=int(groups))
-    return Lowered("conv2d", [x, w] + ([b] if b is not None else []), attrs)
+    x, w, b, stride, padding, dilation, transposed, out_pad, groups = call.args[:9]
+    if len(stride) != 2:
+        raise call.unsupported("nn.Conv2d / nn.ConvTranspose2d (2-D convolutions)")
+    bias = [b] if b is not None else []
+    if transposed:
+        attrs = ConvTransposeAttrs(_pair(stride), _pair(padding), _pair(out_pad), _pair(dilation), int(groups))
+        return Lowered("conv_transpose2d", [x, w] + bias, attrs)
+    attrs = ConvAttrs(_pair(stride), _pair(padding), groups=int(groups), dilation=_pair(dilation))
+    return Lowered("conv2d", [x, w] + bias, attrs)
 
 
 def _addmm(call: AtenCall) -> Lowered:
@@ -740,7 +747,7 @@ def _adaptive_avg_pool(call: AtenCall) -> Lowered:
     if h % out[0] == 0 and w % out[1] == 0:
         k = (int(h // out[0]), int(w // out[1]))
         return Lowered("avgpool2d", [x], AvgPoolAttrs(k, k, (0, 0), True))
-    raise call.unsupported("adaptive_avg_pool2d to 1x1 or to a size that divides the input")
+    return Lowered("adaptive_avgpool2d", [x], AdaptivePoolAttrs(_pair(call.shape[-2:])))
 
 
 def _mean_dims(fx: Any) -> tuple[list[int], bool, int] | None:
@@ -836,6 +843,96 @@ def _slice(call: AtenCall) -> Lowered | None:
     return Lowered("slice", [x], SliceAttrs(dim, lo, hi, step))
 
 
+def _adaptive_max_pool(call: AtenCall) -> Lowered:
+    """aten.adaptive_max_pool2d (values; its indices output must be unused, see getitem)."""
+    if len(call.input_shape()) != 4:
+        raise call.unsupported("adaptive_max_pool2d of an NCHW tensor")
+    return Lowered("adaptive_maxpool2d", [call.args[0]], AdaptivePoolAttrs(_pair(call.shape[-2:])))
+
+
+def _upsample(call: AtenCall) -> Lowered:
+    """upsample_nearest2d / upsample_bilinear2d (.vec: output_size or scale_factors; .default: scales_h, _w)."""
+    bilinear = call.base == "upsample_bilinear2d"
+    args = list(call.args) + [None] * 5
+    align = bool(args[2]) if bilinear else False
+    if len(call.input_shape()) != 4 or len(call.shape) != 4:
+        raise call.unsupported("F.interpolate of an NCHW tensor (nearest or bilinear)")
+    if _aten_name(call.fx.target)[1] == "vec":
+        factors = call.kwargs.get("scale_factors", args[3 if bilinear else 2])
+        scales = (None, None) if factors is None else (float(factors[0]), float(factors[-1]))
+    else:
+        first = 3 if bilinear else 2
+        scales = (call.kwargs.get("scales_h", args[first]), call.kwargs.get("scales_w", args[first + 1]))
+        scales = tuple(None if v is None else float(v) for v in scales)  # type: ignore[assignment]
+    if any(isinstance(v, str) for v in scales):
+        raise call.unsupported("F.interpolate with a constant size or scale factor")
+    return Lowered("resize", [args[0]], ResizeAttrs("bilinear" if bilinear else "nearest", align, scales))
+
+
+def _pad2d(call: AtenCall) -> Lowered | None:
+    """reflection_pad2d / replication_pad2d (F.pad with mode "reflect" / "replicate") of an NCHW tensor."""
+    left, right, top, bottom = (int(p) for p in call.args[1])
+    if len(call.input_shape()) != 4 or min(left, right, top, bottom) < 0:
+        raise call.unsupported("F.pad(mode='reflect' or 'replicate') of an NCHW tensor with non-negative sizes")
+    if not any((left, right, top, bottom)):
+        return None
+    mode = "reflect" if call.base == "reflection_pad2d" else "replicate"
+    return Lowered("pad", [call.args[0]], PadAttrs(top, bottom, left, right, mode=mode))
+
+
+def _pad_of_index(idx: np.ndarray, size: int) -> tuple[str, int, int] | None:
+    """(mode, before, after) when gathering `idx` along an axis of `size` is a reflect / replicate pad."""
+    for before in range(len(idx) - size + 1):
+        pos = np.arange(-before, len(idx) - before)
+        after = len(idx) - size - before
+        refl = np.where(pos < 0, -pos, np.where(pos < size, pos, 2 * (size - 1) - pos))
+        if max(before, after) < size and np.array_equal(idx, refl):
+            return "reflect", before, after
+        if np.array_equal(idx, np.clip(pos, 0, size - 1)):
+            return "replicate", before, after
+    return None
+
+
+def _nearest_modes(idx: np.ndarray, size: int) -> set[str]:
+    """The resize modes whose source indices along an axis of `size` are `idx` (PyTorch's float32 rules)."""
+    out = len(idx)
+    dst = np.arange(out, dtype=np.float32)
+    step = np.float32(size) / np.float32(out)
+    exact = np.minimum(np.floor((dst + np.float32(0.5)) * step).astype(np.int64), size - 1)
+    legacy = np.minimum(np.floor(dst * step).astype(np.int64), size - 1)
+    if out in (size, 2 * size):
+        legacy = np.arange(out) * size // out
+    return {m for m, src in (("nearest_exact", exact), ("nearest", legacy)) if np.array_equal(idx, src)}
+
+
+def _index(call: AtenCall) -> Lowered | None:
+    """x[:, :, i] / x[:, :, :, j] / x[:, :, i[:, None], j] with constant integer indices, as the
+    decompositions of F.pad(mode="reflect" / "replicate") and of F.interpolate(mode="nearest-exact") write them."""
+    shape = call.input_shape()
+    indices = list(call.args[1]) + [None] * (4 - len(call.args[1]))
+    hint = "F.pad(mode='reflect' / 'replicate') or F.interpolate(mode='nearest-exact') of an NCHW tensor"
+    if len(shape) != 4 or len(call.args[1]) > 4 or indices[0] is not None or indices[1] is not None:
+        raise call.unsupported(hint)
+    hi, wi = indices[2], indices[3]
+    if not all(v is None or (isinstance(v, torch.Tensor) and not v.is_floating_point()) for v in (hi, wi)):
+        raise call.unsupported(hint)
+    x = call.args[0]
+    if (hi is None) != (wi is None):  # one axis: a reflect / replicate pad
+        idx, size = (hi, shape[2]) if wi is None else (wi, shape[3])
+        pad = _pad_of_index(idx.numpy(), int(size)) if idx.dim() == 1 else None
+        if pad is None:
+            raise call.unsupported(hint)
+        mode, before, after = pad
+        sides = (before, after, 0, 0) if wi is None else (0, 0, before, after)
+        return Lowered("pad", [x], PadAttrs(*sides, mode=mode))  # type: ignore[arg-type]
+    if hi is None or wi is None or hi.dim() != 2 or hi.shape[1] != 1 or wi.dim() != 1:
+        raise call.unsupported(hint)
+    modes = _nearest_modes(hi.reshape(-1).numpy(), int(shape[2])) & _nearest_modes(wi.numpy(), int(shape[3]))
+    if not modes:
+        raise call.unsupported(hint)
+    return Lowered("resize", [x], ResizeAttrs("nearest_exact" if "nearest_exact" in modes else "nearest"))
+
+
 def _pair(v: Sequence[int]) -> tuple[int, int]:
     return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
 
@@ -869,6 +966,10 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], Lowered | None]] = {
     "_log_softmax": _softmax,
     "constant_pad_nd": _constant_pad,
     "slice": _slice,
+    "adaptive_max_pool2d": _adaptive_max_pool,
+    **dict.fromkeys(("upsample_nearest2d", "upsample_bilinear2d"), _upsample),
+    **dict.fromkeys(("reflection_pad2d", "replication_pad2d"), _pad2d),
+    "index": _index,
 }
 _UNSUPPORTED_HINTS = {
     "pow": "x * x as mul",
@@ -877,5 +978,4 @@ _UNSUPPORTED_HINTS = {
     "gelu": "ReLU / PReLU",
     "bmm": "nn.Linear",
     "avg_pool1d": "avg_pool2d",
-    "upsample_nearest2d": "none (no upsampling)",
 }

@@ -17,21 +17,25 @@ from xnorinfer import ir
 from xnorinfer.convert import fold
 from xnorinfer.convert.attrs import (
     ActSignAttrs,
+    AdaptivePoolAttrs,
     AffineAttrs,
     AvgPoolAttrs,
     BinaryConvAttrs,
     BinaryLayerAttrs,
     CompareAttrs,
     ConvAttrs,
+    ConvTransposeAttrs,
     HardtanhAttrs,
     PadAttrs,
     PoolAttrs,
     PReLUAttrs,
+    ResizeAttrs,
     SliceAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
 from xnorinfer.ops import OPS
+from xnorinfer.ops.image_ops import torch_to_ct_weight
 
 NEAREST = {
     "where": "where(x >= t, 1, -1) as a sign, or PReLU",
@@ -221,6 +225,8 @@ def _conv2d(cx: Lowering, node: Node, shape: Shape) -> None:
     attrs: dict[str, Any] = {"stride": list(a.stride), "padding": list(a.padding)}
     if a.groups != 1:
         attrs["groups"] = a.groups
+    if a.dilation != (1, 1):
+        attrs["dilation"] = list(a.dilation)
     cx.emit(node, "conv2d", [x], shape, "f32", attrs, params)
 
 
@@ -230,6 +236,8 @@ def _conv_of_vector(cx: Lowering, node: Node, x: _Val, a: ConvAttrs) -> None:
     kh, kw = w.shape[2:]
     if a.groups != 1 or x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
         raise cx.unsupported(node)  # (an output other than 1x1, or one that is not the kernel centre)
+    if a.dilation != (1, 1) and (kh, kw) != (1, 1):
+        raise cx.unsupported(node)  # (a dilated kernel's taps)
     params = {"weight": np.ascontiguousarray(w[:, :, kh // 2, kw // 2].astype(np.float32))}
     if len(node.inputs) > 2:
         params["bias"] = cx.const(node, 2).astype(np.float32)
@@ -434,7 +442,11 @@ def _pad(cx: Lowering, node: Node, shape: Shape) -> None:
     if len(x.shape) != 4 or x.perm is not None:
         raise cx.unsupported(node)
     a = node.attrs_as(PadAttrs)
-    attrs = {"pad_h": [a.top, a.bottom], "pad_w": [a.left, a.right], "pad_c": [a.front, a.back], "value": a.value}
+    attrs: dict[str, Any] = {"pad_h": [a.top, a.bottom], "pad_w": [a.left, a.right]}
+    if a.mode == "constant":
+        attrs.update(pad_c=[a.front, a.back], value=a.value)
+    else:
+        attrs["mode"] = a.mode
     cx.emit(node, "pad", [x], shape, "f32", attrs)
 
 
@@ -447,9 +459,51 @@ def _slice(cx: Lowering, node: Node, shape: Shape) -> None:
         axis = "c"
     if axis is None or x.perm is not None or (len(x.shape) == 2 and axis != "c"):
         raise cx.unsupported(node)
-    attrs = {"axis": axis, "start": a.start, "stop": a.stop, "step": a.step}
+    physical = {"h": 1, "w": 2, "c": len(x.shape) - 1}[axis]  # the IR's physical axis (NHWC or (N, F))
+    attrs = {"axis": physical, "start": a.start, "stop": a.stop, "step": a.step}
     out = cx.emit(node, "slice", [x], shape if not x.as_4d else (1, shape[-1]), "f32", attrs)
     out.as_4d = x.as_4d
+
+
+def _image(cx: Lowering, node: Node) -> _Val:
+    """The float NHWC image input of an image op (conv_transpose2d, resize, adaptive pools)."""
+    x = cx.f32(node.inputs[0], node)
+    if len(x.shape) != 4 or x.perm is not None or x.as_4d:
+        raise cx.unsupported(node)
+    return x
+
+
+def _conv_transpose2d(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    a = node.attrs_as(ConvTransposeAttrs)
+    params = {"weight": torch_to_ct_weight(cx.const(node, 1), a.groups).astype(np.float32)}
+    if len(node.inputs) > 2:
+        params["bias"] = cx.const(node, 2).astype(np.float32)
+    attrs: dict[str, Any] = {"stride": list(a.stride), "padding": list(a.padding)}
+    if a.output_padding != (0, 0):
+        attrs["output_padding"] = list(a.output_padding)
+    if a.dilation != (1, 1):
+        attrs["dilation"] = list(a.dilation)
+    if a.groups != 1:
+        attrs["groups"] = a.groups
+    cx.emit(node, "conv_transpose2d", [x], shape, "f32", attrs, params)
+
+
+def _resize(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    a = node.attrs_as(ResizeAttrs)
+    attrs: dict[str, Any] = {"size": list(shape[1:3]), "mode": a.mode}
+    if a.align_corners:
+        attrs["align_corners"] = True
+    for key, scale in zip(("scale_h", "scale_w"), a.scales, strict=True):
+        if scale is not None and scale > 0:
+            attrs[key] = float(scale)
+    cx.emit(node, "resize", [x], shape, "f32", attrs)
+
+
+def _adaptive_pool(cx: Lowering, node: Node, shape: Shape) -> None:
+    x = _image(cx, node)
+    cx.emit(node, node.op, [x], shape, "f32", {"size": list(node.attrs_as(AdaptivePoolAttrs).size)})
 
 
 HANDLERS: dict[str, Handler] = {
@@ -478,4 +532,7 @@ HANDLERS: dict[str, Handler] = {
     "slice": _slice,
     "compare": _compare,
     **dict.fromkeys(("round", "floor", "abs", "neg"), _unary_math),
+    "conv_transpose2d": _conv_transpose2d,
+    "resize": _resize,
+    **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
 }

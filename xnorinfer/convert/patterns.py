@@ -639,6 +639,9 @@ class BinaryWeights:
             if isinstance(node.attrs, ConvAttrs) and node.attrs.groups != 1:
                 float_layers[key] = "grouped convolution (the binary conv has no groups)"
                 continue
+            if isinstance(node.attrs, ConvAttrs) and node.attrs.dilation != (1, 1):
+                float_layers[key] = "dilated convolution (the binary conv has no dilation)"
+                continue
             w = w.reshape(w.shape[0], -1) if node.op == "linear" else w
             # A ±1 F.pad of bits then an unpadded conv: the binary conv pads itself (pad_mode).
             padded = _sign_pad(model, node) if node.op == "conv2d" else None
@@ -737,7 +740,14 @@ def _sign_pad(model: Model, conv: Node) -> tuple[str, tuple[int, int], Literal["
     if p is None or p.op != "pad" or conv.attrs_as(ConvAttrs).padding != (0, 0):
         return None
     a = p.attrs_as(PadAttrs)
-    if a.value not in (1.0, -1.0) or a.front or a.back or a.top != a.bottom or a.left != a.right:
+    if (
+        a.mode != "constant"
+        or a.value not in (1.0, -1.0)
+        or a.front
+        or a.back
+        or a.top != a.bottom
+        or a.left != a.right
+    ):
         return None
     if not is_bits(model, p.inputs[0]):
         return None

@@ -7,6 +7,8 @@ arithmetic (int64); float ops run in float64 (values of f32 tensors are kept as 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from xnorinfer import ir
@@ -16,24 +18,37 @@ from xnorinfer.ops import op_def
 __all__ = ["run", "bits_of", "sign_margins"]
 
 
-def run(graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False) -> dict[str, np.ndarray]:
+def run(
+    graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False, keep: Collection[str] = ()
+) -> dict[str, np.ndarray]:
     """Interpret `graph` on a float32 NCHW (or (N, F)) input.
 
-    Returns the graph outputs by name (float64 for f32 tensors, packed uint64 for bits), or every
-    tensor with `keep_all`.
+    Returns the graph outputs and the tensors named in `keep` by name (float64 for f32 tensors,
+    packed uint64 for bits), or every tensor with `keep_all`. Without `keep_all` a tensor is freed
+    after its last reader (a 224x224 model on 64 images would otherwise hold gigabytes). A
+    per-image graph (metadata "per_image") runs one image at a time, its values joined along axis 0.
     """
+    if graph.metadata.get("per_image") and len(x_nchw) > 1:  # axis 0 is not the batch: one image at a time
+        runs = [run(graph, x_nchw[i : i + 1], keep_all=keep_all, keep=keep) for i in range(len(x_nchw))]
+        return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
     x = np.asarray(x_nchw, dtype=np.float32).astype(np.float64)
     if x.ndim == 2 and len(graph.tensors[graph.inputs[0]].shape) == 4:  # an (N, F) model input
         x = x.reshape(len(x), 1, 1, -1)
     elif x.ndim == 4:
         x = np.transpose(x, (0, 2, 3, 1))
     env: dict[str, np.ndarray] = {graph.inputs[0]: x}
-    for op in graph.ops:
+    wanted = set(graph.outputs) | set(keep)
+    last_use = {v: i for i, op in enumerate(graph.ops) for v in op.inputs}
+    for i, op in enumerate(graph.ops):
         ins = [env[v] for v in op.inputs]
         env[op.outputs[0]] = op_def(op.kind).reference(op, ins, [graph.tensors[v] for v in op.inputs])
+        if not keep_all:
+            for v in set(op.inputs):
+                if last_use[v] == i and v not in wanted:
+                    del env[v]
     if keep_all:
         return env
-    return {name: env[name] for name in graph.outputs}
+    return {name: env[name] for name in wanted}
 
 
 def bits_of(graph: ir.Graph, name: str, value: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from xnorinfer.convert import reference
 from xnorinfer.convert.graph import ConversionError
 
 RTOL = 1e-3  # |out - ref| <= RTOL * max(1, max|ref|) for float outputs
+LIVE_CHECK_INPUTS = 8  # inputs on which the live model is compared with its exported program
 
 # A flip (IR bit != PyTorch bit) at a sign op whose reference (float64) input lies within TIE_ULPS
 # float32 ULPs of the largest |input| of that image's sign-input tensor from the threshold is a
@@ -90,26 +91,62 @@ def _chunks(x: np.ndarray, batch: int) -> list[tuple[torch.Tensor, int]]:
     return out
 
 
-def torch_values(gm: torch.fx.GraphModule, x: np.ndarray, names: set[str], batch: int) -> dict[str, np.ndarray]:
-    """Values of the named fx nodes of `gm` on input `x` (float32, batch-first), run `batch` rows at a time."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    for chunk, n in _chunks(x, batch):
+# Chunks of the exported batch size run together under torch.vmap, this many at a time: one pass of
+# the fx interpreter per group instead of one per chunk, batched kernels, bounded memory.
+VMAP_GROUP = 16
+
+
+def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """run_one on every `batch`-row chunk of x; its list of tensors concatenated over the real rows.
+
+    Chunks go through torch.vmap (each chunk exactly as the model sees one batch); a model that vmap
+    cannot batch (data-dependent Python control flow, .item(), in-place ops on inputs) runs chunk by chunk.
+    """
+    chunks = _chunks(x, batch)
+    parts: list[list[np.ndarray]] = []
+
+    def keep(outs: list[torch.Tensor], ns: list[int]) -> None:
+        for k, v in enumerate(outs):
+            if len(parts) <= k:
+                parts.append([])
+            v = v.detach()
+            parts[k].extend(v[j].numpy()[:n] for j, n in enumerate(ns))
+
+    with torch.no_grad():
+        try:
+            for g in range(0, len(chunks), VMAP_GROUP):
+                group = chunks[g : g + VMAP_GROUP]
+                outs = torch.vmap(lambda c: tuple(run_one(c)))(torch.stack([c for c, _ in group]))
+                keep(list(outs), [n for _, n in group])
+        except Exception:  # noqa: BLE001 - whatever vmap cannot batch runs one chunk at a time
+            parts.clear()
+            for c, n in chunks:
+                keep([v.unsqueeze(0) for v in run_one(c)], [n])
+    return [np.concatenate(p) for p in parts]
+
+
+def torch_run(
+    gm: torch.fx.GraphModule, x: np.ndarray, names: set[str], batch: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The named fx nodes' values and the first output of `gm` on `x` (float32, batch-first)."""
+    order: list[str] = []
+
+    def run_one(chunk: torch.Tensor) -> list[torch.Tensor]:
         rec = _Recorder(gm, names)
-        with torch.no_grad():
-            rec.run(chunk)
-        for k, v in rec.seen.items():
-            parts[k].append(v.detach().numpy()[:n])
-    return {k: np.concatenate(v) for k, v in parts.items() if v}
+        out = rec.run(chunk)
+        order[:] = sorted(rec.seen)
+        return [rec.seen[k] for k in order] + [out[0] if isinstance(out, (tuple, list)) else out]
+
+    *values, out = _run_chunks(run_one, x, batch)
+    return dict(zip(order, values, strict=True)), out
 
 
 def torch_outputs(fn: Callable[[torch.Tensor], Any], x: np.ndarray, batch: int) -> np.ndarray:
-    outs = []
-    for chunk, n in _chunks(x, batch):
-        with torch.no_grad():
-            o = fn(chunk)
-        o = o[0] if isinstance(o, (tuple, list)) else o
-        outs.append(o.detach().numpy()[:n])
-    return np.concatenate(outs)
+    def run_one(chunk: torch.Tensor) -> list[torch.Tensor]:
+        o = fn(chunk)
+        return [o[0] if isinstance(o, (tuple, list)) else o]
+
+    return _run_chunks(run_one, x, batch)[0]
 
 
 def rounding_ties(xin: np.ndarray, threshold: np.ndarray, flips: np.ndarray) -> np.ndarray:
@@ -201,14 +238,18 @@ def _verify_stages(
     engine: EngineLoader | None,
 ) -> VerifyResult:
     bar.set_postfix_str("reference")
-    env = reference.run(graph, x, keep_all=True)
+    bin_outs: dict[str, dict[str, str]] = graph.metadata.get("binary_outputs", {})
+    # sign ops with one threshold per channel: their float input is kept (rounding-tie classification)
+    sign_ops = {
+        op.outputs[0]: op
+        for op in graph.ops
+        if op.kind == "sign" and op.outputs[0] in bin_outs and np.ndim(op.params.get("threshold")) == 1
+    }
+    env = reference.run(graph, x, keep=[*bin_outs, *(op.inputs[0] for op in sign_ops.values())])
     bar.update()
     bar.set_postfix_str("PyTorch")
-    bin_outs: dict[str, dict[str, str]] = graph.metadata.get("binary_outputs", {})
-    tv = torch_values(gm, x, {d["fx"] for d in bin_outs.values()}, batch)
+    tv, out = torch_run(gm, x, {d["fx"] for d in bin_outs.values()}, batch)
     zero_one = set(graph.metadata.get("zero_one_signs", []))
-    # sign ops with one threshold per channel: their float input is in `env` (rounding-tie classification)
-    sign_ops = {op.outputs[0]: op for op in graph.ops if op.kind == "sign" and np.ndim(op.params.get("threshold")) == 1}
     for tname, info in bin_outs.items():
         if info["fx"] not in tv:
             continue
@@ -233,7 +274,18 @@ def _verify_stages(
                 f"{info['path'] or tname}: {check.mismatches} of {check.total} binary activations differ from "
                 f"PyTorch beyond float32 rounding ({check.rounding_ties} more are rounding ties)"
             )
-    out = torch_outputs(model_fn, x, batch)
+    if model_fn is not gm:
+        # The exported program's outputs (above) stand for the live model once they agree on a few
+        # inputs: a faithful export agrees on any; one that is not (e.g. a side effect in forward)
+        # shows on these.
+        k = min(len(x), LIVE_CHECK_INPUTS)
+        live = torch_outputs(model_fn, x[:k], batch)
+        err = float(np.abs(live.astype(np.float64) - out[:k]).max()) if live.size else 0.0
+        if err > rtol * max(1.0, float(np.abs(live).max(initial=0.0))):
+            res.problems.append(
+                f"the exported program differs from the live model by {err:.3g} on the first {k} inputs "
+                "(forward has effects torch.export does not capture)"
+            )
     ref = env[graph.outputs[0]]
     out_cmp = _nhwc(out)
     res.max_abs_error, res.max_rel_error, res.top1_agreement = compare_outputs(out_cmp, ref)

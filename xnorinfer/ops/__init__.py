@@ -14,12 +14,16 @@ from collections.abc import Mapping
 from xnorinfer.ops.binary_ops import BINARY_OPS
 from xnorinfer.ops.elementwise_ops import ELEMENTWISE_OPS
 from xnorinfer.ops.float_ops import FLOAT_OPS
+from xnorinfer.ops.image_ops import IMAGE_OPS
 from xnorinfer.ops.layout_ops import LAYOUT_OPS
 from xnorinfer.ops.schema import Attr, OpDef, Param
+from xnorinfer.ops.shape_ops import SHAPE_OPS
 
 __all__ = ["OPS", "Attr", "OpDef", "Param", "op_def"]
 
-OPS: Mapping[str, OpDef] = {d.name: d for d in FLOAT_OPS + BINARY_OPS + LAYOUT_OPS + ELEMENTWISE_OPS}
+OPS: Mapping[str, OpDef] = {
+    d.name: d for d in FLOAT_OPS + BINARY_OPS + LAYOUT_OPS + ELEMENTWISE_OPS + SHAPE_OPS + IMAGE_OPS
+}
 
 
 def op_def(kind: str) -> OpDef:

@@ -50,14 +50,25 @@ def pm1(packed: np.ndarray, channels: int) -> np.ndarray:
 def binary_sum_conv(
     x_pm1: np.ndarray, w_pm1_ohwi: np.ndarray, stride: Sequence[int], padding: Sequence[int], pad_mode: str = "zero"
 ) -> np.ndarray:
-    """Exact integer ±1 convolution sum (int64)."""
+    """Exact integer ±1 convolution sum (int64).
+
+    The products are ±1 or 0 and every partial sum an integer of magnitude <= K = KH*KW*I, so a
+    float32 GEMM is exact in any summation order while K < 2**24 (float64 above that). Rows are
+    taken a slice of images at a time so the im2col matrix stays near 32 MB.
+    """
     o, kh, kw, i = w_pm1_ohwi.shape
-    xp = pad_hw(x_pm1.astype(np.int64), padding[0], padding[1], PAD_VALUE[pad_mode])
+    k = kh * kw * i
+    ftype = np.float32 if k < 1 << 24 else np.float64
+    xp = pad_hw(x_pm1.astype(np.int8), padding[0], padding[1], PAD_VALUE[pad_mode])
     win = windows(xp, kh, kw, stride[0], stride[1])
     n, oh, ow = win.shape[:3]
-    cols = win.reshape(n * oh * ow, kh * kw * i).astype(np.float64)  # exact: |values| < 2**53
-    s = cols @ w_pm1_ohwi.reshape(o, -1).astype(np.float64).T
-    return s.astype(np.int64).reshape(n, oh, ow, o)
+    wt = np.ascontiguousarray(w_pm1_ohwi.reshape(o, k).astype(ftype).T)
+    out = np.empty((n, oh, ow, o), np.int64)
+    step = max(1, (32 << 20) // max(1, oh * ow * k * np.dtype(ftype).itemsize))
+    for b in range(0, n, step):
+        cols = win[b : b + step].reshape(-1, k).astype(ftype)
+        out[b : b + step] = (cols @ wt).astype(np.int64).reshape(-1, oh, ow, o)
+    return out
 
 
 # sign

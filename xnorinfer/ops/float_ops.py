@@ -106,6 +106,23 @@ def pool(x: np.ndarray, op: ir.Op, reduce: str) -> np.ndarray:
     return total / windows(ones, kh, kw, sh, sw).sum(axis=(3, 4))
 
 
+def to_physical(x: Any) -> Any:
+    """A float-equivalent torch tensor (4-D: NCHW) as stored in the engine (4-D: NHWC)."""
+    return x.permute(0, 2, 3, 1) if x.dim() == 4 else x
+
+
+def from_physical(y: Any) -> Any:
+    """The inverse of to_physical: a 4-D result goes back to NCHW for the float equivalent."""
+    return y.permute(0, 3, 1, 2) if y.dim() == 4 else y
+
+
+def norm_axis(where: str, axis: int, rank: int) -> int:
+    """`axis` in [-rank, rank) as an index in [0, rank); ValueError naming the op otherwise."""
+    if not -rank <= axis < rank:
+        raise ValueError(f"{where}: axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
 def channel(t: Any, ndim: int) -> Any:
     """A (C,) torch tensor broadcast over NCHW or (N, C)."""
     return t.reshape(1, -1, 1, 1) if ndim == 4 else t.reshape(1, -1)
@@ -124,10 +141,16 @@ def _p(op: ir.Op, name: str) -> np.ndarray:
 # conv2d
 
 
+def _dilated(k: int, d: int) -> int:
+    return d * (k - 1) + 1
+
+
 def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     w = _p(op, "weight")
     (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
-    win = windows(pad_hw(ins[0], ph, pw, 0), w.shape[1], w.shape[2], sh, sw)
+    dh, dw = op.attrs.get("dilation", (1, 1))
+    win = windows(pad_hw(ins[0], ph, pw, 0), _dilated(w.shape[1], dh), _dilated(w.shape[2], dw), sh, sw)
+    win = win[:, :, :, ::dh, ::dw, :]  # the taps of the dilated kernel
     groups = int(op.attrs.get("groups", 1))
     ci, co = w.shape[3], w.shape[0] // groups  # per group
     y = np.concatenate(
@@ -143,7 +166,9 @@ def _conv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> n
 
 def _conv2d_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     a = op.attrs
-    y = _f("conv2d")(ins[0], p["weight"], p.get("bias"), a["stride"], a["padding"], groups=a.get("groups", 1))
+    y = _f("conv2d")(
+        ins[0], p["weight"], p.get("bias"), a["stride"], a["padding"], a.get("dilation", (1, 1)), a.get("groups", 1)
+    )
     return _f("relu")(y) if op.attrs.get("relu") else y
 
 
@@ -166,18 +191,29 @@ def _conv2d_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
             f"op {op.name} (conv2d): {groups} group(s) of weight {tuple(op.params['weight'].shape)} "
             f"do not fit an input of {shapes[0][-1]} channels"
         )
-    return window_shape(op, shapes, o)
+    dh, dw = op.attrs.get("dilation", (1, 1))
+    if min(dh, dw) < 1:
+        raise ValueError(f"op {op.name} (conv2d): dilation must be positive, got {[dh, dw]}")
+    n, h, w, _ = shapes[0]
+    (_, kh, kw, _), (sh, sw), (ph, pw) = op.params["weight"].shape, op.attrs["stride"], op.attrs["padding"]
+    return (n, pooled_size(h, _dilated(kh, dh), sh, ph), pooled_size(w, _dilated(kw, dw), sw, pw), o)
 
 
 CONV2D = OpDef(
     "conv2d",
-    "f32 NHWC -> f32 NHWC: float convolution (optionally grouped), zero padding, + bias, optional ReLU",
+    "f32 NHWC -> f32 NHWC: float convolution (optionally grouped, dilated), zero padding, + bias, optional ReLU",
     "f32",
     f32,
     _conv2d_shape,
     _conv2d_ref,
     _conv2d_torch,
-    attrs={"stride": PAIR, "padding": PAIR, "relu": Attr("bool", False, False), "groups": Attr("int", False, 1)},
+    attrs={
+        "stride": PAIR,
+        "padding": PAIR,
+        "relu": Attr("bool", False, False),
+        "groups": Attr("int", False, 1),
+        "dilation": Attr("ints", False, (1, 1)),
+    },
     params={"weight": Param("float32"), "bias": Param("float32", False)},
     cost=_conv2d_cost,
     torch_param=_conv2d_torch_param,
@@ -412,25 +448,47 @@ MUL = OpDef(
 MAX_CONCAT_INPUTS = 64
 
 
+AXIS = Attr("int", False, -1)  # a physical axis; negative counts from the end; default: the last
+
+
+def concat_axis(op: ir.Op, shapes: Sequence[Shape]) -> int:
+    """The concatenation axis in [0, rank); ValueError unless the inputs agree on every other axis."""
+    rank = len(shapes[0])
+    axis = norm_axis(f"op {op.name} ({op.kind})", int(op.attrs.get("axis", -1)), rank)
+    for s in shapes[1:]:
+        if len(s) != rank or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=True)) if i != axis):
+            raise ValueError(f"op {op.name} ({op.kind}): inputs {[tuple(s) for s in shapes]} differ off axis {axis}")
+    return axis
+
+
 def concat_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
-    return tuple(shapes[0][:-1]) + (sum(s[-1] for s in shapes),)
+    axis = concat_axis(op, shapes)
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def _cat_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    return np.concatenate(ins, axis=concat_axis(op, [x.shape for x in ins]))
 
 
 def _cat_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     import torch
 
-    return torch.cat(ins, dim=1)
+    xs = [to_physical(x) for x in ins]
+    return from_physical(torch.cat(xs, dim=concat_axis(op, [tuple(x.shape) for x in xs])))
 
 
 CONCAT = OpDef(
     "concat",
-    "f32, f32, ... -> f32: concatenation along C",
+    "f32, f32, ... -> f32: concatenation along `axis` (physical; default the last, C)",
     "f32",
     f32,
     concat_shape,
-    lambda op, ins, t: np.concatenate(ins, axis=-1),
+    _cat_ref,
     _cat_torch,
     inputs=(1, MAX_CONCAT_INPUTS),
+    attrs={"axis": AXIS},
 )
 
 
@@ -457,34 +515,55 @@ FLATTEN = OpDef(
 # classifier heads
 
 
+def softmax_axis(op: ir.Op, rank: int) -> int:
+    return norm_axis(f"op {op.name} ({op.kind})", int(op.attrs.get("axis", -1)), rank)
+
+
 def _softmax_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
-    e = np.exp(ins[0] - ins[0].max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    ax = softmax_axis(op, ins[0].ndim)
+    e = np.exp(ins[0] - ins[0].max(axis=ax, keepdims=True))
+    return e / e.sum(axis=ax, keepdims=True)
 
 
 def _log_softmax_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
-    t = ins[0] - ins[0].max(axis=1, keepdims=True)
-    return t - np.log(np.exp(t).sum(axis=1, keepdims=True))
+    ax = softmax_axis(op, ins[0].ndim)
+    t = ins[0] - ins[0].max(axis=ax, keepdims=True)
+    return t - np.log(np.exp(t).sum(axis=ax, keepdims=True))
+
+
+def _softmax_torch(name: str) -> Any:
+    def run(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+        x = to_physical(ins[0])
+        return from_physical(getattr(x, name)(dim=softmax_axis(op, x.dim())))
+
+    return run
+
+
+def _softmax_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    softmax_axis(op, len(shapes[0]))
+    return tuple(shapes[0])
 
 
 SOFTMAX = OpDef(
     "softmax",
-    "f32 (N, F) -> f32 (N, F): softmax over F",
+    "f32 -> f32: softmax along `axis` (physical; default the last)",
     "f32",
     f32,
-    same_shape,
+    _softmax_shape,
     _softmax_ref,
-    lambda op, ins, p: ins[0].softmax(dim=1),
+    _softmax_torch("softmax"),
+    attrs={"axis": AXIS},
 )
 
 LOG_SOFTMAX = OpDef(
     "log_softmax",
-    "f32 (N, F) -> f32 (N, F): (x - max) - log(sum(exp(x - max))) over F",
+    "f32 -> f32: (x - max) - log(sum(exp(x - max))) along `axis` (physical; default the last)",
     "f32",
     f32,
-    same_shape,
+    _softmax_shape,
     _log_softmax_ref,
-    lambda op, ins, p: ins[0].log_softmax(dim=1),
+    _softmax_torch("log_softmax"),
+    attrs={"axis": AXIS},
 )
 
 FLOAT_OPS: tuple[OpDef, ...] = (

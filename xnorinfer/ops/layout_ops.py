@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xnorinfer.ops.float_ops import from_physical, to_physical
 from xnorinfer.ops.schema import Attr, OpDef, Shape, no_cost
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ PAD_ATTRS = {
     "pad_w": Attr("ints"),  # (left, right)
     "pad_c": Attr("ints", False, (0, 0)),  # (front, back)
     "value": Attr("float", False, 0.0),
+    "mode": Attr(
+        "string", False, "constant", choices=("constant", "reflect", "replicate")
+    ),  # H, W only if not constant
 }
 
 
@@ -43,11 +47,19 @@ def _pad_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
     if min(t, b, left, right, f, k) < 0:
         raise ValueError(f"op {op.name} (pad): padding must not be negative")
     n, h, w, c = shapes[0]
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant" and (f or k):
+        raise ValueError(f"op {op.name} (pad): {mode} padding pads H and W only")
+    if mode == "reflect" and (max(t, b) >= h or max(left, right) >= w):
+        raise ValueError(f"op {op.name} (pad): reflect padding must be smaller than the input's height and width")
     return (n, h + t + b, w + left + right, c + f + k)
 
 
 def _pad_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     (t, b), (left, right), (f, k), value = _pads(op)
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant":  # numpy's "reflect" and "edge" are PyTorch's reflect and replicate
+        return np.pad(ins[0], ((0, 0), (t, b), (left, right), (0, 0)), mode="reflect" if mode == "reflect" else "edge")
     return np.pad(ins[0], ((0, 0), (t, b), (left, right), (f, k)), constant_values=value)
 
 
@@ -55,12 +67,15 @@ def _pad_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     import torch.nn.functional as F
 
     (t, b), (left, right), (f, k), value = _pads(op)
+    mode = op.attrs.get("mode", "constant")
+    if mode != "constant":
+        return F.pad(ins[0], (left, right, t, b), mode=mode)
     return F.pad(ins[0], (left, right, t, b, f, k), value=value)
 
 
 PAD = OpDef(
     "pad",
-    "f32 NHWC -> f32 NHWC: constant padding of H, W and C (F.pad / aten.constant_pad_nd)",
+    "f32 NHWC -> f32 NHWC: constant padding of H, W and C, or reflect / replicate padding of H and W (F.pad)",
     "f32",
     _f32,
     _pad_shape,
@@ -73,9 +88,6 @@ PAD = OpDef(
 
 # slice
 
-# NHWC axis name -> (NHWC axis of a 4-D tensor, NCHW axis in torch)
-SLICE_AXES = {"h": (1, 2), "w": (2, 3), "c": (3, 1)}
-
 
 def slice_length(size: int, start: int, stop: int, step: int) -> int:
     """len(range(start, stop, step)) for 0 <= start < stop <= size and step >= 1; ValueError otherwise."""
@@ -85,12 +97,11 @@ def slice_length(size: int, start: int, stop: int, step: int) -> int:
 
 
 def _slice_axis(op: ir.Op, rank: int) -> int:
+    """The sliced physical axis: 1 .. rank-1, or 0 (only in per-image graphs; the runtime checks)."""
     axis = op.attrs["axis"]
-    if rank == 2 and axis == "c":
-        return 1
-    if rank != 4:
-        raise ValueError(f"op {op.name} (slice): input must be NHWC, or (N, F) sliced along 'c'")
-    return SLICE_AXES[axis][0]
+    if not 0 <= axis < rank:
+        raise ValueError(f"op {op.name} (slice): axis {axis} is out of range for rank {rank}")
+    return axis
 
 
 def _slice_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
@@ -106,30 +117,31 @@ def _slice_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
 
 def _slice_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     x = ins[0]
+    ax = _slice_axis(op, x.ndim)
+    if ax == 0 and tensors and x.shape[0] != tensors[0].shape[0]:
+        raise ValueError(f"op {op.name} (slice): slices axis 0, the batch: runs with batch 1 only (or per image)")
     index = [slice(None)] * x.ndim
-    index[_slice_axis(op, x.ndim)] = slice(op.attrs["start"], op.attrs["stop"], op.attrs["step"])
+    index[ax] = slice(op.attrs["start"], op.attrs["stop"], op.attrs["step"])
     return x[tuple(index)]
 
 
 def _slice_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
-    x = ins[0]
+    x = to_physical(ins[0])
     index = [slice(None)] * x.dim()
-    index[1 if x.dim() == 2 else SLICE_AXES[op.attrs["axis"]][1]] = slice(
-        op.attrs["start"], op.attrs["stop"], op.attrs["step"]
-    )
-    return x[tuple(index)]
+    index[_slice_axis(op, x.dim())] = slice(op.attrs["start"], op.attrs["stop"], op.attrs["step"])
+    return from_physical(x[tuple(index)])
 
 
 SLICE = OpDef(
     "slice",
-    "f32 NHWC (or (N, F) along c) -> f32: x[start:stop:step] along one axis (h, w or c)",
+    "f32 -> f32: x[start:stop:step] along one physical axis (1 .. rank-1; 0 in per-image graphs)",
     "f32",
     _f32,
     _slice_shape,
     _slice_ref,
     _slice_torch,
     attrs={
-        "axis": Attr("string", choices=tuple(SLICE_AXES)),
+        "axis": Attr("int"),
         "start": Attr("int"),
         "stop": Attr("int"),
         "step": Attr("int"),

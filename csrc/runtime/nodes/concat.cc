@@ -1,29 +1,58 @@
-// concat (float) and bconcat (packed bits): concatenation along the last axis.
+// concat (float; `axis`, default the last) and bconcat (packed bits): concatenation along the
+// last axis, or for concat along any physical axis (a copy of contiguous blocks: exact).
 #include <array>
+#include <cstring>
 
-#include "runtime/nodes/node_util.h"
+#include "runtime/nodes/axis_util.h"
 
 namespace xnor::ops {
 namespace {
 
 using namespace nodes;
 
+constexpr AttrSchema kConcatAttrs[] = {{"axis", AttrType::kInt, false}};
+
 class ConcatNode final : public Node {
  public:
-  ConcatNode(const OpArgs& a, DType type) : Node(a.op(), {type}, type) {}
+  ConcatNode(const OpArgs& a, DType type)
+      : Node(a.op(), {type}, type),
+        axis_(type == DType::kF32 && a.has("axis") ? a.integer("axis") : -1),
+        per_image_(a.per_image()) {
+    if (axis_ < -kMaxRank || axis_ >= kMaxRank) a.fail("axis " + std::to_string(axis_) + " is out of range");
+  }
   Shape infer(const Shape* in, size_t count) const override {
     if (count < 1 || count > kMaxConcatInputs) fail("needs 1 to " + std::to_string(kMaxConcatInputs) + " inputs");
+    const int ax = normalize_axis(axis_, in[0].rank);
+    if (ax < 0) fail("axis " + std::to_string(axis_) + " does not fit input " + in[0].str());
+    if (!per_image_ && ax == 0 && in[0].d[0] != 1) fail(batch_axis_message("concatenates along", in[0].d[0]));
     Shape out = in[0];
     for (size_t k = 1; k < count; ++k) {
       bool ok = in[k].rank == in[0].rank;
-      for (int i = 0; ok && i + 1 < in[0].rank; ++i) ok = in[k].d[i] == in[0].d[i];
-      if (!ok) fail("inputs " + in[0].str() + " and " + in[k].str() + " differ outside the channel axis");
-      out.d[out.rank - 1] += in[k].channels();
+      for (int i = 0; ok && i < in[0].rank; ++i) ok = i == ax || in[k].d[i] == in[0].d[i];
+      if (!ok) fail("inputs " + in[0].str() + " and " + in[k].str() + " differ outside axis " + std::to_string(ax));
+      out.d[ax] += in[k].d[ax];
     }
     return out;
   }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out,
            const Shape& os) const override {
+    const int ax = normalize_axis(axis_, os.rank);
+    if (ax != os.rank - 1) {  // f32 along an outer axis: per outer index, one block of each input
+      const int64_t outer = span(os, 0, ax), inner = span(os, ax + 1, os.rank), block = span(os, ax, os.rank);
+      float* y = static_cast<float*>(out);
+      for_rows(ctx, outer, block, [&](size_t first, size_t rows) {
+        for (size_t o = first; o < first + rows; ++o) {
+          float* dst = y + static_cast<int64_t>(o) * block;
+          for (size_t k = 0; k < count; ++k) {
+            const int64_t part = s[k].d[ax] * inner;
+            std::memcpy(dst, static_cast<const float*>(in[k]) + static_cast<int64_t>(o) * part,
+                        static_cast<size_t>(part) * sizeof(float));
+            dst += part;
+          }
+        }
+      });
+      return;
+    }
     std::array<size_t, kMaxConcatInputs> channels{};
     for (size_t k = 0; k < count; ++k) channels[k] = static_cast<size_t>(s[k].channels());
     const size_t oc = static_cast<size_t>(os.channels());
@@ -42,11 +71,15 @@ class ConcatNode final : public Node {
                    });
     }
   }
+
+ private:
+  int64_t axis_;
+  bool per_image_;
 };
 
 }  // namespace
 
-const OpSchema concat_schema{"concat", 1, static_cast<int>(kMaxConcatInputs), {}, {}};
+const OpSchema concat_schema{"concat", 1, static_cast<int>(kMaxConcatInputs), kConcatAttrs, {}};
 const OpSchema bconcat_schema{"bconcat", 1, static_cast<int>(kMaxConcatInputs), {}, {}};
 
 std::unique_ptr<Node> make_concat(const OpArgs& a) { return std::make_unique<ConcatNode>(a, DType::kF32); }

@@ -1,5 +1,5 @@
-// conv2d: float 2-D convolution (first layers), NHWC, OHWI weights, optional fused ReLU; grouped
-// (depthwise) convolutions when `groups` > 1.
+// conv2d: float 2-D convolution (first layers), NHWC, OHWI weights, optional fused ReLU, optional
+// dilation; grouped (depthwise) convolutions when `groups` > 1.
 #include "operators/conv2d.h"
 
 #include <stdexcept>
@@ -16,7 +16,8 @@ using namespace nodes;
 constexpr AttrSchema kAttrs[] = {{"stride", AttrType::kInts, true},
                                  {"padding", AttrType::kInts, true},
                                  {"relu", AttrType::kBool, false},
-                                 {"groups", AttrType::kInt, false}};
+                                 {"groups", AttrType::kInt, false},
+                                 {"dilation", AttrType::kInts, false}};
 constexpr ParamSchema kParams[] = {{"weight", ParamDType::kFloat32, true}, {"bias", ParamDType::kFloat32, false}};
 
 class Conv2dNode final : public Node {
@@ -55,14 +56,15 @@ class GroupedConv2dNode final : public Node {
         weight_(copy_f32(w)),
         bias_(copy_f32(b)) {}
   size_t held_bytes() const override { return (weight_.size() + bias_.size()) * sizeof(float); }
-  int64_t out_size(int64_t in, int k, int s, int p) const { return (in + 2 * p - k) / s + 1; }
   Shape infer(const Shape* in, size_t) const override {
     if (in[0].rank != 4 || in[0].channels() != c_.in_channels) {
       fail("input must be NHWC with " + std::to_string(c_.in_channels) + " channels, got " + in[0].str());
     }
-    const int64_t oh = out_size(in[0].d[1], c_.kernel_h, c_.stride_h, c_.pad_h);
-    const int64_t ow = out_size(in[0].d[2], c_.kernel_w, c_.stride_w, c_.pad_w);
-    if (in[0].d[1] + 2 * c_.pad_h < c_.kernel_h || in[0].d[2] + 2 * c_.pad_w < c_.kernel_w || oh < 1 || ow < 1) {
+    const int64_t oh =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[1]), c_.kernel_h, c_.stride_h, c_.pad_h, c_.dilation_h);
+    const int64_t ow =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[2]), c_.kernel_w, c_.stride_w, c_.pad_w, c_.dilation_w);
+    if (oh < 1 || ow < 1) {
       fail("input " + in[0].str() + " is smaller than the kernel");
     }
     return Shape::nhwc(in[0].d[0], oh, ow, c_.out_channels);
@@ -84,10 +86,10 @@ class GroupedConv2dNode final : public Node {
             const float* wo = weight_.data() + o * c_.kernel_h * c_.kernel_w * in_per_group_;
             float acc = 0.0f;
             for (int ky = 0; ky < c_.kernel_h; ++ky) {
-              const int64_t iy = oy * c_.stride_h - c_.pad_h + ky;
+              const int64_t iy = oy * c_.stride_h - c_.pad_h + int64_t{ky} * c_.dilation_h;
               if (iy < 0 || iy >= ih) continue;
               for (int kx = 0; kx < c_.kernel_w; ++kx) {
-                const int64_t ix = ox * c_.stride_w - c_.pad_w + kx;
+                const int64_t ix = ox * c_.stride_w - c_.pad_w + int64_t{kx} * c_.dilation_w;
                 if (ix < 0 || ix >= iw) continue;
                 const float* src = image + (iy * iw + ix) * ic + c0;
                 const float* wk = wo + (ky * c_.kernel_w + kx) * in_per_group_;
@@ -124,6 +126,8 @@ std::unique_ptr<Node> make_conv2d(const OpArgs& a) {
   std::tie(c.stride_h, c.stride_w) = a.pair("stride");
   std::tie(c.pad_h, c.pad_w) = a.pair("padding");
   if (c.stride_h < 1 || c.stride_w < 1) a.fail("stride must be positive");
+  if (a.has("dilation")) std::tie(c.dilation_h, c.dilation_w) = a.pair("dilation");
+  if (c.dilation_h < 1 || c.dilation_w < 1) a.fail("dilation must be positive");
   c.relu = a.boolean("relu", false);
   const ParamView* b = a.param("bias", {w->shape[0]});
   const int64_t groups = a.has("groups") ? a.integer("groups") : 1;

@@ -1,0 +1,67 @@
+"""Time `xnorinfer convert` stage by stage on an ImageNet-size BNN (bench/imagenet_bnns.py).
+
+Usage:  python bench/convert_time.py [--model bireal18|reactnet_a] [--samples 64] [--threads 1]
+
+Prints the wall seconds of capture (torch.export), recognition + lowering, and verification (IR
+reference on the samples, PyTorch batched, the engine), and whether verification passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from imagenet_bnns import MODELS, build  # noqa: E402
+
+from xnorinfer.convert import capture, patterns  # noqa: E402
+from xnorinfer.convert.lower import lower  # noqa: E402
+from xnorinfer.convert.pipeline import capture_model, describe, verify_graph  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), default="bireal18")
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the engine verifies on one)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = build(args.model)
+    x = torch.randn(1, 3, 224, 224)
+    times = {}
+    t = time.perf_counter()
+    ep, live, sha = capture_model(model, (x,))
+    times["capture (torch.export)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    m = patterns.recognise(capture.to_model(ep), ())
+    graph = lower(m)
+    describe(graph, m, sha, None)
+    times["recognise + lower"] = time.perf_counter() - t
+    t = time.perf_counter()
+    verify_graph(
+        graph,
+        ep,
+        live,
+        list(m.metadata["input_shape"]),
+        None,
+        n_verify=args.samples,
+        seed=0,
+        force=True,
+        engine=True,
+        progress=False,
+    )
+    times[f"verify ({args.samples} inputs)"] = time.perf_counter() - t
+    for k, v in times.items():
+        print(f"{k:28s} {v:8.1f} s")
+    print(f"{'total':28s} {sum(times.values()):8.1f} s")
+    problems = graph.metadata["verification"]["problems"]
+    print("verification:", "passed" if not problems else "; ".join(problems[:3]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

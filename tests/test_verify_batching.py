@@ -1,0 +1,62 @@
+"""Verification runs PyTorch batched (torch.vmap over chunks), falls back chunk by chunk, and
+compares the live model with its exported program on a few inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xnorinfer.convert import verify as verify_mod
+from xnorinfer.convert.graph import ConversionError
+from xnorinfer.convert.pipeline import convert
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5)).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_vmapped_chunks_equal_one_chunk_at_a_time(batch):
+    net = _net()
+    x = np.random.default_rng(0).standard_normal((7, 3, 6, 6)).astype(np.float32)
+    got = verify_mod.torch_outputs(net, x, batch)
+    with torch.no_grad():
+        want = np.concatenate([net(torch.from_numpy(x[i : i + 1])).numpy() for i in range(7)])
+    assert got.shape == want.shape == (7, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_vmap_cannot_batch_runs_chunk_by_chunk():
+    net = _net()
+    calls = []
+
+    def data_dependent(chunk: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        scale = 2.0 if float(chunk.sum().item()) > 0 else 3.0  # .item() under vmap raises
+        return net(chunk) * scale
+
+    x = np.random.default_rng(1).standard_normal((5, 3, 6, 6)).astype(np.float32)
+    got = verify_mod.torch_outputs(data_dependent, x, 1)
+    with torch.no_grad():
+        want = np.concatenate([data_dependent(torch.from_numpy(x[i : i + 1])).numpy() for i in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+class _Drifting(nn.Module):
+    """forward branches on whether it is being exported: the program torch.export captures differs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * (2.0 if torch.compiler.is_exporting() else 1.0)
+
+
+def test_live_model_that_differs_from_its_export_is_reported():
+    x = torch.randn(1, 3, 6, 6)
+    with pytest.raises(ConversionError, match="exported program differs from the live model"):
+        convert(_Drifting().eval(), (x,), n_verify=4)
