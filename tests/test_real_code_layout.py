@@ -15,7 +15,8 @@ Two models still need a one-line rewrite outside this op group, stated where it 
   comparison form handled by a separate change; here it is written `where(x >= 0, 1, -1)` (the
   same function for every non-NaN x). The as-written conversion is an expected failure until then.
 - the `bnn` ResNet's `input.sign()` of a ReLU output is a {0, 1} activation with exact zeros (torch's
-  sign(0) = 0), a third level no ±1 engine op computes; here it is `where(x > 0, 1, -1)`.
+  sign(0) = 0); here it is `where(x > 0, 1, -1)` to test the pools on ±1 activations. As written it
+  converts too ({0, 1} folded into the binary convs): tests/test_real_code_zero_one.py.
 """
 
 from __future__ import annotations

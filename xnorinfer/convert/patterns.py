@@ -497,6 +497,101 @@ class DecoupledSigns(_Rewrite):
         return True
 
 
+# --------------------------------------------------------------------------- {0, 1} activations
+
+
+def _non_negative(model: Model, value: str, depth: int = 0) -> bool:
+    """Is `value` provably >= 0 (or NaN) everywhere: relu / clamp(min >= 0) / abs / sigmoid output, ..."""
+    c = model.const(value)
+    if c is not None:
+        return bool(np.all(np.asarray(c) >= 0))
+    p = model.producer(value)
+    if p is None or depth > 64:
+        return False
+    if p.op in ("relu", "sigmoid", "abs", "to_float", "compare"):
+        return True
+    if p.op == "hardtanh":
+        return p.attrs_as(HardtanhAttrs).min_val >= 0
+    if p.op == "affine":
+        return _zero_one_bits(model, value) is not None
+    if p.op in ("maxpool2d", "avgpool2d", "global_avgpool", "reshape", "concat", "add", "mul"):
+        return all(_non_negative(model, v, depth + 1) for v in p.inputs)
+    return False
+
+
+def _zero_one_bits(model: Model, value: str) -> str | None:
+    """The bits s when `value` = (1 + s) / 2 of a ±1 tensor s (a {0, 1} activation), else None."""
+    p = model.producer(value)
+    if p is None or p.op != "affine":
+        return None
+    if not (is_bits(model, p.inputs[0]) or _plus_minus_one(model, p.inputs[0])):
+        return None
+    a = p.attrs_as(AffineAttrs)
+    if np.all(np.asarray(a.scale) == 0.5) and np.all(np.asarray(a.shift) == 0.5):
+        return p.inputs[0]
+    return None
+
+
+def _zero_one_affine(model: Model, bits: str, out: str, path: str, origin: str) -> Node:
+    half = np.full(model.shapes[out][1], 0.5)
+    return Node("affine", [bits], out, AffineAttrs(half, half.copy()), path, origin)
+
+
+class SignOfNonNegative(_Rewrite):
+    """torch.sign(x) of a provably non-negative x -> (1 + s) / 2 with s = act_sign(x, sign(0) = -1).
+
+    torch.sign of x >= 0 has exactly two levels {0, 1} (the `bnn` library's sign(relu(bn(x))),
+    Real-to-Binary / DoReFa W1A1): bit -1 where x <= 0. For relu(y) and hardtanh(y, 0, a > 0) the
+    sign reads y itself (relu(y) > 0 <=> y > 0), so that it can fold into a binary layer before it.
+    A convolution of the {0, 1} tensor becomes a binary convolution of s (BinaryWeights).
+    """
+
+    name = "sign_of_non_negative"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "act_sign":
+            return False
+        sign = node.attrs_as(ActSignAttrs)
+        if sign.sign_zero != "0" or sign.threshold.shape[0] != 1 or np.any(sign.threshold != 0):
+            return False
+        x = node.inputs[0]
+        if not _non_negative(model, x):
+            return False
+        p = model.producer(x)
+        if p is not None and (
+            p.op == "relu"
+            or (p.op == "hardtanh" and p.attrs_as(HardtanhAttrs).min_val == 0 and p.attrs_as(HardtanhAttrs).max_val > 0)
+        ):
+            x = p.inputs[0]
+        bits = model.fresh(node.output)
+        model.shapes[bits] = model.shapes[node.output]
+        attrs = ActSignAttrs(np.zeros_like(sign.threshold), "-1", f"{sign.ste} of a non-negative tensor: {{0, 1}}")
+        s = Node("act_sign", [x], bits, attrs, node.path, node.origin, node.where)
+        model.metadata.setdefault("zero_one_signs", []).append(node.origin)
+        i = model.nodes.index(node)
+        model.nodes[i : i + 1] = [s, _zero_one_affine(model, bits, node.output, node.path, node.origin)]
+        return True
+
+
+class ZeroOneThrough(_Rewrite):
+    """maxpool / reshape of (1 + s) / 2 -> (1 + maxpool / reshape of s) / 2 (exact: an increasing map)."""
+
+    name = "zero_one_through"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("maxpool2d", "reshape"):
+            return False
+        bits = _zero_one_bits(model, node.inputs[0])
+        if bits is None:
+            return False
+        mid = model.fresh(node.output)
+        model.shapes[mid] = model.shapes[node.output]
+        inner = Node(node.op, [bits, *node.inputs[1:]], mid, node.attrs, node.path, "", node.where)
+        i = model.nodes.index(node)
+        model.nodes[i : i + 1] = [inner, _zero_one_affine(model, mid, node.output, node.path, node.origin)]
+        return True
+
+
 ACTIVATIONS: list[Transformation] = [
     MulByOne(),
     TorchSignToActSign(),
@@ -511,6 +606,8 @@ ACTIVATIONS: list[Transformation] = [
     SignOfBinary(),
     DecoupledSigns(),
     PReLUFromWhere(),
+    SignOfNonNegative(),
+    ZeroOneThrough(),
 ]
 
 
@@ -549,10 +646,16 @@ class BinaryWeights:
             # A ±1 F.pad of bits then an unpadded conv: the binary conv pads itself (pad_mode).
             padded = _sign_pad(model, node) if node.op == "conv2d" else None
             x_in = padded[0] if padded is not None else node.inputs[0]
+            # A {0, 1} input x = (1 + s) / 2: conv(x, W) = (conv(s, W; pad -1) + sum_k W) / 2.
+            zero_one = _zero_one_bits(model, x_in) if padded is None else None
+            x_in = zero_one if zero_one is not None else x_in
             flat = w.reshape(w.shape[0], -1)
             mag = np.abs(flat)
             alpha = mag[:, 0]
             binary_valued = bool(np.all(mag == alpha[:, None]) and np.all(alpha != 0))
+            rounded = not binary_valued and _one_magnitude_up_to_rounding(mag)
+            if rounded:  # (a detach-trick weight: +-alpha up to float32 rounding; verification decides)
+                alpha, binary_valued = mag.astype(np.float64).mean(axis=1), True
             if not is_bits(model, x_in):
                 float_layers[key] = "input is not a binarized (sign) activation"
                 p = model.producer(node.inputs[0])
@@ -568,6 +671,8 @@ class BinaryWeights:
             if binary_valued:
                 wsign = np.where(w < 0, -1, 1).astype(np.int8)
                 how = "±alpha per output channel" if np.any(alpha != 1) else "±1"
+                if rounded:
+                    how += f" up to float32 rounding (within {WEIGHT_ULPS} ULPs; alpha = mean |W|)"
             elif declared:
                 alpha = mag.mean(axis=1)
                 wsign = np.where(w < 0, -1, 1).astype(np.int8)
@@ -597,22 +702,31 @@ class BinaryWeights:
             model.metadata.get("binary_warnings", {}).pop(key, None)
             bias = model.const(node.inputs[2]) if len(node.inputs) > 2 else None
             chain: tuple[Stage, ...] = () if bias is None else (ChannelStage("add", bias.astype(np.float64)),)
+            alpha = alpha.astype(np.float64)
+            pad_mode: Literal["zero", "plus_one", "minus_one"] = padded[2] if padded is not None else "zero"
+            if zero_one is not None:
+                # alpha * (S + sum_k ws) / 2: the integer sum S of s (zero padding of x = -1 padding of s)
+                # scaled by alpha / 2, then a per-channel constant (exact thresholds: fold.py, float64).
+                alpha = alpha / 2
+                sum_w = wsign.reshape(wsign.shape[0], -1).sum(axis=1).astype(np.float64)
+                chain = (ChannelStage("add", alpha * sum_w), *chain)
+                how += " on a {0, 1} input (as (1 + s) / 2)"
+                if isinstance(node.attrs, ConvAttrs) and node.attrs.padding != (0, 0):
+                    pad_mode = "minus_one"
             attrs: BinaryLayerAttrs
             if node.op == "conv2d":
                 conv = node.attrs_as(ConvAttrs)
                 attrs = BinaryConvAttrs(
                     weight_sign=wsign,
-                    alpha=alpha.astype(np.float64),
+                    alpha=alpha,
                     chain=chain,
                     weight_kind=how,
                     stride=conv.stride,
                     padding=padded[1] if padded is not None else conv.padding,
-                    pad_mode=padded[2] if padded is not None else "zero",
+                    pad_mode=pad_mode,
                 )
             else:
-                attrs = BinaryLayerAttrs(
-                    weight_sign=wsign, alpha=alpha.astype(np.float64), chain=chain, weight_kind=how
-                )
+                attrs = BinaryLayerAttrs(weight_sign=wsign, alpha=alpha, chain=chain, weight_kind=how)
             new = Node("bconv2d" if node.op == "conv2d" else "blinear", [x_in], "", attrs, node.path)
             new.where = node.where
             _replace(model, node, new)
@@ -646,6 +760,23 @@ def _warn(model: Model, layer: str, message: str) -> None:
 
 
 NEAR_BINARY_SPREAD = 1e-5  # relative spread of |W| within an output channel that float rounding explains
+
+# |W| within an output channel may differ by this many float32 ULPs of the channel's largest |W| and
+# still count as one magnitude alpha (their float64 mean). Bi-Real / ReActNet's detach trick
+# `(alpha * sign(W)).detach() - clip(W).detach() + clip(W)` evaluates to alpha * sign(W) with two
+# float32 roundings: |error| <= u * (2 alpha + max|clip(W)|) (u = 2^-24), i.e. a spread of at most
+# 2 * (2 + max|clip(W)| / alpha) ULPs of alpha; 32 ULPs covers latent weights up to 14 alpha (measured
+# on random and trained-like weights: 1 to 4 ULPs). The conversion is then checked by verification.
+WEIGHT_ULPS = 32
+
+
+def _one_magnitude_up_to_rounding(mag: np.ndarray) -> bool:
+    """Are the nonzero magnitudes of every row (output channel) equal within WEIGHT_ULPS float32 ULPs?"""
+    hi, lo = mag.max(axis=1), mag.min(axis=1)
+    if not np.all(lo > 0):
+        return False
+    ulp = np.spacing(hi.astype(np.float32)).astype(np.float64)
+    return bool(np.all(hi.astype(np.float64) - lo <= WEIGHT_ULPS * ulp))
 
 
 def _weight_spread(mag: np.ndarray) -> tuple[bool, str]:

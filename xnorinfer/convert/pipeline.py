@@ -180,6 +180,8 @@ def _sign_summary(model: Model, graph: ir.Graph) -> None:
                 disagree[key] = len(sign.float32_disagree)
     zeros = {v["sign_zero"] for v in signs.values()}
     graph.metadata["sign_ops"] = signs
+    # fx values of torch.sign of a non-negative tensor ({0, 1}): verification compares them as x <= 0 -> -1
+    graph.metadata["zero_one_signs"] = sorted({o for o in model.metadata.get("zero_one_signs", []) if o})
     graph.metadata["sign_zero"] = zeros.pop() if len(zeros) == 1 else ("mixed" if zeros else "none")
     graph.metadata["threshold_ties"] = ties
     graph.metadata["threshold_float32_disagreements"] = disagree

@@ -57,6 +57,14 @@ def format_table(graph: ir.Graph) -> str:
             f"{v['max_abs_error']:.3g} (max abs error), top-1 agreement {v['top1_agreement']:.2%}; "
             f"{_engine_sentence(v.get('engine'))}"
         )
+        layers = v.get("layers", {}).values()
+        rounding = sum(layer.get("rounding_ties", 0) for layer in layers)
+        if rounding:
+            total = sum(layer["total"] for layer in layers)
+            lines.append(
+                f"binary activations that differ from PyTorch only at float32 rounding level (ties): "
+                f"{rounding} of {total}; beyond rounding: {sum(layer['mismatches'] for layer in layers)}"
+            )
     return "\n".join(lines)
 
 
