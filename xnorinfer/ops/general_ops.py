@@ -160,12 +160,17 @@ def _vectorized(fn: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _gelu_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
-    # The forms without cancellation for negative x: x * Phi(x) = x / 2 * erfc(-x / sqrt(2)), and
-    # x / 2 * (1 + tanh(u)) = x / (1 + exp(-2u)).
-    x = ins[0]
+    # PyTorch's float32 operation order (docs/ir.md): each step rounded to float32, erf / tanh
+    # evaluated in float64 and rounded once. In float32 1 + erf(x / sqrt(2)) is exactly 0 for
+    # x below ~ -5.5, so gelu is -0.0 there, as in the models this reference stands for.
+    f = np.float32
+    x = ins[0].astype(f)
     if op.attrs.get("approximate", "none") == "tanh":
-        return x / (1.0 + np.exp(-2.0 * math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * _vectorized(math.erfc, -x / math.sqrt(2.0))
+        inner = (f(0.7978845608028654) * (x + f(0.044715) * (x * x * x))).astype(f)
+        t = np.tanh(inner.astype(np.float64)).astype(f)
+        return (f(0.5) * x * (f(1) + t)).astype(np.float64)
+    e = _vectorized(math.erf, (x * f(0.7071067811865476)).astype(np.float64)).astype(f)
+    return (x * f(0.5) * (f(1) + e)).astype(np.float64)
 
 
 def _slope(op: ir.Op) -> float:

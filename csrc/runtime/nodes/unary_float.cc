@@ -2,9 +2,10 @@
 // erf silu hardswish hardsigmoid gelu leaky_relu elu signum (docs/ir.md gives each rule and its
 // tolerance). One function per kind, compiled once with baseline flags (-ffp-contract=off), so
 // every ISA path gives the same bits. sqrt, reciprocal, leaky_relu and signum are single IEEE
-// operations (exact); hardswish and hardsigmoid follow PyTorch's float32 order of operations;
-// gelu is evaluated in double and rounded once (its erf / tanh forms cancel badly in float32 for
-// negative x).
+// operations (exact); hardswish, hardsigmoid and gelu follow PyTorch's float32 order of
+// operations. For gelu that matters beyond rounding: in float32, 1 + erf(x / sqrt(2)) is exactly 0
+// below x ~ -5.5 (the tanh form likewise), so PyTorch's gelu is -0.0 there where the true value is a
+// tiny negative number; a sign of it is +1 in a model that maps 0 to +1, and the engine must agree.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -35,17 +36,14 @@ enum class UnaryKind {
 
 inline float hardsigmoid(float x) { return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f; }
 
-// x * Phi(x) = x / 2 * erfc(-x / sqrt(2)) (no cancellation for negative x)
-inline float gelu_erf(float x) {
-  const double v = x;
-  return static_cast<float>(0.5 * v * std::erfc(-v * 0.70710678118654752440));
-}
+// PyTorch's float32 forms: x * 0.5 * (1 + erf(x * (1 / sqrt(2))))
+inline float gelu_erf(float x) { return x * 0.5f * (1.0f + std::erf(x * 0.70710678118654752440f)); }
 
-// x / 2 * (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2 / pi) * (x + 0.044715 x^3)
+// 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
 inline float gelu_tanh(float x) {
-  const double v = x;
-  const double u = 0.79788456080286535588 * (v + 0.044715 * v * v * v);
-  return static_cast<float>(v / (1.0 + std::exp(-2.0 * u)));
+  const float cube = x * x * x;
+  const float inner = 0.79788456080286535588f * (x + 0.044715f * cube);
+  return 0.5f * x * (1.0f + std::tanh(inner));
 }
 
 template <UnaryKind K>
