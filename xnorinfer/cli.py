@@ -133,6 +133,11 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        return cmd_run_stream(args)
+    for flag, given in (("--list", args.list is not None), ("--resume", args.resume)):
+        if given:
+            raise CliError(f"{flag} needs --output (results.parquet, .csv or .jsonl)", EXIT_USAGE)
     session = _load(args.model, args.threads, args.max_memory)
     images = _expand_images(args.images)
     for result in classify(session, images, args.top, args.batch, quiet=args.quiet):
@@ -141,6 +146,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             best = ", ".join(f"{printable(t['label'])} ({t['probability']:.3f})" for t in result["top"])
             print(f"{printable(result['image'])}: {best}")
+    return EXIT_OK
+
+
+def cmd_run_stream(args: argparse.Namespace) -> int:
+    """`run --output`: stream any number of images into a results file (xnorinfer.batch)."""
+    import signal
+    import threading
+
+    from xnorinfer.batch import OutputError, iter_inputs, run_stream
+
+    if args.list is not None and not Path(args.list).is_file():
+        raise CliError(f"--list {args.list}: file not found", EXIT_USAGE)
+    session = _load(args.model, args.threads, args.max_memory)
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        stats = run_stream(
+            session,
+            iter_inputs(args.images, args.list),
+            args.output,
+            top=args.top,
+            batch=args.batch,
+            resume=args.resume,
+            workers=args.decode_threads,
+            progress=not args.no_progress,
+        )
+    except OutputError as err:
+        raise CliError(str(err), EXIT_USAGE) from err
+    except KeyboardInterrupt:
+        raise CliError(
+            f"interrupted; {args.output} holds every finished batch: rerun with --resume to continue", 130
+        ) from None
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if stats.converted and not args.quiet:
+        _warn(f"{stats.converted} image(s) converted to fit the model, e.g. {stats.first_note}")
+    rate = stats.rows / stats.seconds if stats.seconds > 0 else 0.0
+    skipped = f", {stats.skipped} already there (--resume)" if args.resume else ""
+    print(
+        f"xnorinfer: wrote {stats.rows} rows to {printable(args.output)} ({stats.errors} error rows{skipped}) "
+        f"in {stats.seconds:.1f} s, {rate:.1f} images/s",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -619,10 +673,15 @@ def build_parser() -> argparse.ArgumentParser:
         "classify images with a .xbin model",
         "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "
         "metadata says, run the model in batches and print the top classes.",
-        "xnorinfer run model.xbin cat.png more_images/ --top 3",
+        "xnorinfer run model.xbin cat.png more_images/ --top 3\n"
+        "  xnorinfer run model.xbin 'photos/**/*.jpg' --list more.txt --output results.parquet --resume",
     )
     run.add_argument("model", help="a .xbin file")
-    run.add_argument("images", nargs="+", help="image files or folders of images")
+    run.add_argument(
+        "images",
+        nargs="*",
+        help="image files or folders of images (with --output also recursive folders and glob patterns)",
+    )
     run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
@@ -640,6 +699,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)",
     )
+    stream = run.add_argument_group(
+        "many images (--output)",
+        "With --output, inputs are streamed in batches with bounded memory into one row per input "
+        "(path, error, class_k/label_k/score_k for k = 1..--top), in input order; an image that cannot "
+        "be read becomes a row with an error message instead of stopping the run.",
+    )
+    stream.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write results to FILE: .parquet (needs pyarrow), .csv or .jsonl",
+    )
+    stream.add_argument("--list", metavar="FILE", help="also read image paths from FILE, one per line")
+    stream.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs already in --output and append the others (after an interrupted run)",
+    )
+    stream.add_argument(
+        "--decode-threads", type=_threads, default=None, help="image decoding threads (default: min(4, CPUs))"
+    )
+    stream.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run.set_defaults(func=cmd_run)
 
     inspect = add(
@@ -713,7 +794,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `run`'s images are nargs="*" (--list may give them all); argparse then leaves images after an
+    # option (`run m.xbin --top 3 a.png`) unparsed: they are images too, as with nargs="+" before.
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "run" and not any(e.startswith("-") for e in extra):
+        args.images = [*args.images, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "command", None) == "run" and not args.images and args.list is None:
+        parser.error("the following arguments are required: images (or --list FILE with --output)")
     if args.command is None:
         parser.print_help()
         return EXIT_OK
