@@ -198,6 +198,27 @@ def cmd_run_stream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ray_run(args: argparse.Namespace) -> int:
+    try:
+        import ray  # noqa: F401
+    except ImportError as err:
+        raise CliError("ray-run needs Ray Data: pip install 'xnorinfer[ray]' (ray[data], pyarrow)", EXIT_USAGE) from err
+    from xnorinfer.ray import main_args
+
+    if not Path(args.model).is_file():
+        raise CliError(f"{args.model}: file not found", EXIT_MODEL)
+    _load(args.model, 1)  # a damaged model fails here, before a cluster starts
+    t0 = time.perf_counter()
+    counts = main_args(args)
+    seconds = time.perf_counter() - t0
+    print(
+        f"xnorinfer: wrote {counts['rows']} rows ({counts['errors']} error rows) for {counts['inputs']} images to "
+        f"{printable(args.output)} in {seconds:.1f} s, {counts['rows'] / seconds:.1f} images/s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from xnorinfer.cost import format_table
 
@@ -722,6 +743,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run.set_defaults(func=cmd_run)
+
+    rayrun = add(
+        "ray-run",
+        "classify a large image set on a Ray cluster (pip install 'xnorinfer[ray]')",
+        "Read every image under INPUT_URI with ray.data.read_binary_files, classify them in a pool of "
+        "--actors actors (each loads the model once and runs one engine Session with --threads-per-actor "
+        "threads; images are decoded in the actors as `xnorinfer run` does) and write Parquet files under "
+        "--output, one row per image (path, error, class_k/label_k/score_k). Uses the running cluster "
+        "(`ray start`, RAY_ADDRESS) if there is one, else starts a local one. See docs/scale-out.md.",
+        "xnorinfer ray-run model.xbin s3://bucket/images/ --output s3://bucket/predictions/ --actors 16 "
+        "--threads-per-actor 2",
+    )
+    rayrun.add_argument("model", help="a .xbin file (read here, shipped to the actors through the object store)")
+    rayrun.add_argument("input_uri", help="a folder, file or URI of images (local path, s3://, gs://, ...)")
+    rayrun.add_argument("-o", "--output", required=True, metavar="URI", help="folder or URI for the Parquet files")
+    rayrun.add_argument("--actors", type=_positive, default=1, help="actors in the pool (default 1)")
+    rayrun.add_argument(
+        "--threads-per-actor", type=_threads, default=1, help="engine threads (and CPUs reserved) per actor (default 1)"
+    )
+    rayrun.add_argument("--batch", type=_batch, default=256, help="images per actor call (default 256)")
+    rayrun.add_argument("--top", type=_positive, default=5, help="classes per row (default 5)")
+    rayrun.add_argument("--logits", action="store_true", help="also write the raw model outputs (a list column)")
+    rayrun.add_argument("--address", default=None, help="Ray cluster address (default: auto-detect, else local)")
+    rayrun.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    rayrun.set_defaults(func=cmd_ray_run)
 
     inspect = add(
         "inspect",
