@@ -183,6 +183,16 @@ def test_parquet_without_pyarrow_says_so(tmp_path, monkeypatch):
         open_output(tmp_path / "r.txt", 3, resume=False)
 
 
+def test_without_tqdm_the_run_goes_on_without_a_bar(images, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = tmp_path / "r.csv"
+    assert cli.main(["run", str(MODEL), str(images["root"] / "mnist" / "000*.png"), "-o", str(out)]) == 0
+    assert "no progress bar: pip install tqdm" in capsys.readouterr().err
+    assert len(read_rows(out)) == 10
+
+
 def test_stream_only_flags_need_output(images, capsys):
     assert cli.main(["run", str(MODEL), "--list", "x.txt"]) == 2  # also without images
     assert "--list needs --output" in capsys.readouterr().err

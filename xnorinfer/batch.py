@@ -415,8 +415,12 @@ def run_stream(
     t0 = time.perf_counter()
     bar = None
     if progress:
-        from tqdm import tqdm
-
+        try:
+            from tqdm import tqdm
+        except ImportError:  # tqdm comes with the batch/ray/convert extras, not with the base install
+            print("xnorinfer: warning: no progress bar: pip install tqdm", file=sys.stderr)
+            progress = False
+    if progress:
         bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, desc="xnorinfer run", smoothing=0.1)
 
     def todo() -> Iterator[str]:
