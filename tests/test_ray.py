@@ -87,7 +87,9 @@ def test_ray_run_cli_refuses_an_existing_output_without_overwrite(cluster, image
     args = ["ray-run", str(MODEL), str(src / "0001.png"), "-o", str(out), "--top", "2"]
     assert cli.main(args) == 0
     assert "wrote 1 rows (0 error rows) for 1 images" in capsys.readouterr().err
-    assert cli.main(args) != 0  # an existing output is not mixed with a new run
+    assert cli.main(args) == 2  # an existing output is not mixed with a new run
+    assert "exists; give another --output or --overwrite" in capsys.readouterr().err
+    assert cli.main(["ray-run", str(MODEL), str(tmp_path / "none"), "-o", str(tmp_path / "o2")]) == 4
     assert cli.main([*args, "--overwrite"]) == 0
     rows = pads.dataset(out, format="parquet").to_table().to_pylist()
     assert [(r["path"], r["class_1"]) for r in rows] == [(str(src / "0001.png"), 2)]

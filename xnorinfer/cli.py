@@ -208,6 +208,10 @@ def cmd_ray_run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise CliError(f"{args.model}: file not found", EXIT_MODEL)
     _load(args.model, 1)  # a damaged model fails here, before a cluster starts
+    if "://" not in args.input_uri and not Path(args.input_uri).exists():
+        raise CliError(f"{args.input_uri}: file or folder not found", EXIT_IMAGE)
+    if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
+        raise CliError(f"{args.output}: exists; give another --output or --overwrite", EXIT_USAGE)
     t0 = time.perf_counter()
     counts = main_args(args)
     seconds = time.perf_counter() - t0
@@ -722,9 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream = run.add_argument_group(
         "many images (--output)",
-        "With --output, inputs are streamed in batches with bounded memory into one row per input "
-        "(path, error, class_k/label_k/score_k for k = 1..--top), in input order; an image that cannot "
-        "be read becomes a row with an error message instead of stopping the run.",
+        "With --output, inputs are streamed in batches with bounded memory into one row per input\n"
+        "(path, error, class_k/label_k/score_k for k = 1..--top), in input order; an image that\n"
+        "cannot be read becomes a row with an error message instead of stopping the run.",
     )
     stream.add_argument(
         "-o",
