@@ -133,6 +133,11 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        return cmd_run_stream(args)
+    for flag, given in (("--list", args.list is not None), ("--resume", args.resume)):
+        if given:
+            raise CliError(f"{flag} needs --output (results.parquet, .csv or .jsonl)", EXIT_USAGE)
     session = _load(args.model, args.threads, args.max_memory)
     images = _expand_images(args.images)
     for result in classify(session, images, args.top, args.batch, quiet=args.quiet):
@@ -141,6 +146,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             best = ", ".join(f"{printable(t['label'])} ({t['probability']:.3f})" for t in result["top"])
             print(f"{printable(result['image'])}: {best}")
+    return EXIT_OK
+
+
+def cmd_run_stream(args: argparse.Namespace) -> int:
+    """`run --output`: stream any number of images into a results file (xnorinfer.batch)."""
+    import signal
+    import threading
+
+    from xnorinfer.batch import OutputError, iter_inputs, run_stream
+
+    if args.list is not None and not Path(args.list).is_file():
+        raise CliError(f"--list {args.list}: file not found", EXIT_USAGE)
+    session = _load(args.model, args.threads, args.max_memory)
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        stats = run_stream(
+            session,
+            iter_inputs(args.images, args.list),
+            args.output,
+            top=args.top,
+            batch=args.batch,
+            resume=args.resume,
+            workers=args.decode_threads,
+            progress=not args.no_progress,
+        )
+    except OutputError as err:
+        raise CliError(str(err), EXIT_USAGE) from err
+    except KeyboardInterrupt:
+        raise CliError(
+            f"interrupted; {args.output} holds every finished batch: rerun with --resume to continue", 130
+        ) from None
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if stats.converted and not args.quiet:
+        _warn(f"{stats.converted} image(s) converted to fit the model, e.g. {stats.first_note}")
+    rate = stats.rows / stats.seconds if stats.seconds > 0 else 0.0
+    skipped = f", {stats.skipped} already there (--resume)" if args.resume else ""
+    print(
+        f"xnorinfer: wrote {stats.rows} rows to {printable(args.output)} ({stats.errors} error rows{skipped}) "
+        f"in {stats.seconds:.1f} s, {rate:.1f} images/s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_ray_run(args: argparse.Namespace) -> int:
+    try:
+        import ray  # noqa: F401
+    except ImportError as err:
+        raise CliError("ray-run needs Ray Data: pip install 'xnorinfer[ray]' (ray[data], pyarrow)", EXIT_USAGE) from err
+    from xnorinfer.ray import main_args
+
+    if not Path(args.model).is_file():
+        raise CliError(f"{args.model}: file not found", EXIT_MODEL)
+    _load(args.model, 1)  # a damaged model fails here, before a cluster starts
+    if "://" not in args.input_uri and not Path(args.input_uri).exists():
+        raise CliError(f"{args.input_uri}: file or folder not found", EXIT_IMAGE)
+    if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
+        raise CliError(f"{args.output}: exists; give another --output or --overwrite", EXIT_USAGE)
+    t0 = time.perf_counter()
+    counts = main_args(args)
+    seconds = time.perf_counter() - t0
+    print(
+        f"xnorinfer: wrote {counts['rows']} rows ({counts['errors']} error rows) for {counts['inputs']} images to "
+        f"{printable(args.output)} in {seconds:.1f} s, {counts['rows'] / seconds:.1f} images/s",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -619,10 +698,15 @@ def build_parser() -> argparse.ArgumentParser:
         "classify images with a .xbin model",
         "Decode each image (PNG, JPEG, BMP, ...; folders are expanded), preprocess it as the model's "
         "metadata says, run the model in batches and print the top classes.",
-        "xnorinfer run model.xbin cat.png more_images/ --top 3",
+        "xnorinfer run model.xbin cat.png more_images/ --top 3\n"
+        "  xnorinfer run model.xbin 'photos/**/*.jpg' --list more.txt --output results.parquet --resume",
     )
     run.add_argument("model", help="a .xbin file")
-    run.add_argument("images", nargs="+", help="image files or folders of images")
+    run.add_argument(
+        "images",
+        nargs="*",
+        help="image files or folders of images (with --output also recursive folders and glob patterns)",
+    )
     run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
@@ -640,7 +724,54 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="refuse a memory plan above BYTES (default: half of the memory, physical or cgroup limit)",
     )
+    stream = run.add_argument_group(
+        "many images (--output)",
+        "With --output, inputs are streamed in batches with bounded memory into one row per input\n"
+        "(path, error, class_k/label_k/score_k for k = 1..--top), in input order; an image that\n"
+        "cannot be read becomes a row with an error message instead of stopping the run.",
+    )
+    stream.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write results to FILE: .parquet (needs pyarrow), .csv or .jsonl",
+    )
+    stream.add_argument("--list", metavar="FILE", help="also read image paths from FILE, one per line")
+    stream.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs already in --output and append the others (after an interrupted run)",
+    )
+    stream.add_argument(
+        "--decode-threads", type=_threads, default=None, help="image decoding threads (default: min(4, CPUs))"
+    )
+    stream.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     run.set_defaults(func=cmd_run)
+
+    rayrun = add(
+        "ray-run",
+        "classify a large image set on a Ray cluster (pip install 'xnorinfer[ray]')",
+        "Read every image under INPUT_URI with ray.data.read_binary_files, classify them in a pool of "
+        "--actors actors (each loads the model once and runs one engine Session with --threads-per-actor "
+        "threads; images are decoded in the actors as `xnorinfer run` does) and write Parquet files under "
+        "--output, one row per image (path, error, class_k/label_k/score_k). Uses the running cluster "
+        "(`ray start`, RAY_ADDRESS) if there is one, else starts a local one. See docs/scale-out.md.",
+        "xnorinfer ray-run model.xbin s3://bucket/images/ --output s3://bucket/predictions/ --actors 16 "
+        "--threads-per-actor 2",
+    )
+    rayrun.add_argument("model", help="a .xbin file (read here, shipped to the actors through the object store)")
+    rayrun.add_argument("input_uri", help="a folder, file or URI of images (local path, s3://, gs://, ...)")
+    rayrun.add_argument("-o", "--output", required=True, metavar="URI", help="folder or URI for the Parquet files")
+    rayrun.add_argument("--actors", type=_positive, default=1, help="actors in the pool (default 1)")
+    rayrun.add_argument(
+        "--threads-per-actor", type=_threads, default=1, help="engine threads (and CPUs reserved) per actor (default 1)"
+    )
+    rayrun.add_argument("--batch", type=_batch, default=256, help="images per actor call (default 256)")
+    rayrun.add_argument("--top", type=_positive, default=5, help="classes per row (default 5)")
+    rayrun.add_argument("--logits", action="store_true", help="also write the raw model outputs (a list column)")
+    rayrun.add_argument("--address", default=None, help="Ray cluster address (default: auto-detect, else local)")
+    rayrun.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    rayrun.set_defaults(func=cmd_ray_run)
 
     inspect = add(
         "inspect",
@@ -713,7 +844,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `run`'s images are nargs="*" (--list may give them all); argparse then leaves images after an
+    # option (`run m.xbin --top 3 a.png`) unparsed: they are images too, as with nargs="+" before.
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "run" and not any(e.startswith("-") for e in extra):
+        args.images = [*args.images, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "command", None) == "run" and not args.images and args.list is None:
+        parser.error("the following arguments are required: images (or --list FILE with --output)")
     if args.command is None:
         parser.print_help()
         return EXIT_OK
