@@ -135,4 +135,73 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   });
 }
 
+namespace {
+
+const FloatConvConfig& checked_depthwise(const FloatConvConfig& c) {
+  checked(c);
+  if (c.in_channels != c.out_channels) {
+    throw std::invalid_argument("FloatDepthwiseConv2d: in_channels must equal out_channels");
+  }
+  return c;
+}
+
+int64_t depthwise_stride(int64_t channels) {
+  return (channels + kDepthwiseChannelAlign - 1) / kDepthwiseChannelAlign * kDepthwiseChannelAlign;
+}
+
+}  // namespace
+
+FloatDepthwiseConv2d::FloatDepthwiseConv2d(const FloatConvConfig& config, const float* weights, const float* bias)
+    : config_(checked_depthwise(config)),
+      w_stride_(depthwise_stride(config.in_channels)),
+      weights_(static_cast<size_t>(int64_t{config.kernel_h} * config.kernel_w * w_stride_)),
+      bias_(static_cast<size_t>(w_stride_)) {
+  const int64_t channels = config.in_channels, taps = int64_t{config.kernel_h} * config.kernel_w;
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    for (int64_t t = 0; t < taps; ++t) weights_.data()[t * w_stride_ + ch] = weights[ch * taps + t];
+    if (bias != nullptr) bias_.data()[ch] = bias[ch];
+  }
+}
+
+void FloatDepthwiseConv2d::run(const float* input, int64_t batch, int64_t in_h, int64_t in_w, float* output,
+                               TaskRunner* pool, Isa isa) const {
+  const FloatConvConfig& c = config_;
+  const int oh = FloatConv2d::out_size(static_cast<int>(in_h), c.kernel_h, c.stride_h, c.pad_h, c.dilation_h);
+  const int ow = FloatConv2d::out_size(static_cast<int>(in_w), c.kernel_w, c.stride_w, c.pad_w, c.dilation_w);
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
+    throw std::invalid_argument("FloatDepthwiseConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
+                                " (batch " + std::to_string(batch) + ") gives an empty output for kernel " +
+                                std::to_string(c.kernel_h) + "x" + std::to_string(c.kernel_w));
+  }
+  const DepthwiseConvFn fn = float_conv_kernels(isa).depthwise;
+  DepthwiseGeometry g{};
+  g.in_h = in_h;
+  g.in_w = in_w;
+  g.channels = c.in_channels;
+  g.out_h = oh;
+  g.out_w = ow;
+  g.kernel_h = c.kernel_h;
+  g.kernel_w = c.kernel_w;
+  g.stride_h = c.stride_h;
+  g.stride_w = c.stride_w;
+  g.pad_h = c.pad_h;
+  g.pad_w = c.pad_w;
+  g.dilation_h = c.dilation_h;
+  g.dilation_w = c.dilation_w;
+  g.w_stride = w_stride_;
+  g.relu = c.relu;
+  const int64_t in_image = in_h * in_w * g.channels, out_image = int64_t{oh} * ow * g.channels;
+  // Rows of all images; a task gets about kElementGrain output values (memory-bound work).
+  const size_t rows = static_cast<size_t>(batch) * static_cast<size_t>(oh);
+  const size_t grain = element_grain_rows(static_cast<size_t>(ow) * static_cast<size_t>(g.channels));
+  parallel_for(pool, rows, grain, [&](size_t b, size_t e) {
+    for (size_t r = b; r < e;) {
+      const int64_t img = static_cast<int64_t>(r) / oh, y0 = static_cast<int64_t>(r) % oh;
+      const int64_t y1 = std::min<int64_t>(oh, y0 + static_cast<int64_t>(e - r));
+      fn(input + img * in_image, weights_.data(), bias_.data(), g, y0, y1, output + img * out_image);
+      r += static_cast<size_t>(y1 - y0);
+    }
+  });
+}
+
 }  // namespace xnor

@@ -9,7 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "microkernels/dwconv.h"
 #include "microkernels/isa.h"
+#include "operators/aligned_buffer.h"
 #include "operators/parallel.h"
 #include "operators/sgemm_packed.h"
 #include "operators/workspace.h"
@@ -62,6 +64,30 @@ class FloatConv2d {
   bool is_gemm() const;  // 1x1, stride 1, no padding
   size_t k_;             // kernel_h * kernel_w * in_channels
   PackedSgemmWeights weights_;
+};
+
+// Depthwise convolution (groups == in_channels == out_channels: one KHxKW filter per channel),
+// NHWC, vectorised along channels by the ISA's dwconv kernel (operation order in
+// microkernels/dwconv.h, so every ISA path and thread count gives the same bits). Work is split
+// over output rows of all images. config.in_channels == config.out_channels == channels.
+class FloatDepthwiseConv2d {
+ public:
+  // weights: [channels][kernel_h][kernel_w] (OHWI with I = 1); bias: [channels] or nullptr.
+  // Throws std::invalid_argument on a bad configuration.
+  FloatDepthwiseConv2d(const FloatConvConfig& config, const float* weights, const float* bias);
+
+  const FloatConvConfig& config() const { return config_; }
+  size_t held_bytes() const { return (weights_.size() + bias_.size()) * sizeof(float); }
+  // input: [batch][in_h][in_w][channels]; output: [batch][out_h][out_w][channels].
+  // Throws std::invalid_argument when the output would be empty.
+  void run(const float* input, int64_t batch, int64_t in_h, int64_t in_w, float* output, TaskRunner* pool,
+           Isa isa) const;
+
+ private:
+  FloatConvConfig config_;
+  int64_t w_stride_;
+  AlignedFloats weights_;  // [kernel_h][kernel_w][w_stride_], zero-padded channels
+  AlignedFloats bias_;     // [w_stride_]
 };
 
 }  // namespace xnor

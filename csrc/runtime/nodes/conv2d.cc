@@ -44,8 +44,36 @@ class Conv2dNode final : public Node {
   FloatConv2d conv_;
 };
 
-// groups > 1 (depthwise and grouped convolutions): a direct loop, compiled once for every ISA path
-// (so all paths give the same bits). Output channel o reads input channels of group o / (O / groups).
+// groups == channels, one filter per channel (depthwise): the vectorised NHWC kernel.
+class DepthwiseConv2dNode final : public Node {
+ public:
+  DepthwiseConv2dNode(const OpArgs& a, const FloatConvConfig& c, const float* w, const float* b)
+      : Node(a.op(), {DType::kF32}, DType::kF32), conv_(c, w, b) {}
+  size_t held_bytes() const override { return conv_.held_bytes(); }
+  Shape infer(const Shape* in, size_t) const override {
+    const FloatConvConfig& c = conv_.config();
+    if (in[0].rank != 4 || in[0].channels() != c.in_channels) {
+      fail("input must be NHWC with " + std::to_string(c.in_channels) + " channels, got " + in[0].str());
+    }
+    const int64_t oh =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[1]), c.kernel_h, c.stride_h, c.pad_h, c.dilation_h);
+    const int64_t ow =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[2]), c.kernel_w, c.stride_w, c.pad_w, c.dilation_w);
+    if (oh < 1 || ow < 1) fail("input " + in[0].str() + " is smaller than the kernel");
+    return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
+    conv_.run(static_cast<const float*>(in[0]), s[0].d[0], s[0].d[1], s[0].d[2], static_cast<float*>(out), ctx.pool,
+              ctx.isa);
+  }
+
+ private:
+  FloatDepthwiseConv2d conv_;
+};
+
+// Other groups > 1 (grouped convolutions, depthwise with a channel multiplier): a direct loop, compiled once for every
+// ISA path (so all paths give the same bits). Output channel o reads input channels of group o / (O / groups).
 class GroupedConv2dNode final : public Node {
  public:
   GroupedConv2dNode(const OpArgs& a, const FloatConvConfig& c, int groups, const ParamView* w, const ParamView* b)
@@ -137,6 +165,13 @@ std::unique_ptr<Node> make_conv2d(const OpArgs& a) {
   if (groups > 1) {
     if (int64_t{c.in_channels} * groups > kMaxDim) a.fail("in_channels * groups is too large");
     c.in_channels *= static_cast<int>(groups);
+    if (groups == c.out_channels && groups == c.in_channels) {
+      try {
+        return std::make_unique<DepthwiseConv2dNode>(a, c, f32(w), f32(b));
+      } catch (const std::invalid_argument& e) {
+        a.fail(e.what());
+      }
+    }
     return std::make_unique<GroupedConv2dNode>(a, c, static_cast<int>(groups), w, b);
   }
   try {
