@@ -161,3 +161,62 @@ def test_depthwise_refuses_an_input_smaller_than_the_kernel():
         _core.run_op(
             "conv2d", {"stride": [1, 1], "padding": [1, 1], "groups": 8}, params, [np.zeros((1, 5, 5, 4), np.float32)]
         )
+
+
+# --------------------------------------------------------------------------- 1x1 convolutions
+
+
+def check_1x1(rng, n, h, w, cin, cout, stride, pad=(0, 0), bias=True, relu=False):
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    wt = rng.standard_normal((cout, 1, 1, cin), dtype=np.float32)
+    b = rng.standard_normal(cout, dtype=np.float32) if bias else None
+    attrs = {"stride": list(stride), "padding": list(pad), "relu": relu}
+    params = {"weight": wt} if b is None else {"weight": wt, "bias": b}
+    y = run_all_paths(attrs, params, x)
+    wd = torch.from_numpy(wt.transpose(0, 3, 1, 2)).double()
+    bd = None if b is None else torch.from_numpy(b).double()
+    ref = F.conv2d(_nchw(x), wd, bd, stride, pad)
+    if relu:
+        ref = torch.relu(ref)
+    mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), None if bd is None else bd.abs(), stride, pad)
+    ref, bound = _nhwc(ref), (cin + 2) * U * _nhwc(mag)
+    assert y.shape == ref.shape
+    err = np.abs(y.astype(np.float64) - ref)
+    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+
+
+@pytest.mark.parametrize(
+    "n,h,w,cin,cout,stride",
+    [
+        (1, 7, 7, 40, 70, (1, 1)),  # few pixels, 3 panels: tasks split over panels
+        (2, 9, 11, 16, 33, (2, 2)),  # strided: rows read in place with a row stride
+        (1, 13, 12, 24, 40, (2, 1)),
+        (3, 8, 13, 5, 9, (1, 3)),
+        (1, 15, 15, 64, 128, (2, 2)),  # ResNet downsample shortcut shape, reduced
+        (1, 1, 9, 3, 7, (3, 2)),  # H = 1
+        (1, 28, 28, 8, 16, (2, 2)),  # several output rows per task block
+    ],
+)
+@pytest.mark.parametrize("relu", [False, True])
+def test_1x1_cases(rng, n, h, w, cin, cout, stride, relu):
+    check_1x1(rng, n, h, w, cin, cout, stride, relu=relu)
+
+
+def test_1x1_padded_and_without_bias(rng):
+    check_1x1(rng, 1, 6, 7, 12, 20, (2, 2), pad=(1, 1))  # padded 1x1 keeps the im2col path
+    check_1x1(rng, 2, 5, 5, 9, 33, (2, 2), bias=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    h=st.integers(1, 17),
+    w=st.integers(1, 17),
+    cin=st.integers(1, 40),
+    cout=st.integers(1, 70),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_1x1_random(n, h, w, cin, cout, sh, sw, seed):
+    check_1x1(np.random.default_rng(seed), n, h, w, cin, cout, (sh, sw))

@@ -4,9 +4,12 @@
 // bit-identical.
 //
 // Per output row: the taps' row range [ky0, ky1) is computed once; output pixels split into the
-// left border, the interior (every kx tap in bounds: 4 pixels at a time share each weight load)
-// and the right border (per-pixel kx range). Channels go 2 vectors at a time, then 1, then a
-// masked tail vector (weights and bias are zero-padded, so only the input and output need masks).
+// left border, the interior (every kx tap in bounds: 4 pixels at a time share each weight load;
+// for 3-wide kernels, Ops::kPixels pixels at a time also share input loads, block_k3) and the
+// right border (per-pixel kx range). Pixel blocks are the outer loop and channels the inner one,
+// so that the input pixels of a block are read from L1 for every channel block. Channels go 2
+// vectors at a time, then 1 (block_k3: 1 at a time), then a masked tail vector (weights and bias
+// are zero-padded, so only the input and output need masks).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +26,7 @@ namespace dwconv_detail {
 
 struct ScalarOps {
   static constexpr int kWidth = 1;
+  static constexpr int kPixels = 4;  // output pixels per block_k3 call
   using V = float;
   using Mask = int;
   static Mask mask(int) { return 0; }
@@ -96,21 +100,104 @@ inline void block(const float* in, const float* w, const float* bias, const Dept
   }
 }
 
-// All output pixels of one row for the channel block at c.
-template <class Ops, int V, bool kMasked>
-inline void row_block(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
-                      int ky0, int ky1, int64_t ox_lo, int64_t ox_hi, int64_t c, typename Ops::Mask m, float* out_row) {
+// The common 3-wide kernel (kernel_w == 3, dilation_w == 1, stride_w == S in {1, 2}): P interior
+// output pixels, one vector of channels at c. Neighbouring pixels share input columns, so each
+// input vector of a kernel row is loaded once ((P - 1) * S + 3 loads for 3P FMAs). The FMAs run
+// in the same per-element order (ky, then kx = 0, 1, 2) as block().
+template <class Ops, int P, int S>
+inline void block_k3(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
+                     int ky0, int ky1, int64_t ox, int64_t c, float* out_row) {
+  using Vec = typename Ops::V;
+  constexpr int kLoads = (P - 1) * S + 3;
+  const int64_t C = g.channels;
+  Vec acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = Ops::zero();
+  for (int ky = ky0; ky < ky1; ++ky) {
+    const float* src = in + (iy0 + int64_t{ky} * g.dilation_h) * g.in_w * C + (ox * S - g.pad_w) * C + c;
+    const float* wr = w + int64_t{ky} * 3 * g.w_stride + c;
+    const Vec w0 = Ops::load(wr), w1 = Ops::load(wr + g.w_stride), w2 = Ops::load(wr + 2 * g.w_stride);
+    Vec x[kLoads];
+#pragma GCC unroll 17
+    for (int j = 0; j < kLoads; ++j) x[j] = Ops::load(src + j * C);
+#pragma GCC unroll 8
+    for (int p = 0; p < P; ++p) {
+      acc[p] = Ops::fma(x[p * S], w0, acc[p]);
+      acc[p] = Ops::fma(x[p * S + 1], w1, acc[p]);
+      acc[p] = Ops::fma(x[p * S + 2], w2, acc[p]);
+    }
+  }
+  const Vec b = Ops::load(bias + c);
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    Vec y = Ops::add(acc[p], b);
+    if (g.relu) y = Ops::relu(y);
+    Ops::store(out_row + (ox + p) * C + c, y);
+  }
+}
+
+// Whether block_k3 applies to the interior of this geometry.
+inline int k3_stride(const DepthwiseGeometry& g) {
+  const bool k3 = g.kernel_w == 3 && g.dilation_w == 1 && (g.stride_w == 1 || g.stride_w == 2);
+  return k3 ? g.stride_w : 0;
+}
+
+// Channel blocks of one output row: full double vectors, full vectors, the masked tail.
+struct Channels {
+  int64_t full2, full1;  // ends of the double-vector and single-vector blocks
+  int tail;              // channels left for the masked vector
+};
+
+// P output pixels at ox (sharing the kx range [kx0, kx1)), every channel. Pixel-major, so the
+// input pixels a block reads stay in L1 across its channel blocks.
+template <class Ops, int P>
+inline void pixels_all_channels(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g,
+                                int64_t iy0, int ky0, int ky1, int64_t ox, int kx0, int kx1, const Channels& ch,
+                                typename Ops::Mask m, float* out_row) {
+  constexpr int W = Ops::kWidth;
+  int64_t c = 0;
+  for (; c < ch.full2; c += 2 * W) block<Ops, P, 2, false>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, c, m, out_row);
+  for (; c < ch.full1; c += W) block<Ops, P, 1, false>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, c, m, out_row);
+  if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, c, m, out_row);
+}
+
+// Ops::kPixels interior output pixels at ox, every channel, by block_k3 (stride_w == S).
+template <class Ops, int S>
+inline void k3_all_channels(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
+                            int ky0, int ky1, int64_t ox, const Channels& ch, typename Ops::Mask m, float* out_row) {
+  constexpr int W = Ops::kWidth, P = Ops::kPixels;
+  int64_t c = 0;
+  for (; c < ch.full1; c += W) block_k3<Ops, P, S>(in, w, bias, g, iy0, ky0, ky1, ox, c, out_row);
+  if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, 0, 3, c, m, out_row);
+}
+
+// One output row: left border, interior, right border.
+template <class Ops>
+inline void row(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t oy,
+                int64_t ox_lo, int64_t ox_hi, const Channels& ch, typename Ops::Mask m, float* out) {
+  const int64_t iy0 = oy * g.stride_h - g.pad_h;
+  int ky0 = 0, ky1 = 0;
+  tap_range(iy0, g.kernel_h, g.dilation_h, g.in_h, &ky0, &ky1);
+  float* out_row = out + oy * g.out_w * g.channels;
   auto border = [&](int64_t ox) {
     int kx0 = 0, kx1 = 0;
     tap_range(ox * g.stride_w - g.pad_w, g.kernel_w, g.dilation_w, g.in_w, &kx0, &kx1);
-    block<Ops, 1, V, kMasked>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, c, m, out_row);
+    pixels_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, ch, m, out_row);
   };
   for (int64_t ox = 0; ox < ox_lo; ++ox) border(ox);
   int64_t ox = ox_lo;
-  for (; ox + 4 <= ox_hi; ox += 4) {
-    block<Ops, 4, V, kMasked>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, c, m, out_row);
+  constexpr int kP = Ops::kPixels;
+  const int s3 = k3_stride(g);
+  if (s3 == 1) {
+    for (; ox + kP <= ox_hi; ox += kP) k3_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, ch, m, out_row);
+  } else if (s3 == 2) {
+    for (; ox + kP <= ox_hi; ox += kP) k3_all_channels<Ops, 2>(in, w, bias, g, iy0, ky0, ky1, ox, ch, m, out_row);
   }
-  for (; ox < ox_hi; ++ox) block<Ops, 1, V, kMasked>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, c, m, out_row);
+  for (; ox + 4 <= ox_hi; ox += 4) {
+    pixels_all_channels<Ops, 4>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, ch, m, out_row);
+  }
+  for (; ox < ox_hi; ++ox)
+    pixels_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, ch, m, out_row);
   for (ox = ox_hi; ox < g.out_w; ++ox) border(ox);
 }
 
@@ -126,21 +213,12 @@ inline void dwconv_impl(const float* in, const float* w, const float* bias, cons
   int64_t ox_lo = std::min<int64_t>((pw + sw - 1) / sw, g.out_w);
   int64_t ox_hi = last < 0 ? ox_lo : std::min<int64_t>(last / sw + 1, g.out_w);
   ox_hi = std::max(ox_hi, ox_lo);
-  const int64_t full2 = C - C % (2 * W), full1 = C - C % W;
-  const int tail = static_cast<int>(C - full1);
-  const typename Ops::Mask m = Ops::mask(tail);
-  for (int64_t oy = row_begin; oy < row_end; ++oy) {
-    const int64_t iy0 = oy * g.stride_h - g.pad_h;
-    int ky0 = 0, ky1 = 0;
-    tap_range(iy0, g.kernel_h, g.dilation_h, g.in_h, &ky0, &ky1);
-    float* out_row = out + oy * g.out_w * C;
-    int64_t c = 0;
-    for (; c < full2; c += 2 * W) {
-      row_block<Ops, 2, false>(in, w, bias, g, iy0, ky0, ky1, ox_lo, ox_hi, c, m, out_row);
-    }
-    for (; c < full1; c += W) row_block<Ops, 1, false>(in, w, bias, g, iy0, ky0, ky1, ox_lo, ox_hi, c, m, out_row);
-    if (tail > 0) row_block<Ops, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox_lo, ox_hi, c, m, out_row);
-  }
+  Channels ch;
+  ch.full2 = C - C % (2 * W);
+  ch.full1 = C - C % W;
+  ch.tail = static_cast<int>(C - ch.full1);
+  const typename Ops::Mask m = Ops::mask(ch.tail);
+  for (int64_t oy = row_begin; oy < row_end; ++oy) row<Ops>(in, w, bias, g, oy, ox_lo, ox_hi, ch, m, out);
 }
 
 }  // namespace dwconv_detail

@@ -40,10 +40,15 @@ bool FloatConv2d::is_gemm() const {
   return c.kernel_h == 1 && c.kernel_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
 }
 
+bool FloatConv2d::is_strided_1x1() const {
+  const FloatConvConfig& c = config_;
+  return c.kernel_h == 1 && c.kernel_w == 1 && c.pad_h == 0 && c.pad_w == 0 && !is_gemm();
+}
+
 size_t FloatConv2d::workspace_bytes(int threads) const {
   WorkspaceCarver carver;
   const size_t tile_stride = WorkspaceCarver::line_multiple<float>(tile_rows(k_) * k_);
-  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
+  carver.take<float>(is_gemm() || is_strided_1x1() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
   return carver.bytes();
 }
 
@@ -68,15 +73,38 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t cin = static_cast<size_t>(c.in_channels);
   const size_t panels = weights_.panels();
 
-  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows.
+  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows. Tasks are (tile of
+  // rows, panel) pairs, so that a layer with few pixels (7x7) still splits over threads.
   if (is_gemm()) {
     const size_t rows = 96;
     const size_t tiles = (pixels + rows - 1) / rows;
-    parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
-      for (size_t t = b; t < e; ++t) {
+    parallel_for(pool, tiles * panels, 1, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t t = i / panels, p = i % panels;
         const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
-        for (size_t p = 0; p < panels; ++p)
-          weights_.run_panel(kern, p, m, input + r0 * cin, cin, output + r0 * cout, cout, c.relu);
+        weights_.run_panel(kern, p, m, input + r0 * cin, cin, output + r0 * cout, cout, c.relu);
+      }
+    });
+    return;
+  }
+
+  // A strided 1x1 unpadded convolution: output row y reads input row y * stride_h at every
+  // stride_w-th pixel, i.e. a GEMM whose A rows are stride_w * cin floats apart (no copy).
+  // Tasks are (block of output rows, panel) pairs; a block holds about 96 output pixels.
+  if (is_strided_1x1()) {
+    const size_t out_rows = static_cast<size_t>(batch) * oh;
+    const size_t block = std::max<size_t>(1, 96 / static_cast<size_t>(ow));
+    const size_t blocks = (out_rows + block - 1) / block;
+    const size_t lda = static_cast<size_t>(c.stride_w) * cin;
+    parallel_for(pool, blocks * panels, 1, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t blk = i / panels, p = i % panels;
+        const size_t r_end = std::min(out_rows, (blk + 1) * block);
+        for (size_t r = blk * block; r < r_end; ++r) {
+          const size_t img = r / static_cast<size_t>(oh), y = r % static_cast<size_t>(oh);
+          const float* a = input + ((img * static_cast<size_t>(in_h) + y * c.stride_h) * in_w) * cin;
+          weights_.run_panel(kern, p, static_cast<size_t>(ow), a, lda, output + r * ow * cout, cout, c.relu);
+        }
       }
     });
     return;

@@ -1,6 +1,8 @@
-// Float 2-D convolution operator (first layers): NHWC float input, OHWI
-// weights packed once into SGEMM panels, im2col of a tile of output pixels
-// into a per-task scratch buffer, then the ISA's SGEMM panel kernel.
+// Float 2-D convolution operator: NHWC float input, OHWI weights packed once
+// into SGEMM panels, im2col of a tile of output pixels into a per-task scratch
+// buffer, then the ISA's SGEMM panel kernel. Unpadded 1x1 convolutions skip
+// the im2col: the GEMM reads the input rows in place (with a row stride of
+// stride_w pixels when strided).
 // Work is split over tiles of output pixels; every output element is one FMA
 // chain over k = (kh, kw, ci) in order, so results do not depend on the ISA
 // path or the thread count.
@@ -49,7 +51,7 @@ class FloatConv2d {
   }
 
   // Bytes of scratch run() needs on `threads` threads: one im2col tile per thread
-  // (none for a 1x1 stride-1 unpadded convolution, which is a plain GEMM).
+  // (none for an unpadded 1x1 convolution, which is a GEMM on the input rows, strided or not).
   size_t workspace_bytes(int threads) const;
   // input: [batch][in_h][in_w][in_channels]; output: [batch][out_h][out_w][out_channels].
   // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned.
@@ -61,8 +63,9 @@ class FloatConv2d {
 
  private:
   FloatConvConfig config_;
-  bool is_gemm() const;  // 1x1, stride 1, no padding
-  size_t k_;             // kernel_h * kernel_w * in_channels
+  bool is_gemm() const;         // 1x1, stride 1, no padding
+  bool is_strided_1x1() const;  // 1x1, a stride > 1, no padding
+  size_t k_;                    // kernel_h * kernel_w * in_channels
   PackedSgemmWeights weights_;
 };
 
