@@ -220,3 +220,67 @@ def test_1x1_padded_and_without_bias(rng):
 )
 def test_1x1_random(n, h, w, cin, cout, sh, sw, seed):
     check_1x1(np.random.default_rng(seed), n, h, w, cin, cout, (sh, sw))
+
+
+# --------------------------------------------------------------------------- grouped convolutions
+
+
+def check_grouped(rng, n, h, w, cin, cout, groups, k, stride, pad, dilation=(1, 1), bias=True, relu=False):
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    wt = rng.standard_normal((cout, cin // groups, k, k), dtype=np.float32)  # torch OIHW
+    b = rng.standard_normal(cout, dtype=np.float32) if bias else None
+    attrs = {"stride": list(stride), "padding": list(pad), "groups": groups, "dilation": list(dilation), "relu": relu}
+    params = {"weight": np.ascontiguousarray(wt.transpose(0, 2, 3, 1))}
+    if bias:
+        params["bias"] = b
+    y = run_all_paths(attrs, params, x)
+    wd = torch.from_numpy(wt).double()
+    bd = None if b is None else torch.from_numpy(b).double()
+    ref = F.conv2d(_nchw(x), wd, bd, stride, pad, dilation, groups=groups)
+    if relu:
+        ref = torch.relu(ref)
+    mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), None if bd is None else bd.abs(), stride, pad, dilation, groups=groups)
+    ref, bound = _nhwc(ref), (k * k * (cin // groups) + 2) * U * _nhwc(mag)
+    assert y.shape == ref.shape
+    err = np.abs(y.astype(np.float64) - ref)
+    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+
+
+@pytest.mark.parametrize(
+    "n,h,w,cin,cout,groups,k,stride,pad,dilation",
+    [
+        (1, 9, 8, 16, 16, 2, 3, 1, 1, 1),  # ResNeXt-style, per-group GEMM
+        (2, 11, 10, 24, 48, 3, 3, 2, 1, 1),  # stride 2, 16 outputs per group
+        (1, 7, 9, 32, 80, 4, 3, 1, 2, 2),  # dilated, 20 outputs per group (one panel, partial)
+        (1, 8, 8, 64, 64, 2, 1, 1, 0, 1),  # grouped 1x1: GEMM in place with a channel offset
+        (1, 9, 9, 48, 96, 3, 1, 2, 0, 1),  # grouped strided 1x1
+        (1, 6, 7, 40, 70, 5, 5, 1, 2, 1),  # 8 inputs, 14 outputs per group, 5x5
+        (1, 8, 7, 12, 6, 3, 3, 1, 1, 1),  # 4 inputs, 2 outputs per group
+        (1, 7, 7, 6, 12, 2, 3, 1, 1, 1),  # 3 inputs per group: the direct loop
+        (1, 7, 7, 8, 16, 8, 3, 2, 1, 1),  # depthwise with a channel multiplier: the direct loop
+    ],
+)
+@pytest.mark.parametrize("relu", [False, True])
+def test_grouped_cases(rng, n, h, w, cin, cout, groups, k, stride, pad, dilation, relu):
+    check_grouped(rng, n, h, w, cin, cout, groups, k, (stride, stride), (pad, pad), (dilation, dilation), relu=relu)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    groups=st.integers(2, 4),
+    cin_g=st.integers(1, 12),
+    cout_g=st.integers(1, 40),
+    k=st.sampled_from([1, 2, 3]),
+    s=st.integers(1, 2),
+    p=st.integers(0, 1),
+    d=st.integers(1, 2),
+    h=st.integers(5, 11),
+    w=st.integers(5, 11),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_grouped_random(groups, cin_g, cout_g, k, s, p, d, h, w, bias, seed):
+    # h, w >= 5 >= d * (k - 1) + 1: the dilated kernel always fits
+    check_grouped(
+        np.random.default_rng(seed), 1, h, w, cin_g * groups, cout_g * groups, groups, k, (s, s), (p, p), (d, d), bias
+    )

@@ -3,13 +3,14 @@
 // buffer, then the ISA's SGEMM panel kernel. Unpadded 1x1 convolutions skip
 // the im2col: the GEMM reads the input rows in place (with a row stride of
 // stride_w pixels when strided).
-// Work is split over tiles of output pixels; every output element is one FMA
-// chain over k = (kh, kw, ci) in order, so results do not depend on the ISA
+// Work is split over tiles of output pixels (and groups and weight panels);
+// every output element is one FMA chain over k = (kh, kw, ci) in order, so results do not depend on the ISA
 // path or the thread count.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "microkernels/dwconv.h"
 #include "microkernels/isa.h"
@@ -28,15 +29,19 @@ struct FloatConvConfig {
   int pad_h = 0, pad_w = 0;            // symmetric zero padding, as torch.nn.Conv2d(padding=...)
   int dilation_h = 1, dilation_w = 1;  // kernel taps dilation apart, as torch.nn.Conv2d(dilation=...)
   bool relu = false;                   // fused max(y, 0) after the bias
+  int groups = 1;                      // output channel o reads input channels of group o / (out_channels / groups)
 };
 
 class FloatConv2d {
  public:
-  // weights: [out_channels][kernel_h][kernel_w][in_channels] (OHWI); bias: [out_channels] or nullptr.
+  // weights: [out_channels][kernel_h][kernel_w][in_channels / groups] (OHWI); bias: [out_channels]
+  // or nullptr. With groups > 1 each group is its own GEMM (its weights packed apart) on its
+  // slice of the input channels, writing its slice of the output channels.
   // Throws std::invalid_argument on a bad configuration.
   FloatConv2d(const FloatConvConfig& config, const float* weights, const float* bias);
 
   const FloatConvConfig& config() const { return config_; }
+  size_t held_bytes() const;  // the packed weights
   // Output size for an input size; <= 0 when the input is smaller than the kernel.
   int out_h(int in_h) const {
     return out_size(in_h, config_.kernel_h, config_.stride_h, config_.pad_h, config_.dilation_h);
@@ -63,10 +68,11 @@ class FloatConv2d {
 
  private:
   FloatConvConfig config_;
-  bool is_gemm() const;         // 1x1, stride 1, no padding
-  bool is_strided_1x1() const;  // 1x1, a stride > 1, no padding
-  size_t k_;                    // kernel_h * kernel_w * in_channels
-  PackedSgemmWeights weights_;
+  bool is_gemm() const;                      // 1x1, stride 1, no padding
+  bool is_strided_1x1() const;               // 1x1, a stride > 1, no padding
+  size_t cin_g_, cout_g_;                    // channels per group
+  size_t k_;                                 // kernel_h * kernel_w * in_channels / groups
+  std::vector<PackedSgemmWeights> weights_;  // one per group
 };
 
 // Depthwise convolution (groups == in_channels == out_channels: one KHxKW filter per channel),

@@ -18,6 +18,10 @@ constexpr AttrSchema kAttrs[] = {{"stride", AttrType::kInts, true},
                                  {"relu", AttrType::kBool, false},
                                  {"groups", AttrType::kInt, false},
                                  {"dilation", AttrType::kInts, false}};
+// Grouped convolutions run as one GEMM per group (im2col of the group's channels) from this many
+// input channels per group; below it the im2col copies are too short to pay and a direct loop runs.
+constexpr int64_t kMinGroupGemmChannels = 4;
+
 constexpr ParamSchema kParams[] = {{"weight", ParamDType::kFloat32, true}, {"bias", ParamDType::kFloat32, false}};
 
 class Conv2dNode final : public Node {
@@ -33,6 +37,7 @@ class Conv2dNode final : public Node {
     if (oh < 1 || ow < 1) fail("input " + in[0].str() + " is smaller than the kernel");
     return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
   }
+  size_t held_bytes() const override { return conv_.held_bytes(); }
   size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
@@ -72,7 +77,8 @@ class DepthwiseConv2dNode final : public Node {
   FloatDepthwiseConv2d conv_;
 };
 
-// Other groups > 1 (grouped convolutions, depthwise with a channel multiplier): a direct loop, compiled once for every
+// Grouped convolutions with fewer than kMinGroupGemmChannels input channels per group (depthwise
+// with a channel multiplier): a direct loop, compiled once for every
 // ISA path (so all paths give the same bits). Output channel o reads input channels of group o / (O / groups).
 class GroupedConv2dNode final : public Node {
  public:
@@ -165,12 +171,16 @@ std::unique_ptr<Node> make_conv2d(const OpArgs& a) {
   if (groups > 1) {
     if (int64_t{c.in_channels} * groups > kMaxDim) a.fail("in_channels * groups is too large");
     c.in_channels *= static_cast<int>(groups);
-    if (groups == c.out_channels && groups == c.in_channels) {
-      try {
+    try {
+      if (groups == c.out_channels && groups == c.in_channels) {
         return std::make_unique<DepthwiseConv2dNode>(a, c, f32(w), f32(b));
-      } catch (const std::invalid_argument& e) {
-        a.fail(e.what());
       }
+      if (c.in_channels / groups >= kMinGroupGemmChannels) {  // one GEMM per group
+        c.groups = static_cast<int>(groups);
+        return std::make_unique<Conv2dNode>(a, c, f32(w), f32(b));
+      }
+    } catch (const std::invalid_argument& e) {
+      a.fail(e.what());
     }
     return std::make_unique<GroupedConv2dNode>(a, c, static_cast<int>(groups), w, b);
   }
