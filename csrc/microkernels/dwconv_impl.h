@@ -104,9 +104,12 @@ inline void block(const float* in, const float* w, const float* bias, const Dept
 // output pixels, one vector of channels at c. Neighbouring pixels share input columns, so each
 // input vector of a kernel row is loaded once ((P - 1) * S + 3 loads for 3P FMAs). The FMAs run
 // in the same per-element order (ky, then kx = 0, 1, 2) as block().
+// With `prefetch` (the next P pixels are interior too), it also prefetches the input columns that
+// the next block will read and this one does not: the channel loop between the two blocks defeats
+// the hardware's stride prefetcher once three input rows no longer fit in L1.
 template <class Ops, int P, int S>
 inline void block_k3(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
-                     int ky0, int ky1, int64_t ox, int64_t c, float* out_row) {
+                     int ky0, int ky1, int64_t ox, int64_t c, bool prefetch, float* out_row) {
   using Vec = typename Ops::V;
   constexpr int kLoads = (P - 1) * S + 3;
   const int64_t C = g.channels;
@@ -120,6 +123,10 @@ inline void block_k3(const float* in, const float* w, const float* bias, const D
     Vec x[kLoads];
 #pragma GCC unroll 17
     for (int j = 0; j < kLoads; ++j) x[j] = Ops::load(src + j * C);
+    if (prefetch) {
+#pragma GCC unroll 16
+      for (int j = kLoads; j < kLoads + P * S; ++j) __builtin_prefetch(src + j * C);
+    }
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
       acc[p] = Ops::fma(x[p * S], w0, acc[p]);
@@ -164,10 +171,12 @@ inline void pixels_all_channels(const float* in, const float* w, const float* bi
 // Ops::kPixels interior output pixels at ox, every channel, by block_k3 (stride_w == S).
 template <class Ops, int S>
 inline void k3_all_channels(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
-                            int ky0, int ky1, int64_t ox, const Channels& ch, typename Ops::Mask m, float* out_row) {
+                            int ky0, int ky1, int64_t ox, int64_t ox_hi, const Channels& ch, typename Ops::Mask m,
+                            float* out_row) {
   constexpr int W = Ops::kWidth, P = Ops::kPixels;
   int64_t c = 0;
-  for (; c < ch.full1; c += W) block_k3<Ops, P, S>(in, w, bias, g, iy0, ky0, ky1, ox, c, out_row);
+  const bool prefetch = ox + 2 * P <= ox_hi;
+  for (; c < ch.full1; c += W) block_k3<Ops, P, S>(in, w, bias, g, iy0, ky0, ky1, ox, c, prefetch, out_row);
   if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, 0, 3, c, m, out_row);
 }
 
@@ -189,9 +198,11 @@ inline void row(const float* in, const float* w, const float* bias, const Depthw
   constexpr int kP = Ops::kPixels;
   const int s3 = k3_stride(g);
   if (s3 == 1) {
-    for (; ox + kP <= ox_hi; ox += kP) k3_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, ch, m, out_row);
+    for (; ox + kP <= ox_hi; ox += kP)
+      k3_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row);
   } else if (s3 == 2) {
-    for (; ox + kP <= ox_hi; ox += kP) k3_all_channels<Ops, 2>(in, w, bias, g, iy0, ky0, ky1, ox, ch, m, out_row);
+    for (; ox + kP <= ox_hi; ox += kP)
+      k3_all_channels<Ops, 2>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row);
   }
   for (; ox + 4 <= ox_hi; ox += 4) {
     pixels_all_channels<Ops, 4>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, ch, m, out_row);
