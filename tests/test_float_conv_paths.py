@@ -89,6 +89,10 @@ def check_depthwise(rng, n, h, w, c, k, stride, pad, dilation=(1, 1), bias=True,
         (3, 15, 14, 33, 3, 2, 0),  # stride 2, no padding, batch 3
         (1, 7, 7, 1024, 3, 1, 1),  # MobileNet 1024x7x7: wide channels, border-heavy
         (1, 10, 3, 48, 1, 1, 0),  # 1x1 depthwise (a per-channel scale)
+        (1, 21, 22, 40, 5, 1, 2),  # 5x5 (EfficientNet): the shared-load block, masked tail
+        (1, 23, 20, 24, 5, 2, 2),  # 5x5 stride 2
+        (1, 20, 21, 48, 7, 1, 3),  # 7x7 (ConvNeXt)
+        (1, 25, 24, 16, 7, 2, 3),  # 7x7 stride 2
     ],
 )
 @pytest.mark.parametrize("relu", [False, True])
@@ -120,7 +124,7 @@ def test_depthwise_without_bias_and_multiplier(rng):
     n=st.integers(1, 2),
     c=st.integers(1, 70),
     kh=st.sampled_from([1, 2, 3, 5]),
-    kw=st.sampled_from([1, 3, 4]),
+    kw=st.sampled_from([1, 3, 4, 5, 7]),
     sh=st.integers(1, 3),
     sw=st.integers(1, 3),
     dh=st.integers(1, 3),

@@ -7,7 +7,7 @@ namespace xnor {
 namespace {
 
 struct Avx2Ops {
-  static constexpr int kPixels = 4;  // output pixels per block_k3 call (registers: see dwconv_impl.h)
+  static constexpr int kPixels = 4;  // output pixels per block_kw call (registers: see dwconv_impl.h)
   static constexpr int kWidth = 8;
   using V = __m256;
   using Mask = __m256i;

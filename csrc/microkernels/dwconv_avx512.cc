@@ -7,7 +7,7 @@ namespace xnor {
 namespace {
 
 struct Avx512Ops {
-  static constexpr int kPixels = 8;  // output pixels per block_k3 call (registers: see dwconv_impl.h)
+  static constexpr int kPixels = 8;  // output pixels per block_kw call (registers: see dwconv_impl.h)
   static constexpr int kWidth = 16;
   using V = __m512;
   using Mask = __mmask16;

@@ -5,10 +5,10 @@
 //
 // Per output row: the taps' row range [ky0, ky1) is computed once; output pixels split into the
 // left border, the interior (every kx tap in bounds: 4 pixels at a time share each weight load;
-// for 3-wide kernels, Ops::kPixels pixels at a time also share input loads, block_k3) and the
+// for 3, 5 and 7-wide kernels, Ops::kPixels pixels at a time also share input loads, block_kw) and the
 // right border (per-pixel kx range). Pixel blocks are the outer loop and channels the inner one,
 // so that the input pixels of a block are read from L1 for every channel block. Channels go 2
-// vectors at a time, then 1 (block_k3: 1 at a time), then a masked tail vector (weights and bias
+// vectors at a time, then 1 (block_kw: 1 at a time), then a masked tail vector (weights and bias
 // are zero-padded, so only the input and output need masks).
 #pragma once
 
@@ -26,7 +26,7 @@ namespace dwconv_detail {
 
 struct ScalarOps {
   static constexpr int kWidth = 1;
-  static constexpr int kPixels = 4;  // output pixels per block_k3 call
+  static constexpr int kPixels = 4;  // output pixels per block_kw call
   using V = float;
   using Mask = int;
   static Mask mask(int) { return 0; }
@@ -100,28 +100,30 @@ inline void block(const float* in, const float* w, const float* bias, const Dept
   }
 }
 
-// The common 3-wide kernel (kernel_w == 3, dilation_w == 1, stride_w == S in {1, 2}): P interior
-// output pixels, one vector of channels at c. Neighbouring pixels share input columns, so each
-// input vector of a kernel row is loaded once ((P - 1) * S + 3 loads for 3P FMAs). The FMAs run
-// in the same per-element order (ky, then kx = 0, 1, 2) as block().
+// The common odd kernel widths (kernel_w == KW in {3, 5, 7}, dilation_w == 1, stride_w == S in
+// {1, 2}): P interior output pixels, one vector of channels at c. Neighbouring pixels share input
+// columns, so each input vector of a kernel row is loaded once ((P - 1) * S + KW loads for P * KW
+// FMAs). The FMAs run in the same per-element order (ky, then kx ascending) as block().
 // With `prefetch` (the next P pixels are interior too), it also prefetches the input columns that
 // the next block will read and this one does not: the channel loop between the two blocks defeats
-// the hardware's stride prefetcher once three input rows no longer fit in L1.
-template <class Ops, int P, int S>
-inline void block_k3(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
+// the hardware's stride prefetcher once the kernel's input rows no longer fit in L1.
+template <class Ops, int P, int S, int KW>
+inline void block_kw(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
                      int ky0, int ky1, int64_t ox, int64_t c, bool prefetch, float* out_row) {
   using Vec = typename Ops::V;
-  constexpr int kLoads = (P - 1) * S + 3;
+  constexpr int kLoads = (P - 1) * S + KW;
   const int64_t C = g.channels;
   Vec acc[P];
 #pragma GCC unroll 8
   for (int p = 0; p < P; ++p) acc[p] = Ops::zero();
   for (int ky = ky0; ky < ky1; ++ky) {
     const float* src = in + (iy0 + int64_t{ky} * g.dilation_h) * g.in_w * C + (ox * S - g.pad_w) * C + c;
-    const float* wr = w + int64_t{ky} * 3 * g.w_stride + c;
-    const Vec w0 = Ops::load(wr), w1 = Ops::load(wr + g.w_stride), w2 = Ops::load(wr + 2 * g.w_stride);
+    const float* wr = w + int64_t{ky} * KW * g.w_stride + c;
+    Vec wv[KW];
+#pragma GCC unroll 7
+    for (int kx = 0; kx < KW; ++kx) wv[kx] = Ops::load(wr + kx * g.w_stride);
     Vec x[kLoads];
-#pragma GCC unroll 17
+#pragma GCC unroll 24
     for (int j = 0; j < kLoads; ++j) x[j] = Ops::load(src + j * C);
     if (prefetch) {
 #pragma GCC unroll 16
@@ -129,9 +131,8 @@ inline void block_k3(const float* in, const float* w, const float* bias, const D
     }
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p) {
-      acc[p] = Ops::fma(x[p * S], w0, acc[p]);
-      acc[p] = Ops::fma(x[p * S + 1], w1, acc[p]);
-      acc[p] = Ops::fma(x[p * S + 2], w2, acc[p]);
+#pragma GCC unroll 7
+      for (int kx = 0; kx < KW; ++kx) acc[p] = Ops::fma(x[p * S + kx], wv[kx], acc[p]);
     }
   }
   const Vec b = Ops::load(bias + c);
@@ -143,10 +144,10 @@ inline void block_k3(const float* in, const float* w, const float* bias, const D
   }
 }
 
-// Whether block_k3 applies to the interior of this geometry.
-inline int k3_stride(const DepthwiseGeometry& g) {
-  const bool k3 = g.kernel_w == 3 && g.dilation_w == 1 && (g.stride_w == 1 || g.stride_w == 2);
-  return k3 ? g.stride_w : 0;
+// Whether block_kw applies to the interior of this geometry: its stride (1 or 2), else 0.
+inline int kw_stride(const DepthwiseGeometry& g) {
+  const bool odd = g.kernel_w == 3 || g.kernel_w == 5 || g.kernel_w == 7;
+  return odd && g.dilation_w == 1 && (g.stride_w == 1 || g.stride_w == 2) ? g.stride_w : 0;
 }
 
 // Channel blocks of one output row: full double vectors, full vectors, the masked tail.
@@ -168,16 +169,27 @@ inline void pixels_all_channels(const float* in, const float* w, const float* bi
   if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, kx0, kx1, c, m, out_row);
 }
 
-// Ops::kPixels interior output pixels at ox, every channel, by block_k3 (stride_w == S).
-template <class Ops, int S>
-inline void k3_all_channels(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
+// Ops::kPixels interior output pixels at ox, every channel, by block_kw (stride_w == S, kernel_w == KW).
+template <class Ops, int S, int KW>
+inline void kw_all_channels(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
                             int ky0, int ky1, int64_t ox, int64_t ox_hi, const Channels& ch, typename Ops::Mask m,
                             float* out_row) {
   constexpr int W = Ops::kWidth, P = Ops::kPixels;
   int64_t c = 0;
   const bool prefetch = ox + 2 * P <= ox_hi;
-  for (; c < ch.full1; c += W) block_k3<Ops, P, S>(in, w, bias, g, iy0, ky0, ky1, ox, c, prefetch, out_row);
-  if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, 0, 3, c, m, out_row);
+  for (; c < ch.full1; c += W) block_kw<Ops, P, S, KW>(in, w, bias, g, iy0, ky0, ky1, ox, c, prefetch, out_row);
+  if (ch.tail > 0) block<Ops, P, 1, true>(in, w, bias, g, iy0, ky0, ky1, ox, 0, KW, c, m, out_row);
+}
+
+// All interior pixel blocks of a row from ox by block_kw; returns the first pixel left over.
+template <class Ops, int S, int KW>
+inline int64_t kw_row(const float* in, const float* w, const float* bias, const DepthwiseGeometry& g, int64_t iy0,
+                      int ky0, int ky1, int64_t ox, int64_t ox_hi, const Channels& ch, typename Ops::Mask m,
+                      float* out_row) {
+  constexpr int P = Ops::kPixels;
+  for (; ox + P <= ox_hi; ox += P)
+    kw_all_channels<Ops, S, KW>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row);
+  return ox;
 }
 
 // One output row: left border, interior, right border.
@@ -195,14 +207,18 @@ inline void row(const float* in, const float* w, const float* bias, const Depthw
   };
   for (int64_t ox = 0; ox < ox_lo; ++ox) border(ox);
   int64_t ox = ox_lo;
-  constexpr int kP = Ops::kPixels;
-  const int s3 = k3_stride(g);
-  if (s3 == 1) {
-    for (; ox + kP <= ox_hi; ox += kP)
-      k3_all_channels<Ops, 1>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row);
-  } else if (s3 == 2) {
-    for (; ox + kP <= ox_hi; ox += kP)
-      k3_all_channels<Ops, 2>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row);
+  const int sk = kw_stride(g);
+  if (sk != 0) {
+    const int key = sk * 10 + g.kernel_w;  // (stride, width) pairs block_kw is compiled for
+    switch (key) {
+      case 13: ox = kw_row<Ops, 1, 3>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      case 23: ox = kw_row<Ops, 2, 3>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      case 15: ox = kw_row<Ops, 1, 5>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      case 25: ox = kw_row<Ops, 2, 5>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      case 17: ox = kw_row<Ops, 1, 7>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      case 27: ox = kw_row<Ops, 2, 7>(in, w, bias, g, iy0, ky0, ky1, ox, ox_hi, ch, m, out_row); break;
+      default: break;
+    }
   }
   for (; ox + 4 <= ox_hi; ox += 4) {
     pixels_all_channels<Ops, 4>(in, w, bias, g, iy0, ky0, ky1, ox, 0, g.kernel_w, ch, m, out_row);
