@@ -21,6 +21,11 @@ constexpr FloatKernels kFloatScalar{sgemm_scalar, fmaxpool_scalar, favgpool_scal
 constexpr FloatKernels kFloatAvx2{sgemm_avx2, fmaxpool_avx2, favgpool_avx2, fglobal_avgpool_avx2};
 constexpr FloatKernels kFloatAvx512{sgemm_avx512, fmaxpool_avx512, favgpool_avx512, fglobal_avgpool_avx512};
 
+// --- float convolution kernels (depthwise) -------------------------------
+constexpr FloatConvKernels kFloatConvScalar{dwconv_scalar};
+constexpr FloatConvKernels kFloatConvAvx2{dwconv_avx2};
+constexpr FloatConvKernels kFloatConvAvx512{dwconv_avx512};
+
 // --- graph element-wise / layout kernels (runtime ops) -------------------
 #define XNOR_ELEMENTWISE_TABLE(isa)                                                                                \
   ElementwiseKernels {                                                                                             \
@@ -53,6 +58,16 @@ const FloatKernels& float_kernels(Isa isa) {
     case Isa::kAvx512: return kFloatAvx512;
   }
   return kFloatScalar;
+}
+
+const FloatConvKernels& float_conv_kernels(Isa isa) {
+  require(isa);
+  switch (isa) {
+    case Isa::kScalar: return kFloatConvScalar;
+    case Isa::kAvx2: return kFloatConvAvx2;
+    case Isa::kAvx512: return kFloatConvAvx512;
+  }
+  return kFloatConvScalar;
 }
 
 const ElementwiseKernels& elementwise_kernels(Isa isa) {

@@ -4,6 +4,7 @@
 
 #include "microkernels/bconv2d_microkernel.h"
 #include "microkernels/bmaxpool.h"
+#include "microkernels/dwconv.h"
 #include "microkernels/elementwise.h"
 #include "microkernels/float_kernels.h"
 #include "microkernels/isa.h"
@@ -18,6 +19,7 @@ struct BinaryKernels {
 // Throws std::runtime_error when the CPU cannot run `isa`.
 const BinaryKernels& binary_kernels(Isa isa);
 const FloatKernels& float_kernels(Isa isa);
+const FloatConvKernels& float_conv_kernels(Isa isa);
 const ElementwiseKernels& elementwise_kernels(Isa isa);
 
 }  // namespace xnor

@@ -17,6 +17,9 @@ const FloatConvConfig& checked(const FloatConvConfig& c) {
       c.stride_w <= 0 || c.pad_h < 0 || c.pad_w < 0 || c.dilation_h <= 0 || c.dilation_w <= 0) {
     throw std::invalid_argument("FloatConv2d: channels, kernel, stride and dilation must be positive and padding >= 0");
   }
+  if (c.groups <= 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0) {
+    throw std::invalid_argument("FloatConv2d: groups must divide in_channels and out_channels");
+  }
   return c;
 }
 
@@ -32,18 +35,35 @@ size_t tile_rows(size_t k) {
 
 FloatConv2d::FloatConv2d(const FloatConvConfig& config, const float* weights, const float* bias)
     : config_(checked(config)),
-      k_(static_cast<size_t>(config.kernel_h) * config.kernel_w * config.in_channels),
-      weights_(static_cast<size_t>(config.out_channels), k_, weights, bias) {}
+      cin_g_(static_cast<size_t>(config.in_channels / config.groups)),
+      cout_g_(static_cast<size_t>(config.out_channels / config.groups)),
+      k_(static_cast<size_t>(config.kernel_h) * config.kernel_w * cin_g_) {
+  weights_.reserve(static_cast<size_t>(config.groups));
+  for (size_t g = 0; g < static_cast<size_t>(config.groups); ++g) {
+    weights_.emplace_back(cout_g_, k_, weights + g * cout_g_ * k_, bias == nullptr ? nullptr : bias + g * cout_g_);
+  }
+}
+
+size_t FloatConv2d::held_bytes() const {
+  size_t bytes = 0;
+  for (const PackedSgemmWeights& w : weights_) bytes += w.panels() * (w.k() + 1) * kSgemmPanelWidth * sizeof(float);
+  return bytes;
+}
 
 bool FloatConv2d::is_gemm() const {
   const FloatConvConfig& c = config_;
   return c.kernel_h == 1 && c.kernel_w == 1 && c.stride_h == 1 && c.stride_w == 1 && c.pad_h == 0 && c.pad_w == 0;
 }
 
+bool FloatConv2d::is_strided_1x1() const {
+  const FloatConvConfig& c = config_;
+  return c.kernel_h == 1 && c.kernel_w == 1 && c.pad_h == 0 && c.pad_w == 0 && !is_gemm();
+}
+
 size_t FloatConv2d::workspace_bytes(int threads) const {
   WorkspaceCarver carver;
   const size_t tile_stride = WorkspaceCarver::line_multiple<float>(tile_rows(k_) * k_);
-  carver.take<float>(is_gemm() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
+  carver.take<float>(is_gemm() || is_strided_1x1() ? 0 : static_cast<size_t>(std::max(threads, 1)) * tile_stride);
   return carver.bytes();
 }
 
@@ -66,17 +86,46 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t pixels = static_cast<size_t>(batch) * oh * ow;
   const size_t cout = static_cast<size_t>(c.out_channels);
   const size_t cin = static_cast<size_t>(c.in_channels);
-  const size_t panels = weights_.panels();
+  const size_t groups = weights_.size(), panels = weights_[0].panels();
+  const size_t jobs = groups * panels;  // (group, panel) pairs of one tile of rows
+  // Group g reads input channels [g * cin_g, +cin_g) and writes output channels [g * cout_g, +cout_g).
+  // `in_place`: a holds every input channel (add the group's offset); else a is the group's im2col tile.
+  auto run_job = [&](size_t job, size_t m, const float* a, size_t lda, bool in_place, float* out_rows) {
+    const size_t g = job / panels, p = job % panels;
+    weights_[g].run_panel(kern, p, m, a + (in_place ? g * cin_g_ : 0), lda, out_rows + g * cout_g_, cout, c.relu);
+  };
 
-  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows.
+  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows. Tasks are (tile of
+  // rows, group, panel) triples, so that a layer with few pixels (7x7) still splits over threads.
   if (is_gemm()) {
     const size_t rows = 96;
     const size_t tiles = (pixels + rows - 1) / rows;
-    parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
-      for (size_t t = b; t < e; ++t) {
-        const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
-        for (size_t p = 0; p < panels; ++p)
-          weights_.run_panel(kern, p, m, input + r0 * cin, cin, output + r0 * cout, cout, c.relu);
+    parallel_for(pool, tiles * jobs, 1, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t r0 = (i / jobs) * rows, m = std::min(rows, pixels - r0);
+        run_job(i % jobs, m, input + r0 * cin, cin, true, output + r0 * cout);
+      }
+    });
+    return;
+  }
+
+  // A strided 1x1 unpadded convolution: output row y reads input row y * stride_h at every
+  // stride_w-th pixel, i.e. a GEMM whose A rows are stride_w * cin floats apart (no copy).
+  // Tasks are (block of output rows, group, panel); a block holds about 96 output pixels.
+  if (is_strided_1x1()) {
+    const size_t out_rows = static_cast<size_t>(batch) * oh;
+    const size_t block = std::max<size_t>(1, 96 / static_cast<size_t>(ow));
+    const size_t blocks = (out_rows + block - 1) / block;
+    const size_t lda = static_cast<size_t>(c.stride_w) * cin;
+    parallel_for(pool, blocks * jobs, 1, [&](size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t blk = i / jobs;
+        const size_t r_end = std::min(out_rows, (blk + 1) * block);
+        for (size_t r = blk * block; r < r_end; ++r) {
+          const size_t img = r / static_cast<size_t>(oh), y = r % static_cast<size_t>(oh);
+          const float* a = input + ((img * static_cast<size_t>(in_h) + y * c.stride_h) * in_w) * cin;
+          run_job(i % jobs, static_cast<size_t>(ow), a, lda, true, output + r * ow * cout);
+        }
       }
     });
     return;
@@ -85,35 +134,38 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   const size_t rows = tile_rows(k_);
   const size_t tiles = (pixels + rows - 1) / rows;
   const size_t out_plane = static_cast<size_t>(oh) * ow;
-  const size_t row_floats = static_cast<size_t>(c.kernel_w) * cin;  // one kernel row of one pixel
+  const size_t row_floats = static_cast<size_t>(c.kernel_w) * cin_g_;  // one kernel row of one pixel
   WorkspaceCarver carver(workspace);
   const size_t tile_stride = WorkspaceCarver::line_multiple<float>(rows * k_);
   float* const tiles_scratch = carver.take<float>(static_cast<size_t>(threads_of(pool)) * tile_stride);
   // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
+  // Tasks are (tile, group) pairs: the im2col of a group's channels, then its panels.
   std::atomic<int> next_slot{0};
-  parallel_for(pool, tiles, 1, [&](size_t b, size_t e) {
+  parallel_for(pool, tiles * groups, 1, [&](size_t b, size_t e) {
     float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * tile_stride;
-    for (size_t t = b; t < e; ++t) {
+    for (size_t task = b; task < e; ++task) {
+      const size_t t = task / groups, g = task % groups;
       const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
-      // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI.
+      const size_t ch0 = g * cin_g_;
+      // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI, ci of group g.
       for (size_t r = 0; r < m; ++r) {
         const size_t pix = r0 + r;
         const size_t img = pix / out_plane, rem = pix % out_plane;
         const int y = static_cast<int>(rem / ow), x = static_cast<int>(rem % ow);
         const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
         const int kx_lo = std::max(0, -ix0), kx_hi = std::min(c.kernel_w, in_w - ix0);
-        const float* src_img = input + img * static_cast<size_t>(in_h) * in_w * cin;
+        const float* src_img = input + img * static_cast<size_t>(in_h) * in_w * cin + ch0;
         float* dst = a + r * k_;
         for (int ky = 0; ky < c.kernel_h; ++ky, dst += row_floats) {
           const int iy = iy0 + ky * c.dilation_h;
-          if (c.dilation_w != 1 && iy >= 0 && iy < in_h) {  // dilated taps: one pixel's channels each
+          if ((c.dilation_w != 1 || groups > 1) && iy >= 0 && iy < in_h) {  // one pixel's channels per tap
             for (int kx = 0; kx < c.kernel_w; ++kx) {
               const int ix = ix0 + kx * c.dilation_w;
-              float* d = dst + static_cast<size_t>(kx) * cin;
+              float* d = dst + static_cast<size_t>(kx) * cin_g_;
               if (ix < 0 || ix >= in_w) {
-                std::memset(d, 0, cin * sizeof(float));
+                std::memset(d, 0, cin_g_ * sizeof(float));
               } else {
-                std::memcpy(d, src_img + (static_cast<size_t>(iy) * in_w + ix) * cin, cin * sizeof(float));
+                std::memcpy(d, src_img + (static_cast<size_t>(iy) * in_w + ix) * cin, cin_g_ * sizeof(float));
               }
             }
             continue;
@@ -130,7 +182,76 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
           if (lead + body < row_floats) std::memset(dst + lead + body, 0, (row_floats - lead - body) * sizeof(float));
         }
       }
-      for (size_t p = 0; p < panels; ++p) weights_.run_panel(kern, p, m, a, k_, output + r0 * cout, cout, c.relu);
+      for (size_t p = 0; p < panels; ++p) run_job(g * panels + p, m, a, k_, false, output + r0 * cout);
+    }
+  });
+}
+
+namespace {
+
+const FloatConvConfig& checked_depthwise(const FloatConvConfig& c) {
+  checked(c);
+  if (c.in_channels != c.out_channels) {
+    throw std::invalid_argument("FloatDepthwiseConv2d: in_channels must equal out_channels");
+  }
+  return c;
+}
+
+int64_t depthwise_stride(int64_t channels) {
+  return (channels + kDepthwiseChannelAlign - 1) / kDepthwiseChannelAlign * kDepthwiseChannelAlign;
+}
+
+}  // namespace
+
+FloatDepthwiseConv2d::FloatDepthwiseConv2d(const FloatConvConfig& config, const float* weights, const float* bias)
+    : config_(checked_depthwise(config)),
+      w_stride_(depthwise_stride(config.in_channels)),
+      weights_(static_cast<size_t>(int64_t{config.kernel_h} * config.kernel_w * w_stride_)),
+      bias_(static_cast<size_t>(w_stride_)) {
+  const int64_t channels = config.in_channels, taps = int64_t{config.kernel_h} * config.kernel_w;
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    for (int64_t t = 0; t < taps; ++t) weights_.data()[t * w_stride_ + ch] = weights[ch * taps + t];
+    if (bias != nullptr) bias_.data()[ch] = bias[ch];
+  }
+}
+
+void FloatDepthwiseConv2d::run(const float* input, int64_t batch, int64_t in_h, int64_t in_w, float* output,
+                               TaskRunner* pool, Isa isa) const {
+  const FloatConvConfig& c = config_;
+  const int oh = FloatConv2d::out_size(static_cast<int>(in_h), c.kernel_h, c.stride_h, c.pad_h, c.dilation_h);
+  const int ow = FloatConv2d::out_size(static_cast<int>(in_w), c.kernel_w, c.stride_w, c.pad_w, c.dilation_w);
+  if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
+    throw std::invalid_argument("FloatDepthwiseConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
+                                " (batch " + std::to_string(batch) + ") gives an empty output for kernel " +
+                                std::to_string(c.kernel_h) + "x" + std::to_string(c.kernel_w));
+  }
+  const DepthwiseConvFn fn = float_conv_kernels(isa).depthwise;
+  DepthwiseGeometry g{};
+  g.in_h = in_h;
+  g.in_w = in_w;
+  g.channels = c.in_channels;
+  g.out_h = oh;
+  g.out_w = ow;
+  g.kernel_h = c.kernel_h;
+  g.kernel_w = c.kernel_w;
+  g.stride_h = c.stride_h;
+  g.stride_w = c.stride_w;
+  g.pad_h = c.pad_h;
+  g.pad_w = c.pad_w;
+  g.dilation_h = c.dilation_h;
+  g.dilation_w = c.dilation_w;
+  g.w_stride = w_stride_;
+  g.relu = c.relu;
+  const int64_t in_image = in_h * in_w * g.channels, out_image = int64_t{oh} * ow * g.channels;
+  // Rows of all images; a task gets about kElementGrain output values (memory-bound work).
+  const size_t rows = static_cast<size_t>(batch) * static_cast<size_t>(oh);
+  const size_t grain = element_grain_rows(static_cast<size_t>(ow) * static_cast<size_t>(g.channels));
+  parallel_for(pool, rows, grain, [&](size_t b, size_t e) {
+    for (size_t r = b; r < e;) {
+      const int64_t img = static_cast<int64_t>(r) / oh, y0 = static_cast<int64_t>(r) % oh;
+      const int64_t y1 = std::min<int64_t>(oh, y0 + static_cast<int64_t>(e - r));
+      fn(input + img * in_image, weights_.data(), bias_.data(), g, y0, y1, output + img * out_image);
+      r += static_cast<size_t>(y1 - y0);
     }
   });
 }

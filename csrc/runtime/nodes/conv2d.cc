@@ -18,6 +18,10 @@ constexpr AttrSchema kAttrs[] = {{"stride", AttrType::kInts, true},
                                  {"relu", AttrType::kBool, false},
                                  {"groups", AttrType::kInt, false},
                                  {"dilation", AttrType::kInts, false}};
+// Grouped convolutions run as one GEMM per group (im2col of the group's channels) from this many
+// input channels per group; below it the im2col copies are too short to pay and a direct loop runs.
+constexpr int64_t kMinGroupGemmChannels = 4;
+
 constexpr ParamSchema kParams[] = {{"weight", ParamDType::kFloat32, true}, {"bias", ParamDType::kFloat32, false}};
 
 class Conv2dNode final : public Node {
@@ -33,6 +37,7 @@ class Conv2dNode final : public Node {
     if (oh < 1 || ow < 1) fail("input " + in[0].str() + " is smaller than the kernel");
     return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
   }
+  size_t held_bytes() const override { return conv_.held_bytes(); }
   size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
@@ -44,8 +49,37 @@ class Conv2dNode final : public Node {
   FloatConv2d conv_;
 };
 
-// groups > 1 (depthwise and grouped convolutions): a direct loop, compiled once for every ISA path
-// (so all paths give the same bits). Output channel o reads input channels of group o / (O / groups).
+// groups == channels, one filter per channel (depthwise): the vectorised NHWC kernel.
+class DepthwiseConv2dNode final : public Node {
+ public:
+  DepthwiseConv2dNode(const OpArgs& a, const FloatConvConfig& c, const float* w, const float* b)
+      : Node(a.op(), {DType::kF32}, DType::kF32), conv_(c, w, b) {}
+  size_t held_bytes() const override { return conv_.held_bytes(); }
+  Shape infer(const Shape* in, size_t) const override {
+    const FloatConvConfig& c = conv_.config();
+    if (in[0].rank != 4 || in[0].channels() != c.in_channels) {
+      fail("input must be NHWC with " + std::to_string(c.in_channels) + " channels, got " + in[0].str());
+    }
+    const int64_t oh =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[1]), c.kernel_h, c.stride_h, c.pad_h, c.dilation_h);
+    const int64_t ow =
+        FloatConv2d::out_size(static_cast<int>(in[0].d[2]), c.kernel_w, c.stride_w, c.pad_w, c.dilation_w);
+    if (oh < 1 || ow < 1) fail("input " + in[0].str() + " is smaller than the kernel");
+    return Shape::nhwc(in[0].d[0], oh, ow, c.out_channels);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
+           const Shape&) const override {
+    conv_.run(static_cast<const float*>(in[0]), s[0].d[0], s[0].d[1], s[0].d[2], static_cast<float*>(out), ctx.pool,
+              ctx.isa);
+  }
+
+ private:
+  FloatDepthwiseConv2d conv_;
+};
+
+// Grouped convolutions with fewer than kMinGroupGemmChannels input channels per group (depthwise
+// with a channel multiplier): a direct loop, compiled once for every
+// ISA path (so all paths give the same bits). Output channel o reads input channels of group o / (O / groups).
 class GroupedConv2dNode final : public Node {
  public:
   GroupedConv2dNode(const OpArgs& a, const FloatConvConfig& c, int groups, const ParamView* w, const ParamView* b)
@@ -137,6 +171,17 @@ std::unique_ptr<Node> make_conv2d(const OpArgs& a) {
   if (groups > 1) {
     if (int64_t{c.in_channels} * groups > kMaxDim) a.fail("in_channels * groups is too large");
     c.in_channels *= static_cast<int>(groups);
+    try {
+      if (groups == c.out_channels && groups == c.in_channels) {
+        return std::make_unique<DepthwiseConv2dNode>(a, c, f32(w), f32(b));
+      }
+      if (c.in_channels / groups >= kMinGroupGemmChannels) {  // one GEMM per group
+        c.groups = static_cast<int>(groups);
+        return std::make_unique<Conv2dNode>(a, c, f32(w), f32(b));
+      }
+    } catch (const std::invalid_argument& e) {
+      a.fail(e.what());
+    }
     return std::make_unique<GroupedConv2dNode>(a, c, static_cast<int>(groups), w, b);
   }
   try {
