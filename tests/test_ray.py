@@ -19,12 +19,13 @@ from test_run_stream import MODEL, TOP, check_rows, images, read_rows, reference
 
 from xnorinfer import cli
 from xnorinfer.batch import iter_inputs
-from xnorinfer.ray import Predictor, count_files, ray_run
+from xnorinfer.ray import Predictor, count_files, outside_source_trees, ray_run
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with outside_source_trees():  # (pytest runs from the checkout, whose xnorinfer/ has no extension)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

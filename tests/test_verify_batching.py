@@ -60,3 +60,41 @@ def test_live_model_that_differs_from_its_export_is_reported():
     x = torch.randn(1, 3, 6, 6)
     with pytest.raises(ConversionError, match="exported program differs from the live model"):
         convert(_Drifting().eval(), (x,), n_verify=4)
+
+
+def test_reference_override_feeds_later_ops():
+    """Verification's teacher forcing: a substituted binary activation is what later ops read."""
+    from xnorinfer import ir
+    from xnorinfer.bits import pack_last
+    from xnorinfer.convert import reference
+
+    g = ir.Graph(
+        inputs=["x"],
+        outputs=["y"],
+        tensors={
+            "x": ir.Tensor("x", (1, 2, 2, 3), "f32"),
+            "s": ir.Tensor("s", (1, 2, 2, 3), "bits"),
+            "y": ir.Tensor("y", (1, 2, 2, 3), "f32"),
+        },
+        ops=[
+            ir.Op("sign", "s", ["x"], ["s"], {}, {"threshold": np.zeros(3, np.float32)}),
+            ir.Op("unpack", "u", ["s"], ["y"]),
+        ],
+        metadata={"input_shape": [1, 3, 2, 2]},
+    )
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32)
+    free = reference.run(g, x)["y"]
+    np.testing.assert_array_equal(free, np.where(np.transpose(x, (0, 2, 3, 1)) < 0, -1.0, 1.0))
+    flipped = np.zeros((2, 2, 2, 3), bool)
+    flipped[1, 0, 1, 2] = True
+    seen = []
+
+    def substitute(name, value):
+        if name != "s":
+            return value
+        seen.append(name)
+        return pack_last(reference.bits_of(g, name, value) ^ flipped)
+
+    forced = reference.run(g, x, override=substitute)["y"]
+    assert seen == ["s"]
+    np.testing.assert_array_equal(forced, np.where(flipped, -free, free))

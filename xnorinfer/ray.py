@@ -22,7 +22,10 @@ an image that cannot be decoded is an error row. Every batch gives as many rows 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,18 +88,32 @@ class Predictor:
         return arrow_table(cols, self.top)
 
 
+@contextlib.contextmanager
+def outside_source_trees() -> Iterator[None]:
+    """Run ray.init from a neutral folder: Ray puts the driver's working directory on every worker's
+    sys.path, and from a source checkout of xnorinfer that directory's `xnorinfer/` (no compiled
+    extension) would shadow the installed package in the workers."""
+    here = os.getcwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
 def _init_ray(address: str | None):
     import ray
 
     if ray.is_initialized():
         return ray
-    if address is not None:
-        ray.init(address=address)
-        return ray
-    try:
-        ray.init(address="auto")  # a running cluster (RAY_ADDRESS or `ray start` on this node)
-    except ConnectionError:
-        ray.init()  # none: a local one on this machine
+    with outside_source_trees():
+        if address is not None:
+            ray.init(address=address)
+            return ray
+        try:
+            ray.init(address="auto")  # a running cluster (RAY_ADDRESS or `ray start` on this node)
+        except ConnectionError:
+            ray.init()  # none: a local one on this machine
     return ray
 
 

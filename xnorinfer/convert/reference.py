@@ -7,7 +7,7 @@ arithmetic (int64); float ops run in float64 (values of f32 tensors are kept as 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 
@@ -19,7 +19,12 @@ __all__ = ["run", "bits_of", "sign_margins"]
 
 
 def run(
-    graph: ir.Graph, x_nchw: np.ndarray, *, keep_all: bool = False, keep: Collection[str] = ()
+    graph: ir.Graph,
+    x_nchw: np.ndarray,
+    *,
+    keep_all: bool = False,
+    keep: Collection[str] = (),
+    override: Callable[[str, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Interpret `graph` on a float32 NCHW (or (N, F)) input.
 
@@ -27,8 +32,14 @@ def run(
     packed uint64 for bits), or every tensor with `keep_all`. Without `keep_all` a tensor is freed
     after its last reader (a 224x224 model on 64 images would otherwise hold gigabytes). A
     per-image graph (metadata "per_image") runs one image at a time, its values joined along axis 0.
+
+    `override(name, value)` sees each op's output and returns the value later ops read (verification
+    substitutes PyTorch's binary activations so that a rounding tie does not cascade); not for
+    per-image graphs with several images.
     """
     if graph.metadata.get("per_image") and len(x_nchw) > 1:  # axis 0 is not the batch: one image at a time
+        if override is not None:
+            raise ValueError("reference.run: override needs a batched graph or one image")
         runs = [run(graph, x_nchw[i : i + 1], keep_all=keep_all, keep=keep) for i in range(len(x_nchw))]
         return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
     x = np.asarray(x_nchw, dtype=np.float32).astype(np.float64)
@@ -41,7 +52,8 @@ def run(
     last_use = {v: i for i, op in enumerate(graph.ops) for v in op.inputs}
     for i, op in enumerate(graph.ops):
         ins = [env[v] for v in op.inputs]
-        env[op.outputs[0]] = op_def(op.kind).reference(op, ins, [graph.tensors[v] for v in op.inputs])
+        out = op_def(op.kind).reference(op, ins, [graph.tensors[v] for v in op.inputs])
+        env[op.outputs[0]] = out if override is None else override(op.outputs[0], out)
         if not keep_all:
             for v in set(op.inputs):
                 if last_use[v] == i and v not in wanted:
