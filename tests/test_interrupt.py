@@ -1,9 +1,10 @@
 """An interrupted or failing `xnorinfer convert` leaves no damage: no partial output, no temp file,
 and an existing .xbin untouched. SIGINT and SIGTERM exit 130 / 143 with `xnorinfer: error: interrupted`.
 
-The signal tests make verification slow (2000 inputs, run one by one through the exported program:
-about a minute) and send the signal only once the progress bar on stderr shows the PyTorch stage,
-which runs before anything is written, so the signal certainly lands during verification.
+The signal tests make verification slow (a float and a binary 3x3 conv at 56x56 on 500 inputs: the
+PyTorch stage takes seconds, the float64 reference some 15 s more) and send the signal only once the
+progress bar on stderr shows the PyTorch stage, which runs before anything is written, so the signal
+certainly lands during verification.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from xnorinfer import cli, xbin  # noqa: E402
-from xnorinfer.nn import BinaryLinear  # noqa: E402
+from xnorinfer.nn import BinaryConv2d, BinaryLinear  # noqa: E402
 
 OLD_BYTES = b"an existing model file that must survive\n" * 7
 STAGE_TIMEOUT_S = 300  # generous: the PyTorch stage normally starts a few seconds after launch
@@ -38,10 +39,18 @@ def _save(model: nn.Module, shape: tuple[int, ...], path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def mnist_pt2(tmp_path_factory) -> str:
+def slow_pt2(tmp_path_factory) -> str:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), BinaryLinear(784, 512), nn.BatchNorm1d(512), BinaryLinear(512, 10))
-    return _save(model, (1, 1, 28, 28), tmp_path_factory.mktemp("pt2") / "mnist_bnn.pt2")
+    model = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        BinaryConv2d(64, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+    return _save(model, (1, 1, 56, 56), tmp_path_factory.mktemp("pt2") / "slow_bnn.pt2")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,7 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_verification_leaves_existing_output(mnist_pt2, tmp_path, sig, code):
+def test_signal_during_verification_leaves_existing_output(slow_pt2, tmp_path, sig, code):
     out = tmp_path / "model.xbin"
     out.write_bytes(OLD_BYTES)
     tmp = Path(tempfile.gettempdir())
@@ -69,7 +78,7 @@ def test_signal_during_verification_leaves_existing_output(mnist_pt2, tmp_path, 
     # As from a terminal: SIGINT at its default. A test run started in the background by a
     # non-interactive shell inherits SIGINT ignored, and Python keeps an inherited SIG_IGN.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xnorinfer", "convert", mnist_pt2, "-o", str(out), "--samples", "2000"],
+        [sys.executable, "-m", "xnorinfer", "convert", slow_pt2, "-o", str(out), "--samples", "500"],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -89,7 +98,7 @@ def test_signal_during_verification_leaves_existing_output(mnist_pt2, tmp_path, 
             assert proc.poll() is None, f"convert ended before verification was interrupted: {bytes(err)!r}"
             assert time.monotonic() < deadline, f"verification did not start: {bytes(err)!r}"
             time.sleep(0.05)
-        time.sleep(0.5)  # well inside the stage (about a minute with 2000 inputs)
+        time.sleep(0.5)  # well inside verification (some 20 s with 500 inputs)
         assert proc.poll() is None, "convert finished too early: the signal would not land in verification"
         proc.send_signal(sig)
         proc.wait(timeout=120)  # not communicate(): the reader thread owns stderr
