@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
+from conftest import ISAS
 from torch import nn
+
+import xnorinfer
+from xnorinfer.convert import convert
+from xnorinfer.datasets import load_cifar10_jpeg, normalize
 
 REALCODE = Path(__file__).resolve().parent / "realcode"
 
@@ -41,3 +47,44 @@ def load_fixture(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # what the module defines can find it by name (torch.export, pickling)
     spec.loader.exec_module(module)
     return module
+
+
+CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+
+
+def cifar_test_images() -> np.ndarray:
+    """20 real CIFAR-10 test images (2 of each class), normalised as CIFAR models are trained."""
+    images, labels = load_cifar10_jpeg(Path(__file__).resolve().parent / "data" / "cifar10-jpeg", "test")
+    picked = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(10)])
+    return normalize(images[picked], CIFAR_MEAN, CIFAR_STD)
+
+
+def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
+    """Engine output on every ISA path with 1 and 2 threads; all must be identical."""
+    outs = []
+    for threads in (1, 2):
+        session = xnorinfer.load(path, threads=threads)
+        outs += [np.asarray(session.run(x, isa=isa)) for isa in ISAS]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    return outs[0]
+
+
+def convert_and_compare(model: nn.Module, example: torch.Tensor, x: np.ndarray, tmp_path: Path):
+    """Convert with verification on `x` (every binary activation bit-exact), then the engine against
+    eager PyTorch on `x` within 1e-4 and the same top-1."""
+    path = tmp_path / "model.xbin"
+    graph = convert(model, (example,), output=path, calib=x)
+    v = graph.metadata["verification"]
+    assert not v["problems"], v["problems"]
+    assert v["layers"] and all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]
+    got = run_everywhere(path, x)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    return graph
+
+
+def binary_layers(graph) -> set[str]:
+    return {op.name for op in graph.ops if op.kind in ("bconv2d", "blinear")}

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import ISAS
+from realcode_support import run_everywhere
 
 import xnorinfer
 from xnorinfer.convert import ConversionError, convert, format_table
@@ -62,18 +62,6 @@ def randomise_bn(model: nn.Module, example: torch.Tensor, seed: int = 0) -> nn.M
 
 def binary_kinds(graph) -> list[str]:
     return [op.kind for op in graph.ops if op.kind in ("bconv2d", "blinear")]
-
-
-def run_everywhere(path, x: np.ndarray) -> np.ndarray:
-    """Engine output on every ISA path and 1 and 2 threads; all must be identical."""
-    outs = []
-    for threads in (1, 2):
-        session = xnorinfer.load(path, threads=threads)
-        for isa in ISAS:
-            outs.append(np.asarray(session.run(x, isa=isa)))
-    for o in outs[1:]:
-        np.testing.assert_array_equal(o, outs[0])
-    return outs[0]
 
 
 def check_against_torch(

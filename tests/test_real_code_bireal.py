@@ -17,50 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ISAS
-from realcode_support import load_fixture
+from realcode_support import binary_layers, cifar_test_images, convert_and_compare, load_fixture
 
-import xnorinfer
 from xnorinfer.convert import convert, patterns, verify
 from xnorinfer.convert.report import format_table
-from xnorinfer.datasets import load_cifar10_jpeg, normalize
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def cifar_images() -> np.ndarray:
-    images, labels = load_cifar10_jpeg(HERE / "data" / "cifar10-jpeg", "test")
-    picked = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(10)])
-    return normalize(images[picked], [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
-
-
-def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
-    outs = []
-    for threads in (1, 2):
-        session = xnorinfer.load(path, threads=threads)
-        outs += [np.asarray(session.run(x, isa=isa)) for isa in ISAS]
-    for o in outs[1:]:
-        np.testing.assert_array_equal(o, outs[0])
-    return outs[0]
-
-
-def convert_and_compare(model, example, x: np.ndarray, tmp_path: Path):
-    path = tmp_path / "model.xbin"
-    graph = convert(model, (example,), output=path, calib=x)
-    v = graph.metadata["verification"]
-    assert not v["problems"], v["problems"]
-    assert v["layers"] and all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]
-    got = run_everywhere(path, x)
-    with torch.no_grad():
-        want = model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return graph
-
-
-def binary_layers(graph) -> set[str]:
-    return {op.name for op in graph.ops if op.kind in ("bconv2d", "blinear")}
+    return cifar_test_images()
 
 
 def test_bireal_detach_trick_convs_run_binary(cifar_images, tmp_path):

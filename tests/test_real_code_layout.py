@@ -27,34 +27,16 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from conftest import ISAS
-from realcode_support import load_fixture
+from realcode_support import cifar_test_images, load_fixture, run_everywhere
 
-import xnorinfer
 from xnorinfer.convert import convert, reference
-from xnorinfer.datasets import load_cifar10_jpeg, normalize
 
 HERE = Path(__file__).resolve().parent
-CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
 
 @pytest.fixture(scope="module")
 def cifar_images() -> np.ndarray:
-    """20 real CIFAR-10 test images (2 of each class), normalised as CIFAR models are trained."""
-    images, labels = load_cifar10_jpeg(HERE / "data" / "cifar10-jpeg", "test")
-    picked = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(10)])
-    return normalize(images[picked], CIFAR_MEAN, CIFAR_STD)
-
-
-def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
-    """Engine output on every ISA path with 1 and 2 threads; all must be identical."""
-    outs = []
-    for threads in (1, 2):
-        session = xnorinfer.load(path, threads=threads)
-        outs += [np.asarray(session.run(x, isa=isa)) for isa in ISAS]
-    for o in outs[1:]:
-        np.testing.assert_array_equal(o, outs[0])
-    return outs[0]
+    return cifar_test_images()
 
 
 def convert_and_compare(model: torch.nn.Module, example: torch.Tensor, images: np.ndarray, tmp_path: Path):

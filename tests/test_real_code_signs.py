@@ -23,10 +23,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import ISAS
-from realcode_support import load_fixture
+from realcode_support import load_fixture, run_everywhere
 
-import xnorinfer
 from xnorinfer import datasets
 from xnorinfer.convert import ConversionError, capture, convert, patterns
 
@@ -34,16 +32,10 @@ REALCODE = Path(__file__).resolve().parent / "realcode"
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
-    """Engine output on every ISA path, 1 and 2 threads; all identical."""
-    outs = []
-    for threads in (1, 2):
-        session = xnorinfer.load(path, threads=threads)
-        for isa in ISAS:
-            outs.append(np.asarray(session.run(x, isa=isa)))
-    for o in outs[1:]:
-        np.testing.assert_array_equal(o, outs[0])
-    return outs[0].transpose(0, 3, 1, 2) if outs[0].ndim == 4 else outs[0]  # the engine returns NHWC
+def engine_nchw(path: Path, x: np.ndarray) -> np.ndarray:
+    """run_everywhere's output, NCHW when 4-D (the engine returns NHWC)."""
+    out = run_everywhere(path, x)
+    return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
 
 
 def kinds(graph) -> list[str]:
@@ -64,7 +56,7 @@ def cifar_images(n: int) -> torch.Tensor:
 def engine_vs_torch(model: nn.Module, graph, path: Path, x: torch.Tensor, rtol: float = 1e-3) -> np.ndarray:
     with torch.no_grad():
         want = model(x).numpy()
-    got = run_everywhere(path, x.numpy())
+    got = engine_nchw(path, x.numpy())
     err = float(np.abs(got.astype(np.float64) - want).max())
     assert err <= rtol * max(1.0, float(np.abs(want).max())), err
     if want.ndim == 2 and want.shape[1] > 1:
@@ -147,7 +139,7 @@ def test_comparison_sign_forms_are_one_sign_with_the_right_zero(module: nn.Modul
     with torch.no_grad():
         want = module(x).numpy()
     assert set(np.unique(want)) <= {-1.0, 1.0}  # these forms never give torch.sign's 0
-    np.testing.assert_array_equal(run_everywhere(path, x.numpy()), want)
+    np.testing.assert_array_equal(engine_nchw(path, x.numpy()), want)
 
 
 class GeMinusLe(nn.Module):
@@ -174,7 +166,7 @@ def test_bitorch_densenet_sign_is_recognised(tmp_path) -> None:
     graph = convert(act, (x[:1],), output=path, calib=x)
     assert kinds(graph) == ["sign", "unpack"] and graph.ops[0].attrs["sign_zero"] == "+1"
     with torch.no_grad():
-        np.testing.assert_array_equal(run_everywhere(path, x.numpy()), act(x).numpy())
+        np.testing.assert_array_equal(engine_nchw(path, x.numpy()), act(x).numpy())
 
 
 def test_brevitas_tfc_converts_all_binary_on_mnist(tmp_path) -> None:
@@ -242,7 +234,7 @@ def test_float_elementwise_ops_are_exact_against_torch(tmp_path) -> None:
     assert not [op for op in graph.ops if op.kind.startswith("b")]
     with torch.no_grad():
         want = model(x).numpy()
-    got = run_everywhere(path, x.numpy())
+    got = engine_nchw(path, x.numpy())
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
@@ -377,4 +369,4 @@ def test_binarize_linear_with_bias(tmp_path) -> None:
     w = model.fc.weight.detach()
     wq = torch.where(w < 0, -1.0, 1.0) * w.abs().mean(dim=1, keepdim=True)
     want = F.linear(xs.flatten(1).sign(), wq, model.fc.bias.detach()).numpy()
-    np.testing.assert_allclose(run_everywhere(path, xs.numpy()), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(engine_nchw(path, xs.numpy()), want, rtol=1e-5, atol=1e-5)
