@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -383,7 +384,10 @@ def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     table = torch.export.default_decompositions()
     for name in _KEPT_WHOLE:
         table.pop(getattr(torch.ops.aten, name).default, None)
-    return ep.run_decompositions(table)
+    with warnings.catch_warnings():
+        # torch's own deprecation notice from copying the call graph: nothing the user can act on
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        return ep.run_decompositions(table)
 
 
 # --------------------------------------------------------------------------- to the internal graph

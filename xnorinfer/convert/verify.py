@@ -113,6 +113,10 @@ def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.nda
             v = v.detach()
             parts[k].extend(v[j].numpy()[:n] for j, n in enumerate(ns))
 
+    # vmap runs ops without a batching rule (eval BatchNorm, ...) through a per-chunk loop, correctly;
+    # its C++ warning for each such op would reach the user's terminal dozens of times per model.
+    warn_fallback = torch._C._functorch._set_vmap_fallback_warning_enabled
+    warn_fallback(False)
     with torch.no_grad():
         try:
             for g in range(0, len(chunks), VMAP_GROUP):
@@ -123,6 +127,8 @@ def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.nda
             parts.clear()
             for c, n in chunks:
                 keep([v.unsqueeze(0) for v in run_one(c)], [n])
+        finally:
+            warn_fallback(True)
     return [np.concatenate(p) for p in parts]
 
 
