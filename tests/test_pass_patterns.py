@@ -68,6 +68,57 @@ def test_where_with_other_values_is_not_a_sign():
     assert ops(model) == ["ge", "where"]  # a step to {0, 1} is not a ±1 sign
 
 
+@pytest.mark.parametrize("cmp", ["gt", "ge"])
+def test_brevitas_clamp_by_where_lets_the_sign_through(cmp):
+    # Brevitas's binary quantizer: where(x > 1, 1, x), where(y < -1, -1, y), then its sign.
+    lo = "le" if cmp == "ge" else "lt"
+    model = model_of(
+        [
+            Node(cmp, ["x", "one"], "c1"),
+            Node("where", ["c1", "one", "x"], "y"),
+            Node(lo, ["y", "minus_one"], "c2"),
+            Node("where", ["c2", "minus_one", "y"], "z"),
+            Node("sign", ["z"], "s"),
+        ],
+        ["s"],
+        {"one": np.array(1.0), "minus_one": np.array(-1.0)},
+        {"c1": X, "y": X, "c2": X, "z": X, "s": X},
+    )
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    assert ops(model) == ["act_sign"]  # the clamps do not change a sign at threshold 0 (and are dropped)
+    assert model.nodes[0].inputs == ["x"]
+
+
+def test_clamp_by_where_without_a_sign_is_a_hardtanh():
+    big = float(np.finfo(np.float32).max)
+    model = model_of(
+        [
+            Node("gt", ["x", "one"], "c1"),
+            Node("where", ["c1", "one", "x"], "y"),
+            Node("lt", ["y", "minus_one"], "c2"),
+            Node("where", ["c2", "y", "minus_one"], "z"),  # keeps y where y < -1: min(y, -1)
+        ],
+        ["z"],
+        {"one": np.array(1.0), "minus_one": np.array(-1.0)},
+        {"c1": X, "y": X, "c2": X, "z": X},
+    )
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    assert ops(model) == ["hardtanh", "hardtanh"]
+    assert [(n.attrs.min_val, n.attrs.max_val) for n in model.nodes] == [(-big, 1.0), (-big, -1.0)]
+
+
+def test_where_with_a_bound_that_is_not_the_compared_value_stays_where():
+    # where(x > 1, 2, x) is not a clamp
+    model = model_of(
+        [Node("gt", ["x", "one"], "c"), Node("where", ["c", "two", "x"], "y")],
+        ["y"],
+        {"one": np.array(1.0), "two": np.array(2.0)},
+        {"c": X, "y": X},
+    )
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    assert ops(model) == ["gt", "where"]
+
+
 def test_shifted_sign_takes_the_shift_as_threshold():
     b = np.array([0.1, 0.2, 0.3]).reshape(1, C, 1, 1)
     model = model_of([Node("sub", ["x", "b"], "d"), Node("sign", ["d"], "s")], ["s"], {"b": b}, {"d": X, "s": X})

@@ -441,6 +441,38 @@ class SignThroughHardtanh(_Rewrite):
         return True
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class ClampFromWhere(_Rewrite):
+    """where(x > c, c, x) -> hardtanh(x, max=c); where(x < c, c, x) -> hardtanh(x, min=c) (also >=, <=, and
+    where(x < c, x, c) forms; c a scalar). Brevitas clamps this way before its binary quantizer, so the
+    sign can then look through the clamp (SignThroughHardtanh) and fold into the layer before it."""
+
+    name = "clamp_from_where"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "where":
+            return False
+        cond, a, b = node.inputs
+        c = model.producer(cond)
+        if c is None or c.op not in ("gt", "ge", "lt", "le") or model.is_const(c.inputs[0]):
+            return False
+        x, t = c.inputs
+        bound = _scalar(model, t)
+        if bound is None or model.shapes[x] != model.shapes[node.output]:
+            return False
+        if _scalar(model, a) == bound and b == x:  # the compare picks the bound
+            upper = c.op in ("gt", "ge")
+        elif a == x and _scalar(model, b) == bound:  # the compare keeps x
+            upper = c.op in ("lt", "le")
+        else:
+            return False
+        lo, hi = (-_FLOAT32_MAX, bound) if upper else (bound, _FLOAT32_MAX)
+        _replace(model, node, Node("hardtanh", [x], "", HardtanhAttrs(lo, hi), node.path))
+        return True
+
+
 class PReLUFromWhere(_Rewrite):
     """where(x > 0, x, w * x) (PReLU as decomposed by torch.export) -> prelu."""
 
@@ -602,6 +634,7 @@ ACTIVATIONS: list[Transformation] = [
     DetachSTE(),
     SignOfSign(),
     ShiftedSign(),
+    ClampFromWhere(),
     SignThroughHardtanh(),
     SignOfBinary(),
     DecoupledSigns(),

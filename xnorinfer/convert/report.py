@@ -57,6 +57,11 @@ def format_table(graph: ir.Graph) -> str:
             f"{v['max_abs_error']:.3g} (max abs error), top-1 agreement {v['top1_agreement']:.2%}; "
             f"{_engine_sentence(v.get('engine'))}"
         )
+        if v.get("top1_ties"):
+            lines.append(
+                f"inputs whose top class differs from PyTorch's only by a tie of the two best logits (counted "
+                f"as agreeing; a ±1 head gives equal integer sums): {v['top1_ties']} of {v['n_inputs']}"
+            )
         layers = v.get("layers", {}).values()
         rounding = sum(layer.get("rounding_ties", 0) for layer in layers)
         if rounding:

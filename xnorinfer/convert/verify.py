@@ -53,6 +53,7 @@ class VerifyResult:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     top1_agreement: float = 1.0
+    top1_ties: int = 0  # inputs whose top class differs from PyTorch's only by a tie (top1_ties())
     engine: dict[str, float] | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -62,6 +63,7 @@ class VerifyResult:
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
             "top1_agreement": self.top1_agreement,
+            "top1_ties": self.top1_ties,
             "engine": self.engine,
             "problems": self.problems,
             "layers": {k: vars(v) for k, v in self.layers.items()},
@@ -172,13 +174,29 @@ def _nhwc(a: np.ndarray) -> np.ndarray:
     return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
 
 
+def top1_ties(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per row: does `out`'s top class differ from `ref`'s only by a tie of the reference?
+
+    A tie: the reference's logit for out's class is within TIE_ULPS float32 ULPs of the row's largest
+    |logit| below its best one. Binary layers give integer sums, so two classes often tie exactly (a
+    ±1 linear head): float32 rounding of the scale then picks either class.
+    """
+    out, ref = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
+    if not ref.size:
+        return np.zeros(len(ref), bool)
+    picked = np.take_along_axis(ref, out.argmax(1)[:, None], 1)[:, 0]
+    tol = TIE_ULPS * np.spacing(np.abs(ref).max(1).astype(np.float32)).astype(np.float64)
+    return (out.argmax(1) != ref.argmax(1)) & (ref.max(1) - picked <= tol)
+
+
 def compare_outputs(out: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
-    """(max abs error, max error relative to max(1, max|ref|), top-1 agreement)."""
+    """(max abs error, max error relative to max(1, max|ref|), top-1 agreement; ties count as agreeing)."""
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     err = np.abs(out - ref)
     max_abs = float(err.max()) if err.size else 0.0
     rel = max_abs / max(1.0, float(np.abs(ref).max()))
-    top1 = float(np.mean(out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)))
+    same = out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)
+    top1 = float(np.mean(same | top1_ties(out, ref))) if len(out) else 1.0
     return max_abs, rel, top1
 
 
@@ -326,6 +344,7 @@ def _verify_stages(
         res.problems.append(
             f"output differs from PyTorch by {res.max_abs_error:.3g} (relative {res.max_rel_error:.3g} > {rtol:g})"
         )
+    res.top1_ties = int(top1_ties(np.asarray(out_cmp, np.float64), np.asarray(ref, np.float64)).sum())
     if res.top1_agreement < 1.0 and out_cmp.ndim == 2:
         res.problems.append(f"top-1 agreement with PyTorch is {res.top1_agreement:.4f}")
     if engine is not None:
