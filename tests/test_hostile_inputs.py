@@ -123,6 +123,20 @@ def test_use_pickle_flag_alone_is_refused(good_pt2, tmp_path):
     assert xnorinfer.convert.convert(str(good_pt2), output=tmp_path / "ok.xbin").ops
 
 
+def test_raw_weights_that_start_like_a_pickle_are_not_refused(tmp_path):
+    """Raw float32 data starts with byte 0x80 (a pickle's protocol opcode) for 1 tensor in 256; a member the
+    config declares raw is never unpickled by torch, so it must not be taken for a pickle."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        model[1].bias[0] = float(np.frombuffer(b"\x80\x00\x00\x3f", np.float32)[0])  # little-endian: byte 0x80 first
+    path = tmp_path / "raw80.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, 4, 4),)), str(path))
+    with zipfile.ZipFile(path) as z:
+        assert any(n.split("/")[-2:-1] == ["weights"] and z.read(n)[:1] == b"\x80" for n in z.namelist())
+    graph = xnorinfer.convert.convert(str(path), output=tmp_path / "raw80.xbin")
+    assert graph.ops and (tmp_path / "raw80.xbin").exists()
+
+
 def test_output_that_is_the_input_is_refused(good_pt2, tmp_path, capsys):
     src = tmp_path / "m.pt2"
     src.write_bytes(good_pt2.read_bytes())

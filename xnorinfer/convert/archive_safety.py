@@ -43,6 +43,7 @@ def _is_pickle(data: bytes) -> bool:
 
 def check_weights_only(path: str, archive: zipfile.ZipFile) -> None:
     """Raise ConversionError naming the first member that needs a full unpickle."""
+    raw: set[str] = set()  # members a config declares as raw tensor bytes: torch reads them unpickled
     for info in archive.infolist():
         name = info.filename
         if name.endswith("_config.json") and ("/weights/" in name or "/constants/" in name):
@@ -51,6 +52,7 @@ def check_weights_only(path: str, archive: zipfile.ZipFile) -> None:
                 entries = list(config.items())
             except (ValueError, AttributeError) as err:
                 raise ConversionError(f"{path}: archive member {name} is not a valid config ({err})") from None
+            folder = name.rsplit("/", 1)[0]
             for key, entry in entries:
                 if not isinstance(entry, dict):
                     raise ConversionError(f"{path}: archive member {name}: entry {key!r} is not an object")
@@ -58,12 +60,18 @@ def check_weights_only(path: str, archive: zipfile.ZipFile) -> None:
                     raise _refuse(path, name, f"marks {key!r} as pickled (use_pickle)")
                 if str(entry.get("path_name", "")).startswith(_PICKLED_CONSTANT_PREFIXES):
                     raise _refuse(path, name, f"holds {key!r} as a pickled object")
-        elif not name.endswith((".json", "/")):
-            data = archive.read(info)
-            if _is_pickle(data):
-                try:
-                    torch.load(io.BytesIO(data), weights_only=True)
-                except Exception as err:  # noqa: BLE001 - any refusal of the restricted unpickler
-                    raise _refuse(
-                        path, name, f"is a pickle that a weights-only load refuses ({type(err).__name__})"
-                    ) from None
+                raw.add(f"{folder}/{entry.get('path_name', '')}")
+    for info in archive.infolist():
+        name = info.filename
+        # Raw float32 data starts with byte 0x80 (a pickle's first opcode) for 1 tensor in 256: only a
+        # member torch would unpickle is sniffed.
+        if name.endswith((".json", "/")) or name in raw:
+            continue
+        data = archive.read(info)
+        if _is_pickle(data):
+            try:
+                torch.load(io.BytesIO(data), weights_only=True)
+            except Exception as err:  # noqa: BLE001 - any refusal of the restricted unpickler
+                raise _refuse(
+                    path, name, f"is a pickle that a weights-only load refuses ({type(err).__name__})"
+                ) from None
