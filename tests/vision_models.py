@@ -1,5 +1,6 @@
-"""Small float models written the way torchvision writes its architectures (torchvision itself cannot be
-imported here: its PyPI wheel is built against CUDA torch), for the general-graph converter tests.
+"""Small float models written the way torchvision writes its architectures, for the general-graph
+converter tests (torchvision's own models are converted in tests/test_torchvision_models.py; these small
+ones, with randomised BatchNorm, also run the reference interpreter and batches of 1 and 3).
 
 Channel counts are small, weights random and BatchNorm statistics randomised (`randomise`), so that
 every op's effect shows in the outputs. Each entry of `MODELS` is (constructor, input shape).

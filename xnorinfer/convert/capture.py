@@ -681,6 +681,21 @@ def _identity(call: AtenCall) -> Lowered | None:
     return None
 
 
+def _as_strided(call: AtenCall) -> Lowered | None:
+    """An as_strided that restates its input's own layout is the input (the adaptive-pool decomposition
+    restrides a channels-last output this way: ConvNeXt's head); any other reads memory in a new order."""
+    src = call.fx.args[0].meta["val"]  # type: ignore[union-attr]
+    size, stride = list(call.args[1]), list(call.args[2])
+    offset = call.args[3] if len(call.args) > 3 else call.kwargs.get("storage_offset")
+    if (
+        list(src.shape) == size
+        and (offset or 0) == src.storage_offset()
+        and all(n == 1 or s == t for n, s, t in zip(size, stride, src.stride(), strict=True))
+    ):
+        return None
+    raise call.unsupported("as_strided that keeps the input's sizes and strides (a layout restatement)")
+
+
 def _to_copy(call: AtenCall) -> Lowered | None:
     dtype = call.kwargs.get("dtype")
     src_node = call.fx.args[0]
@@ -1155,6 +1170,7 @@ def _unary_with_attrs(call: AtenCall) -> Lowered:
 
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
+    "as_strided": _as_strided,
     "_to_copy": _to_copy,
     "convolution": _convolution,
     "addmm": _addmm,
