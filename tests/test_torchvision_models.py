@@ -16,7 +16,7 @@ from torchvision_import import import_torchvision
 
 import xnorinfer
 from xnorinfer import xbin
-from xnorinfer.convert import convert
+from xnorinfer.convert import ConversionError, convert
 
 models = import_torchvision().models
 
@@ -59,3 +59,21 @@ def test_torchvision_vision_transformer_converts_and_matches() -> None:
     )
     torch.nn.init.normal_(vit.heads.head.weight)  # torchvision initialises the head to zeros
     _check(vit, (3, 32, 32))
+
+
+class _Restride(torch.nn.Module):
+    def __init__(self, stride: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x).as_strided((1, 3, 2, 2), self.stride) * 2.0
+
+
+def test_as_strided_restating_the_layout_is_the_input_and_any_other_is_refused() -> None:
+    x = torch.randn(1, 3, 2, 2)
+    graph = convert(_Restride((12, 4, 2, 1)), (x,), verify=False)  # the contiguous strides: the identity
+    got = np.asarray(xnorinfer.load(xbin.to_bytes(graph), 1).run(x.numpy()))
+    np.testing.assert_allclose(got, (torch.relu(x) * 2.0).numpy().transpose(0, 2, 3, 1), rtol=1e-6)
+    with pytest.raises(ConversionError, match="aten.as_strided"):
+        convert(_Restride((12, 1, 6, 3)), (x,), verify=False)  # channels read as the fastest axis: a reorder
