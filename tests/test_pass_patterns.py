@@ -119,6 +119,43 @@ def test_where_with_a_bound_that_is_not_the_compared_value_stays_where():
     assert ops(model) == ["gt", "where"]
 
 
+@pytest.mark.parametrize(("first", "second", "zero"), [("ge", "lt", "+1"), ("gt", "le", "-1"), ("lt", "ge", "+1")])
+def test_masked_assignments_with_complementary_masks_are_a_sign(first, second, zero):
+    # out = x.clone(); out[x first 0] = v1; out[x second 0] = v2 (an in-place masked STE)
+    v1, v2 = (1.0, -1.0) if first in ("ge", "gt") else (-1.0, 1.0)
+    model = model_of(
+        [
+            Node(first, ["x", "zero"], "c1"),
+            Node("where", ["c1", "v1", "x"], "y"),
+            Node(second, ["x", "zero"], "c2"),
+            Node("where", ["c2", "v2", "y"], "s"),
+        ],
+        ["s"],
+        {"zero": np.array(0.0), "v1": np.array(v1), "v2": np.array(v2)},
+        {"c1": X, "y": X, "c2": X, "s": X},
+    )
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    assert ops(model) == ["act_sign"] and model.nodes[0].inputs == ["x"]
+    assert model.nodes[0].attrs.sign_zero == zero
+
+
+def test_masks_that_leave_elements_unassigned_are_not_a_sign():
+    # x > 0 and x < 0 miss x == 0, where the clone's value shows through
+    model = model_of(
+        [
+            Node("gt", ["x", "zero"], "c1"),
+            Node("where", ["c1", "one", "x"], "y"),
+            Node("lt", ["x", "zero"], "c2"),
+            Node("where", ["c2", "minus_one", "y"], "s"),
+        ],
+        ["s"],
+        {"zero": np.array(0.0), "one": np.array(1.0), "minus_one": np.array(-1.0)},
+        {"c1": X, "y": X, "c2": X, "s": X},
+    )
+    model = patterns.run_to_fixed_point(model, patterns.ACTIVATIONS)
+    assert "act_sign" not in ops(model)
+
+
 def test_shifted_sign_takes_the_shift_as_threshold():
     b = np.array([0.1, 0.2, 0.3]).reshape(1, C, 1, 1)
     model = model_of([Node("sub", ["x", "b"], "d"), Node("sign", ["d"], "s")], ["s"], {"b": b}, {"d": X, "s": X})

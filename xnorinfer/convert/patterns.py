@@ -249,6 +249,37 @@ class CompareDifferenceToSign(_Rewrite):
         return True
 
 
+def _complementary(model: Model, a: Node, b: Node) -> bool:
+    """Are comparisons a and b each other's negation (x >= t and x < t, x > t and x <= t, same x and t)?"""
+    if {a.op, b.op} not in ({"ge", "lt"}, {"gt", "le"}) or a.inputs[0] != b.inputs[0]:
+        return False
+    ta, tb = (_per_channel(model, c.inputs[1], c.inputs[0]) for c in (a, b))
+    return ta is not None and tb is not None and np.array_equal(ta, tb)
+
+
+class ComplementaryWheres(_Rewrite):
+    """where(x < t, vb, where(x >= t, va, y)) -> where(x >= t, va, vb): the two masks cover every element,
+    so y is never read (in-place masked STEs: `out[x >= 0] = 1; out[x < 0] = -1` export this way)."""
+
+    name = "complementary_wheres"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op != "where":
+            return False
+        cond_b, value_b, rest = node.inputs
+        inner = model.producer(rest)
+        if inner is None or inner.op != "where" or _single_consumer(model, rest) is not node:
+            return False
+        cond_a, value_a, _ = inner.inputs
+        ca, cb = model.producer(cond_a), model.producer(cond_b)
+        if ca is None or cb is None or not _complementary(model, ca, cb):
+            return False
+        if model.shapes[inner.output] != model.shapes[node.output]:
+            return False
+        node.inputs = [cond_a, value_a, value_b]
+        return True
+
+
 class SignZeroReplaced(_Rewrite):
     """where(sign(x) == 0, v, sign(x)) with v = +1 or -1 -> act_sign with sign(0) = v (bitorch's `sign`).
 
@@ -627,6 +658,7 @@ class ZeroOneThrough(_Rewrite):
 ACTIVATIONS: list[Transformation] = [
     MulByOne(),
     TorchSignToActSign(),
+    ComplementaryWheres(),
     WhereToSign(),
     CompareAffineToSign(),
     CompareDifferenceToSign(),
