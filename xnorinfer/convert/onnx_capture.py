@@ -386,7 +386,10 @@ class _Capture:
         result = handler(self, call)
         out = node.output[0]
         if result is None:  # identity
-            self.alias[out] = call.args[0]
+            if isinstance(call.args[0], np.ndarray):  # e.g. CastLike(constant, x): a constant of x's type
+                self.consts[out] = _as_const(self.values[out])
+            else:
+                self.alias[out] = call.args[0]
             return
         if isinstance(result, dict):  # several outputs, each its own chain
             for o, chain in result.items():
@@ -503,14 +506,13 @@ def _not(cap: _Capture, n: OnnxNode) -> Lowered:
 
 
 def _cast(cap: _Capture, n: OnnxNode) -> Lowered | None:
-    from onnx import TensorProto
-
-    to = int(n.attrs.get("to", 0))
-    src = cap.values.get(n.proto.input[0])
+    """Cast / CastLike: bool -> float is to_float, a float -> float cast is the identity (float32 throughout)."""
+    src, out = cap.values.get(n.proto.input[0]), cap.values.get(n.proto.output[0])
     src_kind = src.dtype.kind if src is not None else "f"
-    if to in (TensorProto.FLOAT, TensorProto.DOUBLE):
+    out_kind = out.dtype.kind if out is not None else "f"
+    if out_kind == "f":
         return Lowered("to_float", [n.args[0]]) if src_kind == "b" else None
-    if to == TensorProto.BOOL and src_kind == "b":
+    if out_kind == src_kind:
         return None
     raise n.unsupported("casts to float32 (of a float or bool tensor) only")
 
@@ -930,7 +932,7 @@ _HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(_SAME, _same),
     **dict.fromkeys(("Max", "Min", "Pow", "Or"), _binary_op),
     "Not": _not,
-    "Cast": _cast,
+    **dict.fromkeys(("Cast", "CastLike"), _cast),
     "Clip": _clip,
     **dict.fromkeys(("LeakyRelu", "Elu", "Gelu"), _unary_attrs),
     "HardSigmoid": _hard_sigmoid,
