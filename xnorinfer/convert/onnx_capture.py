@@ -30,6 +30,7 @@ from xnorinfer.convert.attrs import (
     PadAttrs,
     PermuteAttrs,
     PoolAttrs,
+    PReLUAttrs,
     ReduceAttrs,
     SliceAttrs,
     UnaryAttrs,
@@ -42,7 +43,6 @@ MAX_ONNX_BYTES = 2 << 30  # the protobuf limit; larger models keep weights as ex
 MAX_EXTERNAL_BYTES = 16 << 30  # all external data files of one model together
 MIN_OPSET = 13  # older models are upgraded with onnx's version converter
 CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn", "qonnx")
-_QONNX_OPS = {"BipolarQuant", "Quant", "IntQuant", "Trunc", "MultiThreshold", "XnorPopcountMatMul"}
 
 
 def is_onnx(source: Any) -> bool:
@@ -120,7 +120,7 @@ def custom_ops(model: Any) -> set[str]:
 
 
 def prepare(model: Any, source: str = "model") -> Any:
-    """Check the model, upgrade it to opset >= 13 (standard models), infer shapes."""
+    """Refuse ops of unknown domains; upgrade a standard model to opset >= 13 (onnx's version converter)."""
     import onnx
 
     standard = ("", "ai.onnx")
@@ -135,11 +135,21 @@ def prepare(model: Any, source: str = "model") -> Any:
             model = onnx.version_converter.convert_version(model, MIN_OPSET)
         except Exception as err:  # noqa: BLE001
             raise ConversionError(f"{source}: opset {opset} could not be upgraded to {MIN_OPSET} ({err})") from err
-    if not custom_ops(model):
-        try:
-            onnx.checker.check_model(model)
-        except Exception as err:  # noqa: BLE001
-            raise ConversionError(f"{source}: the ONNX checker refuses the model: {err}") from err
+    return model
+
+
+def checker_findings(model: Any) -> str | None:
+    """What onnx.checker finds in a standard model (reported in the metadata; a pedantic finding such as
+    an output without a shape is no reason to refuse a model the executors run)."""
+    import onnx
+
+    if custom_ops(model):
+        return None  # (the checker does not know QONNX's ops)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001
+        return f"{type(err).__name__}: {err}"
+    return None
     return model
 
 
@@ -300,7 +310,11 @@ def to_model(model: Any, source: str = "model") -> Model:
     model = prepare(model, source)
     shape = input_shape(model, source)
     values = evaluate_all(model, np.zeros(shape, np.float32))
-    return _Capture(model, values, source).run(shape)
+    result = _Capture(model, values, source).run(shape)
+    findings = checker_findings(model)
+    if findings:
+        result.metadata["onnx_checker"] = findings
+    return result
 
 
 class _Capture:
@@ -553,7 +567,7 @@ def _prelu(cap: _Capture, n: OnnxNode) -> Lowered:
     c = n.in_shapes[0][1] if n.in_shapes[0] and len(n.in_shapes[0]) > 1 else 1  # type: ignore[index]
     if slope.size not in (1, c):
         raise n.unsupported("PRelu with one slope per channel (or one for all)")
-    return Lowered("prelu", [n.args[0], np.broadcast_to(slope.reshape(-1), (c,)).copy()])
+    return Lowered("prelu", [n.args[0]], PReLUAttrs(np.broadcast_to(slope.reshape(-1), (c,)).astype(np.float64)))
 
 
 def _conv_pads(n: OnnxNode, kernel: tuple[int, int], dil: tuple[int, int], stride: tuple[int, int]) -> list[int]:
@@ -660,9 +674,16 @@ def _pool(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     return [Lowered("avgpool2d", [n.args[0]], AvgPoolAttrs(k, stride, (pads[0], pads[1]), include, ceil_mode=ceil))]
 
 
-def _global_pool(cap: _Capture, n: OnnxNode) -> Lowered:
+def _global_avgpool(n: OnnxNode) -> list[Lowered]:
+    """global_avgpool (N, C), then the (N, C, 1, 1) ONNX keeps as a reshape."""
+    if len(n.shape) == 2:
+        return [Lowered("global_avgpool", [n.args[0]])]
+    return [Lowered("global_avgpool", [n.args[0]], shape=tuple(n.shape[:2])), Lowered("reshape", [PREV])]
+
+
+def _global_pool(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered]:
     if n.op == "GlobalAveragePool":
-        return Lowered("global_avgpool", [n.args[0]])
+        return _global_avgpool(n)
     rank = len(n.in_shapes[0] or ())
     return Lowered("reduce", [n.args[0]], ReduceAttrs("max", tuple(range(2, rank)), True))
 
@@ -722,14 +743,14 @@ def _axes(n: OnnxNode, rank: int) -> tuple[int, ...]:
     return tuple(sorted({int(a) % rank for a in axes}))
 
 
-def _reduce(cap: _Capture, n: OnnxNode) -> Lowered | None:
+def _reduce(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered] | None:
     rank = len(n.in_shapes[0] or ())
     dims = _axes(n, rank)
     if not dims:
         return None
     op = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min"}[n.op]
     if op == "mean" and rank == 4 and dims == (2, 3):
-        return Lowered("global_avgpool", [n.args[0]])
+        return _global_avgpool(n)
     return Lowered("reduce", [n.args[0]], ReduceAttrs(op, dims, bool(n.attrs.get("keepdims", 1))))  # type: ignore[arg-type]
 
 

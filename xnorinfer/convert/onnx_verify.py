@@ -102,6 +102,19 @@ def source_runner(model: Any) -> SourceRunner:
     return qonnx_runner(model) if onnx_capture.custom_ops(model) else onnxruntime_runner(model)
 
 
+def _flat_output(run: SourceRunner, graph: ir.Graph) -> SourceRunner:
+    """The source's (N, C, 1, 1) output as the (N, C) the IR holds it in (the IR drops a trailing 1x1 reshape)."""
+    ir_rank = len(graph.tensors[graph.outputs[0]].shape)
+
+    def flat(x: np.ndarray, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        values, out = run(x, names)
+        if ir_rank == 2 and out.ndim == 4 and out.shape[2:] == (1, 1):
+            out = out.reshape(out.shape[:2])
+        return values, out
+
+    return flat
+
+
 def convert_onnx(
     source: Any,
     *,
@@ -142,8 +155,9 @@ def convert_onnx(
     pipeline.describe(graph, model, sha, metadata)
     custom = sorted(onnx_capture.custom_ops(proto))
     graph.metadata["source_format"] = "qonnx" if custom else "onnx"
-    if "onnx_datatypes" in model.metadata:
-        graph.metadata["onnx_datatypes"] = model.metadata["onnx_datatypes"]
+    for key in ("onnx_datatypes", "onnx_checker"):
+        if key in model.metadata:
+            graph.metadata[key] = model.metadata[key]
     if verify:
         in_shape = list(model.metadata["input_shape"])
         if calib is not None:
@@ -159,7 +173,7 @@ def convert_onnx(
             force=force,
             engine=pipeline._engine if engine else None,
             progress=progress,
-            source=source_runner(proto),
+            source=_flat_output(source_runner(proto), graph),
         )
         graph.metadata["verification"] = result.as_dict()
         graph.metadata["verification"]["reference"] = "qonnx execute_onnx" if custom else "onnxruntime"
