@@ -162,7 +162,7 @@ def test_brevitas_cnv_qonnx_export_on_cifar10(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- FINN-style streamlined form
 
 
-def finn_mlp(lfc: LFC) -> onnx.ModelProto:
+def finn_mlp(lfc: LFC, domain: str = "qonnx.custom_op.general") -> onnx.ModelProto:
     """What FINN's streamlining makes of the LFC: bipolar MatMuls between MultiThresholds.
 
     Each BatchNorm + sign becomes a MultiThreshold on the integer dot product s of the ±1 weights
@@ -183,7 +183,7 @@ def finn_mlp(lfc: LFC) -> onnx.ModelProto:
                 "MultiThreshold",
                 [x, init(out + "_thr", t.reshape(-1, 1))],
                 [out],
-                domain="qonnx.custom_op.general",
+                domain=domain,
                 out_dtype="BIPOLAR",
                 out_scale=2.0,
                 out_bias=-1.0,
@@ -237,9 +237,10 @@ def positive_gamma_lfc(lfc: LFC) -> LFC:
     return lfc
 
 
-def test_finn_multithreshold_mlp(positive_gamma_lfc: LFC, tmp_path: Path) -> None:
+@pytest.mark.parametrize("domain", ["qonnx.custom_op.general", "finn.custom_op.general"])
+def test_finn_multithreshold_mlp(positive_gamma_lfc: LFC, domain: str, tmp_path: Path) -> None:
     path = tmp_path / "finn_lfc.onnx"
-    onnx.save(finn_mlp(positive_gamma_lfc), path)
+    onnx.save(finn_mlp(positive_gamma_lfc, domain), path)
     x, _ = mnist(48, start=700)
     ours, _ = check(path, x, tmp_path, n_binary=3)
     with torch.no_grad():  # the streamlined graph computes what the Brevitas model does

@@ -42,7 +42,8 @@ from xnorinfer.ops import OPS
 MAX_ONNX_BYTES = 2 << 30  # the protobuf limit; larger models keep weights as external data
 MAX_EXTERNAL_BYTES = 16 << 30  # all external data files of one model together
 MIN_OPSET = 13  # older models are upgraded with onnx's version converter
-CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn", "qonnx")
+# QONNX's domain, FINN's, and "onnx.brevitas" (older Brevitas exports; qonnx's cleanup renames it too)
+CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn", "qonnx", "onnx.brevitas")
 
 
 def is_onnx(source: Any) -> bool:
@@ -221,7 +222,7 @@ def evaluate_all(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every value of the graph on input x (onnx's reference evaluator; qonnx's functions for its ops)."""
     from onnx.reference import ReferenceEvaluator
 
-    model = _single_custom_domain(model)
+    model = single_custom_domain(model)
     new_ops = _qonnx_op_classes() if custom_ops(model) else None
     ev = ReferenceEvaluator(model, new_ops=new_ops)
     feeds = {graph_inputs(model)[0].name: x}
@@ -229,7 +230,7 @@ def evaluate_all(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in results.items()}
 
 
-def _single_custom_domain(model: Any) -> Any:
+def single_custom_domain(model: Any) -> Any:
     """A copy whose QONNX / FINN custom ops all name the domain the evaluator's classes declare."""
     import copy
 

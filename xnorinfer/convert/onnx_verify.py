@@ -80,7 +80,8 @@ def qonnx_runner(model: Any) -> SourceRunner:
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
 
-    wrapped = ModelWrapper(copy.deepcopy(model)).transform(InferShapes())
+    # (one domain for the custom ops, as qonnx's cleanup does: older Brevitas exports name "onnx.brevitas")
+    wrapped = ModelWrapper(onnx_capture.single_custom_domain(model)).transform(InferShapes())
     inp = onnx_capture.graph_inputs(wrapped.model)[0].name
     out = wrapped.graph.output[0].name
     batch = _fixed_batch(wrapped.model) or 1
