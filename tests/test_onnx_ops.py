@@ -207,3 +207,39 @@ def test_qonnx_one_bit_quant_activation_is_binary(tmp_path: Path) -> None:
     assert [op.kind for op in graph.ops].count("bconv2d") == 1 and "blinear" in [op.kind for op in graph.ops]
     ours = np.asarray(xnorinfer.load(tmp_path / "q1.xbin").run(x))
     np.testing.assert_allclose(ours, reference(model, x), rtol=1e-4, atol=1e-4)
+
+
+def test_finn_nodes_with_extra_attributes_and_a_bipolar_output(tmp_path: Path) -> None:
+    """FINN's domain and attributes qonnx ignores (backend); a MultiThreshold as the model output."""
+    f = "finn.custom_op.general"
+    nodes = [
+        N(
+            "MultiThreshold",
+            ["x", "t"],
+            ["a"],
+            domain=f,
+            out_dtype="BIPOLAR",
+            out_scale=2.0,
+            out_bias=-1.0,
+            backend="fpgadataflow",
+            data_layout="NC",
+        ),
+        N("MatMul", ["a", "wm"], ["m"]),
+        N("MultiThreshold", ["m", "t2"], ["y"], domain=f, out_dtype="BIPOLAR", out_scale=2.0, out_bias=-1.0),
+    ]
+    inits = {
+        "t": w(16, 1),
+        "wm": np.where(w(16, 8) > 0, 1.0, -1.0).astype(np.float32),
+        "t2": (np.arange(8, dtype=np.float32) - 4).reshape(8, 1),
+    }
+    model = build(nodes, inits, [1, 16], 13)
+    model.opset_import.append(helper.make_opsetid(f, 1))
+    path = tmp_path / "finn.onnx"
+    onnx.save(model, path)
+    x = np.random.default_rng(3).standard_normal([32, 16]).astype(np.float32)
+    graph = convert(path, calib=x, output=tmp_path / "finn.xbin")
+    assert graph.metadata["verification"]["reference"] == "qonnx execute_onnx"
+    assert "blinear" in [op.kind for op in graph.ops]
+    wrapped = ModelWrapper(model).transform(InferShapes())
+    ref = np.concatenate([execute_onnx(wrapped, {"x": x[i : i + 1]})["y"] for i in range(len(x))])
+    np.testing.assert_array_equal(np.asarray(xnorinfer.load(tmp_path / "finn.xbin").run(x)), ref)

@@ -180,6 +180,14 @@ def input_shape(model: Any, source: str = "model") -> tuple[int, ...]:
 # --------------------------------------------------------------------------- one evaluation
 
 
+def multithreshold_channel_axis(layout: Any, rank: int) -> int:
+    """MultiThreshold's channel axis as qonnx reads `data_layout` (guessed from the rank when empty)."""
+    layout = layout.decode() if isinstance(layout, bytes) else str(layout or "")
+    if not layout:
+        layout = {2: "NC", 3: "NWC", 4: "NCHW"}.get(rank, "")
+    return layout.index("C") if "C" in layout else 1
+
+
 def _qonnx_op_classes() -> list[type]:
     """onnx reference-evaluator ops that call qonnx's own implementations of its custom ops."""
     from onnx.reference.op_run import OpRun
@@ -191,27 +199,27 @@ def _qonnx_op_classes() -> list[type]:
     class BipolarQuant(OpRun):
         op_domain = "qonnx.custom_op.general"
 
-        def _run(self, x, scale):  # type: ignore[no-untyped-def]
+        def _run(self, x, scale, **_):  # type: ignore[no-untyped-def]
             return (binary_quant(x, scale).astype(x.dtype),)
 
     class Quant(OpRun):
         op_domain = "qonnx.custom_op.general"
 
-        def _run(self, x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND"):  # type: ignore[no-untyped-def]
+        def _run(self, x, scale, zeropt, bitwidth, signed=1, narrow=0, rounding_mode="ROUND", **_):  # type: ignore[no-untyped-def]
             y = int_quant(x, scale, zeropt, bitwidth, signed, narrow, rounding_mode)
             return (np.asarray(y).astype(x.dtype),)
 
     class MultiThreshold(OpRun):
         op_domain = "qonnx.custom_op.general"
 
-        def _run(self, x, thr, out_dtype="", out_scale=None, out_bias=None, data_layout="NCHW"):  # type: ignore[no-untyped-def]
-            last = data_layout in ("NHWC", "NC") and x.ndim > 2 or data_layout == "NHWC"
+        def _run(self, x, thr, out_scale=None, out_bias=None, data_layout="", **_):  # type: ignore[no-untyped-def]
+            last = multithreshold_channel_axis(data_layout, x.ndim) == x.ndim - 1 and x.ndim > 2
             return (np.asarray(multithreshold(x, thr, out_scale, out_bias, last)).astype(x.dtype),)
 
     class XnorPopcountMatMul(OpRun):
         op_domain = "qonnx.custom_op.general"
 
-        def _run(self, a, b):  # type: ignore[no-untyped-def]
+        def _run(self, a, b, **_):  # type: ignore[no-untyped-def]
             return (np.asarray(xnorpopcountmatmul(a, b)).astype(a.dtype),)
 
     IntQuant = type("IntQuant", (Quant,), {})
@@ -888,11 +896,9 @@ def _multi_threshold(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     thr = n.const(1, "thresholds")
     if thr.ndim != 2:
         raise n.unsupported("MultiThreshold with (C, T) thresholds")
-    layout = n.attrs.get("data_layout", b"NCHW")
-    layout = layout.decode() if isinstance(layout, bytes) else str(layout)
     shape = n.shape
     rank = len(shape)
-    last = layout == "NHWC" and rank > 2
+    last = multithreshold_channel_axis(n.attrs.get("data_layout"), rank) == rank - 1 and rank > 2
     scale = float(n.attrs.get("out_scale", 1.0))
     bias = float(n.attrs.get("out_bias", 0.0))
     steps = thr.shape[1]

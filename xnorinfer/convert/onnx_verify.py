@@ -20,21 +20,15 @@ from xnorinfer.convert import onnx_capture, patterns
 from xnorinfer.convert.graph import ConversionError
 from xnorinfer.convert.lower import lower
 from xnorinfer.convert.verify import SourceRunner
+from xnorinfer.convert.verify import _chunks as verify_chunks
 from xnorinfer.convert.verify import verify as run_verify
 
 ORT_CHUNK = 256  # rows per onnxruntime call when the batch dimension is free
 
 
 def _chunks(x: np.ndarray, batch: int) -> list[tuple[np.ndarray, int]]:
-    """x in pieces of exactly `batch` rows (the last one padded by repeating its last row), with the real count."""
-    out = []
-    for i in range(0, len(x), batch):
-        part = x[i : i + batch]
-        n = len(part)
-        if n < batch:
-            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
-        out.append((np.ascontiguousarray(part, dtype=np.float32), n))
-    return out
+    """x in pieces of exactly `batch` rows with their real row counts (verify.py's split, as numpy)."""
+    return [(np.ascontiguousarray(c.numpy(), dtype=np.float32), n) for c, n in verify_chunks(x, batch)]
 
 
 def _fixed_batch(model: Any) -> int | None:
