@@ -116,6 +116,33 @@ CASES = {
         {"slope": w(4, 1, 1), "wm": w(4 * 3 * 3, 6)},
         [1, 4, 3, 3],
     ),
+    "convtranspose_resize_layernorm": (
+        [
+            N("ConvTranspose", ["x", "wt", "bt"], ["ct"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+            N(
+                "Resize",
+                ["ct", "", "sc"],
+                ["r"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            ),
+            N("Resize", ["r", "", "sc"], ["b"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+            N("LayerNormalization", ["b", "lw", "lb"], ["ln"], axis=-1, epsilon=1e-5),
+            N("Expand", ["lb1", "shape"], ["e"]),
+            N("Add", ["ln", "e"], ["y"]),
+        ],
+        {
+            "wt": w(3, 4, 3, 3),
+            "bt": w(4),
+            "sc": np.array([1, 1, 2, 2], np.float32),
+            "lw": w(24) + 1.0,
+            "lb": w(24),
+            "lb1": w(1, 4, 1, 1),
+            "shape": np.array([1, 4, 24, 24], np.int64),
+        },
+        [1, 3, 3, 3],
+    ),
     "opset11_upgraded": (
         [N("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]), N("Clip", ["c"], ["y"], min=-1.0, max=1.0)],
         {"w1": w(4, 2, 3, 3)},

@@ -25,13 +25,16 @@ from xnorinfer.convert.attrs import (
     BatchNormAttrs,
     BinaryOpAttrs,
     ConvAttrs,
+    ConvTransposeAttrs,
     HardtanhAttrs,
+    LayerNormAttrs,
     LinearAttrs,
     PadAttrs,
     PermuteAttrs,
     PoolAttrs,
     PReLUAttrs,
     ReduceAttrs,
+    ResizeAttrs,
     SliceAttrs,
     UnaryAttrs,
 )
@@ -635,6 +638,61 @@ def _conv(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     return chain + [Lowered("conv2d", [x, w] + bias, attrs)]
 
 
+def _conv_transpose(cap: _Capture, n: OnnxNode) -> Lowered:
+    w = n.const(1, "weight")
+    if w.ndim != 4:
+        raise n.unsupported("2-D transposed convolutions (a 4-D weight)")
+    if "output_shape" in n.attrs:
+        raise n.unsupported("ConvTranspose with pads and output_padding (output_shape is not supported)")
+    stride, dil = _spatial(n, "strides", 1), _spatial(n, "dilations", 1)
+    pads = [int(p) for p in n.attrs.get("pads", [0, 0, 0, 0])]
+    auto = n.attrs.get("auto_pad", b"NOTSET")
+    if (auto.decode() if isinstance(auto, bytes) else str(auto)) not in ("NOTSET", "") or pads[:2] != pads[2:]:
+        raise n.unsupported("ConvTranspose with symmetric explicit pads")
+    bias = [n.const(2, "bias")] if len(n.args) > 2 and n.args[2] is not None else []
+    attrs = ConvTransposeAttrs(
+        stride, (pads[0], pads[1]), _spatial(n, "output_padding", 0), dil, int(n.attrs.get("group", 1))
+    )
+    return Lowered("conv_transpose2d", [n.args[0], w] + bias, attrs)
+
+
+def _resize(cap: _Capture, n: OnnxNode) -> Lowered | None:
+    """Resize of an NCHW tensor as F.interpolate computes it: nearest (asymmetric, floor) or bilinear."""
+    shape = n.in_shapes[0]
+    if shape is None or len(shape) != 4 or len(n.shape) != 4 or tuple(n.shape[:2]) != tuple(shape[:2]):
+        raise n.unsupported("Resize of an NCHW tensor along H and W")
+    if tuple(n.shape) == tuple(shape):
+        return None
+
+    def text(key: str, default: str) -> str:
+        v = n.attrs.get(key, default)
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    mode, ctm = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    scales: tuple[float | None, float | None] = (None, None)
+    if len(n.args) > 2 and isinstance(n.args[2], np.ndarray) and n.args[2].size == 4:
+        scales = (float(n.args[2][2]), float(n.args[2][3]))
+    if mode == "nearest" and ctm == "asymmetric" and text("nearest_mode", "round_prefer_floor") == "floor":
+        return Lowered("resize", [n.args[0]], ResizeAttrs("nearest", False, scales))
+    if mode == "linear" and ctm in ("align_corners", "pytorch_half_pixel", "half_pixel"):
+        return Lowered("resize", [n.args[0]], ResizeAttrs("bilinear", ctm == "align_corners", scales))
+    raise n.unsupported("Resize as F.interpolate exports it: nearest (asymmetric, floor) or linear (2-D)")
+
+
+def _layer_norm(cap: _Capture, n: OnnxNode) -> Lowered:
+    rank = len(n.in_shapes[0] or ())
+    axis = int(n.attrs.get("axis", -1)) % rank
+    scale = n.const(1, "scale")
+    bias = n.const(2, "bias") if len(n.args) > 2 and n.args[2] is not None else np.zeros_like(scale)
+    return Lowered(
+        "layer_norm", [n.args[0], scale, bias], LayerNormAttrs(rank - axis, float(n.attrs.get("epsilon", 1e-5)))
+    )
+
+
+def _expand(cap: _Capture, n: OnnxNode) -> Lowered | None:
+    return None if tuple(n.shape) == n.in_shapes[0] else Lowered("expand", [n.args[0]])
+
+
 def _gemm(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     if n.attrs.get("transA", 0):
         raise n.unsupported("Gemm with transA = 0 (x @ W)")
@@ -967,6 +1025,10 @@ _HANDLERS: dict[str, Handler] = {
     "PRelu": _prelu,
     "Conv": _conv,
     "Gemm": _gemm,
+    "ConvTranspose": _conv_transpose,
+    "Resize": _resize,
+    "LayerNormalization": _layer_norm,
+    "Expand": _expand,
     "MatMul": _matmul,
     "BatchNormalization": _batch_norm,
     **dict.fromkeys(("MaxPool", "AveragePool"), _pool),
