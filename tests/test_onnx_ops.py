@@ -88,6 +88,26 @@ CASES = {
         [1, 3, 5, 5],
         18,
     ),
+    # QONNX Trunc v1 after a sum pool (Brevitas's quantized average pooling), FLOOR and CEIL
+    "qonnx_trunc": (
+        [
+            N("Quant", ["x", "sc", "zp", "b4"], ["q"], domain=Q, signed=1, narrow=0, rounding_mode="ROUND"),
+            N("AveragePool", ["q"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+            N("Mul", ["a", "four"], ["s"]),
+            N("Trunc", ["s", "sc", "zp", "b6", "b4"], ["t"], domain=Q, rounding_mode="FLOOR"),
+            N("Trunc", ["s", "sc", "zp", "b6", "b4"], ["u"], domain=Q, rounding_mode="CEIL"),
+            N("Concat", ["t", "u"], ["y"], axis=1),
+        ],
+        {
+            "sc": np.array(0.125, np.float32),
+            "zp": np.array(0.0, np.float32),
+            "b4": np.array(4.0, np.float32),
+            "b6": np.array(6.0, np.float32),
+            "four": np.array(4.0, np.float32),
+        },
+        [1, 2, 6, 6],
+        13,
+    ),
     "slice_split_gather": (
         [
             N("Slice", ["x", "st", "en", "ax"], ["s"]),

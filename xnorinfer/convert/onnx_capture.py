@@ -197,6 +197,7 @@ def _qonnx_op_classes() -> list[type]:
     from qonnx.custom_op.general.bipolar_quant import binary_quant
     from qonnx.custom_op.general.intquant import int_quant
     from qonnx.custom_op.general.multithreshold import multithreshold
+    from qonnx.custom_op.general.trunc import trunc_v1, trunc_v2
     from qonnx.custom_op.general.xnorpopcount import xnorpopcountmatmul
 
     class BipolarQuant(OpRun):
@@ -219,6 +220,16 @@ def _qonnx_op_classes() -> list[type]:
             last = multithreshold_channel_axis(data_layout, x.ndim) == x.ndim - 1 and x.ndim > 2
             return (np.asarray(multithreshold(x, thr, out_scale, out_bias, last)).astype(x.dtype),)
 
+    class Trunc(OpRun):
+        op_domain = "qonnx.custom_op.general"
+
+        def _run(self, x, scale, zeropt, in_bits, *rest, rounding_mode="FLOOR", signed=1, narrow=0, **_):  # type: ignore[no-untyped-def]
+            if len(rest) == 1:  # Trunc v1: (x, scale, zero point, input bits, output bits)
+                y = trunc_v1(x, scale, zeropt, in_bits, rest[0], rounding_mode)
+            else:  # v2: (x, scale, zero point, input bits, output scale, output bits)
+                y = trunc_v2(x, scale, zeropt, in_bits, narrow, signed, rest[0], rest[1], rounding_mode)
+            return (np.asarray(y).astype(x.dtype),)
+
     class XnorPopcountMatMul(OpRun):
         op_domain = "qonnx.custom_op.general"
 
@@ -226,7 +237,7 @@ def _qonnx_op_classes() -> list[type]:
             return (np.asarray(xnorpopcountmatmul(a, b)).astype(a.dtype),)
 
     IntQuant = type("IntQuant", (Quant,), {})
-    return [BipolarQuant, Quant, IntQuant, MultiThreshold, XnorPopcountMatMul]
+    return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul]
 
 
 def evaluate_all(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -926,16 +937,53 @@ def _quant(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     else:
         lo, hi = min_int(signed, narrow, int(bits)), max_int(signed, narrow, int(bits))
         chain.append(Lowered("hardtanh", [PREV], HardtanhAttrs(float(lo), float(hi)), shape=shape))
-        if mode in _ROUNDING:
-            chain.append(Lowered(_ROUNDING[mode], [PREV], shape=shape))
-        elif mode == "CEIL":
-            chain += [Lowered("neg", [PREV], shape=shape), Lowered("floor", [PREV], shape=shape)]
-            chain.append(Lowered("neg", [PREV], shape=shape))
-        else:
-            raise n.unsupported("Quant with rounding_mode ROUND, HALF_EVEN, FLOOR or CEIL")
+        chain += _rounding(n, mode, shape)
     if np.any(zp != 0):
         chain.append(Lowered("sub", [PREV, zp], shape=shape))
     chain.append(Lowered("mul", [PREV, scale]))
+    return chain
+
+
+def _rounding(n: OnnxNode, mode: str, shape: tuple[int, ...]) -> list[Lowered]:
+    """qonnx's rounding modes that have float IR ops: ROUND / HALF_EVEN (half to even), FLOOR, CEIL."""
+    if mode in _ROUNDING:
+        return [Lowered(_ROUNDING[mode], [PREV], shape=shape)]
+    if mode == "CEIL":
+        return [Lowered(op, [PREV], shape=shape) for op in ("neg", "floor", "neg")]
+    raise n.unsupported(f"{n.op} with rounding_mode ROUND, HALF_EVEN, FLOOR or CEIL (not {mode})")
+
+
+def _trunc(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+    """QONNX Trunc (v1: 5 inputs, v2: 6) as float ops, in qonnx's order (quantized average pooling)."""
+    from qonnx.custom_op.general.intquant import max_int, min_int
+
+    scale, zp = n.const(1, "scale"), n.const(2, "zero point")
+    in_bits = _scalar_of(n, 3, "input bit width")
+    mode = n.attrs.get("rounding_mode", b"FLOOR")
+    mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+    shape = n.shape
+    chain = [Lowered("div", [n.args[0], scale], shape=shape)]
+    if np.any(zp != 0):
+        chain.append(Lowered("add", [PREV, zp], shape=shape))
+    chain.append(Lowered("round", [PREV], shape=shape))
+    if len(n.args) == 5:
+        trunc_scale = 2.0 ** (in_bits - _scalar_of(n, 4, "output bit width"))
+        chain.append(Lowered("div", [PREV, trunc_scale], shape=shape))
+        chain += _rounding(n, mode, shape)
+        out_zp, out_scale = zp, scale
+    else:
+        out_scale = n.const(4, "output scale")
+        out_bits = int(_scalar_of(n, 5, "output bit width"))
+        trunc_scale = 2.0 ** np.round(np.log2(out_scale / scale))
+        signed, narrow = bool(n.attrs.get("signed", 1)), bool(n.attrs.get("narrow", 0))
+        lo, hi = min_int(signed, narrow, out_bits), max_int(signed, narrow, out_bits)
+        chain.append(Lowered("div", [PREV, trunc_scale], shape=shape))
+        chain.append(Lowered("hardtanh", [PREV], HardtanhAttrs(float(lo), float(hi)), shape=shape))
+        chain += _rounding(n, mode, shape)
+        out_zp = zp / trunc_scale
+    if np.any(out_zp != 0):
+        chain.append(Lowered("sub", [PREV, out_zp], shape=shape))
+    chain.append(Lowered("mul", [PREV, out_scale]))
     return chain
 
 
@@ -1045,5 +1093,6 @@ _HANDLERS: dict[str, Handler] = {
     "BipolarQuant": _bipolar_quant,
     **dict.fromkeys(("Quant", "IntQuant"), _quant),
     "MultiThreshold": _multi_threshold,
+    "Trunc": _trunc,
     "XnorPopcountMatMul": _xnor_popcount,
 }
