@@ -290,3 +290,39 @@ def test_finn_nodes_with_extra_attributes_and_a_bipolar_output(tmp_path: Path) -
     wrapped = ModelWrapper(model).transform(InferShapes())
     ref = np.concatenate([execute_onnx(wrapped, {"x": x[i : i + 1]})["y"] for i in range(len(x))])
     np.testing.assert_array_equal(np.asarray(xnorinfer.load(tmp_path / "finn.xbin").run(x)), ref)
+
+
+def test_symbolic_batch_and_shape_arithmetic(tmp_path: Path) -> None:
+    """A free batch dimension and a Reshape whose shape is computed from Shape (folded at batch 1)."""
+    nodes = [
+        N("Shape", ["x"], ["sh"]),
+        N("Gather", ["sh", "zero"], ["n"], axis=0),
+        N("Unsqueeze", ["n", "zero1"], ["n1"]),
+        N("Concat", ["n1", "minus1"], ["newshape"], axis=0),
+        N("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1]),
+        N("Reshape", ["c", "newshape"], ["f"]),
+        N("Gemm", ["f", "wg"], ["y"], transB=1),
+    ]
+    inits = {
+        "zero": np.array(0, np.int64),
+        "zero1": np.array([0], np.int64),
+        "minus1": np.array([-1], np.int64),
+        "wc": w(4, 2, 3, 3),
+        "wg": w(5, 4 * 5 * 5),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, path)
+    x = np.random.default_rng(4).standard_normal([300, 2, 5, 5]).astype(np.float32)  # more than one ORT chunk
+    graph_ir = convert(path, calib=x, output=tmp_path / "dyn.xbin")
+    assert graph_ir.metadata["verification"]["problems"] == []
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(np.asarray(xnorinfer.load(tmp_path / "dyn.xbin").run(x)), ref, rtol=1e-4, atol=1e-4)
