@@ -132,7 +132,7 @@ def test_brevitas_lfc_qonnx_export_on_mnist(lfc: LFC, exporter: str, tmp_path: P
     export_qonnx(lfc, torch.zeros(1, 1, 28, 28), str(path), dynamo=exporter == "dynamo")
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert "BipolarQuant" in ops and "BatchNormalization" in ops and ops & {"Gemm", "MatMul"}
-    x, _ = mnist(32, start=500)
+    x, _ = mnist(24, start=500)
     ours, _ = check(path, x, tmp_path, n_binary=3)
     with torch.no_grad():  # and Brevitas's own eager output
         np.testing.assert_allclose(ours, lfc(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
@@ -143,11 +143,9 @@ def test_brevitas_lfc_after_qonnx_cleanup(lfc: LFC, tmp_path: Path) -> None:
     export_qonnx(lfc, torch.zeros(1, 1, 28, 28), str(raw))
     cleanup(str(raw), out_file=str(clean), preserve_qnt_ops=False)  # weight quantizers folded to ±1 constants
     assert "BipolarQuant" not in {n.op_type for n in onnx.load(clean).graph.node if n.input[0].startswith("features")}
-    x, _ = mnist(32, start=600)
-    ours_clean, _ = check(clean, x, tmp_path, n_binary=3)
-    convert(raw, calib=x, output=tmp_path / "raw.xbin")
-    ours_raw = run_everywhere(tmp_path / "raw.xbin", x)
-    np.testing.assert_array_equal(ours_clean, ours_raw)
+    x, _ = mnist(24, start=600)
+    ours_clean, ref = check(clean, x, tmp_path, n_binary=3)
+    np.testing.assert_allclose(ref, qonnx_outputs(onnx.load(raw), x), rtol=1e-5, atol=1e-5)  # cleanup kept the function
 
 
 def test_brevitas_cnv_qonnx_export_on_cifar10(tmp_path: Path) -> None:
@@ -158,7 +156,7 @@ def test_brevitas_cnv_qonnx_export_on_cifar10(tmp_path: Path) -> None:
     export_qonnx(model, torch.zeros(1, 3, 32, 32), str(path))
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert {"BipolarQuant", "Conv", "MaxPool"} <= ops
-    check(path, images, tmp_path, n_binary=4)
+    check(path, images[::2], tmp_path, n_binary=4)  # one image of each class
 
 
 # --------------------------------------------------------------------------- FINN-style streamlined form
