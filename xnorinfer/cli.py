@@ -660,7 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  xnorinfer convert --module 'xnorinfer.zoo:lfc' --weights models/lfc-mnist/state_dict.pth "
         "--input-shape 1,1,28,28 -o lfc.xbin",
     )
-    conv.add_argument("model", nargs="?", help="an ExportedProgram saved with torch.export.save (.pt2/.pt)")
+    conv.add_argument(
+        "model",
+        nargs="?",
+        help="an ExportedProgram saved with torch.export.save (.pt2/.pt), or an ONNX / QONNX model (docs/onnx.md)",
+    )
     conv.add_argument("-o", "--output", help="output .xbin (default: the model path with .xbin)")
     conv.add_argument(
         "--module",

@@ -25,6 +25,7 @@ from xnorinfer.convert import capture, patterns
 from xnorinfer.convert.attrs import ActSignAttrs, BinaryLayerAttrs, SignFold
 from xnorinfer.convert.graph import ConversionError, Model
 from xnorinfer.convert.lower import lower
+from xnorinfer.convert.onnx_capture import is_onnx
 from xnorinfer.convert.verify import verify as run_verify
 
 CONVERTER_VERSION = "0.1.0"
@@ -36,7 +37,7 @@ SIGN_ZERO_NOTE = {
 
 
 def convert(
-    model_or_path: torch.nn.Module | str | os.PathLike[str],
+    model_or_path: torch.nn.Module | str | os.PathLike[str] | Any,
     example_inputs: Sequence[torch.Tensor] | None = None,
     *,
     binarize: Sequence[str] = (),
@@ -53,6 +54,9 @@ def convert(
 ) -> ir.Graph:
     """Convert a PyTorch BNN to an `ir.Graph`; with `output`, also write it as .xbin (after verification).
 
+    An ONNX model (a .onnx path or an onnx.ModelProto; plain ONNX, QONNX or FINN-ONNX) goes through the
+    ONNX front end and is verified against onnxruntime / qonnx's executor (docs/onnx.md).
+
     binarize: fnmatch patterns of module paths whose conv/linear weights are declared binary
         (sign(W) * mean|W| per output channel); verification then compares with that model.
     calib: inputs (N, C, H, W) for verification; default `n_verify` standard-normal inputs.
@@ -62,6 +66,22 @@ def convert(
     """
     if output is not None and isinstance(model_or_path, (str, os.PathLike)) and same_file(model_or_path, output):
         raise ConversionError(f"{output}: is the input model itself; write the .xbin to another path")
+    if is_onnx(model_or_path):  # an ONNX / QONNX model: its own capture and reference executor (onnx_verify.py)
+        from xnorinfer.convert.onnx_verify import convert_onnx
+
+        return convert_onnx(
+            model_or_path,
+            binarize=binarize,
+            calib=calib,
+            force=force,
+            verify=verify,
+            engine=engine,
+            output=output,
+            n_verify=n_verify,
+            seed=seed,
+            metadata=metadata,
+            progress=progress,
+        )
     ep, live, sha = capture_model(model_or_path, example_inputs, trust_pickle=trust_pickle)
     model = capture.to_model(ep)
     model = patterns.recognise(model, binarize)

@@ -214,10 +214,15 @@ def engine_run(graph: ir.Graph, x: np.ndarray, engine: EngineLoader) -> np.ndarr
     return np.asarray(out[0] if isinstance(out, list) else out)  # (verification compares the first output)
 
 
+# Runs the source model on inputs: (the named source values, its first output). The ONNX front end
+# passes one (onnx_verify.py) instead of a PyTorch program.
+SourceRunner = Callable[[np.ndarray, set[str]], tuple[dict[str, np.ndarray], np.ndarray]]
+
+
 def verify(
     graph: ir.Graph,
-    model_fn: Callable[[torch.Tensor], torch.Tensor],
-    gm: torch.fx.GraphModule,
+    model_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+    gm: torch.fx.GraphModule | None,
     inputs: np.ndarray,
     *,
     batch: int,
@@ -225,6 +230,7 @@ def verify(
     rtol: float = RTOL,
     engine: EngineLoader | None = None,
     progress: bool = False,
+    source: SourceRunner | None = None,
 ) -> VerifyResult:
     """Compare `model_fn` (eager PyTorch) and `gm` (the exported program) with the IR reference.
 
@@ -245,15 +251,17 @@ def verify(
         leave=False,
     )
     try:
-        return _verify_stages(graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol, engine=engine)
+        return _verify_stages(
+            graph, model_fn, gm, x, res, bar, batch=batch, force=force, rtol=rtol, engine=engine, source=source
+        )
     finally:
         bar.close()  # also on errors and interrupts, so that the error line starts on its own line
 
 
 def _verify_stages(
     graph: ir.Graph,
-    model_fn: Callable[[torch.Tensor], torch.Tensor],
-    gm: torch.fx.GraphModule,
+    model_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+    gm: torch.fx.GraphModule | None,
     x: np.ndarray,
     res: VerifyResult,
     bar: Any,
@@ -262,6 +270,7 @@ def _verify_stages(
     force: bool,
     rtol: float,
     engine: EngineLoader | None,
+    source: SourceRunner | None = None,
 ) -> VerifyResult:
     bar.set_postfix_str("PyTorch")
     bin_outs: dict[str, dict[str, str]] = graph.metadata.get("binary_outputs", {})
@@ -271,7 +280,13 @@ def _verify_stages(
         for op in graph.ops
         if op.kind == "sign" and op.outputs[0] in bin_outs and np.ndim(op.params.get("threshold")) == 1
     }
-    tv, out = torch_run(gm, x, {d["fx"] for d in bin_outs.values()}, batch)
+    names = {d["fx"] for d in bin_outs.values()}
+    if source is not None:
+        tv, out = source(x, names)
+    elif gm is not None:
+        tv, out = torch_run(gm, x, names, batch)
+    else:
+        raise ConversionError("internal: verify needs a PyTorch program or a source runner")
     bar.update()
     bar.set_postfix_str("reference")
     zero_one = set(graph.metadata.get("zero_one_signs", []))
@@ -325,7 +340,7 @@ def _verify_stages(
                 f"{info['path'] or tname}: {check.mismatches} of {check.total} binary activations differ from "
                 f"PyTorch beyond float32 rounding ({check.rounding_ties} more are rounding ties)"
             )
-    if model_fn is not gm:
+    if model_fn is not None and model_fn is not gm:
         # The exported program's outputs (above) stand for the live model once they agree on a few
         # inputs: a faithful export agrees on any; one that is not (e.g. a side effect in forward)
         # shows on these.
