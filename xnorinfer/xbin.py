@@ -83,8 +83,8 @@ def check_graph(graph: ir.Graph) -> None:
         graph.validate()
     except ValueError as err:
         raise XbinError(f"invalid graph: {err}") from None
-    if len(graph.inputs) != 1:
-        raise XbinError(f"invalid graph: exactly one graph input is supported, got {len(graph.inputs)}")
+    if not graph.inputs:
+        raise XbinError("invalid graph: the graph has no inputs")
     for name, t in graph.tensors.items():
         if t.name != name:
             raise XbinError(f"invalid graph: tensor entry {name!r} is named {t.name!r}")
