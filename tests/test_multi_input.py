@@ -3,6 +3,8 @@ eager PyTorch on every ISA path and thread count; Session.run with a list, a tup
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,44 @@ def test_xbin_round_trip_keeps_the_inputs(tmp_path):
     back = xbin.read(path)
     assert back.inputs == ["grey", "colour"]
     assert [back.tensors[n].shape for n in back.inputs] == [(1, 12, 12, 1), (1, 12, 12, 3)]  # NHWC in the file
+
+
+def test_cli_run_takes_arrays(tmp_path, capsys):
+    from xnorinfer.cli import main
+
+    examples = [torch.randn(1, 3, 8, 8), torch.randn(1, 7)]
+    model = _calibrated(ImageAndMetadata(), examples)
+    path = tmp_path / "m.xbin"
+    convert(model, tuple(examples), output=path)
+    img, meta = _inputs(examples, 3, 4)
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "meta.npy", meta)
+    rc = main(
+        [
+            "run",
+            str(path),
+            "--input",
+            f"meta={tmp_path / 'meta.npy'}",
+            "--input",
+            f"image={tmp_path / 'img.npy'}",
+            "--json",
+            "--top",
+            "2",
+        ]
+    )
+    assert rc == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(img), torch.from_numpy(meta)).double()
+    want = torch.softmax(logits, 1).numpy()
+    assert [r["row"] for r in rows] == [0, 1, 2]
+    for r, p in zip(rows, want, strict=True):
+        assert [t["class"] for t in r["top"]] == list(np.argsort(-p)[:2])
+        np.testing.assert_allclose([t["probability"] for t in r["top"]], np.sort(p)[::-1][:2], rtol=1e-4)
+    # a missing input, an unknown name, and images for a model that takes arrays: clear messages, usage exit
+    assert main(["run", str(path), "--input", f"image={tmp_path / 'img.npy'}"]) == 2
+    assert "missing --input for ['meta']" in capsys.readouterr().err
+    assert main(["run", str(path), "--input", f"pixels={tmp_path / 'img.npy'}"]) == 2
+    assert "has no input 'pixels'" in capsys.readouterr().err
+    assert main(["run", str(path), str(tmp_path / "img.npy")]) == 2
+    assert "give each input as a .npy array with --input NAME=FILE.npy" in capsys.readouterr().err
