@@ -191,3 +191,6 @@ def test_cli_run_takes_arrays(tmp_path, capsys):
     assert "has no input 'pixels'" in capsys.readouterr().err
     assert main(["run", str(path), str(tmp_path / "img.npy")]) == 2
     assert "give each input as a .npy array with --input NAME=FILE.npy" in capsys.readouterr().err
+    # bench draws one batch per input
+    assert main(["bench", str(path), "--batch", "2", "--runs", "2", "--profile"]) == 0
+    assert "bconv2d" in capsys.readouterr().out

@@ -340,6 +340,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     session = _load(args.model, args.threads, args.max_memory)
     shape = (args.batch, *session.input_shape[1:])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if len(session.input_names) > 1:
+        if args.compare:
+            raise CliError("--compare takes a model with one input", EXIT_USAGE)
+        rng = np.random.default_rng(0)  # one batch per input, all with the same N
+        x = [rng.standard_normal((args.batch, *s[1:])).astype(np.float32) for s in session.input_shapes]
     ms = _latency(lambda: session.run(x), args.runs)
     med = float(np.median(ms))
     print(f"{args.model}: batch {args.batch}, {session.threads} thread(s), ISA {_core.default_isa()}, {args.runs} runs")
