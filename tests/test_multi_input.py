@@ -194,3 +194,34 @@ def test_cli_run_takes_arrays(tmp_path, capsys):
     # bench draws one batch per input
     assert main(["bench", str(path), "--batch", "2", "--runs", "2", "--profile"]) == 0
     assert "bconv2d" in capsys.readouterr().out
+
+
+class CrossAttention(nn.Module):
+    """Two (N, T, F) sequences: queries from one, keys and values from the other (runs per image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        y, _ = self.att(q, kv, kv, need_weights=False)
+        return self.fc(y.mean(1))
+
+
+def test_cross_attention_of_two_sequences_runs_per_image(tmp_path):
+    torch.manual_seed(0)
+    model = CrossAttention().eval()
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (torch.randn(1, 5, 8), torch.randn(1, 7, 8)), output=path)
+    assert graph.inputs == ["q", "kv"] and graph.metadata["per_image"] is True
+    assert not graph.metadata["verification"]["problems"]
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((6, 5, 8)).astype(np.float32), rng.standard_normal((6, 7, 8)).astype(np.float32)]
+    got = run_everywhere(path, xs)  # image i of each input goes with image i of the other
+    with torch.no_grad():
+        want = model(*[torch.from_numpy(x) for x in xs]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    s = xnorinfer.load(path, threads=1)
+    with pytest.raises(ValueError, match=r"input 1 \('kv'\) must be float32 \(N, 7, 8\)"):
+        s.run([xs[0], xs[1][:, :6]])  # a per-image model runs at its recorded sizes
