@@ -181,3 +181,25 @@ def test_functional_conv1d_with_groups_and_dilation(tmp_path):
             return F.conv1d(x, self.w, stride=1, padding=2, dilation=2, groups=2).flatten(1)
 
     _compare(G(), (1, 4, 12), tmp_path)
+
+
+class SignedConv1d(nn.Module):
+    """torch.sign of (N, C, L) signals (one threshold for all) around a conv1d with ±1 weights: the signs
+    stay exact, the conv1d a float conv (its (N, C, 1, L) view of the bits is not a binary layout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv1d(8, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm1d(16)
+        with torch.no_grad():
+            self.c.weight.copy_(torch.sign(torch.randn(16, 8, 3, generator=torch.Generator().manual_seed(1))))
+            self.bn.bias.copy_(torch.linspace(-0.3, 0.3, 16) + 0.05)  # (no conv sum lands on sign's 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sign(self.bn(self.c(torch.sign(x)))).flatten(1)
+
+
+def test_signs_of_a_signal_around_conv1d(tmp_path):
+    graph, _ = _compare(SignedConv1d(), (1, 8, 20), tmp_path)
+    assert sum(op.kind == "sign" for op in graph.ops) == 2
+    assert graph.metadata["float_layers"] == {"c": "input is not a binarized (sign) activation"}

@@ -614,6 +614,9 @@ def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.f32(node.inputs[0], node)
     _check_per_channel(cx, node, a.threshold)
     thr = a.threshold.astype(np.float32)
+    if thr.shape[0] == 1 and thr.shape[1] != x.shape[-1] and x.perm is None:
+        # one threshold for all (checked above) on a value whose last axis is not dim 1 (an (N, C, L) signal)
+        thr = np.full((1, x.shape[-1]), thr.reshape(-1)[0], np.float32)
     if x.perm is not None:
         if thr.shape[0] != 1:
             raise cx.unsupported(node)
