@@ -204,6 +204,8 @@ class Session:
     def _checked_inputs(self, x: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The arrays of one call, one per graph input in order, each C-contiguous float32."""
         names = self._input_names
+        if isinstance(x, np.ndarray) and len(names) == 1:  # the common call first: one array, one input
+            return [self._checked_input(x)]
         if isinstance(x, Mapping):
             unknown = sorted(set(x) - set(names))
             missing = [n for n in names if n not in x]

@@ -68,8 +68,6 @@ int64_t Session::check_inputs(const Shape* shapes, size_t count) const {
   for (size_t i = 0; i < count; ++i) {
     const Shape& got = shapes[i];
     const Shape want = graph_->input_user(i);
-    const std::string name = graph_->tensors()[ins[i]].name;
-    const std::string what = ins.size() == 1 ? "input" : "input " + std::to_string(i) + " ('" + name + "')";
     if (want.rank == 4 && ins.size() == 1) {  // an image model: the messages of the single-input API
       if (got.rank != 4 || got.d[0] < 1 || got.d[1] != want.d[1] || got.d[2] < 1 || got.d[3] < 1) {
         throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) +
@@ -87,7 +85,9 @@ int64_t Session::check_inputs(const Shape* shapes, size_t count) const {
     bool ok = got.rank == want.rank && got.d[0] >= 1 && got.d[0] == n;
     const bool spatial = want.rank == 4 && !graph_->per_image();
     for (int a = 1; ok && a < want.rank; ++a) ok = got.d[a] == want.d[a] || (spatial && a >= 2 && got.d[a] >= 1);
-    if (!ok) {
+    if (!ok) {  // (messages are built only here: a run allocates nothing)
+      const std::string what =
+          ins.size() == 1 ? "input" : "input " + std::to_string(i) + " ('" + graph_->tensors()[ins[i]].name + "')";
       std::string shown = "(N";
       for (int a = 1; a < want.rank; ++a) {
         shown += ", " + (spatial && a == 2 ? std::string("H") : spatial && a == 3 ? "W" : std::to_string(want.d[a]));
