@@ -203,3 +203,25 @@ def test_signs_of_a_signal_around_conv1d(tmp_path):
     graph, _ = _compare(SignedConv1d(), (1, 8, 20), tmp_path)
     assert sum(op.kind == "sign" for op in graph.ops) == 2
     assert graph.metadata["float_layers"] == {"c": "input is not a binarized (sign) activation"}
+
+
+class Volume(nn.Module):
+    """(N, C, D, H, W): a per-channel sign threshold and PReLU on a rank-5 value, a mean, a linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("t", torch.tensor([-0.2, 0.0, 0.3]).view(1, 3, 1, 1, 1))
+        self.act = nn.PReLU(3)
+        with torch.no_grad():
+            self.act.weight.copy_(torch.tensor([0.1, 0.2, 0.3]))
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(x) + _sign(x - self.t)
+        return self.fc(y.mean((2, 3, 4)))
+
+
+def test_rank_5_volume(tmp_path):
+    graph, _ = _compare(Volume(), (1, 3, 2, 4, 5), tmp_path)
+    assert any(op.kind == "sign" for op in graph.ops) and any(op.kind == "prelu" for op in graph.ops)
+    assert xnorinfer.load(tmp_path / "model.xbin", threads=1).input_shapes == [(1, 3, 2, 4, 5)]

@@ -100,8 +100,8 @@ def check_graph(graph: ir.Graph) -> None:
             want = param_dtype(op.kind, pname)
             if arr.dtype != np.dtype(want):
                 raise XbinError(f"invalid graph: {where} must be {want}, got {arr.dtype}")
-            if not 1 <= arr.ndim <= 4 or arr.size == 0:
-                raise XbinError(f"invalid graph: {where} has shape {arr.shape}; need 1 to 4 non-empty dims")
+            if not 1 <= arr.ndim <= ir.MAX_RANK or arr.size == 0:  # (the C++ loader's limit too)
+                raise XbinError(f"invalid graph: {where} has shape {arr.shape}; need 1 to {ir.MAX_RANK} non-empty dims")
 
 
 def _graph_json(graph: ir.Graph) -> tuple[bytes, list[np.ndarray]]:
