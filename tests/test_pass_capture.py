@@ -170,7 +170,8 @@ class TwoInputs(nn.Module):
         return x + y
 
 
-def test_exactly_one_input():
-    ep = capture.decompose(capture.export(TwoInputs(), (torch.randn(1, 2), torch.randn(1, 2))))
-    with pytest.raises(ConversionError, match="exactly one tensor input, it takes 2"):
-        capture.to_model(ep)
+def test_every_input_is_captured():
+    ep = capture.decompose(capture.export(TwoInputs(), (torch.randn(1, 2), torch.randn(1, 3, 2))))
+    model = capture.to_model(ep)
+    assert model.inputs == ["x", "y"]  # forward's arguments, in order
+    assert model.metadata["input_shapes"] == [[1, 2], [1, 3, 2]]

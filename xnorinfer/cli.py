@@ -132,13 +132,85 @@ def classify(session, images: list[Path], top: int, batch: int, quiet: bool = Fa
     return results
 
 
+def _array_inputs(session: Any, specs: list[str]) -> dict[str, np.ndarray]:
+    """`--input NAME=FILE.npy` (one per model input; NAME may be left out for a one-input model)."""
+    names = session.input_names
+    arrays: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, sep, file = spec.rpartition("=")
+        if not sep:
+            if len(names) != 1:
+                raise CliError(
+                    f"--input {spec}: name the input (NAME=FILE.npy); the model's inputs are {names}", EXIT_USAGE
+                )
+            name = names[0]
+        if name not in names:
+            raise CliError(f"--input {spec}: the model has no input {name!r}; its inputs are {names}", EXIT_USAGE)
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise CliError(f"--input {spec}: cannot read {file} as a .npy array: {err}", EXIT_IMAGE) from err
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise CliError(f"missing --input for {missing} (the model's inputs are {names})", EXIT_USAGE)
+    return arrays
+
+
+def _require_image_model(session: Any) -> None:
+    """Images feed a model with one NCHW input; any other model takes arrays (--input)."""
+    shapes = session.input_shapes
+    if len(shapes) != 1 or (len(shapes[0]) != 4 and session.metadata.get("input_layout") != "NF"):
+        inputs = ", ".join(f"{n} {tuple(s)}" for n, s in zip(session.input_names, shapes, strict=True))
+        raise CliError(
+            f"{printable(session.path)} takes {inputs}, not one NCHW image: give each input as a .npy array with "
+            "--input NAME=FILE.npy",
+            EXIT_USAGE,
+        )
+
+
+def cmd_run_arrays(args: argparse.Namespace) -> int:
+    """`run --input NAME=FILE.npy ...`: a model's inputs as arrays (any model, any number of inputs); prints
+    the top classes of each row of the first output."""
+    session = _load(args.model, args.threads, args.max_memory)
+    arrays = _array_inputs(session, args.inputs)
+    try:
+        out = session.run(arrays)
+    except (ValueError, TypeError) as err:
+        raise CliError(str(err), EXIT_IMAGE) from err
+    first = np.asarray(out[0] if isinstance(out, list) else out)
+    probs = _probabilities(first, session.metadata)
+    labels = session.labels
+    for i, row in enumerate(probs):
+        order = np.argsort(-row, kind="stable")[: args.top]
+        top = [
+            {
+                "class": int(k),
+                "label": labels[k] if labels and k < len(labels) else str(int(k)),
+                "probability": float(row[k]),
+            }
+            for k in order
+        ]
+        if args.json:
+            print(json.dumps({"row": i, "top": top}))
+        else:
+            print(f"row {i}: " + ", ".join(f"{printable(t['label'])} ({t['probability']:.3f})" for t in top))
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.inputs:
+        if args.images or args.output is not None or args.list is not None:
+            raise CliError(
+                "--input arrays and images (or --output / --list) do not mix: give one or the other", EXIT_USAGE
+            )
+        return cmd_run_arrays(args)
     if args.output is not None:
         return cmd_run_stream(args)
     for flag, given in (("--list", args.list is not None), ("--resume", args.resume)):
         if given:
             raise CliError(f"{flag} needs --output (results.parquet, .csv or .jsonl)", EXIT_USAGE)
     session = _load(args.model, args.threads, args.max_memory)
+    _require_image_model(session)
     images = _expand_images(args.images)
     for result in classify(session, images, args.top, args.batch, quiet=args.quiet):
         if args.json:
@@ -159,6 +231,7 @@ def cmd_run_stream(args: argparse.Namespace) -> int:
     if args.list is not None and not Path(args.list).is_file():
         raise CliError(f"--list {args.list}: file not found", EXIT_USAGE)
     session = _load(args.model, args.threads, args.max_memory)
+    _require_image_model(session)
 
     def on_sigterm(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -267,6 +340,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     session = _load(args.model, args.threads, args.max_memory)
     shape = (args.batch, *session.input_shape[1:])
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if len(session.input_names) > 1:
+        if args.compare:
+            raise CliError("--compare takes a model with one input", EXIT_USAGE)
+        rng = np.random.default_rng(0)  # one batch per input, all with the same N
+        x = [rng.standard_normal((args.batch, *s[1:])).astype(np.float32) for s in session.input_shapes]
     ms = _latency(lambda: session.run(x), args.runs)
     med = float(np.median(ms))
     print(f"{args.model}: batch {args.batch}, {session.threads} thread(s), ISA {_core.default_isa()}, {args.runs} runs")
@@ -711,6 +789,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="image files or folders of images (with --output also recursive folders and glob patterns)",
     )
+    run.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="a model input as a .npy array (repeat for a model with several inputs; NAME as `inspect` lists "
+        "them, NCHW for 4-D inputs, all with the same batch); prints the top classes per row of the first output",
+    )
     run.add_argument("--top", type=_positive, default=5, help="classes to print per image (default 5)")
     run.add_argument("--json", action="store_true", help="one JSON object per image")
     run.add_argument("--threads", type=_threads, default=None, help="worker threads (default: all CPUs)")
@@ -855,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         args.images = [*args.images, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if getattr(args, "command", None) == "run" and not args.images and args.list is None:
+    if getattr(args, "command", None) == "run" and not args.images and args.list is None and not args.inputs:
         parser.error("the following arguments are required: images (or --list FILE with --output)")
     if args.command is None:
         parser.print_help()

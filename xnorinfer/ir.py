@@ -16,7 +16,8 @@ as 1 and may be any N at run time, unless `metadata["per_image"]` is true: then 
 the batch, recorded shapes are exact, and the runtime runs the graph one image at a time. A tensor's
 `dtype` is "f32" (float32 values) or "bits" (±1 values packed along the last axis into uint64
 words, bit 1 = -1, channel c in word c // 64, pad bits zero; `shape` gives the real channel
-count). The graph input is float32 NCHW as the user passes it; the runtime permutes it to NHWC.
+count). A graph has one or more float32 inputs of rank 1 to MAX_RANK: a 4-D one is NCHW as the user
+passes it (the runtime permutes it to NHWC), any other rank is passed in the graph's order.
 
 The ops are declared once in `xnorinfer.ops` (attributes, parameters, shape rule, reference);
 docs/ir.md specifies what each computes.

@@ -9,6 +9,7 @@ The run path imports numpy and the extension only (never torch).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,8 @@ class Session:
         self._desc: dict[str, Any] | None = None  # the graph description, built when costs() needs it
         self._path = name
         self._input_shape: tuple[int, ...] = tuple(self._core.input_shape)
+        self._input_names: list[str] = [str(n) for n in self._core.input_names]
+        self._input_shapes: list[tuple[int, ...]] = [tuple(int(d) for d in s) for s in self._core.input_shapes]
         # an (N, F) model (an MLP without Flatten): the engine runs it as NCHW (N, F, 1, 1)
         self._features_input = self._metadata.get("input_layout") == "NF" and tuple(self._input_shape[2:]) == (
             1,
@@ -95,10 +98,29 @@ class Session:
         """The most bytes one memory plan may take."""
         return int(self._core.max_memory)
 
-    def planned_bytes(self, shape: tuple[int, int, int, int]) -> int:
-        """Bytes of the memory plan for an NCHW input shape, computed without allocating anything."""
+    def planned_bytes(self, shape: tuple[int, ...] | list[tuple[int, ...]]) -> int:
+        """Bytes of the memory plan for an NCHW input shape (or a list of shapes, one per input),
+        computed without allocating anything."""
+        if isinstance(shape, list):
+            return int(self._core.planned_bytes_inputs([list(s) for s in shape]))
+        if len(shape) != 4:
+            return int(self._core.planned_bytes_inputs([list(shape)]))
         n, c, h, w = shape
         return int(self._core.planned_bytes(n, c, h, w))
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model's inputs in run order (a model converted from forward(x, y) takes two)."""
+        return list(self._input_names)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """The recorded shape of every input (batch 1; any batch runs): NCHW for a 4-D (image) input,
+        PyTorch's order for any other rank; (1, F) for a one-input (N, F) model."""
+        shapes = list(self._input_shapes)
+        if self._features_input:
+            shapes[0] = self.input_shape
+        return shapes
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -116,24 +138,28 @@ class Session:
     def metadata(self) -> dict[str, Any]:
         return dict(self._metadata)
 
-    def run(self, x: np.ndarray, isa: str | None = None) -> np.ndarray | list[np.ndarray]:
+    def run(
+        self, x: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray], isa: str | None = None
+    ) -> np.ndarray | list[np.ndarray]:
         """Run on a float32 NCHW batch; returns the graph output (a list when there are several).
 
-        Outputs are float32 in the engine's layout: (N, F), or NHWC for 4-D outputs. `isa` forces
-        a kernel path ("scalar", "avx2", "avx512"); the default is XNORINFER_ISA or the best one.
+        A model with several inputs takes a list or tuple of arrays (in `input_names` order) or a dict
+        name -> array, all with the same batch N. A 4-D input is NCHW; any other rank in PyTorch's
+        order (as `input_shapes` shows). Outputs are float32 in the engine's layout: (N, F), or NHWC
+        for 4-D outputs. `isa` forces a kernel path ("scalar", "avx2", "avx512"); the default is
+        XNORINFER_ISA or the best one.
         """
-        arr = self._checked_input(x)
+        arrs = self._checked_inputs(x)
         try:
-            outs = self._core.run(arr, isa)
+            outs = self._core.run(arrs[0], isa) if self._legacy_call(arrs) else self._core.run_inputs(arrs, isa)
         except ValueError as err:
-            raise ValueError(
-                f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
-                f"{tuple(self.input_shape)}): {err}"
-            ) from None
+            raise ValueError(f"{self._path}: {self._fit_message(arrs)}: {err}") from None
         return outs[0] if len(outs) == 1 else list(outs)
 
-    def profile(self, x: np.ndarray, runs: int = 10, isa: str | None = None) -> list[dict[str, Any]]:
-        """Time every op over `runs` runs of `x` (after one untimed warm-up run).
+    def profile(
+        self, x: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray], runs: int = 10, isa: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Time every op over `runs` runs of `x` (after one untimed warm-up run); `x` as `run` takes it.
 
         Returns one row per op in execution order: name (module path), kind, total_ms (summed over
         the runs), ms_per_run, and share (of the summed op time, 0..1). Results of the runs are the
@@ -141,15 +167,16 @@ class Session:
         """
         if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
             raise ValueError(f"runs must be a positive integer, got {runs!r}")
-        arr = self._checked_input(x)
+        arrs = self._checked_inputs(x)
         try:
-            self._core.run(arr, isa)  # warm-up: plans memory for this shape, fills caches
-            ops, _ = self._core.profile(arr, runs, isa)
+            if self._legacy_call(arrs):
+                self._core.run(arrs[0], isa)  # warm-up: plans memory for this shape, fills caches
+                ops, _ = self._core.profile(arrs[0], runs, isa)
+            else:
+                self._core.run_inputs(arrs, isa)
+                ops, _ = self._core.profile_inputs(arrs, runs, isa)
         except ValueError as err:
-            raise ValueError(
-                f"{self._path}: input of shape {arr.shape} does not fit this model (converted for "
-                f"{tuple(self.input_shape)}): {err}"
-            ) from None
+            raise ValueError(f"{self._path}: {self._fit_message(arrs)}: {err}") from None
         total = sum(float(op["seconds"]) for op in ops)
         return [
             {
@@ -162,23 +189,76 @@ class Session:
             for op in ops
         ]
 
-    def _checked_input(self, x: np.ndarray) -> np.ndarray:
-        """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error.
+    def _legacy_call(self, arrs: list[np.ndarray]) -> bool:
+        """One 4-D input: the single-image entry point (its messages name NCHW)."""
+        return len(arrs) == 1 and arrs[0].ndim == 4 and len(self._input_shapes[0]) == 4
 
-        A model converted from an (N, F) input takes (N, F) (run as (N, F, 1, 1)).
-        """
+    def _fit_message(self, arrs: list[np.ndarray]) -> str:
+        if len(self._input_names) == 1:
+            return f"input of shape {arrs[0].shape} does not fit this model (converted for {tuple(self.input_shape)})"
+        return (
+            f"inputs of shapes {[a.shape for a in arrs]} do not fit this model (converted for "
+            f"{dict(zip(self._input_names, self.input_shapes, strict=True))})"
+        )
+
+    def _checked_inputs(self, x: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The arrays of one call, one per graph input in order, each C-contiguous float32."""
+        names = self._input_names
+        if isinstance(x, np.ndarray) and len(names) == 1:  # the common call first: one array, one input
+            return [self._checked_input(x)]
+        if isinstance(x, Mapping):
+            unknown = sorted(set(x) - set(names))
+            missing = [n for n in names if n not in x]
+            if unknown or missing:
+                raise ValueError(
+                    f"{self._path}: this model's inputs are {names}; "
+                    + (f"missing {missing}" if missing else "")
+                    + ("; " if missing and unknown else "")
+                    + (f"unknown {unknown}" if unknown else "")
+                )
+            items = [x[n] for n in names]
+        elif isinstance(x, (list, tuple)):
+            items = list(x)
+            if len(items) != len(names):
+                raise ValueError(
+                    f"{self._path}: this model takes {len(names)} input{'s' * (len(names) != 1)} {names}, "
+                    f"got {len(items)} arrays"
+                )
+        else:
+            if len(names) != 1:
+                raise ValueError(
+                    f"{self._path}: this model takes {len(names)} inputs {names}: pass a list of arrays in that "
+                    "order or a dict name -> array"
+                )
+            items = [x]
+        if len(names) == 1:
+            return [self._checked_input(items[0])]
+        return [self._as_float32(a, f"input '{n}'") for n, a in zip(names, items, strict=True)]
+
+    def _as_float32(self, x: Any, what: str) -> np.ndarray:
         arr = np.asarray(x)
         if arr.dtype != np.float32:
             if not np.issubdtype(arr.dtype, np.floating):
-                raise TypeError(f"{self._path}: input must be a float32 array, got dtype {arr.dtype}")
+                raise TypeError(f"{self._path}: {what} must be a float32 array, got dtype {arr.dtype}")
             arr = arr.astype(np.float32)
+        return np.ascontiguousarray(arr)
+
+    def _checked_input(self, x: np.ndarray) -> np.ndarray:
+        """x as a C-contiguous float32 NCHW array with this model's channel count, or a clear error.
+
+        A model converted from an (N, F) input takes (N, F) (run as (N, F, 1, 1)); a model whose input
+        has another rank takes it in PyTorch's order (checked by the runtime).
+        """
+        arr = self._as_float32(x, "input")
         if self._features_input:
             if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self._input_shape[1]:
                 raise ValueError(
                     f"{self._path}: input must be float32 (N, {self._input_shape[1]}) with N >= 1, "
                     f"got shape {arr.shape}"
                 )
-            return np.ascontiguousarray(arr).reshape(arr.shape[0], arr.shape[1], 1, 1)
+            return arr.reshape(arr.shape[0], arr.shape[1], 1, 1)
+        if len(self._input_shapes[0]) != 4:
+            return arr
         if arr.ndim != 4:
             raise ValueError(f"{self._path}: input must be NCHW (N, C, H, W), got shape {arr.shape}")
         if arr.shape[0] < 1 or arr.shape[1] != self.input_shape[1]:
@@ -186,12 +266,11 @@ class Session:
                 f"{self._path}: input must be float32 NCHW (N, {self.input_shape[1]}, H, W) with N >= 1 "
                 f"(the model was converted for {tuple(self.input_shape)}), got {arr.shape}"
             )
-        return np.ascontiguousarray(arr)
+        return arr
 
     def costs(self) -> list[OpCost]:
         """Per-op cost (xnorinfer.cost, the model `convert` reports with), batch 1."""
-        _, c, h, w = self._input_shape
-        shapes = self._core.tensor_shapes(1, c, h, w)
+        shapes = self._core.declared_shapes  # batch 1: what the ops produce for the recorded inputs
         return [
             op_cost(
                 op["name"],

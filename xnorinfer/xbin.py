@@ -83,8 +83,8 @@ def check_graph(graph: ir.Graph) -> None:
         graph.validate()
     except ValueError as err:
         raise XbinError(f"invalid graph: {err}") from None
-    if len(graph.inputs) != 1:
-        raise XbinError(f"invalid graph: exactly one graph input is supported, got {len(graph.inputs)}")
+    if not graph.inputs:
+        raise XbinError("invalid graph: the graph has no inputs")
     for name, t in graph.tensors.items():
         if t.name != name:
             raise XbinError(f"invalid graph: tensor entry {name!r} is named {t.name!r}")
@@ -100,8 +100,8 @@ def check_graph(graph: ir.Graph) -> None:
             want = param_dtype(op.kind, pname)
             if arr.dtype != np.dtype(want):
                 raise XbinError(f"invalid graph: {where} must be {want}, got {arr.dtype}")
-            if not 1 <= arr.ndim <= 4 or arr.size == 0:
-                raise XbinError(f"invalid graph: {where} has shape {arr.shape}; need 1 to 4 non-empty dims")
+            if not 1 <= arr.ndim <= ir.MAX_RANK or arr.size == 0:  # (the C++ loader's limit too)
+                raise XbinError(f"invalid graph: {where} has shape {arr.shape}; need 1 to {ir.MAX_RANK} non-empty dims")
 
 
 def _graph_json(graph: ir.Graph) -> tuple[bytes, list[np.ndarray]]:

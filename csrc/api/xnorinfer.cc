@@ -38,6 +38,8 @@ auto translate(F&& f) -> decltype(f()) {
 struct Model::Impl {
   std::shared_ptr<const xnor::Model> model;
   std::string input_name;
+  std::vector<std::string> input_names;
+  std::vector<std::vector<int64_t>> input_shapes;
   std::vector<std::string> output_names;
   std::vector<std::vector<int64_t>> output_shapes;
   Preprocessing preprocessing;
@@ -51,11 +53,13 @@ std::shared_ptr<const Model::Impl> make_impl(std::shared_ptr<const xnor::Model> 
   auto impl = std::make_shared<Model::Impl>();
   const xnor::Graph& g = *m->graph();
   impl->input_name = g.tensors()[g.input()].name;
-  const xnor::Shape in = g.input_nchw();
-  const std::vector<xnor::Shape> shapes = g.infer(1, in.d[2], in.d[3]);
-  for (const int t : g.outputs()) {
+  for (size_t i = 0; i < g.inputs().size(); ++i) {
+    impl->input_names.push_back(g.tensors()[g.inputs()[i]].name);
+    impl->input_shapes.push_back(dims(g.input_user(i)));
+  }
+  for (const int t : g.outputs()) {  // the recorded shapes are what the graph produces (Graph checks it)
     impl->output_names.push_back(g.tensors()[t].name);
-    impl->output_shapes.push_back(dims(shapes[t]));
+    impl->output_shapes.push_back(dims(g.tensors()[t].declared));
   }
   const xnor::InputSpec& spec = m->input_spec();
   impl->preprocessing = {spec.channels, spec.height, spec.width, spec.mean, spec.std, spec.resize};
@@ -77,6 +81,8 @@ Model Model::load(const void* data, std::size_t size, const std::string& name) {
 const std::string& Model::path() const { return impl_->model->file().path(); }
 const std::string& Model::input_name() const { return impl_->input_name; }
 std::vector<int64_t> Model::input_shape() const { return dims(impl_->model->graph()->input_nchw()); }
+std::vector<std::string> Model::input_names() const { return impl_->input_names; }
+std::vector<std::vector<int64_t>> Model::input_shapes() const { return impl_->input_shapes; }
 std::vector<std::string> Model::output_names() const { return impl_->output_names; }
 std::vector<std::vector<int64_t>> Model::output_shapes() const { return impl_->output_shapes; }
 std::string Model::metadata_json() const { return impl_->model->metadata().dump(); }
@@ -110,20 +116,37 @@ int Session::threads() const { return impl_->session.threads(); }
 const Model& Session::model() const { return impl_->model; }
 
 std::vector<Tensor> Session::run(const float* input, const std::vector<int64_t>& nchw_shape) {
+  if (nchw_shape.size() != 4) throw InvalidArgument("input shape must be NCHW (4 dimensions)");
+  return run(std::vector<Input>{{input, nchw_shape}});
+}
+
+std::vector<Tensor> Session::run(const std::vector<Input>& inputs) {
   return translate([&] {
-    if (nchw_shape.size() != 4) throw InvalidArgument("input shape must be NCHW (4 dimensions)");
-    if (!input) throw InvalidArgument("input is null");
-    const int64_t n = nchw_shape[0], c = nchw_shape[1], h = nchw_shape[2], w = nchw_shape[3];
-    const std::vector<xnor::Shape> shapes = impl_->session.prepare(n, c, h, w);
-    std::vector<Tensor> out(shapes.size());
+    std::vector<xnor::Shape> shapes;
+    std::vector<const float*> data;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const std::vector<int64_t>& d = inputs[i].shape;
+      if (d.empty() || d.size() > static_cast<size_t>(xnor::kMaxRank)) {
+        throw InvalidArgument("input " + std::to_string(i) + ": rank must be 1 to " + std::to_string(xnor::kMaxRank));
+      }
+      if (!inputs[i].data)
+        throw InvalidArgument(inputs.size() == 1 ? "input is null" : "input " + std::to_string(i) + " is null");
+      xnor::Shape s;
+      s.rank = static_cast<int>(d.size());
+      for (size_t a = 0; a < d.size(); ++a) s.d[a] = d[a];
+      shapes.push_back(s);
+      data.push_back(inputs[i].data);
+    }
+    const std::vector<xnor::Shape> out_shapes = impl_->session.prepare(shapes.data(), shapes.size());
+    std::vector<Tensor> out(out_shapes.size());
     impl_->outputs.clear();
-    for (size_t i = 0; i < shapes.size(); ++i) {
+    for (size_t i = 0; i < out_shapes.size(); ++i) {
       out[i].name = impl_->model.impl_->output_names[i];
-      out[i].shape = dims(shapes[i]);
-      out[i].data.resize(static_cast<size_t>(shapes[i].elements()));
+      out[i].shape = dims(out_shapes[i]);
+      out[i].data.resize(static_cast<size_t>(out_shapes[i].elements()));
       impl_->outputs.push_back(out[i].data.data());
     }
-    impl_->session.run(input, n, c, h, w, impl_->outputs.data(), impl_->isa);
+    impl_->session.run(data.data(), shapes.data(), shapes.size(), impl_->outputs.data(), impl_->isa);
     return out;
   });
 }

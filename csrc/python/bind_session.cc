@@ -136,6 +136,21 @@ std::vector<py::ssize_t> nchw_of(const CArray<float>& x) {
   return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
 }
 
+// Each array's shape as a runtime Shape (rank 1 to kMaxRank) and its data pointer.
+void shapes_of(const std::vector<CArray<float>>& xs, std::vector<Shape>* shapes, std::vector<const float*>* data) {
+  for (const CArray<float>& x : xs) {
+    if (x.ndim() < 1 || x.ndim() > kMaxRank) {
+      throw std::invalid_argument("Session.run: an input must have rank 1 to " + std::to_string(kMaxRank) + ", got " +
+                                  shape_str(x));
+    }
+    Shape s;
+    s.rank = static_cast<int>(x.ndim());
+    for (int a = 0; a < s.rank; ++a) s.d[a] = x.shape(a);
+    shapes->push_back(s);
+    data->push_back(x.data());
+  }
+}
+
 // One new float32 array per graph output; their data pointers go to *dst in order.
 py::list allocate_outputs(const std::vector<Shape>& shapes, std::vector<float*>* dst) {
   py::list result;
@@ -251,6 +266,90 @@ void register_session(py::module_& m) {
           py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"),
           "Arena bytes of the memory plan for an NCHW input (n, c, h, w), computed without allocating.")
       .def_property_readonly("input_shape", [](const Session& s) { return shape_tuple(s.graph().input_nchw()); })
+      .def_property_readonly(
+          "input_names",
+          [](const Session& s) {
+            std::vector<std::string> names;
+            for (int t : s.graph().inputs()) names.push_back(s.graph().tensors()[t].name);
+            return names;
+          },
+          "The graph inputs' names, in run order.")
+      .def_property_readonly(
+          "input_shapes",
+          [](const Session& s) {
+            py::list out;
+            for (size_t i = 0; i < s.graph().inputs().size(); ++i) out.append(shape_tuple(s.graph().input_user(i)));
+            return out;
+          },
+          "The recorded input shapes (batch 1) as the caller passes them: NCHW for a 4-D input.")
+      .def_property_readonly(
+          "declared_shapes",
+          [](const Session& s) {
+            py::dict out;
+            for (const auto& t : s.graph().tensors()) out[py::str(t.name)] = shape_tuple(t.declared);
+            return out;
+          },
+          "Every tensor's recorded shape (batch 1; the engine's layout).")
+      .def(
+          "planned_bytes_inputs",
+          [](const Session& s, const std::vector<std::vector<int64_t>>& dims) {
+            std::vector<Shape> shapes;
+            for (const auto& d : dims) {
+              if (d.empty() || d.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("bad input rank");
+              Shape sh;
+              sh.rank = static_cast<int>(d.size());
+              for (size_t a = 0; a < d.size(); ++a) sh.d[a] = d[a];
+              shapes.push_back(sh);
+            }
+            return s.planned_bytes(shapes.data(), shapes.size());
+          },
+          py::arg("shapes"), "planned_bytes for every input's shape (NCHW for a 4-D input).")
+      .def(
+          "run_inputs",
+          [](Session& s, const std::vector<CArray<float>>& xs, const std::optional<std::string>& isa_opt) {
+            const Isa isa = resolve_isa(isa_opt);
+            std::vector<Shape> in;
+            std::vector<const float*> data;
+            shapes_of(xs, &in, &data);
+            const std::vector<Shape> shapes = s.prepare(in.data(), in.size());
+            std::vector<float*> dst;
+            py::list result = allocate_outputs(shapes, &dst);
+            {
+              py::gil_scoped_release release;
+              s.run(data.data(), in.data(), in.size(), dst.data(), isa);
+            }
+            return result;
+          },
+          py::arg("xs"), py::arg("isa") = py::none(),
+          "Run on every graph input (a list of float32 arrays, NCHW for a 4-D input); returns the outputs.")
+      .def(
+          "profile_inputs",
+          [](Session& s, const std::vector<CArray<float>>& xs, int runs, const std::optional<std::string>& isa_opt) {
+            const Isa isa = resolve_isa(isa_opt);
+            std::vector<Shape> in;
+            std::vector<const float*> data;
+            shapes_of(xs, &in, &data);
+            const std::vector<Shape> shapes = s.prepare(in.data(), in.size());
+            std::vector<float*> dst;
+            py::list result = allocate_outputs(shapes, &dst);
+            std::vector<double> seconds;
+            {
+              py::gil_scoped_release release;
+              seconds = s.profile(data.data(), in.data(), in.size(), dst.data(), isa, runs);
+            }
+            py::list ops;
+            const auto& steps = s.graph().steps();
+            for (size_t i = 0; i < steps.size(); ++i) {
+              py::dict row;
+              row["name"] = steps[i].node->name();
+              row["kind"] = steps[i].node->kind();
+              row["seconds"] = seconds[i];
+              ops.append(row);
+            }
+            return py::make_tuple(ops, result);
+          },
+          py::arg("xs"), py::arg("runs") = 1, py::arg("isa") = py::none(),
+          "profile() for every graph input (a list of arrays).")
       .def(
           "tensor_shapes",
           [](Session& s, int64_t n, int64_t c, int64_t h, int64_t w) {

@@ -59,14 +59,18 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
       if (it == index.end()) throw std::invalid_argument(who + " refers to unknown tensor '" + name + "'");
       return it->second;
     };
-    if (desc.inputs.size() != 1) throw std::invalid_argument("the runtime supports exactly one graph input");
-    input_ = find(desc.inputs[0], "graph input");
-    if (tensors_[input_].dtype != DType::kF32 || tensors_[input_].declared.rank != 4 ||
-        tensors_[input_].declared.d[0] != 1) {
-      throw std::invalid_argument("graph input '" + desc.inputs[0] + "' must be a 4-D f32 tensor of batch 1");
-    }
+    if (desc.inputs.empty()) throw std::invalid_argument("the graph has no inputs");
     std::vector<bool> defined(tensors_.size(), false);
-    defined[input_] = true;
+    for (const std::string& name : desc.inputs) {
+      const int t = find(name, "graph input");
+      if (defined[t]) throw std::invalid_argument("graph input '" + name + "' is listed twice");
+      if (constants.count(name)) throw std::invalid_argument("graph input '" + name + "' is written by a constant op");
+      if (tensors_[t].dtype != DType::kF32 || tensors_[t].declared.d[0] != 1) {
+        throw std::invalid_argument("graph input '" + name + "' must be an f32 tensor of batch 1");
+      }
+      defined[t] = true;
+      inputs_.push_back(t);
+    }
     for (const OpDesc& op : desc.ops) {
       const std::string who = "op '" + op.name + "' (" + op.kind + ")";
       std::map<std::string, ParamView> params;
@@ -133,8 +137,9 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
     }
     if (outputs_.empty()) throw std::invalid_argument("the graph has no outputs");
     // The recorded shapes must be what the ops produce for the recorded input.
-    const Shape& in = tensors_[input_].declared;
-    const std::vector<Shape> shapes = infer(1, in.d[1], in.d[2]);
+    std::vector<Shape> recorded;
+    for (int t : inputs_) recorded.push_back(tensors_[t].declared);
+    const std::vector<Shape> shapes = infer(recorded);
     for (const Step& st : steps_) {
       if (shapes[st.output] != tensors_[st.output].declared) {
         throw std::invalid_argument("op '" + st.node->name() + "' (" + st.node->kind() + ") produces " +
@@ -149,15 +154,39 @@ Graph::Graph(std::shared_ptr<const XbinFile> file, const GraphDesc& desc) : file
   }
 }
 
-Shape Graph::input_nchw() const {
-  const Shape& s = tensors_[input_].declared;
-  return Shape::nhwc(1, s.d[3], s.d[1], s.d[2]);
+Shape Graph::engine_shape(const Shape& user) {
+  return user.rank == 4 ? Shape::nhwc(user.d[0], user.d[2], user.d[3], user.d[1]) : user;
 }
 
+Shape Graph::user_shape(const Shape& engine) {
+  return engine.rank == 4 ? Shape{4, {engine.d[0], engine.d[3], engine.d[1], engine.d[2]}} : engine;
+}
+
+Shape Graph::input_user(size_t i) const { return user_shape(tensors_[inputs_.at(i)].declared); }
+
 std::vector<Shape> Graph::infer(int64_t n, int64_t h, int64_t w) const {
+  std::vector<Shape> in;
+  for (int t : inputs_) {
+    in.push_back(tensors_[t].declared);
+    in.back().d[0] = n;
+  }
+  if (in[0].rank == 4) {
+    in[0].d[1] = h;
+    in[0].d[2] = w;
+  }
+  return infer(in);
+}
+
+std::vector<Shape> Graph::infer(const std::vector<Shape>& inputs) const {
+  if (inputs.size() != inputs_.size()) {
+    throw std::invalid_argument("the graph takes " + std::to_string(inputs_.size()) + " inputs, got " +
+                                std::to_string(inputs.size()));
+  }
   std::vector<Shape> shapes(tensors_.size());
-  shapes[input_] = Shape::nhwc(n, h, w, tensors_[input_].declared.d[3]);
-  checked_bytes(shapes[input_], DType::kF32, "graph input");
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    checked_bytes(inputs[i], DType::kF32, "graph input '" + tensors_[inputs_[i]].name + "'");
+    shapes[inputs_[i]] = inputs[i];
+  }
   std::vector<Shape> in;
   for (const Step& st : steps_) {
     in.clear();

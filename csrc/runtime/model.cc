@@ -315,18 +315,24 @@ void read_metadata(const XbinFile& file, const GraphDesc& g, const Graph& graph,
                    std::vector<std::string>* labels) {
   auto fail = [&](const std::string& what) { throw XbinError(file.path() + ": " + what); };
   const json::Value& meta = g.metadata;
-  const Shape in = graph.input_nchw();  // (1, C, H, W)
-  spec->channels = in.d[1];
-  spec->height = in.d[2];
-  spec->width = in.d[3];
+  const Shape in = graph.input_nchw();  // (1, C, H, W) for an image model; input 0 as recorded otherwise
+  const size_t rank = static_cast<size_t>(in.rank);
+  if (in.rank == 4) {  // image preprocessing applies to a 4-D first input only
+    spec->channels = in.d[1];
+    spec->height = in.d[2];
+    spec->width = in.d[3];
+  }
   if (const json::Value* shape = meta.find("input_shape")) {
-    bool ok = shape->is_array() && shape->items().size() == 4;
-    for (size_t i = 0; ok && i < 4; ++i) ok = shape->items()[i].is_int();
-    for (size_t i = 1; ok && i < 4; ++i) ok = shape->items()[i].as_int() == in.d[i];
+    bool ok = shape->is_array() && shape->items().size() == rank;
+    for (size_t i = 0; ok && i < rank; ++i) ok = shape->items()[i].is_int();
+    for (size_t i = 1; ok && i < rank; ++i) ok = shape->items()[i].as_int() == in.d[i];
     ok = ok && shape->items()[0].as_int() >= 1;
-    if (!ok) {
-      fail("metadata input_shape " + show(shape) + " does not match the graph input (" + std::to_string(in.d[0]) +
-           ", " + std::to_string(in.d[1]) + ", " + std::to_string(in.d[2]) + ", " + std::to_string(in.d[3]) + ")");
+    if (!ok) fail("metadata input_shape " + show(shape) + " does not match the graph input " + in.str());
+    if (in.rank != 4) {
+      for (const char* key : {"mean", "std", "resize"}) {
+        const json::Value* v = meta.find(key);
+        if (v && !v->is_null()) fail(std::string("model metadata ") + key + " needs an image (NCHW) input");
+      }
     }
     const int64_t c = in.d[1], h = in.d[2], w = in.d[3];
     if (h * w > kMaxPixels) {

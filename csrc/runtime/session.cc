@@ -21,6 +21,15 @@ std::string bytes_str(uint64_t bytes) {
   std::snprintf(human, sizeof human, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
   return std::to_string(bytes) + " bytes (" + human + ")";
 }
+
+// "(1, 3, 32, 32)" for one input, "(1, 3, 32, 32), (1, 10)" for several (as the caller holds them).
+std::string inputs_str(const std::vector<Shape>& engine) {
+  std::string s;
+  for (size_t i = 0; i < engine.size(); ++i) s += (i ? ", " : "") + Graph::user_shape(engine[i]).str();
+  return s;
+}
+
+Shape nchw_shape(int64_t n, int64_t c, int64_t h, int64_t w) { return Shape{4, {n, c, h, w}}; }
 }  // namespace
 
 uint64_t default_max_memory() {
@@ -43,31 +52,67 @@ Session::Session(std::shared_ptr<const Graph> graph, int threads, uint64_t max_m
   if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
   if (max_memory == 0) throw std::invalid_argument("max_memory must be a positive number of bytes");
   // Refuse at load a model whose recorded input already needs more than the limit.
-  const Shape in = graph_->input_nchw();
-  layout_for(in.d[0], in.d[2], in.d[3]);
+  std::vector<Shape> recorded;
+  for (int t : graph_->inputs()) recorded.push_back(graph_->tensors()[t].declared);
+  layout_for(recorded);
   if (threads > 1) pool_ = std::make_unique<ThreadPool>(threads);
 }
 
-void Session::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
-  const Shape want = graph_->input_nchw();
-  if (n < 1 || c != want.d[1] || h < 1 || w < 1) {
-    throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) +
-                                ", H, W) with N >= 1, got (" + std::to_string(n) + ", " + std::to_string(c) + ", " +
-                                std::to_string(h) + ", " + std::to_string(w) + ")");
+int64_t Session::check_inputs(const Shape* shapes, size_t count) const {
+  const std::vector<int>& ins = graph_->inputs();
+  if (count != ins.size()) {
+    throw std::invalid_argument("this model takes " + std::to_string(ins.size()) + " input" +
+                                (ins.size() == 1 ? "" : "s") + ", got " + std::to_string(count));
   }
-  if (graph_->per_image() && (h != want.d[2] || w != want.d[3])) {
-    throw std::invalid_argument("this model runs at its recorded input size only: input must be float32 NCHW (N, " +
-                                std::to_string(want.d[1]) + ", " + std::to_string(want.d[2]) + ", " +
-                                std::to_string(want.d[3]) + "), got (" + std::to_string(n) + ", " + std::to_string(c) +
-                                ", " + std::to_string(h) + ", " + std::to_string(w) + ")");
+  const int64_t n = count ? shapes[0].d[0] : 0;
+  for (size_t i = 0; i < count; ++i) {
+    const Shape& got = shapes[i];
+    const Shape want = graph_->input_user(i);
+    if (want.rank == 4 && ins.size() == 1) {  // an image model: the messages of the single-input API
+      if (got.rank != 4 || got.d[0] < 1 || got.d[1] != want.d[1] || got.d[2] < 1 || got.d[3] < 1) {
+        throw std::invalid_argument("input must be float32 NCHW (N, " + std::to_string(want.d[1]) +
+                                    ", H, W) with N >= 1, got " + got.str());
+      }
+      if (graph_->per_image() && (got.d[2] != want.d[2] || got.d[3] != want.d[3])) {
+        throw std::invalid_argument("this model runs at its recorded input size only: input must be float32 NCHW (N, " +
+                                    std::to_string(want.d[1]) + ", " + std::to_string(want.d[2]) + ", " +
+                                    std::to_string(want.d[3]) + "), got " + got.str());
+      }
+      continue;
+    }
+    // Any other input: the recorded shape with any batch; a 4-D one (NCHW) also any H and W
+    // unless the graph runs per image.
+    bool ok = got.rank == want.rank && got.d[0] >= 1 && got.d[0] == n;
+    const bool spatial = want.rank == 4 && !graph_->per_image();
+    for (int a = 1; ok && a < want.rank; ++a) ok = got.d[a] == want.d[a] || (spatial && a >= 2 && got.d[a] >= 1);
+    if (!ok) {  // (messages are built only here: a run allocates nothing)
+      const std::string what =
+          ins.size() == 1 ? "input" : "input " + std::to_string(i) + " ('" + graph_->tensors()[ins[i]].name + "')";
+      std::string shown = "(N";
+      for (int a = 1; a < want.rank; ++a) {
+        shown += ", " + (spatial && a == 2 ? std::string("H") : spatial && a == 3 ? "W" : std::to_string(want.d[a]));
+      }
+      throw std::invalid_argument(what + " must be float32 " + (want.rank == 4 ? "NCHW " : "") + shown + ")" +
+                                  (i ? " with the batch N of input 0 (" + std::to_string(n) + ")" : " with N >= 1") +
+                                  ", got " + got.str());
+    }
+  }
+  return n;
+}
+
+void Session::engine_inputs(const Shape* shapes, size_t count, std::vector<Shape>* out) const {
+  out->resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    (*out)[i] = Graph::engine_shape(shapes[i]);
+    if (graph_->per_image()) (*out)[i].d[0] = 1;
   }
 }
 
-Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
+Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
   const auto& tensors = graph_->tensors();
   const auto& steps = graph_->steps();
   Layout l;
-  l.shapes = graph_->infer(n, h, w);
+  l.shapes = graph_->infer(inputs);
   // Lifetimes per storage tensor: from its producer to its last reader (or the end for outputs).
   const int end = static_cast<int>(steps.size());
   std::vector<BufferRequest>& req = l.requests;
@@ -78,9 +123,10 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
     const int s = tensors[t].storage;
     req[s].last = std::max(req[s].last, step);
   };
-  const int in = graph_->input();
-  l.live[in] = true;
-  req[in] = {static_cast<size_t>(checked_bytes(l.shapes[in], DType::kF32, "graph input")), -1, -1};
+  for (int in : graph_->inputs()) {
+    l.live[in] = true;
+    req[in] = {static_cast<size_t>(checked_bytes(l.shapes[in], DType::kF32, "graph input")), -1, -1};
+  }
   for (int i = 0; i < end; ++i) {
     for (int t : steps[i].inputs) touch(t, i);
     const int o = steps[i].output;
@@ -115,30 +161,34 @@ Session::Layout Session::layout_for(int64_t n, int64_t h, int64_t w) const {
       const Node& node = *steps[largest - tensors.size()].node;
       what = "the workspace of op '" + node.name() + "' (" + node.kind() + ")";
     }
-    throw MemoryLimitError(graph_->file().path() + ": input (" + std::to_string(n) + ", " +
-                           std::to_string(graph_->input_nchw().d[1]) + ", " + std::to_string(h) + ", " +
-                           std::to_string(w) + ") needs a memory plan of " + bytes_str(l.placement.arena_bytes) +
-                           ", above the limit of " + bytes_str(max_memory_) + " (max_memory); the largest buffer is " +
-                           what + " with " + bytes_str(req[largest].bytes));
+    throw MemoryLimitError(graph_->file().path() + ": input" + (inputs.size() == 1 ? " " : "s ") + inputs_str(inputs) +
+                           " needs a memory plan of " + bytes_str(l.placement.arena_bytes) + ", above the limit of " +
+                           bytes_str(max_memory_) + " (max_memory); the largest buffer is " + what + " with " +
+                           bytes_str(req[largest].bytes));
   }
   return l;
 }
 
 uint64_t Session::planned_bytes(int64_t n, int64_t c, int64_t h, int64_t w) const {
-  check_input(n, c, h, w);
-  return layout_for(graph_->per_image() ? 1 : n, h, w).placement.arena_bytes;
+  const Shape s = nchw_shape(n, c, h, w);
+  return planned_bytes(&s, 1);
 }
 
-const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
-  if (!plan_.io.empty() && plan_.n == n && plan_.h == h && plan_.w == w) return plan_;
+uint64_t Session::planned_bytes(const Shape* shapes, size_t count) const {
+  check_inputs(shapes, count);
+  std::vector<Shape> in;
+  engine_inputs(shapes, count, &in);
+  return layout_for(in).placement.arena_bytes;
+}
+
+const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
+  if (!plan_.io.empty() && plan_.inputs == inputs) return plan_;
   const auto& tensors = graph_->tensors();
   const auto& steps = graph_->steps();
-  Layout l = layout_for(n, h, w);
+  Layout l = layout_for(inputs);
   const MemoryPlan& mp = l.placement;
   Plan p;
-  p.n = n;
-  p.h = h;
-  p.w = w;
+  p.inputs = inputs;
   p.shapes = std::move(l.shapes);
   p.arena_bytes = mp.arena_bytes;
   if (p.arena_bytes > arena_.size()) {
@@ -167,9 +217,15 @@ const Session::Plan& Session::plan_for(int64_t n, int64_t h, int64_t w) {
 }
 
 std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) {
-  check_input(n, c, h, w);
+  const Shape s = nchw_shape(n, c, h, w);
+  return prepare(&s, 1);
+}
+
+std::vector<Shape> Session::prepare(const Shape* shapes, size_t count) {
+  const int64_t n = check_inputs(shapes, count);
   std::lock_guard<std::mutex> lock(mutex_);
-  const Plan& p = plan_for(graph_->per_image() ? 1 : n, h, w);
+  engine_inputs(shapes, count, &key_);
+  const Plan& p = plan_for(key_);
   std::vector<Shape> out;
   for (int t : graph_->outputs()) {
     out.push_back(p.shapes[t]);
@@ -179,23 +235,34 @@ std::vector<Shape> Session::prepare(int64_t n, int64_t c, int64_t h, int64_t w) 
 }
 
 void Session::run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa) {
-  check_input(n, c, h, w);
+  const Shape s = nchw_shape(n, c, h, w);
+  run(&x, &s, 1, outputs, isa);
+}
+
+void Session::run(const float* const* xs, const Shape* shapes, size_t count, float* const* outputs, Isa isa) {
+  check_inputs(shapes, count);
   std::lock_guard<std::mutex> lock(mutex_);
-  run_locked<false>(x, n, c, h, w, outputs, isa, nullptr);
+  run_locked<false>(xs, shapes, outputs, isa, nullptr);
 }
 
 std::vector<double> Session::profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs,
                                      Isa isa, int runs) {
+  const Shape s = nchw_shape(n, c, h, w);
+  return profile(&x, &s, 1, outputs, isa, runs);
+}
+
+std::vector<double> Session::profile(const float* const* xs, const Shape* shapes, size_t count, float* const* outputs,
+                                     Isa isa, int runs) {
   if (runs < 1) throw std::invalid_argument("profile: runs must be >= 1, got " + std::to_string(runs));
-  check_input(n, c, h, w);
+  check_inputs(shapes, count);
   std::vector<double> op_seconds(graph_->steps().size(), 0.0);  // allocated once, before any timing
   std::lock_guard<std::mutex> lock(mutex_);
-  for (int r = 0; r < runs; ++r) run_locked<true>(x, n, c, h, w, outputs, isa, op_seconds.data());
+  for (int r = 0; r < runs; ++r) run_locked<true>(xs, shapes, outputs, isa, op_seconds.data());
   return op_seconds;
 }
 
 template <bool kProfile>
-void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
+void Session::run_locked(const float* const* xs, const Shape* shapes, float* const* outputs, Isa isa,
                          double* op_seconds) {
   if (pool_ && pool_->forked()) {
     // fork() copied the pool but not its workers: the copy's threads and locks belong to the
@@ -205,29 +272,39 @@ void Session::run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_
   }
   RunContext ctx{pool_.get(), isa, &elementwise_kernels(isa), &binary_kernels(isa)};
   // A per-image graph runs its images one at a time, each at batch 1.
+  const int64_t n = shapes[0].d[0];
   const int64_t batch = graph_->per_image() ? 1 : n;
-  const Plan& p = plan_for(batch, h, w);
-  const size_t pixels = static_cast<size_t>(h * w);
-  const size_t channels = static_cast<size_t>(c);
+  engine_inputs(shapes, graph_->inputs().size(), &key_);
+  const Plan& p = plan_for(key_);
   for (int64_t first = 0; first < n; first += batch) {
-    run_images<kProfile>(ctx, p, x + static_cast<size_t>(first) * pixels * channels, batch, channels, pixels, outputs,
-                         first, op_seconds);
+    run_images<kProfile>(ctx, p, xs, batch, outputs, first, op_seconds);
   }
 }
 
 template <bool kProfile>
-void Session::run_images(RunContext& ctx, const Plan& p, const float* x, int64_t n, size_t channels, size_t pixels,
-                         float* const* outputs, int64_t first, double* op_seconds) {
-  // NCHW -> NHWC into the input buffer.
-  float* in = static_cast<float*>(p.tensor_data[graph_->input()]);
-  parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
-    while (b < e) {
-      const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
-      ctx.ew->nchw_to_nhwc(x + img * pixels * channels, channels, pixels, b - img * pixels, stop - img * pixels,
-                           in + img * pixels * channels);
-      b = stop;
+void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs, int64_t n, float* const* outputs,
+                         int64_t first, double* op_seconds) {
+  const std::vector<int>& ins = graph_->inputs();
+  for (size_t k = 0; k < ins.size(); ++k) {
+    const Shape& s = p.inputs[k];  // engine layout, batch n
+    const size_t item = static_cast<size_t>(s.elements() / s.d[0]);
+    const float* x = xs[k] + static_cast<size_t>(first) * item;
+    float* in = static_cast<float*>(p.tensor_data[ins[k]]);
+    if (s.rank != 4) {  // any other rank: already in the engine's order
+      std::memcpy(in, x, static_cast<size_t>(n) * item * sizeof(float));
+      continue;
     }
-  });
+    // NCHW -> NHWC into the input buffer.
+    const size_t channels = static_cast<size_t>(s.d[3]), pixels = static_cast<size_t>(s.d[1] * s.d[2]);
+    parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
+      while (b < e) {
+        const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
+        ctx.ew->nchw_to_nhwc(x + img * pixels * channels, channels, pixels, b - img * pixels, stop - img * pixels,
+                             in + img * pixels * channels);
+        b = stop;
+      }
+    });
+  }
   const auto& steps = graph_->steps();
   for (size_t i = 0; i < steps.size(); ++i) {
     const StepIO& io = p.io[i];

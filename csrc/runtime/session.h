@@ -58,6 +58,14 @@ class Session {
   // Runs on NCHW float input x (n, c, h, w); writes each graph output into
   // outputs[i] (sized as prepare() says). Call without the GIL.
   void run(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa);
+
+  // The same for a graph with any number of inputs of any rank: shapes[i] is graph input i as the
+  // caller holds it (NCHW for a 4-D input, else the recorded order), all with the same batch N.
+  std::vector<Shape> prepare(const Shape* shapes, size_t count);
+  uint64_t planned_bytes(const Shape* shapes, size_t count) const;
+  void run(const float* const* xs, const Shape* shapes, size_t count, float* const* outputs, Isa isa);
+  std::vector<double> profile(const float* const* xs, const Shape* shapes, size_t count, float* const* outputs, Isa isa,
+                              int runs);
   // run() `runs` times (runs >= 1) under one lock, timing every graph op with
   // std::chrono::steady_clock. Returns, per step of graph().steps() (execution
   // order), the wall seconds accumulated over all runs. Outputs are written as
@@ -73,7 +81,7 @@ class Session {
     void* workspace = nullptr;  // the node's scratch for this step, in the arena
   };
   struct Plan {
-    int64_t n = 0, h = 0, w = 0;
+    std::vector<Shape> inputs;  // engine-layout input shapes (batch 1 for a per-image graph)
     std::vector<Shape> shapes;
     std::vector<StepIO> io;
     std::vector<void*> tensor_data;
@@ -86,26 +94,29 @@ class Session {
     std::vector<bool> live;               // per tensor: owns a buffer
     MemoryPlan placement;
   };
-  void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
-  Layout layout_for(int64_t n, int64_t h, int64_t w) const;  // throws MemoryLimitError above max_memory_
-  const Plan& plan_for(int64_t n, int64_t h, int64_t w);     // caller holds mutex_
+  // Checks the caller's input shapes against the graph; returns the batch N.
+  int64_t check_inputs(const Shape* shapes, size_t count) const;
+  // The engine-layout shapes of one call of the graph (batch 1 for a per-image graph), into *out.
+  void engine_inputs(const Shape* shapes, size_t count, std::vector<Shape>* out) const;
+  Layout layout_for(const std::vector<Shape>& inputs) const;  // throws MemoryLimitError above max_memory_
+  const Plan& plan_for(const std::vector<Shape>& inputs);     // caller holds mutex_
   // One execution; caller holds mutex_. With kProfile, adds each step's wall
   // seconds to op_seconds[i] (sized steps().size()); without, no clock is read.
   template <bool kProfile>
-  void run_locked(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs, Isa isa,
-                  double* op_seconds);
+  void run_locked(const float* const* xs, const Shape* shapes, float* const* outputs, Isa isa, double* op_seconds);
   // One call of the graph on n images starting at image `first` of the caller's batch.
   template <bool kProfile>
-  void run_images(RunContext& ctx, const Plan& p, const float* x, int64_t n, size_t channels, size_t pixels,
-                  float* const* outputs, int64_t first, double* op_seconds);
+  void run_images(RunContext& ctx, const Plan& p, const float* const* xs, int64_t n, float* const* outputs,
+                  int64_t first, double* op_seconds);
 
   std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
   int threads_;
   uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread
   std::mutex mutex_;
-  Plan plan_;           // the plan of the last input shape
-  AlignedBytes arena_;  // plan_.arena_bytes or more
+  Plan plan_;               // the plan of the last input shape
+  std::vector<Shape> key_;  // scratch for plan_for's key (reused: no allocation per run)
+  AlignedBytes arena_;      // plan_.arena_bytes or more
 };
 
 }  // namespace xnor

@@ -57,6 +57,13 @@ struct Tensor {
   std::vector<float> data;
 };
 
+// One input of a run: float32 values in C order and their shape: NCHW {N, C, H, W} for a 4-D
+// (image) input, any other rank in the order the model records (Model::input_shapes()).
+struct Input {
+  const float* data = nullptr;
+  std::vector<int64_t> shape;
+};
+
 // A loaded model (immutable; copies share it). Any number of sessions may run it.
 class Model {
  public:
@@ -70,6 +77,10 @@ class Model {
   // it, other spatial sizes run.
   const std::string& input_name() const;
   std::vector<int64_t> input_shape() const;
+  // Every input of the model in run order (a model may take several, of rank 1 to 6), with the
+  // recorded shapes (batch 1; NCHW for a 4-D input). input_name()/input_shape() are the first.
+  std::vector<std::string> input_names() const;
+  std::vector<std::vector<int64_t>> input_shapes() const;
   std::vector<std::string> output_names() const;
   // Output shapes for the recorded input (batch 1): (1, F), or NHWC (1, H, W, C).
   std::vector<std::vector<int64_t>> output_shapes() const;
@@ -108,6 +119,9 @@ class Session {
   // Runs on `input`, float32 NCHW of shape {N, C, H, W} (C as the model's), C order; returns
   // one Tensor per graph output. Throws InvalidArgument when the shape does not fit.
   std::vector<Tensor> run(const float* input, const std::vector<int64_t>& nchw_shape);
+  // Runs a model on all its inputs, one per Model::input_names() in that order, all with the
+  // same batch N (a one-input model of any rank too). Throws InvalidArgument when they do not fit.
+  std::vector<Tensor> run(const std::vector<Input>& inputs);
 
  private:
   struct Impl;

@@ -91,3 +91,70 @@ TEST(Api, ErrorsAreTypedAndNamed) {
 }
 
 }  // namespace
+
+namespace {
+
+// Two inputs of different ranks: "img" NCHW (N, 3, 2, 2) held NHWC -> relu -> r; "seq" (N, 2, 4)
+// in its own order -> seq + seq -> s.
+const char* kTwoInputs = R"({"format":"xnorinfer.xbin","ir_version":1,"metadata":{},"inputs":["img","seq"],
+"outputs":["r","s"],"tensors":[
+{"name":"img","dtype":"f32","shape":[1,2,2,3]},{"name":"seq","dtype":"f32","shape":[1,2,4]},
+{"name":"r","dtype":"f32","shape":[1,2,2,3]},{"name":"s","dtype":"f32","shape":[1,2,4]}],
+"ops":[
+{"kind":"relu","name":"act","inputs":["img"],"outputs":["r"],"attrs":{},"params":{}},
+{"kind":"binary","name":"twice","inputs":["seq","seq"],"outputs":["s"],"attrs":{"op":"add"},"params":{}}]})";
+
+xnorinfer::Model two_input_model() {
+  const std::vector<uint8_t> bytes =
+      xnor::test::assemble({{xnor::kXbinSectionJson, "graph", xnor::test::bytes_of(kTwoInputs)}});
+  return xnorinfer::Model::load(bytes.data(), bytes.size(), "two-inputs");
+}
+
+}  // namespace
+
+TEST(Api, RunsAModelWithSeveralInputsOfAnyRank) {
+  const xnorinfer::Model model = two_input_model();
+  EXPECT_EQ(model.input_names(), (std::vector<std::string>{"img", "seq"}));
+  EXPECT_EQ(model.input_shapes(), (std::vector<std::vector<int64_t>>{{1, 3, 2, 2}, {1, 2, 4}}));
+  EXPECT_EQ(model.input_name(), "img");
+  const int64_t n = 3;
+  const std::vector<float> img = pattern(n * 12, 1), seq = pattern(n * 8, 2);
+  for (int threads : {1, 2}) {
+    xnorinfer::Session s(model, threads);
+    const auto out = s.run({{img.data(), {n, 3, 2, 2}}, {seq.data(), {n, 2, 4}}});
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].shape, (std::vector<int64_t>{n, 2, 2, 3}));
+    EXPECT_EQ(out[1].shape, (std::vector<int64_t>{n, 2, 4}));
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t pix = 0; pix < 4; ++pix) {
+        for (int64_t c = 0; c < 3; ++c) {
+          const float v = img[static_cast<size_t>(b * 12 + c * 4 + pix)];
+          EXPECT_EQ(out[0].data[static_cast<size_t>(b * 12 + pix * 3 + c)], v > 0 ? v : 0.0f);  // NHWC
+        }
+      }
+    }
+    for (size_t i = 0; i < seq.size(); ++i) EXPECT_EQ(out[1].data[i], seq[i] + seq[i]);
+    // Each image alone gives the same rows as the batch.
+    const auto one = s.run({{img.data() + 12, {1, 3, 2, 2}}, {seq.data() + 8, {1, 2, 4}}});
+    EXPECT_EQ(std::vector<float>(one[1].data.begin(), one[1].data.end()),
+              std::vector<float>(out[1].data.begin() + 8, out[1].data.begin() + 16));
+  }
+}
+
+TEST(Api, RefusesInputsThatDoNotFitASeveralInputModel) {
+  const xnorinfer::Model model = two_input_model();
+  xnorinfer::Session s(model, 1);
+  const std::vector<float> img(24), seq(16);
+  // the one-input call, a missing input, a batch that differs, a wrong rank or size, a null pointer
+  EXPECT_THROW(s.run(img.data(), {1, 3, 2, 2}), xnorinfer::InvalidArgument);
+  EXPECT_THROW(s.run({{img.data(), {1, 3, 2, 2}}}), xnorinfer::InvalidArgument);
+  EXPECT_THROW(s.run({{img.data(), {2, 3, 2, 2}}, {seq.data(), {1, 2, 4}}}), xnorinfer::InvalidArgument);
+  EXPECT_THROW(s.run({{img.data(), {1, 3, 2, 2}}, {seq.data(), {1, 8}}}), xnorinfer::InvalidArgument);
+  EXPECT_THROW(s.run({{img.data(), {1, 3, 2, 2}}, {seq.data(), {1, 2, 5}}}), xnorinfer::InvalidArgument);
+  EXPECT_THROW(s.run({{img.data(), {1, 3, 2, 2}}, {nullptr, {1, 2, 4}}}), xnorinfer::InvalidArgument);
+  try {
+    s.run({{img.data(), {1, 3, 2, 2}}, {seq.data(), {1, 2, 5}}});
+  } catch (const xnorinfer::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("'seq'"), std::string::npos) << e.what();
+  }
+}

@@ -49,6 +49,7 @@ from xnorinfer.convert.attrs import (
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.ops import OPS
+from xnorinfer.ops.schema import MAX_RANK
 
 PT2_HOWTO = (
     "Export the model instead: `ep = torch.export.export(model.eval(), (example_input,)); "
@@ -552,7 +553,10 @@ class _Capture:
             last = i == len(chain) - 1
             out = fx.name if last else f"{fx.name}__{i}"
             operands = [prev if a is PREV else a for a in step.operands]
-            node = Node(step.op, self.operand_names(out, operands), out, step.attrs, module_path(fx), fx.name)
+            attrs = step.attrs
+            if isinstance(attrs, ConvAttrs):  # conv1d as conv2d: its weight parameter, for `binarize`
+                attrs = replace(attrs, weight_param=self.weight_param(fx))
+            node = Node(step.op, self.operand_names(out, operands), out, attrs, module_path(fx), fx.name)
             node.where = where_is(fx)
             if not last:
                 node.origin = ""
@@ -589,8 +593,14 @@ class _Capture:
         consts = {k: to_numpy(v) for k, v in self.tensors.items() if k in used and isinstance(v, torch.Tensor)}
         for k in consts:
             self.shapes[k] = tuple(consts[k].shape)
-        if len(self.user_inputs) != 1:
-            raise ConversionError(f"the model must take exactly one tensor input, it takes {len(self.user_inputs)}")
+        if not self.user_inputs:
+            raise ConversionError("the model takes no tensor input; nothing to convert")
+        for name in self.user_inputs:
+            if not 1 <= len(self.shapes[name]) <= MAX_RANK:
+                raise ConversionError(
+                    f"model input '{name}' has shape {self.shapes[name]}: the engine takes inputs of rank 1 to "
+                    f"{MAX_RANK} with the batch first"
+                )
         fx_paths = {fx.name: module_path(fx) for fx in ep.graph.nodes if fx.op == "call_function"}
         return Model(
             inputs=self.user_inputs,
@@ -598,7 +608,11 @@ class _Capture:
             nodes=self.nodes,
             consts=consts,
             shapes=self.shapes,
-            metadata={"input_shape": list(self.shapes[self.user_inputs[0]]), "fx_paths": fx_paths},
+            metadata={
+                "input_shape": list(self.shapes[self.user_inputs[0]]),
+                "input_shapes": [list(self.shapes[n]) for n in self.user_inputs],  # every input, in order
+                "fx_paths": fx_paths,
+            },
         )
 
 
@@ -707,8 +721,10 @@ def _to_copy(call: AtenCall) -> Lowered | None:
     raise call.unsupported("float32 tensors only (dtype casts other than bool -> float32 are not supported)")
 
 
-def _convolution(call: AtenCall) -> Lowered:
+def _convolution(call: AtenCall) -> Lowered | list[Lowered]:
     x, w, b, stride, padding, dilation, transposed, out_pad, groups = call.args[:9]
+    if len(stride) == 1 and not transposed and isinstance(w, torch.Tensor) and len(call.input_shape()) == 3:
+        return _conv1d(call)
     if len(stride) != 2:
         raise call.unsupported("nn.Conv2d / nn.ConvTranspose2d (2-D convolutions)")
     bias = [b] if b is not None else []
@@ -717,6 +733,20 @@ def _convolution(call: AtenCall) -> Lowered:
         return Lowered("conv_transpose2d", [x, w] + bias, attrs)
     attrs = ConvAttrs(_pair(stride), _pair(padding), groups=int(groups), dilation=_pair(dilation))
     return Lowered("conv2d", [x, w] + bias, attrs)
+
+
+def _conv1d(call: AtenCall) -> list[Lowered]:
+    """nn.Conv1d on (N, C, L): a conv2d of height 1 between two reshapes ((N, C, 1, L) and back)."""
+    x, w, b, stride, padding, dilation, _transposed, _out_pad, groups = call.args[:9]
+    n, c, length = call.input_shape()
+    attrs = ConvAttrs((1, int(stride[0])), (0, int(padding[0])), groups=int(groups), dilation=(1, int(dilation[0])))
+    o, lout = call.shape[1], call.shape[2]
+    bias = [b] if b is not None else []
+    return [
+        Lowered("reshape", [x], shape=(n, c, 1, length)),
+        Lowered("conv2d", [PREV, w.unsqueeze(2).contiguous()] + bias, attrs, shape=(n, o, 1, lout)),
+        Lowered("reshape", [PREV]),
+    ]
 
 
 def _addmm(call: AtenCall) -> Lowered:

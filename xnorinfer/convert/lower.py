@@ -89,7 +89,7 @@ def lower(model: Model) -> ir.Graph:
     _linear_of_rank3(model)
     _matmul_of_rank4(model)
     cx = Lowering(model)
-    in_name = cx.lower_input()
+    in_names = cx.lower_inputs()
     for node in model.nodes:
         shape = _nhwc(model.shapes[node.output])
         if any(cx.bdim.get(v, 0) != 0 for v in node.inputs if not model.is_const(v)):  # exact shapes (per-image)
@@ -105,7 +105,7 @@ def lower(model: Model) -> ir.Graph:
     metadata: dict[str, Any] = {"binary_outputs": cx.binary_outputs}
     if cx.per_image:
         metadata["per_image"] = True
-    graph = ir.Graph(inputs=[in_name], outputs=outputs, tensors=cx.tensors, ops=cx.ops, metadata=metadata)
+    graph = ir.Graph(inputs=in_names, outputs=outputs, tensors=cx.tensors, ops=cx.ops, metadata=metadata)
     graph.validate()
     return graph
 
@@ -186,6 +186,7 @@ class Lowering:
         self.bdim: dict[str, int | None] = {}  # converter value -> the PyTorch dim holding the batch
         self.per_image = ""  # where the graph first needs to run one image at a time ("" = never)
         self.consts: dict[tuple[str, tuple[int, ...], int], _Val] = {}  # constant ops emitted
+        self.graph_inputs: list[str] = []  # IR names of the graph inputs
 
     def new_tensor(self, stem: str, shape: tuple[int, ...], dtype: str) -> str:
         name = stem
@@ -209,6 +210,21 @@ class Lowering:
             self.vals[x0] = _Val(in_name, "f32", _nhwc(shape))
         return in_name
 
+    def lower_inputs(self) -> list[str]:
+        """The graph inputs: one model input as `lower_input` records it (unchanged for old readers); several
+        named after forward's arguments, a 4-D one NHWC (the caller passes NCHW), any other rank in
+        PyTorch's order (an (N, F) one as it is)."""
+        if len(self.model.inputs) == 1:
+            self.graph_inputs = [self.lower_input()]
+            return self.graph_inputs
+        names = self.graph_inputs
+        for x in self.model.inputs:
+            shape = _nhwc(self.model.shapes[x])
+            name = self.new_tensor(x, shape, "f32")
+            self.vals[x] = _Val(name, "f32", shape)
+            names.append(name)
+        return names
+
     def lower_outputs(self) -> list[str]:
         """The graph outputs: 4-D ones NHWC (the engine's output layout), others in PyTorch's order."""
         outputs = []
@@ -222,7 +238,7 @@ class Lowering:
             if v.perm is not None or v.axes is not None:
                 rank = len(self.model.shapes[o])
                 v = self.arranged(o, node, _default_axes(rank))
-            if outputs and v.name in outputs or v.name == self.model.inputs[0]:
+            if outputs and v.name in outputs or v.name in self.graph_inputs:
                 v = self.copy_of(v, node)
             outputs.append(v.name)
         return outputs
@@ -554,11 +570,53 @@ def _check_per_channel(cx: Lowering, node: Node, values: np.ndarray) -> None:
         raise cx.unsupported(node)
 
 
-def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
-    x = cx.f32(node.inputs[0], node)
+def _off_last_axis(cx: Lowering, node: Node, values: np.ndarray | None) -> bool:
+    """Per-channel (PyTorch dim 1) `values` on a value whose channels are not its last physical axis
+    (a rank-3 (N, C, L) signal, a rank-5 volume): the handlers then broadcast a constant instead."""
+    if values is None or len(cx.model.shapes[node.inputs[0]]) in (2, 4):
+        return False
+    v = np.asarray(values)
+    return not np.all(v == v.reshape(-1)[0])
+
+
+def _channel_constant(cx: Lowering, node: Node, x: _Val, values: np.ndarray) -> _Val:
+    """A `constant` op holding per-channel `values` (PyTorch dim 1) shaped to broadcast over `x` (PyTorch order)."""
+    rank = len(x.shape)
+    c = np.asarray(values, np.float32).reshape((1, -1) + (1,) * (rank - 2))
+    return cx.emit_op(node, "constant", [], c.shape, {}, {"value": np.ascontiguousarray(c)})
+
+
+def _act_sign_off_last(cx: Lowering, node: Node, shape: Shape) -> None:
+    """sign(x - t[c]) with t per PyTorch dim 1 not on the last axis: a broadcast `binary` sub, then a sign at 0.
+    x - t < 0 exactly when x < t (and = 0 exactly when x = t) in IEEE arithmetic, so the bits are the same."""
     a = node.attrs_as(ActSignAttrs)
+    x = cx.f32(node.inputs[0], node)  # PyTorch order for ranks other than 2 and 4
+    d = cx.emit_op(node, "binary", [x, _channel_constant(cx, node, x, a.threshold[0])], x.shape, {"op": "sub"})
+    zero = "-1" if a.sign_zero == "-1" else "+1"
+    params = {"threshold": np.zeros(x.shape[-1], np.float32)}
+    out = cx.emit(node, "sign", [d], shape, "bits", {"sign_zero": zero}, params)
+    if node.origin:
+        cx.record_binary_output(out, node)
+
+
+def _channels_moved_last(cx: Lowering, node: Node) -> _Val:
+    """The input with PyTorch dim 1 moved to the last physical axis (a `transpose`, emitted once), so that a
+    per-channel op applies there; the output keeps these axes (later readers transpose back if they need to)."""
+    rank = len(cx.model.shapes[node.inputs[0]])
+    return cx.arranged(node.inputs[0], node, (0, *range(2, rank), 1))
+
+
+def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
+    a = node.attrs_as(ActSignAttrs)
+    if a.threshold.shape[0] == 1 and _off_last_axis(cx, node, a.threshold):
+        _act_sign_off_last(cx, node, shape)
+        return
+    x = cx.f32(node.inputs[0], node)
     _check_per_channel(cx, node, a.threshold)
     thr = a.threshold.astype(np.float32)
+    if thr.shape[0] == 1 and thr.shape[1] != x.shape[-1] and x.perm is None:
+        # one threshold for all (checked above) on a value whose last axis is not dim 1 (an (N, C, L) signal)
+        thr = np.full((1, x.shape[-1]), thr.reshape(-1)[0], np.float32)
     if x.perm is not None:
         if thr.shape[0] != 1:
             raise cx.unsupported(node)
@@ -594,7 +652,9 @@ def _affine(cx: Lowering, node: Node, shape: Shape) -> None:
         y = cx.emit_op(node, "binary", [v, k1], v.shape, {"op": "mul"})
         cx.general(node, "binary", [y, k2], v.axes, {"op": "add"}, bdim=cx.bdim.get(node.inputs[0], 0))
         return
-    x = cx.f32(node.inputs[0], node)
+    v = cx.vals[node.inputs[0]]
+    # channels already last in a general layout (e.g. after a conv1d or a per-channel op moved them): as is
+    x = v if v.axes is not None and v.dtype == "f32" else cx.f32(node.inputs[0], node)
     params = {"scale": _permuted(a.scale, x).astype(np.float32), "shift": _permuted(a.shift, x).astype(np.float32)}
     cx.emit(node, "affine", [x], shape, "f32", {}, params, like=x)
 
@@ -604,9 +664,12 @@ def _prelu(cx: Lowering, node: Node, shape: Shape) -> None:
     if not isinstance(node.attrs, PReLUAttrs):  # a prelu whose slope is not a constant
         raise cx.unsupported(node)
     a = node.attrs
-    for p in (a.slope, a.pre_shift, a.post_shift):
-        if p is not None:
-            _check_per_channel(cx, node, p)
+    if any(_off_last_axis(cx, node, p) for p in (a.slope, a.pre_shift, a.post_shift)):
+        x = _channels_moved_last(cx, node)
+    else:
+        for p in (a.slope, a.pre_shift, a.post_shift):
+            if p is not None:
+                _check_per_channel(cx, node, p)
     params = {"slope": _permuted(np.asarray(a.slope), x).astype(np.float32)}
     if a.pre_shift is not None:
         params["pre_shift"] = _permuted(a.pre_shift, x).astype(np.float32)
@@ -660,7 +723,10 @@ def _compare(cx: Lowering, node: Node, shape: Shape) -> None:
     """compare: x OP threshold[c] as 0.0 / 1.0 floats; one threshold when all channels share it."""
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(CompareAttrs)
-    _check_per_channel(cx, node, a.threshold)
+    if _off_last_axis(cx, node, a.threshold):
+        x = _channels_moved_last(cx, node)
+    else:
+        _check_per_channel(cx, node, a.threshold)
     thr = _permuted(np.asarray(a.threshold), x).astype(np.float32)
     if np.all(thr == thr[0]):
         thr = thr[:1]

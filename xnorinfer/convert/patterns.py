@@ -71,8 +71,15 @@ def is_bits(model: Model, value: str) -> bool:
     if p.op in BITS_OPS:
         return True
     if p.op == "reshape":  # flatten / view of bits stays bits (lowered to bflatten)
-        return is_bits(model, p.inputs[0])
+        return _bits_view(model, p.inputs[0], value) and is_bits(model, p.inputs[0])
     return _binary_with_sign(p)
+
+
+def _bits_view(model: Model, src: str, out: str) -> bool:
+    """A reshape that lowering keeps in bits (lower._reshape): the same dims, a flatten of (C, H, W), or (N, C)
+    standing for (N, C, 1, 1). Another (conv1d's (N, C, L) -> (N, C, 1, L)) unpacks, so its reader stays float."""
+    a, b = tuple(model.shapes[src]), tuple(model.shapes[out])
+    return a[1:] == b[1:] or (len(a), len(b)) == (4, 2) or (len(a) == 2 and len(b) == 4 and b[2:] == (1, 1))
 
 
 def _binary_with_sign(node: Node) -> bool:

@@ -41,7 +41,7 @@ def convert(
     example_inputs: Sequence[torch.Tensor] | None = None,
     *,
     binarize: Sequence[str] = (),
-    calib: np.ndarray | torch.Tensor | None = None,
+    calib: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None = None,
     force: bool = False,
     verify: bool = True,
     engine: bool = True,
@@ -59,7 +59,8 @@ def convert(
 
     binarize: fnmatch patterns of module paths whose conv/linear weights are declared binary
         (sign(W) * mean|W| per output channel); verification then compares with that model.
-    calib: inputs (N, C, H, W) for verification; default `n_verify` standard-normal inputs.
+    calib: inputs (N, C, H, W) for verification (a model with several inputs: a list, one array per
+        input); default `n_verify` standard-normal inputs.
     force: keep going (and write) even if verification finds differences.
     engine: also run the C++ engine in verification (the package loader, on the .xbin bytes in memory).
     Raises ConversionError with a message naming the op and module for anything unsupported.
@@ -160,12 +161,16 @@ def capture_model(
 def describe(graph: ir.Graph, model: Model, sha: str | None, metadata: dict[str, Any] | None) -> None:
     """Fill `graph.metadata`: input layout, provenance, float layers, the signs; then the caller's `metadata`."""
     in_shape = list(model.metadata["input_shape"])
+    several = len(graph.inputs) > 1
     graph.metadata.update(
         {
             # an (N, F) model runs as NCHW (N, F, 1, 1) in the engine; Session.run takes (N, F) for it
-            "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2),
-            "input_layout": "NCHW" if len(in_shape) == 4 else "NF",
+            "input_shape": [1] + in_shape[1:] + [1, 1] * (len(in_shape) == 2 and not several),
+            # NCHW images, (N, F) rows, or any other rank in PyTorch's order ("ND")
+            "input_layout": "NCHW" if len(in_shape) == 4 else "NF" if len(in_shape) == 2 else "ND",
             "source_sha256": sha,
+            # every input as Session.run takes it (batch 1): NCHW when 4-D, else PyTorch's order
+            "input_shapes": [[1] + list(s[1:]) for s in model.metadata.get("input_shapes", [in_shape])],
             "converter_version": CONVERTER_VERSION,
             "ir_version": ir.IR_VERSION,
             "float_layers": model.metadata.get("float_layers", {}),
@@ -215,7 +220,7 @@ def verify_graph(
     ep: torch.export.ExportedProgram,
     live: torch.nn.Module | None,
     in_shape: list[int],
-    calib: np.ndarray | torch.Tensor | None,
+    calib: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None,
     *,
     n_verify: int,
     seed: int,
@@ -233,10 +238,16 @@ def verify_graph(
         gm = copy.deepcopy(gm)  # its parameters may be the caller's tensors: never modify those
         _apply_binarized(gm, binarized)
     model_fn = live if (live is not None and not binarized) else gm
-    if calib is not None:
+    x: np.ndarray | tuple[np.ndarray, ...]
+    if isinstance(calib, (list, tuple)):  # a model with several inputs: one array per input
+        x = tuple(np.asarray(c.detach().numpy() if isinstance(c, torch.Tensor) else c, np.float32) for c in calib)
+    elif calib is not None:
         x = np.asarray(calib.detach().numpy() if isinstance(calib, torch.Tensor) else calib, np.float32)
     else:
-        x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
+        rng = np.random.default_rng(seed)
+        shapes = graph.metadata.get("input_shapes") or [in_shape]
+        x = tuple(rng.standard_normal([n_verify] + list(s[1:])).astype(np.float32) for s in shapes)
+        x = x if len(x) > 1 else x[0]
     result = run_verify(
         graph,
         model_fn,

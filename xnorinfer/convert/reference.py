@@ -7,7 +7,7 @@ arithmetic (int64); float ops run in float64 (values of f32 tensors are kept as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -20,13 +20,14 @@ __all__ = ["run", "bits_of", "sign_margins"]
 
 def run(
     graph: ir.Graph,
-    x_nchw: np.ndarray,
+    x_nchw: np.ndarray | Sequence[np.ndarray],
     *,
     keep_all: bool = False,
     keep: Collection[str] = (),
     override: Callable[[str, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Interpret `graph` on a float32 NCHW (or (N, F)) input.
+    """Interpret `graph` on a float32 NCHW (or (N, F)) input; a graph with several inputs takes a list
+    (one array per graph input, NCHW when 4-D, else in the graph's order).
 
     Returns the graph outputs and the tensors named in `keep` by name (float64 for f32 tensors,
     packed uint64 for bits), or every tensor with `keep_all`. Without `keep_all` a tensor is freed
@@ -37,17 +38,23 @@ def run(
     substitutes PyTorch's binary activations so that a rounding tie does not cascade); not for
     per-image graphs with several images.
     """
-    if graph.metadata.get("per_image") and len(x_nchw) > 1:  # axis 0 is not the batch: one image at a time
+    xs = list(x_nchw) if isinstance(x_nchw, (list, tuple)) else [x_nchw]
+    if len(xs) != len(graph.inputs):
+        raise ValueError(f"reference.run: the graph takes {len(graph.inputs)} inputs, got {len(xs)}")
+    n = len(xs[0])
+    if graph.metadata.get("per_image") and n > 1:  # axis 0 is not the batch: one image at a time
         if override is not None:
             raise ValueError("reference.run: override needs a batched graph or one image")
-        runs = [run(graph, x_nchw[i : i + 1], keep_all=keep_all, keep=keep) for i in range(len(x_nchw))]
+        runs = [run(graph, [a[i : i + 1] for a in xs], keep_all=keep_all, keep=keep) for i in range(n)]
         return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
-    x = np.asarray(x_nchw, dtype=np.float32).astype(np.float64)
-    if x.ndim == 2 and len(graph.tensors[graph.inputs[0]].shape) == 4:  # an (N, F) model input
-        x = x.reshape(len(x), 1, 1, -1)
-    elif x.ndim == 4:
-        x = np.transpose(x, (0, 2, 3, 1))
-    env: dict[str, np.ndarray] = {graph.inputs[0]: x}
+    env: dict[str, np.ndarray] = {}
+    for name, a in zip(graph.inputs, xs, strict=True):
+        x = np.asarray(a, dtype=np.float32).astype(np.float64)
+        if x.ndim == 2 and len(graph.tensors[name].shape) == 4:  # an (N, F) model input
+            x = x.reshape(len(x), 1, 1, -1)
+        elif x.ndim == 4:
+            x = np.transpose(x, (0, 2, 3, 1))
+        env[name] = x
     wanted = set(graph.outputs) | set(keep)
     last_use = {v: i for i, op in enumerate(graph.ops) for v in op.inputs}
     for i, op in enumerate(graph.ops):

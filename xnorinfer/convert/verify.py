@@ -82,15 +82,34 @@ class _Recorder(torch.fx.Interpreter):
         return result
 
 
-def _chunks(x: np.ndarray, batch: int) -> list[tuple[torch.Tensor, int]]:
-    """Split x into (chunk, n_real) of exactly `batch` rows (the exported program may fix the batch size)."""
+# The verification inputs: one array, or a tuple of arrays (one per model input, same batch).
+Inputs = np.ndarray | tuple[np.ndarray, ...]
+
+
+def _arrays(x: Inputs) -> tuple[np.ndarray, ...]:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _rows(x: Inputs) -> int:
+    return len(_arrays(x)[0])
+
+
+def _first(x: Inputs, k: int) -> Inputs:
+    return tuple(a[:k] for a in x) if isinstance(x, tuple) else x[:k]
+
+
+def _chunks(x: Inputs, batch: int) -> list[tuple[tuple[torch.Tensor, ...], int]]:
+    """Split x into (chunk per input, n_real) of exactly `batch` rows (the exported program may fix the batch size)."""
     out = []
-    for i in range(0, len(x), batch):
-        part = x[i : i + batch]
-        n = len(part)
-        if n < batch:
-            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
-        out.append((torch.from_numpy(np.ascontiguousarray(part)), n))
+    for i in range(0, _rows(x), batch):
+        parts = []
+        for a in _arrays(x):
+            part = a[i : i + batch]
+            n = len(part)
+            if n < batch:
+                part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+            parts.append(torch.from_numpy(np.ascontiguousarray(part)))
+        out.append((tuple(parts), n))
     return out
 
 
@@ -99,7 +118,9 @@ def _chunks(x: np.ndarray, batch: int) -> list[tuple[torch.Tensor, int]]:
 VMAP_GROUP = 16
 
 
-def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.ndarray, batch: int) -> list[np.ndarray]:
+def _run_chunks(
+    run_one: Callable[[tuple[torch.Tensor, ...]], list[torch.Tensor]], x: Inputs, batch: int
+) -> list[np.ndarray]:
     """run_one on every `batch`-row chunk of x; its list of tensors concatenated over the real rows.
 
     Chunks go through torch.vmap (each chunk exactly as the model sees one batch); a model that vmap
@@ -123,7 +144,8 @@ def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.nda
         try:
             for g in range(0, len(chunks), VMAP_GROUP):
                 group = chunks[g : g + VMAP_GROUP]
-                outs = torch.vmap(lambda c: tuple(run_one(c)))(torch.stack([c for c, _ in group]))
+                stacked = [torch.stack([c[k] for c, _ in group]) for k in range(len(group[0][0]))]
+                outs = torch.vmap(lambda *c: tuple(run_one(c)))(*stacked)
                 keep(list(outs), [n for _, n in group])
         except Exception:  # noqa: BLE001 - whatever vmap cannot batch runs one chunk at a time
             parts.clear()
@@ -135,14 +157,14 @@ def _run_chunks(run_one: Callable[[torch.Tensor], list[torch.Tensor]], x: np.nda
 
 
 def torch_run(
-    gm: torch.fx.GraphModule, x: np.ndarray, names: set[str], batch: int
+    gm: torch.fx.GraphModule, x: Inputs, names: set[str], batch: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The named fx nodes' values and the first output of `gm` on `x` (float32, batch-first)."""
     order: list[str] = []
 
-    def run_one(chunk: torch.Tensor) -> list[torch.Tensor]:
+    def run_one(chunk: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         rec = _Recorder(gm, names)
-        out = rec.run(chunk)
+        out = rec.run(*chunk)
         order[:] = sorted(rec.seen)
         return [rec.seen[k] for k in order] + [out[0] if isinstance(out, (tuple, list)) else out]
 
@@ -150,9 +172,9 @@ def torch_run(
     return dict(zip(order, values, strict=True)), out
 
 
-def torch_outputs(fn: Callable[[torch.Tensor], Any], x: np.ndarray, batch: int) -> np.ndarray:
-    def run_one(chunk: torch.Tensor) -> list[torch.Tensor]:
-        o = fn(chunk)
+def torch_outputs(fn: Callable[..., Any], x: Inputs, batch: int) -> np.ndarray:
+    def run_one(chunk: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        o = fn(*chunk)
         return [o[0] if isinstance(o, (tuple, list)) else o]
 
     return _run_chunks(run_one, x, batch)[0]
@@ -208,9 +230,10 @@ class EngineSession(Protocol):
 EngineLoader = Callable[[bytes], EngineSession]
 
 
-def engine_run(graph: ir.Graph, x: np.ndarray, engine: EngineLoader) -> np.ndarray:
+def engine_run(graph: ir.Graph, x: Inputs, engine: EngineLoader) -> np.ndarray:
     """Run `graph` on the engine `engine` loads from its .xbin bytes (in memory: no file is written)."""
-    out = engine(xbin.to_bytes(graph)).run(np.ascontiguousarray(x, dtype=np.float32))
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in _arrays(x)]
+    out = engine(xbin.to_bytes(graph)).run(arrays if isinstance(x, tuple) else arrays[0])
     return np.asarray(out[0] if isinstance(out, list) else out)  # (verification compares the first output)
 
 
@@ -223,7 +246,7 @@ def verify(
     graph: ir.Graph,
     model_fn: Callable[[torch.Tensor], torch.Tensor] | None,
     gm: torch.fx.GraphModule | None,
-    inputs: np.ndarray,
+    inputs: Inputs,
     *,
     batch: int,
     force: bool = False,
@@ -241,11 +264,14 @@ def verify(
     """
     from tqdm import tqdm
 
-    x = np.ascontiguousarray(inputs, dtype=np.float32)
-    res = VerifyResult(n_inputs=len(x))
+    if isinstance(inputs, (tuple, list)):  # a model with several inputs: one array each
+        x: Inputs = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in inputs)
+    else:
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+    res = VerifyResult(n_inputs=_rows(x))
     bar = tqdm(
         total=3 if engine is not None else 2,
-        desc=f"verifying on {len(x)} inputs",
+        desc=f"verifying on {_rows(x)} inputs",
         unit="stage",
         disable=not progress,
         leave=False,
@@ -262,7 +288,7 @@ def _verify_stages(
     graph: ir.Graph,
     model_fn: Callable[[torch.Tensor], torch.Tensor] | None,
     gm: torch.fx.GraphModule | None,
-    x: np.ndarray,
+    x: Inputs,
     res: VerifyResult,
     bar: Any,
     *,
@@ -316,9 +342,9 @@ def _verify_stages(
         local[name] = ref_bits
         return pack_last(np.where(tie, ref_bits, torch_bits))
 
-    forced = not (graph.metadata.get("per_image") and len(x) > 1)
+    forced = not (graph.metadata.get("per_image") and _rows(x) > 1)
     keep = [*bin_outs, *(op.inputs[0] for op in sign_ops.values())]
-    env = reference.run(graph, x, keep=keep, override=substitute if forced else None)
+    env = reference.run(graph, list(_arrays(x)), keep=keep, override=substitute if forced else None)
     bar.update()
     for tname, info in bin_outs.items():
         if tname not in torch_side:
@@ -344,8 +370,8 @@ def _verify_stages(
         # The exported program's outputs (above) stand for the live model once they agree on a few
         # inputs: a faithful export agrees on any; one that is not (e.g. a side effect in forward)
         # shows on these.
-        k = min(len(x), LIVE_CHECK_INPUTS)
-        live = torch_outputs(model_fn, x[:k], batch)
+        k = min(_rows(x), LIVE_CHECK_INPUTS)
+        live = torch_outputs(model_fn, _first(x, k), batch)
         err = float(np.abs(live.astype(np.float64) - out[:k]).max()) if live.size else 0.0
         if err > rtol * max(1.0, float(np.abs(live).max(initial=0.0))):
             res.problems.append(
@@ -375,7 +401,7 @@ def _verify_stages(
             if (er > rtol or et < 1.0) and forced and local:
                 # The engine follows its own binary activations, not PyTorch's: compare it with the
                 # reference running free as well (a tie PyTorch decided one way may go the other here).
-                ea, er, et = compare_outputs(eng, reference.run(graph, x)[graph.outputs[0]])
+                ea, er, et = compare_outputs(eng, reference.run(graph, list(_arrays(x)))[graph.outputs[0]])
             res.engine = {"max_abs_error": ea, "max_rel_error": er, "top1_agreement": et}
             if er > rtol or et < 1.0:
                 res.problems.append(f"engine output differs from the reference by {ea:.3g} (top-1 agreement {et:.4f})")
