@@ -27,8 +27,8 @@ ORT_CHUNK = 256  # rows per onnxruntime call when the batch dimension is free
 
 
 def _chunks(x: np.ndarray, batch: int) -> list[tuple[np.ndarray, int]]:
-    """x in pieces of exactly `batch` rows with their real row counts (verify.py's split, as numpy)."""
-    return [(np.ascontiguousarray(c.numpy(), dtype=np.float32), n) for c, n in verify_chunks(x, batch)]
+    """x in pieces of exactly `batch` rows with their real row counts (verify.py's split of the one input)."""
+    return [(np.ascontiguousarray(c[0].numpy(), dtype=np.float32), n) for c, n in verify_chunks(x, batch)]
 
 
 def _fixed_batch(model: Any) -> int | None:
