@@ -258,6 +258,17 @@ class AdaptivePoolAttrs:
     size: Pair
 
 
+@dataclass(frozen=True)
+class IndexAttrs:
+    """arg_reduce / topk / cumsum / take / gather (capture): along PyTorch `dim`."""
+
+    dim: int
+    op: str = ""  # arg_reduce: "argmax" / "argmin"; topk: "values" / "indices"
+    keepdim: bool = False  # arg_reduce
+    k: int = 0  # topk
+    largest: bool = True  # topk
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -281,4 +292,5 @@ NodeAttrs: TypeAlias = (
     | ConvTransposeAttrs
     | ResizeAttrs
     | AdaptivePoolAttrs
+    | IndexAttrs
 )

@@ -34,6 +34,7 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    IndexAttrs,
     LayerNormAttrs,
     LinearAttrs,
     NoAttrs,
@@ -1149,6 +1150,151 @@ def _unary_with_attrs(call: AtenCall) -> Lowered:
     return Lowered(call.base, [args[0]], UnaryAttrs(values))
 
 
+# --------------------------------------------------------------------------- index ops, casts, alpha, dtype
+# Integer tensors (indices, casts to int) are carried as float32 holding exact integers (docs/ir.md).
+
+
+def _dim_arg(call: AtenCall, index: int, name: str, default: int | None) -> int | None:
+    d = call.args[index] if len(call.args) > index else call.kwargs.get(name, default)
+    return None if d is None else int(d) % max(1, len(call.input_shape()))
+
+
+def _arg_reduce(call: AtenCall) -> Lowered:
+    """argmax / argmin along a dim (the index as float32); over the whole tensor has a rank-0 output."""
+    dim = _dim_arg(call, 1, "dim", None)
+    if dim is None or len(call.shape) == 0:
+        raise call.unsupported(f"torch.{call.base}(x, dim=d) (an index along one dim)")
+    keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
+    return Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, call.base, keepdim=keep))
+
+
+def _max_min_dim(call: AtenCall) -> Pieces:
+    """max.dim / min.dim: (values, indices) = a reduce max / min and an arg_reduce."""
+    dim = _dim_arg(call, 1, "dim", None)
+    assert dim is not None
+    keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
+    values = Lowered("reduce", [call.args[0]], ReduceAttrs(call.base, (dim,), keep))  # type: ignore[arg-type]
+    indices = Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, "arg" + call.base, keepdim=keep))
+    return Pieces([[values], [indices]])
+
+
+def _topk(call: AtenCall) -> Pieces:
+    """topk (sorted or not: the values come sorted) and sort (k = the dim's size): values and indices."""
+    size = call.input_shape()
+    if call.base == "topk":
+        k = int(call.args[1])
+        dim = _dim_arg(call, 2, "dim", -1)
+        largest = bool(call.args[3] if len(call.args) > 3 else call.kwargs.get("largest", True))
+    else:  # sort(x, dim=-1, descending=False) / sort.stable(x, *, stable, dim, descending)
+        args = call.args[1:]  # sort.stable takes keywords only
+        dim = int(call.kwargs.get("dim", args[0] if args else -1)) % max(1, len(size))
+        largest = bool(call.kwargs.get("descending", args[1] if len(args) > 1 else False))
+        k = int(size[dim]) if size else 1
+    assert dim is not None
+    if not size:
+        raise call.unsupported(f"torch.{call.base} of a tensor with at least one dim")
+    return Pieces(
+        [[Lowered("topk", [call.args[0]], IndexAttrs(dim, out, k=k, largest=largest))] for out in ("values", "indices")]
+    )
+
+
+def _cumsum(call: AtenCall) -> Lowered:
+    dtype = call.kwargs.get("dtype")
+    if dtype not in (None, torch.float32):
+        raise call.unsupported("torch.cumsum in float32")
+    dim = _dim_arg(call, 1, "dim", None)
+    assert dim is not None
+    return Lowered("cumsum", [call.args[0]], IndexAttrs(dim))
+
+
+def _gather(call: AtenCall) -> Lowered:
+    return Lowered("gather", [call.args[0], call.args[2]], IndexAttrs(int(call.args[1]) % len(call.input_shape())))
+
+
+def _index_select(call: AtenCall) -> Lowered:
+    return Lowered("take", [call.args[0], call.args[2]], IndexAttrs(int(call.args[1]) % len(call.input_shape())))
+
+
+def _embedding(call: AtenCall) -> Lowered:
+    """F.embedding(indices, weight) (aten.embedding(weight, indices, ...)): rows of the table."""
+    return Lowered("take", [call.args[0], call.args[1]], IndexAttrs(0))
+
+
+def _index_or_take(call: AtenCall) -> LoweredCall:
+    """x[..., idx, ...] with one integer tensor index (the other dims whole): take along that dim; the image
+    helpers' gathers (pads, nearest-exact resize) first."""
+    indices = list(call.args[1])
+    tensors = [i for i, v in enumerate(indices) if v is not None]
+    if len(tensors) == 1:
+        v = indices[tensors[0]]
+        integer = isinstance(v, str) or (
+            isinstance(v, torch.Tensor) and not v.is_floating_point() and v.dtype != torch.bool
+        )
+        if integer:
+            try:
+                return _index(call)
+            except ConversionError:
+                return Lowered("take", [call.args[0], v], IndexAttrs(tensors[0]))
+    return _index(call)
+
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _to_copy_cast(call: AtenCall) -> LoweredCall:
+    """dtype casts on float32-held values: to an integer type truncates toward zero (sign(x) * floor(|x|));
+    to bool is x != 0; from an integer or bool type to float32 / float64 (or between integer types) keeps
+    the value (exact below 2^24); float64 is computed in float32."""
+    dtype = call.kwargs.get("dtype")
+    src_node = call.fx.args[0]
+    src = src_node.meta["val"].dtype if isinstance(src_node, torch.fx.Node) else None
+    if dtype in (None, src) or (dtype == torch.float32 and src == torch.bool):
+        return _to_copy(call)
+    x = call.args[0]
+    if dtype == torch.bool:
+        return Lowered("binary", [x, 0.0], BinaryOpAttrs("ne"))
+    floating = src in (torch.float32, torch.float64)
+    if dtype in _INT_DTYPES and floating:
+        name = call.fx.name
+        return [
+            Lowered("signum", [x], shape=call.shape),
+            Lowered("abs", [x], shape=call.shape),
+            Lowered("floor", [PREV], shape=call.shape),
+            Lowered("binary", [f"{name}__0", PREV], BinaryOpAttrs("mul")),
+        ]
+    if dtype in _INT_DTYPES + (torch.float32, torch.float64) and src in _INT_DTYPES + (
+        torch.bool,
+        torch.float32,
+        torch.float64,
+    ):
+        return None
+    raise call.unsupported("casts between float32, float64, bool and integer types")
+
+
+def _add_alpha(call: AtenCall) -> LoweredCall:
+    """add / sub with alpha: a +- alpha * b (b scaled first; a constant b folded)."""
+    alpha = call.kwargs.get("alpha", 1)
+    if alpha == 1 or len(call.args) < 2:
+        return _elementwise(call)
+    a, b = call.args[0], call.args[1]
+    if isinstance(b, (torch.Tensor, int, float)):
+        return Lowered(call.base, [a, b * alpha])
+    b_shape = tuple(call.fx.args[1].meta["val"].shape)  # type: ignore[union-attr]
+    return [Lowered("mul", [b, float(alpha)], shape=b_shape), Lowered(call.base, [a, PREV])]
+
+
+def _float32_dtype(handler: Callable[[AtenCall], LoweredCall]) -> Callable[[AtenCall], LoweredCall]:
+    """A reduction with dtype=torch.float32 (the dtype it computes in anyway) as one without."""
+
+    def run(call: AtenCall) -> LoweredCall:
+        dtype = call.kwargs.get("dtype")
+        if dtype not in (None, torch.float32):
+            raise call.unsupported(f"{call.base} in float32 (dtype {dtype} is not supported)")
+        return handler(replace(call, kwargs={k: v for k, v in call.kwargs.items() if k != "dtype"}))
+
+    return run
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
@@ -1201,3 +1347,24 @@ _UNSUPPORTED_HINTS = {
     "avg_pool1d": "avg_pool2d",
     "cumsum": "none (no scans)",
 }
+_ATEN_HANDLERS.update(
+    {
+        "argmax": _arg_reduce,
+        "argmin": _arg_reduce,
+        "max": _max_min_dim,
+        "min": _max_min_dim,
+        "topk": _topk,
+        "sort": _topk,
+        "cumsum": _cumsum,
+        "gather": _gather,
+        "index_select": _index_select,
+        "embedding": _embedding,
+        "index": _index_or_take,
+        "_to_copy": _to_copy_cast,
+        "add": _add_alpha,
+        "sub": _add_alpha,
+        "sum": _float32_dtype(_reduce),
+        "mean": _float32_dtype(_mean),
+    }
+)
+_UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"
