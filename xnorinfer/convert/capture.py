@@ -1345,7 +1345,8 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
 }
 _UNSUPPORTED_HINTS = {
     "avg_pool1d": "avg_pool2d",
-    "cumsum": "none (no scans)",
+    "cummax": "none (no scans other than cumsum)",
+    "cummin": "none (no scans other than cumsum)",
 }
 _ATEN_HANDLERS.update(
     {
