@@ -147,6 +147,8 @@ MODELS = {
     "rsub_alpha": (lambda x: torch.sub(x.exp(), x, alpha=3), VEC),
     "sum_dtype": (lambda x: x.sum(dim=1, dtype=torch.float32), IMG),
     "mean_dtype": (lambda x: x.mean(dim=(2, 3), dtype=torch.float32), IMG),
+    "sum_dtype_float64": (lambda x: x.sum(dim=1, dtype=torch.float64), IMG),
+    "count_dtype_int32": (lambda x: (x > 0).sum(dim=(2, 3), dtype=torch.int32).float(), IMG),
     "softmax_dtype": (lambda x: torch.softmax(x, 1, dtype=torch.float32), IMG),
     "cast_int_truncates": (lambda x: (x * 3).to(torch.int64).float(), IMG),
     "cast_int32_arith": (lambda x: ((x * 4).int() + 1).float() * 0.5, VEC),

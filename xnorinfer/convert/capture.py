@@ -1284,12 +1284,16 @@ def _add_alpha(call: AtenCall) -> LoweredCall:
 
 
 def _float32_dtype(handler: Callable[[AtenCall], LoweredCall]) -> Callable[[AtenCall], LoweredCall]:
-    """A reduction with dtype=torch.float32 (the dtype it computes in anyway) as one without."""
+    """A reduction with a dtype as one without: float32 (what it computes in), float64 (its sums are
+    accumulated in double already, the result rounded to float32), an integer type for integer or bool
+    input (exact integers)."""
 
     def run(call: AtenCall) -> LoweredCall:
         dtype = call.kwargs.get("dtype")
-        if dtype not in (None, torch.float32):
-            raise call.unsupported(f"{call.base} in float32 (dtype {dtype} is not supported)")
+        src = call.fx.args[0].meta["val"].dtype if isinstance(call.fx.args[0], torch.fx.Node) else None
+        integer_input = src in _INT_DTYPES + (torch.bool,)
+        if dtype not in (None, torch.float32, torch.float64) and not (dtype in _INT_DTYPES and integer_input):
+            raise call.unsupported(f"{call.base} in float32 (dtype {dtype} of a {src} tensor is not supported)")
         return handler(replace(call, kwargs={k: v for k, v in call.kwargs.items() if k != "dtype"}))
 
     return run
