@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_general_graph import IMG, Fn, check
 from torch import nn
 
@@ -153,6 +154,21 @@ MODELS = {
     "cast_int_truncates": (lambda x: (x * 3).to(torch.int64).float(), IMG),
     "cast_int32_arith": (lambda x: ((x * 4).int() + 1).float() * 0.5, VEC),
     "cast_bool": (lambda x: x.round().bool().float(), IMG),
+    "trunc_ceil_frac": (lambda x: torch.trunc(x * 3) + torch.ceil(x * 3) + torch.frac(x * 3), IMG),
+    "floor_divide": (lambda x: ((x.argmax(3) // 2).float(), torch.div(x * 5, 2, rounding_mode="trunc")), IMG),
+    "isnan_nan_to_num": (lambda x: torch.nan_to_num(x.log()) + torch.isnan(x.log()).float(), IMG),
+    "clamp_tensor_bounds": (lambda x: torch.clamp(x, min=torch.linspace(-1, 0, 6), max=x.mean(1, keepdim=True)), IMG),
+    "flip_roll": (lambda x: x.flip(3, 1) + torch.roll(x, 2, 2), IMG),
+    "repeat": (lambda x: x.repeat(1, 2, 1, 3), IMG),
+    "norm_normalize": (
+        lambda x: (F.normalize(x, dim=1), x.norm(dim=3), torch.linalg.vector_norm(x, 1, dim=(2, 3))),
+        IMG,
+    ),
+    "norm_inf_p3": (
+        lambda x: (torch.linalg.vector_norm(x, float("inf"), dim=2), torch.linalg.vector_norm(x, 3, dim=1)),
+        IMG,
+    ),
+    "scalar_on_reduced_3d": (lambda x: x.sum(3) / 2 + 1, IMG),
     "count_positive": (lambda x: (x > 0).long().sum(1).float(), IMG),
 }
 
@@ -228,3 +244,46 @@ def test_out_of_range_embedding_index_fails_at_run_time():
 def test_data_dependent_shape_is_refused():
     with pytest.raises(ConversionError):
         convert(Fn(lambda x: torch.nonzero(x > 0).float()), (torch.randn(*IMG),), verify=False)
+
+
+# --------------------------------------------------------------------------- bicubic resize
+
+
+@pytest.mark.parametrize(
+    ("size", "align", "scale"),
+    [
+        ((8, 12), False, None),
+        ((8, 12), True, None),
+        ((3, 5), False, None),
+        ((7, 13), True, None),
+        ((8, 12), False, 2.0),
+    ],
+)
+def test_bicubic_resize_matches_torch(size, align, scale):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 4, 6, 3)).astype(np.float32)  # NHWC
+    attrs = {"size": list(size), "mode": "bicubic", "align_corners": align}
+    if scale is not None:
+        attrs.update(scale_h=scale, scale_w=scale)
+    got = _everywhere("resize", attrs, [x])
+    t = torch.from_numpy(x).permute(0, 3, 1, 2)
+    if scale is None:
+        want = torch.nn.functional.interpolate(t, size=size, mode="bicubic", align_corners=align)
+    else:
+        want = torch.nn.functional.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=align)
+    # float32 rounding: PyTorch's vectorised kernel orders (and fuses) the 16 products differently
+    np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-5)
+
+
+BICUBIC = {
+    "bicubic_x2": (lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), IMG),
+    "bicubic_align_size": (lambda x: F.interpolate(x, size=(7, 9), mode="bicubic", align_corners=True), IMG),
+    "bicubic_down": (lambda x: F.interpolate(x.relu(), size=(3, 4), mode="bicubic"), (1, 3, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BICUBIC))
+def test_bicubic_model_converts_to_one_resize(name):
+    fn, shape = BICUBIC[name]
+    graph = check(Fn(fn), shape, per_image=False)
+    assert [op.attrs["mode"] for op in graph.ops if op.kind == "resize"] == ["bicubic"]

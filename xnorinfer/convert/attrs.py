@@ -246,7 +246,7 @@ class ConvTransposeAttrs:
 class ResizeAttrs:
     """resize (capture): to the node's output size; scales are PyTorch's scale factors (out / in) if given."""
 
-    mode: Literal["nearest", "nearest_exact", "bilinear"]
+    mode: Literal["nearest", "nearest_exact", "bilinear", "bicubic"]
     align_corners: bool = False
     scales: tuple[float | None, float | None] = (None, None)
 

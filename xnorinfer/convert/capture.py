@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import io
 import logging
+import math
 import operator
 import os
 import re
@@ -378,12 +379,14 @@ def _shape_only_constant(fx: torch.fx.Node, base: str, args: list[Any]) -> torch
 
 # Core-ATen decompositions that would split an IR op into pieces: kept whole (one IR op each).
 _KEPT_WHOLE = ("silu", "hardswish", "hardsigmoid")
+_KEPT_WHOLE += ("upsample_bicubic2d",)  # the resize op computes it (its decomposition is dozens of gathers)
 
 
 def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     table = torch.export.default_decompositions()
     for name in _KEPT_WHOLE:
         table.pop(getattr(torch.ops.aten, name).default, None)
+    table.pop(torch.ops.aten.upsample_bicubic2d.vec, None)  # F.interpolate's overload (kept as the .default)
     return ep.run_decompositions(table)
 
 
@@ -1046,8 +1049,9 @@ def _adaptive_max_pool(call: AtenCall) -> Lowered:
 
 
 def _upsample(call: AtenCall) -> Lowered:
-    """upsample_nearest2d / upsample_bilinear2d (.vec: output_size or scale_factors; .default: scales_h, _w)."""
-    bilinear = call.base == "upsample_bilinear2d"
+    """upsample_nearest2d / upsample_bilinear2d / upsample_bicubic2d (.vec: output_size or scale_factors;
+    .default: scales_h, _w)."""
+    bilinear = call.base in ("upsample_bilinear2d", "upsample_bicubic2d")  # (both take align_corners)
     args = list(call.args) + [None] * 5
     align = bool(args[2]) if bilinear else False
     if len(call.input_shape()) != 4 or len(call.shape) != 4:
@@ -1061,7 +1065,8 @@ def _upsample(call: AtenCall) -> Lowered:
         scales = tuple(None if v is None else float(v) for v in scales)  # type: ignore[assignment]
     if any(isinstance(v, str) for v in scales):
         raise call.unsupported("F.interpolate with a constant size or scale factor")
-    return Lowered("resize", [args[0]], ResizeAttrs("bilinear" if bilinear else "nearest", align, scales))
+    mode = "bicubic" if call.base == "upsample_bicubic2d" else "bilinear" if bilinear else "nearest"
+    return Lowered("resize", [args[0]], ResizeAttrs(mode, align, scales))
 
 
 def _pad2d(call: AtenCall) -> Lowered | None:
@@ -1168,10 +1173,17 @@ def _arg_reduce(call: AtenCall) -> Lowered:
     return Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, call.base, keepdim=keep))
 
 
-def _max_min_dim(call: AtenCall) -> Pieces:
-    """max.dim / min.dim: (values, indices) = a reduce max / min and an arg_reduce."""
+def _max_min_dim(call: AtenCall) -> LoweredCall:
+    """max.dim / min.dim: (values, indices) = a reduce max / min and an arg_reduce; max.other /
+    min.other: maximum / minimum."""
+    overload = _aten_name(call.fx.target)[1]
+    if overload == "other":
+        return Lowered("binary", list(call.args[:2]), BinaryOpAttrs(call.base))
     dim = _dim_arg(call, 1, "dim", None)
-    assert dim is not None
+    if overload != "dim" or dim is None:
+        raise call.unsupported(
+            f"torch.{call.base}(x, dim) or torch.a{call.base}(x, dims) (a rank-0 result is not supported)"
+        )
     keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
     values = Lowered("reduce", [call.args[0]], ReduceAttrs(call.base, (dim,), keep))  # type: ignore[arg-type]
     indices = Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, "arg" + call.base, keepdim=keep))
@@ -1255,13 +1267,7 @@ def _to_copy_cast(call: AtenCall) -> LoweredCall:
         return Lowered("binary", [x, 0.0], BinaryOpAttrs("ne"))
     floating = src in (torch.float32, torch.float64)
     if dtype in _INT_DTYPES and floating:
-        name = call.fx.name
-        return [
-            Lowered("signum", [x], shape=call.shape),
-            Lowered("abs", [x], shape=call.shape),
-            Lowered("floor", [PREV], shape=call.shape),
-            Lowered("binary", [f"{name}__0", PREV], BinaryOpAttrs("mul")),
-        ]
+        return _truncated(call, x)
     if dtype in _INT_DTYPES + (torch.float32, torch.float64) and src in _INT_DTYPES + (
         torch.bool,
         torch.float32,
@@ -1297,6 +1303,117 @@ def _float32_dtype(handler: Callable[[AtenCall], LoweredCall]) -> Callable[[Aten
         return handler(replace(call, kwargs={k: v for k, v in call.kwargs.items() if k != "dtype"}))
 
     return run
+
+
+def _truncated(call: AtenCall, x: Any, before: Sequence[Lowered] = ()) -> list[Lowered]:
+    """trunc(q) = signum(q) * floor(|q|) of q = x, or of the last step of `before` (chain step names are
+    `<fx name>__<i>`, so the product reads the signum step by name)."""
+    steps, i = list(before), len(before)
+    q = f"{call.fx.name}__{i - 1}" if before else x
+    return steps + [
+        Lowered("signum", [q], shape=call.shape),
+        Lowered("abs", [q], shape=call.shape),
+        Lowered("floor", [PREV], shape=call.shape),
+        Lowered("binary", [f"{call.fx.name}__{i}", PREV], BinaryOpAttrs("mul")),
+    ]
+
+
+def _trunc(call: AtenCall) -> list[Lowered]:
+    return _truncated(call, call.args[0])
+
+
+def _ceil(call: AtenCall) -> list[Lowered]:
+    s = call.shape
+    return [Lowered("neg", [call.args[0]], shape=s), Lowered("floor", [PREV], shape=s), Lowered("neg", [PREV])]
+
+
+def _div_mode(call: AtenCall) -> LoweredCall:
+    """div with rounding_mode "floor" (x // y) or "trunc": the quotient in float32, then floor / trunc (exact
+    for integer operands below 2^24)."""
+    mode = call.kwargs.get("rounding_mode")
+    if mode is None:
+        return _elementwise(call)
+    quotient = Lowered("div", list(call.args[:2]), shape=call.shape)
+    if mode == "floor":
+        return [quotient, Lowered("floor", [PREV])]
+    return _truncated(call, None, [quotient])
+
+
+def _isnan(call: AtenCall) -> Lowered:
+    return Lowered("binary", [call.args[0], call.args[0]], BinaryOpAttrs("ne"))
+
+
+def _clamp_tensor(call: AtenCall) -> LoweredCall:
+    """clamp / clamp_min / clamp_max with tensor bounds: maximum with the lower, then minimum with the upper."""
+    args, kw = list(call.args) + [None, None], call.kwargs
+    lo, hi = kw.get("min", args[1]), kw.get("max", args[2])
+    if call.base == "clamp_max":
+        lo, hi = None, args[1]
+    if not any(isinstance(v, (str, torch.Tensor)) for v in (lo, hi)):
+        return _clamp(call)
+    steps, src = [], call.args[0]
+    for bound, op in ((lo, "max"), (hi, "min")):
+        if bound is not None:
+            steps.append(Lowered("binary", [src, bound], BinaryOpAttrs(op), shape=call.shape))
+            src = PREV
+    return steps
+
+
+def _flip(call: AtenCall) -> list[Lowered]:
+    """flip along dims: one take per dim with the reversed indices (a constant)."""
+    shape, rank = call.input_shape(), len(call.input_shape())
+    steps, src = [], call.args[0]
+    for d in sorted({int(d) % rank for d in call.args[1]}):
+        rev = torch.arange(int(shape[d]) - 1, -1, -1)
+        steps.append(Lowered("take", [src, rev], IndexAttrs(d), shape=call.shape))
+        src = PREV
+    return steps
+
+
+def _repeat(call: AtenCall) -> LoweredCall:
+    """x.repeat(r0, r1, ...) with one factor per dim: one concat of r copies per repeated dim."""
+    shape, reps = list(call.input_shape()), [int(r) for r in call.args[1]]
+    if len(reps) != len(shape):
+        raise call.unsupported("x.repeat with one factor per dim of x")
+    steps, src = [], call.args[0]
+    for d, r in enumerate(reps):
+        if r == 1:
+            continue
+        shape[d] *= r
+        channel = d == 1 and len(shape) in (2, 4)
+        attrs = NoAttrs() if channel else AxisAttrs(d)
+        steps.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
+        src = PREV
+    return steps or None
+
+
+def _vector_norm(call: AtenCall) -> list[Lowered]:
+    """linalg_vector_norm (torch.norm, F.normalize): ord 2 = sqrt(sum(x * x)), 1 = sum(|x|), inf / -inf =
+    max / min of |x|, other p > 0 = sum(|x|^p)^(1/p); reduced in double as `reduce` sums."""
+    args = list(call.args) + [None] * 4
+    p = float(call.kwargs.get("ord", args[1] if args[1] is not None else 2.0))
+    dims = _dims(call, call.kwargs.get("dim", args[2]))
+    keep = bool(call.kwargs.get("keepdim", args[3] if args[3] is not None else False))
+    if call.kwargs.get("dtype") not in (None, torch.float32) or not call.shape or p <= 0:
+        raise call.unsupported("torch.linalg.vector_norm / torch.norm over some dims, ord > 0, in float32")
+    x, full = call.args[0], call.input_shape()
+    reduced = tuple(1 if i in dims else d for i, d in enumerate(full) if keep or i not in dims)
+    if p == 2.0:
+        return [
+            Lowered("binary", [x, x], BinaryOpAttrs("mul"), shape=full),
+            Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep), shape=reduced),
+            Lowered("sqrt", [PREV]),
+        ]
+    steps = [Lowered("abs", [x], shape=full)]
+    if math.isinf(p):
+        return steps + [Lowered("reduce", [PREV], ReduceAttrs("max" if p > 0 else "min", dims, keep))]
+    if p == 1.0:
+        return steps + [Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep))]
+    return steps + [
+        Lowered("binary", [PREV, p], BinaryOpAttrs("pow"), shape=full),
+        Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep), shape=reduced),
+        Lowered("binary", [PREV, 1.0 / p], BinaryOpAttrs("pow")),
+    ]
 
 
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
@@ -1370,6 +1487,17 @@ _ATEN_HANDLERS.update(
         "sub": _add_alpha,
         "sum": _float32_dtype(_reduce),
         "mean": _float32_dtype(_mean),
+        "upsample_bicubic2d": _upsample,
+        "trunc": _trunc,
+        "ceil": _ceil,
+        "div": _div_mode,
+        "isnan": _isnan,
+        "clamp": _clamp_tensor,
+        "clamp_min": _clamp_tensor,
+        "clamp_max": _clamp_tensor,
+        "flip": _flip,
+        "repeat": _repeat,
+        "linalg_vector_norm": _vector_norm,
     }
 )
 _UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"

@@ -595,7 +595,9 @@ def _affine(cx: Lowering, node: Node, shape: Shape) -> None:
         y = cx.emit_op(node, "binary", [v, k1], v.shape, {"op": "mul"})
         cx.general(node, "binary", [y, k2], v.axes, {"op": "add"}, bdim=cx.bdim.get(node.inputs[0], 0))
         return
-    x = cx.f32(node.inputs[0], node)
+    # A value the general handlers laid out with dim 1 last stays as it is (f32 would transpose it to
+    # PyTorch's order, where dim 1 is no longer last).
+    x = cx.plain(node.inputs[0], node) if cx.vals[node.inputs[0]].axes is not None else cx.f32(node.inputs[0], node)
     params = {"scale": _permuted(a.scale, x).astype(np.float32), "shift": _permuted(a.shift, x).astype(np.float32)}
     cx.emit(node, "affine", [x], shape, "f32", {}, params, like=x)
 
