@@ -125,6 +125,17 @@ def test_schemas_refuse_bad_attributes():
 
 VEC = (1, 12)
 
+
+def _assigned(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """In-place assignments to slices, a selected row and constant indices (copy, slice_scatter, index_put)."""
+    a, b, c, d = x.clone(), x.clone(), x.clone(), x.clone()
+    a[:, :, 1:3] = 0.5
+    b[:, 1] = b[:, 0] * 2
+    c[:, torch.tensor([0, 2])] = -1.0
+    d[:, :2] = x[:, 1:].relu()
+    return a, b, c, d
+
+
 MODELS = {
     "argmax_head": (lambda x: x.flatten(1).softmax(1).argmax(1), IMG),
     "argmin_keepdim": (lambda x: torch.argmin(x, dim=2, keepdim=True), IMG),
@@ -169,6 +180,7 @@ MODELS = {
         IMG,
     ),
     "scalar_on_reduced_3d": (lambda x: x.sum(3) / 2 + 1, IMG),
+    "assignments": (_assigned, IMG),
     "count_positive": (lambda x: (x > 0).long().sum(1).float(), IMG),
 }
 

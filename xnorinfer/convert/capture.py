@@ -1416,6 +1416,61 @@ def _vector_norm(call: AtenCall) -> list[Lowered]:
     ]
 
 
+def _copy(call: AtenCall) -> Lowered:
+    """copy(dst, src) (an assignment `y[...] = v` decomposes into it): src broadcast to dst's shape; a
+    constant src as where(1, src, dst), which broadcasts it in dst's layout without reading dst."""
+    dst, src = call.args[0], call.args[1]
+    if isinstance(src, (torch.Tensor, int, float)):
+        return Lowered("where", [torch.ones(()), src, dst])
+    return Lowered("expand", [src])
+
+
+def _slice_scatter(call: AtenCall) -> LoweredCall:
+    """slice_scatter(x, src, dim, start, end) with step 1 (`y[:, :, a:b] = v`): concat of x's part before
+    the slice, src and x's part after it (steps named `<fx name>__<i>`)."""
+    args = list(call.args) + [None] * 6
+    x, src = args[0], args[1]
+    shape = call.input_shape()
+    dim = int(call.kwargs.get("dim", args[2] if args[2] is not None else 0)) % len(shape)
+    start, end = call.kwargs.get("start", args[3]), call.kwargs.get("end", args[4])
+    step = int(call.kwargs.get("step", args[5] if args[5] is not None else 1))
+    lo, hi, _ = slice(start, end, step).indices(int(shape[dim]))
+    if step != 1 or hi <= lo:
+        raise call.unsupported("an assignment to a non-empty slice with step 1 (y[:, a:b] = v)")
+    steps: list[Lowered] = []
+    pieces: list[Any] = []
+    for a, b in ((0, lo), (-1, -1), (hi, int(shape[dim]))):
+        if a < 0:
+            pieces.append(src)
+        elif b > a:
+            part = tuple(b - a if i == dim else d for i, d in enumerate(shape))
+            steps.append(Lowered("slice", [x], SliceAttrs(dim, a, b, 1), shape=part))
+            pieces.append(f"{call.fx.name}__{len(steps) - 1}")
+    if not steps:
+        return Lowered("expand", [src])
+    channel = dim == 1 and len(shape) in (2, 4)
+    return steps + [Lowered("concat" if channel else "cat", pieces, NoAttrs() if channel else AxisAttrs(dim))]
+
+
+def _index_put(call: AtenCall) -> LoweredCall:
+    """index_put(x, [None, ..., idx], v) with one constant integer index and a constant scalar v
+    (`y[:, idx] = 0`): where(mask, v, x), the mask a constant along that dim."""
+    x, indices, values = call.args[0], list(call.args[1]), call.args[2]
+    accumulate = bool(call.args[3] if len(call.args) > 3 else call.kwargs.get("accumulate", False))
+    held = [i for i, v in enumerate(indices) if v is not None]
+    hint = "y[:, idx] = c with one constant integer index and a constant scalar c"
+    if accumulate or len(held) != 1 or not isinstance(values, torch.Tensor) or values.numel() != 1:
+        raise call.unsupported(hint)
+    d, idx = held[0], indices[held[0]]
+    if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.dtype == torch.bool:
+        raise call.unsupported(hint)
+    shape = call.input_shape()
+    mask = torch.zeros(int(shape[d]))
+    mask[idx.reshape(-1).long()] = 1.0
+    mask = mask.reshape((-1,) + (1,) * (len(shape) - d - 1))
+    return Lowered("where", [mask, values.reshape(()).float(), x])
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
@@ -1498,6 +1553,9 @@ _ATEN_HANDLERS.update(
         "flip": _flip,
         "repeat": _repeat,
         "linalg_vector_norm": _vector_norm,
+        "copy": _copy,
+        "slice_scatter": _slice_scatter,
+        "index_put": _index_put,
     }
 )
 _UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"
