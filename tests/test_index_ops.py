@@ -100,14 +100,34 @@ def test_gather_matches_torch():
     np.testing.assert_array_equal(got, torch.gather(torch.from_numpy(x), 1, torch.from_numpy(index)).numpy())
 
 
-@pytest.mark.parametrize("kind", ["take", "gather"])
+@pytest.mark.parametrize("reduce", ["none", "add"])
+def test_scatter_matches_torch(reduce):
+    rng = np.random.default_rng(9)
+    x = _data((3, 6, 4), seed=6)
+    if reduce == "none":  # distinct targets per line: PyTorch leaves the winner of repeated ones unspecified
+        index = np.stack([np.stack([rng.permutation(6)[:5] for _ in range(3)], axis=1) for _ in range(2)])
+    else:
+        index = rng.integers(-6, 6, size=(2, 5, 3))
+    # multiples of 0.5: the sums are exact in any order; "none": a src larger than index (read at p)
+    src = _data((2, 5, 3) if reduce == "add" else (3, 6, 4), seed=7)
+    got = _everywhere("scatter", {"axis": 1, "reduce": reduce}, [x, index.astype(np.float32), src])
+    t = torch.from_numpy(x)
+    i = torch.from_numpy(index % 6)
+    want = t.scatter_add(1, i, torch.from_numpy(src)) if reduce == "add" else t.scatter(1, i, torch.from_numpy(src))
+    np.testing.assert_array_equal(got, want.numpy())
+    one = _everywhere("scatter", {"axis": 1}, [x, index.astype(np.float32), np.full((1,), 7.0, np.float32)])
+    np.testing.assert_array_equal(one, t.scatter(1, i, 7.0).numpy())
+
+
+@pytest.mark.parametrize("kind", ["take", "gather", "scatter"])
 @pytest.mark.parametrize("bad", [5.0, -6.0, 1.5, np.nan, np.inf])
 def test_bad_index_fails_the_run_naming_the_op(kind, bad):
     x = _data((2, 5), seed=4)
-    index = np.zeros((2, 5) if kind == "gather" else (3,), np.float32)
+    index = np.zeros((3,) if kind == "take" else (2, 5), np.float32)
     index.flat[1] = bad
+    src = [np.zeros((1,), np.float32)] if kind == "scatter" else []
     with pytest.raises((RuntimeError, ValueError), match=rf"\({kind}\): index .* is not an integer in \[-5, 5\)"):
-        _core.run_op(kind, {"axis": 1}, {}, [x, index])
+        _core.run_op(kind, {"axis": 1}, {}, [x, index, *src])
 
 
 def test_schemas_refuse_bad_attributes():
@@ -181,6 +201,12 @@ MODELS = {
     ),
     "scalar_on_reduced_3d": (lambda x: x.sum(3) / 2 + 1, IMG),
     "assignments": (_assigned, IMG),
+    "scatter_one_hot": (lambda x: torch.zeros_like(x).scatter(3, x.argmax(3, keepdim=True), 1.0), IMG),
+    "scatter_src_permutation": (lambda x: x.scatter(3, x.argsort(3), x * 2), IMG),
+    "scatter_add": (
+        lambda x: x.scatter_add(1, torch.tensor([[[[0, 2], [1, 1]]]]).expand(1, 2, 2, 2), x[:, :2, :2, :2]),
+        IMG,
+    ),
     "count_positive": (lambda x: (x > 0).long().sum(1).float(), IMG),
 }
 

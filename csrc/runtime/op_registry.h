@@ -122,6 +122,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(resize) \
   X(round) \
   X(rsqrt) \
+  X(scatter) \
   X(sigmoid) \
   X(sign) \
   X(signum) \

@@ -1471,6 +1471,28 @@ def _index_put(call: AtenCall) -> LoweredCall:
     return Lowered("where", [mask, values.reshape(()).float(), x])
 
 
+def _scatter(call: AtenCall) -> Lowered:
+    """scatter (src or value; reduce "add"), scatter_add and scatter_reduce("sum", include_self=True):
+    the `scatter` op; a constant src larger than index is cut to index's shape (PyTorch reads src[p] for the
+    positions p of index)."""
+    args = list(call.args) + [None] * 3
+    x, dim, index, src = args[0], int(args[1]) % len(call.input_shape()), args[2], args[3]
+    reduce = call.kwargs.get("reduce", args[4])
+    if call.base == "scatter_add":
+        reduce = "add"
+    elif call.base == "scatter_reduce":
+        include_self = call.kwargs.get("include_self", args[5] if args[5] is not None else True)
+        reduce = "add" if reduce == "sum" and include_self else f"{reduce} (include_self={include_self})"
+    if reduce not in (None, "add"):
+        raise call.unsupported("torch.scatter / scatter_add (reduce 'add' or 'sum' with include_self)")
+    idx_shape = tuple(call.fx.args[2].meta["val"].shape) if isinstance(index, str) else tuple(index.shape)  # type: ignore[union-attr]
+    if isinstance(src, (int, float)):
+        src = torch.tensor(float(src))
+    elif isinstance(src, torch.Tensor) and src.numel() != 1 and tuple(src.shape) != idx_shape:
+        src = src[tuple(slice(0, n) for n in idx_shape)]
+    return Lowered("scatter", [x, index, src], IndexAttrs(dim, "add" if reduce == "add" else "none"))
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
@@ -1556,6 +1578,7 @@ _ATEN_HANDLERS.update(
         "copy": _copy,
         "slice_scatter": _slice_scatter,
         "index_put": _index_put,
+        **dict.fromkeys(("scatter", "scatter_add", "scatter_reduce"), _scatter),
     }
 )
 _UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"

@@ -1194,6 +1194,33 @@ def _gather(cx: Lowering, node: Node, shape: Shape) -> None:
     cx.general(node, "gather", [v, i], v.axes, {"axis": v.axes.index(dim)}, bdim=None if b == dim else b)
 
 
+def _scatter(cx: Lowering, node: Node, shape: Shape) -> None:
+    """torch.scatter / scatter_add: index and src in the input's layout (constants permuted in numpy, their
+    shapes kept; a one-element src as is); a constant input (a zeros target) keeps PyTorch's order."""
+    a = node.attrs_as(IndexAttrs)
+    x, index, src = node.inputs
+    rank = len(cx.model.shapes[x])
+    if cx.model.is_const(x):
+        v = _exact_constant(cx, node, x)
+        bdim = None  # the target's batch is its own, fixed one
+    else:
+        v = cx.plain(x, node)
+        b = cx.bdim.get(x, 0)
+        bdim = None if b is None or b == a.dim else b
+    axes = v.axes
+    assert axes is not None
+    ins = [v]
+    for value in (index, src):
+        if not cx.model.is_const(value):
+            ins.append(cx.arranged(value, node, axes))
+        elif np.size(cx.model.consts[value]) == 1:
+            one = np.asarray(cx.model.consts[value], np.float32).reshape((1,) * rank)
+            ins.append(cx.emit_op(node, "constant", [], one.shape, {}, {"value": one}))
+        else:
+            ins.append(_exact_constant(cx, node, value, axes))
+    cx.general(node, "scatter", ins, axes, {"axis": axes.index(a.dim), "reduce": a.op}, bdim=bdim)
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -1233,4 +1260,13 @@ HANDLERS: dict[str, Handler] = {
     "resize": _resize,
     **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
 }
-HANDLERS.update({"arg_reduce": _arg_reduce, "topk": _topk, "cumsum": _cumsum, "take": _take, "gather": _gather})
+HANDLERS.update(
+    {
+        "arg_reduce": _arg_reduce,
+        "topk": _topk,
+        "cumsum": _cumsum,
+        "take": _take,
+        "gather": _gather,
+        "scatter": _scatter,
+    }
+)

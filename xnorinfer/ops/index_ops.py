@@ -1,5 +1,5 @@
 """Index ops (docs/ir.md has each one's exact rule): arg_reduce (argmax / argmin), topk (and sort),
-cumsum, take (index_select, embedding, x[:, idx]) and gather.
+cumsum, take (index_select, embedding, x[:, idx]), gather and scatter (scatter_add).
 
 The IR has f32 and bits tensors only, so an index is a float32 holding an exact integer (exact below
 2^24; the converter and the runtime refuse a longer indexed axis). An index read by `take` or
@@ -280,4 +280,49 @@ GATHER = OpDef(
     cost=no_cost,
 )
 
-INDEX_OPS: tuple[OpDef, ...] = (ARG_REDUCE, TOPK, CUMSUM, TAKE, GATHER)
+
+def _scatter_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    x, idx, src = shapes
+    _gather_shape(op, [x, idx])
+    covers = len(src) == len(idx) and all(s >= i for s, i in zip(src, idx, strict=True))
+    if not covers and math.prod(src) != 1:
+        raise ValueError(f"{_where(op)}: src {tuple(src)} must cover index {tuple(idx)} or have one element")
+    return tuple(x)
+
+
+def _scatter_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    x, index, src = ins
+    ax = op_axis(op, x.ndim)
+    i = check_indices(op, index, x.shape[ax])
+    src = np.broadcast_to(src.reshape(-1)[0], i.shape) if src.size == 1 else src  # else read at p, as PyTorch
+    y = x.astype(np.float64).copy()
+    add = op.attrs.get("reduce", "none") == "add"
+    for p in np.ndindex(*i.shape):  # in index order: the last write wins, sums add in this order
+        q = p[:ax] + (int(i[p]),) + p[ax + 1 :]
+        y[q] = y[q] + src[p] if add else src[p]
+    return y
+
+
+def _scatter_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    x, index, src = (to_physical(t) for t in ins)
+    ax = op_axis(op, x.dim())
+    i = index.long() % x.shape[ax]
+    src = src.reshape(-1)[0].expand(i.shape).contiguous() if src.numel() == 1 else src
+    y = x.scatter_add(ax, i, src) if op.attrs.get("reduce", "none") == "add" else x.scatter(ax, i, src)
+    return from_physical(y)
+
+
+SCATTER = OpDef(
+    "scatter",
+    "f32 x, f32 index, f32 src -> f32: torch.scatter / scatter_add along a physical axis (index order)",
+    "f32",
+    f32,
+    _scatter_shape,
+    _scatter_ref,
+    _scatter_torch,
+    inputs=(3, 3),
+    attrs={"axis": Attr("int"), "reduce": Attr("string", False, "none", choices=("none", "add"))},
+    cost=no_cost,
+)
+
+INDEX_OPS: tuple[OpDef, ...] = (ARG_REDUCE, TOPK, CUMSUM, TAKE, GATHER, SCATTER)
