@@ -207,6 +207,12 @@ MODELS = {
         lambda x: x.scatter_add(1, torch.tensor([[[[0, 2], [1, 1]]]]).expand(1, 2, 2, 2), x[:, :2, :2, :2]),
         IMG,
     ),
+    "unravel_remainder": (lambda x: ((x.flatten(2).argmax(2) % 6).float(), (x.flatten(2).argmax(2) // 6).float()), IMG),
+    "every_index_mod_div": (
+        lambda x: ((x.flatten(1).argsort(1) % 7).float(), (x.flatten(1).argsort(1) // 7).float()),
+        IMG,
+    ),
+    "fmod_remainder_ints": (lambda x: (torch.fmod((x * 8).trunc(), 3), torch.remainder((x * 8).trunc(), -3)), IMG),
     "count_positive": (lambda x: (x > 0).long().sum(1).float(), IMG),
 }
 

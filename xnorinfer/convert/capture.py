@@ -1333,7 +1333,8 @@ def _div_mode(call: AtenCall) -> LoweredCall:
     mode = call.kwargs.get("rounding_mode")
     if mode is None:
         return _elementwise(call)
-    quotient = Lowered("div", list(call.args[:2]), shape=call.shape)
+    # a `binary` div, correctly rounded (a plain div by a constant may become a multiply by its reciprocal)
+    quotient = Lowered("binary", list(call.args[:2]), BinaryOpAttrs("div"), shape=call.shape)
     if mode == "floor":
         return [quotient, Lowered("floor", [PREV])]
     return _truncated(call, None, [quotient])
@@ -1493,6 +1494,26 @@ def _scatter(call: AtenCall) -> Lowered:
     return Lowered("scatter", [x, index, src], IndexAttrs(dim, "add" if reduce == "add" else "none"))
 
 
+def _remainder(call: AtenCall) -> list[Lowered]:
+    """remainder (Python's %, the divisor's sign) = a - floor(a / b) * b; fmod (the dividend's sign) =
+    a - trunc(a / b) * b: exact for integer operands below 2^24 (index arithmetic such as `i % W`); for
+    other floats the float32 steps, which may differ from PyTorch's result where a / b rounds across an
+    integer."""
+    a, b = call.args[0], call.args[1]
+    s = call.shape
+    steps = [Lowered("binary", [a, b], BinaryOpAttrs("div"), shape=s)]  # correctly rounded, as in _div_mode
+    if call.base == "remainder":
+        steps.append(Lowered("floor", [PREV], shape=s))
+    else:
+        steps = _truncated(call, None, steps)
+        steps[-1] = replace(steps[-1], shape=s)
+    n = len(steps)
+    return steps + [
+        Lowered("binary", [f"{call.fx.name}__{n - 1}", b], BinaryOpAttrs("mul"), shape=s),
+        Lowered("binary", [a, PREV], BinaryOpAttrs("sub")),
+    ]
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "_to_copy": _to_copy,
@@ -1579,6 +1600,7 @@ _ATEN_HANDLERS.update(
         "slice_scatter": _slice_scatter,
         "index_put": _index_put,
         **dict.fromkeys(("scatter", "scatter_add", "scatter_reduce"), _scatter),
+        **dict.fromkeys(("remainder", "fmod"), _remainder),
     }
 )
 _UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"
