@@ -62,14 +62,14 @@ def bnn_pt2(tmp_path_factory):
     return model, _save_pt2(model, tmp_path_factory.mktemp("pt2") / "bnn.pt2")
 
 
-class Cumsum(nn.Module):  # an op the converter does not support
+class Cummax(nn.Module):  # an op the converter does not support
     def forward(self, x):
-        return torch.cumsum(x, 1)
+        return torch.cummax(x, 1).values
 
 
 @pytest.fixture(scope="module")
 def unsupported_pt2(tmp_path_factory):
-    return _save_pt2(_bnn(Cumsum()), tmp_path_factory.mktemp("pt2") / "cumsum.pt2")
+    return _save_pt2(_bnn(Cummax()), tmp_path_factory.mktemp("pt2") / "cummax.pt2")
 
 
 def _argmax_agrees(model: nn.Module, path, n: int = 64) -> None:
@@ -137,13 +137,13 @@ def test_convert_module_weights_that_do_not_fit(tmp_path, monkeypatch, capsys):
 
 
 def test_unsupported_op_exits_5_and_writes_nothing(unsupported_pt2, tmp_path, capsys):
-    out = tmp_path / "cumsum.xbin"
+    out = tmp_path / "cummax.xbin"
     rc = cli.main(["convert", unsupported_pt2, "-o", str(out)])
     err = capsys.readouterr().err
     assert rc == EXIT_CONVERT
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"xnorinfer: error: {unsupported_pt2}: unsupported op aten.cumsum")
+    assert line.startswith(f"xnorinfer: error: {unsupported_pt2}: unsupported op aten.cummax")
     assert "module '3'" in line  # the op's module path
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind either

@@ -208,15 +208,15 @@ def test_exported_program_file_with_any_name(tmp_path):
     assert np.allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
-class Cumsum(nn.Module):  # an op the converter does not support
+class Cummax(nn.Module):  # an op the converter does not support
     def forward(self, x):
-        return torch.cumsum(x, 1)
+        return torch.cummax(x, 1).values
 
 
-class WithCumsum(nn.Module):
+class WithCummax(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(3, 4, 3), Cumsum())
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3), Cummax())
 
     def forward(self, x):
         return self.block(x).mean((2, 3))
@@ -225,9 +225,9 @@ class WithCumsum(nn.Module):
 def test_unsupported_op_names_op_module_and_nearest_pattern(tmp_path):
     out = tmp_path / "model.xbin"
     with pytest.raises(ConversionError) as e:
-        convert(WithCumsum().eval(), (torch.randn(2, 3, 8, 8),), output=str(out))
+        convert(WithCummax().eval(), (torch.randn(2, 3, 8, 8),), output=str(out))
     msg = str(e.value)
-    assert "cumsum" in msg and "block.1" in msg and "nearest supported" in msg
+    assert "cummax" in msg and "block.1" in msg and "nearest supported" in msg
     assert not out.exists() and not os.listdir(tmp_path)
 
 

@@ -685,9 +685,9 @@ def test_flatten_of_sign_into_float_linear(tmp_path):
 
 
 def test_refusal_still_names_the_op():
-    class Cumsum(nn.Module):
+    class Cummax(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cumsum(x, 1)
+            return torch.cummax(x, 1).values
 
-    with pytest.raises(ConversionError, match="cumsum"):
-        convert(Cumsum(), (torch.randn(2, 3, 4, 4),))
+    with pytest.raises(ConversionError, match="cummax"):
+        convert(Cummax(), (torch.randn(2, 3, 4, 4),))

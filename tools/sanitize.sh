@@ -31,7 +31,8 @@ CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_max
            tests/test_preprocess.py tests/test_cli_errors.py tests/test_xbin_reader_bytes.py
            tests/test_hostile_runtime.py tests/test_op_schema_cpp.py tests/test_layout_ops.py
            tests/test_elementwise_ops.py tests/test_op_tanh.py tests/test_shape_ops.py
-           tests/test_image_ops.py tests/test_general_elementwise.py)
+           tests/test_image_ops.py tests/test_general_elementwise.py
+           tests/test_index_ops.py)
 CI_SUBSET+=(tests/test_multi_input_runtime.py)  # several inputs of every rank (hand-made graphs, no torch)
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under

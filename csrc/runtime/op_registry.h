@@ -79,6 +79,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(adaptive_maxpool2d) \
   X(add) \
   X(affine) \
+  X(arg_reduce) \
   X(avgpool2d) \
   X(bconcat) \
   X(bconv2d) \
@@ -91,12 +92,14 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(constant) \
   X(conv2d) \
   X(conv_transpose2d) \
+  X(cumsum) \
   X(elu) \
   X(erf) \
   X(exp) \
   X(expand) \
   X(flatten) \
   X(floor) \
+  X(gather) \
   X(gelu) \
   X(global_avgpool) \
   X(hardsigmoid) \
@@ -119,6 +122,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(resize) \
   X(round) \
   X(rsqrt) \
+  X(scatter) \
   X(sigmoid) \
   X(sign) \
   X(signum) \
@@ -126,7 +130,9 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(slice) \
   X(softmax) \
   X(sqrt) \
+  X(take) \
   X(tanh) \
+  X(topk) \
   X(transpose) \
   X(unpack) \
   X(where)

@@ -246,7 +246,7 @@ class ConvTransposeAttrs:
 class ResizeAttrs:
     """resize (capture): to the node's output size; scales are PyTorch's scale factors (out / in) if given."""
 
-    mode: Literal["nearest", "nearest_exact", "bilinear"]
+    mode: Literal["nearest", "nearest_exact", "bilinear", "bicubic"]
     align_corners: bool = False
     scales: tuple[float | None, float | None] = (None, None)
 
@@ -256,6 +256,17 @@ class AdaptivePoolAttrs:
     """adaptive_avgpool2d / adaptive_maxpool2d (capture): to output size (OH, OW)."""
 
     size: Pair
+
+
+@dataclass(frozen=True)
+class IndexAttrs:
+    """arg_reduce / topk / cumsum / take / gather (capture): along PyTorch `dim`."""
+
+    dim: int
+    op: str = ""  # arg_reduce: "argmax" / "argmin"; topk: "values" / "indices"
+    keepdim: bool = False  # arg_reduce
+    k: int = 0  # topk
+    largest: bool = True  # topk
 
 
 NodeAttrs: TypeAlias = (
@@ -281,4 +292,5 @@ NodeAttrs: TypeAlias = (
     | ConvTransposeAttrs
     | ResizeAttrs
     | AdaptivePoolAttrs
+    | IndexAttrs
 )

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import io
 import logging
+import math
 import operator
 import os
 import re
@@ -35,6 +36,7 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    IndexAttrs,
     LayerNormAttrs,
     LinearAttrs,
     NoAttrs,
@@ -379,12 +381,14 @@ def _shape_only_constant(fx: torch.fx.Node, base: str, args: list[Any]) -> torch
 
 # Core-ATen decompositions that would split an IR op into pieces: kept whole (one IR op each).
 _KEPT_WHOLE = ("silu", "hardswish", "hardsigmoid")
+_KEPT_WHOLE += ("upsample_bicubic2d",)  # the resize op computes it (its decomposition is dozens of gathers)
 
 
 def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     table = torch.export.default_decompositions()
     for name in _KEPT_WHOLE:
         table.pop(getattr(torch.ops.aten, name).default, None)
+    table.pop(torch.ops.aten.upsample_bicubic2d.vec, None)  # F.interpolate's overload (kept as the .default)
     with warnings.catch_warnings():
         # torch's own deprecation notice from copying the call graph: nothing the user can act on
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
@@ -1094,8 +1098,9 @@ def _adaptive_max_pool(call: AtenCall) -> Lowered:
 
 
 def _upsample(call: AtenCall) -> Lowered:
-    """upsample_nearest2d / upsample_bilinear2d (.vec: output_size or scale_factors; .default: scales_h, _w)."""
-    bilinear = call.base == "upsample_bilinear2d"
+    """upsample_nearest2d / upsample_bilinear2d / upsample_bicubic2d (.vec: output_size or scale_factors;
+    .default: scales_h, _w)."""
+    bilinear = call.base in ("upsample_bilinear2d", "upsample_bicubic2d")  # (both take align_corners)
     args = list(call.args) + [None] * 5
     align = bool(args[2]) if bilinear else False
     if len(call.input_shape()) != 4 or len(call.shape) != 4:
@@ -1109,7 +1114,8 @@ def _upsample(call: AtenCall) -> Lowered:
         scales = tuple(None if v is None else float(v) for v in scales)  # type: ignore[assignment]
     if any(isinstance(v, str) for v in scales):
         raise call.unsupported("F.interpolate with a constant size or scale factor")
-    return Lowered("resize", [args[0]], ResizeAttrs("bilinear" if bilinear else "nearest", align, scales))
+    mode = "bicubic" if call.base == "upsample_bicubic2d" else "bilinear" if bilinear else "nearest"
+    return Lowered("resize", [args[0]], ResizeAttrs(mode, align, scales))
 
 
 def _pad2d(call: AtenCall) -> Lowered | None:
@@ -1198,6 +1204,365 @@ def _unary_with_attrs(call: AtenCall) -> Lowered:
     return Lowered(call.base, [args[0]], UnaryAttrs(values))
 
 
+# --------------------------------------------------------------------------- index ops, casts, alpha, dtype
+# Integer tensors (indices, casts to int) are carried as float32 holding exact integers (docs/ir.md).
+
+
+def _dim_arg(call: AtenCall, index: int, name: str, default: int | None) -> int | None:
+    d = call.args[index] if len(call.args) > index else call.kwargs.get(name, default)
+    return None if d is None else int(d) % max(1, len(call.input_shape()))
+
+
+def _arg_reduce(call: AtenCall) -> Lowered:
+    """argmax / argmin along a dim (the index as float32); over the whole tensor has a rank-0 output."""
+    dim = _dim_arg(call, 1, "dim", None)
+    if dim is None or len(call.shape) == 0:
+        raise call.unsupported(f"torch.{call.base}(x, dim=d) (an index along one dim)")
+    keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
+    return Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, call.base, keepdim=keep))
+
+
+def _max_min_dim(call: AtenCall) -> LoweredCall:
+    """max.dim / min.dim: (values, indices) = a reduce max / min and an arg_reduce; max.other /
+    min.other: maximum / minimum."""
+    overload = _aten_name(call.fx.target)[1]
+    if overload == "other":
+        return Lowered("binary", list(call.args[:2]), BinaryOpAttrs(call.base))
+    dim = _dim_arg(call, 1, "dim", None)
+    if overload != "dim" or dim is None:
+        raise call.unsupported(
+            f"torch.{call.base}(x, dim) or torch.a{call.base}(x, dims) (a rank-0 result is not supported)"
+        )
+    keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
+    values = Lowered("reduce", [call.args[0]], ReduceAttrs(call.base, (dim,), keep))  # type: ignore[arg-type]
+    indices = Lowered("arg_reduce", [call.args[0]], IndexAttrs(dim, "arg" + call.base, keepdim=keep))
+    return Pieces([[values], [indices]])
+
+
+def _topk(call: AtenCall) -> Pieces:
+    """topk (sorted or not: the values come sorted) and sort (k = the dim's size): values and indices."""
+    size = call.input_shape()
+    if call.base == "topk":
+        k = int(call.args[1])
+        dim = _dim_arg(call, 2, "dim", -1)
+        largest = bool(call.args[3] if len(call.args) > 3 else call.kwargs.get("largest", True))
+    else:  # sort(x, dim=-1, descending=False) / sort.stable(x, *, stable, dim, descending)
+        args = call.args[1:]  # sort.stable takes keywords only
+        dim = int(call.kwargs.get("dim", args[0] if args else -1)) % max(1, len(size))
+        largest = bool(call.kwargs.get("descending", args[1] if len(args) > 1 else False))
+        k = int(size[dim]) if size else 1
+    assert dim is not None
+    if not size:
+        raise call.unsupported(f"torch.{call.base} of a tensor with at least one dim")
+    return Pieces(
+        [[Lowered("topk", [call.args[0]], IndexAttrs(dim, out, k=k, largest=largest))] for out in ("values", "indices")]
+    )
+
+
+def _cumsum(call: AtenCall) -> Lowered:
+    dtype = call.kwargs.get("dtype")
+    if dtype not in (None, torch.float32):
+        raise call.unsupported("torch.cumsum in float32")
+    dim = _dim_arg(call, 1, "dim", None)
+    assert dim is not None
+    return Lowered("cumsum", [call.args[0]], IndexAttrs(dim))
+
+
+def _gather(call: AtenCall) -> Lowered:
+    return Lowered("gather", [call.args[0], call.args[2]], IndexAttrs(int(call.args[1]) % len(call.input_shape())))
+
+
+def _index_select(call: AtenCall) -> Lowered:
+    return Lowered("take", [call.args[0], call.args[2]], IndexAttrs(int(call.args[1]) % len(call.input_shape())))
+
+
+def _embedding(call: AtenCall) -> Lowered:
+    """F.embedding(indices, weight) (aten.embedding(weight, indices, ...)): rows of the table."""
+    return Lowered("take", [call.args[0], call.args[1]], IndexAttrs(0))
+
+
+def _index_or_take(call: AtenCall) -> LoweredCall:
+    """x[..., idx, ...] with one integer tensor index (the other dims whole): take along that dim; the image
+    helpers' gathers (pads, nearest-exact resize) first."""
+    indices = list(call.args[1])
+    tensors = [i for i, v in enumerate(indices) if v is not None]
+    if len(tensors) == 1:
+        v = indices[tensors[0]]
+        integer = isinstance(v, str) or (
+            isinstance(v, torch.Tensor) and not v.is_floating_point() and v.dtype != torch.bool
+        )
+        if integer:
+            try:
+                return _index(call)
+            except ConversionError:
+                return Lowered("take", [call.args[0], v], IndexAttrs(tensors[0]))
+    return _index(call)
+
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _to_copy_cast(call: AtenCall) -> LoweredCall:
+    """dtype casts on float32-held values: to an integer type truncates toward zero (sign(x) * floor(|x|));
+    to bool is x != 0; from an integer or bool type to float32 / float64 (or between integer types) keeps
+    the value (exact below 2^24); float64 is computed in float32."""
+    dtype = call.kwargs.get("dtype")
+    src_node = call.fx.args[0]
+    src = src_node.meta["val"].dtype if isinstance(src_node, torch.fx.Node) else None
+    if dtype in (None, src) or (dtype == torch.float32 and src == torch.bool):
+        return _to_copy(call)
+    x = call.args[0]
+    if dtype == torch.bool:
+        return Lowered("binary", [x, 0.0], BinaryOpAttrs("ne"))
+    floating = src in (torch.float32, torch.float64)
+    if dtype in _INT_DTYPES and floating:
+        return _truncated(call, x)
+    if dtype in _INT_DTYPES + (torch.float32, torch.float64) and src in _INT_DTYPES + (
+        torch.bool,
+        torch.float32,
+        torch.float64,
+    ):
+        return None
+    raise call.unsupported("casts between float32, float64, bool and integer types")
+
+
+def _add_alpha(call: AtenCall) -> LoweredCall:
+    """add / sub with alpha: a +- alpha * b (b scaled first; a constant b folded)."""
+    alpha = call.kwargs.get("alpha", 1)
+    if alpha == 1 or len(call.args) < 2:
+        return _elementwise(call)
+    a, b = call.args[0], call.args[1]
+    if isinstance(b, (torch.Tensor, int, float)):
+        return Lowered(call.base, [a, b * alpha])
+    b_shape = tuple(call.fx.args[1].meta["val"].shape)  # type: ignore[union-attr]
+    return [Lowered("mul", [b, float(alpha)], shape=b_shape), Lowered(call.base, [a, PREV])]
+
+
+def _float32_dtype(handler: Callable[[AtenCall], LoweredCall]) -> Callable[[AtenCall], LoweredCall]:
+    """A reduction with a dtype as one without: float32 (what it computes in), float64 (its sums are
+    accumulated in double already, the result rounded to float32), an integer type for integer or bool
+    input (exact integers)."""
+
+    def run(call: AtenCall) -> LoweredCall:
+        dtype = call.kwargs.get("dtype")
+        src = call.fx.args[0].meta["val"].dtype if isinstance(call.fx.args[0], torch.fx.Node) else None
+        integer_input = src in _INT_DTYPES + (torch.bool,)
+        if dtype not in (None, torch.float32, torch.float64) and not (dtype in _INT_DTYPES and integer_input):
+            raise call.unsupported(f"{call.base} in float32 (dtype {dtype} of a {src} tensor is not supported)")
+        return handler(replace(call, kwargs={k: v for k, v in call.kwargs.items() if k != "dtype"}))
+
+    return run
+
+
+def _truncated(call: AtenCall, x: Any, before: Sequence[Lowered] = ()) -> list[Lowered]:
+    """trunc(q) = signum(q) * floor(|q|) of q = x, or of the last step of `before` (chain step names are
+    `<fx name>__<i>`, so the product reads the signum step by name)."""
+    steps, i = list(before), len(before)
+    q = f"{call.fx.name}__{i - 1}" if before else x
+    return steps + [
+        Lowered("signum", [q], shape=call.shape),
+        Lowered("abs", [q], shape=call.shape),
+        Lowered("floor", [PREV], shape=call.shape),
+        Lowered("binary", [f"{call.fx.name}__{i}", PREV], BinaryOpAttrs("mul")),
+    ]
+
+
+def _trunc(call: AtenCall) -> list[Lowered]:
+    return _truncated(call, call.args[0])
+
+
+def _ceil(call: AtenCall) -> list[Lowered]:
+    s = call.shape
+    return [Lowered("neg", [call.args[0]], shape=s), Lowered("floor", [PREV], shape=s), Lowered("neg", [PREV])]
+
+
+def _div_mode(call: AtenCall) -> LoweredCall:
+    """div with rounding_mode "floor" (x // y) or "trunc": the quotient in float32, then floor / trunc (exact
+    for integer operands below 2^24)."""
+    mode = call.kwargs.get("rounding_mode")
+    if mode is None:
+        return _elementwise(call)
+    # a `binary` div, correctly rounded (a plain div by a constant may become a multiply by its reciprocal)
+    quotient = Lowered("binary", list(call.args[:2]), BinaryOpAttrs("div"), shape=call.shape)
+    if mode == "floor":
+        return [quotient, Lowered("floor", [PREV])]
+    return _truncated(call, None, [quotient])
+
+
+def _isnan(call: AtenCall) -> Lowered:
+    return Lowered("binary", [call.args[0], call.args[0]], BinaryOpAttrs("ne"))
+
+
+def _clamp_tensor(call: AtenCall) -> LoweredCall:
+    """clamp / clamp_min / clamp_max with tensor bounds: maximum with the lower, then minimum with the upper."""
+    args, kw = list(call.args) + [None, None], call.kwargs
+    lo, hi = kw.get("min", args[1]), kw.get("max", args[2])
+    if call.base == "clamp_max":
+        lo, hi = None, args[1]
+    if not any(isinstance(v, (str, torch.Tensor)) for v in (lo, hi)):
+        return _clamp(call)
+    steps, src = [], call.args[0]
+    for bound, op in ((lo, "max"), (hi, "min")):
+        if bound is not None:
+            steps.append(Lowered("binary", [src, bound], BinaryOpAttrs(op), shape=call.shape))
+            src = PREV
+    return steps
+
+
+def _flip(call: AtenCall) -> list[Lowered]:
+    """flip along dims: one take per dim with the reversed indices (a constant)."""
+    shape, rank = call.input_shape(), len(call.input_shape())
+    steps, src = [], call.args[0]
+    for d in sorted({int(d) % rank for d in call.args[1]}):
+        rev = torch.arange(int(shape[d]) - 1, -1, -1)
+        steps.append(Lowered("take", [src, rev], IndexAttrs(d), shape=call.shape))
+        src = PREV
+    return steps
+
+
+def _repeat(call: AtenCall) -> LoweredCall:
+    """x.repeat(r0, r1, ...) with one factor per dim: one concat of r copies per repeated dim."""
+    shape, reps = list(call.input_shape()), [int(r) for r in call.args[1]]
+    if len(reps) != len(shape):
+        raise call.unsupported("x.repeat with one factor per dim of x")
+    steps, src = [], call.args[0]
+    for d, r in enumerate(reps):
+        if r == 1:
+            continue
+        shape[d] *= r
+        channel = d == 1 and len(shape) in (2, 4)
+        attrs = NoAttrs() if channel else AxisAttrs(d)
+        steps.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
+        src = PREV
+    return steps or None
+
+
+def _vector_norm(call: AtenCall) -> list[Lowered]:
+    """linalg_vector_norm (torch.norm, F.normalize): ord 2 = sqrt(sum(x * x)), 1 = sum(|x|), inf / -inf =
+    max / min of |x|, other p > 0 = sum(|x|^p)^(1/p); reduced in double as `reduce` sums."""
+    args = list(call.args) + [None] * 4
+    p = float(call.kwargs.get("ord", args[1] if args[1] is not None else 2.0))
+    dims = _dims(call, call.kwargs.get("dim", args[2]))
+    keep = bool(call.kwargs.get("keepdim", args[3] if args[3] is not None else False))
+    if call.kwargs.get("dtype") not in (None, torch.float32) or not call.shape or p <= 0:
+        raise call.unsupported("torch.linalg.vector_norm / torch.norm over some dims, ord > 0, in float32")
+    x, full = call.args[0], call.input_shape()
+    reduced = tuple(1 if i in dims else d for i, d in enumerate(full) if keep or i not in dims)
+    if p == 2.0:
+        return [
+            Lowered("binary", [x, x], BinaryOpAttrs("mul"), shape=full),
+            Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep), shape=reduced),
+            Lowered("sqrt", [PREV]),
+        ]
+    steps = [Lowered("abs", [x], shape=full)]
+    if math.isinf(p):
+        return steps + [Lowered("reduce", [PREV], ReduceAttrs("max" if p > 0 else "min", dims, keep))]
+    if p == 1.0:
+        return steps + [Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep))]
+    return steps + [
+        Lowered("binary", [PREV, p], BinaryOpAttrs("pow"), shape=full),
+        Lowered("reduce", [PREV], ReduceAttrs("sum", dims, keep), shape=reduced),
+        Lowered("binary", [PREV, 1.0 / p], BinaryOpAttrs("pow")),
+    ]
+
+
+def _copy(call: AtenCall) -> Lowered:
+    """copy(dst, src) (an assignment `y[...] = v` decomposes into it): src broadcast to dst's shape; a
+    constant src as where(1, src, dst), which broadcasts it in dst's layout without reading dst."""
+    dst, src = call.args[0], call.args[1]
+    if isinstance(src, (torch.Tensor, int, float)):
+        return Lowered("where", [torch.ones(()), src, dst])
+    return Lowered("expand", [src])
+
+
+def _slice_scatter(call: AtenCall) -> LoweredCall:
+    """slice_scatter(x, src, dim, start, end) with step 1 (`y[:, :, a:b] = v`): concat of x's part before
+    the slice, src and x's part after it (steps named `<fx name>__<i>`)."""
+    args = list(call.args) + [None] * 6
+    x, src = args[0], args[1]
+    shape = call.input_shape()
+    dim = int(call.kwargs.get("dim", args[2] if args[2] is not None else 0)) % len(shape)
+    start, end = call.kwargs.get("start", args[3]), call.kwargs.get("end", args[4])
+    step = int(call.kwargs.get("step", args[5] if args[5] is not None else 1))
+    lo, hi, _ = slice(start, end, step).indices(int(shape[dim]))
+    if step != 1 or hi <= lo:
+        raise call.unsupported("an assignment to a non-empty slice with step 1 (y[:, a:b] = v)")
+    steps: list[Lowered] = []
+    pieces: list[Any] = []
+    for a, b in ((0, lo), (-1, -1), (hi, int(shape[dim]))):
+        if a < 0:
+            pieces.append(src)
+        elif b > a:
+            part = tuple(b - a if i == dim else d for i, d in enumerate(shape))
+            steps.append(Lowered("slice", [x], SliceAttrs(dim, a, b, 1), shape=part))
+            pieces.append(f"{call.fx.name}__{len(steps) - 1}")
+    if not steps:
+        return Lowered("expand", [src])
+    channel = dim == 1 and len(shape) in (2, 4)
+    return steps + [Lowered("concat" if channel else "cat", pieces, NoAttrs() if channel else AxisAttrs(dim))]
+
+
+def _index_put(call: AtenCall) -> LoweredCall:
+    """index_put(x, [None, ..., idx], v) with one constant integer index and a constant scalar v
+    (`y[:, idx] = 0`): where(mask, v, x), the mask a constant along that dim."""
+    x, indices, values = call.args[0], list(call.args[1]), call.args[2]
+    accumulate = bool(call.args[3] if len(call.args) > 3 else call.kwargs.get("accumulate", False))
+    held = [i for i, v in enumerate(indices) if v is not None]
+    hint = "y[:, idx] = c with one constant integer index and a constant scalar c"
+    if accumulate or len(held) != 1 or not isinstance(values, torch.Tensor) or values.numel() != 1:
+        raise call.unsupported(hint)
+    d, idx = held[0], indices[held[0]]
+    if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.dtype == torch.bool:
+        raise call.unsupported(hint)
+    shape = call.input_shape()
+    mask = torch.zeros(int(shape[d]))
+    mask[idx.reshape(-1).long()] = 1.0
+    mask = mask.reshape((-1,) + (1,) * (len(shape) - d - 1))
+    return Lowered("where", [mask, values.reshape(()).float(), x])
+
+
+def _scatter(call: AtenCall) -> Lowered:
+    """scatter (src or value; reduce "add"), scatter_add and scatter_reduce("sum", include_self=True):
+    the `scatter` op; a constant src larger than index is cut to index's shape (PyTorch reads src[p] for the
+    positions p of index)."""
+    args = list(call.args) + [None] * 3
+    x, dim, index, src = args[0], int(args[1]) % len(call.input_shape()), args[2], args[3]
+    reduce = call.kwargs.get("reduce", args[4])
+    if call.base == "scatter_add":
+        reduce = "add"
+    elif call.base == "scatter_reduce":
+        include_self = call.kwargs.get("include_self", args[5] if args[5] is not None else True)
+        reduce = "add" if reduce == "sum" and include_self else f"{reduce} (include_self={include_self})"
+    if reduce not in (None, "add"):
+        raise call.unsupported("torch.scatter / scatter_add (reduce 'add' or 'sum' with include_self)")
+    idx_shape = tuple(call.fx.args[2].meta["val"].shape) if isinstance(index, str) else tuple(index.shape)  # type: ignore[union-attr]
+    if isinstance(src, (int, float)):
+        src = torch.tensor(float(src))
+    elif isinstance(src, torch.Tensor) and src.numel() != 1 and tuple(src.shape) != idx_shape:
+        src = src[tuple(slice(0, n) for n in idx_shape)]
+    return Lowered("scatter", [x, index, src], IndexAttrs(dim, "add" if reduce == "add" else "none"))
+
+
+def _remainder(call: AtenCall) -> list[Lowered]:
+    """remainder (Python's %, the divisor's sign) = a - floor(a / b) * b; fmod (the dividend's sign) =
+    a - trunc(a / b) * b: exact for integer operands below 2^24 (index arithmetic such as `i % W`); for
+    other floats the float32 steps, which may differ from PyTorch's result where a / b rounds across an
+    integer."""
+    a, b = call.args[0], call.args[1]
+    s = call.shape
+    steps = [Lowered("binary", [a, b], BinaryOpAttrs("div"), shape=s)]  # correctly rounded, as in _div_mode
+    if call.base == "remainder":
+        steps.append(Lowered("floor", [PREV], shape=s))
+    else:
+        steps = _truncated(call, None, steps)
+        steps[-1] = replace(steps[-1], shape=s)
+    n = len(steps)
+    return steps + [
+        Lowered("binary", [f"{call.fx.name}__{n - 1}", b], BinaryOpAttrs("mul"), shape=s),
+        Lowered("binary", [a, PREV], BinaryOpAttrs("sub")),
+    ]
+
+
 _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
     **dict.fromkeys(_IDENTITY, _identity),
     "as_strided": _as_strided,
@@ -1249,5 +1614,43 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
 }
 _UNSUPPORTED_HINTS = {
     "avg_pool1d": "avg_pool2d",
-    "cumsum": "none (no scans)",
+    "cummax": "none (no scans other than cumsum)",
+    "cummin": "none (no scans other than cumsum)",
 }
+_ATEN_HANDLERS.update(
+    {
+        "argmax": _arg_reduce,
+        "argmin": _arg_reduce,
+        "max": _max_min_dim,
+        "min": _max_min_dim,
+        "topk": _topk,
+        "sort": _topk,
+        "cumsum": _cumsum,
+        "gather": _gather,
+        "index_select": _index_select,
+        "embedding": _embedding,
+        "index": _index_or_take,
+        "_to_copy": _to_copy_cast,
+        "add": _add_alpha,
+        "sub": _add_alpha,
+        "sum": _float32_dtype(_reduce),
+        "mean": _float32_dtype(_mean),
+        "upsample_bicubic2d": _upsample,
+        "trunc": _trunc,
+        "ceil": _ceil,
+        "div": _div_mode,
+        "isnan": _isnan,
+        "clamp": _clamp_tensor,
+        "clamp_min": _clamp_tensor,
+        "clamp_max": _clamp_tensor,
+        "flip": _flip,
+        "repeat": _repeat,
+        "linalg_vector_norm": _vector_norm,
+        "copy": _copy,
+        "slice_scatter": _slice_scatter,
+        "index_put": _index_put,
+        **dict.fromkeys(("scatter", "scatter_add", "scatter_reduce"), _scatter),
+        **dict.fromkeys(("remainder", "fmod"), _remainder),
+    }
+)
+_UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"

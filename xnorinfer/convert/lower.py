@@ -28,6 +28,7 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    IndexAttrs,
     LayerNormAttrs,
     PadAttrs,
     PermuteAttrs,
@@ -652,9 +653,9 @@ def _affine(cx: Lowering, node: Node, shape: Shape) -> None:
         y = cx.emit_op(node, "binary", [v, k1], v.shape, {"op": "mul"})
         cx.general(node, "binary", [y, k2], v.axes, {"op": "add"}, bdim=cx.bdim.get(node.inputs[0], 0))
         return
-    v = cx.vals[node.inputs[0]]
-    # channels already last in a general layout (e.g. after a conv1d or a per-channel op moved them): as is
-    x = v if v.axes is not None and v.dtype == "f32" else cx.f32(node.inputs[0], node)
+    # A value the general handlers laid out with dim 1 last stays as it is (f32 would transpose it to
+    # PyTorch's order, where dim 1 is no longer last).
+    x = cx.plain(node.inputs[0], node) if cx.vals[node.inputs[0]].axes is not None else cx.f32(node.inputs[0], node)
     params = {"scale": _permuted(a.scale, x).astype(np.float32), "shift": _permuted(a.shift, x).astype(np.float32)}
     cx.emit(node, "affine", [x], shape, "f32", {}, params, like=x)
 
@@ -1170,6 +1171,120 @@ def _adaptive_pool(cx: Lowering, node: Node, shape: Shape) -> None:
     cx.emit(node, node.op, [x], shape, "f32", {"size": list(node.attrs_as(AdaptivePoolAttrs).size)})
 
 
+# --------------------------------------------------------------------------- index ops (index_ops.py)
+
+
+def _along_dim(cx: Lowering, node: Node, kind: str, attrs: dict[str, Any], keep: bool = True) -> None:
+    """arg_reduce / topk / cumsum along PyTorch dim `node.attrs.dim`: `axis` is its physical axis; the
+    output keeps the input's layout (without that dim when `keep` is false)."""
+    a = node.attrs_as(IndexAttrs)
+    x = node.inputs[0]
+    v = cx.plain(x, node)
+    assert v.axes is not None
+    b = cx.bdim.get(x, 0)
+    if keep:
+        axes = v.axes
+    else:
+        axes = tuple(t - (t > a.dim) for t in v.axes if t != a.dim)
+    bdim = None if b is None or b == a.dim else b - (0 if keep else int(b > a.dim))
+    cx.general(node, kind, [v], axes, {**attrs, "axis": v.axes.index(a.dim)}, bdim=bdim)
+
+
+def _arg_reduce(cx: Lowering, node: Node, shape: Shape) -> None:
+    a = node.attrs_as(IndexAttrs)
+    _along_dim(cx, node, "arg_reduce", {"op": a.op, "keepdims": a.keepdim}, keep=a.keepdim)
+
+
+def _topk(cx: Lowering, node: Node, shape: Shape) -> None:
+    a = node.attrs_as(IndexAttrs)
+    _along_dim(cx, node, "topk", {"k": a.k, "largest": a.largest, "output": a.op})
+
+
+def _cumsum(cx: Lowering, node: Node, shape: Shape) -> None:
+    _along_dim(cx, node, "cumsum", {})
+
+
+def _exact_constant(cx: Lowering, node: Node, value: str, axes: tuple[int, ...] | None = None) -> _Val:
+    """A constant operand as a `constant` op of its exact shape (an index tensor: no axis collapsed),
+    permuted to `axes`; a rank-0 one as shape (1,)."""
+    a = np.asarray(cx.model.consts[value], dtype=np.float64)
+    a = a.reshape(1) if a.ndim == 0 else a
+    if axes is not None:
+        a = np.transpose(a, axes)
+    v = cx.emit_op(node, "constant", [], a.shape, {}, {"value": np.ascontiguousarray(a, dtype=np.float32)})
+    v.axes = tuple(range(a.ndim)) if axes is None else axes
+    return v
+
+
+def _take(cx: Lowering, node: Node, shape: Shape) -> None:
+    """index_select / embedding / x[:, idx]: numpy.take along PyTorch dim `dim`. The index enters in
+    PyTorch order and its dims land where `dim` was; the table's other axes keep their layout."""
+    dim = node.attrs_as(IndexAttrs).dim
+    x, index = node.inputs
+    r = len(cx.model.shapes[index]) if not cx.model.is_const(index) else max(1, np.ndim(cx.model.consts[index]))
+    if cx.model.is_const(x):
+        v = _exact_constant(cx, node, x)
+        ib = cx.bdim.get(index, 0)
+        bdim = None if ib is None else dim + ib
+    else:
+        v = cx.plain(x, node)
+        b = cx.bdim.get(x, 0)
+        bdim = None if b is None or b == dim else b + (r - 1) * int(b > dim)
+    if cx.model.is_const(index):
+        i = _exact_constant(cx, node, index)
+    else:
+        i = cx.arranged(index, node, tuple(range(r)))
+        if not cx.model.is_const(x):
+            cx.need_per_image(node)  # both carry a batch: run image by image
+            bdim = None
+    assert v.axes is not None
+    ax = v.axes.index(dim)
+    moved = tuple(t + (r - 1) * int(t > dim) for t in v.axes)
+    axes = moved[:ax] + tuple(dim + j for j in range(r)) + moved[ax + 1 :]
+    cx.general(node, "take", [v, i], axes, {"axis": ax}, bdim=bdim)
+
+
+def _gather(cx: Lowering, node: Node, shape: Shape) -> None:
+    """torch.gather: the index in the input's layout (a constant permuted in numpy, its shape kept)."""
+    dim = node.attrs_as(IndexAttrs).dim
+    x, index = node.inputs
+    v = cx.plain(x, node)
+    assert v.axes is not None
+    if cx.model.is_const(index):
+        i = _exact_constant(cx, node, index, v.axes)
+    else:
+        i = cx.arranged(index, node, v.axes)
+    b = cx.bdim.get(x, 0)
+    cx.general(node, "gather", [v, i], v.axes, {"axis": v.axes.index(dim)}, bdim=None if b == dim else b)
+
+
+def _scatter(cx: Lowering, node: Node, shape: Shape) -> None:
+    """torch.scatter / scatter_add: index and src in the input's layout (constants permuted in numpy, their
+    shapes kept; a one-element src as is); a constant input (a zeros target) keeps PyTorch's order."""
+    a = node.attrs_as(IndexAttrs)
+    x, index, src = node.inputs
+    rank = len(cx.model.shapes[x])
+    if cx.model.is_const(x):
+        v = _exact_constant(cx, node, x)
+        bdim = None  # the target's batch is its own, fixed one
+    else:
+        v = cx.plain(x, node)
+        b = cx.bdim.get(x, 0)
+        bdim = None if b is None or b == a.dim else b
+    axes = v.axes
+    assert axes is not None
+    ins = [v]
+    for value in (index, src):
+        if not cx.model.is_const(value):
+            ins.append(cx.arranged(value, node, axes))
+        elif np.size(cx.model.consts[value]) == 1:
+            one = np.asarray(cx.model.consts[value], np.float32).reshape((1,) * rank)
+            ins.append(cx.emit_op(node, "constant", [], one.shape, {}, {"value": one}))
+        else:
+            ins.append(_exact_constant(cx, node, value, axes))
+    cx.general(node, "scatter", ins, axes, {"axis": axes.index(a.dim), "reduce": a.op}, bdim=bdim)
+
+
 HANDLERS: dict[str, Handler] = {
     "conv2d": _conv2d,
     "linear": _linear,
@@ -1209,3 +1324,13 @@ HANDLERS: dict[str, Handler] = {
     "resize": _resize,
     **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
 }
+HANDLERS.update(
+    {
+        "arg_reduce": _arg_reduce,
+        "topk": _topk,
+        "cumsum": _cumsum,
+        "take": _take,
+        "gather": _gather,
+        "scatter": _scatter,
+    }
+)

@@ -16,6 +16,7 @@ from xnorinfer.ops.elementwise_ops import ELEMENTWISE_OPS
 from xnorinfer.ops.float_ops import FLOAT_OPS
 from xnorinfer.ops.general_ops import GENERAL_OPS
 from xnorinfer.ops.image_ops import IMAGE_OPS
+from xnorinfer.ops.index_ops import INDEX_OPS
 from xnorinfer.ops.layout_ops import LAYOUT_OPS
 from xnorinfer.ops.schema import Attr, OpDef, Param
 from xnorinfer.ops.shape_ops import SHAPE_OPS
@@ -25,6 +26,7 @@ __all__ = ["OPS", "Attr", "OpDef", "Param", "op_def"]
 OPS: Mapping[str, OpDef] = {
     d.name: d for d in FLOAT_OPS + BINARY_OPS + LAYOUT_OPS + ELEMENTWISE_OPS + SHAPE_OPS + IMAGE_OPS + GENERAL_OPS
 }
+OPS = {**OPS, **{d.name: d for d in INDEX_OPS}}  # the index ops (index_ops.py)
 
 
 def op_def(kind: str) -> OpDef:

@@ -152,13 +152,14 @@ CONV_TRANSPOSE2D = OpDef(
 
 # resize
 
-RESIZE_MODES = ("nearest", "nearest_exact", "bilinear")
+RESIZE_MODES = ("nearest", "nearest_exact", "bilinear", "bicubic")
+_ALIGNABLE = ("bilinear", "bicubic")  # the modes that take align_corners
 
 
 def _resize_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
     n, _, _, c = _four_d(op, shapes)
-    if op.attrs.get("align_corners", False) and op.attrs["mode"] != "bilinear":
-        raise ValueError(f"op {op.name} (resize): align_corners is for bilinear only")
+    if op.attrs.get("align_corners", False) and op.attrs["mode"] not in _ALIGNABLE:
+        raise ValueError(f"op {op.name} (resize): align_corners is for bilinear and bicubic only")
     for key in ("scale_h", "scale_w"):
         if key in op.attrs and not op.attrs[key] > 0:
             raise ValueError(f"op {op.name} (resize): {key} must be positive")
@@ -167,7 +168,7 @@ def _resize_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
 
 def _step(op: ir.Op, size_in: int, size_out: int, key: str) -> np.float32:
     """PyTorch's source step per output index, in float32 as its kernels compute it."""
-    if op.attrs["mode"] == "bilinear" and op.attrs.get("align_corners", False):
+    if op.attrs["mode"] in _ALIGNABLE and op.attrs.get("align_corners", False):
         return np.float32(size_in - 1) / np.float32(size_out - 1) if size_out > 1 else np.float32(0)
     if key in op.attrs:
         return np.float32(1.0 / float(op.attrs[key]))
@@ -199,10 +200,31 @@ def _linear_weights(op: ir.Op, size_in: int, size_out: int, key: str) -> tuple[n
     return i0, np.minimum(i0 + 1, size_in - 1), lam
 
 
+def _cubic_weights(op: ir.Op, size_in: int, size_out: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (out, 4), weights (out, 4)): upsample_bicubic2d's taps (Keys' kernel, A = -0.75), float64."""
+    a = -0.75
+    dst = np.arange(size_out, dtype=np.float64)
+    scale = float(_step(op, size_in, size_out, key))
+    src = scale * dst if op.attrs.get("align_corners", False) else scale * (dst + 0.5) - 0.5
+    i0 = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
+    t = np.clip(src - i0, 0.0, 1.0)
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)  # distances to the four taps
+    near = ((a + 2) * d - (a + 3)) * d * d + 1  # |d| <= 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a  # 1 < |d| < 2
+    weights = np.where(d <= 1, near, far)
+    idx = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, size_in - 1)
+    return idx, weights
+
+
 def _resize_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     x = ins[0]
     _, h, w, _ = x.shape
     oh, ow = _size(op)
+    if op.attrs["mode"] == "bicubic":
+        yi, yw = _cubic_weights(op, h, oh, "scale_h")
+        xi, xw = _cubic_weights(op, w, ow, "scale_w")
+        t = (x[:, yi] * yw[None, :, :, None, None]).sum(axis=2)  # (n, oh, w, c)
+        return (t[:, :, xi] * xw[None, None, :, :, None]).sum(axis=3)
     if op.attrs["mode"] != "bilinear":
         return x[:, _nearest_index(op, h, oh, "scale_h")][:, :, _nearest_index(op, w, ow, "scale_w")]
     y0, y1, ly = _linear_weights(op, h, oh, "scale_h")
@@ -218,6 +240,8 @@ def _resize_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
 
     a = op.attrs
     scales = (a.get("scale_h"), a.get("scale_w"))
+    if a["mode"] == "bicubic":
+        return torch.ops.aten.upsample_bicubic2d(ins[0], list(a["size"]), bool(a.get("align_corners", False)), *scales)
     if a["mode"] == "bilinear":
         return torch.ops.aten.upsample_bilinear2d(ins[0], list(a["size"]), bool(a.get("align_corners", False)), *scales)
     fn = torch.ops.aten.upsample_nearest2d if a["mode"] == "nearest" else torch.ops.aten._upsample_nearest_exact2d

@@ -1,7 +1,9 @@
 // resize: NHWC float upsampling / downsampling to a fixed (OH, OW), as PyTorch's upsample kernels
 // compute it (float32 index arithmetic): "nearest" (legacy: src = min(floor(dst * scale), in - 1)),
 // "nearest_exact" (src = min(floor((dst + 0.5) * scale), in - 1)) and "bilinear" (with or without
-// align_corners). scale is in / out, or 1 / scale_h (scale_w) when the model gave a scale factor.
+// align_corners) and "bicubic" (upsample_bicubic2d: A = -0.75, four taps per axis clamped to the
+// edge, with or without align_corners; the taps summed along W, then along H, in float as PyTorch's
+// generic kernel). scale is in / out, or 1 / scale_h (scale_w) when the model gave a scale factor.
 // Compiled once with the baseline flags: every ISA path and thread count gives the same bits.
 #include <algorithm>
 #include <cmath>
@@ -20,7 +22,9 @@ constexpr AttrSchema kAttrs[] = {{"size", AttrType::kInts, true},
                                  {"scale_h", AttrType::kFloat, false},
                                  {"scale_w", AttrType::kFloat, false}};
 
-enum class Mode { kNearest, kNearestExact, kBilinear };
+enum class Mode { kNearest, kNearestExact, kBilinear, kBicubic };
+
+constexpr float kCubicA = -0.75f;  // PyTorch's upsample_bicubic2d coefficient
 
 class ResizeNode final : public Node {
  public:
@@ -38,7 +42,7 @@ class ResizeNode final : public Node {
   }
   // PyTorch's compute_scales_value / area_pixel_compute_scale, in float.
   float step(int64_t in, int64_t out, double given) const {
-    if (mode_ == Mode::kBilinear && align_) {
+    if ((mode_ == Mode::kBilinear || mode_ == Mode::kBicubic) && align_) {
       return out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
     }
     return given > 0.0 ? static_cast<float>(1.0 / given) : static_cast<float>(in) / static_cast<float>(out);
@@ -66,6 +70,21 @@ class ResizeNode final : public Node {
     i1 = i0 + (i0 < in - 1 ? 1 : 0);
     l0 = 1.0f - l1;
   }
+  // The four source indices (clamped to [0, in - 1]) and weights of output `dst` along one axis:
+  // PyTorch's area_pixel_compute_source_index (cubic: no clamp at 0), guard_index_and_lambda and
+  // get_cubic_upsample_coefficients, in float.
+  void cubic(int64_t dst, int64_t in, float scale, int64_t* idx, float* w) const {
+    const float src = align_ ? scale * static_cast<float>(dst) : scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+    const int64_t i0 = std::min(static_cast<int64_t>(std::floor(src)), in - 1);
+    const float t = std::min(std::max(src - static_cast<float>(i0), 0.0f), 1.0f);
+    const auto near = [](float v) { return ((kCubicA + 2.0f) * v - (kCubicA + 3.0f)) * v * v + 1.0f; };
+    const auto far = [](float v) { return ((kCubicA * v - 5.0f * kCubicA) * v + 8.0f * kCubicA) * v - 4.0f * kCubicA; };
+    w[0] = far(t + 1.0f);
+    w[1] = near(t);
+    w[2] = near(1.0f - t);
+    w[3] = far(1.0f - t + 1.0f);
+    for (int j = 0; j < 4; ++j) idx[j] = std::max<int64_t>(std::min<int64_t>(i0 + j - 1, in - 1), 0);
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape& os) const override {
     const float* x = static_cast<const float*>(in[0]);
@@ -77,11 +96,31 @@ class ResizeNode final : public Node {
         const int64_t img = static_cast<int64_t>(r) / oh, oy = static_cast<int64_t>(r) % oh;
         const float* image = x + img * ih * iw * c;
         float* dst = y + static_cast<int64_t>(r) * ow * c;
-        if (mode_ != Mode::kBilinear) {
+        if (mode_ == Mode::kNearest || mode_ == Mode::kNearestExact) {
           const float* row = image + nearest(oy, ih, oh, fh) * iw * c;
           for (int64_t ox = 0; ox < ow; ++ox) {
             const float* src = row + nearest(ox, iw, ow, fw) * c;
             std::copy(src, src + c, dst + ox * c);
+          }
+          continue;
+        }
+        if (mode_ == Mode::kBicubic) {
+          int64_t ys[4], xs[4];
+          float wy[4], wx[4];
+          cubic(oy, ih, fh, ys, wy);
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            cubic(ox, iw, fw, xs, wx);
+            float* d = dst + ox * c;
+            for (int64_t k = 0; k < c; ++k) {
+              float acc = 0.0f;
+              for (int j = 0; j < 4; ++j) {
+                const float* row = image + ys[j] * iw * c + k;
+                const float t =
+                    row[xs[0] * c] * wx[0] + row[xs[1] * c] * wx[1] + row[xs[2] * c] * wx[2] + row[xs[3] * c] * wx[3];
+                acc = j == 0 ? t * wy[0] : acc + t * wy[j];
+              }
+              d[k] = acc;
+            }
           }
           continue;
         }
@@ -124,11 +163,14 @@ std::unique_ptr<Node> make_resize(const OpArgs& a) {
     mode = Mode::kNearestExact;
   } else if (m == "bilinear") {
     mode = Mode::kBilinear;
+  } else if (m == "bicubic") {
+    mode = Mode::kBicubic;
   } else {
-    a.fail("mode must be nearest, nearest_exact or bilinear, got '" + m + "'");
+    a.fail("mode must be nearest, nearest_exact, bilinear or bicubic, got '" + m + "'");
   }
   const bool align = a.boolean("align_corners", false);
-  if (align && mode != Mode::kBilinear) a.fail("align_corners is for bilinear only");
+  if (align && mode != Mode::kBilinear && mode != Mode::kBicubic)
+    a.fail("align_corners is for bilinear and bicubic only");
   double scales[2] = {0.0, 0.0};
   const char* names[2] = {"scale_h", "scale_w"};
   for (int i = 0; i < 2; ++i) {
