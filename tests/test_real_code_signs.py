@@ -87,6 +87,22 @@ class TwiceCompareMinusOne(nn.Module):
         return 2 * (x >= 0).float() - 1
 
 
+class MaskedAssignSign(nn.Module):
+    """In-place masked STE forward: `out = x.clone(); out[x >= 0] = 1; out[x < 0] = -1` (or onto zeros_like,
+    with > / <=), exported as index_put with computed bool masks."""
+
+    def __init__(self, op: str = "ge", base: str = "clone") -> None:
+        super().__init__()
+        self.op, self.base = op, base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone() if self.base == "clone" else torch.zeros_like(x)
+        pos, neg = (x >= 0, x < 0) if self.op == "ge" else (x > 0, x <= 0)
+        out[pos] = 1.0
+        out[neg] = -1.0
+        return out
+
+
 class BitorchSign(nn.Module):
     """bitorch's sign: torch.sign, then 0 mapped to `zero_to` with torch.where (a 0-d tensor constant)."""
 
@@ -126,8 +142,21 @@ def inputs_hitting_zero_and_thresholds(n: int = 8) -> torch.Tensor:
         (BitorchSign(), "+1"),
         (BitorchSign(-1.0), "-1"),
         (BitorchSign(shift=True), "+1"),
+        (MaskedAssignSign(), "+1"),
+        (MaskedAssignSign("gt", "zeros"), "-1"),
     ],
-    ids=["ge-lt", "gt-le", "ge-lt-shifted", "gt-le-shifted", "2cmp-1", "bitorch", "bitorch-minus", "bitorch-shifted"],
+    ids=[
+        "ge-lt",
+        "gt-le",
+        "ge-lt-shifted",
+        "gt-le-shifted",
+        "2cmp-1",
+        "bitorch",
+        "bitorch-minus",
+        "bitorch-shifted",
+        "masked-assign",
+        "masked-assign-zeros",
+    ],
 )
 def test_comparison_sign_forms_are_one_sign_with_the_right_zero(module: nn.Module, zero: str, tmp_path) -> None:
     x = inputs_hitting_zero_and_thresholds()

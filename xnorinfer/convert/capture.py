@@ -1508,7 +1508,17 @@ def _index_put(call: AtenCall) -> LoweredCall:
     x, indices, values = call.args[0], list(call.args[1]), call.args[2]
     accumulate = bool(call.args[3] if len(call.args) > 3 else call.kwargs.get("accumulate", False))
     held = [i for i, v in enumerate(indices) if v is not None]
-    hint = "y[:, idx] = c with one constant integer index and a constant scalar c"
+    hint = "y[:, idx] = c with one constant integer index and a constant scalar c, or y[mask] = c"
+    mask_node = call.fx.args[1][0] if held == [0] else None  # type: ignore[index]
+    if (  # y[mask] = c with a computed bool mask of y's shape (in-place masked STEs): where(mask, c, y)
+        isinstance(mask_node, torch.fx.Node)
+        and mask_node.meta["val"].dtype == torch.bool
+        and tuple(mask_node.meta["val"].shape) == call.input_shape()
+        and not accumulate
+        and isinstance(values, torch.Tensor)
+        and values.numel() == 1
+    ):
+        return Lowered("where", [indices[0], values.reshape(()).float(), x])
     if accumulate or len(held) != 1 or not isinstance(values, torch.Tensor) or values.numel() != 1:
         raise call.unsupported(hint)
     d, idx = held[0], indices[held[0]]
