@@ -4,6 +4,7 @@
 
 #include "microkernels/bconv2d_microkernel.h"
 #include "microkernels/bmaxpool.h"
+#include "microkernels/bwconv.h"
 #include "microkernels/dwconv.h"
 #include "microkernels/elementwise.h"
 #include "microkernels/float_kernels.h"
@@ -14,6 +15,7 @@ namespace xnor {
 struct BinaryKernels {
   BgemmTileFn bgemm_tile;
   BinaryMaxPoolFn binary_maxpool;
+  BwconvRowFn bwconv_row;
 };
 
 // Throws std::runtime_error when the CPU cannot run `isa`.

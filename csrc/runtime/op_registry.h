@@ -86,6 +86,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(binary) \
   X(blinear) \
   X(bmaxpool2d) \
+  X(bwconv2d) \
+  X(bwlinear) \
   X(compare) \
   X(concat) \
   X(constant) \
