@@ -37,6 +37,7 @@ from xnorinfer.convert.attrs import (
     ResizeAttrs,
     SliceAttrs,
     UnaryAttrs,
+    WeightPlaneAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, collapse_uniform
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
@@ -545,6 +546,33 @@ def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         m, b = fold.affine(a.chain, a.alpha)
         params.update(multiplier=m, bias=b)
         cx.emit(node, node.op, [x], shape, "f32", attrs, params)
+
+
+def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
+    """bwconv2d / bwlinear: sign bits packed as bconv2d / blinear, a non-zero mask when a weight is 0."""
+    x = cx.f32(node.inputs[0], node)
+    a = node.attrs_as(WeightPlaneAttrs)
+    t = a.ternary
+    attrs: dict[str, Any]
+    if node.op == "bwconv2d":
+        if x.as_4d:
+            raise cx.unsupported(node)  # (a conv of a pooled (N, C, 1, 1) vector)
+        attrs = {"stride": list(a.stride), "padding": list(a.padding), "in_channels": int(t.shape[1])}
+        pack = pack_conv_weight
+    else:
+        t = t if x.perm is None else t[:, x.perm]
+        attrs = {"in_features": int(t.shape[1])}
+        pack = pack_linear_weight
+    params = {
+        "weight": pack(np.where(t < 0, -1, 1)),
+        "scale_pos": a.scale_pos.astype(np.float32),
+        "scale_neg": a.scale_neg.astype(np.float32),
+    }
+    if np.any(t == 0):
+        params["mask"] = pack(np.where(t != 0, -1, 1))  # (pack sets a bit for -1)
+    if len(node.inputs) > 1:
+        params["bias"] = cx.const(node, 1).astype(np.float32)
+    cx.emit(node, node.op, [x], shape, "f32", attrs, params)
 
 
 def _check_per_channel(cx: Lowering, node: Node, values: np.ndarray) -> None:
@@ -1142,4 +1170,6 @@ HANDLERS: dict[str, Handler] = {
     "conv_transpose2d": _conv_transpose2d,
     "resize": _resize,
     **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
+    "bwconv2d": _weight_plane_layer,
+    "bwlinear": _weight_plane_layer,
 }

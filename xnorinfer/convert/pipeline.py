@@ -64,7 +64,7 @@ def convert(
         raise ConversionError(f"{output}: is the input model itself; write the .xbin to another path")
     ep, live, sha = capture_model(model_or_path, example_inputs, trust_pickle=trust_pickle)
     model = capture.to_model(ep)
-    model = patterns.recognise(model, binarize)
+    model = patterns.recognise(model, binarize, force)
     graph = lower(model)
     describe(graph, model, sha, metadata)
     if verify:
@@ -151,6 +151,7 @@ def describe(graph: ir.Graph, model: Model, sha: str | None, metadata: dict[str,
             "float_layers": model.metadata.get("float_layers", {}),
             "binarized": model.metadata.get("binarized", {}),
             "binary_warnings": model.metadata.get("binary_warnings", {}),
+            "weight_plane_layers": model.metadata.get("weight_plane_layers", {}),
         }
     )
     _sign_summary(model, graph)
