@@ -766,7 +766,7 @@ def _sign_pad(model: Model, conv: Node) -> tuple[str, tuple[int, int], Literal["
 # Real-valued latent weights (continuous, no zeros) are not multi-level and stay declarable.
 BINARIZE_MAX_ERROR = 0.1
 MAX_LEVELS = 16  # a row with at most this many distinct values (and at most half its length) is multi-level
-ZERO_SHARE = 0.01  # more than this share of exact zeros: ternary / pruned weights
+ZERO_SHARE = 0.25  # more exact zeros than this share: ternary or pruned (latent weights may hold a few)
 
 
 def _ternary(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
