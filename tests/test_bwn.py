@@ -27,9 +27,11 @@ def planes(t: np.ndarray) -> dict[str, np.ndarray]:
     return p
 
 
-def run_all(kind: str, attrs: dict, params: dict, x: np.ndarray) -> np.ndarray:
-    """The op on every ISA path x {1 thread, 2 threads}: the bytes must agree; returns one result."""
-    outs = [_core.run_op(kind, attrs, params, [x], isa=isa, pool=pool) for isa in ISAS for pool in POOLS]
+def run_all(kind: str, attrs: dict, params: dict, x: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """The op on every ISA path x {1 thread, 2 threads}: the bytes must agree; returns one result.
+    `channels`: the real channel count of a packed bits input."""
+    ch = None if channels is None else [channels]
+    outs = [_core.run_op(kind, attrs, params, [x], isa=isa, pool=pool, channels=ch) for isa in ISAS for pool in POOLS]
     for o in outs[1:]:
         assert o.tobytes() == outs[0].tobytes()
     return outs[0]

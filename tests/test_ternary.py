@@ -10,9 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import ISAS
-from test_bwn import U, check_conv, planes, randomise_bn, run_all
+from test_bwn import U, check_conv, planes, randomise_bn, run_all, torch_conv64
 
 import xnorinfer
+from xnorinfer import _core
+from xnorinfer.bits import pack_last
 from xnorinfer.convert import ConversionError, convert
 from xnorinfer.convert.report import format_table
 
@@ -49,6 +51,49 @@ def test_ternary_linear_on_pm1_input_is_exact(rng):
     np.testing.assert_array_equal(got, want)
     w = np.where(t > 0, wp[:, None], np.where(t < 0, -wn[:, None], 0)).astype(np.float64)
     assert np.all(np.abs(got - (x @ w.T + bias)) <= (f + 2) * U * (np.abs(x) @ np.abs(w).T + np.abs(bias)))
+
+
+@pytest.mark.parametrize(
+    "o, i, k, stride, padding, hw",
+    [(16, 3, 3, (1, 1), (1, 1), (6, 7)), (70, 130, 3, (2, 1), (1, 2), (5, 6)), (9, 64, 1, (1, 1), (0, 0), (3, 2))],
+)
+def test_tbconv2d_on_bits_every_path_exact(rng, o, i, k, stride, padding, hw):
+    """Ternary weights on packed ±1 inputs: the integer sums P, N against numpy int64, then the two fmas
+    (float64 of float32 operands and integers below 2^24: the product is exact, one rounding per fma);
+    the same bytes as bwconv2d on the unpacked ±1.0 input."""
+    t = rng.integers(-1, 2, (o, k, k, i))
+    wp = (rng.random(o) + 0.1).astype(np.float32)
+    wn = (rng.random(o) + 0.1).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    s = np.where(rng.random((2, *hw, i)) < 0.5, -1, 1)
+    params = {"weight": pack_last(t < 0), "mask": pack_last(t != 0), "scale_pos": wp, "scale_neg": wn, "bias": bias}
+    attrs = {"stride": list(stride), "padding": list(padding), "in_channels": i}
+    got = run_all("tbconv2d", attrs, params, pack_last(s < 0), i)
+    p = torch_conv64(s, (t > 0).astype(np.float64), np.zeros(o), stride, padding)  # exact small integers
+    n = torch_conv64(s, (t < 0).astype(np.float64), np.zeros(o), stride, padding)
+    inner = (-wn.astype(np.float64) * n + bias).astype(np.float32).astype(np.float64)
+    want = (wp.astype(np.float64) * p + inner).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    same = run_all("bwconv2d", attrs, params, s.astype(np.float32))
+    assert same.tobytes() == got.tobytes()
+
+
+def test_tblinear_on_bits_and_load_checks(rng):
+    o, f = 20, 200
+    t = rng.integers(-1, 2, (o, f))
+    one = np.ones(o, np.float32)
+    s = np.where(rng.random((3, f)) < 0.5, -1, 1)
+    params = {"weight": pack_last(t < 0), "mask": pack_last(t != 0), "scale_pos": one, "scale_neg": one}
+    got = run_all("tblinear", {"in_features": f}, params, pack_last(s < 0), f)
+    np.testing.assert_array_equal(got, (s @ t.T).astype(np.float32))
+    with pytest.raises(ValueError, match="mask"):
+        _core.run_op(
+            "tblinear",
+            {"in_features": f},
+            {**params, "mask": params["mask"] & np.uint64(0)},
+            [pack_last(s < 0)],
+            channels=[f],
+        )
 
 
 # --------------------------------------------------------------------------- models
@@ -112,9 +157,10 @@ def test_ttq_model_converts_to_ternary_layers(tmp_path):
     path = tmp_path / "ttq.xbin"
     graph = convert(model, (x[:1],), calib=x.numpy(), output=path)
     kinds = [op.kind for op in graph.ops]
-    assert kinds.count("bwconv2d") == 2 and kinds.count("bwlinear") == 1
-    assert "conv2d" not in kinds and "linear" not in kinds
-    assert all("mask" in op.params for op in graph.ops if op.kind.startswith("bw"))
+    # c1 reads the image (float), c2 a sign (bits: popcounts), fc a relu (float)
+    assert [k for k in kinds if k[:2] in ("bw", "tb")] == ["bwconv2d", "tbconv2d", "bwlinear"]
+    assert "conv2d" not in kinds and "linear" not in kinds and "unpack" not in kinds
+    assert all("mask" in op.params for op in graph.ops if op.kind[:2] in ("bw", "tb"))
     report = format_table(graph)
     for layer in ("c1", "c2", "fc"):
         assert f"ternary: {layer}: ternary weights {{-Wn, 0, +Wp}}" in report
@@ -145,7 +191,7 @@ def test_binarize_refuses_ternary_weights_unless_forced():
     model = SignThenConv(t * 0.5).eval()
     x = torch.randn(2, 4, 6, 6)
     plain = convert(model, (x,))  # without --binarize: exact, a ternary layer
-    assert [op.kind for op in plain.ops if op.kind.startswith("b")] == ["bwconv2d"]
+    assert [op.kind for op in plain.ops if op.kind.startswith(("b", "t"))] == ["tbconv2d"]
     with pytest.raises(
         ConversionError, match=r"conv: --binarize.*ternary.*relative weight error 0\.\d+ > 0\.1.*--force"
     ):

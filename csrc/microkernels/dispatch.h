@@ -9,6 +9,7 @@
 #include "microkernels/elementwise.h"
 #include "microkernels/float_kernels.h"
 #include "microkernels/isa.h"
+#include "microkernels/tbconv.h"
 
 namespace xnor {
 
@@ -16,6 +17,7 @@ struct BinaryKernels {
   BgemmTileFn bgemm_tile;
   BinaryMaxPoolFn binary_maxpool;
   BwconvRowFn bwconv_row;
+  TbconvRowFn tbconv_row;
 };
 
 // Throws std::runtime_error when the CPU cannot run `isa`.

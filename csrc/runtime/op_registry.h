@@ -129,6 +129,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(softmax) \
   X(sqrt) \
   X(tanh) \
+  X(tbconv2d) \
+  X(tblinear) \
   X(transpose) \
   X(unpack) \
   X(where)

@@ -549,12 +549,14 @@ def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
 
 
 def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
-    """bwconv2d / bwlinear: sign bits packed as bconv2d / blinear, a non-zero mask when a weight is 0."""
-    x = cx.f32(node.inputs[0], node)
+    """bwconv2d / bwlinear (float input), tbconv2d / tblinear (bits input): sign bits packed as bconv2d /
+    blinear, a non-zero mask when a weight is 0 (always for tb*)."""
+    on_bits = node.op in ("tbconv2d", "tblinear")
+    x = cx.bits(node.inputs[0], node) if on_bits else cx.f32(node.inputs[0], node)
     a = node.attrs_as(WeightPlaneAttrs)
     t = a.ternary
     attrs: dict[str, Any]
-    if node.op == "bwconv2d":
+    if node.op in ("bwconv2d", "tbconv2d"):
         if x.as_4d:
             raise cx.unsupported(node)  # (a conv of a pooled (N, C, 1, 1) vector)
         attrs = {"stride": list(a.stride), "padding": list(a.padding), "in_channels": int(t.shape[1])}
@@ -568,7 +570,7 @@ def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         "scale_pos": a.scale_pos.astype(np.float32),
         "scale_neg": a.scale_neg.astype(np.float32),
     }
-    if np.any(t == 0):
+    if on_bits or np.any(t == 0):
         params["mask"] = pack(np.where(t != 0, -1, 1))  # (pack sets a bit for -1)
     if len(node.inputs) > 1:
         params["bias"] = cx.const(node, 1).astype(np.float32)
@@ -1172,4 +1174,6 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
     "bwconv2d": _weight_plane_layer,
     "bwlinear": _weight_plane_layer,
+    "tbconv2d": _weight_plane_layer,
+    "tblinear": _weight_plane_layer,
 }

@@ -839,6 +839,7 @@ def _weight_plane_layer(
         if rounded:
             how += f" up to float32 rounding (within {WEIGHT_ULPS} ULPs; alpha = mean |W|)"
     elif declared_by:
+        tern = None  # (binarized: the binary-weight kernel)
         wp = wn = np.abs(flat).mean(axis=1).astype(np.float64)
         t = np.where(w < 0, -1, 1).astype(np.int8)
         q = wp.reshape((-1,) + (1,) * (w.ndim - 1)) * t
@@ -864,7 +865,10 @@ def _weight_plane_layer(
         stride=conv.stride if conv else (1, 1),
         padding=conv.padding if conv else (0, 0),
     )
-    new = Node("bwconv2d" if conv else "bwlinear", [node.inputs[0], *node.inputs[2:3]], "", attrs, node.path)
+    # Ternary weights on a binary input: AND + popcount sums (tbconv2d / tblinear); otherwise float input.
+    kind = ("tbconv2d" if conv else "tblinear") if tern is not None and is_bits(model, node.inputs[0]) else None
+    kind = kind or ("bwconv2d" if conv else "bwlinear")
+    new = Node(kind, [node.inputs[0], *node.inputs[2:3]], "", attrs, node.path)
     new.where = node.where
     _replace(model, node, new)
     model.metadata.setdefault("float_layers", {}).pop(key, None)
@@ -888,7 +892,7 @@ def _check_patterns_matched(model: Model, binarize: Sequence[str], matched: set[
         raise ConversionError(f"--binarize pattern {pat!r} matches no conv/linear layer that can be binary{detail}")
 
 
-LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", "bwconv2d", "bwlinear")
+LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", "bwconv2d", "bwlinear", "tbconv2d", "tblinear")
 
 
 def _warn(model: Model, layer: str, message: str) -> None:

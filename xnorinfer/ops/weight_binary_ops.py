@@ -1,4 +1,5 @@
-"""Binary-weight (BWN) and ternary-weight (TTQ) layers on float activations: `bwconv2d`, `bwlinear`.
+"""Binary-weight (BWN) and ternary-weight (TTQ) layers: `bwconv2d`, `bwlinear` on float activations,
+`tbconv2d`, `tblinear` (ternary weights) on packed binary activations.
 
 Each weight is +, - or 0. The weights are stored as bconv2d / blinear store them (sign bits per
 output channel, bit 1 = -, packed 64 a word along the input channels) plus an optional non-zero
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def ternary_weight(op: ir.Op) -> np.ndarray:
     """The weights as int8 {-1, 0, +1}, (O, KH, KW, I) or (O, F)."""
-    width = int(op.attrs["in_channels"] if op.kind == "bwconv2d" else op.attrs["in_features"])
+    width = int(op.attrs["in_channels"] if "in_channels" in op.attrs else op.attrs["in_features"])
     neg = unpack_last(op.params["weight"], width)
     live = unpack_last(op.params["mask"], width) if "mask" in op.params else np.ones_like(neg)
     return np.where(live, np.where(neg, -1, 1), 0).astype(np.int8)
@@ -65,7 +66,7 @@ def _bw_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     import torch.nn.functional as F
 
     w = p["weight"]
-    if op.kind == "bwconv2d":
+    if "in_channels" in op.attrs:
         y = F.conv2d(ins[0], w, None, op.attrs["stride"], op.attrs["padding"])
     else:
         y = F.linear(ins[0], w)
@@ -127,4 +128,45 @@ BWLINEAR = OpDef(
     torch_param=_bw_torch_param,
 )
 
-WEIGHT_BINARY_OPS: tuple[OpDef, ...] = (BWCONV2D, BWLINEAR)
+
+# Ternary weights on binary activations: the same parameters (the mask required), bits in, f32 out.
+# The reference sums the ±1 inputs exactly (float64 of small integers); so does the engine (popcounts).
+
+
+def _pm1_input(op: ir.Op, x: np.ndarray, tensors: list[ir.Tensor]) -> np.ndarray:
+    return np.where(unpack_last(x, tensors[0].shape[-1]), -1.0, 1.0)
+
+
+T_PARAMS = {**WEIGHT_PARAMS, "mask": Param("uint64")}
+
+TBCONV2D = OpDef(
+    "tbconv2d",
+    "bits NHWC -> f32 NHWC: convolution with ternary ({-Wn, 0, +Wp}) weights, AND + popcount sums",
+    "bits",
+    lambda attrs: "f32",
+    lambda op, s: window_shape(op, s, op.params["weight"].shape[0]),
+    lambda op, ins, t: _bwconv2d_ref(op, [_pm1_input(op, ins[0], t)], t),
+    _bw_torch,
+    attrs=BWCONV2D.attrs,
+    params=T_PARAMS,
+    domain="binary",
+    cost=_bw_cost,
+    torch_param=_bw_torch_param,
+)
+
+TBLINEAR = OpDef(
+    "tblinear",
+    "bits (N, F) -> f32 (N, O): dense layer with ternary ({-Wn, 0, +Wp}) weights, AND + popcount sums",
+    "bits",
+    lambda attrs: "f32",
+    lambda op, s: (s[0][0], op.params["weight"].shape[0]),
+    lambda op, ins, t: _bwlinear_ref(op, [_pm1_input(op, ins[0], t)], t),
+    _bw_torch,
+    attrs=BWLINEAR.attrs,
+    params=T_PARAMS,
+    domain="binary",
+    cost=_bw_cost,
+    torch_param=_bw_torch_param,
+)
+
+WEIGHT_BINARY_OPS: tuple[OpDef, ...] = (BWCONV2D, BWLINEAR, TBCONV2D, TBLINEAR)
