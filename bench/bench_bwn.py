@@ -5,7 +5,8 @@ Run:  .venv/bin/python bench/bench_bwn.py [--isa avx512] [--repeat 200]
 
 Prints a markdown table of median milliseconds (interleaved rounds, so a busy neighbour slows every
 column alike). bwconv2d reads float32 NHWC and writes float32; bconv2d reads packed bits and writes
-float32 (multiplier * s + bias); torch runs float32 NCHW with torch.set_num_threads(1).
+float32 (multiplier * s + bias); tbconv2d (ternary weights) reads packed bits and writes float32;
+torch runs float32 NCHW with torch.set_num_threads(1).
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ def bench(shape: tuple[int, int, int, int], isa: str, repeat: int) -> dict[str, 
         {"weight": pack_last(s < 0), "multiplier": one, "bias": one},
         [c],
     )
+    tb = _core.PreparedOp(
+        "tbconv2d",
+        {**conv, "in_channels": c},
+        {"weight": pack_last(t < 0), "mask": pack_last(t != 0), "scale_pos": one, "scale_neg": one},
+        [c],
+    )
     xb = pack_last(x < 0)
+    out_t = tb.run([xb], isa=isa)
     outs = {k: op.run([xb if k == "bconv2d" else x], isa=isa) for k, op in (("bwn", bwn), ("ttq", ttq))}
     out_b = bconv.run([xb], isa=isa)
     out_f = fconv.run([x], isa=isa)
@@ -71,6 +79,7 @@ def bench(shape: tuple[int, int, int, int], isa: str, repeat: int) -> dict[str, 
         "conv2d (ours, float)": lambda: fconv.run([x], out=out_f, isa=isa),
         "torch conv2d float32": lambda: F.conv2d(xt, wt, None, 1, 1),
         "bconv2d (bits in)": lambda: bconv.run([xb], out=out_b, isa=isa),
+        "tbconv2d (bits in, ternary)": lambda: tb.run([xb], out=out_t, isa=isa),
     }
     return median_ms(fns, repeat)
 
