@@ -248,3 +248,28 @@ def test_binarize_pattern_matching_nothing_is_an_error(tmp_path, capsys):
     assert rc != 0
     assert "'nope*' matches no conv/linear layer" in capsys.readouterr().err
     assert not (tmp_path / "s.xbin").exists()
+
+
+def test_alpha_after_the_conv_joins_the_scales(tmp_path):
+    """xnorinfer.nn's BinaryConv2d(weight_scale='mean') computes conv(x, sign W) * alpha: the multiply
+    becomes the layer's scale_pos / scale_neg (no separate op)."""
+    from xnorinfer.nn import BinaryConv2d, BinaryLinear
+
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        BinaryConv2d(3, 8, 3, padding=1, input_quantizer=None, weight_scale="mean"),
+        nn.Flatten(),
+        BinaryLinear(8 * 6 * 6, 5, input_quantizer=None, weight_scale="mean"),
+    ).eval()
+    x = torch.randn(8, 3, 6, 6)
+    path = tmp_path / "alpha.xbin"
+    graph = convert(model, (x[:1],), calib=x.numpy(), output=path)
+    assert [op.kind for op in graph.ops] == ["bwconv2d", "flatten", "bwlinear"]
+    alpha = model[0].weight.abs().mean(dim=(1, 2, 3)).detach().numpy()
+    np.testing.assert_allclose(graph.ops[0].params["scale_pos"], alpha, rtol=1e-6)
+    import xnorinfer
+
+    got = np.asarray(xnorinfer.load(path).run(x.numpy()))
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))

@@ -892,7 +892,8 @@ def _check_patterns_matched(model: Model, binarize: Sequence[str], matched: set[
         raise ConversionError(f"--binarize pattern {pat!r} matches no conv/linear layer that can be binary{detail}")
 
 
-LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", "bwconv2d", "bwlinear", "tbconv2d", "tblinear")
+WEIGHT_PLANE_OPS = ("bwconv2d", "bwlinear", "tbconv2d", "tblinear")
+LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", *WEIGHT_PLANE_OPS)
 
 
 def _warn(model: Model, layer: str, message: str) -> None:
@@ -1114,6 +1115,25 @@ class WeightPlanes:
         return model, changed
 
 
+class ScaleIntoWeightPlanes(_Rewrite):
+    """A per-channel multiply that alone reads a bias-free bwconv2d / bwlinear / tbconv2d / tblinear (XNOR-Net's
+    alpha applied after conv(x, sign W)) joins its scales: y = (c Wp) P - (c Wn) N."""
+
+    name = "scale_into_weight_planes"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in WEIGHT_PLANE_OPS or len(node.inputs) > 1:
+            return False
+        user = _single_consumer(model, node.output)
+        stage = None if user is None else _chain_stage(model, user, node.output)
+        if user is None or not isinstance(stage, ChannelStage) or stage.kind != "mul":
+            return False
+        a = node.attrs_as(WeightPlaneAttrs)
+        node.attrs = replace(a, scale_pos=a.scale_pos * stage.v, scale_neg=a.scale_neg * stage.v)
+        _absorb(model, node, user)
+        return True
+
+
 def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Transformation]:
     """Phase 2 (the `binarize` patterns and `force` parameterise BinaryWeights)."""
     return [
@@ -1226,7 +1246,7 @@ def recognise(model: Model, binarize: Sequence[str] = (), force: bool = False) -
     phase2 = binary_layers(binarize, force)
     model = run_to_fixed_point(model, phase2)
     planes = WeightPlanes(binarize, force)
-    model = run_to_fixed_point(model, [planes])
+    model = run_to_fixed_point(model, [planes, ScaleIntoWeightPlanes()])
     bw = next(t for t in phase2 if isinstance(t, BinaryWeights))
     _check_patterns_matched(model, binarize, bw.matched | planes.matched)
     model = run_to_fixed_point(model, FLOAT_OPS)
