@@ -1,10 +1,26 @@
 // bwconv row, AVX-512: 64 output channels (one weight word) at a time, four 16-lane blocks, each
-// with a positive and a negative accumulator; the weight bits are the masks of masked adds.
+// with a positive and a negative accumulator; the weight bits are the masks of masked adds (bits
+// 16j..16j+15 of a little-endian weight word are its j-th 16-bit mask).
 #include <immintrin.h>
 
 #include "microkernels/bwconv.h"
 
 namespace xnor {
+namespace {
+
+// A 16-bit view of the weight words (may_alias: reading uint64_t storage through it is defined).
+typedef uint16_t __attribute__((__may_alias__)) AliasU16;
+
+// Bits 16j..16j+15 of the little-endian word at `word`, loaded straight into a mask register
+// (kmovw k, m16: a load-port uop; compilers otherwise load a GPR and move it over port 5, which the
+// masked adds need).
+inline __mmask16 mask_at(const uint64_t* word, int j) {
+  __mmask16 k;
+  asm("kmovw %1, %0" : "=k"(k) : "m"(reinterpret_cast<const AliasU16*>(word)[j]));
+  return k;
+}
+
+}  // namespace
 
 void bwconv_row_avx512(const float* image, const uint64_t* pos, const uint64_t* neg, const float* scale_pos,
                        const float* scale_neg, const float* bias, const BwconvGeometry& g, int64_t oy, float* out) {
@@ -24,15 +40,17 @@ void bwconv_row_avx512(const float* image, const uint64_t* pos, const uint64_t* 
           const uint64_t* nw = neg + row * g.o_words + w;
           for (int64_t c = 0; c < g.in_c; ++c) {
             const __m512 v = _mm512_set1_ps(x[c]);
-            const uint64_t mp = pw[c * g.o_words], mn = nw[c * g.o_words];
-            p0 = _mm512_mask_add_ps(p0, static_cast<__mmask16>(mp), p0, v);
-            p1 = _mm512_mask_add_ps(p1, static_cast<__mmask16>(mp >> 16), p1, v);
-            p2 = _mm512_mask_add_ps(p2, static_cast<__mmask16>(mp >> 32), p2, v);
-            p3 = _mm512_mask_add_ps(p3, static_cast<__mmask16>(mp >> 48), p3, v);
-            n0 = _mm512_mask_add_ps(n0, static_cast<__mmask16>(mn), n0, v);
-            n1 = _mm512_mask_add_ps(n1, static_cast<__mmask16>(mn >> 16), n1, v);
-            n2 = _mm512_mask_add_ps(n2, static_cast<__mmask16>(mn >> 32), n2, v);
-            n3 = _mm512_mask_add_ps(n3, static_cast<__mmask16>(mn >> 48), n3, v);
+            // The masks load straight into mask registers (kmovw k, m16: no port-5 move from a GPR).
+            const uint64_t* mp = pw + c * g.o_words;
+            const uint64_t* mn = nw + c * g.o_words;
+            p0 = _mm512_mask_add_ps(p0, mask_at(mp, 0), p0, v);
+            p1 = _mm512_mask_add_ps(p1, mask_at(mp, 1), p1, v);
+            p2 = _mm512_mask_add_ps(p2, mask_at(mp, 2), p2, v);
+            p3 = _mm512_mask_add_ps(p3, mask_at(mp, 3), p3, v);
+            n0 = _mm512_mask_add_ps(n0, mask_at(mn, 0), n0, v);
+            n1 = _mm512_mask_add_ps(n1, mask_at(mn, 1), n1, v);
+            n2 = _mm512_mask_add_ps(n2, mask_at(mn, 2), n2, v);
+            n3 = _mm512_mask_add_ps(n3, mask_at(mn, 3), n3, v);
           }
         }
       }

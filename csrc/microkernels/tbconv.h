@@ -16,9 +16,10 @@ struct TbconvGeometry {
   int64_t out_w, out_c;
 };
 
-// image: one packed image [in_h][in_w][words]; plus / minus: [out_c][kernel_h * kernel_w][words];
-// count_plus / count_minus: [out_c][kernel_h * kernel_w] popcounts of those rows; out: output row
-// oy, [out_w][out_c] floats.
+// image: one packed image [in_h][in_w][words]; plus / minus: [kernel_h * kernel_w][words][out_c]
+// (output channels innermost, so the loops vectorise across them); count_plus / count_minus:
+// [kernel_h * kernel_w][out_c], the popcounts of each tap's weights; out: output row oy,
+// [out_w][out_c] floats.
 using TbconvRowFn = void (*)(const uint64_t* image, const uint64_t* plus, const uint64_t* minus,
                              const int32_t* count_plus, const int32_t* count_minus, const float* scale_pos,
                              const float* scale_neg, const float* bias, const TbconvGeometry& g, int64_t oy,

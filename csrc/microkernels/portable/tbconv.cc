@@ -8,13 +8,16 @@
 
 namespace xnor::XNOR_ISA_NAMESPACE {
 
+constexpr int64_t kBlock = 64;  // output channels per block of int64 accumulators (on the stack)
+
 inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64_t* minus, const int32_t* count_plus,
                        const int32_t* count_minus, const float* scale_pos, const float* scale_neg, const float* bias,
                        const TbconvGeometry& g, int64_t oy, float* out) {
-  const int64_t taps = g.kernel_h * g.kernel_w;
+  const int64_t oc = g.out_c;
   for (int64_t ox = 0; ox < g.out_w; ++ox) {
-    for (int64_t o = 0; o < g.out_c; ++o) {
-      int64_t p = 0, n = 0;
+    for (int64_t o0 = 0; o0 < oc; o0 += kBlock) {
+      const int64_t nb = oc - o0 < kBlock ? oc - o0 : kBlock;
+      int64_t p[kBlock] = {}, n[kBlock] = {};
       for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
         const int64_t iy = oy * g.stride_h - g.pad_h + ky;
         if (iy < 0 || iy >= g.in_h) continue;
@@ -22,20 +25,29 @@ inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64
           const int64_t ix = ox * g.stride_w - g.pad_w + kx;
           if (ix < 0 || ix >= g.in_w) continue;
           const int64_t t = ky * g.kernel_w + kx;
-          const uint64_t* __restrict x = image + (iy * g.in_w + ix) * g.words;
-          const uint64_t* __restrict wp = plus + (o * taps + t) * g.words;
-          const uint64_t* __restrict wn = minus + (o * taps + t) * g.words;
-          int64_t dp = 0, dn = 0;
-          for (int64_t w = 0; w < g.words; ++w) {
-            dp += __builtin_popcountll(wp[w] & x[w]);
-            dn += __builtin_popcountll(wn[w] & x[w]);
+          const int32_t* __restrict cp = count_plus + t * oc + o0;
+          const int32_t* __restrict cn = count_minus + t * oc + o0;
+          for (int64_t b = 0; b < nb; ++b) {
+            p[b] += cp[b];
+            n[b] += cn[b];
           }
-          p += count_plus[o * taps + t] - 2 * dp;
-          n += count_minus[o * taps + t] - 2 * dn;
+          const uint64_t* x = image + (iy * g.in_w + ix) * g.words;
+          for (int64_t w = 0; w < g.words; ++w) {
+            const uint64_t xw = x[w];
+            const uint64_t* __restrict wp = plus + (t * g.words + w) * oc + o0;
+            const uint64_t* __restrict wn = minus + (t * g.words + w) * oc + o0;
+            for (int64_t b = 0; b < nb; ++b) {
+              p[b] -= 2 * static_cast<int64_t>(__builtin_popcountll(wp[b] & xw));
+              n[b] -= 2 * static_cast<int64_t>(__builtin_popcountll(wn[b] & xw));
+            }
+          }
         }
       }
-      out[ox * g.out_c + o] =
-          std::fma(scale_pos[o], static_cast<float>(p), std::fma(-scale_neg[o], static_cast<float>(n), bias[o]));
+      float* dst = out + ox * oc + o0;
+      for (int64_t b = 0; b < nb; ++b) {
+        dst[b] = std::fma(scale_pos[o0 + b], static_cast<float>(p[b]),
+                          std::fma(-scale_neg[o0 + b], static_cast<float>(n[b]), bias[o0 + b]));
+      }
     }
   }
 }

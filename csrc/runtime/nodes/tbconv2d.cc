@@ -38,14 +38,18 @@ class TbconvNode final : public Node {
         scale_neg_(copy_f32(a.param("scale_neg", {g.out_c}))),
         bias_(copy_f32(a.param("bias", {g.out_c}))) {
     if (bias_.empty()) bias_.assign(static_cast<size_t>(g.out_c), 0.0f);
-    for (size_t i = 0; i < plus_.size(); ++i) {
-      plus_[i] = m[i] & ~w[i];
-      minus_[i] = m[i] & w[i];
-    }
-    for (size_t r = 0; r < count_plus_.size(); ++r) {
-      for (int64_t k = 0; k < g.words; ++k) {
-        count_plus_[r] += __builtin_popcountll(plus_[r * g.words + k]);
-        count_minus_[r] += __builtin_popcountll(minus_[r * g.words + k]);
+    // IR rows (o, tap, word) -> kernel layout (tap, word, o) and per-(tap, o) popcounts.
+    const int64_t taps = g.kernel_h * g.kernel_w, oc = g.out_c;
+    for (int64_t o = 0; o < oc; ++o) {
+      for (int64_t t = 0; t < taps; ++t) {
+        for (int64_t k = 0; k < g.words; ++k) {
+          const int64_t from = (o * taps + t) * g.words + k;
+          const size_t to = static_cast<size_t>((t * g.words + k) * oc + o);
+          plus_[to] = m[from] & ~w[from];
+          minus_[to] = m[from] & w[from];
+          count_plus_[static_cast<size_t>(t * oc + o)] += __builtin_popcountll(plus_[to]);
+          count_minus_[static_cast<size_t>(t * oc + o)] += __builtin_popcountll(minus_[to]);
+        }
       }
     }
   }
