@@ -32,6 +32,7 @@ CI_SUBSET=(tests/test_bitpack.py tests/test_binary_conv.py tests/test_binary_max
            tests/test_hostile_runtime.py tests/test_op_schema_cpp.py tests/test_layout_ops.py
            tests/test_elementwise_ops.py tests/test_op_tanh.py tests/test_shape_ops.py
            tests/test_image_ops.py tests/test_general_elementwise.py)
+CI_SUBSET+=(tests/test_bwn.py tests/test_ternary.py)  # binary-weight / ternary kernels (bwconv2d, tbconv2d)
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under
 # ASan/UBSan by tools/fuzz_loader.sh below.
