@@ -210,3 +210,19 @@ def test_binarize_refuses_multi_level_weights_unless_forced():
     with pytest.raises(ConversionError, match="multi-level, at most 4 distinct values"):
         convert(model, (x,), binarize=["conv"], verify=False)
     assert convert(model, (x,), binarize=["conv"], force=True, verify=False).metadata["binarized"]["conv"]
+
+
+def test_cli_binarize_on_ternary_weights_fails_with_the_hint(tmp_path, capsys):
+    from xnorinfer import cli
+
+    g = torch.Generator().manual_seed(5)
+    model = SignThenConv(torch.randint(-1, 2, (8, 4, 3, 3), generator=g).float() * 0.25).eval()
+    pt2 = tmp_path / "ternary.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 4, 6, 6),)), str(pt2))
+    out = tmp_path / "t.xbin"
+    rc = cli.main(["convert", str(pt2), "-o", str(out), "--binarize", "conv", "--no-verify"])
+    err = capsys.readouterr().err
+    assert rc != 0 and not out.exists()
+    assert "without --binarize it converts exactly as a ternary layer" in err and "--force" in err
+    assert cli.main(["convert", str(pt2), "-o", str(out), "--binarize", "conv", "--no-verify", "--force"]) == 0
+    assert out.exists()
