@@ -84,8 +84,10 @@ def _bw_torch_param(op: ir.Op, name: str, value: np.ndarray) -> Any:
 
 def _bw_cost(attrs: Mapping[str, Any], params: Mapping[str, Shape], x: Shape, y: Shape) -> tuple[int, int, int]:
     o = params["weight"][0]
-    k = (params["weight"][1] * params["weight"][2] * int(attrs["in_channels"])) if "in_channels" in attrs else None
-    k = int(attrs["in_features"]) if k is None else k
+    if "in_channels" in attrs:
+        k = params["weight"][1] * params["weight"][2] * int(attrs["in_channels"])
+    else:
+        k = int(attrs["in_features"])
     macs = math.prod(y[1:-1]) * o * k
     return macs, 0, (o * k + o) * 32
 
