@@ -273,3 +273,29 @@ def test_alpha_after_the_conv_joins_the_scales(tmp_path):
     with torch.no_grad():
         want = model(x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+class SEGate(nn.Module):
+    """A squeeze-excitation gate whose 1x1 convs have ±alpha weights: convs of a pooled (N, C, 1, 1) vector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.squeeze = BWConv2d(8, 4, 1)
+        self.excite = BWConv2d(4, 8, 3, padding=1)  # only its centre tap sees the 1x1 vector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.stem(x))
+        g = torch.sigmoid(self.excite(F.relu(self.squeeze(F.adaptive_avg_pool2d(y, 1)))))
+        return (y * g).mean((2, 3))
+
+
+def test_binary_weights_on_a_pooled_vector_run_as_bwlinear(tmp_path):
+    torch.manual_seed(3)
+    model = SEGate().eval()
+    x = torch.randn(4, 3, 8, 8)
+    graph = convert(model, (x[:1],), calib=x.numpy())
+    kinds = [op.kind for op in graph.ops]
+    assert kinds.count("bwlinear") == 2 and "bwconv2d" not in kinds
+    assert graph.metadata["verification"]["engine"]["top1_agreement"] == 1.0
+    assert graph.metadata["verification"]["engine"]["max_abs_error"] < 1e-4

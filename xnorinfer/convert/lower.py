@@ -556,9 +556,16 @@ def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
     a = node.attrs_as(WeightPlaneAttrs)
     t = a.ternary
     attrs: dict[str, Any]
-    if node.op in ("bwconv2d", "tbconv2d"):
-        if x.as_4d:
-            raise cx.unsupported(node)  # (a conv of a pooled (N, C, 1, 1) vector)
+    kind = node.op
+    if node.op in ("bwconv2d", "tbconv2d") and x.as_4d:
+        # A conv of a pooled (N, C, 1, 1) vector: only the kernel centre sees data (as _conv_of_vector).
+        kh, kw = t.shape[2:]
+        if x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
+            raise cx.unsupported(node)
+        t, kind = t[:, :, kh // 2, kw // 2], "bwlinear" if node.op == "bwconv2d" else "tblinear"
+        attrs = {"in_features": int(t.shape[1])}
+        pack = pack_linear_weight
+    elif node.op in ("bwconv2d", "tbconv2d"):
         attrs = {"stride": list(a.stride), "padding": list(a.padding), "in_channels": int(t.shape[1])}
         pack = pack_conv_weight
     else:
@@ -574,6 +581,10 @@ def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         params["mask"] = pack(np.where(t != 0, -1, 1))  # (pack sets a bit for -1)
     if len(node.inputs) > 1:
         params["bias"] = cx.const(node, 1).astype(np.float32)
+    if kind != node.op:
+        out = cx.emit(node, kind, [x], (x.shape[0], int(t.shape[0])), "f32", attrs, params)
+        out.as_4d = True
+        return
     cx.emit(node, node.op, [x], shape, "f32", attrs, params)
 
 
