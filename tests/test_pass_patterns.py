@@ -297,7 +297,7 @@ def test_linear_on_floats_is_left_for_lowering():
         inputs=["x"],
         outputs=["y"],
         nodes=[Node("linear", ["x", "w"], "y", LinearAttrs())],
-        consts={"w": np.ones((2, 4))},
+        consts={"w": np.arange(1.0, 9.0).reshape(2, 4)},  # (±1 weights on floats: a binary-weight layer, test_bwn.py)
         shapes={"x": (1, 4), "y": (1, 2), "w": (2, 4)},
     )
     model = patterns.recognise(model)

@@ -165,8 +165,9 @@ def test_binarynet_vgg(tmp_path):
     assert "unpack" not in kinds
     assert binary_kinds(graph) == ["bconv2d", "bconv2d", "blinear", "blinear"]
     assert kinds[-1] == "log_softmax"
-    # the RGB stem has ±1 weights but reads the image: float by design, with a reason and no warning
-    assert "features.0" in graph.metadata["float_layers"]
+    # the RGB stem has ±1 weights but reads the image: a binary-weight layer (float input), no warning
+    assert kinds[0] == "bwconv2d" and "features.0" in graph.metadata["weight_plane_layers"]
+    assert "features.0" not in graph.metadata["float_layers"]
     assert "features.0" not in graph.metadata["binary_warnings"]
 
 
@@ -636,7 +637,7 @@ class LooksBinary(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.detach_conv(torch.sign(self.stem(x)))
-        x = self.htanh_conv(F.hardtanh(x))  # binary weights, but a hardtanh is not a sign
+        x = self.htanh_conv(F.hardtanh(x))  # binary weights, but a hardtanh is not a sign: binary-weight layer
         return self.fc(x.mean((2, 3)))
 
 
@@ -654,11 +655,11 @@ def test_binary_looking_float_layers_are_warned():
     graph = convert(model, (torch.randn(2, 3, 6, 6),))
     warnings = graph.metadata["binary_warnings"]
     assert "float rounding" in warnings["detach_conv"]
-    assert "hardtanh" in warnings["htanh_conv"]
+    assert "htanh_conv" not in warnings  # ±alpha weights on a float (hardtanh) input: bwconv2d
     assert "stem" not in warnings and "fc" not in warnings  # ordinary float layers: no warning
     table = format_table(graph)
     assert "warning: detach_conv looks meant to be binary but stayed float" in table
-    assert "warning: htanh_conv looks meant to be binary but stayed float" in table
+    assert "binary-weight: htanh_conv: binary weights (BWN)" in table
 
 
 class SignFlattenFloatHead(nn.Module):

@@ -213,7 +213,7 @@ def test_brevitas_tfc_converts_all_binary_on_mnist(tmp_path) -> None:
 
 def test_brevitas_cnv_converts_with_its_8bit_input_quantizer_on_cifar(tmp_path) -> None:
     """Did not convert before (aten.round, then 'ge'): the Q1.7 input quantizer runs as float round/clamp,
-    the first conv is float (real input), every other conv and linear is binary."""
+    the first conv has binary weights on the real input (bwconv2d), every other conv and linear is binary."""
     m = load_fixture("brevitas_cnv")
     model = m.make()
     path = tmp_path / "cnv.xbin"
@@ -222,7 +222,7 @@ def test_brevitas_cnv_converts_with_its_8bit_input_quantizer_on_cifar(tmp_path) 
     assert not graph.metadata["verification"]["problems"]
     k = kinds(graph)
     assert "round" in k and "hardtanh" in k
-    assert k.count("bconv2d") == 5 and k.count("blinear") == 3 and k.count("conv2d") == 1
+    assert k.count("bconv2d") == 5 and k.count("blinear") == 3 and k.count("bwconv2d") == 1 and "conv2d" not in k
     engine_vs_torch(model, graph, path, cifar_images(100))
 
 

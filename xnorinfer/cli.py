@@ -766,7 +766,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--std", type=_floats, help="per-channel std recorded for preprocessing")
     conv.add_argument("--resize", type=_positive, help="resize the shorter side to this, then centre-crop")
     conv.add_argument("--labels", type=_labels, help="class labels: a file with one per line, or a comma list")
-    conv.add_argument("--force", action="store_true", help="write even if verification finds differences")
+    conv.add_argument(
+        "--force",
+        action="store_true",
+        help="write even if verification finds differences; let --binarize replace ternary or multi-level weights",
+    )
     conv.add_argument("--no-verify", action="store_true", help="skip verification")
     conv.add_argument(
         "--trust-pickle",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from xnorinfer.nn import ApproxSign, BinaryConv2d, BinaryLinear, IdentitySign, RPReLU, RSign, SteSign
+from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
 
 
 def lfc(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
@@ -155,6 +156,45 @@ def mlp_regularized(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10)
     return model
 
 
+def bwn_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """XNOR-Net's binary-weight network (BWN): sign(W) * mean|W| weights in every conv and linear, float
+    activations (BatchNorm, ReLU, max-pool); converts to bwconv2d / bwlinear."""
+    c1, c2 = int(32 * width), int(64 * width)
+    side = in_shape[1] // 4
+    return nn.Sequential(
+        BinaryConv2d(in_shape[0], c1, 3, padding=1, input_quantizer=None, weight_scale="mean"),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c1, c2, 3, padding=1, input_quantizer=None, weight_scale="mean"),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        BinaryLinear(c2 * side * side, classes, input_quantizer=None, weight_scale="mean"),
+        nn.BatchNorm1d(classes),
+    )
+
+
+def ttq_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """The bwn_cnn layout with trained ternary weights (TTQ: {-Wn, 0, +Wp} per layer, threshold 0.05 max|W|)."""
+    c1, c2 = int(32 * width), int(64 * width)
+    side = in_shape[1] // 4
+    return nn.Sequential(
+        TernaryConv2d(in_shape[0], c1, 3, padding=1),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        TernaryConv2d(c1, c2, 3, padding=1),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        TernaryLinear(c2 * side * side, classes),
+        nn.BatchNorm1d(classes),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lfc": lfc,
     "lfc-identity": lfc_identity_ste,
@@ -162,6 +202,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "vgg-small": vgg_small,
     "reactnet-small": reactnet_small,
     "mlp-regularized": mlp_regularized,
+    "bwn-cnn": bwn_cnn,
+    "ttq-cnn": ttq_cnn,
 }
 
 

@@ -4,16 +4,20 @@
 
 #include "microkernels/bconv2d_microkernel.h"
 #include "microkernels/bmaxpool.h"
+#include "microkernels/bwconv.h"
 #include "microkernels/dwconv.h"
 #include "microkernels/elementwise.h"
 #include "microkernels/float_kernels.h"
 #include "microkernels/isa.h"
+#include "microkernels/tbconv.h"
 
 namespace xnor {
 
 struct BinaryKernels {
   BgemmTileFn bgemm_tile;
   BinaryMaxPoolFn binary_maxpool;
+  BwconvRowFn bwconv_row;
+  TbconvRowFn tbconv_row;
 };
 
 // Throws std::runtime_error when the CPU cannot run `isa`.

@@ -87,6 +87,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(binary) \
   X(blinear) \
   X(bmaxpool2d) \
+  X(bwconv2d) \
+  X(bwlinear) \
   X(compare) \
   X(concat) \
   X(constant) \
@@ -132,6 +134,8 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(sqrt) \
   X(take) \
   X(tanh) \
+  X(tbconv2d) \
+  X(tblinear) \
   X(topk) \
   X(transpose) \
   X(unpack) \

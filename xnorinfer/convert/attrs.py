@@ -136,6 +136,22 @@ class BinaryConvAttrs(BinaryLayerAttrs):
     pad_mode: Literal["zero", "plus_one", "minus_one"] = "zero"  # a ±1 F.pad folded in (patterns.py)
 
 
+@dataclass(frozen=True, kw_only=True)
+class WeightPlaneAttrs:
+    """bwconv2d / bwlinear: binary (BWN) or ternary (TTQ) weights on a float input.
+
+    Weight = scale_pos * [t = +1] - scale_neg * [t = -1] per output channel; the bias stays the
+    node's third input. `stride` / `padding` for the conv only.
+    """
+
+    ternary: np.ndarray  # int8 {-1, 0, +1}, (O, I, KH, KW) or (O, F)
+    scale_pos: np.ndarray  # float64 (O,)
+    scale_neg: np.ndarray  # float64 (O,)
+    weight_kind: str  # how the weights were found binary / ternary (for the report)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+
+
 @dataclass(frozen=True)
 class PReLUAttrs:
     """prelu (with RPReLU's optional shifts): y = prelu(x - pre_shift, slope) + post_shift."""

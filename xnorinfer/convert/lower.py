@@ -38,6 +38,7 @@ from xnorinfer.convert.attrs import (
     ResizeAttrs,
     SliceAttrs,
     UnaryAttrs,
+    WeightPlaneAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, collapse_uniform
 from xnorinfer.convert.pack import pack_conv_weight, pack_linear_weight
@@ -562,6 +563,46 @@ def _binary_layer(cx: Lowering, node: Node, shape: Shape) -> None:
         m, b = fold.affine(a.chain, a.alpha)
         params.update(multiplier=m, bias=b)
         cx.emit(node, node.op, [x], shape, "f32", attrs, params)
+
+
+def _weight_plane_layer(cx: Lowering, node: Node, shape: Shape) -> None:
+    """bwconv2d / bwlinear (float input), tbconv2d / tblinear (bits input): sign bits packed as bconv2d /
+    blinear, a non-zero mask when a weight is 0 (always for tb*)."""
+    on_bits = node.op in ("tbconv2d", "tblinear")
+    x = cx.bits(node.inputs[0], node) if on_bits else cx.f32(node.inputs[0], node)
+    a = node.attrs_as(WeightPlaneAttrs)
+    t = a.ternary
+    attrs: dict[str, Any]
+    kind = node.op
+    if node.op in ("bwconv2d", "tbconv2d") and x.as_4d:
+        # A conv of a pooled (N, C, 1, 1) vector: only the kernel centre sees data (as _conv_of_vector).
+        kh, kw = t.shape[2:]
+        if x.perm is not None or kh - 1 - a.padding[0] != kh // 2 or kw - 1 - a.padding[1] != kw // 2:
+            raise cx.unsupported(node)
+        t, kind = t[:, :, kh // 2, kw // 2], "bwlinear" if node.op == "bwconv2d" else "tblinear"
+        attrs = {"in_features": int(t.shape[1])}
+        pack = pack_linear_weight
+    elif node.op in ("bwconv2d", "tbconv2d"):
+        attrs = {"stride": list(a.stride), "padding": list(a.padding), "in_channels": int(t.shape[1])}
+        pack = pack_conv_weight
+    else:
+        t = t if x.perm is None else t[:, x.perm]
+        attrs = {"in_features": int(t.shape[1])}
+        pack = pack_linear_weight
+    params = {
+        "weight": pack(np.where(t < 0, -1, 1)),
+        "scale_pos": a.scale_pos.astype(np.float32),
+        "scale_neg": a.scale_neg.astype(np.float32),
+    }
+    if on_bits or np.any(t == 0):
+        params["mask"] = pack(np.where(t != 0, -1, 1))  # (pack sets a bit for -1)
+    if len(node.inputs) > 1:
+        params["bias"] = cx.const(node, 1).astype(np.float32)
+    if kind != node.op:
+        out = cx.emit(node, kind, [x], (x.shape[0], int(t.shape[0])), "f32", attrs, params)
+        out.as_4d = True
+        return
+    cx.emit(node, node.op, [x], shape, "f32", attrs, params)
 
 
 def _check_per_channel(cx: Lowering, node: Node, values: np.ndarray) -> None:
@@ -1323,6 +1364,10 @@ HANDLERS: dict[str, Handler] = {
     "conv_transpose2d": _conv_transpose2d,
     "resize": _resize,
     **dict.fromkeys(("adaptive_avgpool2d", "adaptive_maxpool2d"), _adaptive_pool),
+    "bwconv2d": _weight_plane_layer,
+    "bwlinear": _weight_plane_layer,
+    "tbconv2d": _weight_plane_layer,
+    "tblinear": _weight_plane_layer,
 }
 HANDLERS.update(
     {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -40,6 +40,7 @@ from xnorinfer.convert.attrs import (
     SignFold,
     SignZero,
     Stage,
+    WeightPlaneAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 
@@ -695,7 +696,9 @@ class BinaryWeights:
     """
 
     binarize: Sequence[str] = ()
+    force: bool = False  # binarize multi-level / ternary weights even above BINARIZE_MAX_ERROR
     name: str = "binary_weights"
+    matched: set[str] = field(default_factory=set)  # the `binarize` patterns that matched a layer made binary
 
     def apply(self, model: Model) -> tuple[Model, bool]:
         changed = False
@@ -728,6 +731,7 @@ class BinaryWeights:
             rounded = not binary_valued and _one_magnitude_up_to_rounding(mag)
             if rounded:  # (a detach-trick weight: +-alpha up to float32 rounding; verification decides)
                 alpha, binary_valued = mag.astype(np.float64).mean(axis=1), True
+            declared_by = [pat for pat in self.binarize if fnmatch.fnmatch(key, pat)]
             if not is_bits(model, x_in):
                 float_layers[key] = "input is not a binarized (sign) activation"
                 p = model.producer(node.inputs[0])
@@ -750,6 +754,7 @@ class BinaryWeights:
                 wsign = np.where(w < 0, -1, 1).astype(np.int8)
                 q = alpha.reshape((-1,) + (1,) * (w.ndim - 1)) * wsign
                 err = float(np.linalg.norm(q - w) / max(np.linalg.norm(w), 1e-30))
+                _check_binarize(key, flat, err, self.force)
                 zeros = int(np.count_nonzero(w == 0))
                 how = f"declared binary (sign * mean|W|), relative weight error {err:.4f}"
                 model.metadata.setdefault("binarized", {})[key] = {
@@ -772,6 +777,7 @@ class BinaryWeights:
                 continue
             float_layers.pop(key, None)
             model.metadata.get("binary_warnings", {}).pop(key, None)
+            self.matched.update(declared_by)
             bias = model.const(node.inputs[2]) if len(node.inputs) > 2 else None
             chain: tuple[Stage, ...] = () if bias is None else (ChannelStage("add", bias.astype(np.float64)),)
             alpha = alpha.astype(np.float64)
@@ -824,6 +830,142 @@ def _sign_pad(model: Model, conv: Node) -> tuple[str, tuple[int, int], Literal["
     if not is_bits(model, p.inputs[0]):
         return None
     return p.inputs[0], (a.top, a.left), "plus_one" if a.value == 1.0 else "minus_one"
+
+
+# --binarize refuses ternary / multi-level weights whose binarization moves them by more than this
+# relative weight error ||sign(W) * mean|W| - W|| / ||W|| (unless force): those weights were trained
+# as they are, and binarizing them changes the model (a ternary layer at 0.45 loses all accuracy).
+# Real-valued latent weights (continuous, no zeros) are not multi-level and stay declarable.
+BINARIZE_MAX_ERROR = 0.1
+MAX_LEVELS = 16  # a row with at most this many distinct values (and at most half its length) is multi-level
+ZERO_SHARE = 0.25  # more exact zeros than this share: ternary or pruned (latent weights may hold a few)
+
+
+def _ternary(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(t int8 {-1, 0, +1}, Wp, Wn float64 per row) when every row (output channel) of `flat` holds only
+    {-Wn, 0, +Wp}, has more than two weights and is not plain ±alpha (it has zeros, or Wp != Wn)."""
+    if flat.shape[1] <= 2 or not np.all(np.isfinite(flat)):
+        return None
+    pos, neg = flat > 0, flat < 0
+    wp = np.where(pos, flat, 0).max(axis=1)
+    wn = -np.where(neg, flat, 0).min(axis=1)
+    if not (np.all(~pos | (flat == wp[:, None])) and np.all(~neg | (flat == -wn[:, None]))):
+        return None
+    if np.all(pos | neg) and np.all(wp == wn):
+        return None  # ±alpha: a binary layer
+    t = pos.astype(np.int8) - neg.astype(np.int8)
+    return t, wp.astype(np.float64), wn.astype(np.float64)
+
+
+def _multi_level(flat: np.ndarray) -> str | None:
+    """Why the weights look trained as ternary / multi-level values (not real-valued latent weights), or None."""
+    if _ternary(flat) is not None:
+        return "ternary {-Wn, 0, +Wp} per output channel"
+    zeros = np.count_nonzero(flat == 0)
+    if zeros > ZERO_SHARE * flat.size:
+        return f"{zeros} of {flat.size} exactly 0"
+    levels = max(len(np.unique(row)) for row in flat)
+    if levels <= min(MAX_LEVELS, flat.shape[1] // 2):
+        return f"multi-level, at most {levels} distinct values per output channel"
+    return None
+
+
+def _check_binarize(key: str, flat: np.ndarray, err: float, force: bool) -> None:
+    """--binarize on ternary / multi-level weights: an error above BINARIZE_MAX_ERROR unless `force`."""
+    why = _multi_level(flat)
+    if why is None or err <= BINARIZE_MAX_ERROR or force:
+        return
+    hint = (
+        "without --binarize it converts exactly as a ternary layer"
+        if _ternary(flat) is not None
+        else "a ternary or k-bit weight path would keep them"
+    )
+    raise ConversionError(
+        f"{key}: --binarize would replace its weights ({why}) by sign(W) * mean|W| with relative weight "
+        f"error {err:.3f} > {BINARIZE_MAX_ERROR}; {hint}. Pass --force (force=True) to binarize anyway"
+    )
+
+
+def _weight_plane_layer(
+    model: Model,
+    node: Node,
+    key: str,
+    w: np.ndarray,
+    binary_valued: bool,
+    rounded: bool,
+    alpha: np.ndarray,
+    declared_by: Sequence[str],
+    force: bool,
+) -> bool:
+    """conv2d / linear -> bwconv2d / bwlinear (float input): ±alpha weights (BWN), declared-binary
+    weights (sign * mean|W|) or ternary {-Wn, 0, +Wp} weights (TTQ). False: not such a layer."""
+    rank = len(model.shapes[node.inputs[0]])
+    flat = w.reshape(w.shape[0], -1)
+    if rank != (4 if node.op == "conv2d" else 2) or flat.shape[1] <= 1:
+        return False  # (a 1-weight layer is a scale; other ranks keep the float handlers)
+    tern = None if binary_valued else _ternary(flat)
+    if binary_valued:
+        t = np.where(w < 0, -1, 1).astype(np.int8)
+        wp = wn = alpha.astype(np.float64)
+        how = "binary weights (BWN), " + ("±alpha per output channel" if np.any(alpha != 1) else "±1")
+        if rounded:
+            how += f" up to float32 rounding (within {WEIGHT_ULPS} ULPs; alpha = mean |W|)"
+    elif declared_by:
+        tern = None  # (binarized: the binary-weight kernel)
+        wp = wn = np.abs(flat).mean(axis=1).astype(np.float64)
+        t = np.where(w < 0, -1, 1).astype(np.int8)
+        q = wp.reshape((-1,) + (1,) * (w.ndim - 1)) * t
+        err = float(np.linalg.norm(q - w) / max(np.linalg.norm(w), 1e-30))
+        _check_binarize(key, flat, err, force)
+        how = f"declared binary weights (BWN, sign * mean|W|), relative weight error {err:.4f}"
+        model.metadata.setdefault("binarized", {})[key] = {
+            "relative_error": err,
+            "zero_weights": int(np.count_nonzero(w == 0)),
+            "param": node.attrs.weight_param if isinstance(node.attrs, (ConvAttrs, LinearAttrs)) else None,
+        }
+    elif tern is not None:
+        t, wp, wn = tern[0].reshape(w.shape), tern[1], tern[2]
+        how = f"ternary weights {{-Wn, 0, +Wp}} per output channel ({int(np.count_nonzero(t == 0))} zeros)"
+    else:
+        return False
+    conv = node.attrs if isinstance(node.attrs, ConvAttrs) else None
+    attrs = WeightPlaneAttrs(
+        ternary=t,
+        scale_pos=wp,
+        scale_neg=wn,
+        weight_kind=how,
+        stride=conv.stride if conv else (1, 1),
+        padding=conv.padding if conv else (0, 0),
+    )
+    # Ternary weights on a binary input: AND + popcount sums (tbconv2d / tblinear); otherwise float input.
+    kind = ("tbconv2d" if conv else "tblinear") if tern is not None and is_bits(model, node.inputs[0]) else None
+    kind = kind or ("bwconv2d" if conv else "bwlinear")
+    new = Node(kind, [node.inputs[0], *node.inputs[2:3]], "", attrs, node.path)
+    new.where = node.where
+    _replace(model, node, new)
+    model.metadata.setdefault("float_layers", {}).pop(key, None)
+    model.metadata.get("binary_warnings", {}).pop(key, None)
+    model.metadata.setdefault("weight_plane_layers", {})[key] = how
+    return True
+
+
+def _check_patterns_matched(model: Model, binarize: Sequence[str], matched: set[str]) -> None:
+    """Every --binarize pattern must have made at least one conv/linear layer binary."""
+    for pat in binarize:
+        if pat in matched:
+            continue
+        why = {k: v for k, v in model.metadata.get("float_layers", {}).items() if fnmatch.fnmatch(k, pat)}
+        layers = sorted(n.path for n in model.nodes if n.path and n.op in LAYER_OPS)
+        detail = (
+            "; it matches only layers that cannot be binary: " + "; ".join(f"{k}: {v}" for k, v in why.items())
+            if why
+            else f"; the conv/linear layers are: {', '.join(layers[:20]) or 'none'}"
+        )
+        raise ConversionError(f"--binarize pattern {pat!r} matches no conv/linear layer that can be binary{detail}")
+
+
+WEIGHT_PLANE_OPS = ("bwconv2d", "bwlinear", "tbconv2d", "tblinear")
+LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", *WEIGHT_PLANE_OPS)
 
 
 def _warn(model: Model, layer: str, message: str) -> None:
@@ -1008,9 +1150,72 @@ class ConcatOfBits(_Rewrite):
         return True
 
 
-def binary_layers(binarize: Sequence[str] = ()) -> list[Transformation]:
-    """Phase 2 (the `binarize` patterns parameterise BinaryWeights)."""
-    return [MaxPoolOnBits(), ConcatOfBits(), BinaryWeights(binarize), FoldIntoBinary(), MaxPoolSink(), SignIntoBinary()]
+@dataclass
+class WeightPlanes:
+    """conv2d/linear that phase 2 left float, with ±alpha weights on a float input (BWN), weights declared
+    binary (`binarize`), or ternary {-Wn, 0, +Wp} weights (TTQ, any input) -> bwconv2d / bwlinear.
+
+    Runs after phase 2 has reached its fixed point, so a layer whose input becomes binary there is
+    a bconv2d / blinear instead."""
+
+    binarize: Sequence[str] = ()
+    force: bool = False
+    name: str = "weight_planes"
+    matched: set[str] = field(default_factory=set)
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        changed = False
+        for node in list(model.nodes):
+            if node.op not in ("conv2d", "linear"):
+                continue
+            w = model.const(node.inputs[1])
+            if w is None or (
+                isinstance(node.attrs, ConvAttrs) and (node.attrs.groups != 1 or node.attrs.dilation != (1, 1))
+            ):
+                continue
+            key = node.path or node.output
+            mag = np.abs(w.reshape(w.shape[0], -1))
+            alpha = mag[:, 0]
+            binary_valued = bool(np.all(mag == alpha[:, None]) and np.all(alpha != 0))
+            rounded = not binary_valued and _one_magnitude_up_to_rounding(mag)
+            if rounded:
+                alpha, binary_valued = mag.astype(np.float64).mean(axis=1), True
+            declared_by = [pat for pat in self.binarize if fnmatch.fnmatch(key, pat)]
+            if _weight_plane_layer(model, node, key, w, binary_valued, rounded, alpha, declared_by, self.force):
+                self.matched.update(declared_by)
+                changed = True
+        return model, changed
+
+
+class ScaleIntoWeightPlanes(_Rewrite):
+    """A per-channel multiply that alone reads a bias-free bwconv2d / bwlinear / tbconv2d / tblinear (XNOR-Net's
+    alpha applied after conv(x, sign W)) joins its scales: y = (c Wp) P - (c Wn) N."""
+
+    name = "scale_into_weight_planes"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in WEIGHT_PLANE_OPS or len(node.inputs) > 1:
+            return False
+        user = _single_consumer(model, node.output)
+        stage = None if user is None else _chain_stage(model, user, node.output)
+        if user is None or not isinstance(stage, ChannelStage) or stage.kind != "mul":
+            return False
+        a = node.attrs_as(WeightPlaneAttrs)
+        node.attrs = replace(a, scale_pos=a.scale_pos * stage.v, scale_neg=a.scale_neg * stage.v)
+        _absorb(model, node, user)
+        return True
+
+
+def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Transformation]:
+    """Phase 2 (the `binarize` patterns and `force` parameterise BinaryWeights)."""
+    return [
+        MaxPoolOnBits(),
+        ConcatOfBits(),
+        BinaryWeights(binarize, force),
+        FoldIntoBinary(),
+        MaxPoolSink(),
+        SignIntoBinary(),
+    ]
 
 
 # =========================================================================== phase 3: float ops
@@ -1104,9 +1309,17 @@ class CompareToFloat(_Rewrite):
 FLOAT_OPS: list[Transformation] = [MaxPoolOnBits(), ConcatOfBits(), RPReLU(), ElementwiseToAffine(), CompareToFloat()]
 
 
-def recognise(model: Model, binarize: Sequence[str] = ()) -> Model:
-    """Run the three phases, each to a fixed point."""
+def recognise(model: Model, binarize: Sequence[str] = (), force: bool = False) -> Model:
+    """Run the three phases, each to a fixed point.
+
+    A `binarize` pattern that matches no conv/linear layer made binary is an error (a typo, or a
+    layer that cannot be binary: the message says why)."""
     model = run_to_fixed_point(model, ACTIVATIONS)
-    model = run_to_fixed_point(model, binary_layers(binarize))
+    phase2 = binary_layers(binarize, force)
+    model = run_to_fixed_point(model, phase2)
+    planes = WeightPlanes(binarize, force)
+    model = run_to_fixed_point(model, [planes, ScaleIntoWeightPlanes()])
+    bw = next(t for t in phase2 if isinstance(t, BinaryWeights))
+    _check_patterns_matched(model, binarize, bw.matched | planes.matched)
     model = run_to_fixed_point(model, FLOAT_OPS)
     return model

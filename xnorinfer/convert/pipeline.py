@@ -85,7 +85,7 @@ def convert(
         )
     ep, live, sha = capture_model(model_or_path, example_inputs, trust_pickle=trust_pickle)
     model = capture.to_model(ep)
-    model = patterns.recognise(model, binarize)
+    model = patterns.recognise(model, binarize, force)
     graph = lower(model)
     describe(graph, model, sha, metadata)
     if verify:
@@ -176,6 +176,7 @@ def describe(graph: ir.Graph, model: Model, sha: str | None, metadata: dict[str,
             "float_layers": model.metadata.get("float_layers", {}),
             "binarized": model.metadata.get("binarized", {}),
             "binary_warnings": model.metadata.get("binary_warnings", {}),
+            "weight_plane_layers": model.metadata.get("weight_plane_layers", {}),
         }
     )
     _sign_summary(model, graph)

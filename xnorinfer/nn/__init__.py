@@ -30,8 +30,11 @@ from xnorinfer.nn.quantizers import (
     swish_sign,
 )
 from xnorinfer.nn.regularizers import BinaryRegularizer, apply_binarization, log_lambda, power_reg, tanh_reg
+from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
 
 __all__ = [
+    "TernaryConv2d",
+    "TernaryLinear",
     "ApproxSign",
     "BinaryConv2d",
     "BinaryLinear",

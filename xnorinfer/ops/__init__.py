@@ -20,6 +20,7 @@ from xnorinfer.ops.index_ops import INDEX_OPS
 from xnorinfer.ops.layout_ops import LAYOUT_OPS
 from xnorinfer.ops.schema import Attr, OpDef, Param
 from xnorinfer.ops.shape_ops import SHAPE_OPS
+from xnorinfer.ops.weight_binary_ops import WEIGHT_BINARY_OPS
 
 __all__ = ["OPS", "Attr", "OpDef", "Param", "op_def"]
 
@@ -27,6 +28,7 @@ OPS: Mapping[str, OpDef] = {
     d.name: d for d in FLOAT_OPS + BINARY_OPS + LAYOUT_OPS + ELEMENTWISE_OPS + SHAPE_OPS + IMAGE_OPS + GENERAL_OPS
 }
 OPS = {**OPS, **{d.name: d for d in INDEX_OPS}}  # the index ops (index_ops.py)
+OPS = {**OPS, **{d.name: d for d in WEIGHT_BINARY_OPS}}
 
 
 def op_def(kind: str) -> OpDef:
