@@ -4,8 +4,8 @@ torch.export and converted as a user would, on real MNIST / CIFAR-10 test images
 These are the public models themselves (QuantIdentity / QuantLinear / QuantConv2d with Brevitas's
 binary quantizers, TensorNorm, BatchNorm), not re-writings: Brevitas clamps with `where` before its
 binary sign and scales with constants, and every 1-bit layer must still run as bits. The 2-bit
-activation variants have no bit kernel yet: they must convert, run in float and match, and the report
-must say why their ±alpha layers stayed float. BatchNorm is calibrated with random affine parameters
+activation variants have no k-bit kernel yet: their activations stay float and their 1-bit / ternary
+weights run on the binary-weight kernel (bwlinear). BatchNorm is calibrated with random affine parameters
 (some gamma < 0, realcode_support.calibrate): no weights are downloaded.
 """
 
@@ -21,7 +21,6 @@ from brevitas_examples.bnn_pynq.models import model_with_cfg
 from realcode_support import binary_layers, calibrate, convert_and_compare, run_everywhere
 
 from xnorinfer.convert import convert
-from xnorinfer.convert.report import format_table
 from xnorinfer.datasets import load_cifar10_jpeg, load_idx_set
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -65,16 +64,18 @@ def test_bnn_pynq_cnv_runs_binary_after_its_8_bit_input_layer(tmp_path: Path) ->
     graph = convert_and_compare(model, torch.from_numpy(x[:1]), x, tmp_path)
     quant = _quant_layers(model)
     assert len(quant) == 9
-    # the first conv reads the 8-bit quantised image, not a sign: float, and the report says so
+    # the first conv reads the 8-bit quantised image, not a sign: its ±1 weights run on the float input
     assert quant - binary_layers(graph) == {"conv_features.1"}
-    assert "conv_features.1" in graph.metadata["binary_warnings"]
-    assert "conv_features.1 looks meant to be binary" in format_table(graph)
+    assert "binary weights" in graph.metadata["weight_plane_layers"]["conv_features.1"]
+    assert not graph.metadata["binary_warnings"] and not graph.metadata["float_layers"]
     kinds = [op.kind for op in graph.ops]
-    assert kinds.count("bmaxpool2d") == 2 and "maxpool2d" not in kinds
+    assert kinds.count("bwconv2d") == 1 and kinds.count("bmaxpool2d") == 2 and "maxpool2d" not in kinds
 
 
-@pytest.mark.parametrize("name", ["tfc_1w2a", "tfc_2w2a"])
-def test_bnn_pynq_two_bit_activations_convert_in_float_and_say_why(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "weights"), [("tfc_1w2a", "binary weights"), ("tfc_2w2a", "ternary weights")])
+def test_bnn_pynq_two_bit_activations_run_on_weight_only_kernels(name: str, weights: str, tmp_path: Path) -> None:
+    """2-bit activations stay float (no k-bit kernel yet); 1-bit weights are ±alpha and Brevitas's narrow-range
+    2-bit weights are {-1, 0, 1} * scale: each layer runs bwlinear on the float activations."""
     x = _images(name)
     model = _build(name, x)
     graph = convert(model, (torch.from_numpy(x[:1]),), output=tmp_path / "m.xbin", calib=x)
@@ -84,7 +85,7 @@ def test_bnn_pynq_two_bit_activations_convert_in_float_and_say_why(name: str, tm
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    assert not binary_layers(graph)
-    assert set(graph.metadata["float_layers"]) == _quant_layers(model)
-    if name == "tfc_1w2a":  # 1-bit weights on 2-bit activations look binary: each is named with the reason
-        assert set(graph.metadata["binary_warnings"]) == _quant_layers(model)
+    assert not binary_layers(graph) and not graph.metadata["float_layers"]
+    planes = graph.metadata["weight_plane_layers"]
+    assert set(planes) == _quant_layers(model) and all(weights in how for how in planes.values())
+    assert [op.kind for op in graph.ops].count("bwlinear") == 4
