@@ -43,7 +43,11 @@ class LayerCheck:
     total: int
     mismatches: int
     ties: int
-    rounding_ties: int = 0  # flips explained by float32 rounding of an input at its threshold (TIE_ULPS)
+    rounding_ties: int = 0  # flips explained by float32 rounding of an input at its threshold
+    # how rounding ties are told: "bound" (each element's own float32 error bound,
+    # reference.error_bound) or "ulps" (TIE_ULPS of the image's largest |input|: an op upstream has no bound)
+    tie_rule: str = "bound"
+    worst_tie: float = 0.0  # the largest margin / bound among the rounding ties (<= 1)
 
 
 @dataclass
@@ -160,6 +164,24 @@ def rounding_ties(xin: np.ndarray, threshold: np.ndarray, flips: np.ndarray) -> 
     tol = TIE_ULPS * np.spacing(scale.astype(np.float32)).astype(np.float64)
     margin = np.abs(xin - np.asarray(threshold, np.float64))
     return flips & (margin <= tol.reshape((n,) + (1,) * (xin.ndim - 1)))
+
+
+def bounded_ties(
+    xin: np.ndarray, threshold: np.ndarray, bound: np.ndarray | float, flips: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Which `flips` lie within their own float32 error bound of the threshold, and the largest margin/bound among them.
+
+    `xin` is the reference's float64 input of the sign, `bound` the bound on |PyTorch's float32 input
+    - xin| (reference.error_bound, broadcastable to xin), `threshold` the per-channel threshold (C,),
+    itself a float32 rounding of the model's (one more U32 * |threshold|). PyTorch and the reference
+    can fall on opposite sides of the threshold only where |xin - threshold| <= that bound.
+    """
+    thr = np.asarray(threshold, np.float64)
+    margin = np.abs(xin - thr)
+    tol = np.asarray(bound, np.float64) + reference.U32 * np.abs(thr)
+    ties = flips & (margin <= tol)
+    worst = float((margin / np.maximum(tol, 1e-300))[ties].max()) if ties.any() else 0.0
+    return ties, worst
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
@@ -279,7 +301,9 @@ def _verify_stages(
 
     forced = not (graph.metadata.get("per_image") and len(x) > 1)
     keep = [*bin_outs, *(op.inputs[0] for op in sign_ops.values())]
-    env = reference.run(graph, x, keep=keep, override=substitute if forced else None)
+    bounds: dict[str, reference.Bound] = {}
+    zeros = {name: tie for name, (_, tie) in torch_side.items() if tie.any()} if forced else None
+    env = reference.run(graph, x, keep=keep, override=substitute if forced else None, bounds=bounds, zeros=zeros)
     bar.update()
     for tname, info in bin_outs.items():
         if tname not in torch_side:
@@ -289,12 +313,18 @@ def _verify_stages(
         if ref_bits is None:
             ref_bits = reference.bits_of(graph, tname, env[tname])
         bad = (ref_bits != torch_bits) & ~tie
-        near = np.zeros(bad.shape, bool)
+        near, rule, worst = np.zeros(bad.shape, bool), "bound", 0.0
         op = sign_ops.get(tname)
         if bad.any() and op is not None:
-            near = rounding_ties(env[op.inputs[0]], op.params["threshold"], bad)
+            bound = bounds.get(op.inputs[0])
+            if bound is None:  # an op upstream has no error rule: the image-scale rule
+                rule, near = "ulps", rounding_ties(env[op.inputs[0]], op.params["threshold"], bad)
+            else:
+                near, worst = bounded_ties(env[op.inputs[0]], op.params["threshold"], bound, bad)
             bad &= ~near
-        check = LayerCheck(info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()), int(near.sum()))
+        check = LayerCheck(
+            info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()), int(near.sum()), rule, worst
+        )
         res.layers[tname] = check
         if bad.any():
             res.problems.append(
