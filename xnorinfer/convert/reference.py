@@ -142,17 +142,13 @@ def _moved_zeros(op: ir.Op, zs: list[np.ndarray | None], graph: ir.Graph) -> np.
         return None
     specs = [graph.tensors[v] for v in op.inputs]
     packed = []
+    n = next(z for z in zs if z is not None).shape[0]
     for z, v in zip(zs, op.inputs, strict=True):
-        c = graph.tensors[v].shape[-1]
-        z = np.zeros(_first(zs).shape[:1] + tuple(graph.tensors[v].shape[1:]), bool) if z is None else z
+        z = np.zeros((n, *graph.tensors[v].shape[1:]), bool) if z is None else z
         # bmaxpool2d ANDs its bits (bit 1 = -1): on the complement it ORs, i.e. any zero in the window
-        packed.append(pack_last(~z if op.kind == "bmaxpool2d" else z) if c else z)
+        packed.append(pack_last(~z if op.kind == "bmaxpool2d" else z))
     moved = unpack_last(op_def(op.kind).reference(op, packed, specs), graph.tensors[op.outputs[0]].shape[-1])
     return ~moved if op.kind == "bmaxpool2d" else moved
-
-
-def _first(zs: list[np.ndarray | None]) -> np.ndarray:
-    return next(z for z in zs if z is not None)
 
 
 def _window(op: ir.Op, x: np.ndarray, out: np.ndarray) -> int:
@@ -200,7 +196,9 @@ def run(
             for name in per[0]:
                 es = [p[name] for p in per]
                 if all(e is not None for e in es):
-                    bounds[name] = np.concatenate([np.broadcast_to(e, r[name].shape) for e, r in zip(es, runs)])
+                    bounds[name] = np.concatenate(
+                        [np.broadcast_to(e, r[name].shape) for e, r in zip(es, runs, strict=True)]
+                    )
                 else:
                     bounds[name] = None
         return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
