@@ -65,7 +65,8 @@ def error_bound(
     tensor has no error; a binary conv's float output carries the float32 error of the ±alpha
     convolution PyTorch ran (accumulation over K, detach-trick weights exact only to a few roundings)
     and of its BatchNorm. First order in U32 (products of two roundings are ~1e-14 relative).
-    None when the op has no rule (verification then falls back to verify.TIE_ULPS).
+    None when the op has no rule (verification then falls back to verify.TIE_ULPS). Bounds are
+    float32 arrays (or 0.0): their own rounding, a 1e-7 relative change, is far inside their slack.
 
     `zeros` (boolean, the unpacked layout of a binary input): where the source model's binary
     activation was exactly 0 (torch.sign(0)), which the IR reads as +1: a binary conv's value moves
@@ -79,35 +80,49 @@ def error_bound(
     if kind in ("bconv2d", "blinear"):
         # PyTorch: a float32 conv of ±1 inputs with weights alpha * sign(W) (sum |w x| = |alpha| K),
         # then BatchNorm; folded here into y = multiplier * s + bias with |multiplier| = |alpha * bn scale|.
-        m = op.params["multiplier"].astype(np.float64)
+        # The BatchNorm steps round at |alpha s| * |bn scale| + |bias| + |y| <= 2 |y| + 2 |bias|.
+        m = np.abs(op.params["multiplier"].astype(np.float64))
         k = in_width(op) * (int(np.prod(op.params["weight"].shape[1:3])) if kind == "bconv2d" else 1)
-        b = op.params["bias"].astype(np.float64)
-        e = np.abs(m) * k * (_acc(k) + 3 * U32) + _STEP_ROUNDINGS * U32 * (np.abs(out - b) + np.abs(b) + np.abs(out))
+        b = np.abs(op.params["bias"].astype(np.float64))
+        e = _scaled_abs(out, 2 * _STEP_ROUNDINGS * U32)
+        e += (m * k * (_acc(k) + 3 * U32) + 2 * _STEP_ROUNDINGS * U32 * b).astype(np.float32)
         if zeros is not None and zeros.any():
-            e = e + np.abs(m) * _zero_taps(op, zeros)
+            e += (m * _zero_taps(op, zeros)).astype(np.float32)
         return e
     if kind in ("conv2d", "linear"):
         w = op.params["weight"]
         k = int(np.prod(w.shape[1:]))
         ref = op_def(kind).reference
-        e0 = errs[0] if isinstance(errs[0], np.ndarray) else 0.0
         acc = _acc(k)
-        e = ref(_abs_weight_op(op), [e0 + acc * np.abs(ins[0])], tensors)
+        e = ref(_abs_weight_op(op), [errs[0] + acc * np.abs(ins[0])], tensors)
         if "bias" in op.params:
             e = e + acc * np.abs(op.params["bias"].astype(np.float64))
-        return e
+        return e.astype(np.float32)
     if kind == "affine":
-        scale = op.params["scale"].astype(np.float64)
-        shift = op.params["shift"].astype(np.float64)
-        steps = _STEP_ROUNDINGS * U32 * (np.abs(ins[0] * scale) + np.abs(shift) + np.abs(out))
-        return np.abs(scale) * errs[0] + steps
+        scale = np.abs(op.params["scale"].astype(np.float64))
+        shift = np.abs(op.params["shift"].astype(np.float64))
+        e = _scaled_abs(ins[0], 1.0)
+        e *= (_STEP_ROUNDINGS * U32 * scale).astype(np.float32)
+        e += _scaled_abs(out, _STEP_ROUNDINGS * U32)
+        e += (_STEP_ROUNDINGS * U32 * shift).astype(np.float32)
+        e += (scale * errs[0]).astype(np.float32) if isinstance(errs[0], np.ndarray) else np.float32(0)
+        return e
     if kind == "prelu":
+        # t = x - pre (one rounding), then slope * t where t < 0 (one), + post (one)
         slope = np.abs(op.params["slope"].astype(np.float64))
         pre = op.params.get("pre_shift", np.zeros(1, np.float32)).astype(np.float64)
-        t = np.abs(ins[0] - pre)
-        return np.maximum(slope, 1.0) * (errs[0] + U32 * t) + U32 * (slope * t + np.abs(out))
+        gain = np.maximum(slope, 1.0)
+        t = np.abs(ins[0] - pre, dtype=np.float32)
+        e = t * (U32 * (gain + slope)).astype(np.float32)
+        e += _scaled_abs(out, U32)
+        if isinstance(errs[0], np.ndarray):
+            e += errs[0] * gain.astype(np.float32)
+        return e
     if kind == "add":
-        return errs[0] + errs[1] + U32 * np.abs(out)
+        e = _scaled_abs(out, U32)
+        for a in errs:
+            e += a
+        return e
     if kind in ("relu", "hardtanh", "neg", "abs", "flatten", "reshape", "transpose", "slice", "expand"):
         # 1-Lipschitz or a copy: the input's bound, moved as the op moves values
         if not isinstance(errs[0], np.ndarray):
@@ -122,9 +137,15 @@ def error_bound(
     if kind in ("avgpool2d", "global_avgpool", "adaptive_avgpool2d"):
         ref = op_def(kind).reference
         n = _window(op, ins[0], out)
-        e = ref(op, [errs[0] + (n + 1) * U32 * np.abs(ins[0])], tensors)
-        return e
+        return ref(op, [errs[0] + _scaled_abs(ins[0], (n + 1) * U32)], tensors).astype(np.float32)
     return None
+
+
+def _scaled_abs(a: np.ndarray, c: float) -> np.ndarray:
+    """c * |a| in float32 (bounds need no more precision than that; half the memory of float64)."""
+    e = np.abs(a, dtype=np.float32)
+    e *= np.float32(c)
+    return e
 
 
 def _zero_taps(op: ir.Op, zeros: np.ndarray) -> np.ndarray:
