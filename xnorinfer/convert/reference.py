@@ -28,7 +28,10 @@ U32 = 2.0**-24
 # Higham & Mary (SIAM J. Sci. Comput. 41(5), 2019, thm 3.1) bound it by lambda * sqrt(K) * U32 *
 # sum|w_i x_i| except with probability 2K exp(-lambda^2 / 2): with lambda = 10 below 1e-17 per element,
 # below 1e-8 over the ~1e10 activations a 64-image ImageNet verification checks. The worst-case form
-# would let a 4608-term binary conv err by a whole integer step of its ±1 sum.
+# would let a 4608-term binary conv err by a whole integer step of its ±1 sum. Roundings that do not
+# cancel (K equal terms: partial sums growing steadily to the result) break that model; each rounding
+# is then at most U32 times a partial sum no larger than the result, so K * U32 * |sum w x| is added
+# (`_drift`), which covers them without the worst case's K * U32 * sum|w x|.
 ACC_LAMBDA = 10.0
 # A per-channel transform PyTorch evaluates in a few float32 steps (BatchNorm's (x - mean) * invstd
 # * gamma + beta with invstd itself rounded, a detach-trick weight (a - c) + c): this many roundings,
@@ -39,6 +42,11 @@ _STEP_ROUNDINGS = 8.0
 def _acc(k: int) -> float:
     """The float32 error of a k-term dot product, relative to sum|w x| (ACC_LAMBDA, plus the bias add)."""
     return (ACC_LAMBDA * np.sqrt(k) + 2.0) * U32
+
+
+def _drift(k: int) -> float:
+    """The float32 error of a k-term dot product whose roundings do not cancel, relative to |sum w x|."""
+    return k * U32
 
 
 def _abs_weight_op(op: ir.Op) -> ir.Op:
@@ -84,8 +92,9 @@ def error_bound(
         m = np.abs(op.params["multiplier"].astype(np.float64))
         k = in_width(op) * (int(np.prod(op.params["weight"].shape[1:3])) if kind == "bconv2d" else 1)
         b = np.abs(op.params["bias"].astype(np.float64))
-        e = _scaled_abs(out, 2 * _STEP_ROUNDINGS * U32)
-        e += (m * k * (_acc(k) + 3 * U32) + 2 * _STEP_ROUNDINGS * U32 * b).astype(np.float32)
+        # |alpha s| * |bn scale| = |y - bias| <= |y| + |bias| for the drift term
+        e = _scaled_abs(out, 2 * _STEP_ROUNDINGS * U32 + _drift(k))
+        e += (m * k * (_acc(k) + 3 * U32) + (2 * _STEP_ROUNDINGS * U32 + _drift(k)) * b).astype(np.float32)
         if zeros is not None and zeros.any():
             e += (m * _zero_taps(op, zeros)).astype(np.float32)
         return e
@@ -97,7 +106,13 @@ def error_bound(
         e = ref(_abs_weight_op(op), [errs[0] + acc * np.abs(ins[0])], tensors)
         if "bias" in op.params:
             e = e + acc * np.abs(op.params["bias"].astype(np.float64))
-        return e.astype(np.float32)
+        # the drift term needs |sum w x| before a fused ReLU clips it (|y| bounds it, bias included)
+        pre = (
+            ref(dataclasses.replace(op, attrs={**op.attrs, "relu": False}), ins, tensors)
+            if op.attrs.get("relu")
+            else out
+        )
+        return (e + _drift(k) * np.abs(pre)).astype(np.float32)
     if kind == "affine":
         scale = np.abs(op.params["scale"].astype(np.float64))
         shift = np.abs(op.params["shift"].astype(np.float64))
