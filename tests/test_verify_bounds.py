@@ -267,3 +267,34 @@ def test_engine_bits_read_back_equal_the_reference(bireal_like):
     assert set(flips) == set(signs) and all(beyond == 0 for _, beyond, _ in flips.values())
     free = reference.run(graph, x[:10])[graph.outputs[0]]
     np.testing.assert_allclose(eng, free, atol=1e-4)
+
+
+def _chain(kinds_attrs):
+    """x -> float ops -> sign -> unpack: the bound at the sign input after the float ops."""
+    shape = (1, 2, 2, 3)
+    tensors = {"x": ir.Tensor("x", shape, "f32")}
+    ops, prev = [], "x"
+    for i, (kind, attrs, params) in enumerate(kinds_attrs):
+        tensors[f"t{i}"] = ir.Tensor(f"t{i}", shape, "f32")
+        ops.append(ir.Op(kind, f"op{i}", [prev], [f"t{i}"], attrs, params))
+        prev = f"t{i}"
+    tensors["s"], tensors["y"] = ir.Tensor("s", shape, "bits"), ir.Tensor("y", shape, "f32")
+    ops += [
+        ir.Op("sign", "s", [prev], ["s"], {}, {"threshold": np.zeros(3, np.float32)}),
+        ir.Op("unpack", "u", ["s"], ["y"]),
+    ]
+    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, 3, 2, 2]})
+    x = np.random.default_rng(4).standard_normal((2, 3, 2, 2)).astype(np.float32)
+    bounds: dict = {}
+    env = reference.run(g, x, keep=[prev], bounds=bounds)
+    return env[prev], bounds[prev]
+
+
+def test_an_op_without_an_error_rule_leaves_no_bound():
+    """After tanh (no rule) the sign input has no bound: verification uses the TIE_ULPS rule there."""
+    affine = ("affine", {}, {"scale": np.full(3, 2.0, np.float32), "shift": np.ones(3, np.float32)})
+    value, bound = _chain([affine])
+    assert isinstance(bound, np.ndarray) and bound.shape == value.shape and (bound > 0).all()
+    assert (bound < 1e-5 * (np.abs(value) + 1)).all()
+    _, bound = _chain([affine, ("tanh", {}, {})])
+    assert bound is None

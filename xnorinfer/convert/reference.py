@@ -138,6 +138,18 @@ def error_bound(
         for a in errs:
             e += a
         return e
+    if kind == "constant":
+        return 0.0  # the same float32 value on both sides
+    if kind == "binary" and op.attrs["op"] in ("add", "sub", "mul", "max", "min"):
+        a, b = ins
+        ea, eb = errs
+        if op.attrs["op"] in ("max", "min"):  # each within its bound: the result within the larger
+            e = np.maximum(ea, eb)
+        elif op.attrs["op"] == "mul":  # |(a + da)(b + db) - ab| <= |b| da + |a| db, first order
+            e = np.abs(b) * ea + np.abs(a) * eb + U32 * np.abs(out)
+        else:
+            e = ea + eb + U32 * np.abs(out)
+        return np.broadcast_to(np.asarray(e, np.float32), out.shape)
     if kind in ("relu", "hardtanh", "neg", "abs", "flatten", "reshape", "transpose", "slice", "expand"):
         # 1-Lipschitz or a copy: the input's bound, moved as the op moves values
         if not isinstance(errs[0], np.ndarray):
