@@ -298,3 +298,20 @@ def test_an_op_without_an_error_rule_leaves_no_bound():
     assert (bound < 1e-5 * (np.abs(value) + 1)).all()
     _, bound = _chain([affine, ("tanh", {}, {})])
     assert bound is None
+
+
+def test_engine_forced_reruns_only_the_images_whose_activations_differ(bireal_like):
+    graph, _, x = bireal_like
+    x = x[:6]
+    signs = {op.outputs[0]: op for op in _sign_ops(graph)}
+    env = reference.run(graph, x, keep=list(signs))
+    used = {n: reference.bits_of(graph, n, env[n]) for n in signs}
+    marked = env[graph.outputs[0]].copy()
+    marked[:] = 100.0  # stands for the PyTorch-forced output: kept where nothing is rerun
+    first = sorted(signs)[0]
+    used[first] = used[first].copy()
+    used[first][3, 0, 0, 0] ^= True  # image 3: PyTorch's activations differ from the engine's
+    eng, out, flips = verify.engine_forced(graph, x, load_bytes, signs, (used, marked))
+    np.testing.assert_array_equal(out[[0, 1, 2, 4, 5]], 100.0)
+    np.testing.assert_allclose(out[3], eng[3], atol=1e-4)
+    assert all(beyond == 0 for _, beyond, _ in flips.values())

@@ -34,10 +34,11 @@ LIVE_CHECK_INPUTS = 8  # inputs on which the live model is compared with its exp
 
 # The fallback tie rule, for a sign after an op that reference.error_bound has no rule for: a flip
 # (IR bit != PyTorch bit) at a sign op whose reference (float64) input lies within TIE_ULPS float32
-# ULPs of the largest |input| of that image's sign-input tensor from the threshold is a rounding tie: PyTorch computes the same value in float32, each op rounding at the scale of its
-# operands (the sign's input tensor: a residual stream, a BatchNorm output), and a short chain of such
-# roundings (a conv's accumulation of K terms, a BatchNorm, a residual add) moves a value by a few to
-# a few tens of ULPs of the operand magnitude. 64 ULPs = 2^-17 (7.6e-6) of max|input|.
+# ULPs of the largest |input| of that image's sign-input tensor from the threshold is a rounding tie:
+# PyTorch computes the same value in float32, each op rounding at the scale of its operands (the
+# sign's input tensor: a residual stream, a BatchNorm output), and a short chain of such roundings
+# (a conv's accumulation of K terms, a BatchNorm, a residual add) moves a value by a few to a few
+# tens of ULPs of the operand magnitude. 64 ULPs = 2^-17 (7.6e-6) of max|input|.
 TIE_ULPS = 64
 
 
@@ -232,7 +233,11 @@ ENGINE_BITS_BATCH = 8
 
 
 def engine_forced(
-    graph: ir.Graph, x: np.ndarray, engine: EngineLoader, signs: dict[str, ir.Op]
+    graph: ir.Graph,
+    x: np.ndarray,
+    engine: EngineLoader,
+    signs: dict[str, ir.Op],
+    pytorch_forced: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int, float]]]:
     """The engine's output, the reference's teacher-forced by the engine's own binary activations, and the sign flips.
 
@@ -240,7 +245,10 @@ def engine_forced(
     cascades through later layers, so its output is compared with the reference following the
     engine's binary activations (at the sign ops in `signs`), and every sign where that reference
     differs from the engine must lie within its float32 error bound (reference.error_bound; the
-    engine's float kernels round no more than PyTorch's: docs/exactness.md).
+    engine rounds less than PyTorch: docs/exactness.md).
+    `pytorch_forced` = (the binary activations the PyTorch-forced reference read, per sign, unpacked;
+    its output): the reference then runs again only on the images where the engine's activations
+    differ from those (elsewhere the two forcings are the same run; its flips were checked already).
     Returns (engine output, forced reference output, {sign output: (flips, flips beyond the bound,
     largest margin / bound)}).
     """
@@ -255,6 +263,16 @@ def engine_forced(
             outs[k + 1].append(np.asarray(v) < 0)  # ±1.0 -> bit (True = -1)
     eng = np.concatenate(outs[0])
     eng_bits = {n: np.concatenate(outs[k + 1]) for k, n in enumerate(names)}
+    redo = np.arange(len(x))
+    if pytorch_forced is not None:
+        used, forced_out = pytorch_forced
+        differs = np.zeros(len(x), bool)
+        for n in names:
+            differs |= (eng_bits[n] != used[n]).reshape(len(x), -1).any(axis=1)
+        redo = np.flatnonzero(differs)
+        if not len(redo):
+            return eng, forced_out, {n: (0, 0, 0.0) for n in names}
+        eng_bits = {n: b[redo] for n, b in eng_bits.items()}
     local: dict[str, np.ndarray] = {}
 
     def substitute(name: str, value: np.ndarray) -> np.ndarray:
@@ -264,7 +282,12 @@ def engine_forced(
         return pack_last(eng_bits[name])
 
     bounds: dict[str, reference.Bound] = {}
-    env = reference.run(graph, x, keep=[op.inputs[0] for op in signs.values()], override=substitute, bounds=bounds)
+    keep = [op.inputs[0] for op in signs.values()]
+    env = reference.run(graph, x[redo], keep=keep, override=substitute, bounds=bounds)
+    out = env[graph.outputs[0]]
+    if pytorch_forced is not None:
+        out = pytorch_forced[1].copy()
+        out[redo] = env[graph.outputs[0]]
     flips: dict[str, tuple[int, int, float]] = {}
     for name, op in signs.items():
         diff = local[name] != eng_bits[name]
@@ -274,7 +297,7 @@ def engine_forced(
         else:
             near, worst = bounded_ties(env[op.inputs[0]], op.params["threshold"], bound, diff)
         flips[name] = (int(diff.sum()), int((diff & ~near).sum()), worst)
-    return eng, env[graph.outputs[0]], flips
+    return eng, out, flips
 
 
 def verify(
@@ -370,6 +393,7 @@ def _verify_stages(
     zeros = {name: tie for name, (_, tie) in torch_side.items() if tie.any()} if forced else None
     env = reference.run(graph, x, keep=keep, override=substitute if forced else None, bounds=bounds, zeros=zeros)
     bar.update()
+    used: dict[str, np.ndarray] = {}
     for tname, info in bin_outs.items():
         if tname not in torch_side:
             continue
@@ -377,6 +401,8 @@ def _verify_stages(
         ref_bits = local.get(tname)
         if ref_bits is None:
             ref_bits = reference.bits_of(graph, tname, env[tname])
+        if tname in sign_ops and tname in local:  # the activations the forced reference read
+            used[tname] = np.where(tie, ref_bits, torch_bits)
         bad = (ref_bits != torch_bits) & ~tie
         near, rule, worst = np.zeros(bad.shape, bool), "bound", 0.0
         op = sign_ops.get(tname)
@@ -432,7 +458,8 @@ def _verify_stages(
                 # The engine follows its own binary activations, not PyTorch's: a tie it decided the
                 # other way cascades. Compare it with the reference forced by its own activations,
                 # each of its flips within the float32 bound.
-                eng, forced_ref, flips = engine_forced(graph, x, engine, sign_ops)
+                known = (used, ref) if used.keys() == sign_ops.keys() else None
+                eng, forced_ref, flips = engine_forced(graph, x, engine, sign_ops, known)
                 ea, er, et = compare_outputs(eng, forced_ref)
                 res.engine = {
                     "max_abs_error": ea,
