@@ -269,7 +269,7 @@ def test_engine_bits_read_back_equal_the_reference(bireal_like):
     np.testing.assert_allclose(eng, free, atol=1e-4)
 
 
-def _chain(kinds_attrs):
+def _chain(kinds_attrs, per_image=False):
     """x -> float ops -> sign -> unpack: the bound at the sign input after the float ops."""
     shape = (1, 2, 2, 3)
     tensors = {"x": ir.Tensor("x", shape, "f32")}
@@ -283,7 +283,8 @@ def _chain(kinds_attrs):
         ir.Op("sign", "s", [prev], ["s"], {}, {"threshold": np.zeros(3, np.float32)}),
         ir.Op("unpack", "u", ["s"], ["y"]),
     ]
-    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, 3, 2, 2]})
+    meta = {"input_shape": [1, 3, 2, 2], "per_image": per_image}
+    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata=meta)
     x = np.random.default_rng(4).standard_normal((2, 3, 2, 2)).astype(np.float32)
     bounds: dict = {}
     env = reference.run(g, x, keep=[prev], bounds=bounds)
@@ -315,3 +316,11 @@ def test_engine_forced_reruns_only_the_images_whose_activations_differ(bireal_li
     np.testing.assert_array_equal(out[[0, 1, 2, 4, 5]], 100.0)
     np.testing.assert_allclose(out[3], eng[3], atol=1e-4)
     assert all(beyond == 0 for _, beyond, _ in flips.values())
+
+
+def test_per_image_graphs_get_the_same_bounds():
+    affine = ("affine", {}, {"scale": np.full(3, 2.0, np.float32), "shift": np.ones(3, np.float32)})
+    value, bound = _chain([affine, ("relu", {}, {})])
+    value_1, bound_1 = _chain([affine, ("relu", {}, {})], per_image=True)
+    np.testing.assert_array_equal(value, value_1)
+    np.testing.assert_array_equal(bound, bound_1)
