@@ -8,10 +8,10 @@ reference sign input lies within its own float32 error bound of the threshold (r
 propagated through the reference beside the values; `TIE_ULPS` where an op upstream has no error rule;
 counted apart as `rounding_ties`): verification fails only on flips that ties do not explain. The
 reference is teacher-forced by PyTorch's binary activations; the engine, which decides ties with its
-own float32 stream, is compared with the reference forced by the engine's activations when it differs. A torch.sign of a
-non-negative tensor ({0, 1}, graph metadata "zero_one_signs") is compared with 0 as the -1 level.
-Float outputs are compared within `rtol` of the output's largest magnitude, and the top-1 class
-must agree.
+own float32 stream, is compared with the reference forced by the engine's activations when it
+differs (`engine_forced`). A torch.sign of a non-negative tensor ({0, 1}, graph metadata
+"zero_one_signs") is compared with 0 as the -1 level. Float outputs are compared within `rtol` of
+the output's largest magnitude, and the top-1 class must agree.
 """
 
 from __future__ import annotations
