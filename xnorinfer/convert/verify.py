@@ -4,15 +4,19 @@ Per binary tensor of the IR (every sign output, threshold output, bit max-pool),
 reference computes are compared with the sign of the corresponding PyTorch value (recorded by
 running the exported program with an fx Interpreter). A PyTorch value of exactly 0 (torch.sign's
 sign(0) = 0, which the IR treats as +1) is counted as a tie, not a mismatch; so is a flip whose
-reference sign input lies within float32 rounding of its threshold (`TIE_ULPS`; counted apart as
-`rounding_ties`): verification fails only on flips that ties do not explain. A torch.sign of a
-non-negative tensor ({0, 1}, graph metadata "zero_one_signs") is compared with 0 as the -1 level.
-Float outputs are compared within `rtol` of the output's largest magnitude, and the top-1 class
-must agree.
+reference sign input lies within its own float32 error bound of the threshold (reference.error_bound,
+propagated through the reference beside the values; `TIE_ULPS` where an op upstream has no error rule;
+counted apart as `rounding_ties`): verification fails only on flips that ties do not explain. The
+reference is teacher-forced by PyTorch's binary activations; the engine, which decides ties with its
+own float32 stream, is compared with the reference forced by the engine's activations when it
+differs (`engine_forced`). A torch.sign of a non-negative tensor ({0, 1}, graph metadata
+"zero_one_signs") is compared with 0 as the -1 level. Float outputs are compared within `rtol` of
+the output's largest magnitude, and the top-1 class must agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,12 +32,13 @@ from xnorinfer.convert.graph import ConversionError
 RTOL = 1e-3  # |out - ref| <= RTOL * max(1, max|ref|) for float outputs
 LIVE_CHECK_INPUTS = 8  # inputs on which the live model is compared with its exported program
 
-# A flip (IR bit != PyTorch bit) at a sign op whose reference (float64) input lies within TIE_ULPS
-# float32 ULPs of the largest |input| of that image's sign-input tensor from the threshold is a
-# rounding tie: PyTorch computes the same value in float32, each op rounding at the scale of its
-# operands (the sign's input tensor: a residual stream, a BatchNorm output), and a short chain of such
-# roundings (a conv's accumulation of K terms, a BatchNorm, a residual add) moves a value by a few to
-# a few tens of ULPs of the operand magnitude. 64 ULPs = 2^-17 (7.6e-6) of max|input|.
+# The fallback tie rule, for a sign after an op that reference.error_bound has no rule for: a flip
+# (IR bit != PyTorch bit) at a sign op whose reference (float64) input lies within TIE_ULPS float32
+# ULPs of the largest |input| of that image's sign-input tensor from the threshold is a rounding tie:
+# PyTorch computes the same value in float32, each op rounding at the scale of its operands (the
+# sign's input tensor: a residual stream, a BatchNorm output), and a short chain of such roundings
+# (a conv's accumulation of K terms, a BatchNorm, a residual add) moves a value by a few to a few
+# tens of ULPs of the operand magnitude. 64 ULPs = 2^-17 (7.6e-6) of max|input|.
 TIE_ULPS = 64
 
 
@@ -43,7 +48,11 @@ class LayerCheck:
     total: int
     mismatches: int
     ties: int
-    rounding_ties: int = 0  # flips explained by float32 rounding of an input at its threshold (TIE_ULPS)
+    rounding_ties: int = 0  # flips explained by float32 rounding of an input at its threshold
+    # how rounding ties are told: "bound" (each element's own float32 error bound,
+    # reference.error_bound) or "ulps" (TIE_ULPS of the image's largest |input|: an op upstream has no bound)
+    tie_rule: str = "bound"
+    worst_tie: float = 0.0  # the largest margin / bound among the rounding ties (<= 1)
 
 
 @dataclass
@@ -54,7 +63,7 @@ class VerifyResult:
     max_rel_error: float = 0.0
     top1_agreement: float = 1.0
     top1_ties: int = 0  # inputs whose top class differs from PyTorch's only by a tie (top1_ties())
-    engine: dict[str, float] | None = None
+    engine: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -192,6 +201,24 @@ def rounding_ties(xin: np.ndarray, threshold: np.ndarray, flips: np.ndarray) -> 
     return flips & (margin <= tol.reshape((n,) + (1,) * (xin.ndim - 1)))
 
 
+def bounded_ties(
+    xin: np.ndarray, threshold: np.ndarray, bound: np.ndarray | float, flips: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Which `flips` lie within their own float32 error bound of the threshold, and the largest margin/bound among them.
+
+    `xin` is the reference's float64 input of the sign, `bound` the bound on |PyTorch's float32 input
+    - xin| (reference.error_bound, broadcastable to xin), `threshold` the per-channel threshold (C,),
+    itself a float32 rounding of the model's (one more U32 * |threshold|). PyTorch and the reference
+    can fall on opposite sides of the threshold only where |xin - threshold| <= that bound.
+    """
+    thr = np.asarray(threshold, np.float64)
+    margin = np.abs(xin - thr)
+    tol = np.asarray(bound, np.float64) + reference.U32 * np.abs(thr)
+    ties = flips & (margin <= tol)
+    worst = float((margin / np.maximum(tol, 1e-300))[ties].max()) if ties.any() else 0.0
+    return ties, worst
+
+
 def _nhwc(a: np.ndarray) -> np.ndarray:
     return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
 
@@ -240,6 +267,90 @@ def engine_run(graph: ir.Graph, x: Inputs, engine: EngineLoader) -> np.ndarray:
 # Runs the source model on inputs: (the named source values, its first output). The ONNX front end
 # passes one (onnx_verify.py) instead of a PyTorch program.
 SourceRunner = Callable[[np.ndarray, set[str]], tuple[dict[str, np.ndarray], np.ndarray]]
+
+
+def _with_bit_outputs(graph: ir.Graph, names: list[str]) -> ir.Graph:
+    """A copy of `graph` that also outputs the bits tensors `names`, each unpacked to ±1.0 (after its outputs)."""
+    ops, tensors, outs = list(graph.ops), dict(graph.tensors), list(graph.outputs)
+    for name in names:
+        t = f"{name}__verify_bits"
+        tensors[t] = ir.Tensor(t, graph.tensors[name].shape, "f32")
+        ops.append(ir.Op("unpack", f"verify:{name}", [name], [t]))
+        outs.append(t)
+    return dataclasses.replace(graph, ops=ops, tensors=tensors, outputs=outs)
+
+
+# The engine's own binary activations come back as float32 ±1 outputs: this many images at a time.
+ENGINE_BITS_BATCH = 8
+
+
+def engine_forced(
+    graph: ir.Graph,
+    x: Inputs,
+    engine: EngineLoader,
+    signs: dict[str, ir.Op],
+    pytorch_forced: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int, float]]]:
+    """The engine's output, the reference's teacher-forced by the engine's own binary activations, and the sign flips.
+
+    The engine decides rounding ties with its own float32 stream; a tie it decides unlike PyTorch
+    cascades through later layers, so its output is compared with the reference following the
+    engine's binary activations (at the sign ops in `signs`), and every sign where that reference
+    differs from the engine must lie within its float32 error bound (reference.error_bound; the
+    engine rounds less than PyTorch: docs/exactness.md).
+    `pytorch_forced` = (the binary activations the PyTorch-forced reference read, per sign, unpacked;
+    its output): the reference then runs again only on the images where the engine's activations
+    differ from those (elsewhere the two forcings are the same run; its flips were checked already).
+    Returns (engine output, forced reference output, {sign output: (flips, flips beyond the bound,
+    largest margin / bound)}).
+    """
+    names = sorted(signs)
+    session = engine(xbin.to_bytes(_with_bit_outputs(graph, names)))
+    outs: list[list[np.ndarray]] = [[] for _ in range(len(names) + 1)]
+    for i in range(0, _rows(x), ENGINE_BITS_BATCH):
+        part = [np.ascontiguousarray(a[i : i + ENGINE_BITS_BATCH]) for a in _arrays(x)]
+        got = session.run(part if isinstance(x, tuple) else part[0])
+        got = got if isinstance(got, list) else [got]
+        outs[0].append(np.asarray(got[0]))
+        for k, v in enumerate(got[len(graph.outputs) :]):
+            outs[k + 1].append(np.asarray(v) < 0)  # ±1.0 -> bit (True = -1)
+    eng = np.concatenate(outs[0])
+    eng_bits = {n: np.concatenate(outs[k + 1]) for k, n in enumerate(names)}
+    redo = np.arange(_rows(x))
+    if pytorch_forced is not None:
+        used, forced_out = pytorch_forced
+        differs = np.zeros(_rows(x), bool)
+        for n in names:
+            differs |= (eng_bits[n] != used[n]).reshape(_rows(x), -1).any(axis=1)
+        redo = np.flatnonzero(differs)
+        if not len(redo):
+            return eng, forced_out, {n: (0, 0, 0.0) for n in names}
+        eng_bits = {n: b[redo] for n, b in eng_bits.items()}
+    local: dict[str, np.ndarray] = {}
+
+    def substitute(name: str, value: np.ndarray) -> np.ndarray:
+        if name not in eng_bits:
+            return value
+        local[name] = reference.bits_of(graph, name, value)
+        return pack_last(eng_bits[name])
+
+    bounds: dict[str, reference.Bound] = {}
+    keep = [op.inputs[0] for op in signs.values()]
+    env = reference.run(graph, [a[redo] for a in _arrays(x)], keep=keep, override=substitute, bounds=bounds)
+    out = env[graph.outputs[0]]
+    if pytorch_forced is not None:
+        out = pytorch_forced[1].copy()
+        out[redo] = env[graph.outputs[0]]
+    flips: dict[str, tuple[int, int, float]] = {}
+    for name, op in signs.items():
+        diff = local[name] != eng_bits[name]
+        bound = bounds.get(op.inputs[0])
+        if bound is None:
+            near, worst = rounding_ties(env[op.inputs[0]], op.params["threshold"], diff), 0.0
+        else:
+            near, worst = bounded_ties(env[op.inputs[0]], op.params["threshold"], bound, diff)
+        flips[name] = (int(diff.sum()), int((diff & ~near).sum()), worst)
+    return eng, out, flips
 
 
 def verify(
@@ -344,8 +455,13 @@ def _verify_stages(
 
     forced = not (graph.metadata.get("per_image") and _rows(x) > 1)
     keep = [*bin_outs, *(op.inputs[0] for op in sign_ops.values())]
-    env = reference.run(graph, list(_arrays(x)), keep=keep, override=substitute if forced else None)
+    bounds: dict[str, reference.Bound] = {}
+    zeros = {name: tie for name, (_, tie) in torch_side.items() if tie.any()} if forced else None
+    env = reference.run(
+        graph, list(_arrays(x)), keep=keep, override=substitute if forced else None, bounds=bounds, zeros=zeros
+    )
     bar.update()
+    used: dict[str, np.ndarray] = {}
     for tname, info in bin_outs.items():
         if tname not in torch_side:
             continue
@@ -353,13 +469,21 @@ def _verify_stages(
         ref_bits = local.get(tname)
         if ref_bits is None:
             ref_bits = reference.bits_of(graph, tname, env[tname])
+        if tname in sign_ops and tname in local:  # the activations the forced reference read
+            used[tname] = np.where(tie, ref_bits, torch_bits)
         bad = (ref_bits != torch_bits) & ~tie
-        near = np.zeros(bad.shape, bool)
+        near, rule, worst = np.zeros(bad.shape, bool), "bound", 0.0
         op = sign_ops.get(tname)
         if bad.any() and op is not None:
-            near = rounding_ties(env[op.inputs[0]], op.params["threshold"], bad)
+            bound = bounds.get(op.inputs[0])
+            if bound is None:  # an op upstream has no error rule: the image-scale rule
+                rule, near = "ulps", rounding_ties(env[op.inputs[0]], op.params["threshold"], bad)
+            else:
+                near, worst = bounded_ties(env[op.inputs[0]], op.params["threshold"], bound, bad)
             bad &= ~near
-        check = LayerCheck(info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()), int(near.sum()))
+        check = LayerCheck(
+            info["path"], int(ref_bits.size), int(bad.sum()), int(tie.sum()), int(near.sum()), rule, worst
+        )
         res.layers[tname] = check
         if bad.any():
             res.problems.append(
@@ -398,11 +522,29 @@ def _verify_stages(
             res.problems.append(f"the engine could not run the graph: {type(err).__name__}: {err}")
         if eng is not None:
             ea, er, et = compare_outputs(eng, ref)
-            if (er > rtol or et < 1.0) and forced and local:
-                # The engine follows its own binary activations, not PyTorch's: compare it with the
-                # reference running free as well (a tie PyTorch decided one way may go the other here).
-                ea, er, et = compare_outputs(eng, reference.run(graph, list(_arrays(x)))[graph.outputs[0]])
             res.engine = {"max_abs_error": ea, "max_rel_error": er, "top1_agreement": et}
+            if (er > rtol or et < 1.0) and forced and sign_ops:
+                # The engine follows its own binary activations, not PyTorch's: a tie it decided the
+                # other way cascades. Compare it with the reference forced by its own activations,
+                # each of its flips within the float32 bound.
+                known = (used, ref) if used.keys() == sign_ops.keys() else None
+                eng, forced_ref, flips = engine_forced(graph, x, engine, sign_ops, known)
+                ea, er, et = compare_outputs(eng, forced_ref)
+                res.engine = {
+                    "max_abs_error": ea,
+                    "max_rel_error": er,
+                    "top1_agreement": et,
+                    "forced_by": "engine",
+                    "tie_flips": sum(f[0] - f[1] for f in flips.values()),
+                    "worst_tie": max((f[2] for f in flips.values()), default=0.0),
+                }
+                for name, (n, beyond, _) in flips.items():
+                    if beyond:
+                        path = bin_outs[name]["path"] or name
+                        res.problems.append(
+                            f"{path}: the engine's binary activations differ from the reference beyond float32 "
+                            f"rounding at {beyond} of {n} flips"
+                        )
             if er > rtol or et < 1.0:
                 res.problems.append(f"engine output differs from the reference by {ea:.3g} (top-1 agreement {et:.4f})")
     bar.update()
