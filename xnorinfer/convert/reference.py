@@ -274,7 +274,7 @@ def run(
         out = op_def(op.kind).reference(op, ins, specs)
         if bounds is not None:
             z = [zmask.get(v) for v in op.inputs]
-            err[op.outputs[0]] = error_bound(op, ins, [err[v] for v in op.inputs], out, specs, z[0])
+            err[op.outputs[0]] = error_bound(op, ins, [err[v] for v in op.inputs], out, specs, z[0] if z else None)
             moved = _moved_zeros(op, z, graph)
             if moved is not None:
                 zmask[op.outputs[0]] = moved
