@@ -1,6 +1,7 @@
 """Sign fused into the op that produces its float input (Session::plan_fusion, nodes::for_out_rows).
 
-The session runs a sign op inside its producer (add, mul, affine, prelu) when it can: the producer
+The session runs a sign op inside its producer (add, mul, affine, prelu, float max/avg pool,
+concat) when it can: the producer
 packs each block of rows right after writing it. These tests check that the fused graph gives the
 bytes of the unfused one (XNORINFER_FUSE=0) on every ISA path with 1 and 2 threads, that both equal
 a numpy reference where the float op is exact in float32 (add, mul), and that the fusion happened
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ISAS
 
 import xnorinfer
@@ -53,12 +55,13 @@ def _sign_ms(path: Path, x: np.ndarray, monkeypatch: pytest.MonkeyPatch, fuse: b
     return [r["total_ms"] for r in rows if r["kind"] == "sign"]
 
 
-@pytest.mark.parametrize("producer", ["add", "mul_channel", "affine", "prelu"])
+@pytest.mark.parametrize("producer", ["add", "mul_channel", "affine", "prelu", "maxpool", "avgpool", "concat"])
 @pytest.mark.parametrize(("channels", "groups", "sign_zero"), [(64, 1, "+1"), (70, 2, "-1"), (128, 1, "-1")])
 def test_fused_sign_equals_unfused(tmp_path, monkeypatch, producer, channels, groups, sign_zero):
     rng = np.random.default_rng(channels + groups)
     h, w = 37, 41  # 1517 rows: several sign blocks per thread's share, a ragged last block
     shape = (1, h, w, channels)
+    oh, ow = h, w  # of the producer's output
     # Values on a half-integer grid, thresholds too, so that ties with the thresholds occur.
     th = (rng.integers(-4, 5, size=(groups, channels)) / 2).astype(np.float32)
     x = (rng.integers(-6, 7, size=(1, channels, h, w)) / 2).astype(np.float32)
@@ -66,8 +69,6 @@ def test_fused_sign_equals_unfused(tmp_path, monkeypatch, producer, channels, gr
     tensors = {
         "x": ir.Tensor("x", shape, "f32"),
         "f": ir.Tensor("f", shape, "f32"),
-        "s": ir.Tensor("s", (1, h, w, groups * channels), "bits"),
-        "y": ir.Tensor("y", (1, h, w, groups * channels), "f32"),
     }
     ops = []
     want_f = None
@@ -87,10 +88,30 @@ def test_fused_sign_equals_unfused(tmp_path, monkeypatch, producer, channels, gr
         scale = rng.normal(size=channels).astype(np.float32)
         shift = rng.normal(size=channels).astype(np.float32)
         ops.append(ir.Op("affine", "f", ["x"], ["f"], {}, {"scale": scale, "shift": shift}))
+    elif producer in ("maxpool", "avgpool"):
+        # 3x3 stride 2 pad 1 (Bi-Real's stem pool): output rows are fused one at a time.
+        oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        tensors["f"] = ir.Tensor("f", (1, oh, ow, channels), "f32")
+        geometry = {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1]}
+        ops.append(ir.Op(f"{producer}2d", "f", ["x"], ["f"], geometry))
+        t = torch.from_numpy(x)
+        pooled = F.max_pool2d(t, 3, 2, 1) if producer == "maxpool" else F.avg_pool2d(t, 3, 2, 1)
+        if producer == "maxpool":  # exact: a max is one of its inputs
+            want_f = pooled.numpy().transpose(0, 2, 3, 1)
+    elif producer == "concat":  # two halves of x's channels back together
+        half = channels // 2
+        tensors["a"] = ir.Tensor("a", (1, h, w, half), "f32")
+        tensors["b"] = ir.Tensor("b", (1, h, w, channels - half), "f32")
+        ops.append(ir.Op("slice", "a", ["x"], ["a"], {"axis": 3, "start": 0, "stop": half, "step": 1}))
+        ops.append(ir.Op("slice", "b", ["x"], ["b"], {"axis": 3, "start": half, "stop": channels, "step": 1}))
+        ops.append(ir.Op("concat", "f", ["a", "b"], ["f"], {"axis": 3}))
+        want_f = nhwc
     else:
         slope = rng.normal(size=channels).astype(np.float32)
         pre = rng.normal(size=channels).astype(np.float32)
         ops.append(ir.Op("prelu", "f", ["x"], ["f"], {}, {"slope": slope, "pre_shift": pre, "post_shift": -pre}))
+    tensors["s"] = ir.Tensor("s", (1, oh, ow, groups * channels), "bits")
+    tensors["y"] = ir.Tensor("y", (1, oh, ow, groups * channels), "f32")
     ops.append(ir.Op("sign", "s", ["f"], ["s"], {"sign_zero": sign_zero}, {"threshold": th if groups > 1 else th[0]}))
     ops.append(ir.Op("unpack", "y", ["s"], ["y"]))
     g = ir.Graph(
@@ -100,12 +121,12 @@ def test_fused_sign_equals_unfused(tmp_path, monkeypatch, producer, channels, gr
     xbin.write(g, path)
     f, y = _run_all(path, x, monkeypatch)
     # The bits are the sign of the float output the same graph returns, against the thresholds.
-    f_nhwc = f.reshape(1, h, w, channels)  # outputs keep the engine's NHWC layout
+    f_nhwc = f.reshape(1, oh, ow, channels)  # outputs keep the engine's NHWC layout
     if want_f is not None:  # exact in float32: the engine's float output is numpy's
         np.testing.assert_array_equal(f_nhwc, want_f)
     below = [(f_nhwc <= th[j]) if sign_zero == "-1" else (f_nhwc < th[j]) for j in range(groups)]
     want_y = np.where(np.concatenate(below, axis=-1), -1.0, 1.0).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(y).reshape(1, h, w, groups * channels), want_y)
+    np.testing.assert_array_equal(np.asarray(y).reshape(1, oh, ow, groups * channels), want_y)
     # Fused: the sign op itself did no work; unfused: it did.
     assert _sign_ms(path, x, monkeypatch, True) == [0.0]
     assert _sign_ms(path, x, monkeypatch, False)[0] > 0.0
