@@ -6,7 +6,8 @@ Usage:  python bench/whole_models.py [--model bireal18 reactnet_a] [--threads 1 
 Builds the models of bench/imagenet_bnns.py (random weights, randomised BatchNorm), converts each
 with `xnorinfer.convert` (verification off: this script measures speed; bench/convert_time.py
 measures conversion and verification), and times, in the same process:
-  - xnorinfer: the converted .xbin (`xnorinfer.load(threads=t)`), default ISA;
+  - xnorinfer: the converted .xbin (`xnorinfer.load(threads=t)`), default ISA; with --unfused,
+    also the same file with sign fusion off (XNORINFER_FUSE=0, "xnor unfused");
   - torch f32: the PyTorch model itself in eval mode (`torch.set_num_threads(t)`, inference_mode);
   - openvino f32: where `openvino` is installed (`pip install openvino`, the `bench` extra), the
     same PyTorch model through `openvino.convert_model` with INFERENCE_PRECISION_HINT f32. Its
@@ -21,6 +22,7 @@ on the machine hits every contender alike. With --profile, the per-op table of
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -83,6 +85,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--runs", type=int, default=10, help="calls per engine per round (median taken)")
     ap.add_argument("--profile", action="store_true", help="print xnorinfer's per-op profile")
+    ap.add_argument(
+        "--unfused", action="store_true", help="also time xnorinfer with sign fusion off (XNORINFER_FUSE=0)"
+    )
     ap.add_argument("--cache", type=Path, help="keep converted .xbin files here (reused when present)")
     args = ap.parse_args()
     print(f"ISA {_core.default_isa()}, torch {torch.__version__}, batch 1, 224x224")
@@ -101,6 +106,11 @@ def main() -> int:
             for t in args.threads:
                 sessions[t] = xnorinfer.load(path, threads=t)
                 engines[("xnorinfer", t)] = lambda s=sessions[t], xn=xn: s.run(xn)
+                if args.unfused:
+                    os.environ["XNORINFER_FUSE"] = "0"  # read when the session is made
+                    unfused = xnorinfer.load(path, threads=t)
+                    del os.environ["XNORINFER_FUSE"]
+                    engines[("xnor unfused", t)] = lambda s=unfused, xn=xn: s.run(xn)
                 engines[("torch f32", t)] = lambda model=model, x=x: model(x)
                 ov = _openvino(model, x, t)
                 if ov is not None:
