@@ -56,7 +56,9 @@ def _sign_ms(path: Path, x: np.ndarray, monkeypatch: pytest.MonkeyPatch, fuse: b
 
 
 @pytest.mark.parametrize("producer", ["add", "mul_channel", "affine", "prelu", "maxpool", "avgpool", "concat"])
-@pytest.mark.parametrize(("channels", "groups", "sign_zero"), [(64, 1, "+1"), (70, 2, "-1"), (128, 1, "-1")])
+@pytest.mark.parametrize(
+    ("channels", "groups", "sign_zero"), [(64, 1, "+1"), (70, 2, "-1"), (128, 1, "-1"), (32, 3, "+1")]
+)
 def test_fused_sign_equals_unfused(tmp_path, monkeypatch, producer, channels, groups, sign_zero):
     rng = np.random.default_rng(channels + groups)
     h, w = 37, 41  # 1517 rows: several sign blocks per thread's share, a ragged last block
@@ -161,3 +163,36 @@ def test_fused_sign_in_converted_blocks(tmp_path, block):
     # except where a sign input sits on a rounding tie; compare the bulk tightly.
     close = np.isclose(out.transpose(0, 3, 1, 2), want, rtol=1e-3, atol=1e-3)  # engine: NHWC
     assert close.mean() > 0.99, f"{(~close).sum()} of {close.size} values differ from PyTorch"
+
+
+@pytest.mark.parametrize("channels", [16, 32, 48, 80, 96, 192])
+@pytest.mark.parametrize("groups", [1, 2, 3])
+@pytest.mark.parametrize("sign_zero", ["+1", "-1"])
+def test_sign_multiple_of_16_channels(tmp_path, channels, groups, sign_zero):
+    """The avx512 sign for C % 16 == 0 (words assembled from 16-channel masks, groups meeting
+    inside a word, a partial last word) against numpy: ties, -0.0, NaN and infinities included;
+    the same bytes on every ISA path and thread count."""
+    rng = np.random.default_rng(channels * 7 + groups)
+    h, w = 9, 7
+    th = (rng.integers(-3, 4, size=(groups, channels)) / 2).astype(np.float32)
+    x = (rng.integers(-4, 5, size=(1, channels, h, w)) / 2).astype(np.float32)
+    x.reshape(-1)[:4] = [-0.0, np.nan, np.inf, -np.inf]
+    tensors = {
+        "x": ir.Tensor("x", (1, h, w, channels), "f32"),
+        "s": ir.Tensor("s", (1, h, w, groups * channels), "bits"),
+        "y": ir.Tensor("y", (1, h, w, groups * channels), "f32"),
+    }
+    ops = [
+        ir.Op("sign", "s", ["x"], ["s"], {"sign_zero": sign_zero}, {"threshold": th if groups > 1 else th[0]}),
+        ir.Op("unpack", "y", ["s"], ["y"]),
+    ]
+    g = ir.Graph(inputs=["x"], outputs=["y"], tensors=tensors, ops=ops, metadata={"input_shape": [1, channels, h, w]})
+    path = tmp_path / "sign.xbin"
+    xbin.write(g, path)
+    nhwc = x.transpose(0, 2, 3, 1)
+    below = [(nhwc <= th[j]) if sign_zero == "-1" else (nhwc < th[j]) for j in range(groups)]
+    want = np.where(np.concatenate(below, axis=-1), -1.0, 1.0).astype(np.float32)  # NaN compares false: +1
+    for threads in (1, 2):
+        session = xnorinfer.load(path, threads=threads)
+        for isa in ISAS:
+            np.testing.assert_array_equal(session.run(x, isa=isa), want, err_msg=f"{isa}, {threads} threads")

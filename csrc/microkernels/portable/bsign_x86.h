@@ -27,23 +27,27 @@ inline void sign_rows(const float* x, size_t rows, size_t channels, const float*
                       uint64_t* out) {
   const size_t words = (groups * channels + 63) / 64;
 #if defined(__AVX512F__)
-  if (channels % 64 == 0) {
-    // Every group fills whole words: a word is four 16-channel compares, stored once (no zeroing,
-    // no read-modify-write), which keeps the op at the speed of reading the floats.
-    const size_t group_words = channels / 64;
+  if (channels % 16 == 0) {
+    // 16 channels per compare, straight into a mask; a row's bits come in order, so each word
+    // is assembled in a register from four masks and stored once (no zeroing, no
+    // read-modify-write). This keeps the op near the speed of reading the floats.
+    const size_t row_bits = groups * channels;
     for (size_t r = 0; r < rows; ++r) {
       const float* __restrict xr = x + r * channels;
       uint64_t* __restrict o = out + r * words;
+      uint64_t word = 0;
       for (size_t j = 0; j < groups; ++j) {
         const float* __restrict t = thresholds + j * channels;
-        for (size_t w = 0; w < group_words; ++w) {
-          const size_t c = w * 64;
-          o[j * group_words + w] = below16<kZeroIsMinus>(xr + c, t + c) |
-                                   below16<kZeroIsMinus>(xr + c + 16, t + c + 16) << 16 |
-                                   below16<kZeroIsMinus>(xr + c + 32, t + c + 32) << 32 |
-                                   below16<kZeroIsMinus>(xr + c + 48, t + c + 48) << 48;
+        for (size_t c = 0; c < channels; c += 16) {
+          const size_t bit = j * channels + c;  // a multiple of 16: never straddles a word
+          word |= below16<kZeroIsMinus>(xr + c, t + c) << (bit & 63);
+          if ((bit & 63) == 48) {
+            o[bit >> 6] = word;
+            word = 0;
+          }
         }
       }
+      if (row_bits % 64 != 0) o[row_bits >> 6] = word;  // the last, partial word (pad bits 0)
     }
     return;
   }
