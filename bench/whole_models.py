@@ -78,6 +78,30 @@ def _profile(session: xnorinfer.Session, x: np.ndarray, runs: int) -> None:
         print(f"  {i:>3}  {r['name']:<18} {r['kind']:<16} {r['ms_per_run']:>8.4f}  {r['share'] * 100:>5.1f}%")
 
 
+def _best_profile(path: Path, x: np.ndarray, threads: int, reps: int) -> None:
+    """Per-op profiles of the fused and unfused engine, alternated `reps` times (3 runs each); the
+    best time per op over the repetitions, summed by kind: the least-disturbed figures."""
+    sessions = {}
+    for fuse in ("1", "0"):
+        os.environ["XNORINFER_FUSE"] = fuse
+        sessions[fuse] = xnorinfer.load(path, threads=threads)
+    del os.environ["XNORINFER_FUSE"]
+    best: dict[str, np.ndarray] = {}
+    kinds: list[str] = []
+    for _ in range(reps):
+        for fuse, session in sessions.items():
+            rows = session.profile(x, runs=3)
+            kinds = [r["kind"] for r in rows]
+            ms = np.array([r["ms_per_run"] for r in rows])
+            best[fuse] = np.minimum(best[fuse], ms) if fuse in best else ms
+    for fuse, label in (("1", "fused"), ("0", "unfused")):
+        by_kind: dict[str, float] = {}
+        for kind, v in zip(kinds, best[fuse], strict=True):
+            by_kind[kind] = by_kind.get(kind, 0.0) + float(v)
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
+        print(f"  {threads} thr {label:<8} sum of per-op best {best[fuse].sum():.3f} ms: {parts}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
@@ -87,6 +111,13 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="print xnorinfer's per-op profile")
     ap.add_argument(
         "--unfused", action="store_true", help="also time xnorinfer with sign fusion off (XNORINFER_FUSE=0)"
+    )
+    ap.add_argument(
+        "--best-profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N alternated fused/unfused per-op profiles, best per op",
     )
     ap.add_argument("--cache", type=Path, help="keep converted .xbin files here (reused when present)")
     args = ap.parse_args()
@@ -137,6 +168,10 @@ def main() -> int:
                 meds = [float(np.median(results[(engine, t)])) for t in args.threads]
                 cells = [f"{m:.2f} ({best[(engine, t)]:.2f})" for m, t in zip(meds, args.threads, strict=True)]
                 print(f"{engine:<14}" + "".join(f"{c:>18}" for c in cells) + f"{base / meds[0]:>17.2f}x")
+            if args.best_profile:
+                print(f"\n{name}: per-op best of {args.best_profile} alternated profiles (ms per run)")
+                for t in args.threads:
+                    _best_profile(path, xn, t, args.best_profile)
             if args.profile:
                 for t in args.threads:
                     print(f"\n{name}, xnorinfer per-op profile, {t} thread(s), {args.runs * args.rounds} runs:")
