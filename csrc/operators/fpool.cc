@@ -9,10 +9,22 @@
 namespace xnor {
 namespace {
 
-void run_pool(FloatPoolFn fn, const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool) {
+void run_pool(FloatPoolFn fn, const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool,
+              const RangeFn* rows_written) {
   const size_t in_image = static_cast<size_t>(g.in_h) * g.in_w * g.channels;
   const size_t out_image = static_cast<size_t>(g.out_h) * g.out_w * g.channels;
   const size_t rows = static_cast<size_t>(batch) * g.out_h;
+  if (rows_written != nullptr) {  // one output row at a time, each handed on while in cache
+    parallel_for(pool, rows, 1, [&](size_t b, size_t e) {
+      for (size_t r = b; r < e; ++r) {
+        const size_t img = r / g.out_h;
+        const int row = static_cast<int>(r % g.out_h);
+        fn(in + img * in_image, g, row, row + 1, out + img * out_image);
+        (*rows_written)(r, r + 1);
+      }
+    });
+    return;
+  }
   parallel_for(pool, rows, 1, [&](size_t b, size_t e) {
     size_t r = b;
     while (r < e) {  // one call per image for the rows of this share
@@ -61,12 +73,14 @@ void float_pool_geometry(FloatPoolGeometry& g, const char* op, bool ceil_mode) {
   g.out_w = pooled_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, ceil_mode);
 }
 
-void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa) {
-  run_pool(float_kernels(isa).maxpool, in, batch, g, out, pool);
+void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa,
+                     const RangeFn* rows_written) {
+  run_pool(float_kernels(isa).maxpool, in, batch, g, out, pool, rows_written);
 }
 
-void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa) {
-  run_pool(float_kernels(isa).avgpool, in, batch, g, out, pool);
+void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa,
+                     const RangeFn* rows_written) {
+  run_pool(float_kernels(isa).avgpool, in, batch, g, out, pool, rows_written);
 }
 
 void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out, TaskRunner* pool,

@@ -20,9 +20,13 @@ namespace xnor {
 // kernels clip every window to the padded input, as PyTorch does.
 void float_pool_geometry(FloatPoolGeometry& g, const char* op, bool ceil_mode = false);
 
-// in: [batch][in_h][in_w][channels]; out: [batch][out_h][out_w][channels].
-void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);
-void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa);
+// in: [batch][in_h][in_w][channels]; out: [batch][out_h][out_w][channels]. With `rows_written`,
+// output rows (of batch * out_h) are computed one at a time and each is handed to it, on the
+// thread that wrote it, right after (a fused consumer, e.g. a sign, reads it from cache).
+void float_maxpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa,
+                     const RangeFn* rows_written = nullptr);
+void float_avgpool2d(const float* in, int batch, const FloatPoolGeometry& g, float* out, TaskRunner* pool, Isa isa,
+                     const RangeFn* rows_written = nullptr);
 
 // in: [batch][pixels][channels]; out: [batch][channels].
 void float_global_avgpool(const float* in, size_t batch, size_t pixels, size_t channels, float* out, TaskRunner* pool,

@@ -27,6 +27,16 @@ struct ParamView {
   int64_t count = 0;
 };
 
+// A sign op fused into the op that produces its float input (Session, at plan time): the
+// producer packs each block of rows it wrote while the block is still in cache, with the sign op's
+// kernel and parameters, so the bits are the ones the sign op would have written.
+struct SignEpilogue {
+  const float* thresholds;  // [groups][channels]
+  int64_t channels;
+  int64_t groups;
+  bool zero_is_minus;
+};
+
 // Per-step context: the pool, the kernel tables of the chosen ISA, and the
 // step's workspace (Node::workspace_bytes bytes, 64-byte aligned, from the plan).
 struct RunContext {
@@ -35,6 +45,9 @@ struct RunContext {
   const ElementwiseKernels* ew;
   const BinaryKernels* bin;
   void* workspace = nullptr;
+  // Set on a step whose output a sign op reads, when that sign is fused into it (fuses_sign()).
+  const SignEpilogue* sign = nullptr;
+  uint64_t* sign_out = nullptr;
 };
 
 class Node {
@@ -53,6 +66,10 @@ class Node {
   virtual size_t held_bytes() const { return 0; }
   // True when the output is a view of input 0's storage (flatten).
   virtual bool aliases_input() const { return false; }
+  // True when run() honours ctx.sign (writes every output row through nodes::for_out_rows).
+  virtual bool fuses_sign() const { return false; }
+  // A sign op's parameters, for fusing it into its producer; null for every other op.
+  virtual const SignEpilogue* sign_epilogue() const { return nullptr; }
 
   // Output shape for these input shapes; throws std::invalid_argument naming the op.
   virtual Shape infer(const Shape* in, size_t count) const = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -51,11 +52,35 @@ Session::Session(std::shared_ptr<const Graph> graph, int threads, uint64_t max_m
   if (!graph_) throw std::invalid_argument("Session: no graph");
   if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
   if (max_memory == 0) throw std::invalid_argument("max_memory must be a positive number of bytes");
+  plan_fusion();
   // Refuse at load a model whose recorded input already needs more than the limit.
   std::vector<Shape> recorded;
   for (int t : graph_->inputs()) recorded.push_back(graph_->tensors()[t].declared);
   layout_for(recorded);
   if (threads > 1) pool_ = std::make_unique<ThreadPool>(threads);
+}
+
+void Session::plan_fusion() {
+  const auto& tensors = graph_->tensors();
+  const auto& steps = graph_->steps();
+  fused_sign_.assign(steps.size(), -1);
+  fused_away_.assign(steps.size(), false);
+  if (const char* fuse = std::getenv("XNORINFER_FUSE"); fuse != nullptr && std::string(fuse) == "0") return;
+  std::vector<int> producer(tensors.size(), -1);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Graph::Step& s = steps[i];
+    if (s.node->sign_epilogue() != nullptr && s.inputs.size() == 1) {
+      const int t = s.inputs[0];
+      const int p = producer[static_cast<size_t>(t)];
+      // The producer writes t itself (not a view) as f32, and packs for one sign op at most.
+      if (p >= 0 && tensors[t].storage == t && tensors[t].dtype == DType::kF32 && steps[p].node->fuses_sign() &&
+          fused_sign_[p] < 0 && tensors[s.output].storage == s.output) {
+        fused_sign_[p] = static_cast<int>(i);
+        fused_away_[i] = true;
+      }
+    }
+    producer[static_cast<size_t>(s.output)] = static_cast<int>(i);
+  }
 }
 
 int64_t Session::check_inputs(const Shape* shapes, size_t count) const {
@@ -137,6 +162,9 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
     }
   }
   for (int t : graph_->outputs()) touch(t, end);
+  // A fused sign's bits are written by its producer's step: they live from there.
+  for (int i = 0; i < end; ++i)
+    if (fused_sign_[i] >= 0) req[steps[fused_sign_[i]].output].first = i;
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
   std::vector<Shape> in_shapes;
   for (int i = 0; i < end; ++i) {
@@ -307,8 +335,12 @@ void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs,
   }
   const auto& steps = graph_->steps();
   for (size_t i = 0; i < steps.size(); ++i) {
+    if (fused_away_[i]) continue;  // its producer wrote the bits
     const StepIO& io = p.io[i];
     ctx.workspace = io.workspace;
+    const int fused = fused_sign_[i];
+    ctx.sign = fused < 0 ? nullptr : steps[fused].node->sign_epilogue();
+    ctx.sign_out = fused < 0 ? nullptr : static_cast<uint64_t*>(p.io[fused].out);
     try {
       if constexpr (kProfile) {
         const Clock::time_point t0 = Clock::now();

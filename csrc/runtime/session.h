@@ -74,6 +74,9 @@ class Session {
                               Isa isa, int runs);
 
  private:
+  // Fuses each sign op into the op that produces its float input where that op can
+  // (Node::fuses_sign): fills fused_sign_ and fused_away_. XNORINFER_FUSE=0 turns fusion off.
+  void plan_fusion();
   struct StepIO {
     std::vector<const void*> in;
     std::vector<Shape> in_shapes;
@@ -110,6 +113,8 @@ class Session {
                   int64_t first, double* op_seconds);
 
   std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
+  std::vector<int> fused_sign_;         // per step: the sign step fused into it, or -1
+  std::vector<bool> fused_away_;        // per step: a sign run by its producer (skipped)
   int threads_;
   uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread

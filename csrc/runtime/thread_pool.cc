@@ -36,6 +36,18 @@ ThreadPool::~ThreadPool() {
 
 bool ThreadPool::forked() const { return getpid() != owner_pid_; }
 
+void ThreadPool::run_claimed_shares() {
+  // Any thread may run any share: a worker that the OS has not scheduled yet (other processes on
+  // the cores) leaves its share to whoever is free, instead of the caller spinning until it runs.
+  // A share's range does not depend on who runs it, so results stay the same.
+  const int shares = threads();
+  for (int i = next_share_.fetch_add(1, std::memory_order_acq_rel); i < shares;
+       i = next_share_.fetch_add(1, std::memory_order_acq_rel)) {
+    run_share(i);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
 void ThreadPool::run_share(int index) {
   const size_t chunks = (job_n_ + job_grain_ - 1) / job_grain_;
   const size_t t = static_cast<size_t>(threads());
@@ -66,8 +78,7 @@ void ThreadPool::worker_loop(int index) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return;
     }
-    run_share(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    run_claimed_shares();
   }
 }
 
@@ -90,12 +101,21 @@ void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
     job_ = &fn;
     job_n_ = n;
     job_grain_ = grain;
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_release);
+    pending_.store(threads(), std::memory_order_release);
+    next_share_.store(0, std::memory_order_release);  // after the job: a claim sees it
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_share(0);
-  while (pending_.load(std::memory_order_acquire) != 0) XNOR_CPU_RELAX();
+  run_claimed_shares();
+  // Only shares already started by another thread remain; give the core away while they finish
+  // when spinning has not been enough (that thread may be waiting for this core).
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinRounds) {
+      XNOR_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 

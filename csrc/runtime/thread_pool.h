@@ -43,6 +43,8 @@ class ThreadPool final : public TaskRunner {
  private:
   void worker_loop(int index);
   void run_share(int index);
+  // Claims and runs shares of the current job until none is left.
+  void run_claimed_shares();
 
   pid_t owner_pid_;  // the process whose threads the workers are
   std::vector<std::thread> workers_;
@@ -50,7 +52,8 @@ class ThreadPool final : public TaskRunner {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> pending_{0};     // shares of the current job not yet finished
+  std::atomic<int> next_share_{0};  // the next share to claim; >= threads() when all are claimed
   bool stopping_ = false;
   // The job of the current generation (valid while pending_ > 0).
   const RangeFn* job_ = nullptr;

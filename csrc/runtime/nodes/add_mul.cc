@@ -9,6 +9,7 @@ using namespace nodes;
 class AddMulNode final : public Node {
  public:
   AddMulNode(const OpArgs& a, bool mul) : Node(a.op(), {DType::kF32}, DType::kF32), mul_(mul) {}
+  bool fuses_sign() const override { return true; }
   Shape infer(const Shape* in, size_t count) const override {
     if (count != 2) fail("needs exactly 2 inputs");
     if (in[0] == in[1]) return in[0];
@@ -21,14 +22,21 @@ class AddMulNode final : public Node {
     const float* a = static_cast<const float*>(in[0]);
     const float* b = static_cast<const float*>(in[1]);
     float* y = static_cast<float*>(out);
+    const int64_t c = s[0].channels();
     if (s[0] == s[1]) {
       const BinaryOpFn fn = mul_ ? ctx.ew->mul : ctx.ew->add;
-      parallel_for(ctx.pool, static_cast<size_t>(s[0].elements()), kElementGrain,
-                   [&](size_t i, size_t e) { fn(a + i, b + i, e - i, y + i); });
+      if (ctx.sign == nullptr) {
+        parallel_for(ctx.pool, static_cast<size_t>(s[0].elements()), kElementGrain,
+                     [&](size_t i, size_t e) { fn(a + i, b + i, e - i, y + i); });
+      } else {  // element-wise: rows are a split like any other
+        const size_t uc = static_cast<size_t>(c);
+        for_out_rows(ctx, s[0].rows(), c, y,
+                     [&](size_t r, size_t n) { fn(a + r * uc, b + r * uc, n * uc, y + r * uc); });
+      }
       return;
     }
-    const int64_t c = s[0].channels(), pixels = s[0].d[1] * s[0].d[2];
-    for_rows(ctx, s[0].rows(), c, [&](size_t r, size_t n) {
+    const int64_t pixels = s[0].d[1] * s[0].d[2];
+    for_out_rows(ctx, s[0].rows(), c, y, [&](size_t r, size_t n) {
       while (n > 0) {  // rows of one image share b's row
         const size_t img = r / pixels, take = std::min<size_t>(n, (img + 1) * pixels - r);
         ctx.ew->mul_channel(a + r * c, take, c, b + img * c, y + r * c);

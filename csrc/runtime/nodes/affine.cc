@@ -14,13 +14,14 @@ class AffineNode final : public SameShapeNode {
       : SameShapeNode(a, DType::kF32, DType::kF32, static_cast<int64_t>(scale.size())),
         scale_(std::move(scale)),
         shift_(std::move(shift)) {}
+  bool fuses_sign() const override { return true; }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t c = channels_;
-    for_rows(ctx, s[0].rows(), c,
-             [&](size_t r, size_t n) { ctx.ew->affine(x + r * c, n, c, scale_.data(), shift_.data(), y + r * c); });
+    for_out_rows(ctx, s[0].rows(), c, y,
+                 [&](size_t r, size_t n) { ctx.ew->affine(x + r * c, n, c, scale_.data(), shift_.data(), y + r * c); });
   }
 
  private:

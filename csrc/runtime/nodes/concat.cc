@@ -34,12 +34,14 @@ class ConcatNode final : public Node {
     }
     return out;
   }
+  bool fuses_sign() const override { return out_type() == DType::kF32; }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out,
            const Shape& os) const override {
     const int ax = normalize_axis(axis_, os.rank);
     if (ax != os.rank - 1) {  // f32 along an outer axis: per outer index, one block of each input
       const int64_t outer = span(os, 0, ax), inner = span(os, ax + 1, os.rank), block = span(os, ax, os.rank);
       float* y = static_cast<float*>(out);
+      // A fused sign (rare here: concat along an outer axis) packs the whole output afterwards.
       for_rows(ctx, outer, block, [&](size_t first, size_t rows) {
         for (size_t o = first; o < first + rows; ++o) {
           float* dst = y + static_cast<int64_t>(o) * block;
@@ -51,6 +53,9 @@ class ConcatNode final : public Node {
           }
         }
       });
+      if (ctx.sign != nullptr) {
+        for_out_rows(ctx, os.rows(), os.channels(), y, [](size_t, size_t) {});
+      }
       return;
     }
     std::array<size_t, kMaxConcatInputs> channels{};
@@ -59,9 +64,9 @@ class ConcatNode final : public Node {
     if (out_type() == DType::kF32) {
       std::array<const float*, kMaxConcatInputs> src{};
       for (size_t k = 0; k < count; ++k) src[k] = static_cast<const float*>(in[k]);
-      parallel_for(ctx.pool, static_cast<size_t>(os.rows()), grain_rows(os.channels()), [&](size_t b, size_t e) {
-        ctx.ew->concat(src.data(), channels.data(), count, b, e, oc, static_cast<float*>(out));
-      });
+      float* y = static_cast<float*>(out);
+      for_out_rows(ctx, os.rows(), os.channels(), y,
+                   [&](size_t r, size_t n) { ctx.ew->concat(src.data(), channels.data(), count, r, r + n, oc, y); });
     } else {
       std::array<const uint64_t*, kMaxConcatInputs> src{};
       for (size_t k = 0; k < count; ++k) src[k] = static_cast<const uint64_t*>(in[k]);

@@ -43,6 +43,37 @@ void for_rows(const RunContext& ctx, int64_t rows, int64_t row_elements, Fn&& fn
                [&](size_t b, size_t e) { fn(b, e - b); });
 }
 
+// Values per block that a fused sign packs right after the producer wrote them (16 KiB: in L1).
+constexpr int64_t kSignBlockValues = 4096;
+
+// for_rows over the rows of a float output y of `channels` values per row; when the session fused
+// a sign op into this step (ctx.sign), each block of rows is packed into ctx.sign_out right
+// after fn wrote it, with the sign op's own kernel: the same bits, without reading y back from
+// memory in a separate op.
+// The fused sign (ctx.sign, set) of rows [first, first + count) of a float output y.
+inline void sign_rows(const RunContext& ctx, const float* y, int64_t first, int64_t count, int64_t channels) {
+  const SignEpilogue& s = *ctx.sign;
+  const int64_t words = words_of(channels * s.groups);
+  ctx.ew->sign(y + first * channels, static_cast<size_t>(count), static_cast<size_t>(channels), s.thresholds,
+               static_cast<size_t>(s.groups), s.zero_is_minus, ctx.sign_out + first * words);
+}
+
+template <typename Fn>
+void for_out_rows(const RunContext& ctx, int64_t rows, int64_t channels, const float* y, Fn&& fn) {
+  if (ctx.sign == nullptr) {
+    for_rows(ctx, rows, channels, fn);
+    return;
+  }
+  const size_t block = static_cast<size_t>(std::max<int64_t>(1, kSignBlockValues / std::max<int64_t>(1, channels)));
+  for_rows(ctx, rows, channels, [&](size_t r, size_t n) {
+    for (size_t b = r, end = r + n; b < end; b += block) {
+      const size_t m = std::min(block, end - b);
+      fn(b, m);
+      sign_rows(ctx, y, static_cast<int64_t>(b), static_cast<int64_t>(m), channels);
+    }
+  });
+}
+
 // Base for ops that keep the shape and, when channels_ > 0, need that many channels.
 class SameShapeNode : public Node {
  public:

@@ -59,14 +59,27 @@ class PoolNode final : public Node {
     const FloatPoolGeometry g = geometry(in[0]);
     return Shape::nhwc(in[0].d[0], g.out_h, g.out_w, in[0].d[3]);
   }
+  bool fuses_sign() const override { return kind_ != Kind::kBinaryMax; }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     const FloatPoolGeometry g = geometry(s[0]);
     const int batch = static_cast<int>(s[0].d[0]);
-    if (kind_ == Kind::kMax) {
-      float_maxpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa);
-    } else if (kind_ == Kind::kAvg) {
-      float_avgpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa);
+    if (kind_ != Kind::kBinaryMax) {
+      // A fused sign packs each output row (out_w pixels) right after the pool wrote it.
+      const float* y = static_cast<const float*>(out);
+      const int64_t c = s[0].channels(), pixels = g.out_w;
+      const auto pack_rows = [&](size_t b, size_t e) {
+        sign_rows(ctx, y, static_cast<int64_t>(b) * pixels, static_cast<int64_t>(e - b) * pixels, c);
+      };
+      const RangeFn pack = pack_rows;  // refers to pack_rows, which outlives the call
+      const RangeFn* rows_written = ctx.sign != nullptr ? &pack : nullptr;
+      if (kind_ == Kind::kMax) {
+        float_maxpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa,
+                        rows_written);
+      } else {
+        float_avgpool2d(static_cast<const float*>(in[0]), batch, g, static_cast<float*>(out), ctx.pool, ctx.isa,
+                        rows_written);
+      }
     } else {
       const PoolGeometry bg{g.in_h,     g.in_w,  g.kernel_h, g.kernel_w, g.stride_h,
                             g.stride_w, g.pad_h, g.pad_w,    g.out_h,    g.out_w};

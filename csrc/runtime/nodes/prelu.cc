@@ -18,13 +18,14 @@ class PreluNode final : public SameShapeNode {
         slope_(std::move(slope)),
         pre_(std::move(pre)),
         post_(std::move(post)) {}
+  bool fuses_sign() const override { return true; }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
     float* y = static_cast<float*>(out);
     const int64_t c = s[0].channels();
     const size_t stride = slope_.size() == 1 ? 0 : 1;
-    for_rows(ctx, s[0].rows(), c, [&](size_t r, size_t n) {
+    for_out_rows(ctx, s[0].rows(), c, y, [&](size_t r, size_t n) {
       ctx.ew->prelu(x + r * c, n, c, slope_.data(), stride, pre_.empty() ? nullptr : pre_.data(),
                     post_.empty() ? nullptr : post_.data(), y + r * c);
     });

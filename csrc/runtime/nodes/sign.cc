@@ -17,7 +17,9 @@ class SignNode final : public Node {
         channels_(channels),
         groups_(groups),
         thresholds_(std::move(thresholds)),
-        zero_is_minus_(zero_is_minus) {}
+        zero_is_minus_(zero_is_minus),
+        epilogue_{thresholds_.data(), channels_, groups_, zero_is_minus_} {}
+  const SignEpilogue* sign_epilogue() const override { return &epilogue_; }
   Shape infer(const Shape* in, size_t) const override {
     if (in[0].channels() != channels_) {
       fail("input must have " + std::to_string(channels_) + " channels (last axis), got " + in[0].str());
@@ -40,6 +42,7 @@ class SignNode final : public Node {
   int64_t channels_, groups_;
   std::vector<float> thresholds_;  // [groups][channels]
   bool zero_is_minus_;
+  SignEpilogue epilogue_;  // points into thresholds_ (never resized)
 };
 
 class UnpackNode final : public Node {
