@@ -185,7 +185,8 @@ def test_functional_conv1d_with_groups_and_dilation(tmp_path):
 
 class SignedConv1d(nn.Module):
     """torch.sign of (N, C, L) signals (one threshold for all) around a conv1d with ±1 weights: the signs
-    stay exact, the conv1d a float conv (its (N, C, 1, L) view of the bits is not a binary layout)."""
+    stay exact; the conv1d reads its (N, C, 1, L) view of the bits unpacked (not a binary layout), so its
+    ±1 weights run on the binary-weight kernel (bwconv2d) rather than as a binary conv."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -202,7 +203,8 @@ class SignedConv1d(nn.Module):
 def test_signs_of_a_signal_around_conv1d(tmp_path):
     graph, _ = _compare(SignedConv1d(), (1, 8, 20), tmp_path)
     assert sum(op.kind == "sign" for op in graph.ops) == 2
-    assert graph.metadata["float_layers"] == {"c": "input is not a binarized (sign) activation"}
+    assert not graph.metadata["float_layers"] and "binary weights" in graph.metadata["weight_plane_layers"]["c"]
+    assert [op.kind for op in graph.ops].count("bwconv2d") == 1
 
 
 class Volume(nn.Module):
