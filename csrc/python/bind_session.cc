@@ -162,6 +162,20 @@ py::list allocate_outputs(const std::vector<Shape>& shapes, std::vector<float*>*
   return result;
 }
 
+// profile()'s per-op rows: {name, kind, seconds} in execution order.
+py::list op_rows(const Session& s, const std::vector<double>& seconds) {
+  py::list ops;
+  const auto& steps = s.graph().steps();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    py::dict row;
+    row["name"] = steps[i].node->name();
+    row["kind"] = steps[i].node->kind();
+    row["seconds"] = seconds[i];
+    ops.append(row);
+  }
+  return ops;
+}
+
 }  // namespace
 
 void register_session(py::module_& m) {
@@ -337,16 +351,7 @@ void register_session(py::module_& m) {
               py::gil_scoped_release release;
               seconds = s.profile(data.data(), in.data(), in.size(), dst.data(), isa, runs);
             }
-            py::list ops;
-            const auto& steps = s.graph().steps();
-            for (size_t i = 0; i < steps.size(); ++i) {
-              py::dict row;
-              row["name"] = steps[i].node->name();
-              row["kind"] = steps[i].node->kind();
-              row["seconds"] = seconds[i];
-              ops.append(row);
-            }
-            return py::make_tuple(ops, result);
+            return py::make_tuple(op_rows(s, seconds), result);
           },
           py::arg("xs"), py::arg("runs") = 1, py::arg("isa") = py::none(),
           "profile() for every graph input (a list of arrays).")
@@ -393,16 +398,7 @@ void register_session(py::module_& m) {
               py::gil_scoped_release release;
               seconds = s.profile(x.data(), d[0], d[1], d[2], d[3], dst.data(), isa, runs);
             }
-            py::list ops;
-            const auto& steps = s.graph().steps();
-            for (size_t i = 0; i < steps.size(); ++i) {
-              py::dict row;
-              row["name"] = steps[i].node->name();
-              row["kind"] = steps[i].node->kind();
-              row["seconds"] = seconds[i];
-              ops.append(row);
-            }
-            return py::make_tuple(ops, result);
+            return py::make_tuple(op_rows(s, seconds), result);
           },
           py::arg("x"), py::arg("runs") = 1, py::arg("isa") = py::none(),
           "Run `runs` times timing every op; returns ([{name, kind, seconds}] in execution order, with the "
