@@ -6,7 +6,7 @@ Usage:  python bench/openvino_binary.py [--model bireal18 reactnet_a] [--inputs 
 `ov_binary_model(model)` builds, with OpenVINO's opset API, the same network as the PyTorch module
 (read from its modules and weights, eval mode): every `BinaryConv` becomes
 `opset1.binary_convolution` (mode "xnor-popcount") on u1 sign bits of its weights, fed by a
-FakeQuantize with levels=2 (OpenVINO's binarization pattern: x <= threshold -> -1, else +1; the
+FakeQuantize with levels=2 (OpenVINO's binarization pattern: x <= threshold -> 0, else 1; the
 threshold is 0 for Bi-Real's sign and -bias for ReActNet's RSign). The float layers (stem conv,
 BatchNorm as multiply/add, RPReLU as add/PReLU/add, residual adds, pools, 1x1 float downsample,
 concat, FC) come from the same weights.
@@ -78,7 +78,9 @@ def _float_conv(x: Node, conv: nn.Conv2d) -> Node:
 
 def _binarize(x: Node, threshold: np.ndarray | float) -> Node:
     t = _const(np.asarray(threshold, dtype=np.float32))
-    return ops.fake_quantize(x, t, t, _const(np.float32(-1.0)), _const(np.float32(1.0)), 2)
+    # Outputs 0/1 (bit values): the form the CPU plugin fuses into its producer with a u1 output;
+    # -1/+1 instead costs a reference f32->u1 reorder per binary conv, and bf16 cannot compile it.
+    return ops.fake_quantize(x, t, t, _const(np.float32(0.0)), _const(np.float32(1.0)), 2)
 
 
 def _binary_conv_bn(x: Node, conv: BinaryConv, bn: nn.BatchNorm2d, in_hw: tuple[int, int]) -> Node:
@@ -86,7 +88,8 @@ def _binary_conv_bn(x: Node, conv: BinaryConv, bn: nn.BatchNorm2d, in_hw: tuple[
     w = conv.weight.detach()
     sign = torch.where(w > 0, 1.0, -1.0)  # torch.sign(0) = 0 never occurs with random float weights
     bits = np.packbits((w > 0).numpy().astype(np.uint8).reshape(-1), bitorder="little")
-    weights = ov.op.Constant(ov.Tensor(bits, ov.Shape(list(w.shape)), ov.Type.u1))
+    # shared_memory=False: a shared Constant would read `bits` after it is freed.
+    weights = ov.op.Constant(ov.Tensor(bits, ov.Shape(list(w.shape)), ov.Type.u1), shared_memory=False)
     p, s = conv.padding, conv.stride
     y = opset1.binary_convolution(x, weights, [s, s], [p, p], [p, p], [1, 1], "xnor-popcount", 1.0)
     alpha = w.abs().mean(dim=(1, 2, 3))
@@ -169,13 +172,7 @@ def _compare(name: str, model: nn.Module, inputs: int, threads: int) -> None:
     with torch.inference_mode():
         refs = [model(x).numpy().astype(np.float64) for x in xs]
     for precision in ("f32", None):
-        try:  # bf16 default: OpenVINO 2026.4 may refuse its f32->u1 reorder
-            compiled = compile_binary(model, threads, precision)
-        except RuntimeError as e:
-            print(
-                f"{name} openvino binary, precision {precision or 'default'}: does not compile: {str(e).strip()[-160:]}"
-            )
-            continue
+        compiled = compile_binary(model, threads, precision)
         got = [compiled([x.numpy()])[0].astype(np.float64) for x in xs]
         agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(got, refs, strict=True))
         err = max(float(np.abs(a - b).max()) for a, b in zip(got, refs, strict=True))
@@ -227,7 +224,7 @@ def main() -> int:
         model = build(name)
         _compare(name, model, args.inputs, args.threads)
         if args.profile:
-            for precision in ("f32",):  # the default (bf16) network may not compile, see _compare
+            for precision in ("f32", None):
                 _ov_profile(name, model, args.threads, precision, args.runs)
     return 0
 

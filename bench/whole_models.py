@@ -16,7 +16,7 @@ measures conversion and verification), and times, in the same process:
   - with --ov-binary: OpenVINO running the same network with its BinaryConvolution op, built by
     bench/openvino_binary.py from the PyTorch modules ("ov binary f32" at INFERENCE_PRECISION_HINT
     f32, "ov binary dflt" at the plugin's default precision). Its outputs are checked against
-    PyTorch by `python bench/openvino_binary.py` (see RESULTS.md: wrong on this machine).
+    PyTorch by `python bench/openvino_binary.py`.
 Rounds are interleaved (every engine x thread count once per round, `--runs` calls each, median
 per call), and the figure printed is the median over rounds, so a burst of load from other work
 on the machine hits every contender alike. With --profile, the per-op table of
@@ -165,10 +165,7 @@ def main() -> int:
                     engines[("openvino f32", t)] = ov
                 if args.ov_binary:
                     engines[("ov binary f32", t)] = _openvino_binary(model, x, t, "f32")
-                    try:  # bf16 default: OpenVINO 2026.4 may refuse its f32->u1 reorder
-                        engines[("ov binary dflt", t)] = _openvino_binary(model, x, t, None)
-                    except RuntimeError as e:
-                        print(f"{name}: ov binary at default precision does not compile: {str(e).strip()[-160:]}")
+                    engines[("ov binary dflt", t)] = _openvino_binary(model, x, t, None)
             results: dict[tuple[str, int], list[float]] = {k: [] for k in engines}
             best: dict[tuple[str, int], float] = {k: float("inf") for k in engines}
             with torch.inference_mode():
