@@ -12,7 +12,11 @@ measures conversion and verification), and times, in the same process:
   - openvino f32: where `openvino` is installed (`pip install openvino`, the `bench` extra), the
     same PyTorch model through `openvino.convert_model` with INFERENCE_PRECISION_HINT f32. Its
     binary convs are float convs of +-alpha weights: this is OpenVINO running the float model, NOT
-    its BinaryConvolution op (building that from the converted graph is not done; see RESULTS.md).
+    its BinaryConvolution op;
+  - with --ov-binary: OpenVINO running the same network with its BinaryConvolution op, built by
+    bench/openvino_binary.py from the PyTorch modules ("ov binary f32" at INFERENCE_PRECISION_HINT
+    f32, "ov binary dflt" at the plugin's default precision). Its outputs are checked against
+    PyTorch by `python bench/openvino_binary.py`.
 Rounds are interleaved (every engine x thread count once per round, `--runs` calls each, median
 per call), and the figure printed is the median over rounds, so a burst of load from other work
 on the machine hits every contender alike. With --profile, the per-op table of
@@ -60,6 +64,16 @@ def _openvino(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable
         {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"},
     )
     request = compiled.create_infer_request()
+    xn = x.numpy()
+    return lambda: request.infer([xn])
+
+
+def _openvino_binary(
+    model: torch.nn.Module, x: torch.Tensor, threads: int, precision: str | None
+) -> Callable[[], object]:
+    from openvino_binary import compile_binary
+
+    request = compile_binary(model, threads, precision).create_infer_request()
     xn = x.numpy()
     return lambda: request.infer([xn])
 
@@ -119,6 +133,9 @@ def main() -> int:
         metavar="N",
         help="N alternated fused/unfused per-op profiles, best per op",
     )
+    ap.add_argument(
+        "--ov-binary", action="store_true", help="also time OpenVINO's BinaryConvolution network (f32 and default)"
+    )
     ap.add_argument("--cache", type=Path, help="keep converted .xbin files here (reused when present)")
     args = ap.parse_args()
     print(f"ISA {_core.default_isa()}, torch {torch.__version__}, batch 1, 224x224")
@@ -146,6 +163,9 @@ def main() -> int:
                 ov = _openvino(model, x, t)
                 if ov is not None:
                     engines[("openvino f32", t)] = ov
+                if args.ov_binary:
+                    engines[("ov binary f32", t)] = _openvino_binary(model, x, t, "f32")
+                    engines[("ov binary dflt", t)] = _openvino_binary(model, x, t, None)
             results: dict[tuple[str, int], list[float]] = {k: [] for k in engines}
             best: dict[tuple[str, int], float] = {k: float("inf") for k in engines}
             with torch.inference_mode():
