@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ISAS
 from test_general_graph import IMG, Fn, check
 from torch import nn
 
@@ -331,3 +332,27 @@ def test_bicubic_model_converts_to_one_resize(name):
     fn, shape = BICUBIC[name]
     graph = check(Fn(fn), shape, per_image=False)
     assert [op.attrs["mode"] for op in graph.ops if op.kind == "resize"] == ["bicubic"]
+
+
+class _GatherConstantIndex(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("idx", torch.tensor([[2, 0, 1, 3, 3]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, 1, self.idx) * 2.0
+
+
+def test_an_output_whose_axis_0_is_not_the_batch_keeps_its_shape() -> None:
+    """gather by a constant batch-1 index gives 1 row whatever the batch (as PyTorch): the engine returns
+    that row, never rows no op wrote (the session used to hand back (N, ...) with N - 1 unwritten rows)."""
+    model = _GatherConstantIndex().eval()
+    graph = convert(model, (torch.randn(1, 4),), verify=False)
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        want = model(x).numpy()
+    for isa in ISAS:
+        for threads in (1, 2):
+            got = np.asarray(xnorinfer.load(xbin.to_bytes(graph), threads).run(x.numpy(), isa=isa))
+            assert got.shape == want.shape == (1, 5)
+            np.testing.assert_array_equal(got, want)

@@ -257,7 +257,11 @@ std::vector<Shape> Session::prepare(const Shape* shapes, size_t count) {
   std::vector<Shape> out;
   for (int t : graph_->outputs()) {
     out.push_back(p.shapes[t]);
-    out.back().d[0] = n;  // a per-image graph's outputs have batch 1 per call (Graph checks it)
+    // A per-image graph's outputs have batch 1 per call (Graph checks it), n calls fill n rows. A
+    // batched graph's output keeps its inferred shape: its axis 0 is not always the batch (a gather
+    // by a constant batch-1 index gives 1 row, as in PyTorch), and the caller must not be handed
+    // rows that no op writes.
+    if (graph_->per_image()) out.back().d[0] = n;
   }
   return out;
 }
