@@ -135,7 +135,11 @@ POOL_CASES = {
 }
 
 
-@pytest.mark.parametrize("sign", [GtSign, GeSign])
+def htanh_sign() -> nn.Module:
+    return nn.Sequential(nn.Hardtanh(), GtSign())  # BinaryNet.pytorch: BN -> Hardtanh -> sign
+
+
+@pytest.mark.parametrize("sign", [GtSign, GeSign, htanh_sign])
 @pytest.mark.parametrize("pool", list(POOL_CASES))
 def test_binarynet_pool_before_negative_bn_runs_on_bits(sign, pool, tmp_path):
     model = build(sign(), POOL_CASES[pool])

@@ -790,6 +790,8 @@ def _float_pool(cx: Lowering, node: Node, shape: Shape) -> None:
     """maxpool2d / avgpool2d on floats."""
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(PoolAttrs)
+    if a.min_channels is not None:  # MaxPoolSink moves a pool past gamma < 0 only when it ends on bits
+        raise ConversionError(f"{node.op} at {node.path or node.output}: a min-pool on floats has no IR op")
     attrs = _pool_attrs(a)
     if node.op == "avgpool2d":
         attrs["count_include_pad"] = node.attrs_as(AvgPoolAttrs).count_include_pad

@@ -1077,13 +1077,16 @@ def _decreasing(model: Model, user: Node, value: str) -> np.ndarray | None:
 
 
 def _reaches_sign(model: Model, value: str) -> bool:
-    """Does `value` flow through single-consumer per-channel monotone ops into a per-channel sign?"""
+    """Does `value` flow through single-consumer chain stages (BN, per-channel scale / bias: what
+    FoldIntoBinary folds) into a per-channel sign? Then a pool moved there ends on bits."""
     for _ in range(64):  # a chain of stages is short; the bound only guards against a cycle
         user = _single_consumer(model, value)
         if user is None or _decreasing(model, user, value) is None:
             return False
         if user.op == "act_sign":
             return True
+        if _chain_stage(model, user, value) is None:
+            return False  # hardtanh, relu: they stay in the way of SignIntoBinary
         value = user.output
     return False
 
