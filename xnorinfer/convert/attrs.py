@@ -81,6 +81,9 @@ class PoolAttrs:
     stride: Pair
     padding: Pair
     ceil_mode: bool = field(default=False, kw_only=True)  # PyTorch's ceil_mode (float pools only)
+    # (C,) bool or None: channels that take the min, set when the pool moved past a decreasing
+    # per-channel op (patterns.MaxPoolSink); only bmaxpool2d runs it (param min_channels)
+    min_channels: np.ndarray | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from xnorinfer import ir
+from xnorinfer.bits import pack_last
 from xnorinfer.convert import fold
 from xnorinfer.convert.attrs import (
     ActSignAttrs,
@@ -789,6 +790,8 @@ def _float_pool(cx: Lowering, node: Node, shape: Shape) -> None:
     """maxpool2d / avgpool2d on floats."""
     x = cx.f32(node.inputs[0], node)
     a = node.attrs_as(PoolAttrs)
+    if a.min_channels is not None:  # MaxPoolSink moves a pool past gamma < 0 only when it ends on bits
+        raise ConversionError(f"{node.op} at {node.path or node.output}: a min-pool on floats has no IR op")
     attrs = _pool_attrs(a)
     if node.op == "avgpool2d":
         attrs["count_include_pad"] = node.attrs_as(AvgPoolAttrs).count_include_pad
@@ -799,7 +802,9 @@ def _float_pool(cx: Lowering, node: Node, shape: Shape) -> None:
 
 def _bmaxpool2d(cx: Lowering, node: Node, shape: Shape) -> None:
     x = cx.bits(node.inputs[0], node)
-    out = cx.emit(node, "bmaxpool2d", [x], shape, "bits", _pool_attrs(node.attrs_as(PoolAttrs)))
+    a = node.attrs_as(PoolAttrs)
+    params = {} if a.min_channels is None else {"min_channels": pack_last(a.min_channels)}
+    out = cx.emit(node, "bmaxpool2d", [x], shape, "bits", _pool_attrs(a), params)
     if node.origin:
         cx.record_binary_output(out, node)
 

@@ -1055,25 +1055,49 @@ class FoldIntoBinary(_Rewrite):
         return True
 
 
-def _increasing(model: Model, user: Node, value: str) -> bool:
-    """Is `user` a per-channel monotone non-decreasing function of `value` (so it commutes with max)?"""
+def _decreasing(model: Model, user: Node, value: str) -> np.ndarray | None:
+    """Per channel of `value`: is `user` non-increasing (True) or non-decreasing (False) in it?
+
+    None when `user` is not such a per-channel monotone function. A non-decreasing g commutes with
+    max; a non-increasing one turns it into min (g(max y) = min g(y)). Exact in float32 too:
+    rounding is monotone.
+    """
+    channels = model.shapes[value][1] if len(model.shapes[value]) > 1 else 1
+    up = np.zeros(channels, bool)
     if user.op in ("act_sign", "hardtanh", "relu"):
-        return user.op != "act_sign" or user.attrs_as(ActSignAttrs).threshold.shape[0] == 1
+        return up if user.op != "act_sign" or user.attrs_as(ActSignAttrs).threshold.shape[0] == 1 else None
     stage = _chain_stage(model, user, value)
     if stage is None:
-        return False
+        return None
     if isinstance(stage, BatchNormStage):
-        return bool(np.all(np.asarray(stage.gamma) > 0))
+        return np.broadcast_to(np.asarray(stage.gamma) < 0, up.shape).copy()
     if stage.kind in ("mul", "div"):
-        return bool(np.all(stage.v > 0))
-    return True
+        return np.broadcast_to(np.asarray(stage.v) < 0, up.shape).copy()
+    return up
+
+
+def _reaches_sign(model: Model, value: str) -> bool:
+    """Does `value` flow through single-consumer chain stages (BN, per-channel scale / bias: what
+    FoldIntoBinary folds) into a per-channel sign? Then a pool moved there ends on bits."""
+    for _ in range(64):  # a chain of stages is short; the bound only guards against a cycle
+        user = _single_consumer(model, value)
+        if user is None or _decreasing(model, user, value) is None:
+            return False
+        if user.op == "act_sign":
+            return True
+        if _chain_stage(model, user, value) is None:
+            return False  # hardtanh, relu: they stay in the way of SignIntoBinary
+        value = user.output
+    return False
 
 
 class MaxPoolSink(_Rewrite):
-    """g(maxpool(x)) -> maxpool(g(x)) for a per-channel non-decreasing g (BN with gamma > 0, bias, sign...).
+    """g(maxpool(x)) -> maxpool(g(x)) for a per-channel monotone g (BN, bias, scale, sign...).
 
     Exact in float32 too: rounding is monotone. It lets BatchNorm and the sign reach the binary layer
-    (threshold output) and turns the pool into a bit max-pool.
+    (threshold output) and turns the pool into a bit max-pool. The channels where g decreases (a BN
+    with gamma < 0, a negative scale) swap max and min: the pool records them in `min_channels`,
+    which only the bit max-pool runs, so such a move needs the chain to end in a sign.
     """
 
     name = "maxpool_sink"
@@ -1085,8 +1109,16 @@ class MaxPoolSink(_Rewrite):
         if src is None or src.op not in ("bconv2d", "blinear", "maxpool2d") or _binary_with_sign(src):
             return False
         user = _single_consumer(model, node.output)
-        if user is None or not _increasing(model, user, node.output):
+        down = None if user is None else _decreasing(model, user, node.output)
+        if user is None or down is None:
             return False
+        pool = node.attrs_as(PoolAttrs)
+        was = np.zeros_like(down) if pool.min_channels is None else pool.min_channels
+        now = was ^ down
+        if now.any() and (pool.ceil_mode or not _reaches_sign(model, node.output)):
+            return False  # a min-pool on floats (or with ceil_mode) has no IR op: stay a float max-pool
+        if down.any():
+            node.attrs = replace(pool, min_channels=now if now.any() else None)
         x = node.inputs[0]
         mid = model.fresh(user.output)
         model.shapes[mid] = model.shapes[x]

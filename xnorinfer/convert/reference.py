@@ -195,7 +195,9 @@ def _moved_zeros(op: ir.Op, zs: list[np.ndarray | None], graph: ir.Graph) -> np.
         z = np.zeros((n, *graph.tensors[v].shape[1:]), bool) if z is None else z
         # bmaxpool2d ANDs its bits (bit 1 = -1): on the complement it ORs, i.e. any zero in the window
         packed.append(pack_last(~z if op.kind == "bmaxpool2d" else z))
-    moved = unpack_last(op_def(op.kind).reference(op, packed, specs), graph.tensors[op.outputs[0]].shape[-1])
+    # (a min channel of bmaxpool2d also moves a tie whenever its window holds one: the AND without the mask)
+    plain = dataclasses.replace(op, params={}) if op.kind == "bmaxpool2d" else op
+    moved = unpack_last(op_def(op.kind).reference(plain, packed, specs), graph.tensors[op.outputs[0]].shape[-1])
     return ~moved if op.kind == "bmaxpool2d" else moved
 
 

@@ -244,28 +244,49 @@ BLINEAR = OpDef(
 
 
 def _bmaxpool_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
-    neg = unpack_last(ins[0], tensors[0].shape[-1]).astype(np.float64)  # 1 = -1
+    c = tensors[0].shape[-1]
+    neg = unpack_last(ins[0], c).astype(np.float64)  # 1 = -1
     # max of ±1 = -1 only if all are -1: min over the window of the "-1" indicator, padding ignored
-    return pack_last(-pool(-neg, op, "max") > 0.5)
+    all_neg = -pool(-neg, op, "max") > 0.5
+    if "min_channels" not in op.params:
+        return pack_last(all_neg)
+    # min of ±1 = -1 if any is -1 (padding ignored: -inf never wins the max of the indicator)
+    any_neg = pool(neg, op, "max") > 0.5
+    return pack_last(np.where(unpack_last(op.params["min_channels"], c), any_neg, all_neg))
 
 
 def _bmaxpool_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
     import torch.nn.functional as F
 
-    return F.max_pool2d(ins[0], op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"])
+    k, s, pad = op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"]
+    y = F.max_pool2d(ins[0], k, s, pad)
+    if "min_channels" not in p:
+        return y
+    is_min = p["min_channels"][: ins[0].shape[1]].view(1, -1, 1, 1)
+    return torch.where(is_min, -F.max_pool2d(-ins[0], k, s, pad), y)
+
+
+def _bmaxpool_torch_param(op: ir.Op, name: str, value: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(unpack_last(value, 64 * value.shape[-1]).copy())  # bool per channel (+ tail)
 
 
 BMAXPOOL2D = OpDef(
     "bmaxpool2d",
-    "bits NHWC -> bits NHWC: max-pool of ±1 values (bitwise AND), padding ignored",
+    "bits NHWC -> bits NHWC: max-pool of ±1 values (bitwise AND), padding ignored; the channels set in "
+    "min_channels take the min (bitwise OR)",
     "bits",
     bits,
     window_shape,
     _bmaxpool_ref,
     _bmaxpool_torch,
     attrs=POOL_ATTRS,
+    params={"min_channels": Param("uint64", required=False)},
     domain="binary",
     cost=no_cost,
+    torch_param=_bmaxpool_torch_param,
 )
 
 

@@ -1,5 +1,7 @@
-// Pooling over NHWC windows: maxpool2d and avgpool2d (float), bmaxpool2d (packed bits: AND).
+// Pooling over NHWC windows: maxpool2d and avgpool2d (float), bmaxpool2d (packed bits: AND, or OR for
+// the channels of its optional min_channels mask).
 #include <stdexcept>
+#include <vector>
 
 #include "microkernels/bmaxpool.h"
 #include "operators/fpool.h"
@@ -33,7 +35,14 @@ class PoolNode final : public Node {
         st_(a.pair("stride")),
         p_(a.pair("padding")),
         count_include_pad_(a.boolean("count_include_pad", true)),
-        ceil_mode_(a.boolean("ceil_mode", false)) {}
+        ceil_mode_(a.boolean("ceil_mode", false)) {
+    if (kind != Kind::kBinaryMax) return;
+    const ParamView* m = a.param("min_channels", {words_of(a.in_channels(0))});
+    if (m != nullptr) {
+      const auto* d = static_cast<const uint64_t*>(m->data);
+      min_mask_.assign(d, d + m->count);
+    }
+  }
   FloatPoolGeometry geometry(const Shape& in) const {
     if (in.rank != 4) fail("input must be NHWC, got " + in.str());
     FloatPoolGeometry g{static_cast<int>(in.d[1]),
@@ -57,6 +66,8 @@ class PoolNode final : public Node {
   }
   Shape infer(const Shape* in, size_t) const override {
     const FloatPoolGeometry g = geometry(in[0]);
+    if (!min_mask_.empty() && words_of(in[0].d[3]) != static_cast<int64_t>(min_mask_.size()))
+      fail("min_channels has " + std::to_string(min_mask_.size()) + " words, the input " + in[0].str());
     return Shape::nhwc(in[0].d[0], g.out_h, g.out_w, in[0].d[3]);
   }
   bool fuses_sign() const override { return kind_ != Kind::kBinaryMax; }
@@ -88,11 +99,12 @@ class PoolNode final : public Node {
       const uint64_t* src = static_cast<const uint64_t*>(in[0]);
       uint64_t* dst = static_cast<uint64_t*>(out);
       const BinaryMaxPoolFn fn = ctx.bin->binary_maxpool;
+      const uint64_t* mask = min_mask_.empty() ? nullptr : min_mask_.data();
       parallel_for(ctx.pool, static_cast<size_t>(batch) * g.out_h, 1, [&](size_t b, size_t e) {
         for (size_t r = b; r < e; ++r) {
           const int64_t img = static_cast<int64_t>(r / g.out_h);
           const int row = static_cast<int>(r % g.out_h);
-          fn(src + img * in_image, words, bg, row, row + 1, dst + img * out_image);
+          fn(src + img * in_image, words, bg, row, row + 1, mask, dst + img * out_image);
         }
       });
     }
@@ -102,14 +114,17 @@ class PoolNode final : public Node {
   Kind kind_;
   std::pair<int, int> k_, st_, p_;
   bool count_include_pad_;
-  bool ceil_mode_;  // float pools only (the bmaxpool2d schema has no ceil_mode)
+  bool ceil_mode_;                  // float pools only (the bmaxpool2d schema has no ceil_mode)
+  std::vector<uint64_t> min_mask_;  // bmaxpool2d: channels that take the min (OR); empty = none
 };
 
 }  // namespace
 
+constexpr ParamSchema kBinaryMaxParams[] = {{"min_channels", ParamDType::kUint64, false}};
+
 const OpSchema maxpool2d_schema{"maxpool2d", 1, 1, kMaxAttrs, {}};
 const OpSchema avgpool2d_schema{"avgpool2d", 1, 1, kAvgAttrs, {}};
-const OpSchema bmaxpool2d_schema{"bmaxpool2d", 1, 1, kBinaryMaxAttrs, {}};
+const OpSchema bmaxpool2d_schema{"bmaxpool2d", 1, 1, kBinaryMaxAttrs, kBinaryMaxParams};
 
 std::unique_ptr<Node> make_maxpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kMax); }
 std::unique_ptr<Node> make_avgpool2d(const OpArgs& a) { return std::make_unique<PoolNode>(a, PoolNode::Kind::kAvg); }
