@@ -169,6 +169,52 @@ CASES = {
         [1, 2, 6, 6],
         10,
     ),
+    # index ops on a 3-D tensor: ArgMax, TopK (values, indices), Gather of an index tensor, GatherElements of
+    # computed (TopK) indices, CumSum, Tile; indices cast to float for the one output
+    "index_ops_3d": (
+        [
+            N("ArgMax", ["x"], ["am"], axis=2, keepdims=1),
+            N("Cast", ["am"], ["amf"], to=TensorProto.FLOAT),
+            N("ArgMin", ["x"], ["an"], axis=-1, keepdims=1),
+            N("Cast", ["an"], ["anf"], to=TensorProto.FLOAT),
+            N("TopK", ["x", "k"], ["tv", "ti"], axis=-1, largest=1),
+            N("Cast", ["ti"], ["tif"], to=TensorProto.FLOAT),
+            N("TopK", ["x", "k"], ["sv", "si"], axis=2, largest=0),
+            N("GatherElements", ["x", "ti"], ["ge"], axis=2),
+            N("Gather", ["x", "idx"], ["g"], axis=2),
+            N("CumSum", ["x", "ax"], ["cs"]),
+            N("Tile", ["x", "reps"], ["tl"]),
+            N("Concat", ["amf", "anf", "tv", "tif", "sv", "ge", "g", "cs", "tl"], ["y"], axis=2),
+        ],
+        {
+            "k": np.array([3], np.int64),
+            "idx": np.array([0, 5, 7, -2], np.int64),
+            "ax": np.array(2, np.int64),
+            "reps": np.array([1, 1, 2], np.int64),
+        },
+        [1, 3, 8],
+    ),
+    # NCHW index ops (the engine's 4-D tensors are NHWC), Tile over C and W, Where broadcasting a row
+    "index_ops_nchw_tile_where": (
+        [
+            N("Tile", ["x", "reps"], ["t"]),
+            N("Greater", ["t", "row"], ["cond"]),
+            N("Where", ["cond", "t", "fill"], ["wh"]),
+            N("CumSum", ["t", "ax"], ["cs"]),
+            N("ArgMax", ["t"], ["am"], axis=1, keepdims=1),
+            N("Cast", ["am"], ["amf"], to=TensorProto.FLOAT),
+            N("Gather", ["t", "cidx"], ["gch"], axis=1),
+            N("Concat", ["wh", "cs", "amf", "gch"], ["y"], axis=1),
+        ],
+        {
+            "reps": np.array([1, 2, 1, 2], np.int64),
+            "row": w(1, 1, 1, 8),
+            "fill": np.array(-0.25, np.float32),
+            "ax": np.array(-1, np.int64),
+            "cidx": np.array([3, 0], np.int64),
+        },
+        [1, 2, 4, 4],
+    ),
     # QONNX: 4-bit and 2-bit (ternary, narrow) fake-quant stay float; a 2-bit MultiThreshold counts levels
     "qonnx_quant_multibit": (
         [

@@ -27,8 +27,10 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    IndexAttrs,
     LayerNormAttrs,
     LinearAttrs,
+    NoAttrs,
     PadAttrs,
     PermuteAttrs,
     PoolAttrs,
@@ -866,16 +868,76 @@ def _split(cap: _Capture, n: OnnxNode) -> dict[str, list[Lowered]]:
     return out
 
 
-def _gather(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+def _gather(cap: _Capture, n: OnnxNode) -> list[Lowered] | Lowered:
+    """Gather: one constant index is a slice (x[:, i]); an index tensor (constant or computed) is `take`."""
     shape = n.in_shapes[0]
-    idx = n.const(1, "indices")
     assert shape is not None
     axis = int(n.attrs.get("axis", 0)) % len(shape)
-    if idx.ndim != 0:
-        raise n.unsupported("Gather of one constant index (x[:, i])")
+    idx = n.args[1]
+    if not isinstance(idx, np.ndarray) or idx.ndim != 0:
+        return Lowered("take", [n.args[0], _index_operand(idx)], IndexAttrs(axis))
     i = int(idx) % int(shape[axis])
     kept = tuple(shape[:axis]) + (1,) + tuple(shape[axis + 1 :])
     return [Lowered("slice", [n.args[0]], SliceAttrs(axis, i, i + 1, 1), shape=kept), Lowered("reshape", [PREV])]
+
+
+def _index_operand(idx: Any) -> Any:
+    """An ONNX index operand for take / gather: a constant becomes float (the IR's index tensors are float32
+    integers, docs/ir.md); a computed one (ArgMax, TopK indices) already is."""
+    return idx.astype(np.float64) if isinstance(idx, np.ndarray) else idx
+
+
+def _index_axis(n: OnnxNode, default: int) -> int:
+    rank = len(n.in_shapes[0] or ())
+    return int(n.attrs.get("axis", default)) % max(1, rank)
+
+
+def _gather_elements(cap: _Capture, n: OnnxNode) -> Lowered:
+    return Lowered("gather", [n.args[0], _index_operand(n.args[1])], IndexAttrs(_index_axis(n, 0)))
+
+
+def _arg_max_min(cap: _Capture, n: OnnxNode) -> Lowered:
+    if n.attrs.get("select_last_index", 0):
+        raise n.unsupported(f"{n.op} with select_last_index = 0 (the first index on ties)")
+    keep = bool(n.attrs.get("keepdims", 1))
+    return Lowered("arg_reduce", [n.args[0]], IndexAttrs(_index_axis(n, 0), n.op.lower(), keepdim=keep))
+
+
+def _topk_onnx(cap: _Capture, n: OnnxNode) -> dict[str, list[Lowered]]:
+    """TopK: (values, indices), each a `topk` node (sorted; equal values by lower index, as onnxruntime)."""
+    k = int(n.const(1, "K").reshape(-1)[0])
+    axis, largest = _index_axis(n, -1), bool(n.attrs.get("largest", 1))
+    out: dict[str, list[Lowered]] = {}
+    for o, part in zip(n.proto.output, ("values", "indices"), strict=False):
+        if o:
+            out[o] = [Lowered("topk", [n.args[0]], IndexAttrs(axis, part, k=k, largest=largest))]
+    return out
+
+
+def _cumsum_onnx(cap: _Capture, n: OnnxNode) -> Lowered:
+    if n.attrs.get("exclusive", 0) or n.attrs.get("reverse", 0):
+        raise n.unsupported("CumSum with exclusive = 0 and reverse = 0")
+    rank = len(n.in_shapes[0] or ())
+    return Lowered("cumsum", [n.args[0]], IndexAttrs(int(n.const(1, "axis").reshape(-1)[0]) % max(1, rank)))
+
+
+def _tile(cap: _Capture, n: OnnxNode) -> list[Lowered] | None:
+    """Tile: per repeated axis, one concatenation of r copies (as x.repeat from PyTorch)."""
+    shape = list(n.in_shapes[0] or ())
+    reps = [int(r) for r in n.const(1, "repeats").reshape(-1)]
+    if len(reps) != len(shape) or min(reps, default=1) < 1:
+        raise n.unsupported("Tile with one positive repeat count per axis")
+    chain: list[Lowered] = []
+    src: Any = n.args[0]
+    for d, r in enumerate(reps):
+        if r == 1:
+            continue
+        shape[d] *= r
+        channel = d == 1 and len(shape) in (2, 4)
+        attrs = NoAttrs() if channel else AxisAttrs(d)
+        chain.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
+        src = PREV
+    return chain or None
 
 
 # --------------------------------------------------------------------------- QONNX / FINN
@@ -1090,6 +1152,11 @@ _HANDLERS: dict[str, Handler] = {
     "Slice": _slice,
     "Split": _split,
     "Gather": _gather,
+    "GatherElements": _gather_elements,
+    **dict.fromkeys(("ArgMax", "ArgMin"), _arg_max_min),
+    "TopK": _topk_onnx,
+    "CumSum": _cumsum_onnx,
+    "Tile": _tile,
     "BipolarQuant": _bipolar_quant,
     **dict.fromkeys(("Quant", "IntQuant"), _quant),
     "MultiThreshold": _multi_threshold,
