@@ -215,6 +215,20 @@ CASES = {
         },
         [1, 2, 4, 4],
     ),
+    # QONNX: a MultiThreshold in NHWC layout (no transpose pair around it): bipolar and {0, 1} outputs
+    "qonnx_multithreshold_nhwc": (
+        [
+            N("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1]),
+            N("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+            N("MultiThreshold", ["t", "thr"], ["b"], domain=Q, out_scale=2.0, out_bias=-1.0, data_layout="NHWC"),
+            N("MultiThreshold", ["t", "thr"], ["z"], domain=Q, out_scale=1.0, out_bias=0.0, data_layout="NHWC"),
+            N("Mul", ["z", "half"], ["zh"]),
+            N("Add", ["b", "zh"], ["y"]),
+        ],
+        {"wc": w(5, 3, 3, 3), "thr": w(5, 1), "half": np.array(0.5, np.float32)},
+        [1, 3, 6, 6],
+        13,
+    ),
     # QONNX: 4-bit and 2-bit (ternary, narrow) fake-quant stay float; a 2-bit MultiThreshold counts levels
     "qonnx_quant_multibit": (
         [

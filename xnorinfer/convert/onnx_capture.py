@@ -330,9 +330,86 @@ def _path(node: Any) -> str:
     return name.replace("/", ".") or str(node.output[0])
 
 
+def fold_nhwc_thresholds(model: Any) -> Any:
+    """FINN's NHWC activations back in NCHW: `Transpose(0,2,3,1)`, `Mul`/`Add` by constants,
+    `MultiThreshold(data_layout="NHWC")`, `Transpose(0,3,1,2)` becomes the `Mul`/`Add` (constants
+    transposed) and an NCHW `MultiThreshold` on the transpose's input, which is then a binary activation
+    with per-channel thresholds (a transpose of packed bits would have to unpack them). The
+    MultiThreshold's output takes the second transpose's name, the value the references compute there."""
+    import copy
+
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def only_use(value: str) -> Any:
+        users = consumers.get(value, [])
+        return users[0] if len(users) == 1 and value not in outputs else None
+
+    def perm(node: Any) -> list[int]:
+        return [int(p) for a in node.attribute if a.name == "perm" for p in a.ints]
+
+    rewrites = []  # (first transpose, [Mul/Add nodes], MultiThreshold, second transpose)
+    for mt in g.node:
+        if mt.op_type != "MultiThreshold" or not mt.domain.startswith(CUSTOM_DOMAINS):
+            continue
+        layout = [a.s for a in mt.attribute if a.name == "data_layout"]
+        if layout != [b"NHWC"]:
+            continue
+        after = only_use(mt.output[0])
+        if after is None or after.op_type != "Transpose" or perm(after) != [0, 3, 1, 2]:
+            continue
+        chain, cur = [], mt.input[0]
+        while True:
+            p = producer.get(cur)
+            if p is None or only_use(cur) is None:
+                break
+            if p.op_type in ("Mul", "Add") and sum(i in inits for i in p.input) == 1:
+                chain.append(p)
+                cur = next(i for i in p.input if i not in inits)
+                continue
+            break
+        p = producer.get(cur)
+        if p is not None and p.op_type == "Transpose" and perm(p) == [0, 2, 3, 1] and only_use(cur) is not None:
+            rewrites.append((p, chain[::-1], mt, after))
+    if not rewrites:
+        return model
+    model = copy.deepcopy(model)
+    g = model.graph
+    nodes = list(g.node)
+    made = {n.output[0]: n for n in nodes}  # the copies, by the (unique) name of their first output
+    dropped = {id(made[t1.output[0]]) for t1, _, _, _ in rewrites} | {id(made[t2.output[0]]) for *_, t2 in rewrites}
+    for t1, chain, mt, t2 in rewrites:
+        src = t1.input[0]
+        for node in chain:
+            c = made[node.output[0]]
+            ci = next(j for j, i in enumerate(c.input) if i in inits)
+            const = numpy_helper.to_array(inits[c.input[ci]])
+            const = const.reshape((1,) * (4 - const.ndim) + const.shape).transpose(0, 3, 1, 2)
+            cname = f"{c.input[ci]}__nchw_{c.output[0]}"
+            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(const), cname))
+            c.input[ci], c.input[1 - ci] = cname, src
+            c.output[0] = src = f"{c.output[0]}__nchw"
+        m = made[mt.output[0]]
+        m.input[0], m.output[0] = src, t2.output[0]
+        for a in m.attribute:
+            if a.name == "data_layout":
+                a.s = b"NCHW"
+    del g.node[:]
+    g.node.extend(n for n in nodes if id(n) not in dropped)
+    return model
+
+
 def to_model(model: Any, source: str = "model") -> Model:
     """The ONNX model as a `Model`, with all initializer-only computation folded."""
-    model = prepare(model, source)
+    model = fold_nhwc_thresholds(prepare(model, source))
     shape = input_shape(model, source)
     values = evaluate_all(model, np.zeros(shape, np.float32))
     result = _Capture(model, values, source).run(shape)
@@ -1071,6 +1148,20 @@ def _multi_threshold(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     bias = float(n.attrs.get("out_bias", 0.0))
     steps = thr.shape[1]
     x = n.args[0]
+    if steps == 1 and last and rank == 4 and (scale, bias) in ((2.0, -1.0), (1.0, 0.0)):
+        # NHWC (FINN's layout after its layout transforms): in NCHW, thresholded, back; the transposes
+        # cancel against the graph's own NCHW <-> NHWC pair, so the activation is a binary one
+        nchw = (shape[0], shape[3], shape[1], shape[2])
+        inner = _sign_where(PREV, nchw, _channel_thresholds(n, thr, 0, rank, False))
+        inner[-1] = Lowered("where", [PREV, 1.0, -1.0], shape=nchw)
+        if (scale, bias) == (1.0, 0.0):
+            half = np.full(nchw[1], 0.5)
+            inner.append(Lowered("affine", [PREV], AffineAttrs(half, half.copy()), shape=nchw))
+        return [
+            Lowered("transpose", [x], PermuteAttrs((0, 3, 1, 2)), shape=nchw),
+            *inner,
+            Lowered("transpose", [PREV], PermuteAttrs((0, 2, 3, 1))),
+        ]
     if steps == 1:
         t = _channel_thresholds(n, thr, 0, rank, last)
         if (scale, bias) == (2.0, -1.0):
