@@ -386,3 +386,48 @@ def test_symbolic_batch_and_shape_arithmetic(tmp_path: Path) -> None:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(np.asarray(xnorinfer.load(tmp_path / "dyn.xbin").run(x)), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_two_graph_inputs(tmp_path: Path) -> None:
+    """An image and a feature vector: a binary conv stack on the image, its pooled features concatenated with
+    the vector, a Gemm; converted (verified against onnxruntime with both inputs) and run with both."""
+    ws = np.where(w(8, 4, 3, 3) >= 0, 1.0, -1.0).astype(np.float32)
+    nodes = [
+        N("Conv", ["img", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+        N("Sign", ["c0"], ["s0"]),
+        N("Conv", ["s0", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        N("GlobalAveragePool", ["c1"], ["g"]),
+        N("Flatten", ["g"], ["f"]),
+        N("Mul", ["vec", "two"], ["v2"]),
+        N("Concat", ["f", "v2"], ["cat"], axis=1),
+        N("Gemm", ["cat", "wg"], ["y"], transB=1),
+    ]
+    inits = {"w0": w(4, 3, 3, 3), "w1": ws, "two": np.array(2.0, np.float32), "wg": w(6, 13)}
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("img", TensorProto.FLOAT, ["n", 3, 8, 8]),
+            helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["n", 5]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "two.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(3)
+    img = rng.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    vec = rng.standard_normal((10, 5)).astype(np.float32)
+    ir_graph = convert(path, calib=(img, vec), output=tmp_path / "two.xbin")
+    assert ir_graph.metadata["verification"]["problems"] == []
+    assert ir_graph.metadata["input_shapes"] == [[1, 3, 8, 8], [1, 5]]
+    assert sum(op.kind == "bconv2d" for op in ir_graph.ops) == 1
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"img": img, "vec": vec})[0]
+    for threads in (1, 2):
+        for isa in ISAS:
+            ours = np.asarray(xnorinfer.load(tmp_path / "two.xbin", threads=threads).run((img, vec), isa=isa))
+            np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    default = convert(path, output=tmp_path / "two_default.xbin")  # random verification inputs for both
+    assert default.metadata["verification"]["problems"] == []

@@ -165,21 +165,31 @@ def graph_inputs(model: Any) -> list[Any]:
     return [i for i in model.graph.input if i.name not in inits]
 
 
-def input_shape(model: Any, source: str = "model") -> tuple[int, ...]:
-    """The data input's static shape (a symbolic batch dimension is taken as 1)."""
+def input_shapes(model: Any, source: str = "model") -> list[tuple[int, ...]]:
+    """Every data input's static shape, in graph order (a symbolic batch dimension is taken as 1)."""
     ins = graph_inputs(model)
-    if len(ins) != 1:
-        raise ConversionError(f"{source}: the model must take exactly one tensor input, it takes {len(ins)}")
-    dims = ins[0].type.tensor_type.shape.dim
-    shape = []
-    for i, d in enumerate(dims):
-        if d.HasField("dim_value") and d.dim_value > 0:
-            shape.append(int(d.dim_value))
-        elif i == 0:
-            shape.append(1)
-        else:
-            raise ConversionError(f"{source}: input {ins[0].name!r} has a symbolic dimension {i} ({d.dim_param!r})")
-    return tuple(shape)
+    if not ins:
+        raise ConversionError(f"{source}: the model takes no tensor input")
+    shapes = []
+    for inp in ins:
+        shape = []
+        for i, d in enumerate(inp.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(int(d.dim_value))
+            elif i == 0:
+                shape.append(1)
+            else:
+                raise ConversionError(f"{source}: input {inp.name!r} has a symbolic dimension {i} ({d.dim_param!r})")
+        shapes.append(tuple(shape))
+    batches = {s[0] if s else None for s in shapes}
+    if len(batches) != 1 or None in batches:
+        raise ConversionError(f"{source}: the inputs must share their first (batch) dimension; shapes {shapes}")
+    return shapes
+
+
+def input_shape(model: Any, source: str = "model") -> tuple[int, ...]:
+    """The first data input's static shape (a symbolic batch dimension is taken as 1)."""
+    return input_shapes(model, source)[0]
 
 
 # --------------------------------------------------------------------------- one evaluation
@@ -242,14 +252,16 @@ def _qonnx_op_classes() -> list[type]:
     return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul]
 
 
-def evaluate_all(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every value of the graph on input x (onnx's reference evaluator; qonnx's functions for its ops)."""
+def evaluate_all(model: Any, x: np.ndarray | tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """Every value of the graph on input x, one array per data input (onnx's reference evaluator;
+    qonnx's functions for its ops)."""
     from onnx.reference import ReferenceEvaluator
 
     model = single_custom_domain(model)
     new_ops = _qonnx_op_classes() if custom_ops(model) else None
     ev = ReferenceEvaluator(model, new_ops=new_ops)
-    feeds = {graph_inputs(model)[0].name: x}
+    arrays = x if isinstance(x, tuple) else (x,)
+    feeds = {i.name: a for i, a in zip(graph_inputs(model), arrays, strict=True)}
     results = ev.run(None, feeds, intermediate=True)
     return {k: np.asarray(v) for k, v in results.items()}
 
@@ -410,9 +422,9 @@ def fold_nhwc_thresholds(model: Any) -> Any:
 def to_model(model: Any, source: str = "model") -> Model:
     """The ONNX model as a `Model`, with all initializer-only computation folded."""
     model = fold_nhwc_thresholds(prepare(model, source))
-    shape = input_shape(model, source)
-    values = evaluate_all(model, np.zeros(shape, np.float32))
-    result = _Capture(model, values, source).run(shape)
+    shapes = input_shapes(model, source)
+    values = evaluate_all(model, tuple(np.zeros(s, np.float32) for s in shapes))
+    result = _Capture(model, values, source).run(shapes)
     findings = checker_findings(model)
     if findings:
         result.metadata["onnx_checker"] = findings
@@ -435,11 +447,12 @@ class _Capture:
             self.consts[t.name] = self.values.get(t.name, _numpy(t))
 
     # ------------------------------------------------------------- the walk
-    def run(self, shape: tuple[int, ...]) -> Model:
-        inp = graph_inputs(self.model)[0].name
-        x = self.names[inp]
-        self.alias[inp] = x
-        self.shapes[x] = shape
+    def run(self, shapes: list[tuple[int, ...]]) -> Model:
+        inputs = []
+        for inp, shape in zip(graph_inputs(self.model), shapes, strict=True):
+            inputs.append(self.names[inp.name])
+            self.alias[inp.name] = inputs[-1]
+            self.shapes[inputs[-1]] = shape
         for node in self.model.graph.node:
             self.visit(node)
         outputs = []
@@ -456,13 +469,19 @@ class _Capture:
         annotations = _datatypes(self.model)
         if annotations:
             self.metadata["onnx_datatypes"] = annotations
+        shape = shapes[0]
         return Model(
-            inputs=[x],
+            inputs=inputs,
             outputs=outputs,
             nodes=self.nodes,
             consts=consts,
             shapes=self.shapes,
-            metadata={"input_shape": list(shape), "fx_paths": self.fx_paths, **self.metadata},
+            metadata={
+                "input_shape": list(shape),
+                "input_shapes": [list(s) for s in shapes],  # every input, in graph order
+                "fx_paths": self.fx_paths,
+                **self.metadata,
+            },
         )
 
     def visit(self, node: Any) -> None:
