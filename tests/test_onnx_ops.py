@@ -229,6 +229,31 @@ CASES = {
         [1, 3, 6, 6],
         13,
     ),
+    # QONNX QuantAvgPool2d of 2-bit levels (a 3-threshold MultiThreshold), NCHW and NHWC between transposes
+    "qonnx_quant_avgpool": (
+        [
+            N("MultiThreshold", ["x", "thr"], ["lv"], domain=Q, out_scale=1.0, out_bias=0.0),
+            N("QuantAvgPool2d", ["lv"], ["p"], domain=Q, kernel=3, stride=2, ibits=2, obits=2, signed=0),
+            N("Transpose", ["lv"], ["t"], perm=[0, 2, 3, 1]),
+            N(
+                "QuantAvgPool2d",
+                ["t"],
+                ["pt"],
+                domain=Q,
+                kernel=3,
+                stride=2,
+                ibits=2,
+                obits=4,
+                signed=0,
+                data_layout="NHWC",
+            ),
+            N("Transpose", ["pt"], ["pn"], perm=[0, 3, 1, 2]),
+            N("Concat", ["p", "pn"], ["y"], axis=1),
+        ],
+        {"thr": np.sort(w(3, 3, scale=1.0), axis=1)},
+        [1, 3, 9, 9],
+        13,
+    ),
     # QONNX: 4-bit and 2-bit (ternary, narrow) fake-quant stay float; a 2-bit MultiThreshold counts levels
     "qonnx_quant_multibit": (
         [
@@ -251,6 +276,10 @@ CASES = {
 }
 
 
+# shapes a case declares as an exporter would: qonnx's shape inference needs an NHWC QuantAvgPool2d's input shape
+VALUE_INFO = {"qonnx_quant_avgpool": {"t": [1, 9, 9, 3]}}
+
+
 def reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     if any(n.domain == Q for n in model.graph.node):
         wrapped = ModelWrapper(model).transform(InferShapes())
@@ -263,6 +292,8 @@ def reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_onnx_op(case: str, tmp_path: Path) -> None:
     nodes, inits, shape, *opset = CASES[case]
     model = build(nodes, inits, shape, *opset)
+    for name, dims in VALUE_INFO.get(case, {}).items():
+        model.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     path = tmp_path / f"{case}.onnx"
     onnx.save(model, path)
     x = np.random.default_rng(1).standard_normal([12] + shape[1:]).astype(np.float32)

@@ -248,8 +248,25 @@ def _qonnx_op_classes() -> list[type]:
         def _run(self, a, b, **_):  # type: ignore[no-untyped-def]
             return (np.asarray(xnorpopcountmatmul(a, b)).astype(a.dtype),)
 
+    class QuantAvgPool2d(OpRun):
+        op_domain = "qonnx.custom_op.general"
+
+        def _run(self, x, kernel=1, stride=1, ibits=1, obits=1, data_layout="NCHW", **_):  # type: ignore[no-untyped-def]
+            # qonnx's rule (round(avgpool * k * k) >> shift) on the window sums, in numpy
+            nhwc = (data_layout.decode() if isinstance(data_layout, bytes) else str(data_layout)) == "NHWC"
+            v = x.transpose(0, 3, 1, 2) if nhwc else x
+            win = np.lib.stride_tricks.sliding_window_view(v, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+            y = np.floor(np.round(win.sum(axis=(-2, -1))) / 2.0 ** quant_avgpool_shift(kernel, ibits, obits))
+            return ((y.transpose(0, 2, 3, 1) if nhwc else y).astype(x.dtype),)
+
     IntQuant = type("IntQuant", (Quant,), {})
-    return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul]
+    return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul, QuantAvgPool2d]
+
+
+def quant_avgpool_shift(kernel: int, ibits: int, obits: int) -> int:
+    """QuantAvgPool2d's right shift: the bits of the largest window sum of ibits-bit values, less obits
+    (qonnx's get_shifts)."""
+    return max(0, int((2**ibits - 1) * kernel * kernel).bit_length() - obits)
 
 
 def evaluate_all(model: Any, x: np.ndarray | tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
@@ -1208,6 +1225,38 @@ def _multi_threshold(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     return chain
 
 
+def _quant_avgpool(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+    """QONNX QuantAvgPool2d: the window sum (average pool times k * k, rounded as qonnx does) shifted right by
+    qonnx's shift (a floor division by a power of two); float ops, NHWC between two transposes."""
+    k, stride = int(n.attrs.get("kernel", 1)), int(n.attrs.get("stride", 1))
+    shift = quant_avgpool_shift(k, int(n.attrs.get("ibits", 1)), int(n.attrs.get("obits", 1)))
+    layout = n.attrs.get("data_layout", b"NCHW")
+    nhwc = (layout.decode() if isinstance(layout, bytes) else str(layout)) == "NHWC"
+    shape = tuple(n.shape)
+    inner = (shape[0], shape[3], shape[1], shape[2]) if nhwc else shape
+    chain: list[Lowered] = []
+    if nhwc:
+        ins = n.in_shapes[0] or ()
+        chain.append(
+            Lowered("transpose", [n.args[0]], PermuteAttrs((0, 3, 1, 2)), shape=(ins[0], ins[3], ins[1], ins[2]))
+        )
+    chain += [
+        Lowered(
+            "avgpool2d",
+            [PREV if nhwc else n.args[0]],
+            AvgPoolAttrs((k, k), (stride, stride), (0, 0), True),
+            shape=inner,
+        ),
+        Lowered("mul", [PREV, float(k * k)], shape=inner),
+        Lowered("round", [PREV], shape=inner),
+        Lowered("mul", [PREV, 2.0**-shift], shape=inner),
+        Lowered("floor", [PREV], shape=inner),
+    ]
+    if nhwc:
+        chain.append(Lowered("transpose", [PREV], PermuteAttrs((0, 2, 3, 1))))
+    return chain
+
+
 def _xnor_popcount(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     """popcount(xnor(x, W)) of {0, 1} x and W = (s @ (2W - 1) + K) / 2 with s = 2x - 1."""
     w = n.const(1, "weight")
@@ -1272,4 +1321,5 @@ _HANDLERS: dict[str, Handler] = {
     "MultiThreshold": _multi_threshold,
     "Trunc": _trunc,
     "XnorPopcountMatMul": _xnor_popcount,
+    "QuantAvgPool2d": _quant_avgpool,
 }
