@@ -215,6 +215,17 @@ CASES = {
         },
         [1, 2, 4, 4],
     ),
+    # Einsum as matrix products: constant right operands (both orientations) and two tensors
+    "einsum_matmul": (
+        [
+            N("Einsum", ["x", "wa"], ["a"], equation="bsj,jk->bsk"),
+            N("Einsum", ["x", "wb"], ["b"], equation="bsj,kj->bsk"),
+            N("Transpose", ["a"], ["at"], perm=[0, 2, 1]),
+            N("Einsum", ["b", "at"], ["y"], equation="bik,bkj->bij"),
+        ],
+        {"wa": w(6, 4), "wb": w(4, 6)},
+        [1, 5, 6],
+    ),
     # QONNX: a MultiThreshold in NHWC layout (no transpose pair around it): bipolar and {0, 1} outputs
     "qonnx_multithreshold_nhwc": (
         [

@@ -844,6 +844,31 @@ def _matmul(cap: _Capture, n: OnnxNode) -> Lowered:
     return Lowered("matmul", [a, b])
 
 
+def _einsum(cap: _Capture, n: OnnxNode) -> Lowered:
+    """Einsum that is a matrix product: `...ij,jk->...ik` (or `kj`) with a constant right operand is a linear,
+    `...ij,...jk->...ik` of two tensors with the same leading letters is a matmul; other equations are refused."""
+    eq = n.attrs.get("equation", b"")
+    eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
+    hint = "Einsum as a matrix product ('...ij,jk->...ik', '...ij,kj->...ik' or '...ij,...jk->...ik')"
+    if eq.count("->") != 1 or eq.count(",") != 1 or "." in eq or len(n.args) != 2:
+        raise n.unsupported(hint)
+    ins, out = eq.split("->")
+    a, b = ins.split(",")
+    if len(a) < 2 or len(set(a)) != len(a) or len(set(b)) != len(b):
+        raise n.unsupported(hint)
+    j = a[-1]
+    x, w = n.args
+    if isinstance(w, np.ndarray) and isinstance(x, str) and len(b) == 2 and j in b:
+        k = b.replace(j, "")
+        if k and k not in a and out == a[:-1] + k:
+            mat = w if b == j + k else w.T  # (j, k)
+            return Lowered("linear", [x, np.ascontiguousarray(mat.T)], LinearAttrs())
+    lead = a[:-2]
+    if len(b) == len(a) and b[:-2] == lead and b[-2] == j and out == lead + a[-2] + b[-1]:
+        return Lowered("matmul", [x, w])
+    raise n.unsupported(hint)
+
+
 def _batch_norm(cap: _Capture, n: OnnxNode) -> Lowered:
     if n.attrs.get("training_mode", 0):
         raise n.unsupported("BatchNormalization in inference mode (training_mode = 0)")
@@ -1299,6 +1324,7 @@ _HANDLERS: dict[str, Handler] = {
     "LayerNormalization": _layer_norm,
     "Expand": _expand,
     "MatMul": _matmul,
+    "Einsum": _einsum,
     "BatchNormalization": _batch_norm,
     **dict.fromkeys(("MaxPool", "AveragePool"), _pool),
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool"), _global_pool),
