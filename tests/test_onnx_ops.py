@@ -473,3 +473,34 @@ def test_two_graph_inputs(tmp_path: Path) -> None:
             np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
     default = convert(path, output=tmp_path / "two_default.xbin")  # random verification inputs for both
     assert default.metadata["verification"]["problems"] == []
+
+
+def test_two_graph_inputs_qonnx(tmp_path: Path) -> None:
+    """Two inputs into QONNX ops: verification runs qonnx's executor with both; a binary linear follows."""
+    ws = np.where(w(8, 6) >= 0, 1.0, -1.0).astype(np.float32)
+    nodes = [
+        N("Add", ["a", "b"], ["s"]),
+        N("MultiThreshold", ["s", "thr"], ["t"], domain=Q, out_scale=2.0, out_bias=-1.0),
+        N("MatMul", ["t", "ws"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs_qonnx",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [1, 8]) for k in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(w(8, 1), "thr"), numpy_helper.from_array(ws, "ws")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(Q, 1)])
+    path = tmp_path / "two_q.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal((6, 8)).astype(np.float32) for _ in range(2))
+    ir_graph = convert(path, calib=[a, b], output=tmp_path / "two_q.xbin")
+    v = ir_graph.metadata["verification"]
+    assert v["problems"] == [] and v["reference"] == "qonnx execute_onnx"
+    assert sum(op.kind == "blinear" for op in ir_graph.ops) == 1
+    wrapped = ModelWrapper(model).transform(InferShapes())
+    ref = np.concatenate([execute_onnx(wrapped, {"a": a[i : i + 1], "b": b[i : i + 1]})["y"] for i in range(6)])
+    for isa in ISAS:
+        ours = np.asarray(xnorinfer.load(tmp_path / "two_q.xbin", threads=2).run((a, b), isa=isa))
+        np.testing.assert_array_equal(ours, ref)  # ±1 sums of ±1: integers
