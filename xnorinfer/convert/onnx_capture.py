@@ -1031,6 +1031,9 @@ def _index_axis(n: OnnxNode, default: int) -> int:
 
 
 def _gather_elements(cap: _Capture, n: OnnxNode) -> Lowered:
+    if isinstance(n.args[1], np.ndarray):
+        # the index has x's rank, batch axis included: a constant one would fix the batch size at 1
+        raise n.unsupported("GatherElements with a computed index (e.g. TopK's or ArgMax's); a constant one is not")
     return Lowered("gather", [n.args[0], _index_operand(n.args[1])], IndexAttrs(_index_axis(n, 0)))
 
 
