@@ -172,7 +172,7 @@ def test_unsupported_onnx_op_names_the_node(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [
             helper.make_node("Relu", ["x"], ["r"]),
-            helper.make_node("CumSum", ["r", "axis"], ["y"], name="scan1", reverse=1),
+            helper.make_node("CumSum", ["r", "axis"], ["y"], name="scan1", exclusive=1),
         ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
@@ -181,7 +181,7 @@ def test_unsupported_onnx_op_names_the_node(tmp_path: Path) -> None:
     )
     path = tmp_path / "cumsum.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
-    with pytest.raises(ConversionError, match="CumSum .scan1.*reverse = 0"):
+    with pytest.raises(ConversionError, match="CumSum .scan1.*exclusive = 0"):
         convert(path)
 
 

@@ -1055,11 +1055,20 @@ def _topk_onnx(cap: _Capture, n: OnnxNode) -> dict[str, list[Lowered]]:
     return out
 
 
-def _cumsum_onnx(cap: _Capture, n: OnnxNode) -> Lowered:
-    if n.attrs.get("exclusive", 0) or n.attrs.get("reverse", 0):
-        raise n.unsupported("CumSum with exclusive = 0 and reverse = 0")
-    rank = len(n.in_shapes[0] or ())
-    return Lowered("cumsum", [n.args[0]], IndexAttrs(int(n.const(1, "axis").reshape(-1)[0]) % max(1, rank)))
+def _cumsum_onnx(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered]:
+    """CumSum; `reverse` as the running sum of the reversed axis, reversed back (two `take`s)."""
+    if n.attrs.get("exclusive", 0):
+        raise n.unsupported("CumSum with exclusive = 0")
+    shape = n.in_shapes[0] or ()
+    axis = int(n.const(1, "axis").reshape(-1)[0]) % max(1, len(shape))
+    if not n.attrs.get("reverse", 0):
+        return Lowered("cumsum", [n.args[0]], IndexAttrs(axis))
+    rev = np.arange(shape[axis] - 1, -1, -1, dtype=np.float64)
+    return [
+        Lowered("take", [n.args[0], rev], IndexAttrs(axis), shape=n.shape),
+        Lowered("cumsum", [PREV], IndexAttrs(axis), shape=n.shape),
+        Lowered("take", [PREV, rev], IndexAttrs(axis)),
+    ]
 
 
 def _tile(cap: _Capture, n: OnnxNode) -> list[Lowered] | None:
