@@ -170,7 +170,10 @@ def test_damaged_onnx_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
 
 def test_unsupported_onnx_op_names_the_node(tmp_path: Path) -> None:
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("CumSum", ["r", "axis"], ["y"], name="scan1")],
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("CumSum", ["r", "axis"], ["y"], name="scan1", exclusive=1),
+        ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
@@ -178,5 +181,20 @@ def test_unsupported_onnx_op_names_the_node(tmp_path: Path) -> None:
     )
     path = tmp_path / "cumsum.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
-    with pytest.raises(ConversionError, match="CumSum 'scan1'"):
+    with pytest.raises(ConversionError, match="CumSum .scan1.*exclusive = 0"):
+        convert(path)
+
+
+def test_constant_gather_elements_index_is_refused(tmp_path: Path) -> None:
+    """A constant GatherElements index carries the batch axis (size 1): refused, naming the node."""
+    graph = helper.make_graph(
+        [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=2, name="pick")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([[[7, 0], [1, 1], [-1, 3]]], np.int64), "i")],
+    )
+    path = tmp_path / "gather_elements.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ConversionError, match="GatherElements 'pick'.*computed index"):
         convert(path)

@@ -169,6 +169,104 @@ CASES = {
         [1, 2, 6, 6],
         10,
     ),
+    # index ops on a 3-D tensor: ArgMax, TopK (values, indices), Gather of an index tensor, GatherElements of
+    # computed (TopK) indices, CumSum, Tile; indices cast to float for the one output
+    "index_ops_3d": (
+        [
+            N("ArgMax", ["x"], ["am"], axis=2, keepdims=1),
+            N("Cast", ["am"], ["amf"], to=TensorProto.FLOAT),
+            N("ArgMin", ["x"], ["an"], axis=-1, keepdims=1),
+            N("Cast", ["an"], ["anf"], to=TensorProto.FLOAT),
+            N("TopK", ["x", "k"], ["tv", "ti"], axis=-1, largest=1),
+            N("Cast", ["ti"], ["tif"], to=TensorProto.FLOAT),
+            N("TopK", ["x", "k"], ["sv", "si"], axis=2, largest=0),
+            N("GatherElements", ["x", "ti"], ["ge"], axis=2),
+            N("Gather", ["x", "idx"], ["g"], axis=2),
+            N("CumSum", ["x", "ax"], ["cs"]),
+            N("Tile", ["x", "reps"], ["tl"]),
+            N("Concat", ["amf", "anf", "tv", "tif", "sv", "ge", "g", "cs", "tl"], ["y"], axis=2),
+        ],
+        {
+            "k": np.array([3], np.int64),
+            "idx": np.array([0, 5, 7, -2], np.int64),
+            "ax": np.array(2, np.int64),
+            "reps": np.array([1, 1, 2], np.int64),
+        },
+        [1, 3, 8],
+    ),
+    # NCHW index ops (the engine's 4-D tensors are NHWC), Tile over C and W, Where broadcasting a row
+    "index_ops_nchw_tile_where": (
+        [
+            N("Tile", ["x", "reps"], ["t"]),
+            N("Greater", ["t", "row"], ["cond"]),
+            N("Where", ["cond", "t", "fill"], ["wh"]),
+            N("CumSum", ["t", "ax"], ["cs"]),
+            N("CumSum", ["t", "ax_h"], ["csr"], reverse=1),
+            N("ArgMax", ["t"], ["am"], axis=1, keepdims=1),
+            N("Cast", ["am"], ["amf"], to=TensorProto.FLOAT),
+            N("Gather", ["t", "cidx"], ["gch"], axis=1),
+            N("Concat", ["wh", "cs", "csr", "amf", "gch"], ["y"], axis=1),
+        ],
+        {
+            "reps": np.array([1, 2, 1, 2], np.int64),
+            "row": w(1, 1, 1, 8),
+            "fill": np.array(-0.25, np.float32),
+            "ax": np.array(-1, np.int64),
+            "ax_h": np.array(2, np.int64),
+            "cidx": np.array([3, 0], np.int64),
+        },
+        [1, 2, 4, 4],
+    ),
+    # Einsum as matrix products: constant right operands (both orientations) and two tensors
+    "einsum_matmul": (
+        [
+            N("Einsum", ["x", "wa"], ["a"], equation="bsj,jk->bsk"),
+            N("Einsum", ["x", "wb"], ["b"], equation="bsj,kj->bsk"),
+            N("Transpose", ["a"], ["at"], perm=[0, 2, 1]),
+            N("Einsum", ["b", "at"], ["y"], equation="bik,bkj->bij"),
+        ],
+        {"wa": w(6, 4), "wb": w(4, 6)},
+        [1, 5, 6],
+    ),
+    # QONNX: a MultiThreshold in NHWC layout (no transpose pair around it): bipolar and {0, 1} outputs
+    "qonnx_multithreshold_nhwc": (
+        [
+            N("Conv", ["x", "wc"], ["c"], pads=[1, 1, 1, 1]),
+            N("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+            N("MultiThreshold", ["t", "thr"], ["b"], domain=Q, out_scale=2.0, out_bias=-1.0, data_layout="NHWC"),
+            N("MultiThreshold", ["t", "thr"], ["z"], domain=Q, out_scale=1.0, out_bias=0.0, data_layout="NHWC"),
+            N("Mul", ["z", "half"], ["zh"]),
+            N("Add", ["b", "zh"], ["y"]),
+        ],
+        {"wc": w(5, 3, 3, 3), "thr": w(5, 1), "half": np.array(0.5, np.float32)},
+        [1, 3, 6, 6],
+        13,
+    ),
+    # QONNX QuantAvgPool2d of 2-bit levels (a 3-threshold MultiThreshold), NCHW and NHWC between transposes
+    "qonnx_quant_avgpool": (
+        [
+            N("MultiThreshold", ["x", "thr"], ["lv"], domain=Q, out_scale=1.0, out_bias=0.0),
+            N("QuantAvgPool2d", ["lv"], ["p"], domain=Q, kernel=3, stride=2, ibits=2, obits=2, signed=0),
+            N("Transpose", ["lv"], ["t"], perm=[0, 2, 3, 1]),
+            N(
+                "QuantAvgPool2d",
+                ["t"],
+                ["pt"],
+                domain=Q,
+                kernel=3,
+                stride=2,
+                ibits=2,
+                obits=4,
+                signed=0,
+                data_layout="NHWC",
+            ),
+            N("Transpose", ["pt"], ["pn"], perm=[0, 3, 1, 2]),
+            N("Concat", ["p", "pn"], ["y"], axis=1),
+        ],
+        {"thr": np.sort(w(3, 3, scale=1.0), axis=1)},
+        [1, 3, 9, 9],
+        13,
+    ),
     # QONNX: 4-bit and 2-bit (ternary, narrow) fake-quant stay float; a 2-bit MultiThreshold counts levels
     "qonnx_quant_multibit": (
         [
@@ -191,6 +289,10 @@ CASES = {
 }
 
 
+# shapes a case declares as an exporter would: qonnx's shape inference needs an NHWC QuantAvgPool2d's input shape
+VALUE_INFO = {"qonnx_quant_avgpool": {"t": [1, 9, 9, 3]}}
+
+
 def reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     if any(n.domain == Q for n in model.graph.node):
         wrapped = ModelWrapper(model).transform(InferShapes())
@@ -203,6 +305,8 @@ def reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_onnx_op(case: str, tmp_path: Path) -> None:
     nodes, inits, shape, *opset = CASES[case]
     model = build(nodes, inits, shape, *opset)
+    for name, dims in VALUE_INFO.get(case, {}).items():
+        model.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     path = tmp_path / f"{case}.onnx"
     onnx.save(model, path)
     x = np.random.default_rng(1).standard_normal([12] + shape[1:]).astype(np.float32)
@@ -326,3 +430,79 @@ def test_symbolic_batch_and_shape_arithmetic(tmp_path: Path) -> None:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(np.asarray(xnorinfer.load(tmp_path / "dyn.xbin").run(x)), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_two_graph_inputs(tmp_path: Path) -> None:
+    """An image and a feature vector: a binary conv stack on the image, its pooled features concatenated with
+    the vector, a Gemm; converted (verified against onnxruntime with both inputs) and run with both."""
+    ws = np.where(w(8, 4, 3, 3) >= 0, 1.0, -1.0).astype(np.float32)
+    nodes = [
+        N("Conv", ["img", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+        N("Sign", ["c0"], ["s0"]),
+        N("Conv", ["s0", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        N("GlobalAveragePool", ["c1"], ["g"]),
+        N("Flatten", ["g"], ["f"]),
+        N("Mul", ["vec", "two"], ["v2"]),
+        N("Concat", ["f", "v2"], ["cat"], axis=1),
+        N("Gemm", ["cat", "wg"], ["y"], transB=1),
+    ]
+    inits = {"w0": w(4, 3, 3, 3), "w1": ws, "two": np.array(2.0, np.float32), "wg": w(6, 13)}
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("img", TensorProto.FLOAT, ["n", 3, 8, 8]),
+            helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["n", 5]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "two.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(3)
+    img = rng.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    vec = rng.standard_normal((10, 5)).astype(np.float32)
+    ir_graph = convert(path, calib=(img, vec), output=tmp_path / "two.xbin")
+    assert ir_graph.metadata["verification"]["problems"] == []
+    assert ir_graph.metadata["input_shapes"] == [[1, 3, 8, 8], [1, 5]]
+    assert sum(op.kind == "bconv2d" for op in ir_graph.ops) == 1
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"img": img, "vec": vec})[0]
+    for threads in (1, 2):
+        for isa in ISAS:
+            ours = np.asarray(xnorinfer.load(tmp_path / "two.xbin", threads=threads).run((img, vec), isa=isa))
+            np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    default = convert(path, output=tmp_path / "two_default.xbin")  # random verification inputs for both
+    assert default.metadata["verification"]["problems"] == []
+
+
+def test_two_graph_inputs_qonnx(tmp_path: Path) -> None:
+    """Two inputs into QONNX ops: verification runs qonnx's executor with both; a binary linear follows."""
+    ws = np.where(w(8, 6) >= 0, 1.0, -1.0).astype(np.float32)
+    nodes = [
+        N("Add", ["a", "b"], ["s"]),
+        N("MultiThreshold", ["s", "thr"], ["t"], domain=Q, out_scale=2.0, out_bias=-1.0),
+        N("MatMul", ["t", "ws"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs_qonnx",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [1, 8]) for k in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [numpy_helper.from_array(w(8, 1), "thr"), numpy_helper.from_array(ws, "ws")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(Q, 1)])
+    path = tmp_path / "two_q.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal((6, 8)).astype(np.float32) for _ in range(2))
+    ir_graph = convert(path, calib=[a, b], output=tmp_path / "two_q.xbin")
+    v = ir_graph.metadata["verification"]
+    assert v["problems"] == [] and v["reference"] == "qonnx execute_onnx"
+    assert sum(op.kind == "blinear" for op in ir_graph.ops) == 1
+    wrapped = ModelWrapper(model).transform(InferShapes())
+    ref = np.concatenate([execute_onnx(wrapped, {"a": a[i : i + 1], "b": b[i : i + 1]})["y"] for i in range(6)])
+    for isa in ISAS:
+        ours = np.asarray(xnorinfer.load(tmp_path / "two_q.xbin", threads=2).run((a, b), isa=isa))
+        np.testing.assert_array_equal(ours, ref)  # ±1 sums of ±1: integers

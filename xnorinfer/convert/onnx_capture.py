@@ -27,8 +27,10 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     ConvTransposeAttrs,
     HardtanhAttrs,
+    IndexAttrs,
     LayerNormAttrs,
     LinearAttrs,
+    NoAttrs,
     PadAttrs,
     PermuteAttrs,
     PoolAttrs,
@@ -163,21 +165,31 @@ def graph_inputs(model: Any) -> list[Any]:
     return [i for i in model.graph.input if i.name not in inits]
 
 
-def input_shape(model: Any, source: str = "model") -> tuple[int, ...]:
-    """The data input's static shape (a symbolic batch dimension is taken as 1)."""
+def input_shapes(model: Any, source: str = "model") -> list[tuple[int, ...]]:
+    """Every data input's static shape, in graph order (a symbolic batch dimension is taken as 1)."""
     ins = graph_inputs(model)
-    if len(ins) != 1:
-        raise ConversionError(f"{source}: the model must take exactly one tensor input, it takes {len(ins)}")
-    dims = ins[0].type.tensor_type.shape.dim
-    shape = []
-    for i, d in enumerate(dims):
-        if d.HasField("dim_value") and d.dim_value > 0:
-            shape.append(int(d.dim_value))
-        elif i == 0:
-            shape.append(1)
-        else:
-            raise ConversionError(f"{source}: input {ins[0].name!r} has a symbolic dimension {i} ({d.dim_param!r})")
-    return tuple(shape)
+    if not ins:
+        raise ConversionError(f"{source}: the model takes no tensor input")
+    shapes = []
+    for inp in ins:
+        shape = []
+        for i, d in enumerate(inp.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(int(d.dim_value))
+            elif i == 0:
+                shape.append(1)
+            else:
+                raise ConversionError(f"{source}: input {inp.name!r} has a symbolic dimension {i} ({d.dim_param!r})")
+        shapes.append(tuple(shape))
+    batches = {s[0] if s else None for s in shapes}
+    if len(batches) != 1 or None in batches:
+        raise ConversionError(f"{source}: the inputs must share their first (batch) dimension; shapes {shapes}")
+    return shapes
+
+
+def input_shape(model: Any, source: str = "model") -> tuple[int, ...]:
+    """The first data input's static shape (a symbolic batch dimension is taken as 1)."""
+    return input_shapes(model, source)[0]
 
 
 # --------------------------------------------------------------------------- one evaluation
@@ -236,18 +248,37 @@ def _qonnx_op_classes() -> list[type]:
         def _run(self, a, b, **_):  # type: ignore[no-untyped-def]
             return (np.asarray(xnorpopcountmatmul(a, b)).astype(a.dtype),)
 
+    class QuantAvgPool2d(OpRun):
+        op_domain = "qonnx.custom_op.general"
+
+        def _run(self, x, kernel=1, stride=1, ibits=1, obits=1, data_layout="NCHW", **_):  # type: ignore[no-untyped-def]
+            # qonnx's rule (round(avgpool * k * k) >> shift) on the window sums, in numpy
+            nhwc = (data_layout.decode() if isinstance(data_layout, bytes) else str(data_layout)) == "NHWC"
+            v = x.transpose(0, 3, 1, 2) if nhwc else x
+            win = np.lib.stride_tricks.sliding_window_view(v, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride]
+            y = np.floor(np.round(win.sum(axis=(-2, -1))) / 2.0 ** quant_avgpool_shift(kernel, ibits, obits))
+            return ((y.transpose(0, 2, 3, 1) if nhwc else y).astype(x.dtype),)
+
     IntQuant = type("IntQuant", (Quant,), {})
-    return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul]
+    return [BipolarQuant, Quant, IntQuant, MultiThreshold, Trunc, XnorPopcountMatMul, QuantAvgPool2d]
 
 
-def evaluate_all(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every value of the graph on input x (onnx's reference evaluator; qonnx's functions for its ops)."""
+def quant_avgpool_shift(kernel: int, ibits: int, obits: int) -> int:
+    """QuantAvgPool2d's right shift: the bits of the largest window sum of ibits-bit values, less obits
+    (qonnx's get_shifts)."""
+    return max(0, int((2**ibits - 1) * kernel * kernel).bit_length() - obits)
+
+
+def evaluate_all(model: Any, x: np.ndarray | tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """Every value of the graph on input x, one array per data input (onnx's reference evaluator;
+    qonnx's functions for its ops)."""
     from onnx.reference import ReferenceEvaluator
 
     model = single_custom_domain(model)
     new_ops = _qonnx_op_classes() if custom_ops(model) else None
     ev = ReferenceEvaluator(model, new_ops=new_ops)
-    feeds = {graph_inputs(model)[0].name: x}
+    arrays = x if isinstance(x, tuple) else (x,)
+    feeds = {i.name: a for i, a in zip(graph_inputs(model), arrays, strict=True)}
     results = ev.run(None, feeds, intermediate=True)
     return {k: np.asarray(v) for k, v in results.items()}
 
@@ -328,12 +359,89 @@ def _path(node: Any) -> str:
     return name.replace("/", ".") or str(node.output[0])
 
 
+def fold_nhwc_thresholds(model: Any) -> Any:
+    """FINN's NHWC activations back in NCHW: `Transpose(0,2,3,1)`, `Mul`/`Add` by constants,
+    `MultiThreshold(data_layout="NHWC")`, `Transpose(0,3,1,2)` becomes the `Mul`/`Add` (constants
+    transposed) and an NCHW `MultiThreshold` on the transpose's input, which is then a binary activation
+    with per-channel thresholds (a transpose of packed bits would have to unpack them). The
+    MultiThreshold's output takes the second transpose's name, the value the references compute there."""
+    import copy
+
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def only_use(value: str) -> Any:
+        users = consumers.get(value, [])
+        return users[0] if len(users) == 1 and value not in outputs else None
+
+    def perm(node: Any) -> list[int]:
+        return [int(p) for a in node.attribute if a.name == "perm" for p in a.ints]
+
+    rewrites = []  # (first transpose, [Mul/Add nodes], MultiThreshold, second transpose)
+    for mt in g.node:
+        if mt.op_type != "MultiThreshold" or not mt.domain.startswith(CUSTOM_DOMAINS):
+            continue
+        layout = [a.s for a in mt.attribute if a.name == "data_layout"]
+        if layout != [b"NHWC"]:
+            continue
+        after = only_use(mt.output[0])
+        if after is None or after.op_type != "Transpose" or perm(after) != [0, 3, 1, 2]:
+            continue
+        chain, cur = [], mt.input[0]
+        while True:
+            p = producer.get(cur)
+            if p is None or only_use(cur) is None:
+                break
+            if p.op_type in ("Mul", "Add") and sum(i in inits for i in p.input) == 1:
+                chain.append(p)
+                cur = next(i for i in p.input if i not in inits)
+                continue
+            break
+        p = producer.get(cur)
+        if p is not None and p.op_type == "Transpose" and perm(p) == [0, 2, 3, 1] and only_use(cur) is not None:
+            rewrites.append((p, chain[::-1], mt, after))
+    if not rewrites:
+        return model
+    model = copy.deepcopy(model)
+    g = model.graph
+    nodes = list(g.node)
+    made = {n.output[0]: n for n in nodes}  # the copies, by the (unique) name of their first output
+    dropped = {id(made[t1.output[0]]) for t1, _, _, _ in rewrites} | {id(made[t2.output[0]]) for *_, t2 in rewrites}
+    for t1, chain, mt, t2 in rewrites:
+        src = t1.input[0]
+        for node in chain:
+            c = made[node.output[0]]
+            ci = next(j for j, i in enumerate(c.input) if i in inits)
+            const = numpy_helper.to_array(inits[c.input[ci]])
+            const = const.reshape((1,) * (4 - const.ndim) + const.shape).transpose(0, 3, 1, 2)
+            cname = f"{c.input[ci]}__nchw_{c.output[0]}"
+            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(const), cname))
+            c.input[ci], c.input[1 - ci] = cname, src
+            c.output[0] = src = f"{c.output[0]}__nchw"
+        m = made[mt.output[0]]
+        m.input[0], m.output[0] = src, t2.output[0]
+        for a in m.attribute:
+            if a.name == "data_layout":
+                a.s = b"NCHW"
+    del g.node[:]
+    g.node.extend(n for n in nodes if id(n) not in dropped)
+    return model
+
+
 def to_model(model: Any, source: str = "model") -> Model:
     """The ONNX model as a `Model`, with all initializer-only computation folded."""
-    model = prepare(model, source)
-    shape = input_shape(model, source)
-    values = evaluate_all(model, np.zeros(shape, np.float32))
-    result = _Capture(model, values, source).run(shape)
+    model = fold_nhwc_thresholds(prepare(model, source))
+    shapes = input_shapes(model, source)
+    values = evaluate_all(model, tuple(np.zeros(s, np.float32) for s in shapes))
+    result = _Capture(model, values, source).run(shapes)
     findings = checker_findings(model)
     if findings:
         result.metadata["onnx_checker"] = findings
@@ -356,11 +464,12 @@ class _Capture:
             self.consts[t.name] = self.values.get(t.name, _numpy(t))
 
     # ------------------------------------------------------------- the walk
-    def run(self, shape: tuple[int, ...]) -> Model:
-        inp = graph_inputs(self.model)[0].name
-        x = self.names[inp]
-        self.alias[inp] = x
-        self.shapes[x] = shape
+    def run(self, shapes: list[tuple[int, ...]]) -> Model:
+        inputs = []
+        for inp, shape in zip(graph_inputs(self.model), shapes, strict=True):
+            inputs.append(self.names[inp.name])
+            self.alias[inp.name] = inputs[-1]
+            self.shapes[inputs[-1]] = shape
         for node in self.model.graph.node:
             self.visit(node)
         outputs = []
@@ -377,13 +486,19 @@ class _Capture:
         annotations = _datatypes(self.model)
         if annotations:
             self.metadata["onnx_datatypes"] = annotations
+        shape = shapes[0]
         return Model(
-            inputs=[x],
+            inputs=inputs,
             outputs=outputs,
             nodes=self.nodes,
             consts=consts,
             shapes=self.shapes,
-            metadata={"input_shape": list(shape), "fx_paths": self.fx_paths, **self.metadata},
+            metadata={
+                "input_shape": list(shape),
+                "input_shapes": [list(s) for s in shapes],  # every input, in graph order
+                "fx_paths": self.fx_paths,
+                **self.metadata,
+            },
         )
 
     def visit(self, node: Any) -> None:
@@ -729,6 +844,31 @@ def _matmul(cap: _Capture, n: OnnxNode) -> Lowered:
     return Lowered("matmul", [a, b])
 
 
+def _einsum(cap: _Capture, n: OnnxNode) -> Lowered:
+    """Einsum that is a matrix product: `...ij,jk->...ik` (or `kj`) with a constant right operand is a linear,
+    `...ij,...jk->...ik` of two tensors with the same leading letters is a matmul; other equations are refused."""
+    eq = n.attrs.get("equation", b"")
+    eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
+    hint = "Einsum as a matrix product ('...ij,jk->...ik', '...ij,kj->...ik' or '...ij,...jk->...ik')"
+    if eq.count("->") != 1 or eq.count(",") != 1 or "." in eq or len(n.args) != 2:
+        raise n.unsupported(hint)
+    ins, out = eq.split("->")
+    a, b = ins.split(",")
+    if len(a) < 2 or len(set(a)) != len(a) or len(set(b)) != len(b):
+        raise n.unsupported(hint)
+    j = a[-1]
+    x, w = n.args
+    if isinstance(w, np.ndarray) and isinstance(x, str) and len(b) == 2 and j in b:
+        k = b.replace(j, "")
+        if k and k not in a and out == a[:-1] + k:
+            mat = w if b == j + k else w.T  # (j, k)
+            return Lowered("linear", [x, np.ascontiguousarray(mat.T)], LinearAttrs())
+    lead = a[:-2]
+    if len(b) == len(a) and b[:-2] == lead and b[-2] == j and out == lead + a[-2] + b[-1]:
+        return Lowered("matmul", [x, w])
+    raise n.unsupported(hint)
+
+
 def _batch_norm(cap: _Capture, n: OnnxNode) -> Lowered:
     if n.attrs.get("training_mode", 0):
         raise n.unsupported("BatchNormalization in inference mode (training_mode = 0)")
@@ -866,16 +1006,88 @@ def _split(cap: _Capture, n: OnnxNode) -> dict[str, list[Lowered]]:
     return out
 
 
-def _gather(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+def _gather(cap: _Capture, n: OnnxNode) -> list[Lowered] | Lowered:
+    """Gather: one constant index is a slice (x[:, i]); an index tensor (constant or computed) is `take`."""
     shape = n.in_shapes[0]
-    idx = n.const(1, "indices")
     assert shape is not None
     axis = int(n.attrs.get("axis", 0)) % len(shape)
-    if idx.ndim != 0:
-        raise n.unsupported("Gather of one constant index (x[:, i])")
+    idx = n.args[1]
+    if not isinstance(idx, np.ndarray) or idx.ndim != 0:
+        return Lowered("take", [n.args[0], _index_operand(idx)], IndexAttrs(axis))
     i = int(idx) % int(shape[axis])
     kept = tuple(shape[:axis]) + (1,) + tuple(shape[axis + 1 :])
     return [Lowered("slice", [n.args[0]], SliceAttrs(axis, i, i + 1, 1), shape=kept), Lowered("reshape", [PREV])]
+
+
+def _index_operand(idx: Any) -> Any:
+    """An ONNX index operand for take / gather: a constant becomes float (the IR's index tensors are float32
+    integers, docs/ir.md); a computed one (ArgMax, TopK indices) already is."""
+    return idx.astype(np.float64) if isinstance(idx, np.ndarray) else idx
+
+
+def _index_axis(n: OnnxNode, default: int) -> int:
+    rank = len(n.in_shapes[0] or ())
+    return int(n.attrs.get("axis", default)) % max(1, rank)
+
+
+def _gather_elements(cap: _Capture, n: OnnxNode) -> Lowered:
+    if isinstance(n.args[1], np.ndarray):
+        # the index has x's rank, batch axis included: a constant one would fix the batch size at 1
+        raise n.unsupported("GatherElements with a computed index (e.g. TopK's or ArgMax's); a constant one is not")
+    return Lowered("gather", [n.args[0], _index_operand(n.args[1])], IndexAttrs(_index_axis(n, 0)))
+
+
+def _arg_max_min(cap: _Capture, n: OnnxNode) -> Lowered:
+    if n.attrs.get("select_last_index", 0):
+        raise n.unsupported(f"{n.op} with select_last_index = 0 (the first index on ties)")
+    keep = bool(n.attrs.get("keepdims", 1))
+    return Lowered("arg_reduce", [n.args[0]], IndexAttrs(_index_axis(n, 0), n.op.lower(), keepdim=keep))
+
+
+def _topk_onnx(cap: _Capture, n: OnnxNode) -> dict[str, list[Lowered]]:
+    """TopK: (values, indices), each a `topk` node (sorted; equal values by lower index, as onnxruntime)."""
+    k = int(n.const(1, "K").reshape(-1)[0])
+    axis, largest = _index_axis(n, -1), bool(n.attrs.get("largest", 1))
+    out: dict[str, list[Lowered]] = {}
+    for o, part in zip(n.proto.output, ("values", "indices"), strict=False):
+        if o:
+            out[o] = [Lowered("topk", [n.args[0]], IndexAttrs(axis, part, k=k, largest=largest))]
+    return out
+
+
+def _cumsum_onnx(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered]:
+    """CumSum; `reverse` as the running sum of the reversed axis, reversed back (two `take`s)."""
+    if n.attrs.get("exclusive", 0):
+        raise n.unsupported("CumSum with exclusive = 0")
+    shape = n.in_shapes[0] or ()
+    axis = int(n.const(1, "axis").reshape(-1)[0]) % max(1, len(shape))
+    if not n.attrs.get("reverse", 0):
+        return Lowered("cumsum", [n.args[0]], IndexAttrs(axis))
+    rev = np.arange(shape[axis] - 1, -1, -1, dtype=np.float64)
+    return [
+        Lowered("take", [n.args[0], rev], IndexAttrs(axis), shape=n.shape),
+        Lowered("cumsum", [PREV], IndexAttrs(axis), shape=n.shape),
+        Lowered("take", [PREV, rev], IndexAttrs(axis)),
+    ]
+
+
+def _tile(cap: _Capture, n: OnnxNode) -> list[Lowered] | None:
+    """Tile: per repeated axis, one concatenation of r copies (as x.repeat from PyTorch)."""
+    shape = list(n.in_shapes[0] or ())
+    reps = [int(r) for r in n.const(1, "repeats").reshape(-1)]
+    if len(reps) != len(shape) or min(reps, default=1) < 1:
+        raise n.unsupported("Tile with one positive repeat count per axis")
+    chain: list[Lowered] = []
+    src: Any = n.args[0]
+    for d, r in enumerate(reps):
+        if r == 1:
+            continue
+        shape[d] *= r
+        channel = d == 1 and len(shape) in (2, 4)
+        attrs = NoAttrs() if channel else AxisAttrs(d)
+        chain.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
+        src = PREV
+    return chain or None
 
 
 # --------------------------------------------------------------------------- QONNX / FINN
@@ -1009,6 +1221,20 @@ def _multi_threshold(cap: _Capture, n: OnnxNode) -> list[Lowered]:
     bias = float(n.attrs.get("out_bias", 0.0))
     steps = thr.shape[1]
     x = n.args[0]
+    if steps == 1 and last and rank == 4 and (scale, bias) in ((2.0, -1.0), (1.0, 0.0)):
+        # NHWC (FINN's layout after its layout transforms): in NCHW, thresholded, back; the transposes
+        # cancel against the graph's own NCHW <-> NHWC pair, so the activation is a binary one
+        nchw = (shape[0], shape[3], shape[1], shape[2])
+        inner = _sign_where(PREV, nchw, _channel_thresholds(n, thr, 0, rank, False))
+        inner[-1] = Lowered("where", [PREV, 1.0, -1.0], shape=nchw)
+        if (scale, bias) == (1.0, 0.0):
+            half = np.full(nchw[1], 0.5)
+            inner.append(Lowered("affine", [PREV], AffineAttrs(half, half.copy()), shape=nchw))
+        return [
+            Lowered("transpose", [x], PermuteAttrs((0, 3, 1, 2)), shape=nchw),
+            *inner,
+            Lowered("transpose", [PREV], PermuteAttrs((0, 2, 3, 1))),
+        ]
     if steps == 1:
         t = _channel_thresholds(n, thr, 0, rank, last)
         if (scale, bias) == (2.0, -1.0):
@@ -1033,6 +1259,38 @@ def _multi_threshold(cap: _Capture, n: OnnxNode) -> list[Lowered]:
         chain.append(Lowered("mul", [PREV, scale], shape=shape))
     if bias != 0.0:
         chain.append(Lowered("add", [PREV, bias], shape=shape))
+    return chain
+
+
+def _quant_avgpool(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+    """QONNX QuantAvgPool2d: the window sum (average pool times k * k, rounded as qonnx does) shifted right by
+    qonnx's shift (a floor division by a power of two); float ops, NHWC between two transposes."""
+    k, stride = int(n.attrs.get("kernel", 1)), int(n.attrs.get("stride", 1))
+    shift = quant_avgpool_shift(k, int(n.attrs.get("ibits", 1)), int(n.attrs.get("obits", 1)))
+    layout = n.attrs.get("data_layout", b"NCHW")
+    nhwc = (layout.decode() if isinstance(layout, bytes) else str(layout)) == "NHWC"
+    shape = tuple(n.shape)
+    inner = (shape[0], shape[3], shape[1], shape[2]) if nhwc else shape
+    chain: list[Lowered] = []
+    if nhwc:
+        ins = n.in_shapes[0] or ()
+        chain.append(
+            Lowered("transpose", [n.args[0]], PermuteAttrs((0, 3, 1, 2)), shape=(ins[0], ins[3], ins[1], ins[2]))
+        )
+    chain += [
+        Lowered(
+            "avgpool2d",
+            [PREV if nhwc else n.args[0]],
+            AvgPoolAttrs((k, k), (stride, stride), (0, 0), True),
+            shape=inner,
+        ),
+        Lowered("mul", [PREV, float(k * k)], shape=inner),
+        Lowered("round", [PREV], shape=inner),
+        Lowered("mul", [PREV, 2.0**-shift], shape=inner),
+        Lowered("floor", [PREV], shape=inner),
+    ]
+    if nhwc:
+        chain.append(Lowered("transpose", [PREV], PermuteAttrs((0, 2, 3, 1))))
     return chain
 
 
@@ -1078,6 +1336,7 @@ _HANDLERS: dict[str, Handler] = {
     "LayerNormalization": _layer_norm,
     "Expand": _expand,
     "MatMul": _matmul,
+    "Einsum": _einsum,
     "BatchNormalization": _batch_norm,
     **dict.fromkeys(("MaxPool", "AveragePool"), _pool),
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool"), _global_pool),
@@ -1090,9 +1349,15 @@ _HANDLERS: dict[str, Handler] = {
     "Slice": _slice,
     "Split": _split,
     "Gather": _gather,
+    "GatherElements": _gather_elements,
+    **dict.fromkeys(("ArgMax", "ArgMin"), _arg_max_min),
+    "TopK": _topk_onnx,
+    "CumSum": _cumsum_onnx,
+    "Tile": _tile,
     "BipolarQuant": _bipolar_quant,
     **dict.fromkeys(("Quant", "IntQuant"), _quant),
     "MultiThreshold": _multi_threshold,
     "Trunc": _trunc,
     "XnorPopcountMatMul": _xnor_popcount,
+    "QuantAvgPool2d": _quant_avgpool,
 }

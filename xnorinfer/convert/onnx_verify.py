@@ -19,16 +19,22 @@ from xnorinfer import ir
 from xnorinfer.convert import onnx_capture, patterns
 from xnorinfer.convert.graph import ConversionError
 from xnorinfer.convert.lower import lower
-from xnorinfer.convert.verify import SourceRunner
+from xnorinfer.convert.verify import Inputs, SourceRunner
 from xnorinfer.convert.verify import _chunks as verify_chunks
 from xnorinfer.convert.verify import verify as run_verify
 
 ORT_CHUNK = 256  # rows per onnxruntime call when the batch dimension is free
 
 
-def _chunks(x: np.ndarray, batch: int) -> list[tuple[np.ndarray, int]]:
-    """x in pieces of exactly `batch` rows with their real row counts (verify.py's split of the one input)."""
-    return [(np.ascontiguousarray(c[0].numpy(), dtype=np.float32), n) for c, n in verify_chunks(x, batch)]
+def _chunks(x: Inputs, batch: int) -> list[tuple[tuple[np.ndarray, ...], int]]:
+    """x (one array per input) in pieces of exactly `batch` rows with their real row counts (verify.py's split)."""
+    return [
+        (tuple(np.ascontiguousarray(t.numpy(), dtype=np.float32) for t in c), n) for c, n in verify_chunks(x, batch)
+    ]
+
+
+def _feeds(inputs: list[str], chunk: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    return dict(zip(inputs, chunk, strict=True))
 
 
 def _fixed_batch(model: Any) -> int | None:
@@ -45,7 +51,7 @@ def onnxruntime_runner(model: Any) -> SourceRunner:
     import onnx
     import onnxruntime as ort
 
-    def run(x: np.ndarray, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def run(x: Inputs, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         m = onnx.shape_inference.infer_shapes(copy.deepcopy(model))
         info = {v.name: v for v in m.graph.value_info}
         outs = [o.name for o in m.graph.output]
@@ -56,11 +62,11 @@ def onnxruntime_runner(model: Any) -> SourceRunner:
         opts.intra_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
         sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        inp = onnx_capture.graph_inputs(m)[0].name
+        inputs = [i.name for i in onnx_capture.graph_inputs(m)]
         wanted = [outs[0], *sorted(names)]
         parts = []
         for chunk, n in _chunks(x, _fixed_batch(model) or ORT_CHUNK):
-            values = sess.run(wanted, {inp: chunk})
+            values = sess.run(wanted, _feeds(inputs, chunk))
             parts.append((dict(zip(wanted, values, strict=True)), n))
         joined = _join(parts, wanted)
         return {k: joined[k] for k in names}, joined[outs[0]]
@@ -76,15 +82,15 @@ def qonnx_runner(model: Any) -> SourceRunner:
 
     # (one domain for the custom ops, as qonnx's cleanup does: older Brevitas exports name "onnx.brevitas")
     wrapped = ModelWrapper(onnx_capture.single_custom_domain(model)).transform(InferShapes())
-    inp = onnx_capture.graph_inputs(wrapped.model)[0].name
+    inputs = [i.name for i in onnx_capture.graph_inputs(wrapped.model)]
     out = wrapped.graph.output[0].name
     batch = _fixed_batch(wrapped.model) or 1
 
-    def run(x: np.ndarray, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def run(x: Inputs, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         wanted = [out, *sorted(names)]
         parts = []
         for chunk, n in _chunks(x, batch):
-            ctx = execute_onnx(wrapped, {inp: chunk}, return_full_exec_context=True)
+            ctx = execute_onnx(wrapped, _feeds(inputs, chunk), return_full_exec_context=True)
             parts.append(({k: ctx[k] for k in wanted}, n))
         joined = _join(parts, wanted)
         return {k: joined[k] for k in names}, joined[out]
@@ -101,13 +107,17 @@ def _flat_output(run: SourceRunner, graph: ir.Graph) -> SourceRunner:
     """The source's (N, C, 1, 1) output as the (N, C) the IR holds it in (the IR drops a trailing 1x1 reshape)."""
     ir_rank = len(graph.tensors[graph.outputs[0]].shape)
 
-    def flat(x: np.ndarray, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def flat(x: Inputs, names: set[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         values, out = run(x, names)
         if ir_rank == 2 and out.ndim == 4 and out.shape[2:] == (1, 1):
             out = out.reshape(out.shape[:2])
         return values, out
 
     return flat
+
+
+def _array(a: Any) -> np.ndarray:
+    return np.asarray(a.detach().numpy() if hasattr(a, "detach") else a, np.float32)
 
 
 def convert_onnx(
@@ -155,10 +165,16 @@ def convert_onnx(
             graph.metadata[key] = model.metadata[key]
     if verify:
         in_shape = list(model.metadata["input_shape"])
-        if calib is not None:
-            x = np.asarray(calib.detach().numpy() if hasattr(calib, "detach") else calib, np.float32)
+        x: Inputs
+        if isinstance(calib, (list, tuple)):  # several inputs: one array per input, in graph order
+            x = tuple(_array(c) for c in calib)
+        elif calib is not None:
+            x = _array(calib)
         else:
-            x = np.random.default_rng(seed).standard_normal([n_verify] + in_shape[1:]).astype(np.float32)
+            rng = np.random.default_rng(seed)
+            shapes = model.metadata["input_shapes"]
+            x = tuple(rng.standard_normal([n_verify] + list(s[1:])).astype(np.float32) for s in shapes)
+            x = x if len(x) > 1 else x[0]
         result = run_verify(
             graph,
             None,

@@ -266,7 +266,7 @@ def engine_run(graph: ir.Graph, x: Inputs, engine: EngineLoader) -> np.ndarray:
 
 # Runs the source model on inputs: (the named source values, its first output). The ONNX front end
 # passes one (onnx_verify.py) instead of a PyTorch program.
-SourceRunner = Callable[[np.ndarray, set[str]], tuple[dict[str, np.ndarray], np.ndarray]]
+SourceRunner = Callable[[Inputs, set[str]], tuple[dict[str, np.ndarray], np.ndarray]]
 
 
 def _with_bit_outputs(graph: ir.Graph, names: list[str]) -> ir.Graph:
