@@ -774,9 +774,15 @@ class BitSerialPlanes(_Rewrite):
         model.shapes[out] = model.shapes[node.output]
         add("mul", [partial, const("scale", scale)], out)
         if len(node.inputs) > 2:
-            add("add", [out, node.inputs[2]], node.output)
+            bias = model.const(node.inputs[2])
+            if bias is None:
+                add("add", [out, node.inputs[2]], node.output)
+            else:  # (O,) as (O, 1, 1): a per-channel constant of the NCHW output
+                add("add", [out, const("bias", np.asarray(bias).reshape(scale.shape))], node.output)
         new[-1].origin, new[-1].where = node.origin, node.where
-        model.metadata.setdefault("bit_serial", {})[node.path or node.output] = k
+        model.metadata.setdefault("bit_serial_layers", {})[node.path or node.output] = (
+            f"{k}-bit activation as {k} binary layers on its bit-planes"
+        )
         i = model.nodes.index(node)
         model.nodes[i : i + 1] = new
         return True
