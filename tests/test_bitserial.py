@@ -183,6 +183,8 @@ def test_dorefa_resnet20_w1a2_every_quantized_conv_is_bit_serial(tmp_path: Path)
     assert len(quantized) == 8 and sorted(graph.metadata["bit_serial_layers"]) == sorted(quantized)
     got = kinds(graph)
     assert got.count("bconv2d") == 2 * len(quantized) and got.count("conv2d") == 1, got
+    # each quantized conv extracts its own 2 planes (the skip conv and conv0 read one activation twice)
+    assert got.count("sign") == 2 * len(quantized) and got.count("floor") == len(quantized), got
     # the exact integer sums differ from PyTorch's float32 conv by rounding; where a deep pre-activation
     # sits within that of a round() boundary one level of q flips and moves the logits a little
     engine_vs_torch(model, path, cifar_images(64), rtol=1e-2)
