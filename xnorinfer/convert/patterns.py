@@ -746,21 +746,29 @@ class BitSerialPlanes(_Rewrite):
             new.append(Node(op, inputs, out, attrs if attrs is not None else NoAttrs(), node.path))
             return out
 
-        rest = [q] + [
-            add("floor", [add("mul", [q, const("inv", 2.0**-j)], value(f"q{j}"))], value(f"r{j}")) for j in range(1, k)
-        ]
+        # the {0, 1} planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
+        known = model.metadata.setdefault("_bit_planes", {}).get(q)
+        planes = known if known and all(model.producer(v) is not None for v in known) else []
+        if not planes:
+            rest = [q] + [
+                add("floor", [add("mul", [q, const("inv", 2.0**-j)], value(f"q{j}"))], value(f"r{j}"))
+                for j in range(1, k)
+            ]
+            for j in range(k):
+                if j == k - 1:
+                    plane, thr = q, 2.0 ** (k - 1) - 0.5
+                else:
+                    twice = add("mul", [rest[j + 1], const("two", 2.0)], value(f"t{j}"))
+                    plane, thr = add("sub", [rest[j], twice], value(f"b{j}")), 0.5
+                ste = f"bit-plane {j} of a {k}-bit activation"
+                sign = _act_sign(plane, model, np.array([thr]), "+1", ste, node.path)
+                sign.output = value(f"s{j}")
+                new.append(sign)
+                planes.append(value(f"z{j}"))
+                new.append(_zero_one_affine(model, sign.output, planes[-1], node.path, ""))
+            model.metadata["_bit_planes"][q] = planes
         partial: str | None = None
-        for j in range(k):
-            if j == k - 1:
-                plane, thr = q, 2.0 ** (k - 1) - 0.5
-            else:
-                twice = add("mul", [rest[j + 1], const("two", 2.0)], value(f"t{j}"))
-                plane, thr = add("sub", [rest[j], twice], value(f"b{j}")), 0.5
-            sign = _act_sign(plane, model, np.array([thr]), "+1", f"bit-plane {j} of a {k}-bit activation", node.path)
-            sign.output = value(f"s{j}")
-            new.append(sign)
-            zo = value(f"z{j}")
-            new.append(_zero_one_affine(model, sign.output, zo, node.path, ""))
+        for j, zo in enumerate(planes):
             conv_out = model.fresh(f"{node.output}_p{j}")
             model.shapes[conv_out] = model.shapes[node.output]
             add(node.op, [zo, const("w", wsign * 2.0**j)], conv_out, node.attrs)
