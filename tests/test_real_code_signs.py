@@ -267,8 +267,9 @@ def test_float_elementwise_ops_are_exact_against_torch(tmp_path) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_dorefa_resnet20_body_runs_its_kbit_activations_in_float(tmp_path) -> None:
-    """dorefa_resnet20 (W1A2) with its real blocks: round(clamp(x, 0, 1) * 3) / 3 runs as float ops.
+def test_dorefa_resnet20_body_runs_its_kbit_activations_bit_serially(tmp_path) -> None:
+    """dorefa_resnet20 (W1A2) with its real blocks: round(clamp(x, 0, 1) * 3) / 3 stays float ops, and each
+    quantized conv reading it runs as 2 bconv2d on its bit-planes (tests/test_bitserial.py).
 
     The model's own head `out.mean(dim=2).mean(dim=2)` is another change (one-dim means); the body and
     the classifier are the file's modules, with a global average pool for the head.
@@ -280,8 +281,12 @@ def test_dorefa_resnet20_body_runs_its_kbit_activations_in_float(tmp_path) -> No
     path = tmp_path / "dorefa.xbin"
     graph = convert(model, (images[:1],), output=path, calib=images)
     assert not graph.metadata["verification"]["problems"]
-    assert kinds(graph).count("round") == 2 * len(net.layers)
-    engine_vs_torch(model, graph, path, cifar_images(64))
+    k = kinds(graph)
+    assert k.count("round") == 2 * len(net.layers)
+    assert k.count("bconv2d") == 2 * 8 and k.count("conv2d") == 1  # 8 quantized convs; the float stem
+    # exact integer sums vs PyTorch's float32 conv: a pre-activation on a round() tie (one of these
+    # images has one) flips one level of q, a small change of the logits
+    engine_vs_torch(model, graph, path, cifar_images(64), rtol=1e-2)
 
 
 # --------------------------------------------------------------------------- 3. export diagnostics

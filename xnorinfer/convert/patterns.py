@@ -34,6 +34,7 @@ from xnorinfer.convert.attrs import (
     ConvAttrs,
     HardtanhAttrs,
     LinearAttrs,
+    NoAttrs,
     PadAttrs,
     PoolAttrs,
     PReLUAttrs,
@@ -663,6 +664,138 @@ class ZeroOneThrough(_Rewrite):
         return True
 
 
+def _kbit_levels(model: Model, value: str) -> tuple[str, int, float] | None:
+    """(q, k, c) when `value` = q * c with q = round(z) in {0 .. 2^k - 1}, k >= 2 (a k-bit uint activation).
+
+    DoReFa: round(clamp(x, 0, 1) * n) / n; Brevitas-like: round(clamp(x * s, 0, n)) / s, n = 2^k - 1.
+    """
+    p = model.producer(value)
+    if p is None or p.op not in ("div", "mul") or len(p.inputs) != 2:
+        return None
+    d = _scalar(model, p.inputs[1])
+    r = model.producer(p.inputs[0])
+    if d is None or d == 0 or r is None or r.op != "round":
+        return None
+    z = model.producer(r.inputs[0])
+    n: float | None = None
+    if z is not None and z.op == "hardtanh":  # clamp(y, 0, n)
+        h = z.attrs_as(HardtanhAttrs)
+        n = h.max_val if h.min_val == 0 else None
+    elif z is not None and z.op == "mul":  # clamp(x, 0, 1) * n
+        h_node = model.producer(z.inputs[0])
+        m = _scalar(model, z.inputs[1])
+        if h_node is not None and h_node.op == "hardtanh" and m is not None:
+            h = h_node.attrs_as(HardtanhAttrs)
+            n = m if (h.min_val, h.max_val) == (0, 1) else None
+    if n is None or n < 3 or n > 255 or n != int(n) or (int(n) + 1) & int(n):
+        return None
+    return r.output, int(n).bit_length(), float(1.0 / np.float64(d)) if p.op == "div" else float(d)
+
+
+def _binary_weight_rows(w: np.ndarray) -> np.ndarray | None:
+    """alpha per output channel (float64) when every row of `w` is ±alpha (up to float32 rounding), else None."""
+    mag = np.abs(w.reshape(w.shape[0], -1))
+    if np.all(mag == mag[:, :1]) and np.all(mag[:, 0] != 0):
+        return mag[:, 0].astype(np.float64)
+    if _one_magnitude_up_to_rounding(mag):
+        return mag.astype(np.float64).mean(axis=1)
+    return None
+
+
+class BitSerialPlanes(_Rewrite):
+    """conv2d / linear with ±alpha weights on a k-bit activation q * c -> k binary layers on q's bit-planes.
+
+    q = sum_j 2^j b_j with b_j in {0, 1}, so conv(q * c, alpha * S) = alpha * c * sum_j 2^j conv(b_j, S): one
+    conv per plane with weights 2^j * S on b_j = (1 + s_j) / 2, which BinaryWeights makes a bconv2d of the
+    ±1 plane s_j (zero padding of b_j = -1 padding of s_j). Each plane's float output
+    fma(2^(j-1), S_j, 2^(j-1) * sum S) is an exact integer, so the sum is exact before the one rounding
+    of alpha * c. The planes come from exact float ops on the integer q: r_j = floor(q / 2^j),
+    b_j = r_j - 2 r_(j+1) (the top plane is q >= 2^(k-1)); bit -1 where b_j < 0.5.
+    """
+
+    name = "bit_serial_planes"
+
+    def rewrite(self, model: Model, node: Node) -> bool:
+        if node.op not in ("conv2d", "linear") or len(model.shapes[node.inputs[0]]) not in (2, 4):
+            return False
+        if isinstance(node.attrs, ConvAttrs) and (node.attrs.groups != 1 or node.attrs.dilation != (1, 1)):
+            return False
+        levels = _kbit_levels(model, node.inputs[0])
+        w = model.const(node.inputs[1])
+        if levels is None or w is None:
+            return False
+        alpha = _binary_weight_rows(w)
+        if alpha is None:
+            return False
+        q, k, c = levels
+        shape = model.shapes[q]
+        wsign = np.where(w < 0, -1.0, 1.0).astype(np.float32)
+        new: list[Node] = []
+
+        def value(stem: str) -> str:
+            v = model.fresh(f"{node.output}_{stem}")
+            model.shapes[v] = shape
+            return v
+
+        def const(stem: str, a: np.ndarray | float) -> str:
+            v = model.fresh(f"{node.output}_{stem}")
+            model.consts[v] = np.asarray(a, dtype=np.float32)
+            return v
+
+        def add(op: str, inputs: list[str], out: str, attrs: object = None) -> str:
+            new.append(Node(op, inputs, out, attrs if attrs is not None else NoAttrs(), node.path))
+            return out
+
+        # the {0, 1} planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
+        known = model.metadata.setdefault("_bit_planes", {}).get(q)
+        planes = known if known and all(model.producer(v) is not None for v in known) else []
+        if not planes:
+            rest = [q] + [
+                add("floor", [add("mul", [q, const("inv", 2.0**-j)], value(f"q{j}"))], value(f"r{j}"))
+                for j in range(1, k)
+            ]
+            for j in range(k):
+                if j == k - 1:
+                    plane, thr = q, 2.0 ** (k - 1) - 0.5
+                else:
+                    twice = add("mul", [rest[j + 1], const("two", 2.0)], value(f"t{j}"))
+                    plane, thr = add("sub", [rest[j], twice], value(f"b{j}")), 0.5
+                ste = f"bit-plane {j} of a {k}-bit activation"
+                sign = _act_sign(plane, model, np.array([thr]), "+1", ste, node.path)
+                sign.output = value(f"s{j}")
+                new.append(sign)
+                planes.append(value(f"z{j}"))
+                new.append(_zero_one_affine(model, sign.output, planes[-1], node.path, ""))
+            model.metadata["_bit_planes"][q] = planes
+        partial: str | None = None
+        for j, zo in enumerate(planes):
+            conv_out = model.fresh(f"{node.output}_p{j}")
+            model.shapes[conv_out] = model.shapes[node.output]
+            add(node.op, [zo, const("w", wsign * 2.0**j)], conv_out, node.attrs)
+            partial = (
+                conv_out if partial is None else add("add", [partial, conv_out], model.fresh(f"{node.output}_sum{j}"))
+            )
+            model.shapes[partial] = model.shapes[node.output]
+        assert partial is not None
+        scale = (alpha * c).reshape((-1,) + (1,) * (len(model.shapes[node.output]) - 2))
+        out = node.output if len(node.inputs) < 3 else model.fresh(f"{node.output}_scaled")
+        model.shapes[out] = model.shapes[node.output]
+        add("mul", [partial, const("scale", scale)], out)
+        if len(node.inputs) > 2:
+            bias = model.const(node.inputs[2])
+            if bias is None:
+                add("add", [out, node.inputs[2]], node.output)
+            else:  # (O,) as (O, 1, 1): a per-channel constant of the NCHW output
+                add("add", [out, const("bias", np.asarray(bias).reshape(scale.shape))], node.output)
+        new[-1].origin, new[-1].where = node.origin, node.where
+        model.metadata.setdefault("bit_serial_layers", {})[node.path or node.output] = (
+            f"{k}-bit activation as {k} binary layers on its bit-planes"
+        )
+        i = model.nodes.index(node)
+        model.nodes[i : i + 1] = new
+        return True
+
+
 ACTIVATIONS: list[Transformation] = [
     MulByOne(),
     TorchSignToActSign(),
@@ -681,6 +814,7 @@ ACTIVATIONS: list[Transformation] = [
     PReLUFromWhere(),
     SignOfNonNegative(),
     ZeroOneThrough(),
+    BitSerialPlanes(),
 ]
 
 

@@ -177,6 +177,7 @@ def describe(graph: ir.Graph, model: Model, sha: str | None, metadata: dict[str,
             "binarized": model.metadata.get("binarized", {}),
             "binary_warnings": model.metadata.get("binary_warnings", {}),
             "weight_plane_layers": model.metadata.get("weight_plane_layers", {}),
+            "bit_serial_layers": model.metadata.get("bit_serial_layers", {}),
         }
     )
     _sign_summary(model, graph)
