@@ -1420,12 +1420,10 @@ def _flip(call: AtenCall) -> list[Lowered]:
     return steps
 
 
-def _repeat(call: AtenCall) -> LoweredCall:
-    """x.repeat(r0, r1, ...) with one factor per dim: one concat of r copies per repeated dim."""
-    shape, reps = list(call.input_shape()), [int(r) for r in call.args[1]]
-    if len(reps) != len(shape):
-        raise call.unsupported("x.repeat with one factor per dim of x")
-    steps, src = [], call.args[0]
+def repeat_chain(src: Any, shape: Sequence[int], reps: Sequence[int]) -> list[Lowered] | None:
+    """`src` (of `shape`) repeated reps[d] times along each dim d (x.repeat, ONNX Tile): one concat of
+    r copies per repeated dim; None when nothing repeats (the identity)."""
+    shape, steps = list(shape), []
     for d, r in enumerate(reps):
         if r == 1:
             continue
@@ -1435,6 +1433,14 @@ def _repeat(call: AtenCall) -> LoweredCall:
         steps.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
         src = PREV
     return steps or None
+
+
+def _repeat(call: AtenCall) -> LoweredCall:
+    """x.repeat(r0, r1, ...) with one factor per dim."""
+    shape, reps = list(call.input_shape()), [int(r) for r in call.args[1]]
+    if len(reps) != len(shape):
+        raise call.unsupported("x.repeat with one factor per dim of x")
+    return repeat_chain(call.args[0], shape, reps)
 
 
 def _vector_norm(call: AtenCall) -> list[Lowered]:

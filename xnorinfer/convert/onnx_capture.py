@@ -30,7 +30,6 @@ from xnorinfer.convert.attrs import (
     IndexAttrs,
     LayerNormAttrs,
     LinearAttrs,
-    NoAttrs,
     PadAttrs,
     PermuteAttrs,
     PoolAttrs,
@@ -40,7 +39,7 @@ from xnorinfer.convert.attrs import (
     SliceAttrs,
     UnaryAttrs,
 )
-from xnorinfer.convert.capture import PREV, Lowered
+from xnorinfer.convert.capture import PREV, Lowered, repeat_chain
 from xnorinfer.convert.graph import ConversionError, Model, Node
 from xnorinfer.ops import OPS
 
@@ -1077,17 +1076,7 @@ def _tile(cap: _Capture, n: OnnxNode) -> list[Lowered] | None:
     reps = [int(r) for r in n.const(1, "repeats").reshape(-1)]
     if len(reps) != len(shape) or min(reps, default=1) < 1:
         raise n.unsupported("Tile with one positive repeat count per axis")
-    chain: list[Lowered] = []
-    src: Any = n.args[0]
-    for d, r in enumerate(reps):
-        if r == 1:
-            continue
-        shape[d] *= r
-        channel = d == 1 and len(shape) in (2, 4)
-        attrs = NoAttrs() if channel else AxisAttrs(d)
-        chain.append(Lowered("concat" if channel else "cat", [src] * r, attrs, shape=tuple(shape)))
-        src = PREV
-    return chain or None
+    return repeat_chain(n.args[0], shape, reps)
 
 
 # --------------------------------------------------------------------------- QONNX / FINN
