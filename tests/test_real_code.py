@@ -692,3 +692,48 @@ def test_refusal_still_names_the_op():
 
     with pytest.raises(ConversionError, match="cummax"):
         convert(Cummax(), (torch.randn(2, 3, 4, 4),))
+
+
+class ScaledSignNet(nn.Module):
+    """An activation scale on the sign (`sign(x) * s`, s a learnable scalar) before a scaled-sign-weight conv."""
+
+    def __init__(self, scale: float, per_channel: bool = False, groups: int = 1) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 64, 3, padding=1)
+        self.bn0 = nn.BatchNorm2d(64)
+        shape = (1, 64, 1, 1) if per_channel else ()
+        self.scale = nn.Parameter(torch.full(shape, scale) * (1 + torch.rand(shape) if per_channel else 1))
+        self.conv = nn.Conv2d(64, 64, 3, padding=1, bias=False, groups=groups)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.fc = nn.Linear(64 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.sign(self.bn0(self.stem(x))) * self.scale
+        w = self.conv.weight
+        w = w.sign() * w.abs().mean((1, 2, 3), keepdim=True)
+        y = self.bn1(F.conv2d(a, w, None, 1, 1, 1, self.conv.groups))
+        return self.fc(torch.sign(F.max_pool2d(y, 4)).flatten(1))
+
+
+@pytest.mark.parametrize("scale", [0.7, -1.3])
+def test_scaled_sign_runs_binary(scale, tmp_path):
+    example = torch.randn(2, 3, 8, 8)
+    model = randomise_bn(ScaledSignNet(scale), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    assert binary_kinds(graph) == ["bconv2d"]  # the scale moved into the weights: s * W is ±(s alpha)
+    assert "bwconv2d" not in [op.kind for op in graph.ops]
+
+
+def test_per_channel_scaled_sign_is_a_binary_weight_layer(tmp_path):
+    example = torch.randn(2, 3, 8, 8)
+    model = randomise_bn(ScaledSignNet(0.7, per_channel=True), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    assert "bwconv2d" in [op.kind for op in graph.ops]  # a per-input-channel scale: weights stay binary
+
+
+def test_grouped_binary_conv_warns(tmp_path):
+    example = torch.randn(2, 3, 8, 8)
+    model = randomise_bn(ScaledSignNet(1.0, groups=4), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    warnings = graph.metadata["binary_warnings"]  # keyed by the F.conv2d call (no module of its own)
+    assert [w for w in warnings.values() if "grouped convolution" in w], warnings

@@ -604,6 +604,29 @@ def _zero_one_bits(model: Model, value: str) -> str | None:
     return None
 
 
+def _scaled_bits(model: Model, value: str) -> tuple[str, float] | None:
+    """(bits s, c) when `value` = c * s for a ±1 tensor s and one nonzero constant c, else None."""
+    p = model.producer(value)
+    if p is None:
+        return None
+    if p.op == "affine":
+        a = p.attrs_as(AffineAttrs)
+        bits, scale, shift = p.inputs[0], np.asarray(a.scale, np.float32), np.asarray(a.shift)
+    elif p.op == "mul" and len(p.inputs) == 2:
+        consts = [model.const(v) for v in p.inputs]
+        if (consts[0] is None) == (consts[1] is None):
+            return None
+        bits = p.inputs[1] if consts[0] is not None else p.inputs[0]
+        scale, shift = np.asarray(consts[0] if consts[0] is not None else consts[1], np.float32), np.zeros(1)
+    else:
+        return None
+    if model.shapes[bits] != model.shapes[value] or not is_bits(model, bits) or scale.size == 0:
+        return None
+    if np.any(shift != 0) or np.any(scale != scale.flat[0]):
+        return None
+    return (bits, float(scale.flat[0])) if scale.flat[0] != 0 else None
+
+
 def _zero_one_affine(model: Model, bits: str, out: str, path: str, origin: str) -> Node:
     half = np.full(model.shapes[out][1], 0.5)
     return Node("affine", [bits], out, AffineAttrs(half, half.copy()), path, origin)
@@ -845,11 +868,11 @@ class BinaryWeights:
             if w is None:
                 float_layers[key] = "weight is not a constant"
                 continue
-            if isinstance(node.attrs, ConvAttrs) and node.attrs.groups != 1:
-                float_layers[key] = "grouped convolution (the binary conv has no groups)"
-                continue
-            if isinstance(node.attrs, ConvAttrs) and node.attrs.dilation != (1, 1):
-                float_layers[key] = "dilated convolution (the binary conv has no dilation)"
+            unsupported = _binary_conv_unsupported(node)
+            if unsupported is not None:
+                float_layers[key] = unsupported
+                if is_bits(model, node.inputs[0]) and _one_magnitude_up_to_rounding(np.abs(w.reshape(w.shape[0], -1))):
+                    _warn(model, key, f"its input is binary and its weights are ±alpha, but it is a {unsupported}")
                 continue
             w = w.reshape(w.shape[0], -1) if node.op == "linear" else w
             # A ±1 F.pad of bits then an unpadded conv: the binary conv pads itself (pad_mode).
@@ -858,6 +881,10 @@ class BinaryWeights:
             # A {0, 1} input x = (1 + s) / 2: conv(x, W) = (conv(s, W; pad -1) + sum_k W) / 2.
             zero_one = _zero_one_bits(model, x_in) if padded is None else None
             x_in = zero_one if zero_one is not None else x_in
+            # A scaled sign s * sign(x) (a learnable activation scale): conv(s * b, W) = conv(b, s * W).
+            scaled = _scaled_bits(model, x_in) if padded is None and zero_one is None else None
+            if scaled is not None:
+                x_in, w = scaled[0], (w * np.float32(scaled[1])).astype(np.float32)
             flat = w.reshape(w.shape[0], -1)
             mag = np.abs(flat)
             alpha = mag[:, 0]
@@ -1100,6 +1127,15 @@ def _check_patterns_matched(model: Model, binarize: Sequence[str], matched: set[
 
 WEIGHT_PLANE_OPS = ("bwconv2d", "bwlinear", "tbconv2d", "tblinear")
 LAYER_OPS = ("conv2d", "linear", "bconv2d", "blinear", *WEIGHT_PLANE_OPS)
+
+
+def _binary_conv_unsupported(node: Node) -> str | None:
+    """Why a conv cannot be a bconv2d whatever its input and weights (None when it can)."""
+    if isinstance(node.attrs, ConvAttrs) and node.attrs.groups != 1:
+        return "grouped convolution (the binary conv has no groups)"
+    if isinstance(node.attrs, ConvAttrs) and node.attrs.dilation != (1, 1):
+        return "dilated convolution (the binary conv has no dilation)"
+    return None
 
 
 def _warn(model: Model, layer: str, message: str) -> None:
