@@ -98,3 +98,53 @@ def test_reference_override_feeds_later_ops():
     forced = reference.run(g, x, override=substitute)["y"]
     assert seen == ["s"]
     np.testing.assert_array_equal(forced, np.where(flipped, -free, free))
+
+
+class _NearTie(nn.Module):
+    """conv -> sign -> binary linear; the exported program's conv output differs from eager's by `shift`
+    (as a decomposed or differently batched float32 run may), and the inputs put one conv output
+    `margin` below the sign's threshold."""
+
+    def __init__(self, shift: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 6 * 6, 5, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.sign(self.fc.weight))
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if torch.compiler.is_exporting():
+            y = y + self.shift
+        return self.fc(torch.sign(y).flatten(1))
+
+
+def _inputs_with_a_near_tie(net: _NearTie, margin: float, n: int = 8) -> np.ndarray:
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((n, 3, 6, 6)).astype(np.float32))
+    with torch.no_grad():
+        y = net.conv(x)
+        # move every image's input so that conv output (channel 0, pixel (2, 2)) lands `margin` below 0
+        w = net.conv.weight[0, :, 1, 1]
+        x[:, :, 2, 2] -= ((y[:, 0, 2, 2] + margin) / w.pow(2).sum())[:, None] * w
+        assert torch.all((net.conv(x)[:, 0, 2, 2] + margin).abs() < 1e-6)
+    return x.numpy()
+
+
+def test_live_model_differing_only_at_a_rounding_tie_is_accepted():
+    net = _NearTie(shift=2e-7).eval()
+    x = _inputs_with_a_near_tie(net, margin=1e-7)
+    with torch.no_grad():
+        eager = net(torch.from_numpy(x))
+        exported = torch.export.export(net, (torch.from_numpy(x),)).module()(torch.from_numpy(x))
+    assert (eager - exported).abs().max() > 1.0  # the flip changes the outputs by whole ±1 steps
+    graph = convert(net, (torch.from_numpy(x[:1]),), calib=x, n_verify=8)
+    assert not graph.metadata["verification"]["problems"]
+
+
+def test_live_model_differing_beyond_rounding_is_still_reported():
+    net = _NearTie(shift=0.5).eval()
+    x = _inputs_with_a_near_tie(net, margin=1e-7)
+    with pytest.raises(ConversionError, match="exported program differs from the live model"):
+        convert(net, (torch.from_numpy(x[:1]),), calib=x, n_verify=8)

@@ -219,6 +219,39 @@ def bounded_ties(
     return ties, worst
 
 
+def _rows_near_a_tie(
+    sign_ops: dict[str, ir.Op],
+    env: dict[str, np.ndarray],
+    bounds: dict[str, reference.Bound],
+    torch_side: dict[str, tuple[np.ndarray, np.ndarray]],
+    k: int,
+) -> np.ndarray:
+    """Per input among the first k: does any binary activation sit within float32 rounding of its threshold?
+
+    Two float32 runs that agree up to rounding can only pick different sides of a threshold there (an
+    exact zero of torch.sign counts too).
+    """
+    near = np.zeros(k, bool)
+    for _, tie in torch_side.values():
+        if len(tie) >= k:
+            near |= tie[:k].reshape(k, -1).any(axis=1)
+    for op in sign_ops.values():
+        full = env.get(op.inputs[0])
+        if full is None or len(full) < k:
+            continue
+        xin = full[:k]
+        everywhere = np.ones(xin.shape, bool)
+        bound = bounds.get(op.inputs[0])
+        if bound is None:
+            close = rounding_ties(xin, op.params["threshold"], everywhere)
+        else:
+            b = np.asarray(bound, np.float64)
+            per_row = b.ndim == full.ndim and b.shape[0] == full.shape[0]  # else it broadcasts over the rows
+            close, _ = bounded_ties(xin, op.params["threshold"], b[:k] if per_row else b, everywhere)
+        near |= close.reshape(k, -1).any(axis=1)
+    return near
+
+
 def _nhwc(a: np.ndarray) -> np.ndarray:
     return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
 
@@ -494,14 +527,21 @@ def _verify_stages(
         # The exported program's outputs (above) stand for the live model once they agree on a few
         # inputs: a faithful export agrees on any; one that is not (e.g. a side effect in forward)
         # shows on these.
+        # Two float32 runs of one network (eager and the exported program, whose kernels or batch sizes
+        # differ) may disagree where a binary activation's input lies within float32 rounding of its
+        # threshold: such an input is no evidence of a side effect.
         k = min(_rows(x), LIVE_CHECK_INPUTS)
         live = torch_outputs(model_fn, _first(x, k), batch)
-        err = float(np.abs(live.astype(np.float64) - out[:k]).max()) if live.size else 0.0
-        if err > rtol * max(1.0, float(np.abs(live).max(initial=0.0))):
-            res.problems.append(
-                f"the exported program differs from the live model by {err:.3g} on the first {k} inputs "
-                "(forward has effects torch.export does not capture)"
-            )
+        if live.size:
+            diff = np.abs(live.astype(np.float64) - out[:k]).reshape(k, -1).max(axis=1)
+            differs = diff > rtol * max(1.0, float(np.abs(live).max(initial=0.0)))
+            unexplained = differs & ~_rows_near_a_tie(sign_ops, env, bounds, torch_side, k)
+            if unexplained.any():
+                res.problems.append(
+                    f"the exported program differs from the live model by {diff[unexplained].max():.3g} on "
+                    f"{int(unexplained.sum())} of the first {k} inputs, where no binary activation is within "
+                    "float32 rounding of its threshold (forward has effects torch.export does not capture)"
+                )
     ref = env[graph.outputs[0]]
     out_cmp = _nhwc(out)
     res.max_abs_error, res.max_rel_error, res.top1_agreement = compare_outputs(out_cmp, ref)
