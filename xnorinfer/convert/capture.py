@@ -1779,6 +1779,7 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
 }
 _UNSUPPORTED_HINTS = {
     "avg_pool1d": "avg_pool2d",
+    "logcumsumexp": "none (no scans other than cumsum, cumprod, cummax and cummin)",
 }
 _ATEN_HANDLERS.update(
     {

@@ -43,8 +43,8 @@ float to_bfloat16(float v) {
 
 float to_float16(float v) {
   const uint32_t u = bits_of(v), sign = u & 0x80000000u, a = u ^ sign;
-  if (a > 0x7f800000u) return float_of(u | 0x00400000u);    // NaN: quiet
-  if (a >= 0x477ff000u) return float_of(sign | 0x7f800000u);  // >= 65520: inf (65504 is the largest half)
+  if (a > 0x7f800000u) return float_of(u | 0x00400000u);            // NaN: quiet
+  if (a >= 0x477ff000u) return float_of(sign | 0x7f800000u);        // >= 65520: inf (65504 is the largest half)
   if (a >= 0x38800000u) return float_of(sign | round_bits(a, 13));  // a normal half: 10 mantissa bits
   // Below 2^-14, a half subnormal: a multiple of 2^-24. With e the float's biased exponent, the value
   // 1.m * 2^(e-127) keeps 24 - (113 - e) significant bits, i.e. drops 13 + (113 - e) of the 23 + 1.

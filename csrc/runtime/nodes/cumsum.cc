@@ -31,8 +31,7 @@ class CumsumNode final : public Node {
     if (axis_ < -kMaxRank || axis_ >= kMaxRank) a.fail("axis " + std::to_string(axis_) + " is out of range");
   }
   Shape infer(const Shape* in, size_t) const override {
-    const int ax =
-        checked_axis(axis_, in[0], per_image_, "scans along", [this](const std::string& m) { fail(m); });
+    const int ax = checked_axis(axis_, in[0], per_image_, "scans along", [this](const std::string& m) { fail(m); });
     if (indices_ && in[0].d[ax] > kMaxExactIndex) fail("axis of size " + std::to_string(in[0].d[ax]) + " exceeds 2^24");
     return in[0];
   }

@@ -122,29 +122,20 @@ class ScatterNode final : public Node {
  private:
   float identity() const {
     switch (op_) {
-      case Combine::kMul:
-        return 1.0f;
-      case Combine::kMax:
-        return -std::numeric_limits<float>::infinity();
-      case Combine::kMin:
-        return std::numeric_limits<float>::infinity();
-      default:
-        return 0.0f;
+      case Combine::kMul: return 1.0f;
+      case Combine::kMax: return -std::numeric_limits<float>::infinity();
+      case Combine::kMin: return std::numeric_limits<float>::infinity();
+      default: return 0.0f;
     }
   }
   float combine(float d, float v) const {
     switch (op_) {
       case Combine::kAdd:
-      case Combine::kMean:
-        return d + v;
-      case Combine::kMul:
-        return d * v;
-      case Combine::kMax:
-        return std::isnan(v) ? v : (d < v ? v : d);
-      case Combine::kMin:
-        return std::isnan(v) ? v : (v < d ? v : d);
-      default:
-        return v;
+      case Combine::kMean: return d + v;
+      case Combine::kMul: return d * v;
+      case Combine::kMax: return std::isnan(v) ? v : (d < v ? v : d);
+      case Combine::kMin: return std::isnan(v) ? v : (v < d ? v : d);
+      default: return v;
     }
   }
 
