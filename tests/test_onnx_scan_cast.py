@@ -91,6 +91,22 @@ CASES = {
         [1, 3, 8],
         18,
     ),
+    "scatter_nd_computed_updates": (
+        [
+            N("Slice", ["x", "starts", "ends", "axes"], ["sl"]),
+            N("Mul", ["sl", "two"], ["upd"]),
+            N("ScatterND", ["x", "ind", "upd"], ["y"], reduction="mul"),
+        ],
+        {
+            "starts": np.array([1], np.int64),
+            "ends": np.array([3], np.int64),
+            "axes": np.array([1], np.int64),
+            "two": np.array(2.0, np.float32),
+            "ind": np.array([[[0, 2], [0, 0]]], np.int64),
+        },
+        [1, 3, 8],
+        18,
+    ),
 }
 
 
