@@ -44,7 +44,9 @@ def _ties(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------- reduce prod
 
 
-@pytest.mark.parametrize(("shape", "axes"), [((2, 7, 5), [1]), ((3, 4, 6, 5), [1, 3]), ((1, 300), [1]), ((1, 4, 70), [1])])
+@pytest.mark.parametrize(
+    ("shape", "axes"), [((2, 7, 5), [1]), ((3, 4, 6, 5), [1, 3]), ((1, 300), [1]), ((1, 4, 70), [1])]
+)
 def test_reduce_prod_matches_float64_and_torch(shape, axes):
     rng = np.random.default_rng(1)
     x = (rng.uniform(0.8, 1.25, size=shape) * rng.choice([-1, 1], size=shape)).astype(np.float32)
@@ -246,6 +248,14 @@ def _put_two_dims(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return put(x, [None, i, j], v, True), put(x, [None, i, j], v * 0 + 5.0)
 
 
+def _masked_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """y[mask] = v and y[mask] += v with a computed one-element v (a whole-tensor mean)."""
+    y = x.clone()
+    y[x < 0] = x.mean()
+    z = torch.ops.aten.index_put(x, [x > 0.5], x.amax(), True)
+    return y, z
+
+
 # Models whose values mix the images of a batch (a whole-tensor reduction, indices computed from image 0):
 # compared at batch 1, where PyTorch's result is the engine's (the graph runs one image at a time).
 BATCH1 = {
@@ -258,6 +268,7 @@ BATCH1 = {
     "index_add": (lambda x: x.index_add(3, (x[0, 0, 0].argsort() % 4)[:3], x[:, :, :, :3] * 0.5), IMG),
     "index_put_accumulate": (_put_accumulate, IMG),
     "index_put_two_dims": (_put_two_dims, IMG),
+    "masked_put_computed_scalar": (_masked_mean, IMG),
 }
 
 

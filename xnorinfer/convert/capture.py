@@ -1648,6 +1648,19 @@ def _index_put(call: AtenCall) -> LoweredCall:
         and values.numel() == 1
     ):
         return Lowered("where", [indices[0], values.reshape(()).float(), x])
+    values_node = call.fx.args[2]
+    if (  # y[mask] = v with a computed one-element v (x[x < 0] = x.mean()): where(mask, v, y)
+        isinstance(mask_node, torch.fx.Node)
+        and mask_node.meta["val"].dtype == torch.bool
+        and tuple(mask_node.meta["val"].shape) == call.input_shape()
+        and isinstance(values_node, torch.fx.Node)
+        and isinstance(values, str)
+        and values_node.meta["val"].numel() == 1
+    ):
+        if not accumulate:
+            return Lowered("where", [indices[0], values, x])
+        shape = call.input_shape()  # accumulate: y + where(mask, v, 0)
+        return [Lowered("where", [indices[0], values, 0.0], shape=shape), Lowered("add", [x, PREV])]
     if len(held) == 1 and (accumulate or not _constant_int_scalar_put(indices[held[0]], values)):
         return _index_put_scatter(call, held[0], indices[held[0]], values, accumulate)
     if len(held) > 1 and held == list(range(held[0], held[-1] + 1)):
