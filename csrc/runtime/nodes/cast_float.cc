@@ -37,8 +37,8 @@ inline uint32_t round_bits(uint32_t a, int drop) {
 
 float to_bfloat16(float v) {
   const uint32_t u = bits_of(v), sign = u & 0x80000000u, a = u ^ sign;
-  if (a > 0x7f800000u) return float_of(u | 0x00400000u);  // NaN: quiet
-  return float_of(sign | round_bits(a, 16));              // overflows to inf by itself
+  const uint32_t rounded = sign | round_bits(a, 16);             // overflows to inf by itself
+  return float_of(a > 0x7f800000u ? u | 0x00400000u : rounded);  // NaN: quiet (a select: the loop vectorises)
 }
 
 float to_float16(float v) {
@@ -49,9 +49,7 @@ float to_float16(float v) {
   // Below 2^-14, a half subnormal: a multiple of 2^-24. With e the float's biased exponent, the value
   // 1.m * 2^(e-127) keeps 24 - (113 - e) significant bits, i.e. drops 13 + (113 - e) of the 23 + 1.
   const int e = static_cast<int>(a >> 23);
-  if (e < 102) {  // below 2^-25: rounds to 0, or to 2^-24 above half of it (2^-25 itself ties to 0)
-    return float_of(sign);
-  }
+  if (e < 102) return float_of(sign);  // below 2^-25, under half of 2^-24: rounds to 0 (2^-25 ties to 0 below)
   const uint32_t mant = (a & 0x007fffffu) | 0x00800000u;  // the implicit bit made explicit
   const int drop = 13 + (113 - e);                        // 14 .. 24
   const uint32_t half = (uint32_t{1} << (drop - 1)) - 1, lsb = (mant >> drop) & 1u;
