@@ -1232,9 +1232,16 @@ def _dim_arg(call: AtenCall, index: int, name: str, default: int | None) -> int 
     return None if d is None else int(d) % max(1, len(call.input_shape()))
 
 
-def _arg_reduce(call: AtenCall) -> Lowered:
+def _arg_reduce(call: AtenCall) -> LoweredCall:
     """argmax / argmin along a dim (the index as float32); over the whole tensor has a rank-0 output."""
     dim = _dim_arg(call, 1, "dim", None)
+    if dim is None and call.input_shape():  # the index into the flattened tensor, a rank-0 result
+        n = math.prod(int(d) for d in call.input_shape())
+        return [
+            Lowered("reshape", [call.args[0]], shape=(n,)),
+            Lowered("arg_reduce", [PREV], IndexAttrs(0, call.base, keepdim=True), shape=(1,)),
+            Lowered("reshape", [PREV]),
+        ]
     if dim is None or len(call.shape) == 0:
         raise call.unsupported(f"torch.{call.base}(x, dim=d) (an index along one dim)")
     keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
