@@ -89,6 +89,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(bmaxpool2d) \
   X(bwconv2d) \
   X(bwlinear) \
+  X(cast_float) \
   X(compare) \
   X(concat) \
   X(constant) \

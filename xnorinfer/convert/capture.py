@@ -682,7 +682,21 @@ def _lower_aten(call: AtenCall) -> LoweredCall:
         handler = _plain_float_op
     if handler is None:
         raise call.unsupported(_UNSUPPORTED_HINTS.get(call.base, "see docs/ops.md for the supported list"))
-    return handler(call)
+    return _narrowed(call, handler(call))
+
+
+def _narrowed(call: AtenCall, lowered: LoweredCall) -> LoweredCall:
+    """An op computed in float16 / bfloat16 (`x.half() * 2`): its float32 result rounded to that format
+    (cast_float), as PyTorch's CPU kernels compute in float and round once."""
+    val = call.fx.meta.get("val")
+    fmt = _NARROW_FLOATS.get(getattr(val, "dtype", None)) if isinstance(val, torch.Tensor) else None
+    if fmt is None or lowered is None or isinstance(lowered, Pieces) or call.base in ("_to_copy", *_VIEWS):
+        return lowered
+    steps = list(lowered) if isinstance(lowered, list) else [lowered]
+    if steps[-1].op in ("cast_float", "reshape"):
+        return lowered
+    steps[-1] = replace(steps[-1], shape=call.shape)
+    return steps + [Lowered("cast_float", [PREV], UnaryAttrs((("to", fmt),)))]
 
 
 def _is_plain_float_op(base: str) -> bool:
@@ -893,7 +907,9 @@ def _second_spatial_half(fx: Any) -> bool:
     return m[0] == remaining and m[1] == first[1]
 
 
-def _mean(call: AtenCall) -> Lowered | None:
+def _mean(call: AtenCall) -> LoweredCall:
+    if len(call.args) < 2 or not call.args[1]:  # x.mean(): every dim
+        return _reduce(call)
     x, dims = call.args[0], sorted(d % len(call.input_shape()) for d in call.args[1])
     if len(call.input_shape()) == 4 and dims == [2, 3]:
         return Lowered("global_avgpool", [x])
@@ -915,9 +931,10 @@ def _dims(call: AtenCall, dims: Any) -> tuple[int, ...]:
 
 
 _REDUCTIONS = {"mean": "mean", "sum": "sum", "amax": "max", "amin": "min", "any": "max", "var": "var"}
+_REDUCTIONS.update({"prod": "prod", "max": "max", "min": "min"})  # max() / min() of a whole tensor
 
 
-def _reduce(call: AtenCall) -> Lowered:
+def _reduce(call: AtenCall) -> LoweredCall:
     """mean / sum / amax / amin / any (of 0/1 values) / var(correction) over any dims, keepdim or not."""
     args = call.args + [None] * (3 - len(call.args))
     dims = call.kwargs.get("dim", args[1])
@@ -928,6 +945,9 @@ def _reduce(call: AtenCall) -> Lowered:
     if call.base == "var":
         correction = float(call.kwargs.get("correction", 1) if call.kwargs.get("correction") is not None else 1)
     attrs = ReduceAttrs(_REDUCTIONS[call.base], _dims(call, dims), keepdim, correction)  # type: ignore[arg-type]
+    if not call.shape:  # a rank-0 result (x.sum(), x.max()): reduced with keepdim, then reshaped to ()
+        kept = (1,) * len(call.input_shape())
+        return [Lowered("reduce", [call.args[0]], replace(attrs, keepdim=True), shape=kept), Lowered("reshape", [PREV])]
     return Lowered("reduce", [call.args[0]], attrs)
 
 
@@ -947,8 +967,7 @@ def _cat(call: AtenCall) -> Lowered:
 
 def _softmax(call: AtenCall) -> Lowered:
     op = "log_softmax" if call.base == "_log_softmax" else "softmax"
-    if len(call.args) > 2 and call.args[2] is True:
-        raise call.unsupported(f"{op} in float32 (half_to_float is not supported)")
+    # half_to_float: a float16 input (its values rounded already, held in float32) gives a float32 result
     return Lowered(op, [call.args[0]], AxisAttrs(int(call.args[1]) % len(call.shape)))
 
 
@@ -1213,9 +1232,16 @@ def _dim_arg(call: AtenCall, index: int, name: str, default: int | None) -> int 
     return None if d is None else int(d) % max(1, len(call.input_shape()))
 
 
-def _arg_reduce(call: AtenCall) -> Lowered:
+def _arg_reduce(call: AtenCall) -> LoweredCall:
     """argmax / argmin along a dim (the index as float32); over the whole tensor has a rank-0 output."""
     dim = _dim_arg(call, 1, "dim", None)
+    if dim is None and call.input_shape():  # the index into the flattened tensor, a rank-0 result
+        n = math.prod(int(d) for d in call.input_shape())
+        return [
+            Lowered("reshape", [call.args[0]], shape=(n,)),
+            Lowered("arg_reduce", [PREV], IndexAttrs(0, call.base, keepdim=True), shape=(1,)),
+            Lowered("reshape", [PREV]),
+        ]
     if dim is None or len(call.shape) == 0:
         raise call.unsupported(f"torch.{call.base}(x, dim=d) (an index along one dim)")
     keep = bool(call.args[2] if len(call.args) > 2 else call.kwargs.get("keepdim", False))
@@ -1228,6 +1254,8 @@ def _max_min_dim(call: AtenCall) -> LoweredCall:
     overload = _aten_name(call.fx.target)[1]
     if overload == "other":
         return Lowered("binary", list(call.args[:2]), BinaryOpAttrs(call.base))
+    if overload == "default":  # torch.max(x): the whole tensor, a rank-0 result
+        return _reduce(call)
     dim = _dim_arg(call, 1, "dim", None)
     if overload != "dim" or dim is None:
         raise call.unsupported(
@@ -1300,6 +1328,12 @@ def _index_or_take(call: AtenCall) -> LoweredCall:
 
 
 _INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+_NARROW_FLOATS = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def _cast_step(x: Any, to: str, shape: tuple[int, ...]) -> Lowered:
+    """x rounded to float16 / bfloat16 and held in float32: the `cast_float` op."""
+    return Lowered("cast_float", [x], UnaryAttrs((("to", to),)), shape=shape)
 
 
 def _to_copy_cast(call: AtenCall) -> LoweredCall:
@@ -1312,6 +1346,10 @@ def _to_copy_cast(call: AtenCall) -> LoweredCall:
     if dtype in (None, src) or (dtype == torch.float32 and src == torch.bool):
         return _to_copy(call)
     x = call.args[0]
+    if dtype in _NARROW_FLOATS:  # rounded to the narrower format, held in float32 (cast_float)
+        return [_cast_step(x, _NARROW_FLOATS[dtype], call.shape)]
+    if src in _NARROW_FLOATS and dtype in (torch.float32, torch.float64):
+        return None  # widening a float16 / bfloat16 value keeps it
     if dtype == torch.bool:
         return Lowered("binary", [x, 0.0], BinaryOpAttrs("ne"))
     floating = src in (torch.float32, torch.float64)
@@ -1508,6 +1546,98 @@ def _slice_scatter(call: AtenCall) -> LoweredCall:
     return steps + [Lowered("concat" if channel else "cat", pieces, NoAttrs() if channel else AxisAttrs(dim))]
 
 
+def _constant_int_scalar_put(idx: Any, values: Any) -> bool:
+    """`y[:, idx] = c`: a constant integer index and a constant scalar (a `where` with a constant mask)."""
+    constant_index = isinstance(idx, torch.Tensor) and not idx.is_floating_point() and idx.dtype != torch.bool
+    return constant_index and isinstance(values, torch.Tensor) and values.numel() == 1
+
+
+def _index_put_scatter(call: AtenCall, d: int, idx: Any, values: Any, accumulate: bool) -> list[Lowered]:
+    """index_put(x, [None, ..., idx, ...], v, accumulate) with one integer index tensor of rank <= 1 (a
+    constant, or computed in the graph: `y[:, i] = v`, `index_add`, `index_put(..., accumulate=True)`)."""
+    idx_val = call.fx.args[1][d].meta["val"] if isinstance(idx, str) else idx  # type: ignore[index,union-attr]
+    if idx_val.dim() > 1 or idx_val.is_floating_point() or idx_val.dtype == torch.bool:
+        raise call.unsupported("y[..., i] = v / index_put with one integer index tensor of rank <= 1")
+    return _scatter_along(call, call.args[0], call.input_shape(), d, idx, int(idx_val.numel()), values, accumulate, [])
+
+
+def _scatter_along(
+    call: AtenCall,
+    x: Any,
+    shape: Sequence[int],
+    d: int,
+    idx: Any,
+    k: int,
+    values: Any,
+    accumulate: bool,
+    steps: list[Lowered],
+) -> list[Lowered]:
+    """`steps`, then a scatter into x (of `shape`) along dim d at the k indices `idx` (a value name or a
+    tensor, rank <= 1): the index broadcast to the indexed shape R = shape with dim d replaced by k, the
+    src `values` broadcast to R (the scatter checks every index at run time). Steps are named
+    `<fx name>__<i>`, so `steps` may be a prefix whose outputs the operands name."""
+    line = (1,) * d + (k,) + (1,) * (len(shape) - d - 1)
+    full = tuple(k if i == d else int(n) for i, n in enumerate(shape))
+    steps = list(steps)
+    name = call.fx.name
+    if isinstance(idx, str):
+        steps += [Lowered("reshape", [idx], shape=line), Lowered("expand", [PREV], shape=full)]
+        index: Any = f"{name}__{len(steps) - 1}"
+    else:
+        index = idx.reshape(-1).expand(k).reshape(line).expand(full).contiguous()
+    if isinstance(values, (int, float)) or (isinstance(values, torch.Tensor) and values.numel() == 1):
+        src: Any = values.reshape(()).float() if isinstance(values, torch.Tensor) else torch.tensor(float(values))
+    elif isinstance(values, torch.Tensor):
+        src = values.float().expand(full).contiguous()
+    else:
+        steps.append(Lowered("expand", [values], shape=full))
+        src = f"{name}__{len(steps) - 1}"
+    return steps + [Lowered("scatter", [x, index, src], IndexAttrs(d, "add" if accumulate else "none"))]
+
+
+def _index_put_flat(
+    call: AtenCall, held: list[int], indices: list[Any], values: Any, accumulate: bool
+) -> list[Lowered]:
+    """index_put(x, [..., i_a, ..., i_b, ...], v) with index tensors of rank <= 1 on adjacent dims a..b
+    (`y[i, j] = v`): x seen with dims a..b as one dim of size P, the linear index sum_j i_j * stride_j, the
+    one-index scatter, then x's shape again. A computed i_j enters as take(arange(n_j) * stride_j, i_j): the
+    take checks it against its own dim at run time and maps a negative one as Python indexing does."""
+    shape = call.input_shape()
+    a, b = held[0], held[-1]
+    sizes = [int(shape[d]) for d in held]
+    strides = [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]
+    vals = [call.fx.args[1][d].meta["val"] if isinstance(indices[d], str) else indices[d] for d in held]  # type: ignore[index,union-attr]
+    if any(v.dim() > 1 or v.is_floating_point() or v.dtype == torch.bool for v in vals):
+        raise call.unsupported("y[i, j] = v / index_put with integer index tensors of rank <= 1 on adjacent dims")
+    k = max(int(v.numel()) for v in vals)
+    if any(int(v.numel()) not in (1, k) for v in vals):
+        raise call.unsupported("index_put with index tensors of one length (or one element)")
+    name = call.fx.name
+    steps: list[Lowered] = []
+    linear: Any = None
+    for d, v, n, stride in zip(held, vals, sizes, strides, strict=True):
+        i = indices[d]
+        if isinstance(i, str):
+            table = torch.arange(n, dtype=torch.float64) * stride
+            steps.append(Lowered("take", [table, i], IndexAttrs(0), shape=(int(v.numel()),)))
+            term: Any = f"{name}__{len(steps) - 1}"
+        else:
+            j = i.reshape(-1).long()
+            if bool(((j < -n) | (j >= n)).any()):
+                raise call.unsupported(f"index_put with indices inside dim {d} (size {n})")
+            term = ((j % n) * stride).double()
+        if linear is None or (isinstance(linear, torch.Tensor) and isinstance(term, torch.Tensor)):
+            linear = term if linear is None else linear + term
+        else:
+            steps.append(Lowered("add", [linear, term], shape=(k,)))
+            linear = f"{name}__{len(steps) - 1}"
+    folded = tuple(int(n) for n in shape[:a]) + (math.prod(sizes),) + tuple(int(n) for n in shape[b + 1 :])
+    steps.append(Lowered("reshape", [call.args[0]], shape=folded))
+    flat_x = f"{name}__{len(steps) - 1}"
+    chain = _scatter_along(call, flat_x, folded, a, linear, k, values, accumulate, steps)
+    return chain[:-1] + [replace(chain[-1], shape=folded), Lowered("reshape", [PREV])]
+
+
 def _index_put(call: AtenCall) -> LoweredCall:
     """index_put(x, [None, ..., idx], v) with one constant integer index and a constant scalar v
     (`y[:, idx] = 0`): where(mask, v, x), the mask a constant along that dim."""
@@ -1525,6 +1655,23 @@ def _index_put(call: AtenCall) -> LoweredCall:
         and values.numel() == 1
     ):
         return Lowered("where", [indices[0], values.reshape(()).float(), x])
+    values_node = call.fx.args[2]
+    if (  # y[mask] = v with a computed one-element v (x[x < 0] = x.mean()): where(mask, v, y)
+        isinstance(mask_node, torch.fx.Node)
+        and mask_node.meta["val"].dtype == torch.bool
+        and tuple(mask_node.meta["val"].shape) == call.input_shape()
+        and isinstance(values_node, torch.fx.Node)
+        and isinstance(values, str)
+        and values_node.meta["val"].numel() == 1
+    ):
+        if not accumulate:
+            return Lowered("where", [indices[0], values, x])
+        shape = call.input_shape()  # accumulate: y + where(mask, v, 0)
+        return [Lowered("where", [indices[0], values, 0.0], shape=shape), Lowered("add", [x, PREV])]
+    if len(held) == 1 and (accumulate or not _constant_int_scalar_put(indices[held[0]], values)):
+        return _index_put_scatter(call, held[0], indices[held[0]], values, accumulate)
+    if len(held) > 1 and held == list(range(held[0], held[-1] + 1)):
+        return _index_put_flat(call, held, indices, values, accumulate)
     if accumulate or len(held) != 1 or not isinstance(values, torch.Tensor) or values.numel() != 1:
         raise call.unsupported(hint)
     d, idx = held[0], indices[held[0]]
@@ -1537,26 +1684,48 @@ def _index_put(call: AtenCall) -> LoweredCall:
     return Lowered("where", [mask, values.reshape(()).float(), x])
 
 
+_SCATTER_REDUCE = {"add": "add", "sum": "add", "multiply": "mul", "prod": "mul", "amax": "max", "amin": "min"}
+_SCATTER_REDUCE["mean"] = "mean"
+
+
 def _scatter(call: AtenCall) -> Lowered:
-    """scatter (src or value; reduce "add"), scatter_add and scatter_reduce("sum", include_self=True):
-    the `scatter` op; a constant src larger than index is cut to index's shape (PyTorch reads src[p] for the
-    positions p of index)."""
+    """scatter (src or value; reduce "add" / "multiply"), scatter_add and scatter_reduce (sum, prod, amax,
+    amin, mean; include_self or not): the `scatter` op (IndexAttrs.op = its reduce, "/exclude_self" when
+    include_self is false); a constant src larger than index is cut to index's shape (PyTorch reads src[p]
+    for the positions p of index)."""
     args = list(call.args) + [None] * 3
     x, dim, index, src = args[0], int(args[1]) % len(call.input_shape()), args[2], args[3]
     reduce = call.kwargs.get("reduce", args[4])
+    include_self = True
     if call.base == "scatter_add":
         reduce = "add"
     elif call.base == "scatter_reduce":
-        include_self = call.kwargs.get("include_self", args[5] if args[5] is not None else True)
-        reduce = "add" if reduce == "sum" and include_self else f"{reduce} (include_self={include_self})"
-    if reduce not in (None, "add"):
-        raise call.unsupported("torch.scatter / scatter_add (reduce 'add' or 'sum' with include_self)")
+        include_self = bool(call.kwargs.get("include_self", args[5] if args[5] is not None else True))
+    if reduce is not None and reduce not in _SCATTER_REDUCE:
+        raise call.unsupported("torch.scatter / scatter_add / scatter_reduce (sum, prod, amax, amin, mean)")
+    op = _SCATTER_REDUCE[reduce] if reduce is not None else "none"
     idx_shape = tuple(call.fx.args[2].meta["val"].shape) if isinstance(index, str) else tuple(index.shape)  # type: ignore[union-attr]
     if isinstance(src, (int, float)):
         src = torch.tensor(float(src))
     elif isinstance(src, torch.Tensor) and src.numel() != 1 and tuple(src.shape) != idx_shape:
         src = src[tuple(slice(0, n) for n in idx_shape)]
-    return Lowered("scatter", [x, index, src], IndexAttrs(dim, "add" if reduce == "add" else "none"))
+    return Lowered("scatter", [x, index, src], IndexAttrs(dim, op if include_self else f"{op}/exclude_self"))
+
+
+def _cum_scan(call: AtenCall) -> LoweredCall:
+    """cumprod (the `cumsum` op with op "prod"); cummax / cummin: values and indices (op "max/values" ...)."""
+    dtype = call.kwargs.get("dtype")
+    if dtype not in (None, torch.float32):
+        raise call.unsupported(f"torch.{call.base} in float32")
+    dim = _dim_arg(call, 1, "dim", None)
+    assert dim is not None
+    if not call.input_shape():
+        raise call.unsupported(f"torch.{call.base} of a tensor with at least one dim")
+    if call.base == "cumprod":
+        return Lowered("cumsum", [call.args[0]], IndexAttrs(dim, "prod"))
+    scan = call.base[3:]  # max / min
+    parts = ("values", "indices")
+    return Pieces([[Lowered("cumsum", [call.args[0]], IndexAttrs(dim, f"{scan}/{out}"))] for out in parts])
 
 
 def _remainder(call: AtenCall) -> list[Lowered]:
@@ -1630,8 +1799,7 @@ _ATEN_HANDLERS: dict[str, Callable[[AtenCall], LoweredCall]] = {
 }
 _UNSUPPORTED_HINTS = {
     "avg_pool1d": "avg_pool2d",
-    "cummax": "none (no scans other than cumsum)",
-    "cummin": "none (no scans other than cumsum)",
+    "logcumsumexp": "none (no scans other than cumsum, cumprod, cummax and cummin)",
 }
 _ATEN_HANDLERS.update(
     {
@@ -1667,6 +1835,8 @@ _ATEN_HANDLERS.update(
         "index_put": _index_put,
         **dict.fromkeys(("scatter", "scatter_add", "scatter_reduce"), _scatter),
         **dict.fromkeys(("remainder", "fmod"), _remainder),
+        **dict.fromkeys(("cumprod", "cummax", "cummin"), _cum_scan),
+        "prod": _float32_dtype(_reduce),
     }
 )
 _UNSUPPORTED_HINTS["nonzero"] = "none: its output shape depends on the data (torch.nonzero / boolean-mask indexing)"

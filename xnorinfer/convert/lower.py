@@ -91,6 +91,7 @@ def lower(model: Model) -> ir.Graph:
     """The recognised `model` as a validated `ir.Graph`: one handler per node kind (`HANDLERS`)."""
     _linear_of_rank3(model)
     _matmul_of_rank4(model)
+    _rank0_as_one_element(model)
     cx = Lowering(model)
     in_names = cx.lower_inputs()
     for node in model.nodes:
@@ -111,6 +112,14 @@ def lower(model: Model) -> ir.Graph:
     graph = ir.Graph(inputs=in_names, outputs=outputs, tensors=cx.tensors, ops=cx.ops, metadata=metadata)
     graph.validate()
     return graph
+
+
+def _rank0_as_one_element(model: Model) -> None:
+    """A rank-0 value (x.max(), x.sum() of a whole tensor) is held as shape (1,): it broadcasts as a scalar,
+    and the IR's tensors have rank >= 1."""
+    for name, shape in model.shapes.items():
+        if len(shape) == 0 and not model.is_const(name):
+            model.shapes[name] = (1,)
 
 
 def _linear_of_rank3(model: Model) -> None:
@@ -1247,7 +1256,12 @@ def _topk(cx: Lowering, node: Node, shape: Shape) -> None:
 
 
 def _cumsum(cx: Lowering, node: Node, shape: Shape) -> None:
-    _along_dim(cx, node, "cumsum", {})
+    """cumsum / cumprod / cummax / cummin: IndexAttrs.op is "" (sum), "prod", or "max/values" ..."""
+    scan, _, output = node.attrs_as(IndexAttrs).op.partition("/")
+    attrs: dict[str, Any] = {"op": scan} if scan and scan != "sum" else {}
+    if output:
+        attrs["output"] = output
+    _along_dim(cx, node, "cumsum", attrs)
 
 
 def _exact_constant(cx: Lowering, node: Node, value: str, axes: tuple[int, ...] | None = None) -> _Val:
@@ -1328,7 +1342,11 @@ def _scatter(cx: Lowering, node: Node, shape: Shape) -> None:
             ins.append(cx.emit_op(node, "constant", [], one.shape, {}, {"value": one}))
         else:
             ins.append(_exact_constant(cx, node, value, axes))
-    cx.general(node, "scatter", ins, axes, {"axis": axes.index(a.dim), "reduce": a.op}, bdim=bdim)
+    reduce, _, exclude = a.op.partition("/")
+    attrs: dict[str, Any] = {"axis": axes.index(a.dim), "reduce": reduce}
+    if exclude:
+        attrs["include_self"] = False
+    cx.general(node, "scatter", ins, axes, attrs, bdim=bdim)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -1382,5 +1400,6 @@ HANDLERS.update(
         "take": _take,
         "gather": _gather,
         "scatter": _scatter,
+        "cast_float": _unary_with_attrs,
     }
 )

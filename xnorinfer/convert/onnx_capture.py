@@ -1350,3 +1350,93 @@ _HANDLERS: dict[str, Handler] = {
     "XnorPopcountMatMul": _xnor_popcount,
     "QuantAvgPool2d": _quant_avgpool,
 }
+
+
+# --------------------------------------------------------------------------- ReduceProd, narrow casts, scatters
+
+_CAST_NARROW = {10: "float16", 16: "bfloat16"}  # TensorProto.FLOAT16, BFLOAT16
+
+
+def _reduce_prod(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered] | None:
+    """ReduceProd over any axes; all of them without keepdims is a rank-0 value (held as reduce + reshape)."""
+    rank = len(n.in_shapes[0] or ())
+    dims = _axes(n, rank)
+    if not dims:
+        return None
+    keep = bool(n.attrs.get("keepdims", 1))
+    if not keep and len(dims) == rank:
+        return [
+            Lowered("reduce", [n.args[0]], ReduceAttrs("prod", dims, True), shape=(1,) * rank),
+            Lowered("reshape", [PREV]),
+        ]
+    return Lowered("reduce", [n.args[0]], ReduceAttrs("prod", dims, keep))
+
+
+def _cast_narrow(cap: _Capture, n: OnnxNode) -> Lowered | list[Lowered] | None:
+    """Cast to FLOAT16 / BFLOAT16: the value rounded to that format and held in float32 (cast_float); a cast
+    back to float is then the identity. Other casts as before."""
+    fmt = _CAST_NARROW.get(int(n.attrs.get("to", 1))) if n.op == "Cast" else None
+    if fmt is None:
+        return _cast(cap, n)
+    return [Lowered("cast_float", [n.args[0]], UnaryAttrs((("to", fmt),)), shape=n.shape)]
+
+
+_ONNX_SCATTER = {"none": "none", "add": "add", "mul": "mul", "max": "max", "min": "min"}
+
+
+def _reduction(n: OnnxNode) -> str:
+    r = n.attrs.get("reduction", b"none")
+    r = r.decode() if isinstance(r, bytes) else str(r)
+    if r not in _ONNX_SCATTER:
+        raise n.unsupported(f"{n.op} with reduction none, add, mul, max or min")
+    return _ONNX_SCATTER[r]
+
+
+def _scatter_elements(cap: _Capture, n: OnnxNode) -> Lowered:
+    """ScatterElements (reduction none / add / mul / max / min): the `scatter` op along `axis`."""
+    return Lowered(
+        "scatter",
+        [n.args[0], _index_operand(n.args[1]), n.args[2]],
+        IndexAttrs(_index_axis(n, 0), _reduction(n)),
+    )
+
+
+def _scatter_nd(cap: _Capture, n: OnnxNode) -> list[Lowered]:
+    """ScatterND with a constant index (..., q): data seen as (P, rest) with P the product of its first q
+    dims, the index made linear in numpy (checked here), a `scatter` along axis 0, data's shape again."""
+    shape = tuple(n.in_shapes[0] or ())
+    idx = n.const(1, "indices").astype(np.int64)
+    q = int(idx.shape[-1])
+    if not 1 <= q <= len(shape):
+        raise n.unsupported("ScatterND with 1 <= indices.shape[-1] <= rank")
+    lead, rest = shape[:q], shape[q:]
+    if np.any(idx < -np.asarray(lead)) or np.any(idx >= np.asarray(lead)):
+        raise n.unsupported(f"ScatterND with indices inside the data's first {q} dims {lead}")
+    idx = np.where(idx < 0, idx + np.asarray(lead), idx)
+    strides = np.cumprod((1,) + lead[::-1])[:-1][::-1]
+    flat = (idx * strides).sum(-1).reshape(-1)  # (K,)
+    k, p = int(flat.size), int(np.prod(lead))
+    index = np.broadcast_to(flat.reshape((k,) + (1,) * len(rest)), (k,) + rest).astype(np.float64)
+    updates: Any = n.args[2]
+    folded = (p,) + rest
+    steps = [Lowered("reshape", [n.args[0]], shape=folded)]
+    if isinstance(updates, np.ndarray):
+        updates = updates.reshape((k,) + rest)
+    else:
+        steps.append(Lowered("reshape", [updates], shape=(k,) + rest))
+        updates = f"{cap.names[n.proto.output[0]]}__1"
+    data = f"{cap.names[n.proto.output[0]]}__0"
+    return steps + [
+        Lowered("scatter", [data, np.ascontiguousarray(index), updates], IndexAttrs(0, _reduction(n)), shape=folded),
+        Lowered("reshape", [PREV]),
+    ]
+
+
+_HANDLERS.update(
+    {
+        "ReduceProd": _reduce_prod,
+        "Cast": _cast_narrow,
+        "ScatterElements": _scatter_elements,
+        "ScatterND": _scatter_nd,
+    }
+)

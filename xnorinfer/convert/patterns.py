@@ -43,6 +43,7 @@ from xnorinfer.convert.attrs import (
     Stage,
     WeightPlaneAttrs,
 )
+from xnorinfer.convert.conv1d_sign import SignBeforeUnsqueeze
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
@@ -1525,3 +1526,6 @@ def recognise(model: Model, binarize: Sequence[str] = (), force: bool = False) -
     _check_patterns_matched(model, binarize, bw.matched | planes.matched)
     model = run_to_fixed_point(model, FLOAT_OPS)
     return model
+
+
+ACTIVATIONS.append(SignBeforeUnsqueeze())  # conv1d of signs: the sign after the unsqueeze (conv1d_sign.py)

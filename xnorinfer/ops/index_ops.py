@@ -1,5 +1,6 @@
 """Index ops (docs/ir.md has each one's exact rule): arg_reduce (argmax / argmin), topk (and sort),
-cumsum, take (index_select, embedding, x[:, idx]), gather and scatter (scatter_add).
+cumsum (cumprod, cummax, cummin), take (index_select, embedding, x[:, idx]), gather and scatter
+(scatter_add, scatter_reduce, index_put).
 
 The IR has f32 and bits tensors only, so an index is a float32 holding an exact integer (exact below
 2^24; the converter and the runtime refuse a longer indexed axis). An index read by `take` or
@@ -159,32 +160,70 @@ TOPK = OpDef(
 )
 
 
-# cumsum
+# cumsum (and cumprod, cummax / cummin: attribute `op`)
 
 
 def _cumsum_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
-    op_axis(op, len(shapes[0]))
+    ax = op_axis(op, len(shapes[0]))
+    scan, output = op.attrs.get("op", "sum"), op.attrs.get("output", "values")
+    if output == "indices":
+        if scan not in ("max", "min"):
+            raise ValueError(f"{_where(op)}: output 'indices' needs op 'max' or 'min', got {scan!r}")
+        _check_exact(op, shapes[0][ax])
     return tuple(shapes[0])
 
 
+def cum_extreme(x: np.ndarray, axis: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of torch.cummax / cummin along `axis`: an element replaces the running value
+    when it is NaN, or when the running value is not NaN and the element is >= (<=) it: ties take the
+    last index."""
+    xm = np.moveaxis(x, axis, -1)
+    vals, idx = np.empty_like(xm), np.zeros(xm.shape, np.int64)
+    best, at = xm[..., 0].copy(), np.zeros(xm.shape[:-1], np.int64)
+    for j in range(xm.shape[-1]):
+        e = xm[..., j]
+        wins = e >= best if largest else e <= best
+        take = np.isnan(e) | (~np.isnan(best) & wins)
+        best = np.where(take, e, best)
+        at = np.where(take, j, at)
+        vals[..., j], idx[..., j] = best, at
+    return np.moveaxis(vals, -1, axis), np.moveaxis(idx, -1, axis)
+
+
 def _cumsum_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
-    return np.cumsum(ins[0], axis=op_axis(op, ins[0].ndim))
+    x, scan = ins[0], op.attrs.get("op", "sum")
+    ax = op_axis(op, x.ndim)
+    if scan in ("sum", "prod"):
+        return (np.cumsum if scan == "sum" else np.cumprod)(x, axis=ax)
+    vals, idx = cum_extreme(x, ax, scan == "max")
+    return idx.astype(np.float64) if op.attrs.get("output", "values") == "indices" else vals
 
 
 def _cumsum_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
-    x = to_physical(ins[0])
-    return from_physical(x.cumsum(dim=op_axis(op, x.dim())))
+    import torch
+
+    x, scan = to_physical(ins[0]), op.attrs.get("op", "sum")
+    ax = op_axis(op, x.dim())
+    if scan in ("sum", "prod"):
+        return from_physical(x.cumsum(dim=ax) if scan == "sum" else x.cumprod(dim=ax))
+    r = (torch.cummax if scan == "max" else torch.cummin)(x, dim=ax)
+    return from_physical(r.indices.to(x.dtype) if op.attrs.get("output", "values") == "indices" else r.values)
 
 
 CUMSUM = OpDef(
     "cumsum",
-    "f32 -> f32: running sum along a physical axis, accumulated in double, each output rounded once",
+    "f32 -> f32: running sum / product (double accumulators, each output rounded once) or max / min (values"
+    " or float32 indices, the last index on ties) along a physical axis",
     "f32",
     f32,
     _cumsum_shape,
     _cumsum_ref,
     _cumsum_torch,
-    attrs={"axis": Attr("int")},
+    attrs={
+        "axis": Attr("int"),
+        "op": Attr("string", False, "sum", choices=("sum", "prod", "max", "min")),
+        "output": Attr("string", False, "values", choices=("values", "indices")),
+    },
     cost=_row_cost,
 )
 
@@ -290,17 +329,39 @@ def _scatter_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
     return tuple(x)
 
 
+_SCATTER_IDENTITY = {"add": 0.0, "mean": 0.0, "mul": 1.0, "max": -np.inf, "min": np.inf}
+
+
+def _combine(reduce: str, d: float, v: float) -> float:
+    """One scatter step (float64; max / min as std::max / std::min, a NaN src wins, as PyTorch's CPU kernel)."""
+    if reduce in ("add", "mean"):
+        return d + v
+    if reduce == "mul":
+        return d * v
+    if reduce == "max":
+        return v if math.isnan(v) or d < v else d
+    if reduce == "min":
+        return v if math.isnan(v) or v < d else d
+    return v
+
+
 def _scatter_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     x, index, src = ins
     ax = op_axis(op, x.ndim)
     i = check_indices(op, index, x.shape[ax])
     src = np.broadcast_to(src.reshape(-1)[0], i.shape) if src.size == 1 else src  # else read at p, as PyTorch
     y = x.astype(np.float64).copy()
-    add = op.attrs.get("reduce", "none") == "add"
-    for p in np.ndindex(*i.shape):  # in index order: the last write wins, sums add in this order
-        q = p[:ax] + (int(i[p]),) + p[ax + 1 :]
-        y[q] = y[q] + src[p] if add else src[p]
-    return y
+    reduce = op.attrs.get("reduce", "none")
+    include_self = bool(op.attrs.get("include_self", True))
+    targets = [(p, p[:ax] + (int(i[p]),) + p[ax + 1 :]) for p in np.ndindex(*i.shape)]
+    count = np.full(y.shape, 1.0 if include_self else 0.0)
+    if not include_self:
+        for _, q in targets:
+            y[q] = _SCATTER_IDENTITY[reduce]
+    for p, q in targets:  # in index order: the last write wins, sums add in this order
+        y[q] = _combine(reduce, float(y[q]), float(src[p]))
+        count[q] += 1.0
+    return y / np.maximum(count, 1.0) if reduce == "mean" else y
 
 
 def _scatter_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
@@ -308,20 +369,29 @@ def _scatter_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     ax = op_axis(op, x.dim())
     i = index.long() % x.shape[ax]
     src = src.reshape(-1)[0].expand(i.shape).contiguous() if src.numel() == 1 else src
-    y = x.scatter_add(ax, i, src) if op.attrs.get("reduce", "none") == "add" else x.scatter(ax, i, src)
-    return from_physical(y)
+    reduce = op.attrs.get("reduce", "none")
+    if reduce == "none":
+        return from_physical(x.scatter(ax, i, src))
+    src = src[tuple(slice(0, n) for n in i.shape)]
+    name = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin", "mean": "mean"}[reduce]
+    include_self = bool(op.attrs.get("include_self", True))
+    return from_physical(x.scatter_reduce(ax, i, src, name, include_self=include_self))
 
 
 SCATTER = OpDef(
     "scatter",
-    "f32 x, f32 index, f32 src -> f32: torch.scatter / scatter_add along a physical axis (index order)",
+    "f32 x, f32 index, f32 src -> f32: torch.scatter / scatter_reduce along a physical axis (index order)",
     "f32",
     f32,
     _scatter_shape,
     _scatter_ref,
     _scatter_torch,
     inputs=(3, 3),
-    attrs={"axis": Attr("int"), "reduce": Attr("string", False, "none", choices=("none", "add"))},
+    attrs={
+        "axis": Attr("int"),
+        "reduce": Attr("string", False, "none", choices=("none", "add", "mul", "max", "min", "mean")),
+        "include_self": Attr("bool", False, True),
+    },
     cost=no_cost,
 )
 

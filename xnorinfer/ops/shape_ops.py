@@ -26,7 +26,7 @@ from xnorinfer.ops.schema import Attr, OpDef, Shape, no_cost
 if TYPE_CHECKING:
     from xnorinfer import ir
 
-REDUCTIONS = ("mean", "sum", "max", "min")
+REDUCTIONS = ("mean", "sum", "max", "min", "prod")
 
 
 def _where(op: ir.Op) -> str:
@@ -178,7 +178,7 @@ def _reduce_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> n
     x = ins[0]
     axes = reduce_axes(op, x.ndim)
     _check_batch_axis(op, axes, x.shape, tensors[0].shape if tensors else x.shape)
-    fn = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}[op.attrs["op"]]
+    fn = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}[op.attrs["op"]]
     return fn(x, axis=axes, keepdims=bool(op.attrs.get("keepdims", True)))
 
 
@@ -188,6 +188,10 @@ def _reduce_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     x = to_physical(ins[0])
     axes = reduce_axes(op, x.dim())
     keep = bool(op.attrs.get("keepdims", True))
+    if op.attrs["op"] == "prod":  # torch.prod takes one dim: the axes one after the other, last first
+        for ax in reversed(axes):
+            x = torch.prod(x, dim=ax, keepdim=keep)
+        return from_physical(x)
     fn = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}[op.attrs["op"]]
     return from_physical(fn(x, dim=axes, keepdim=keep))
 
@@ -198,7 +202,7 @@ def _reduce_cost(attrs: Mapping[str, Any], params: Mapping[str, Shape], x: Shape
 
 REDUCE = OpDef(
     "reduce",
-    "f32 -> f32: mean, sum, max or min over physical axes (keepdims); mean/sum accumulate in double",
+    "f32 -> f32: mean, sum, prod, max or min over physical axes (keepdims); mean/sum/prod accumulate in double",
     "f32",
     f32,
     _reduce_shape,

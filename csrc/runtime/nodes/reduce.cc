@@ -1,5 +1,5 @@
-// reduce: mean, sum, max or min over physical axes (sorted, unique), keeping them as size 1
-// (keepdims) or dropping them. mean and sum accumulate in double in row-major order of the
+// reduce: mean, sum, prod, max or min over physical axes (sorted, unique), keeping them as size 1
+// (keepdims) or dropping them. mean, sum and prod accumulate in double in row-major order of the
 // reduced axes and round to float32 once (mean: sum / count in double); max and min are exact,
 // NaN propagating (torch.amax / amin). One portable loop: identical on every ISA path and thread
 // count. Axis 0 (the batch) only with batch 1, or in a per-image graph.
@@ -17,7 +17,7 @@ using namespace nodes;
 constexpr AttrSchema kReduceAttrs[] = {
     {"op", AttrType::kString, true}, {"axes", AttrType::kInts, true}, {"keepdims", AttrType::kBool, false}};
 
-enum class Reduction { kMean, kSum, kMax, kMin };
+enum class Reduction { kMean, kSum, kProd, kMax, kMin };
 
 constexpr int64_t kColumns = 64;  // adjacent outputs one task reduces together
 
@@ -113,7 +113,7 @@ class ReduceNode final : public Node {
     double acc[kColumns];
     float m[kColumns];
     for (int64_t j = 0; j < width; ++j) {
-      acc[j] = 0.0;
+      acc[j] = op_ == Reduction::kProd ? 1.0 : 0.0;
       m[j] = x[j];
     }
     int64_t idx[kMaxRank] = {0, 0, 0, 0, 0, 0};
@@ -123,6 +123,8 @@ class ReduceNode final : public Node {
       const float* p = x + off;
       if (op_ == Reduction::kMean || op_ == Reduction::kSum) {
         for (int64_t j = 0; j < width; ++j) acc[j] += static_cast<double>(p[j]);
+      } else if (op_ == Reduction::kProd) {
+        for (int64_t j = 0; j < width; ++j) acc[j] *= static_cast<double>(p[j]);
       } else if (op_ == Reduction::kMax) {
         for (int64_t j = 0; j < width; ++j) m[j] = (p[j] > m[j] || std::isnan(p[j])) && !std::isnan(m[j]) ? p[j] : m[j];
       } else {
@@ -134,7 +136,7 @@ class ReduceNode final : public Node {
       }
     }
     for (int64_t j = 0; j < width; ++j) {
-      if (op_ == Reduction::kSum) {
+      if (op_ == Reduction::kSum || op_ == Reduction::kProd) {
         y[j] = static_cast<float>(acc[j]);
       } else if (op_ == Reduction::kMean) {
         y[j] = static_cast<float>(acc[j] / static_cast<double>(count));
@@ -148,7 +150,7 @@ class ReduceNode final : public Node {
     int64_t idx[kMaxRank] = {0, 0, 0, 0, 0, 0};
     const int last = red.rank - 1;
     const int64_t inner = red.d[last], step = rst[last];
-    double acc = 0.0;
+    double acc = op_ == Reduction::kProd ? 1.0 : 0.0;
     float m = x[0];
     for (int64_t done = 0; done < count; done += inner) {
       int64_t off = 0;
@@ -156,6 +158,8 @@ class ReduceNode final : public Node {
       const float* p = x + off;
       if (op_ == Reduction::kMean || op_ == Reduction::kSum) {
         for (int64_t j = 0; j < inner; ++j) acc += static_cast<double>(p[j * step]);
+      } else if (op_ == Reduction::kProd) {
+        for (int64_t j = 0; j < inner; ++j) acc *= static_cast<double>(p[j * step]);
       } else if (op_ == Reduction::kMax) {
         for (int64_t j = 0; j < inner; ++j) {
           const float v = p[j * step];
@@ -172,7 +176,7 @@ class ReduceNode final : public Node {
         idx[i] = 0;
       }
     }
-    if (op_ == Reduction::kSum) return static_cast<float>(acc);
+    if (op_ == Reduction::kSum || op_ == Reduction::kProd) return static_cast<float>(acc);
     if (op_ == Reduction::kMean) return static_cast<float>(acc / static_cast<double>(count));
     return m;
   }
@@ -192,7 +196,8 @@ std::unique_ptr<Node> make_reduce(const OpArgs& a) {
   if (op == "sum") return std::make_unique<ReduceNode>(a, Reduction::kSum);
   if (op == "max") return std::make_unique<ReduceNode>(a, Reduction::kMax);
   if (op == "min") return std::make_unique<ReduceNode>(a, Reduction::kMin);
-  a.fail("op must be 'mean', 'sum', 'max' or 'min', got '" + op + "'");
+  if (op == "prod") return std::make_unique<ReduceNode>(a, Reduction::kProd);
+  a.fail("op must be 'mean', 'sum', 'prod', 'max' or 'min', got '" + op + "'");
 }
 
 }  // namespace xnor::ops
