@@ -247,3 +247,18 @@ def test_scale_before_k_is_left_unfused_and_correct():
         want = model(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
     got = xnorinfer.load(xbin.to_bytes(graph), threads=1).run(x)
     assert np.all(np.abs(got - want) <= 2.0**-18 * np.abs(want) + 1e-30)
+
+
+def test_trained_xnornet_runs_its_binary_convs_with_k_fused():
+    from xnorinfer.zoo import load_reference
+
+    module, metrics = load_reference(Path(__file__).resolve().parents[1] / "models" / "xnornet-fmnist")
+    x = _images(200)
+    graph = convert(module, (torch.from_numpy(x[:1]),), calib=x[:32])
+    convs = [op for op in graph.ops if op.kind == "bconv2d"]
+    assert len(convs) == 2 and all(len(c.inputs) == 2 for c in convs)
+    assert "binary" not in [op.kind for op in graph.ops] and "conv2d" in [op.kind for op in graph.ops]  # stem only
+    with torch.no_grad():
+        eager = module(torch.from_numpy(x)).numpy().argmax(1)
+    got = xnorinfer.load(xbin.to_bytes(graph), threads=2).run(x).argmax(1)
+    assert np.array_equal(got, eager)
