@@ -262,3 +262,24 @@ def test_trained_xnornet_runs_its_binary_convs_with_k_fused():
         eager = module(torch.from_numpy(x)).numpy().argmax(1)
     got = xnorinfer.load(xbin.to_bytes(graph), threads=2).run(x).argmax(1)
     assert np.array_equal(got, eager)
+
+
+def test_onnx_export_of_xnorconv_fuses_k_too():
+    import io
+
+    import onnx
+
+    torch.manual_seed(11)
+    model = _randomise(XnorBlock(1, 32, 40, 2, 1), 12)
+    x = _images(32)
+    buf = io.BytesIO()
+    torch.onnx.export(model, (torch.from_numpy(x[:1]),), buf, opset_version=17, dynamo=False)
+    graph = convert(onnx.load_from_string(buf.getvalue()), calib=x[:16])
+    convs = [op for op in graph.ops if op.kind == "bconv2d"]
+    assert len(convs) == 1 and len(convs[0].inputs) == 2
+    assert "binary" not in [op.kind for op in graph.ops]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy().transpose(0, 2, 3, 1)
+    got = xnorinfer.load(xbin.to_bytes(graph), threads=2).run(x)
+    # the ONNX exporter folds the stem's BatchNorm into its conv: a few more ulps in the stem
+    assert np.allclose(got, want, rtol=2.0**-14, atol=1e-5)
