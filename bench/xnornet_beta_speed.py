@@ -9,6 +9,8 @@ Each layer is BatchNorm -> 3x3 conv, padding 1, on a (C, H, W) float input, batc
 "unfused"  the same graph without beta.py's fusion (bconv2d -> binary mul K -> affine alpha)
 "plain"    xnorinfer.nn.BinaryConv2d(weight_scale="mean"): sign(x) conv sign(W) * alpha (no K)
 "torch"    eager PyTorch float32 of the "beta" model, and a float conv2d of the same shape
+"epilogue" the bconv2d op alone with and without K (same weights, input and output buffer, `PreparedOp`),
+           alternated `--repeat` x 20 times, best call of each: what the pixel scale costs in the kernel.
 Engine figures: `Session.profile` on one thread, summed over the layer's ops, best of `--repeat`
 profiles of `--runs` runs; the models are profiled in turn inside each repeat (interleaved), so the
 ratios come from the same moments. torch: best of `--repeat` means of `--runs` calls, one thread.
@@ -26,7 +28,8 @@ import torch
 from torch import nn
 
 import xnorinfer
-from xnorinfer import xbin
+from xnorinfer import _core, xbin
+from xnorinfer.bits import pack_last
 from xnorinfer.convert import capture, convert, patterns
 from xnorinfer.convert.lower import lower
 from xnorinfer.convert.pipeline import capture_model
@@ -51,6 +54,28 @@ def _sessions(c: int, x: torch.Tensor) -> dict[str, xnorinfer.Session]:
         name: xnorinfer.load(xbin.to_bytes(g), threads=1)
         for name, g in (("beta", fused), ("unfused", unfused), ("plain", flat))
     }
+
+
+def _epilogue_ms(c: int, h: int, w: int, rounds: int, isa: str | None) -> tuple[float, float]:
+    """Best time of one bconv2d call without and with the pixel scale, calls alternated."""
+    rng = np.random.default_rng(0)
+    attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "in_channels": c, "output": "float"}
+    params = {
+        "weight": pack_last(rng.random((c, 3, 3, c)) < 0.5),
+        "multiplier": rng.random(c).astype(np.float32),
+        "bias": np.zeros(c, np.float32),
+    }
+    x = pack_last(rng.random((1, h, w, c)) < 0.5)
+    k = rng.random((1, h, w, 1)).astype(np.float32)
+    plain, scaled = _core.PreparedOp("bconv2d", attrs, params, [c]), _core.PreparedOp("bconv2d", attrs, params, [c, 1])
+    out = np.empty((1, h, w, c), np.float32)
+    best = [np.inf, np.inf]
+    for _ in range(rounds):
+        for i, (op, ins) in enumerate(((plain, [x]), (scaled, [x, k]))):
+            t = time.perf_counter()
+            op.run(ins, isa=isa, out=out)
+            best[i] = min(best[i], (time.perf_counter() - t) * 1e3)
+    return best[0], best[1]
 
 
 def _torch_ms(fn, x: torch.Tensor, runs: int) -> float:
@@ -102,6 +127,8 @@ def main() -> None:
         print("   beta by kind:", {k: round(v, 3) for k, v in sorted(b.items())})
         print("   unfused by kind:", {k: round(v, 3) for k, v in sorted(u.items())})
         print("   plain by kind:", {k: round(v, 3) for k, v in sorted(p.items())})
+        e_plain, e_scaled = _epilogue_ms(c, h, w, args.repeat * 20, args.isa)
+        print(f"   epilogue: bconv2d alone {e_plain:.3f} ms, with K {e_scaled:.3f} ms ({e_scaled / e_plain:.3f}x)")
 
 
 if __name__ == "__main__":
