@@ -38,6 +38,7 @@ CI_SUBSET+=(tests/test_bwn.py tests/test_ternary.py)  # binary-weight / ternary 
 CI_SUBSET+=(tests/test_fused_sign.py)  # signs packed by their producer (plan-time fusion)
 CI_SUBSET+=(tests/test_bmaxpool_minmax.py)  # bit pools with min channels (gamma < 0)
 CI_SUBSET+=(tests/test_scan_cast_ops.py)  # cast_float, cumsum scans, scatter reductions (mean workspace), reduce prod
+CI_SUBSET+=(tests/test_xnornet_beta.py)  # XNOR-Net beta map: bconv2d with a pixel scale input
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under
 # ASan/UBSan by tools/fuzz_loader.sh below.

@@ -95,9 +95,10 @@ class Graph:
         """The op's input dtypes and its output's dtype and shape (batch 1) follow its declaration."""
         d = op_def(op.kind)
         ins = [self.tensors[t] for t in op.inputs]
-        for t in ins:
-            if t.dtype != d.in_dtype:
-                raise ValueError(f"op {op.name} ({op.kind}) reads {t.name} of dtype {t.dtype}, needs {d.in_dtype}")
+        for i, t in enumerate(ins):
+            want_in = d.input_dtype(i)
+            if t.dtype != want_in:
+                raise ValueError(f"op {op.name} ({op.kind}) reads {t.name} of dtype {t.dtype}, needs {want_in}")
         out = self.tensors[op.outputs[0]]
         want_dtype = d.out_dtype(op.attrs)
         if out.dtype != want_dtype:

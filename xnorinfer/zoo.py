@@ -21,6 +21,7 @@ from torch import nn
 
 from xnorinfer.nn import ApproxSign, BinaryConv2d, BinaryLinear, IdentitySign, RPReLU, RSign, SteSign
 from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
+from xnorinfer.nn.xnornet import XnorConv2d
 
 
 def lfc(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
@@ -195,6 +196,27 @@ def ttq_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.M
     )
 
 
+def xnornet_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """XNOR-Net with the beta map K and mean-alpha (xnorinfer.nn XnorConv2d): float stem conv, then two
+    blocks BN -> XnorConv2d 3x3 (sign(x) conv sign(W) * K * alpha) -> ReLU -> max-pool, BN, float dense."""
+    c1, c2 = int(64 * width), int(128 * width)
+    side = in_shape[1] // 4
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        XnorConv2d(c1, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(c1),
+        XnorConv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(c2),
+        nn.Flatten(),
+        nn.Linear(c2 * side * side, classes),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lfc": lfc,
     "lfc-identity": lfc_identity_ste,
@@ -204,6 +226,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp-regularized": mlp_regularized,
     "bwn-cnn": bwn_cnn,
     "ttq-cnn": ttq_cnn,
+    "xnornet-cnn": xnornet_cnn,
 }
 
 

@@ -56,9 +56,13 @@ __attribute__((always_inline)) inline void store_pixel(const BgemmTileArgs& a, i
     }
     case OutputKind::kFloat: {
       float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride;
+      // With a pixel scale K: fma(multiplier, fl(s * K), bias), as bgemm_store_pixel_scalar.
+      const bool scaled = a.pixel_scale != nullptr;
+      const __m256 k_scale = _mm256_set1_ps(scaled ? a.pixel_scale[m] : 1.0f);
 #pragma GCC unroll 4
       for (int n = 0; n < NV; ++n) {
-        const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + n * 8), _mm512_cvtepi64_ps(s[n]),
+        const __m256 sf = _mm512_cvtepi64_ps(s[n]);
+        const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + n * 8), scaled ? _mm256_mul_ps(sf, k_scale) : sf,
                                          _mm256_load_ps(e.bias + n * 8));
         _mm256_mask_storeu_ps(out + n * 8, static_cast<__mmask8>(e.valid_mask >> (8 * n)), y);
       }

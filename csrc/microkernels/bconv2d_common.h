@@ -37,6 +37,16 @@ inline void bgemm_store_pixel_scalar(const BgemmTileArgs& a, int m, const int64_
     }
     case OutputKind::kFloat: {
       float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride;
+      if (a.pixel_scale != nullptr) {
+        // fl(s * K) first (s is exact in float32 for |s| < 2^24), then the channel fma: the float
+        // operations of PyTorch's conv * K * alpha + shift, in that order (docs/exactness.md).
+        const float k = a.pixel_scale[m];
+        for (int c = 0; c < channels; ++c) {
+          const float sk = static_cast<float>(s[c]) * k;
+          out[c] = std::fma(e.multiplier[c], sk, e.bias[c]);
+        }
+        break;
+      }
       for (int c = 0; c < channels; ++c) out[c] = std::fma(e.multiplier[c], static_cast<float>(s[c]), e.bias[c]);
       break;
     }

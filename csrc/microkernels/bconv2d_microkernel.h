@@ -29,7 +29,9 @@ struct alignas(64) BconvBlockEpilogue {
   // The same test on the popcount, for pixels without padding correction:
   // s < threshold  <=>  popcount > pop_threshold (s = k_bits - 2 * popcount).
   int64_t pop_threshold[kBconvBlock];
-  float multiplier[kBconvBlock];  // kFloat: y = multiplier * s + bias (one fma)
+  // kFloat: y = multiplier * s + bias (one fma); with a pixel scale K (XNOR-Net's beta map),
+  // y = fma(multiplier, fl(s * K), bias).
+  float multiplier[kBconvBlock];
   float bias[kBconvBlock];
   uint32_t flip = 0;        // kBits: bit c set inverts channel c
   uint32_t valid_mask = 0;  // bit c set when channel c of this block exists
@@ -62,6 +64,8 @@ struct BgemmTileArgs {
   // ((uint32_t*)out)[m * out_pixel_stride].
   void* output;
   int64_t out_pixel_stride;
+  // kFloat only, or null: the per-pixel scale of tile pixel m is pixel_scale[m] (XNOR-Net's K).
+  const float* pixel_scale = nullptr;
 };
 
 using BgemmTileFn = void (*)(const BgemmTileArgs& args);

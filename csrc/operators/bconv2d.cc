@@ -137,8 +137,11 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
 }
 
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
-                       void* workspace) const {
+                       void* workspace, const float* pixel_scale) const {
   const BconvConfig& c = config_;
+  if (pixel_scale != nullptr && transform_kind_ != OutputKind::kFloat) {
+    throw std::invalid_argument("BinaryConv2d: a pixel scale needs float output");
+  }
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h || in_w + 2 * c.pad_w < c.kernel_w) {
     throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
                                 " is smaller than the kernel");
@@ -261,6 +264,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
           a.taps_stride = taps;
           a.epilogue = &epilogue_[b];
           a.kind = transform_kind_;
+          a.pixel_scale = pixel_scale == nullptr ? nullptr : pixel_scale + n * pixels + p0;
           switch (transform_kind_) {
             case OutputKind::kInt32:
               a.output = static_cast<int32_t*>(output) + out_first + b * kBconvBlock;

@@ -58,9 +58,10 @@ class BinaryConv2d {
   // input: [batch][in_h][in_w][in_words] uint64. output: [batch][out_h][out_w][...]
   // of int32, float or uint64 by output_kind(). workspace: workspace_bytes(batch,
   // in_h, in_w, pool threads or 1) bytes, 64-byte aligned. Throws on a shape that
-  // gives an empty output.
+  // gives an empty output. pixel_scale (float output only, or null): [batch][out_h][out_w]
+  // floats K, and each output is fma(multiplier[c], fl(s * K[pixel]), bias[c]) (XNOR-Net's beta).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
-           void* workspace) const;
+           void* workspace, const float* pixel_scale = nullptr) const;
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 

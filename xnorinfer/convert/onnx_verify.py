@@ -17,6 +17,7 @@ import numpy as np
 
 from xnorinfer import ir
 from xnorinfer.convert import onnx_capture, patterns
+from xnorinfer.convert.beta import fuse_pixel_scale
 from xnorinfer.convert.graph import ConversionError
 from xnorinfer.convert.lower import lower
 from xnorinfer.convert.verify import Inputs, SourceRunner
@@ -157,6 +158,7 @@ def convert_onnx(
         raise ConversionError(f"{name}: {err}" if not str(err).startswith(name) else str(err)) from err
     model = patterns.recognise(model)
     graph = lower(model)
+    graph, _ = fuse_pixel_scale(graph)  # XNOR-Net's beta map into the bconv2d epilogue (beta.py)
     pipeline.describe(graph, model, sha, metadata)
     custom = sorted(onnx_capture.custom_ops(proto))
     graph.metadata["source_format"] = "qonnx" if custom else "onnx"

@@ -23,6 +23,7 @@ import torch
 from xnorinfer import ir
 from xnorinfer.convert import capture, patterns
 from xnorinfer.convert.attrs import ActSignAttrs, BinaryLayerAttrs, SignFold
+from xnorinfer.convert.beta import fuse_pixel_scale
 from xnorinfer.convert.graph import ConversionError, Model
 from xnorinfer.convert.lower import lower
 from xnorinfer.convert.onnx_capture import is_onnx
@@ -87,6 +88,7 @@ def convert(
     model = capture.to_model(ep)
     model = patterns.recognise(model, binarize, force)
     graph = lower(model)
+    graph, _ = fuse_pixel_scale(graph)  # XNOR-Net's beta map into the bconv2d epilogue (beta.py)
     describe(graph, model, sha, metadata)
     if verify:
         in_shape = list(model.metadata["input_shape"])

@@ -31,6 +31,7 @@ from xnorinfer.nn.quantizers import (
 )
 from xnorinfer.nn.regularizers import BinaryRegularizer, apply_binarization, log_lambda, power_reg, tanh_reg
 from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
+from xnorinfer.nn.xnornet import XnorConv2d, beta_map
 
 __all__ = [
     "TernaryConv2d",
@@ -64,4 +65,6 @@ __all__ = [
     "ste_sign",
     "swish_sign",
     "tanh_reg",
+    "XnorConv2d",
+    "beta_map",
 ]

@@ -161,9 +161,22 @@ OUTPUT_PARAMS = {
 }
 
 
+def _bconv2d_shape(op: ir.Op, shapes: Sequence[Shape]) -> Shape:
+    out = window_shape(op, shapes, op.params["weight"].shape[0])
+    if len(shapes) == 2:
+        if op.attrs["output"] != "float":
+            raise ValueError("a pixel scale input needs output 'float'")
+        if tuple(shapes[1]) != (*out[:3], 1):
+            raise ValueError(f"pixel scale must have shape {(*out[:3], 1)}, got {tuple(shapes[1])}")
+    return out
+
+
 def _bconv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
     a, c = op.attrs, in_width(op)
     s = binary_sum_conv(pm1(ins[0], c), pm1(op.params["weight"], c), a["stride"], a["padding"], a["pad_mode"])
+    if len(ins) == 2:  # the pixel scale K (N, OH, OW, 1): multiplier * fl32(s * K) + bias
+        sk = (s.astype(np.float32) * np.asarray(ins[1], np.float32)).astype(np.float64)
+        return op.params["multiplier"].astype(np.float64) * sk + op.params["bias"].astype(np.float64)
     return output_transform(s, op)
 
 
@@ -175,6 +188,8 @@ def _bconv2d_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
     pad_value = float(PAD_VALUE[a["pad_mode"]])
     x = F.pad(ins[0], (pw, pw, ph, ph), value=pad_value) if pad_value else ins[0]
     s = F.conv2d(x, p["weight"], None, a["stride"], 0 if pad_value else a["padding"])
+    if len(ins) == 2:  # the pixel scale K, (N, 1, OH, OW) here
+        s = s * ins[1]
     return _transform_torch(s, op, p)
 
 
@@ -186,10 +201,11 @@ def _bconv2d_cost(attrs: Mapping[str, Any], params: Mapping[str, Shape], x: Shap
 
 BCONV2D = OpDef(
     "bconv2d",
-    "bits NHWC -> bits or f32 NHWC: exact ±1 convolution sum, then threshold/flip or multiplier/bias",
+    "bits NHWC [, f32 K (N, OH, OW, 1)] -> bits or f32 NHWC: exact ±1 convolution sum, then threshold/flip or "
+    "multiplier/bias (with K: fma(multiplier, fl(s * K), bias))",
     "bits",
     by_output,
-    lambda op, s: window_shape(op, s, op.params["weight"].shape[0]),
+    _bconv2d_shape,
     _bconv2d_ref,
     _bconv2d_torch,
     attrs={
@@ -203,6 +219,8 @@ BCONV2D = OpDef(
     domain="binary",
     cost=_bconv2d_cost,
     torch_param=_pm1_weight_torch,
+    inputs=(1, 2),
+    later_in_dtype="f32",
 )
 
 

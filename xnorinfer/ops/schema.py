@@ -117,6 +117,11 @@ class OpDef:
     domain: Literal["binary", "float"] = "float"  # how the cost report counts it
     cost: CostFn = elementwise_cost
     torch_param: TorchParamFn = _default_torch_param
+    later_in_dtype: TensorDtype | None = None  # the dtype of inputs after the first (None: in_dtype)
+
+    def input_dtype(self, i: int) -> TensorDtype:
+        """The dtype input i must have."""
+        return self.in_dtype if i == 0 or self.later_in_dtype is None else self.later_in_dtype
 
     def attr(self, op: ir.Op, key: str) -> Any:
         """The attribute's value, or its declared default when absent."""

@@ -1,5 +1,7 @@
 // bconv2d: binary 2-D convolution of packed NHWC bits (XOR + popcount), with a fused output
-// transform to packed bits or floats (binary_output.h).
+// transform to packed bits or floats (binary_output.h). An optional second input, a float
+// per-pixel scale K of shape (N, OH, OW, 1) (XNOR-Net's beta map), joins the float output:
+// y = fma(multiplier[c], fl(s * K[n, oh, ow]), bias[c]).
 #include "operators/bconv2d.h"
 
 #include <stdexcept>
@@ -21,9 +23,11 @@ constexpr AttrSchema kAttrs[] = {{"stride", AttrType::kInts, true},
 
 class BconvNode final : public Node {
  public:
-  BconvNode(const OpArgs& a, const BconvConfig& c, const uint64_t* w, OutputTransform t)
-      : Node(a.op(), {DType::kBits}, t.kind == OutputKind::kBits ? DType::kBits : DType::kF32),
-        conv_(c, w, std::move(t)) {}
+  BconvNode(const OpArgs& a, const BconvConfig& c, const uint64_t* w, OutputTransform t, bool scaled)
+      : Node(a.op(), scaled ? std::vector<DType>{DType::kBits, DType::kF32} : std::vector<DType>{DType::kBits},
+             t.kind == OutputKind::kBits ? DType::kBits : DType::kF32),
+        conv_(c, w, std::move(t)),
+        scaled_(scaled) {}
   Shape infer(const Shape* in, size_t) const override {
     const BconvConfig& c = conv_.config();
     if (in[0].rank != 4 || in[0].channels() != c.in_channels) {
@@ -32,8 +36,16 @@ class BconvNode final : public Node {
     if (in[0].d[1] + 2 * c.pad_h < c.kernel_h || in[0].d[2] + 2 * c.pad_w < c.kernel_w) {
       fail("input " + in[0].str() + " is smaller than the kernel");
     }
-    return Shape::nhwc(in[0].d[0], conv_.out_h(static_cast<int>(in[0].d[1])), conv_.out_w(static_cast<int>(in[0].d[2])),
-                       c.out_channels);
+    const Shape out = Shape::nhwc(in[0].d[0], conv_.out_h(static_cast<int>(in[0].d[1])),
+                                  conv_.out_w(static_cast<int>(in[0].d[2])), c.out_channels);
+    if (scaled_) {
+      const Shape& k = in[1];
+      if (k.rank != 4 || k.d[0] != out.d[0] || k.d[1] != out.d[1] || k.d[2] != out.d[2] || k.d[3] != 1) {
+        fail("pixel scale must be (N, OH, OW, 1) = (" + std::to_string(out.d[0]) + ", " + std::to_string(out.d[1]) +
+             ", " + std::to_string(out.d[2]) + ", 1), got " + k.str());
+      }
+    }
+    return out;
   }
   size_t held_bytes() const override { return conv_.packed_bytes(); }
   size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
@@ -43,11 +55,13 @@ class BconvNode final : public Node {
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     conv_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
-              static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa, ctx.workspace);
+              static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa, ctx.workspace,
+              scaled_ ? static_cast<const float*>(in[1]) : nullptr);
   }
 
  private:
   BinaryConv2d conv_;
+  bool scaled_;  // a second input: the per-pixel scale K
 };
 
 PadMode parse_pad_mode(const OpArgs& a) {
@@ -60,7 +74,7 @@ PadMode parse_pad_mode(const OpArgs& a) {
 
 }  // namespace
 
-const OpSchema bconv2d_schema{"bconv2d", 1, 1, kAttrs, kBinaryOutputParams};
+const OpSchema bconv2d_schema{"bconv2d", 1, 2, kAttrs, kBinaryOutputParams};
 
 std::unique_ptr<Node> make_bconv2d(const OpArgs& a) {
   const ParamView* w = a.param("weight");
@@ -83,8 +97,11 @@ std::unique_ptr<Node> make_bconv2d(const OpArgs& a) {
   c.pad_mode = parse_pad_mode(a);
   const uint64_t* wd = static_cast<const uint64_t*>(w->data);
   check_pad_bits(a, wd, w->count / w->shape[3], w->shape[3], in_c);
+  const bool scaled = a.op().inputs.size() == 2;
   try {
-    return std::make_unique<BconvNode>(a, c, wd, make_transform(a, c.out_channels));
+    OutputTransform t = make_transform(a, c.out_channels);
+    if (scaled && t.kind != OutputKind::kFloat) a.fail("a pixel scale input (second input) needs output 'float'");
+    return std::make_unique<BconvNode>(a, c, wd, std::move(t), scaled);
   } catch (const std::invalid_argument& e) {
     if (std::string(e.what()).rfind("op '", 0) == 0) throw;
     a.fail(e.what());
