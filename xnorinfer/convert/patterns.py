@@ -1374,6 +1374,8 @@ class ScaleIntoWeightPlanes(_Rewrite):
 
 def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Transformation]:
     """Phase 2 (the `binarize` patterns and `force` parameterise BinaryWeights)."""
+    from xnorinfer.convert.patterns_multilevel import MultiLevelBases  # (it imports helpers from here)
+
     return [
         MaxPoolOnBits(),
         ConcatOfBits(),
@@ -1381,6 +1383,7 @@ def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Tra
         FoldIntoBinary(),
         MaxPoolSink(),
         SignIntoBinary(),
+        MultiLevelBases(binarize),
     ]
 
 

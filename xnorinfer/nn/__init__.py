@@ -5,6 +5,7 @@ Everything here is plain PyTorch (no dependency on the engine at run time); see 
 
 from __future__ import annotations
 
+from xnorinfer.nn.abcnet import ABCActivation, ABCConv2d, ABCLinear, abc_weight_bases
 from xnorinfer.nn.binaryduo import CoupledTernary, DecoupledBinaryConv2d, DecoupledBinaryLinear, decouple
 from xnorinfer.nn.layers import (
     BinaryConv2d,
@@ -64,4 +65,8 @@ __all__ = [
     "ste_sign",
     "swish_sign",
     "tanh_reg",
+    "ABCActivation",
+    "ABCConv2d",
+    "ABCLinear",
+    "abc_weight_bases",
 ]
