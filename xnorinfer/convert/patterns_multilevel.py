@@ -37,6 +37,7 @@ import numpy as np
 from xnorinfer.convert.attrs import ConvAttrs, NoAttrs
 from xnorinfer.convert.graph import Model, Node
 from xnorinfer.convert.patterns import (
+    NEAR_BINARY_SPREAD,
     _one_magnitude_up_to_rounding,
     _plus_minus_one,
     _scalar,
@@ -81,7 +82,8 @@ def _scaled(model: Model, inputs: list[str], value: str, depth: int) -> list[tup
 
 def weight_staircase(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(planes ±1 float32 (J, *w.shape), steps a (J, O) float64, offset c (O,) float64) with
-    w = c + sum_j a_j planes_j exactly (float64), or None when some row has too many distinct values."""
+    w = c + sum_j a_j planes_j exactly (float64), or None when some row has too many distinct values or two
+    that differ by float rounding only (relative NEAR_BINARY_SPREAD: a detach-trick weight, not bases)."""
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     if not np.all(np.isfinite(flat)):
         return None
@@ -97,6 +99,9 @@ def weight_staircase(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         for j in range(1, len(levels)):
             a[j - 1, o] = (levels[j] - levels[j - 1]) / 2
             planes[j - 1, o] = np.where(flat[o] > (levels[j - 1] + levels[j]) / 2, 1.0, -1.0)
+    top = np.abs(flat).max(axis=1)
+    if np.any((a > 0) & (a < NEAR_BINARY_SPREAD * top)):
+        return None  # levels apart by float rounding only (a detach-trick weight): not bases, leave it be
     rebuilt = c[:, None] + np.einsum("jo,jok->ok", a, planes.astype(np.float64))
     if not np.array_equal(rebuilt, flat):
         return None  # (float64 cannot hold the staircase exactly: leave the layer float)
