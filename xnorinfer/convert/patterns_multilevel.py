@@ -87,9 +87,12 @@ def weight_staircase(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     if not np.all(np.isfinite(flat)):
         return None
+    cap = min(MAX_STEPS, flat.shape[1] // 2)
+    if len(np.unique(flat[0])) - 1 > cap:  # (latent float weights: the first row already says so)
+        return None
     rows = [np.unique(r) for r in flat]
     steps = max(len(r) for r in rows) - 1
-    if steps > min(MAX_STEPS, flat.shape[1] // 2):
+    if steps > cap:
         return None
     planes = np.ones((max(steps, 0), *flat.shape), dtype=np.float32)
     a = np.zeros((max(steps, 0), flat.shape[0]))
