@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from xnorinfer.nn import ApproxSign, BinaryConv2d, BinaryLinear, IdentitySign, RPReLU, RSign, SteSign
+from xnorinfer.nn.abcnet import ABCConv2d, ABCLinear
 from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
 from xnorinfer.nn.xnornet import XnorConv2d
 
@@ -217,6 +218,26 @@ def xnornet_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> 
     )
 
 
+def abcnet_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """ABC-Net (M = 3 weight bases, N = 3 activation bases, merged form): float stem conv + BN, two 3x3
+    ABC convs (BN, max-pool after each) and an ABC dense layer + BN; converts to M x N binary layers each."""
+    c1, c2 = int(64 * width), int(128 * width)
+    side = in_shape[1] // 4
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        ABCConv2d(c1, c1, 3, padding=1, weight_bases=3, activation_bases=3),
+        nn.BatchNorm2d(c1),
+        nn.MaxPool2d(2),
+        ABCConv2d(c1, c2, 3, padding=1, weight_bases=3, activation_bases=3),
+        nn.BatchNorm2d(c2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        ABCLinear(c2 * side * side, classes, weight_bases=3, activation_bases=3),
+        nn.BatchNorm1d(classes),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lfc": lfc,
     "lfc-identity": lfc_identity_ste,
@@ -226,6 +247,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp-regularized": mlp_regularized,
     "bwn-cnn": bwn_cnn,
     "ttq-cnn": ttq_cnn,
+    "abcnet-cnn": abcnet_cnn,
     "xnornet-cnn": xnornet_cnn,
 }
 

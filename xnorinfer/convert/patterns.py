@@ -1411,6 +1411,8 @@ class ScaleIntoWeightPlanes(_Rewrite):
 
 def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Transformation]:
     """Phase 2 (the `binarize` patterns and `force` parameterise BinaryWeights)."""
+    from xnorinfer.convert.patterns_multilevel import MultiLevelBases  # (it imports helpers from here)
+
     return [
         MaxPoolOnBits(),
         ConcatOfBits(),
@@ -1418,6 +1420,7 @@ def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Tra
         FoldIntoBinary(),
         MaxPoolSink(),
         SignIntoBinary(),
+        MultiLevelBases(binarize),
     ]
 
 

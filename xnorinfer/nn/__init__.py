@@ -5,6 +5,7 @@ Everything here is plain PyTorch (no dependency on the engine at run time); see 
 
 from __future__ import annotations
 
+from xnorinfer.nn.abcnet import ABCActivation, ABCConv2d, ABCLinear, abc_weight_bases
 from xnorinfer.nn.binaryduo import CoupledTernary, DecoupledBinaryConv2d, DecoupledBinaryLinear, decouple
 from xnorinfer.nn.layers import (
     BinaryConv2d,
@@ -67,4 +68,8 @@ __all__ = [
     "tanh_reg",
     "XnorConv2d",
     "beta_map",
+    "ABCActivation",
+    "ABCConv2d",
+    "ABCLinear",
+    "abc_weight_bases",
 ]
