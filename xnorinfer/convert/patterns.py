@@ -44,6 +44,7 @@ from xnorinfer.convert.attrs import (
     WeightPlaneAttrs,
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
+from xnorinfer.convert.zero_one_steps import StepsIntoLayer
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
 
@@ -815,6 +816,7 @@ ACTIVATIONS: list[Transformation] = [
     SignOfNonNegative(),
     ZeroOneThrough(),
     BitSerialPlanes(),
+    StepsIntoLayer(),
 ]
 
 
