@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from realcode_support import binary_layers, calibrate, convert_and_compare, run_everywhere
+from realcode_support import binary_layers, calibrate, run_everywhere
 
 from xnorinfer.convert import convert
 from xnorinfer.nn import BinaryConv2d, BinaryLinear, CoupledTernary, decouple
@@ -129,8 +129,10 @@ def test_round_ties_go_to_even():
             assert np.round(np.float32(n) * t) >= j > np.round(np.float32(n) * below)
 
 
-def test_decoupled_xnn_model_converts_to_the_same_binary_layers(tmp_path):
-    """The coupled xnn model (CoupledTernary into BinaryConv2d / BinaryLinear) after xnn.decouple."""
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_xnn_binaryduo_converts_coupled_and_decoupled(tmp_path, decoupled):
+    """The xnn model (CoupledTernary into BinaryConv2d / BinaryLinear) as trained, and after xnn.decouple:
+    the same binary layers."""
     torch.manual_seed(0)
     coupled = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
@@ -142,9 +144,9 @@ def test_decoupled_xnn_model_converts_to_the_same_binary_layers(tmp_path):
         BinaryLinear(16, 10, input_quantizer=CoupledTernary()),
     )
     coupled = _shift_bn(calibrate(coupled, (16, 3, 12, 12), data="randn"))
-    model = decouple(coupled)
+    model = decouple(coupled) if decoupled else coupled
     x = _images()
-    graph = convert_and_compare(model, torch.from_numpy(x[:1]), x, tmp_path)
+    graph = _convert_and_compare(model, x, tmp_path, verified=decoupled)
     assert binary_layers(graph) == {"2", "6"}
     (conv,) = [op for op in graph.ops if op.kind == "bconv2d"]
     assert conv.attrs["in_channels"] == 16 and conv.attrs["pad_mode"] == "minus_one"
