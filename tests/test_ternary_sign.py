@@ -134,11 +134,11 @@ def test_bits_output_load_checks(rng):
     thr = np.zeros(4, np.int32)
     f4 = np.zeros(4, np.float32)
     bad = [
-        ({"output": "bits"}, params, "threshold"),  # no sign parameters
+        ({"output": "bits"}, params, "takes threshold"),  # no sign parameters
         (
             {"output": "bits"},
             {**params, "threshold": thr, "post_scale": f4, "post_shift": f4, "sign_threshold": f4},
-            "",
+            "takes threshold",  # both kinds of sign parameters
         ),
         ({"output": "float"}, {**params, "threshold": thr}, "float"),
         ({"output": "bits"}, {**params, "threshold": thr, "flip": np.full(4, 2, np.uint8)}, "flip"),
