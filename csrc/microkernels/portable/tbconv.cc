@@ -59,12 +59,16 @@ inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64
           word |= static_cast<uint64_t>(below != (epi.flip[o0 + b] != 0)) << b;
         }
       } else {
+        float z[kBlock];  // the float output, then the affine: a loop that vectorises, then the compare
         for (int64_t b = 0; b < nb; ++b) {
           const int64_t o = o0 + b;
           const float y = std::fma(scale_pos[o], static_cast<float>(p[b]),
                                    std::fma(-scale_neg[o], static_cast<float>(n[b]), bias[o]));
-          const float z = std::fma(y, epi.post_scale[o], epi.post_shift[o]);
-          const bool minus = epi.zero_is_minus ? (z <= epi.sign_threshold[o]) : (z < epi.sign_threshold[o]);
+          z[b] = std::fma(y, epi.post_scale[o], epi.post_shift[o]);
+        }
+        const float* t = epi.sign_threshold + o0;
+        for (int64_t b = 0; b < nb; ++b) {
+          const bool minus = epi.zero_is_minus ? (z[b] <= t[b]) : (z[b] < t[b]);
           word |= static_cast<uint64_t>(minus) << b;
         }
       }
