@@ -99,3 +99,28 @@ def test_converted_accuracy_is_kept(model_dir, tmp_path, monkeypatch):
         accuracy, recorded = float(np.mean(engine == y)), metrics["test_accuracy"]
         stderr = (recorded * (1 - recorded) / len(y)) ** 0.5
         assert accuracy >= recorded - 4 * stderr - 0.01, f"accuracy {accuracy:.4f} on {len(y)} images, {recorded}"
+
+
+def test_binaryduo_converts_binary_after_decoupling(tmp_path, monkeypatch):
+    """models/binaryduo-fmnist, trained coupled ({0, 0.5, 1} activations), converts with its documented
+    command (the zoo factory decouples on loading the weights): every binary layer is bconv2d / blinear
+    over two shifted signs per channel, -1 padding; the decoupled model is the coupled one bit for bit."""
+    from xnorinfer.nn import decouple
+
+    model_dir = ROOT / "models" / "binaryduo-fmnist"
+    coupled, metrics = load_reference(model_dir)
+    x, _ = _inputs(metrics)
+    decoupled = decouple(coupled)
+    with torch.inference_mode():
+        xs = torch.from_numpy(x[:500])
+        assert torch.equal(coupled(xs), decoupled(xs))
+    argv = list(COMMANDS[model_dir.name])
+    argv[argv.index("-o") + 1] = str(tmp_path / "duo.xbin")
+    monkeypatch.chdir(ROOT)
+    assert cli.main(argv) == 0
+    graph = xbin.read(tmp_path / "duo.xbin")
+    kinds = [op.kind for op in graph.ops]
+    assert kinds.count("bconv2d") == 3 and kinds.count("blinear") == 1 and kinds.count("conv2d") == 1
+    convs = [op for op in graph.ops if op.kind == "bconv2d"]
+    assert [op.attrs["pad_mode"] for op in convs] == ["minus_one", "minus_one", "zero"]
+    assert [op.attrs["in_channels"] for op in convs] == [64, 64, 128]  # 2C: two signs per channel

@@ -238,6 +238,44 @@ def abcnet_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> n
     )
 
 
+def binaryduo_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10, decoupled: bool = False) -> nn.Module:
+    """BinaryDuo (Kim et al., ICLR 2020) on the bnn_cnn layout: every binary layer's input is the coupled
+    ternary activation {0, 0.5, 1} (xnorinfer.nn.CoupledTernary), zero-padded 3x3 binary convs.
+
+    Trained coupled (``decoupled=False``). With ``decoupled=True`` the model is the same coupled
+    architecture that replaces itself with ``xnorinfer.nn.decouple(model)`` (two shifted signs, doubled
+    binary weights, -1 padding) as soon as a state_dict is loaded into it, so the trained coupled
+    weights convert with one command: ``xnorinfer convert --module
+    'xnorinfer.zoo:binaryduo_cnn(width=0.5, decoupled=True)' --weights models/binaryduo-fmnist/...``.
+    """
+    from xnorinfer.nn.binaryduo import CoupledTernary, decouple
+
+    c1, c2, fc = int(64 * width), int(128 * width), int(256 * width)
+    side = in_shape[1] // 4
+    model = nn.Sequential(
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        BinaryConv2d(c1, c1, 3, padding=1, input_quantizer=CoupledTernary()),
+        nn.BatchNorm2d(c1),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c1, c2, 3, padding=1, input_quantizer=CoupledTernary()),
+        nn.BatchNorm2d(c2),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c2, fc, side, input_quantizer=CoupledTernary()),  # the dense layer, as a conv
+        nn.BatchNorm2d(fc),
+        nn.Flatten(),
+        BinaryLinear(fc, classes, input_quantizer=CoupledTernary()),
+        nn.BatchNorm1d(classes),
+    )
+    if decoupled:
+
+        def _decouple_after_load(module: nn.Module, _incompatible: Any) -> None:
+            decouple(module, inplace=True)
+
+        model.register_load_state_dict_post_hook(_decouple_after_load)
+    return model
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lfc": lfc,
     "lfc-identity": lfc_identity_ste,
@@ -249,6 +287,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "ttq-cnn": ttq_cnn,
     "abcnet-cnn": abcnet_cnn,
     "xnornet-cnn": xnornet_cnn,
+    "binaryduo-cnn": binaryduo_cnn,
 }
 
 

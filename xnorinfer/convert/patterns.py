@@ -45,6 +45,7 @@ from xnorinfer.convert.attrs import (
 )
 from xnorinfer.convert.conv1d_sign import SignBeforeUnsqueeze
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
+from xnorinfer.convert.zero_one_steps import StepsIntoLayer
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
 
@@ -839,6 +840,7 @@ ACTIVATIONS: list[Transformation] = [
     SignOfNonNegative(),
     ZeroOneThrough(),
     BitSerialPlanes(),
+    StepsIntoLayer(),
 ]
 
 

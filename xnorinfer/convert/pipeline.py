@@ -27,6 +27,7 @@ from xnorinfer.convert.beta import fuse_pixel_scale
 from xnorinfer.convert.graph import ConversionError, Model
 from xnorinfer.convert.lower import lower
 from xnorinfer.convert.onnx_capture import is_onnx
+from xnorinfer.convert.ternary_sign import fuse_ternary_signs
 from xnorinfer.convert.verify import verify as run_verify
 
 CONVERTER_VERSION = "0.1.0"
@@ -89,6 +90,7 @@ def convert(
     model = patterns.recognise(model, binarize, force)
     graph = lower(model)
     graph, _ = fuse_pixel_scale(graph)  # XNOR-Net's beta map into the bconv2d epilogue (beta.py)
+    graph = fuse_ternary_signs(graph)  # tbconv2d / tblinear -> affine -> sign as one op (ternary_sign.py)
     describe(graph, model, sha, metadata)
     if verify:
         in_shape = list(model.metadata["input_shape"])

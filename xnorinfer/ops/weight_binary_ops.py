@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xnorinfer.bits import unpack_last
+from xnorinfer.bits import pack_last, unpack_last
 from xnorinfer.ops.float_ops import channel, pad_hw, window_shape, windows
 from xnorinfer.ops.schema import Attr, OpDef, Param, Shape
 
@@ -131,7 +131,8 @@ BWLINEAR = OpDef(
 )
 
 
-# Ternary weights on binary activations: the same parameters (the mask required), bits in, f32 out.
+# Ternary weights on binary activations: the same parameters (the mask required), bits in, f32 out
+# (or bits: output "bits" below).
 # The reference sums the ±1 inputs exactly (float64 of small integers); so does the engine (popcounts).
 
 
@@ -139,36 +140,122 @@ def _pm1_input(op: ir.Op, x: np.ndarray, tensors: list[ir.Tensor]) -> np.ndarray
     return np.where(unpack_last(x, tensors[0].shape[-1]), -1.0, 1.0)
 
 
-T_PARAMS = {**WEIGHT_PARAMS, "mask": Param("uint64")}
+def _tb_out_dtype(attrs: Mapping[str, Any]) -> str:
+    return "bits" if attrs.get("output") == "bits" else "f32"
+
+
+def _tb_sign(op: ir.Op, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The fused sign of output "bits": s the exact ternary sums P - N, y the float output (float64)."""
+    if "threshold" in op.params:  # symmetric scales: an integer threshold on P - N
+        flip = op.params["flip"].astype(bool) if "flip" in op.params else False
+        return pack_last((s < op.params["threshold"].astype(np.int64)) ^ flip)
+    z = y * op.params["post_scale"].astype(np.float64) + op.params["post_shift"].astype(np.float64)
+    t = op.params["sign_threshold"].astype(np.float64)
+    return pack_last(z <= t if op.attrs.get("sign_zero") == "-1" else z < t)
+
+
+def _tbconv2d_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    x = _pm1_input(op, ins[0], tensors)
+    y = _bwconv2d_ref(op, [x], tensors)
+    if op.attrs.get("output") != "bits":
+        return y
+    t = ternary_weight(op).astype(np.float64)
+    o, kh, kw, i = t.shape
+    (sh, sw), (ph, pw) = op.attrs["stride"], op.attrs["padding"]
+    win = windows(pad_hw(x, ph, pw, 0.0), kh, kw, sh, sw)
+    n, oh, ow = win.shape[:3]
+    s = (win.reshape(n * oh * ow, kh * kw * i) @ t.reshape(o, -1).T).reshape(n, oh, ow, o)
+    return _tb_sign(op, np.rint(s).astype(np.int64), y)
+
+
+def _tblinear_ref(op: ir.Op, ins: list[np.ndarray], tensors: list[ir.Tensor]) -> np.ndarray:
+    x = _pm1_input(op, ins[0], tensors)
+    y = _bwlinear_ref(op, [x], tensors)
+    if op.attrs.get("output") != "bits":
+        return y
+    s = x @ ternary_weight(op).astype(np.float64).T
+    return _tb_sign(op, np.rint(s).astype(np.int64), y)
+
+
+def _tb_torch(op: ir.Op, ins: list[Any], p: Mapping[str, Any]) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    if op.attrs.get("output") != "bits":
+        return _bw_torch(op, ins, p)
+    nd = ins[0].dim()
+    if "threshold" in p:  # p["mask"] holds the ternary weights {-1, 0, +1} (_tb_torch_param)
+        if "in_channels" in op.attrs:
+            s = F.conv2d(ins[0], p["mask"], None, op.attrs["stride"], op.attrs["padding"])
+        else:
+            s = F.linear(ins[0], p["mask"])
+        neg = s < channel(p["threshold"], nd)
+        if "flip" in p:
+            neg = neg ^ channel(p["flip"], nd).bool()
+    else:
+        z = _bw_torch(op, ins, p) * channel(p["post_scale"], nd) + channel(p["post_shift"], nd)
+        t = channel(p["sign_threshold"], nd)
+        neg = z <= t if op.attrs.get("sign_zero") == "-1" else z < t
+    return torch.where(neg, -1.0, 1.0)
+
+
+def _tb_torch_param(op: ir.Op, name: str, value: np.ndarray) -> Any:
+    import torch
+
+    if name != "mask":
+        return _bw_torch_param(op, name, value)
+    t = ternary_weight(op).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(t.transpose(0, 3, 1, 2) if t.ndim == 4 else t))
+
+
+# output "bits": the sign of the output, fused. Symmetric scales (scale_pos == scale_neg): `threshold`
+# (int32) and optional `flip` (uint8) on the exact sum P - N, as bconv2d's bits output; otherwise
+# `post_scale`, `post_shift`, `sign_threshold` (float32) and `sign_zero`: the affine and sign ops applied
+# to the float output in the same pass.
+T_ATTRS = {
+    "output": Attr("string", False, "float", ("bits", "float")),
+    "sign_zero": Attr("string", False, "+1", ("+1", "-1")),
+}
+T_PARAMS = {
+    **WEIGHT_PARAMS,
+    "mask": Param("uint64"),
+    "threshold": Param("int32", False),
+    "flip": Param("uint8", False),
+    "post_scale": Param("float32", False),
+    "post_shift": Param("float32", False),
+    "sign_threshold": Param("float32", False),
+}
 
 TBCONV2D = OpDef(
     "tbconv2d",
-    "bits NHWC -> f32 NHWC: convolution with ternary ({-Wn, 0, +Wp}) weights, AND + popcount sums",
+    "bits NHWC -> f32 or bits NHWC: convolution with ternary ({-Wn, 0, +Wp}) weights, AND + popcount sums, "
+    "optionally its sign fused (output 'bits')",
     "bits",
-    lambda attrs: "f32",
+    _tb_out_dtype,
     lambda op, s: window_shape(op, s, op.params["weight"].shape[0]),
-    lambda op, ins, t: _bwconv2d_ref(op, [_pm1_input(op, ins[0], t)], t),
-    _bw_torch,
-    attrs=BWCONV2D.attrs,
+    _tbconv2d_ref,
+    _tb_torch,
+    attrs={**BWCONV2D.attrs, **T_ATTRS},
     params=T_PARAMS,
     domain="binary",
     cost=_bw_cost,
-    torch_param=_bw_torch_param,
+    torch_param=_tb_torch_param,
 )
 
 TBLINEAR = OpDef(
     "tblinear",
-    "bits (N, F) -> f32 (N, O): dense layer with ternary ({-Wn, 0, +Wp}) weights, AND + popcount sums",
+    "bits (N, F) -> f32 or bits (N, O): dense layer with ternary ({-Wn, 0, +Wp}) weights, AND + popcount "
+    "sums, optionally its sign fused (output 'bits')",
     "bits",
-    lambda attrs: "f32",
+    _tb_out_dtype,
     lambda op, s: (s[0][0], op.params["weight"].shape[0]),
-    lambda op, ins, t: _bwlinear_ref(op, [_pm1_input(op, ins[0], t)], t),
-    _bw_torch,
-    attrs=BWLINEAR.attrs,
+    _tblinear_ref,
+    _tb_torch,
+    attrs={**BWLINEAR.attrs, **T_ATTRS},
     params=T_PARAMS,
     domain="binary",
     cost=_bw_cost,
-    torch_param=_bw_torch_param,
+    torch_param=_tb_torch_param,
 )
 
 WEIGHT_BINARY_OPS: tuple[OpDef, ...] = (BWCONV2D, BWLINEAR, TBCONV2D, TBLINEAR)

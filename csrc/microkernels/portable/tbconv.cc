@@ -12,8 +12,8 @@ constexpr int64_t kBlock = 64;  // output channels per block of int64 accumulato
 
 inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64_t* minus, const int32_t* count_plus,
                        const int32_t* count_minus, const float* scale_pos, const float* scale_neg, const float* bias,
-                       const TbconvGeometry& g, int64_t oy, float* out) {
-  const int64_t oc = g.out_c;
+                       const TbconvEpilogue& epi, const TbconvGeometry& g, int64_t oy, void* out) {
+  const int64_t oc = g.out_c, out_words = (oc + kBlock - 1) / kBlock;
   for (int64_t ox = 0; ox < g.out_w; ++ox) {
     for (int64_t o0 = 0; o0 < oc; o0 += kBlock) {
       const int64_t nb = oc - o0 < kBlock ? oc - o0 : kBlock;
@@ -43,11 +43,36 @@ inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64
           }
         }
       }
-      float* dst = out + ox * oc + o0;
-      for (int64_t b = 0; b < nb; ++b) {
-        dst[b] = std::fma(scale_pos[o0 + b], static_cast<float>(p[b]),
-                          std::fma(-scale_neg[o0 + b], static_cast<float>(n[b]), bias[o0 + b]));
+      if (epi.kind == TbconvOutput::kFloat) {
+        float* dst = static_cast<float*>(out) + ox * oc + o0;
+        for (int64_t b = 0; b < nb; ++b) {
+          dst[b] = std::fma(scale_pos[o0 + b], static_cast<float>(p[b]),
+                            std::fma(-scale_neg[o0 + b], static_cast<float>(n[b]), bias[o0 + b]));
+        }
+        continue;
       }
+      // One block of kBlock = 64 channels is one output word.
+      uint64_t word = 0;
+      if (epi.kind == TbconvOutput::kIntSign) {
+        for (int64_t b = 0; b < nb; ++b) {
+          const bool below = p[b] - n[b] < static_cast<int64_t>(epi.threshold[o0 + b]);
+          word |= static_cast<uint64_t>(below != (epi.flip[o0 + b] != 0)) << b;
+        }
+      } else {
+        float z[kBlock];  // the float output, then the affine: a loop that vectorises, then the compare
+        for (int64_t b = 0; b < nb; ++b) {
+          const int64_t o = o0 + b;
+          const float y = std::fma(scale_pos[o], static_cast<float>(p[b]),
+                                   std::fma(-scale_neg[o], static_cast<float>(n[b]), bias[o]));
+          z[b] = std::fma(y, epi.post_scale[o], epi.post_shift[o]);
+        }
+        const float* t = epi.sign_threshold + o0;
+        for (int64_t b = 0; b < nb; ++b) {
+          const bool minus = epi.zero_is_minus ? (z[b] <= t[b]) : (z[b] < t[b]);
+          word |= static_cast<uint64_t>(minus) << b;
+        }
+      }
+      static_cast<uint64_t*>(out)[ox * out_words + o0 / kBlock] = word;
     }
   }
 }
@@ -57,8 +82,8 @@ inline void tbconv_row(const uint64_t* image, const uint64_t* plus, const uint64
 #define XNOR_DEFINE_TBCONV_KERNEL(isa)                                                                                 \
   void tbconv_row_##isa(const uint64_t* image, const uint64_t* plus, const uint64_t* minus, const int32_t* count_plus, \
                         const int32_t* count_minus, const float* scale_pos, const float* scale_neg, const float* bias, \
-                        const TbconvGeometry& g, int64_t oy, float* out) {                                             \
-    isa::tbconv_row(image, plus, minus, count_plus, count_minus, scale_pos, scale_neg, bias, g, oy, out);              \
+                        const TbconvEpilogue& epi, const TbconvGeometry& g, int64_t oy, void* out) {                   \
+    isa::tbconv_row(image, plus, minus, count_plus, count_minus, scale_pos, scale_neg, bias, epi, g, oy, out);         \
   }
 
 namespace xnor {

@@ -1,6 +1,9 @@
 // tbconv2d / tblinear: ternary-weight (TTQ / TWN) layers on packed binary activations: two AND +
-// popcount sums per output (microkernels/tbconv.h), float output. The IR stores the weights as
-// bwconv2d does (sign bits, non-zero mask); the node splits them into + and - planes and counts them.
+// popcount sums per output (microkernels/tbconv.h), float output, or (attribute output = "bits") the
+// sign of the output fused in the same pass: an integer threshold on P - N (params threshold / flip),
+// or the float epilogue then an affine and a compare (post_scale / post_shift / sign_threshold,
+// sign_zero). The IR stores the weights as bwconv2d does (sign bits, non-zero mask); the node splits
+// them into + and - planes and counts them.
 #include <string>
 #include <vector>
 
@@ -14,19 +17,83 @@ namespace {
 
 using namespace nodes;
 
-constexpr AttrSchema kConvAttrs[] = {
-    {"stride", AttrType::kInts, true}, {"padding", AttrType::kInts, true}, {"in_channels", AttrType::kInt, true}};
-constexpr AttrSchema kLinearAttrs[] = {{"in_features", AttrType::kInt, true}};
-constexpr ParamSchema kParams[] = {{"weight", ParamDType::kUint64, true},
-                                   {"mask", ParamDType::kUint64, true},
-                                   {"scale_pos", ParamDType::kFloat32, true},
-                                   {"scale_neg", ParamDType::kFloat32, true},
-                                   {"bias", ParamDType::kFloat32, false}};
+constexpr AttrSchema kConvAttrs[] = {{"stride", AttrType::kInts, true},
+                                     {"padding", AttrType::kInts, true},
+                                     {"in_channels", AttrType::kInt, true},
+                                     {"output", AttrType::kString, false},
+                                     {"sign_zero", AttrType::kString, false}};
+constexpr AttrSchema kLinearAttrs[] = {{"in_features", AttrType::kInt, true},
+                                       {"output", AttrType::kString, false},
+                                       {"sign_zero", AttrType::kString, false}};
+constexpr ParamSchema kParams[] = {
+    {"weight", ParamDType::kUint64, true},       {"mask", ParamDType::kUint64, true},
+    {"scale_pos", ParamDType::kFloat32, true},   {"scale_neg", ParamDType::kFloat32, true},
+    {"bias", ParamDType::kFloat32, false},       {"threshold", ParamDType::kInt32, false},
+    {"flip", ParamDType::kUint8, false},         {"post_scale", ParamDType::kFloat32, false},
+    {"post_shift", ParamDType::kFloat32, false}, {"sign_threshold", ParamDType::kFloat32, false}};
+
+// The output mode from attribute "output" and its parameters, each (out_channels,).
+struct SignOutput {
+  TbconvOutput kind = TbconvOutput::kFloat;
+  std::vector<int32_t> threshold;
+  std::vector<uint8_t> flip;
+  std::vector<float> post_scale, post_shift, sign_threshold;
+  bool zero_is_minus = false;
+};
+
+SignOutput parse_output(const OpArgs& a, int64_t oc) {
+  SignOutput s;
+  const std::string output = a.string("output", "float");
+  const std::vector<int64_t> shape{oc};
+  const bool int_params = a.param("threshold") || a.param("flip");
+  const bool float_params = a.param("post_scale") || a.param("post_shift") || a.param("sign_threshold");
+  if (output == "float") {
+    if (int_params || float_params || a.has("sign_zero")) a.fail("output 'float' takes no sign parameters");
+    return s;
+  }
+  if (output != "bits") a.fail("output must be 'float' or 'bits', got '" + output + "'");
+  if (int_params == float_params) {
+    a.fail("output 'bits' takes threshold (and flip), or post_scale, post_shift and sign_threshold");
+  }
+  if (int_params) {
+    if (a.has("sign_zero")) a.fail("sign_zero goes with sign_threshold, not the integer threshold");
+    s.kind = TbconvOutput::kIntSign;
+    const ParamView* th = a.param("threshold", shape);
+    if (!th) a.fail("missing parameter 'threshold'");
+    const int32_t* td = static_cast<const int32_t*>(th->data);
+    s.threshold.assign(td, td + oc);
+    s.flip.assign(static_cast<size_t>(oc), 0);
+    if (const ParamView* fl = a.param("flip", shape)) {
+      const uint8_t* fd = static_cast<const uint8_t*>(fl->data);
+      for (int64_t i = 0; i < oc; ++i) {
+        if (fd[i] > 1) a.fail("flip values must be 0 or 1");
+      }
+      s.flip.assign(fd, fd + oc);
+    }
+    return s;
+  }
+  s.kind = TbconvOutput::kFloatSign;
+  const ParamView* ps = a.param("post_scale", shape);
+  const ParamView* sh = a.param("post_shift", shape);
+  const ParamView* st = a.param("sign_threshold", shape);
+  if (!ps || !sh || !st) a.fail("output 'bits' with a float epilogue needs post_scale, post_shift and sign_threshold");
+  s.post_scale = copy_f32(ps);
+  s.post_shift = copy_f32(sh);
+  s.sign_threshold = copy_f32(st);
+  for (float v : s.sign_threshold) {
+    if (v != v) a.fail("sign_threshold contains NaN");
+  }
+  const std::string sz = a.string("sign_zero", "+1");
+  if (sz != "+1" && sz != "-1") a.fail("sign_zero must be '+1' or '-1', got '" + sz + "'");
+  s.zero_is_minus = sz == "-1";
+  return s;
+}
 
 class TbconvNode final : public Node {
  public:
   TbconvNode(const OpArgs& a, const TbconvGeometry& g, int64_t in_c, bool linear, const uint64_t* w, const uint64_t* m)
-      : Node(a.op(), {DType::kBits}, DType::kF32),
+      : Node(a.op(), {DType::kBits}, a.string("output", "float") == "bits" ? DType::kBits : DType::kF32),
+        sign_(parse_output(a, g.out_c)),
         g_(g),
         in_c_(in_c),
         linear_(linear),
@@ -38,6 +105,13 @@ class TbconvNode final : public Node {
         scale_neg_(copy_f32(a.param("scale_neg", {g.out_c}))),
         bias_(copy_f32(a.param("bias", {g.out_c}))) {
     if (bias_.empty()) bias_.assign(static_cast<size_t>(g.out_c), 0.0f);
+    epi_.kind = sign_.kind;
+    epi_.threshold = sign_.threshold.data();
+    epi_.flip = sign_.flip.data();
+    epi_.post_scale = sign_.post_scale.data();
+    epi_.post_shift = sign_.post_shift.data();
+    epi_.sign_threshold = sign_.sign_threshold.data();
+    epi_.zero_is_minus = sign_.zero_is_minus;
     // IR rows (o, tap, word) -> kernel layout (tap, word, o) and per-(tap, o) popcounts.
     const int64_t taps = g.kernel_h * g.kernel_w, oc = g.out_c;
     for (int64_t o = 0; o < oc; ++o) {
@@ -70,7 +144,8 @@ class TbconvNode final : public Node {
   }
   size_t held_bytes() const override {
     return (plus_.size() + minus_.size()) * sizeof(uint64_t) + 2 * count_plus_.size() * sizeof(int32_t) +
-           3 * bias_.size() * sizeof(float);
+           3 * bias_.size() * sizeof(float) + sign_.threshold.size() * sizeof(int32_t) + sign_.flip.size() +
+           (sign_.post_scale.size() + sign_.post_shift.size() + sign_.sign_threshold.size()) * sizeof(float);
   }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape& os) const override {
@@ -83,23 +158,30 @@ class TbconvNode final : public Node {
       g.out_w = os.d[2];
       rows *= out_h;
     }
-    const int64_t in_image = g.in_h * g.in_w * g.words, out_row = g.out_w * g.out_c;
+    const bool bits = sign_.kind != TbconvOutput::kFloat;
+    const int64_t in_image = g.in_h * g.in_w * g.words;
+    const int64_t out_row = g.out_w * (bits ? words_of(g.out_c) : g.out_c);
     const uint64_t* x = static_cast<const uint64_t*>(in[0]);
-    float* y = static_cast<float*>(out);
     const TbconvRowFn fn = ctx.bin->tbconv_row;
     parallel_for(ctx.pool, static_cast<size_t>(rows), 1, [&](size_t b, size_t e) {
       for (size_t r = b; r < e; ++r) {
         const int64_t img = static_cast<int64_t>(r) / out_h, oy = static_cast<int64_t>(r) % out_h;
         fn(x + img * in_image, plus_.data(), minus_.data(), count_plus_.data(), count_minus_.data(), scale_pos_.data(),
-           scale_neg_.data(), bias_.data(), g, oy, y + static_cast<int64_t>(r) * out_row);
+           scale_neg_.data(), bias_.data(), epi_, g, oy, row_at(out, bits, static_cast<int64_t>(r) * out_row));
       }
     });
   }
 
  private:
+  static void* row_at(void* out, bool bits, int64_t offset) {
+    return bits ? static_cast<void*>(static_cast<uint64_t*>(out) + offset)
+                : static_cast<void*>(static_cast<float*>(out) + offset);
+  }
   static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) {
     return in + 2 * pad < k ? 0 : (in + 2 * pad - k) / stride + 1;
   }
+  SignOutput sign_;
+  TbconvEpilogue epi_;  // points into sign_ (never resized)
   TbconvGeometry g_;
   int64_t in_c_;
   bool linear_;
