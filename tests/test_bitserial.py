@@ -131,6 +131,8 @@ def test_kbit_convs_run_as_k_bconv2d(k: int, act: str, data: str, tmp_path: Path
     # (on the image) and the float head stay float
     assert got.count("bconv2d") == 2 * k and got.count("blinear") == 2, got
     assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwconv2d" not in got, got
+    # each k-bit activation becomes k `bitplane` ops (one pass over the float q each), nothing else
+    assert got.count("bitplane") == 2 * k + 2 and "floor" not in got and "sign" not in got, got
     assert graph.metadata["bit_serial_layers"].keys() == {"conv1", "conv2", "fc1"}
     report = format_table(graph)
     assert f"bit-serial: conv1: {k}-bit activation as {k} binary layers" in report
@@ -139,20 +141,27 @@ def test_kbit_convs_run_as_k_bconv2d(k: int, act: str, data: str, tmp_path: Path
 
 
 def test_every_level_and_rounding_tie_of_q(tmp_path: Path) -> None:
-    """Inputs on each level of q (and outside [0, 1]) give torch's q on every plane.
-
-    (Inputs exactly on round's ties, x * 7 = m + 0.5, are left out: the float path disagrees with eager
-    PyTorch there already, before any bit-plane; reported to the lead.)"""
+    """Inputs on each level of q (and outside [0, 1]) give torch's q on every plane, and so do inputs whose
+    float32 product x * 7 is exactly a tie m + 0.5 of round (half to even, as torch.round)."""
     k, n = 3, 7
     torch.manual_seed(0)
     conv = SignConv(4, 16, 3, padding=1, bias=False)
     model = nn.Sequential(DoReFaAct(k), conv).eval()
-    levels = np.array([-0.5, 0.0, 1.2, 2.0, *[m / n for m in range(n + 1)], *[(m + 0.3) / n for m in range(n)]])
+    ties = []
+    for m in range(n):
+        x0 = np.float32((m + 0.5) / n)
+        for x1 in (np.nextafter(x0, np.float32(-1)), x0, np.nextafter(x0, np.float32(2))):
+            if np.float32(x1) * np.float32(n) == np.float32(m + 0.5):
+                ties.append(float(x1))
+    assert len(ties) >= 3
+    base = [-0.5, 0.0, 1.2, 2.0, *[m / n for m in range(n + 1)], *[(m + 0.3) / n for m in range(n)]]
+    levels = np.array(base + ties)
     g = np.random.default_rng(0)
     x = torch.from_numpy(g.choice(levels, size=(24, 4, 6, 6)).astype(np.float32))
     path = tmp_path / "m.xbin"
     graph = convert(model, (x[:1],), output=path, calib=x)
     assert kinds(graph).count("bconv2d") == k
+    assert not graph.metadata["verification"]["problems"]
     with torch.no_grad():
         want = model(x).numpy().astype(np.float64)
     got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
@@ -186,8 +195,25 @@ def test_dorefa_resnet20_w1a2_every_quantized_conv_is_bit_serial(tmp_path: Path)
     assert len(quantized) == 8 and sorted(graph.metadata["bit_serial_layers"]) == sorted(quantized)
     got = kinds(graph)
     assert got.count("bconv2d") == 2 * len(quantized) and got.count("conv2d") == 1, got
-    # 2 activations per block, each split into its 2 planes once (the skip conv and conv0 share them)
-    assert got.count("sign") == 2 * 2 * len(net.layers) and got.count("floor") == 2 * len(net.layers), got
-    # the exact integer sums differ from PyTorch's float32 conv by rounding; where a deep pre-activation
-    # sits within that of a round() boundary one level of q flips and moves the logits a little
-    engine_vs_torch(model, path, cifar_images(64), rtol=1e-2)
+    # 2 activations per block, each split into its 2 planes once (the skip conv and conv0 share them), one
+    # `bitplane` op per plane and no float op extracting them
+    assert got.count("bitplane") == 2 * 2 * len(net.layers) and "floor" not in got and "sign" not in got, got
+    engine_vs_torch(model, path, cifar_images(64))
+
+
+def test_zoo_dorefa_cnn_every_binary_layer_is_bit_serial(tmp_path: Path) -> None:
+    """xnorinfer.zoo.dorefa_cnn (the models/dorefa-fmnist architecture): 4 W1A2 convs and a W1A2 linear read
+    through a flatten, each as 2 binary layers on `bitplane` ops; only the stem and the classifier stay float."""
+    from xnorinfer.zoo import dorefa_cnn
+
+    torch.manual_seed(0)
+    model = calibrate(dorefa_cnn(0.5), (16, 1, 28, 28), data="rand")
+    images = mnist_images(64)
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (images[:1],), output=path, calib=images)
+    assert not graph.metadata["verification"]["problems"]
+    got = kinds(graph)
+    assert got.count("bconv2d") == 8 and got.count("blinear") == 2 and got.count("bitplane") == 10, got
+    assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwlinear" not in got, got
+    assert sorted(graph.metadata["bit_serial_layers"]) == ["12", "16", "3", "6", "9"]
+    engine_vs_torch(model, path, images)

@@ -25,6 +25,7 @@ from xnorinfer.convert.attrs import (
     BinaryConvAttrs,
     BinaryLayerAttrs,
     BinaryOpAttrs,
+    BitPlaneAttrs,
     CompareAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -1384,3 +1385,16 @@ HANDLERS.update(
         "scatter": _scatter,
     }
 )
+
+
+def _bitplane(cx: Lowering, node: Node, shape: Shape) -> None:
+    """One bit-plane of a k-bit activation (patterns.BitSerialPlanes): per-channel thresholds on the last axis."""
+    a = node.attrs_as(BitPlaneAttrs)
+    x = cx.f32(node.inputs[0], node)
+    if x.perm is not None or len(cx.model.shapes[node.inputs[0]]) not in (2, 4):
+        raise cx.unsupported(node)
+    params = {} if a.threshold is None else {"threshold": np.ascontiguousarray(a.threshold, np.float32)}
+    cx.emit(node, "bitplane", [x], shape, "bits", {"plane": a.plane, "bits": a.bits}, params)
+
+
+HANDLERS["bitplane"] = _bitplane

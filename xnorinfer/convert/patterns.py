@@ -29,6 +29,7 @@ from xnorinfer.convert.attrs import (
     BatchNormStage,
     BinaryConvAttrs,
     BinaryLayerAttrs,
+    BitPlaneAttrs,
     ChannelStage,
     CompareAttrs,
     ConvAttrs,
@@ -45,7 +46,7 @@ from xnorinfer.convert.attrs import (
 )
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 
-BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
+BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat", "bitplane"}
 
 
 class Transformation(Protocol):
@@ -709,8 +710,8 @@ class BitSerialPlanes(_Rewrite):
     conv per plane with weights 2^j * S on b_j = (1 + s_j) / 2, which BinaryWeights makes a bconv2d of the
     ±1 plane s_j (zero padding of b_j = -1 padding of s_j). Each plane's float output
     fma(2^(j-1), S_j, 2^(j-1) * sum S) is an exact integer, so the sum is exact before the one rounding
-    of alpha * c. The planes come from exact float ops on the integer q: r_j = floor(q / 2^j),
-    b_j = r_j - 2 r_(j+1) (the top plane is q >= 2^(k-1)); bit -1 where b_j < 0.5.
+    of alpha * c. Each plane s_j is one `bitplane` op reading the integer q once (thresholds m - 0.5).
+    A flatten between q * c and a linear is kept on the planes' bits (bflatten).
     """
 
     name = "bit_serial_planes"
@@ -720,7 +721,11 @@ class BitSerialPlanes(_Rewrite):
             return False
         if isinstance(node.attrs, ConvAttrs) and (node.attrs.groups != 1 or node.attrs.dilation != (1, 1)):
             return False
-        levels = _kbit_levels(model, node.inputs[0])
+        src, view = node.inputs[0], None
+        p = model.producer(src)
+        if node.op == "linear" and p is not None and p.op == "reshape" and _bits_view(model, p.inputs[0], src):
+            src, view = p.inputs[0], p  # flatten(q * c): the planes of q, flattened as bits
+        levels = _kbit_levels(model, src)
         w = model.const(node.inputs[1])
         if levels is None or w is None:
             return False
@@ -728,14 +733,8 @@ class BitSerialPlanes(_Rewrite):
         if alpha is None:
             return False
         q, k, c = levels
-        shape = model.shapes[q]
         wsign = np.where(w < 0, -1.0, 1.0).astype(np.float32)
         new: list[Node] = []
-
-        def value(stem: str) -> str:
-            v = model.fresh(f"{node.output}_{stem}")
-            model.shapes[v] = shape
-            return v
 
         def const(stem: str, a: np.ndarray | float) -> str:
             v = model.fresh(f"{node.output}_{stem}")
@@ -746,27 +745,27 @@ class BitSerialPlanes(_Rewrite):
             new.append(Node(op, inputs, out, attrs if attrs is not None else NoAttrs(), node.path))
             return out
 
-        # the {0, 1} planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
+        # the ±1 planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
         known = model.metadata.setdefault("_bit_planes", {}).get(q)
-        planes = known if known and all(model.producer(v) is not None for v in known) else []
-        if not planes:
-            rest = [q] + [
-                add("floor", [add("mul", [q, const("inv", 2.0**-j)], value(f"q{j}"))], value(f"r{j}"))
-                for j in range(1, k)
-            ]
+        signs = known if known and all(model.producer(v) is not None for v in known) else []
+        if not signs:
             for j in range(k):
-                if j == k - 1:
-                    plane, thr = q, 2.0 ** (k - 1) - 0.5
-                else:
-                    twice = add("mul", [rest[j + 1], const("two", 2.0)], value(f"t{j}"))
-                    plane, thr = add("sub", [rest[j], twice], value(f"b{j}")), 0.5
-                ste = f"bit-plane {j} of a {k}-bit activation"
-                sign = _act_sign(plane, model, np.array([thr]), "+1", ste, node.path)
-                sign.output = value(f"s{j}")
-                new.append(sign)
-                planes.append(value(f"z{j}"))
-                new.append(_zero_one_affine(model, sign.output, planes[-1], node.path, ""))
-            model.metadata["_bit_planes"][q] = planes
+                s_j = model.fresh(f"{q}_plane{j}")
+                model.shapes[s_j] = model.shapes[q]
+                add("bitplane", [q], s_j, BitPlaneAttrs(j, k))
+                signs.append(s_j)
+            model.metadata["_bit_planes"][q] = signs
+        planes: list[str] = []
+        for j, s_j in enumerate(signs):
+            if view is not None:
+                flat = model.fresh(f"{node.output}_flat{j}")
+                model.shapes[flat] = model.shapes[view.output]
+                new.append(Node(view.op, [s_j, *view.inputs[1:]], flat, view.attrs, view.path, "", view.where))
+                s_j = flat
+            z = model.fresh(f"{node.output}_z{j}")
+            model.shapes[z] = model.shapes[s_j]
+            new.append(_zero_one_affine(model, s_j, z, node.path, ""))
+            planes.append(z)
         partial: str | None = None
         for j, zo in enumerate(planes):
             conv_out = model.fresh(f"{node.output}_p{j}")

@@ -6,6 +6,7 @@ Everything here is plain PyTorch (no dependency on the engine at run time); see 
 from __future__ import annotations
 
 from xnorinfer.nn.binaryduo import CoupledTernary, DecoupledBinaryConv2d, DecoupledBinaryLinear, decouple
+from xnorinfer.nn.dorefa import DoReFaAct, dorefa_quantize
 from xnorinfer.nn.layers import (
     BinaryConv2d,
     BinaryLinear,
@@ -64,4 +65,6 @@ __all__ = [
     "ste_sign",
     "swish_sign",
     "tanh_reg",
+    "DoReFaAct",
+    "dorefa_quantize",
 ]
