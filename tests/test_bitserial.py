@@ -198,7 +198,10 @@ def test_dorefa_resnet20_w1a2_every_quantized_conv_is_bit_serial(tmp_path: Path)
     # 2 activations per block, each split into its 2 planes once (the skip conv and conv0 share them), one
     # `bitplane` op per plane and no float op extracting them
     assert got.count("bitplane") == 2 * 2 * len(net.layers) and "floor" not in got and "sign" not in got, got
-    engine_vs_torch(model, path, cifar_images(64))
+    # the exact integer sums differ from PyTorch's float32 conv by rounding; where a deep pre-activation
+    # sits within that of a round() boundary one level of q flips and moves the logits a little (not a
+    # rounding tie of round() itself: the reference's float32 fix does not remove this)
+    engine_vs_torch(model, path, cifar_images(64), rtol=1e-2)
 
 
 def test_zoo_dorefa_cnn_every_binary_layer_is_bit_serial(tmp_path: Path) -> None:

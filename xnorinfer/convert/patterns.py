@@ -703,6 +703,139 @@ def _binary_weight_rows(w: np.ndarray) -> np.ndarray | None:
     return None
 
 
+@dataclass
+class _IntegerSum:
+    """An exact integer sum in [-bound, bound] made by BitSerialPlanes (the add of its plane convs), stored as
+    flip[c] * the true sum: the convs' weight rows and the scale after the sum are negated where flip is -1."""
+
+    bound: int
+    weights: list[str]
+    scale: str
+    flip: np.ndarray
+    folded: bool = False
+
+
+_CHAIN_OPS = ("mul", "div", "add", "sub", "hardtanh", "relu", "batch_norm")
+
+
+def _quantizer_chain(model: Model, z: str) -> tuple[str, _IntegerSum, list[tuple[Node, str]]] | None:
+    """(s, its sum, [(node, input read)]) when `z` = f(s) through per-channel float ops of an integer sum s."""
+    sums: dict[str, _IntegerSum] = model.metadata.get("_integer_sums", {})
+    chain: list[tuple[Node, str]] = []
+    v = z
+    for _ in range(16):
+        if v in sums:
+            return v, sums[v], chain[::-1]
+        p = model.producer(v)
+        if p is None or p.op not in _CHAIN_OPS:
+            return None
+        if p.op in ("hardtanh", "relu"):
+            x = p.inputs[0]
+        elif p.op == "batch_norm":
+            channels = model.shapes[p.inputs[0]][1]
+            if any(model.const(c) is None or np.asarray(model.const(c)).size != channels for c in p.inputs[1:]):
+                return None
+            x = p.inputs[0]
+        else:
+            if len(p.inputs) != 2:
+                return None
+            consts = [model.const(i) is not None for i in p.inputs]
+            if consts == [False, True]:
+                x = p.inputs[0]
+            elif consts == [True, False] and p.op in ("add", "mul"):
+                x = p.inputs[1]
+            else:
+                return None
+            other = p.inputs[1] if x == p.inputs[0] else p.inputs[0]
+            if _per_channel(model, other, x) is None:
+                return None
+        chain.append((p, x))
+        v = x
+    return None
+
+
+def _run_chain(model: Model, chain: list[tuple[Node, str]], x: object) -> object:
+    """The float32 ops of `chain` on x (L, C[, 1, 1]) as eager PyTorch evaluates them (converter side only)."""
+    import torch
+    import torch.nn.functional as F
+
+    def vec(value: str, like: str) -> torch.Tensor:
+        c = _per_channel(model, value, like)
+        assert c is not None
+        t = torch.from_numpy(np.asarray(c, np.float32).reshape(-1).copy())
+        return t.reshape((1, -1) + (1,) * (x.dim() - 2)) if t.numel() > 1 else t.reshape(())
+
+    y = x
+    for node, src in chain:
+        if node.op == "hardtanh":
+            h = node.attrs_as(HardtanhAttrs)
+            y = F.hardtanh(y, h.min_val, h.max_val)
+        elif node.op == "relu":
+            y = torch.relu(y)
+        elif node.op == "batch_norm":
+            w, b, mean, var = (
+                torch.from_numpy(np.asarray(model.const(i), np.float32).reshape(-1).copy()) for i in node.inputs[1:]
+            )
+            y = F.batch_norm(y, mean, var, w, b, False, 0.0, node.attrs_as(BatchNormAttrs).eps)
+        else:
+            first = src == node.inputs[0]
+            c = vec(node.inputs[1] if first else node.inputs[0], src)
+            a, b = (y, c) if first else (c, y)
+            y = {"mul": torch.mul, "div": torch.div, "add": torch.add, "sub": torch.sub}[node.op](a, b)
+    return y
+
+
+def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | None:
+    """(s, thresholds (n, C)) with q = #{m : s >= thresholds[m-1]} for every integer s of its range, when the
+    k-bit q = round(f(s)) of an exact integer sum s (BitSerialPlanes of the layer before): f is evaluated in
+    float32 at every integer s, as eager PyTorch would; q must be monotone per channel. A channel where q
+    decreases is flipped (its plane convs' weight rows and its scale negated) unless another quantizer already
+    read this sum. None: not such a chain, or not foldable (the float chain stays)."""
+    import torch
+
+    r = model.producer(q)
+    found = _quantizer_chain(model, r.inputs[0]) if r is not None and r.op == "round" else None
+    if found is None:
+        return None
+    s, entry, chain = found
+    n, shape = (1 << k) - 1, model.shapes[s]
+    channels, rank = shape[1], len(shape)
+    stored = np.arange(-entry.bound, entry.bound + 1, dtype=np.int64)
+    levels = np.empty((len(stored), channels), np.int64)
+    step = max(1, (1 << 22) // channels)
+    with torch.no_grad():
+        for i in range(0, len(stored), step):
+            part = (stored[i : i + step, None] * entry.flip[None, :]).astype(np.float32)
+            x = torch.from_numpy(part).reshape((len(part), channels) + (1,) * (rank - 2))
+            z = torch.round(_run_chain(model, chain, x)).reshape(len(part), channels).double().numpy()
+            if not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > n:
+                return None
+            levels[i : i + step] = z.astype(np.int64)
+    steps = np.diff(levels, axis=0)
+    up, down = np.all(steps >= 0, axis=0), np.all(steps <= 0, axis=0)
+    if not np.all(up | down):
+        return None
+    flip = down & ~up
+    if flip.any():
+        if entry.folded:
+            return None
+        for w in entry.weights:
+            model.consts[w] = np.where(flip.reshape((-1,) + (1,) * (model.consts[w].ndim - 1)), -1, 1).astype(
+                np.float32
+            ) * np.asarray(model.consts[w], np.float32)
+        if entry.scale in model.consts:
+            sc = np.asarray(model.consts[entry.scale], np.float32)
+            model.consts[entry.scale] = (np.where(flip, -1, 1).reshape(sc.shape) * sc).astype(np.float32)
+        entry.flip = np.where(flip, -entry.flip, entry.flip)
+        levels[:, flip] = levels[::-1, flip]  # the range is symmetric: stored s -> -s
+    entry.folded = True
+    thresholds = np.empty((n, channels), np.float64)
+    for m in range(1, n + 1):
+        passes = levels >= m
+        thresholds[m - 1] = np.where(passes.any(axis=0), stored[0] + passes.argmax(axis=0), entry.bound + 1)
+    return s, thresholds
+
+
 class BitSerialPlanes(_Rewrite):
     """conv2d / linear with ±alpha weights on a k-bit activation q * c -> k binary layers on q's bit-planes.
 
@@ -749,12 +882,17 @@ class BitSerialPlanes(_Rewrite):
         known = model.metadata.setdefault("_bit_planes", {}).get(q)
         signs = known if known and all(model.producer(v) is not None for v in known) else []
         if not signs:
+            fold = _fold_quantizer(model, q, k)
+            src_q, thresholds = fold if fold is not None else (q, None)
             for j in range(k):
                 s_j = model.fresh(f"{q}_plane{j}")
                 model.shapes[s_j] = model.shapes[q]
-                add("bitplane", [q], s_j, BitPlaneAttrs(j, k))
+                add("bitplane", [src_q], s_j, BitPlaneAttrs(j, k, thresholds))
                 signs.append(s_j)
             model.metadata["_bit_planes"][q] = signs
+            if fold is not None:
+                model.metadata.setdefault("_folded_planes", set()).add(q)
+        folded = q in model.metadata.get("_folded_planes", set())
         planes: list[str] = []
         for j, s_j in enumerate(signs):
             if view is not None:
@@ -767,10 +905,12 @@ class BitSerialPlanes(_Rewrite):
             new.append(_zero_one_affine(model, s_j, z, node.path, ""))
             planes.append(z)
         partial: str | None = None
+        weights: list[str] = []
         for j, zo in enumerate(planes):
             conv_out = model.fresh(f"{node.output}_p{j}")
             model.shapes[conv_out] = model.shapes[node.output]
-            add(node.op, [zo, const("w", wsign * 2.0**j)], conv_out, node.attrs)
+            weights.append(const("w", wsign * 2.0**j))
+            add(node.op, [zo, weights[-1]], conv_out, node.attrs)
             partial = (
                 conv_out if partial is None else add("add", [partial, conv_out], model.fresh(f"{node.output}_sum{j}"))
             )
@@ -779,7 +919,13 @@ class BitSerialPlanes(_Rewrite):
         scale = (alpha * c).reshape((-1,) + (1,) * (len(model.shapes[node.output]) - 2))
         out = node.output if len(node.inputs) < 3 else model.fresh(f"{node.output}_scaled")
         model.shapes[out] = model.shapes[node.output]
-        add("mul", [partial, const("scale", scale)], out)
+        scale_const = const("scale", scale)
+        add("mul", [partial, scale_const], out)
+        channels = model.shapes[node.output][1]
+        bound = ((1 << k) - 1) * int(w[0].size)
+        model.metadata.setdefault("_integer_sums", {})[partial] = _IntegerSum(
+            bound, weights, scale_const, np.ones(channels, np.int64)
+        )
         if len(node.inputs) > 2:
             bias = model.const(node.inputs[2])
             if bias is None:
@@ -789,6 +935,7 @@ class BitSerialPlanes(_Rewrite):
         new[-1].origin, new[-1].where = node.origin, node.where
         model.metadata.setdefault("bit_serial_layers", {})[node.path or node.output] = (
             f"{k}-bit activation as {k} binary layers on its bit-planes"
+            + (", its quantizer folded into integer thresholds on the layer before's sum" if folded else "")
         )
         i = model.nodes.index(node)
         model.nodes[i : i + 1] = new
