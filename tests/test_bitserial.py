@@ -134,6 +134,11 @@ def test_kbit_convs_run_as_k_bconv2d(k: int, act: str, data: str, tmp_path: Path
     # each k-bit activation becomes k `bitplane` ops (one pass over the float q each), nothing else
     assert got.count("bitplane") == 2 * k + 2 and "floor" not in got and "sign" not in got, got
     assert graph.metadata["bit_serial_layers"].keys() == {"conv1", "conv2", "fc1"}
+    # conv1's quantizer (after the float stem's BN) folds into float32 thresholds, conv2's (after conv1, a
+    # bit-serial layer) into integer thresholds on conv1's exact sum; fc1's reads a float average pool: float32
+    assert "float32 thresholds" in graph.metadata["bit_serial_layers"]["conv1"]
+    assert "integer thresholds" in graph.metadata["bit_serial_layers"]["conv2"]
+    assert "float32 thresholds" in graph.metadata["bit_serial_layers"]["fc1"] and "round" not in got, got
     report = format_table(graph)
     assert f"bit-serial: conv1: {k}-bit activation as {k} binary layers" in report
     assert "bit-serial: fc1: 2-bit activation as 2 binary layers" in report
@@ -220,3 +225,25 @@ def test_zoo_dorefa_cnn_every_binary_layer_is_bit_serial(tmp_path: Path) -> None
     assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwlinear" not in got, got
     assert sorted(graph.metadata["bit_serial_layers"]) == ["12", "16", "3", "6", "9"]
     engine_vs_torch(model, path, images)
+
+
+def test_float_thresholds_at_every_level_boundary(tmp_path: Path) -> None:
+    """The folded float32 thresholds of round(clamp(x, 0, 1) * n): inputs exactly on each threshold and on its
+    float32 neighbours give torch's q (a level off would move the output by alpha / n * 2^j)."""
+    for k in (2, 3):
+        torch.manual_seed(k)
+        model = nn.Sequential(DoReFaAct(k), SignConv(5, 8, 1, bias=False)).eval()
+        calib = torch.rand(4, 5, 3, 3)
+        graph = convert(model, (calib[:1],), calib=calib)
+        planes = [op for op in graph.ops if op.kind == "bitplane"]
+        assert len(planes) == k and "round" not in kinds(graph), kinds(graph)
+        t = planes[0].params["threshold"][:, 0]  # the same for every channel here
+        xs = np.concatenate([t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf))])
+        xs = xs[np.isfinite(xs)].astype(np.float32)
+        x = torch.from_numpy(np.resize(xs, 6 * 5 * 4 * 4).reshape(6, 5, 4, 4))
+        path = tmp_path / f"k{k}.xbin"
+        convert(model, (x[:1],), output=path, calib=x)
+        with torch.no_grad():
+            want = model(x).numpy().astype(np.float64)
+        got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

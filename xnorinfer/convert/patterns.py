@@ -785,6 +785,86 @@ def _run_chain(model: Model, chain: list[tuple[Node, str]], x: object) -> object
     return y
 
 
+def _increasing_chain(model: Model, z: str) -> tuple[str, list[tuple[Node, str]]] | None:
+    """(x, chain) when `z` = f(x) through float ops that are non-decreasing in float32 arithmetic: hardtanh,
+    relu, + / - a constant, * / / a positive constant (per channel); x is the first value no such op made."""
+    chain: list[tuple[Node, str]] = []
+    v = z
+    for _ in range(16):
+        p = model.producer(v)
+        if p is None or p.op not in ("hardtanh", "relu", "mul", "div", "add", "sub"):
+            break
+        if p.op in ("hardtanh", "relu"):
+            x = p.inputs[0]
+        else:
+            if len(p.inputs) != 2:
+                break
+            consts = [model.const(i) is not None for i in p.inputs]
+            if consts == [False, True]:
+                x, other = p.inputs
+            elif consts == [True, False] and p.op in ("add", "mul"):
+                other, x = p.inputs
+            else:
+                break
+            c = _per_channel(model, other, x)
+            if c is None or (p.op in ("mul", "div") and not np.all(c > 0)) or not np.all(np.isfinite(c)):
+                break
+        chain.append((p, x))
+        v = x
+    return (v, chain[::-1]) if chain else None
+
+
+def _float_key(x: np.ndarray) -> np.ndarray:
+    """float32 -> int64 keys in the same order (-0.0 just below +0.0)."""
+    b = x.astype(np.float32).view(np.int32).astype(np.int64)
+    return np.where(b < 0, -(b & 0x7FFFFFFF) - 1, b)
+
+
+def _key_float(k: np.ndarray) -> np.ndarray:
+    b = np.where(k < 0, (-(k + 1)) | 0x80000000, k).astype(np.int64)
+    return (b & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+
+
+def _fold_float_quantizer(model: Model, z: str, k: int) -> tuple[str, np.ndarray] | None:
+    """(x, float32 thresholds (n, C)) with round(f(x)) = #{m : x >= thresholds[m-1]} for every float32 x, when f
+    is non-decreasing (_increasing_chain): T_m = the least float32 x with round(f(x)) >= m, found by bisection
+    on the ordered float32 values, f evaluated as eager PyTorch does (the engine's hardtanh, affine and round
+    give the same float32 values). NaN passes no threshold, as NaN through the float chain gives q = 0."""
+    import torch
+
+    found = _increasing_chain(model, z)
+    if found is None:
+        return None
+    x, chain = found
+    shape = model.shapes[x]
+    if len(shape) not in (2, 4):
+        return None
+    n, channels = (1 << k) - 1, shape[1]
+    lo = np.full((n, channels), _float_key(np.array([-np.inf]))[0], np.int64)  # f(lo) < m unless always >= m
+    hi = np.full((n, channels), _float_key(np.array([np.inf]))[0], np.int64)
+    level = np.arange(1, n + 1)[:, None]
+
+    def q_at(keys: np.ndarray) -> np.ndarray:
+        v = torch.from_numpy(_key_float(keys).reshape(n, channels).copy())
+        v = v.reshape((n, channels) + (1,) * (len(shape) - 2))
+        with torch.no_grad():
+            return torch.round(_run_chain(model, chain, v)).reshape(n, channels).double().numpy()
+
+    if np.any(np.isnan(q_at(lo))) or np.any(np.isnan(q_at(hi))):
+        return None
+    always = q_at(lo) >= level
+    never = q_at(hi) < level
+    while np.any(hi - lo > 1):  # invariant: q(lo) < m <= q(hi) where neither always nor never
+        mid = lo + (hi - lo) // 2
+        up = q_at(mid) >= level
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    t = _key_float(hi).astype(np.float64)
+    t = np.where(always, -np.inf, np.where(never, np.inf, t))
+    if np.any(np.diff(t, axis=0) < 0):
+        return None
+    return x, t
+
+
 def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | None:
     """(s, thresholds (n, C)) with q = #{m : s >= thresholds[m-1]} for every integer s of its range, when the
     k-bit q = round(f(s)) of an exact integer sum s (BitSerialPlanes of the layer before): f is evaluated in
@@ -794,9 +874,11 @@ def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | No
     import torch
 
     r = model.producer(q)
-    found = _quantizer_chain(model, r.inputs[0]) if r is not None and r.op == "round" else None
-    if found is None:
+    if r is None or r.op != "round":
         return None
+    found = _quantizer_chain(model, r.inputs[0])
+    if found is None:
+        return _fold_float_quantizer(model, r.inputs[0], k)
     s, entry, chain = found
     n, shape = (1 << k) - 1, model.shapes[s]
     channels, rank = shape[1], len(shape)
@@ -891,8 +973,11 @@ class BitSerialPlanes(_Rewrite):
                 signs.append(s_j)
             model.metadata["_bit_planes"][q] = signs
             if fold is not None:
-                model.metadata.setdefault("_folded_planes", set()).add(q)
-        folded = q in model.metadata.get("_folded_planes", set())
+                integer = fold[0] in model.metadata.get("_integer_sums", {})
+                model.metadata.setdefault("_folded_planes", {})[q] = (
+                    "integer thresholds on the layer before's sum" if integer else "float32 thresholds on its input"
+                )
+        folded = model.metadata.get("_folded_planes", {}).get(q, "")
         planes: list[str] = []
         for j, s_j in enumerate(signs):
             if view is not None:
@@ -935,7 +1020,7 @@ class BitSerialPlanes(_Rewrite):
         new[-1].origin, new[-1].where = node.origin, node.where
         model.metadata.setdefault("bit_serial_layers", {})[node.path or node.output] = (
             f"{k}-bit activation as {k} binary layers on its bit-planes"
-            + (", its quantizer folded into integer thresholds on the layer before's sum" if folded else "")
+            + (f", its quantizer folded into {folded}" if folded else "")
         )
         i = model.nodes.index(node)
         model.nodes[i : i + 1] = new
