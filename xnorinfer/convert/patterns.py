@@ -859,7 +859,9 @@ def _fold_float_quantizer(model: Model, z: str, k: int) -> tuple[str, np.ndarray
         up = q_at(mid) >= level
         hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
     t = _key_float(hi).astype(np.float64)
-    t = np.where(always, -np.inf, np.where(never, np.inf, t))
+    if np.any(never):  # x >= +inf would count the level for x = +inf: keep the float chain
+        return None
+    t = np.where(always, -np.inf, t)
     if np.any(np.diff(t, axis=0) < 0):
         return None
     return x, t
@@ -887,7 +889,9 @@ def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | No
     step = max(1, (1 << 22) // channels)
     with torch.no_grad():
         for i in range(0, len(stored), step):
-            part = (stored[i : i + step, None] * entry.flip[None, :]).astype(np.float32)
+            # the stored sum and the current constants: a flipped channel's negated scale undoes its sign
+            rows = stored[i : i + step, None]
+            part = np.broadcast_to(rows, (len(rows), channels)).astype(np.float32)
             x = torch.from_numpy(part).reshape((len(part), channels) + (1,) * (rank - 2))
             z = torch.round(_run_chain(model, chain, x)).reshape(len(part), channels).double().numpy()
             if not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > n:
