@@ -247,3 +247,40 @@ def test_float_thresholds_at_every_level_boundary(tmp_path: Path) -> None:
             want = model(x).numpy().astype(np.float64)
         got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+class BrevitasTorchAct(nn.Module):
+    """Brevitas's torch form of an unsigned k-bit quantizer: clamp(round(x / s), 0, n) * s."""
+
+    def __init__(self, k: int, scale: float) -> None:
+        super().__init__()
+        self.n, self.s = float(2**k - 1), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(torch.round(x / self.s), 0, self.n) * self.s
+
+
+def test_brevitas_torch_form_runs_bit_serial_with_folded_thresholds(tmp_path: Path) -> None:
+    """clamp(round(x / s), 0, n) * s (the clamp after the round) is a k-bit activation too: both quantizers
+    fold, the first into float32 thresholds on the image, the second into integer ones on conv1's sum."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        BrevitasTorchAct(2, 0.3),
+        SignConv(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        BrevitasTorchAct(2, 0.3),
+        SignConv(16, 8, 3, padding=1, bias=False),
+    )
+    model = calibrate(model, (16, 3, 32, 32), data="rand")
+    images = cifar_images(48)
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (images[:1],), output=path, calib=images)
+    assert not graph.metadata["verification"]["problems"]
+    got = kinds(graph)
+    assert got.count("bconv2d") == 4 and got.count("bitplane") == 4 and "round" not in got, got
+    layers = graph.metadata["bit_serial_layers"]
+    assert "float32 thresholds" in layers["1"] and "integer thresholds" in layers["4"], layers
+    with torch.no_grad():
+        want = model(images).numpy().astype(np.float64)
+    got = run_everywhere(path, images.numpy()).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

@@ -668,17 +668,26 @@ class ZeroOneThrough(_Rewrite):
 def _kbit_levels(model: Model, value: str) -> tuple[str, int, float] | None:
     """(q, k, c) when `value` = q * c with q = round(z) in {0 .. 2^k - 1}, k >= 2 (a k-bit uint activation).
 
-    DoReFa: round(clamp(x, 0, 1) * n) / n; Brevitas-like: round(clamp(x * s, 0, n)) / s, n = 2^k - 1.
+    DoReFa: round(clamp(x, 0, 1) * n) / n; Brevitas-like: round(clamp(x * s, 0, n)) / s, and Brevitas's torch
+    form clamp(round(x / s), 0, n) * s, n = 2^k - 1.
     """
     p = model.producer(value)
     if p is None or p.op not in ("div", "mul") or len(p.inputs) != 2:
         return None
     d = _scalar(model, p.inputs[1])
     r = model.producer(p.inputs[0])
-    if d is None or d == 0 or r is None or r.op != "round":
+    if d is None or d == 0 or r is None:
+        return None
+    n: float | None = None
+    if r.op == "hardtanh":  # Brevitas's torch form: clamp(round(x / s), 0, n) * s (q: the clamp's output)
+        h, inner = r.attrs_as(HardtanhAttrs), model.producer(r.inputs[0])
+        n = h.max_val if h.min_val == 0 and inner is not None and inner.op == "round" else None
+        if n is None or n < 3 or n > 255 or n != int(n) or (int(n) + 1) & int(n):
+            return None
+        return r.output, int(n).bit_length(), float(1.0 / np.float64(d)) if p.op == "div" else float(d)
+    if r.op != "round":
         return None
     z = model.producer(r.inputs[0])
-    n: float | None = None
     if z is not None and z.op == "hardtanh":  # clamp(y, 0, n)
         h = z.attrs_as(HardtanhAttrs)
         n = h.max_val if h.min_val == 0 else None
@@ -825,7 +834,18 @@ def _key_float(k: np.ndarray) -> np.ndarray:
     return (b & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
 
 
-def _fold_float_quantizer(model: Model, z: str, k: int) -> tuple[str, np.ndarray] | None:
+def _rounded(y: object, post: tuple[float, float] | None) -> object:
+    """torch.round(y), then the clamp that follows it in Brevitas's torch form (post: (min, max)), if any."""
+    import torch
+    import torch.nn.functional as F
+
+    q = torch.round(y)
+    return q if post is None else F.hardtanh(q, post[0], post[1])
+
+
+def _fold_float_quantizer(
+    model: Model, z: str, k: int, post: tuple[float, float] | None = None
+) -> tuple[str, np.ndarray] | None:
     """(x, float32 thresholds (n, C)) with round(f(x)) = #{m : x >= thresholds[m-1]} for every float32 x, when f
     is non-decreasing (_increasing_chain): T_m = the least float32 x with round(f(x)) >= m, found by bisection
     on the ordered float32 values, f evaluated as eager PyTorch does (the engine's hardtanh, affine and round
@@ -848,7 +868,7 @@ def _fold_float_quantizer(model: Model, z: str, k: int) -> tuple[str, np.ndarray
         v = torch.from_numpy(_key_float(keys).reshape(n, channels).copy())
         v = v.reshape((n, channels) + (1,) * (len(shape) - 2))
         with torch.no_grad():
-            return torch.round(_run_chain(model, chain, v)).reshape(n, channels).double().numpy()
+            return _rounded(_run_chain(model, chain, v), post).reshape(n, channels).double().numpy()
 
     if np.any(np.isnan(q_at(lo))) or np.any(np.isnan(q_at(hi))):
         return None
@@ -876,11 +896,15 @@ def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | No
     import torch
 
     r = model.producer(q)
+    post: tuple[float, float] | None = None
+    if r is not None and r.op == "hardtanh":  # clamp(round(...), 0, n): the clamp after the round
+        h = r.attrs_as(HardtanhAttrs)
+        post, r = (h.min_val, h.max_val), model.producer(r.inputs[0])
     if r is None or r.op != "round":
         return None
     found = _quantizer_chain(model, r.inputs[0])
     if found is None:
-        return _fold_float_quantizer(model, r.inputs[0], k)
+        return _fold_float_quantizer(model, r.inputs[0], k, post)
     s, entry, chain = found
     n, shape = (1 << k) - 1, model.shapes[s]
     channels, rank = shape[1], len(shape)
@@ -893,7 +917,7 @@ def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | No
             rows = stored[i : i + step, None]
             part = np.broadcast_to(rows, (len(rows), channels)).astype(np.float32)
             x = torch.from_numpy(part).reshape((len(part), channels) + (1,) * (rank - 2))
-            z = torch.round(_run_chain(model, chain, x)).reshape(len(part), channels).double().numpy()
+            z = _rounded(_run_chain(model, chain, x), post).reshape(len(part), channels).double().numpy()
             if not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > n:
                 return None
             levels[i : i + step] = z.astype(np.int64)
