@@ -953,7 +953,9 @@ class BitSerialPlanes(_Rewrite):
     conv per plane with weights 2^j * S on b_j = (1 + s_j) / 2, which BinaryWeights makes a bconv2d of the
     ±1 plane s_j (zero padding of b_j = -1 padding of s_j). Each plane's float output
     fma(2^(j-1), S_j, 2^(j-1) * sum S) is an exact integer, so the sum is exact before the one rounding
-    of alpha * c. Each plane s_j is one `bitplane` op reading the integer q once (thresholds m - 0.5).
+    of alpha * c. Each plane s_j is one `bitplane` op reading the integer q once (thresholds m - 0.5), or,
+    when q's quantizer folds (_fold_quantizer: integer thresholds on the exact sum of the bit-serial layer
+    before, or float32 thresholds on a float input), reading that value with the folded thresholds.
     A flatten between q * c and a linear is kept on the planes' bits (bflatten).
     """
 
