@@ -4,7 +4,8 @@ Usage:  python bench/bitserial_speed.py [--runs 50] [--repeat 7]
 
 Each model is act -> 3x3 conv (±alpha weights, padding 1) -> BatchNorm on a (C, H, W) float input:
 "W1A1" has act = torch.sign (one `sign` + one `bconv2d`), "W1Ak" has act = round(clamp(x, 0, 1) * n) / n
-(k `bitplane` + k `bconv2d` on the bit-planes, plus the float round chain and the epilogue adds).
+(k `bitplane` reading x with the quantizer folded into float32 thresholds, k `bconv2d` on the planes, the
+`add` of their sums and the scale / BatchNorm affines).
 Converted with verification, profiled with `Session.profile` on one thread and the best ISA path of
 this CPU (avx512 where available, else avx2); the best of `--repeat` profiles, summed by op kind.
 "torch f32" is the same W1A2 model in eager PyTorch (float32, one thread), best of `--repeat` means
