@@ -131,7 +131,14 @@ def test_kbit_convs_run_as_k_bconv2d(k: int, act: str, data: str, tmp_path: Path
     # (on the image) and the float head stay float
     assert got.count("bconv2d") == 2 * k and got.count("blinear") == 2, got
     assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwconv2d" not in got, got
+    # each k-bit activation becomes k `bitplane` ops (one pass over the float q each), nothing else
+    assert got.count("bitplane") == 2 * k + 2 and "floor" not in got and "sign" not in got, got
     assert graph.metadata["bit_serial_layers"].keys() == {"conv1", "conv2", "fc1"}
+    # conv1's quantizer (after the float stem's BN) folds into float32 thresholds, conv2's (after conv1, a
+    # bit-serial layer) into integer thresholds on conv1's exact sum; fc1's reads a float average pool: float32
+    assert "float32 thresholds" in graph.metadata["bit_serial_layers"]["conv1"]
+    assert "integer thresholds" in graph.metadata["bit_serial_layers"]["conv2"]
+    assert "float32 thresholds" in graph.metadata["bit_serial_layers"]["fc1"] and "round" not in got, got
     report = format_table(graph)
     assert f"bit-serial: conv1: {k}-bit activation as {k} binary layers" in report
     assert "bit-serial: fc1: 2-bit activation as 2 binary layers" in report
@@ -139,20 +146,27 @@ def test_kbit_convs_run_as_k_bconv2d(k: int, act: str, data: str, tmp_path: Path
 
 
 def test_every_level_and_rounding_tie_of_q(tmp_path: Path) -> None:
-    """Inputs on each level of q (and outside [0, 1]) give torch's q on every plane.
-
-    (Inputs exactly on round's ties, x * 7 = m + 0.5, are left out: the float path disagrees with eager
-    PyTorch there already, before any bit-plane; reported to the lead.)"""
+    """Inputs on each level of q (and outside [0, 1]) give torch's q on every plane, and so do inputs whose
+    float32 product x * 7 is exactly a tie m + 0.5 of round (half to even, as torch.round)."""
     k, n = 3, 7
     torch.manual_seed(0)
     conv = SignConv(4, 16, 3, padding=1, bias=False)
     model = nn.Sequential(DoReFaAct(k), conv).eval()
-    levels = np.array([-0.5, 0.0, 1.2, 2.0, *[m / n for m in range(n + 1)], *[(m + 0.3) / n for m in range(n)]])
+    ties = []
+    for m in range(n):
+        x0 = np.float32((m + 0.5) / n)
+        for x1 in (np.nextafter(x0, np.float32(-1)), x0, np.nextafter(x0, np.float32(2))):
+            if np.float32(x1) * np.float32(n) == np.float32(m + 0.5):
+                ties.append(float(x1))
+    assert len(ties) >= 3
+    base = [-0.5, 0.0, 1.2, 2.0, *[m / n for m in range(n + 1)], *[(m + 0.3) / n for m in range(n)]]
+    levels = np.array(base + ties)
     g = np.random.default_rng(0)
     x = torch.from_numpy(g.choice(levels, size=(24, 4, 6, 6)).astype(np.float32))
     path = tmp_path / "m.xbin"
     graph = convert(model, (x[:1],), output=path, calib=x)
     assert kinds(graph).count("bconv2d") == k
+    assert not graph.metadata["verification"]["problems"]
     with torch.no_grad():
         want = model(x).numpy().astype(np.float64)
     got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
@@ -186,8 +200,87 @@ def test_dorefa_resnet20_w1a2_every_quantized_conv_is_bit_serial(tmp_path: Path)
     assert len(quantized) == 8 and sorted(graph.metadata["bit_serial_layers"]) == sorted(quantized)
     got = kinds(graph)
     assert got.count("bconv2d") == 2 * len(quantized) and got.count("conv2d") == 1, got
-    # 2 activations per block, each split into its 2 planes once (the skip conv and conv0 share them)
-    assert got.count("sign") == 2 * 2 * len(net.layers) and got.count("floor") == 2 * len(net.layers), got
+    # 2 activations per block, each split into its 2 planes once (the skip conv and conv0 share them), one
+    # `bitplane` op per plane and no float op extracting them
+    assert got.count("bitplane") == 2 * 2 * len(net.layers) and "floor" not in got and "sign" not in got, got
     # the exact integer sums differ from PyTorch's float32 conv by rounding; where a deep pre-activation
-    # sits within that of a round() boundary one level of q flips and moves the logits a little
+    # sits within that of a round() boundary one level of q flips and moves the logits a little (not a
+    # rounding tie of round() itself: the reference's float32 fix does not remove this)
     engine_vs_torch(model, path, cifar_images(64), rtol=1e-2)
+
+
+def test_zoo_dorefa_cnn_every_binary_layer_is_bit_serial(tmp_path: Path) -> None:
+    """xnorinfer.zoo.dorefa_cnn (the models/dorefa-fmnist architecture): 4 W1A2 convs and a W1A2 linear read
+    through a flatten, each as 2 binary layers on `bitplane` ops; only the stem and the classifier stay float."""
+    from xnorinfer.zoo import dorefa_cnn
+
+    torch.manual_seed(0)
+    model = calibrate(dorefa_cnn(0.5), (16, 1, 28, 28), data="rand")
+    images = mnist_images(64)
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (images[:1],), output=path, calib=images)
+    assert not graph.metadata["verification"]["problems"]
+    got = kinds(graph)
+    assert got.count("bconv2d") == 8 and got.count("blinear") == 2 and got.count("bitplane") == 10, got
+    assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwlinear" not in got, got
+    assert sorted(graph.metadata["bit_serial_layers"]) == ["12", "16", "3", "6", "9"]
+    engine_vs_torch(model, path, images)
+
+
+def test_float_thresholds_at_every_level_boundary(tmp_path: Path) -> None:
+    """The folded float32 thresholds of round(clamp(x, 0, 1) * n): inputs exactly on each threshold and on its
+    float32 neighbours give torch's q (a level off would move the output by alpha / n * 2^j)."""
+    for k in (2, 3):
+        torch.manual_seed(k)
+        model = nn.Sequential(DoReFaAct(k), SignConv(5, 8, 1, bias=False)).eval()
+        calib = torch.rand(4, 5, 3, 3)
+        graph = convert(model, (calib[:1],), calib=calib)
+        planes = [op for op in graph.ops if op.kind == "bitplane"]
+        assert len(planes) == k and "round" not in kinds(graph), kinds(graph)
+        t = planes[0].params["threshold"][:, 0]  # the same for every channel here
+        xs = np.concatenate([t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf))])
+        xs = xs[np.isfinite(xs)].astype(np.float32)
+        x = torch.from_numpy(np.resize(xs, 6 * 5 * 4 * 4).reshape(6, 5, 4, 4))
+        path = tmp_path / f"k{k}.xbin"
+        convert(model, (x[:1],), output=path, calib=x)
+        with torch.no_grad():
+            want = model(x).numpy().astype(np.float64)
+        got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+class BrevitasTorchAct(nn.Module):
+    """Brevitas's torch form of an unsigned k-bit quantizer: clamp(round(x / s), 0, n) * s."""
+
+    def __init__(self, k: int, scale: float) -> None:
+        super().__init__()
+        self.n, self.s = float(2**k - 1), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(torch.round(x / self.s), 0, self.n) * self.s
+
+
+def test_brevitas_torch_form_runs_bit_serial_with_folded_thresholds(tmp_path: Path) -> None:
+    """clamp(round(x / s), 0, n) * s (the clamp after the round) is a k-bit activation too: both quantizers
+    fold, the first into float32 thresholds on the image, the second into integer ones on conv1's sum."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        BrevitasTorchAct(2, 0.3),
+        SignConv(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        BrevitasTorchAct(2, 0.3),
+        SignConv(16, 8, 3, padding=1, bias=False),
+    )
+    model = calibrate(model, (16, 3, 32, 32), data="rand")
+    images = cifar_images(48)
+    path = tmp_path / "m.xbin"
+    graph = convert(model, (images[:1],), output=path, calib=images)
+    assert not graph.metadata["verification"]["problems"]
+    got = kinds(graph)
+    assert got.count("bconv2d") == 4 and got.count("bitplane") == 4 and "round" not in got, got
+    layers = graph.metadata["bit_serial_layers"]
+    assert "float32 thresholds" in layers["1"] and "integer thresholds" in layers["4"], layers
+    with torch.no_grad():
+        want = model(images).numpy().astype(np.float64)
+    got = run_everywhere(path, images.numpy()).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

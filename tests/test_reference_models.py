@@ -124,3 +124,19 @@ def test_binaryduo_converts_binary_after_decoupling(tmp_path, monkeypatch):
     convs = [op for op in graph.ops if op.kind == "bconv2d"]
     assert [op.attrs["pad_mode"] for op in convs] == ["minus_one", "minus_one", "zero"]
     assert [op.attrs["in_channels"] for op in convs] == [64, 64, 128]  # 2C: two signs per channel
+
+
+def test_dorefa_fmnist_layers_run_bit_serial(tmp_path, monkeypatch):
+    """models/dorefa-fmnist (DoReFa W1A2): its 4 binary-weight convs and its binary-weight linear on 2-bit
+    activations run as 2 binary layers each on `bitplane` ops; the quantizers after the bit-serial layers are
+    folded into integer thresholds (float32 thresholds for the one after the float stem); only the quantizer
+    that feeds the float classifier keeps its `round`."""
+    argv = list(COMMANDS["dorefa-fmnist"])
+    out = tmp_path / "dorefa.xbin"
+    argv[argv.index("-o") + 1] = str(out)
+    monkeypatch.chdir(ROOT)
+    assert cli.main(argv) == 0
+    kinds = [op.kind for op in xbin.read(out).ops]
+    assert kinds.count("bconv2d") == 8 and kinds.count("blinear") == 2 and kinds.count("bitplane") == 10, kinds
+    assert "bwconv2d" not in kinds and "bwlinear" not in kinds and kinds.count("round") == 1, kinds
+    assert kinds.count("conv2d") == 1 and kinds.count("linear") == 1, kinds

@@ -21,6 +21,7 @@ from torch import nn
 
 from xnorinfer.nn import ApproxSign, BinaryConv2d, BinaryLinear, IdentitySign, RPReLU, RSign, SteSign
 from xnorinfer.nn.abcnet import ABCConv2d, ABCLinear
+from xnorinfer.nn.dorefa import DoReFaAct
 from xnorinfer.nn.ternary import TernaryConv2d, TernaryLinear
 from xnorinfer.nn.xnornet import XnorConv2d
 
@@ -276,6 +277,33 @@ def binaryduo_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10, d
     return model
 
 
+def dorefa_cnn(width: float = 1.0, in_shape=(1, 28, 28), classes: int = 10) -> nn.Module:
+    """DoReFa-Net W1A2: a float first conv, four 3x3 convs with sign(W) * mean|W| weights reading 2-bit
+    activations round(clamp(x, 0, 1) * 3) / 3 (two of them strided instead of max-pools), a W1A2 linear
+    and a float classifier; converts to bit-serial bconv2d / blinear on the activations' bit-planes."""
+    c1, c2, hidden = int(32 * width), int(64 * width), int(128 * width)
+    side = (in_shape[1] + 3) // 4
+
+    def w1a2(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        conv = BinaryConv2d(cin, cout, 3, stride, 1, input_quantizer=None, weight_scale="mean")
+        return [conv, nn.BatchNorm2d(cout), DoReFaAct(2)]
+
+    return nn.Sequential(
+        nn.Conv2d(in_shape[0], c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        DoReFaAct(2),
+        *w1a2(c1, c1, 1),
+        *w1a2(c1, c2, 2),
+        *w1a2(c2, c2, 1),
+        *w1a2(c2, c2, 2),
+        nn.Flatten(),
+        BinaryLinear(c2 * side * side, hidden, input_quantizer=None, weight_scale="mean"),
+        nn.BatchNorm1d(hidden),
+        DoReFaAct(2),
+        nn.Linear(hidden, classes),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lfc": lfc,
     "lfc-identity": lfc_identity_ste,
@@ -288,6 +316,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "abcnet-cnn": abcnet_cnn,
     "xnornet-cnn": xnornet_cnn,
     "binaryduo-cnn": binaryduo_cnn,
+    "dorefa-cnn": dorefa_cnn,
 }
 
 

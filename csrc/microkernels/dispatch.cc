@@ -12,9 +12,12 @@ void require(Isa isa) {
   }
 }
 
-constexpr BinaryKernels kBinaryScalar{bgemm_tile_scalar, binary_maxpool_scalar, bwconv_row_scalar, tbconv_row_scalar};
-constexpr BinaryKernels kBinaryAvx2{bgemm_tile_avx2, binary_maxpool_avx2, bwconv_row_avx2, tbconv_row_avx2};
-constexpr BinaryKernels kBinaryAvx512{bgemm_tile_avx512, binary_maxpool_avx512, bwconv_row_avx512, tbconv_row_avx512};
+constexpr BinaryKernels kBinaryScalar{bgemm_tile_scalar, binary_maxpool_scalar, bwconv_row_scalar, tbconv_row_scalar,
+                                      bitplane_scalar};
+constexpr BinaryKernels kBinaryAvx2{bgemm_tile_avx2, binary_maxpool_avx2, bwconv_row_avx2, tbconv_row_avx2,
+                                    bitplane_avx2};
+constexpr BinaryKernels kBinaryAvx512{bgemm_tile_avx512, binary_maxpool_avx512, bwconv_row_avx512, tbconv_row_avx512,
+                                      bitplane_avx512};
 
 // --- float kernels (first/last layers, pooling) ---------------------------
 constexpr FloatKernels kFloatScalar{sgemm_scalar, fmaxpool_scalar, favgpool_scalar, fglobal_avgpool_scalar};

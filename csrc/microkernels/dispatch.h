@@ -3,6 +3,7 @@
 #pragma once
 
 #include "microkernels/bconv2d_microkernel.h"
+#include "microkernels/bitplane.h"
 #include "microkernels/bmaxpool.h"
 #include "microkernels/bwconv.h"
 #include "microkernels/dwconv.h"
@@ -18,6 +19,7 @@ struct BinaryKernels {
   BinaryMaxPoolFn binary_maxpool;
   BwconvRowFn bwconv_row;
   TbconvRowFn tbconv_row;
+  BitplaneFn bitplane;
 };
 
 // Throws std::runtime_error when the CPU cannot run `isa`.

@@ -85,6 +85,7 @@ void check_op(const OpSchema& schema, const OpDesc& op, const std::map<std::stri
   X(bconv2d) \
   X(bflatten) \
   X(binary) \
+  X(bitplane) \
   X(blinear) \
   X(bmaxpool2d) \
   X(bwconv2d) \

@@ -25,6 +25,7 @@ from xnorinfer.convert.attrs import (
     BinaryConvAttrs,
     BinaryLayerAttrs,
     BinaryOpAttrs,
+    BitPlaneAttrs,
     CompareAttrs,
     ConvAttrs,
     ConvTransposeAttrs,
@@ -1403,3 +1404,19 @@ HANDLERS.update(
         "cast_float": _unary_with_attrs,
     }
 )
+
+
+def _bitplane(cx: Lowering, node: Node, shape: Shape) -> None:
+    """One bit-plane of a k-bit activation (patterns.BitSerialPlanes): per-channel thresholds on the last axis."""
+    a = node.attrs_as(BitPlaneAttrs)
+    x = cx.f32(node.inputs[0], node)
+    if len(cx.model.shapes[node.inputs[0]]) not in (2, 4):
+        raise cx.unsupported(node)
+    params = {}
+    if a.threshold is not None:  # per channel (PyTorch dim 1), in the physical order of x's last axis
+        thr = a.threshold if x.perm is None else a.threshold[:, x.perm]
+        params["threshold"] = np.ascontiguousarray(thr, np.float32)
+    cx.emit(node, "bitplane", [x], shape, "bits", {"plane": a.plane, "bits": a.bits}, params, perm=x.perm)
+
+
+HANDLERS["bitplane"] = _bitplane

@@ -29,6 +29,7 @@ from xnorinfer.convert.attrs import (
     BatchNormStage,
     BinaryConvAttrs,
     BinaryLayerAttrs,
+    BitPlaneAttrs,
     ChannelStage,
     CompareAttrs,
     ConvAttrs,
@@ -47,7 +48,7 @@ from xnorinfer.convert.conv1d_sign import SignBeforeUnsqueeze
 from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
 from xnorinfer.convert.zero_one_steps import StepsIntoLayer
 
-BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat"}
+BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat", "bitplane"}
 
 
 class Transformation(Protocol):
@@ -692,17 +693,26 @@ class ZeroOneThrough(_Rewrite):
 def _kbit_levels(model: Model, value: str) -> tuple[str, int, float] | None:
     """(q, k, c) when `value` = q * c with q = round(z) in {0 .. 2^k - 1}, k >= 2 (a k-bit uint activation).
 
-    DoReFa: round(clamp(x, 0, 1) * n) / n; Brevitas-like: round(clamp(x * s, 0, n)) / s, n = 2^k - 1.
+    DoReFa: round(clamp(x, 0, 1) * n) / n; Brevitas-like: round(clamp(x * s, 0, n)) / s, and Brevitas's torch
+    form clamp(round(x / s), 0, n) * s, n = 2^k - 1.
     """
     p = model.producer(value)
     if p is None or p.op not in ("div", "mul") or len(p.inputs) != 2:
         return None
     d = _scalar(model, p.inputs[1])
     r = model.producer(p.inputs[0])
-    if d is None or d == 0 or r is None or r.op != "round":
+    if d is None or d == 0 or r is None:
+        return None
+    n: float | None = None
+    if r.op == "hardtanh":  # Brevitas's torch form: clamp(round(x / s), 0, n) * s (q: the clamp's output)
+        h, inner = r.attrs_as(HardtanhAttrs), model.producer(r.inputs[0])
+        n = h.max_val if h.min_val == 0 and inner is not None and inner.op == "round" else None
+        if n is None or n < 3 or n > 255 or n != int(n) or (int(n) + 1) & int(n):
+            return None
+        return r.output, int(n).bit_length(), float(1.0 / np.float64(d)) if p.op == "div" else float(d)
+    if r.op != "round":
         return None
     z = model.producer(r.inputs[0])
-    n: float | None = None
     if z is not None and z.op == "hardtanh":  # clamp(y, 0, n)
         h = z.attrs_as(HardtanhAttrs)
         n = h.max_val if h.min_val == 0 else None
@@ -727,6 +737,240 @@ def _binary_weight_rows(w: np.ndarray) -> np.ndarray | None:
     return None
 
 
+@dataclass
+class _IntegerSum:
+    """An exact integer sum in [-bound, bound] made by BitSerialPlanes (the add of its plane convs), stored as
+    flip[c] * the true sum: the convs' weight rows and the scale after the sum are negated where flip is -1."""
+
+    bound: int
+    weights: list[str]
+    scale: str
+    flip: np.ndarray
+    folded: bool = False
+
+
+_CHAIN_OPS = ("mul", "div", "add", "sub", "hardtanh", "relu", "batch_norm")
+
+
+def _quantizer_chain(model: Model, z: str) -> tuple[str, _IntegerSum, list[tuple[Node, str]]] | None:
+    """(s, its sum, [(node, input read)]) when `z` = f(s) through per-channel float ops of an integer sum s."""
+    sums: dict[str, _IntegerSum] = model.metadata.get("_integer_sums", {})
+    chain: list[tuple[Node, str]] = []
+    v = z
+    for _ in range(16):
+        if v in sums:
+            return v, sums[v], chain[::-1]
+        p = model.producer(v)
+        if p is None or p.op not in _CHAIN_OPS:
+            return None
+        if p.op in ("hardtanh", "relu"):
+            x = p.inputs[0]
+        elif p.op == "batch_norm":
+            channels = model.shapes[p.inputs[0]][1]
+            if any(model.const(c) is None or np.asarray(model.const(c)).size != channels for c in p.inputs[1:]):
+                return None
+            x = p.inputs[0]
+        else:
+            if len(p.inputs) != 2:
+                return None
+            consts = [model.const(i) is not None for i in p.inputs]
+            if consts == [False, True]:
+                x = p.inputs[0]
+            elif consts == [True, False] and p.op in ("add", "mul"):
+                x = p.inputs[1]
+            else:
+                return None
+            other = p.inputs[1] if x == p.inputs[0] else p.inputs[0]
+            if _per_channel(model, other, x) is None:
+                return None
+        chain.append((p, x))
+        v = x
+    return None
+
+
+def _run_chain(model: Model, chain: list[tuple[Node, str]], x: object) -> object:
+    """The float32 ops of `chain` on x (L, C[, 1, 1]) as eager PyTorch evaluates them (converter side only)."""
+    import torch
+    import torch.nn.functional as F
+
+    def vec(value: str, like: str) -> torch.Tensor:
+        c = _per_channel(model, value, like)
+        assert c is not None
+        t = torch.from_numpy(np.asarray(c, np.float32).reshape(-1).copy())
+        return t.reshape((1, -1) + (1,) * (x.dim() - 2)) if t.numel() > 1 else t.reshape(())
+
+    y = x
+    for node, src in chain:
+        if node.op == "hardtanh":
+            h = node.attrs_as(HardtanhAttrs)
+            y = F.hardtanh(y, h.min_val, h.max_val)
+        elif node.op == "relu":
+            y = torch.relu(y)
+        elif node.op == "batch_norm":
+            w, b, mean, var = (
+                torch.from_numpy(np.asarray(model.const(i), np.float32).reshape(-1).copy()) for i in node.inputs[1:]
+            )
+            y = F.batch_norm(y, mean, var, w, b, False, 0.0, node.attrs_as(BatchNormAttrs).eps)
+        else:
+            first = src == node.inputs[0]
+            c = vec(node.inputs[1] if first else node.inputs[0], src)
+            a, b = (y, c) if first else (c, y)
+            y = {"mul": torch.mul, "div": torch.div, "add": torch.add, "sub": torch.sub}[node.op](a, b)
+    return y
+
+
+def _increasing_chain(model: Model, z: str) -> tuple[str, list[tuple[Node, str]]] | None:
+    """(x, chain) when `z` = f(x) through float ops that are non-decreasing in float32 arithmetic: hardtanh,
+    relu, + / - a constant, * / / a positive constant (per channel); x is the first value no such op made."""
+    chain: list[tuple[Node, str]] = []
+    v = z
+    for _ in range(16):
+        p = model.producer(v)
+        if p is None or p.op not in ("hardtanh", "relu", "mul", "div", "add", "sub"):
+            break
+        if p.op in ("hardtanh", "relu"):
+            x = p.inputs[0]
+        else:
+            if len(p.inputs) != 2:
+                break
+            consts = [model.const(i) is not None for i in p.inputs]
+            if consts == [False, True]:
+                x, other = p.inputs
+            elif consts == [True, False] and p.op in ("add", "mul"):
+                other, x = p.inputs
+            else:
+                break
+            c = _per_channel(model, other, x)
+            if c is None or (p.op in ("mul", "div") and not np.all(c > 0)) or not np.all(np.isfinite(c)):
+                break
+        chain.append((p, x))
+        v = x
+    return (v, chain[::-1]) if chain else None
+
+
+def _float_key(x: np.ndarray) -> np.ndarray:
+    """float32 -> int64 keys in the same order (-0.0 just below +0.0)."""
+    b = x.astype(np.float32).view(np.int32).astype(np.int64)
+    return np.where(b < 0, -(b & 0x7FFFFFFF) - 1, b)
+
+
+def _key_float(k: np.ndarray) -> np.ndarray:
+    b = np.where(k < 0, (-(k + 1)) | 0x80000000, k).astype(np.int64)
+    return (b & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+
+
+def _rounded(y: object, post: tuple[float, float] | None) -> object:
+    """torch.round(y), then the clamp that follows it in Brevitas's torch form (post: (min, max)), if any."""
+    import torch
+    import torch.nn.functional as F
+
+    q = torch.round(y)
+    return q if post is None else F.hardtanh(q, post[0], post[1])
+
+
+def _fold_float_quantizer(
+    model: Model, z: str, k: int, post: tuple[float, float] | None = None
+) -> tuple[str, np.ndarray] | None:
+    """(x, float32 thresholds (n, C)) with round(f(x)) = #{m : x >= thresholds[m-1]} for every float32 x, when f
+    is non-decreasing (_increasing_chain): T_m = the least float32 x with round(f(x)) >= m, found by bisection
+    on the ordered float32 values, f evaluated as eager PyTorch does (the engine's hardtanh, affine and round
+    give the same float32 values). NaN passes no threshold, as NaN through the float chain gives q = 0."""
+    import torch
+
+    found = _increasing_chain(model, z)
+    if found is None:
+        return None
+    x, chain = found
+    shape = model.shapes[x]
+    if len(shape) not in (2, 4):
+        return None
+    n, channels = (1 << k) - 1, shape[1]
+    lo = np.full((n, channels), _float_key(np.array([-np.inf]))[0], np.int64)  # f(lo) < m unless always >= m
+    hi = np.full((n, channels), _float_key(np.array([np.inf]))[0], np.int64)
+    level = np.arange(1, n + 1)[:, None]
+
+    def q_at(keys: np.ndarray) -> np.ndarray:
+        v = torch.from_numpy(_key_float(keys).reshape(n, channels).copy())
+        v = v.reshape((n, channels) + (1,) * (len(shape) - 2))
+        with torch.no_grad():
+            return _rounded(_run_chain(model, chain, v), post).reshape(n, channels).double().numpy()
+
+    if np.any(np.isnan(q_at(lo))) or np.any(np.isnan(q_at(hi))):
+        return None
+    always = q_at(lo) >= level
+    never = q_at(hi) < level
+    while np.any(hi - lo > 1):  # invariant: q(lo) < m <= q(hi) where neither always nor never
+        mid = lo + (hi - lo) // 2
+        up = q_at(mid) >= level
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    t = _key_float(hi).astype(np.float64)
+    if np.any(never):  # x >= +inf would count the level for x = +inf: keep the float chain
+        return None
+    t = np.where(always, -np.inf, t)
+    if np.any(np.diff(t, axis=0) < 0):
+        return None
+    return x, t
+
+
+def _fold_quantizer(model: Model, q: str, k: int) -> tuple[str, np.ndarray] | None:
+    """(s, thresholds (n, C)) with q = #{m : s >= thresholds[m-1]} for every integer s of its range, when the
+    k-bit q = round(f(s)) of an exact integer sum s (BitSerialPlanes of the layer before): f is evaluated in
+    float32 at every integer s, as eager PyTorch would; q must be monotone per channel. A channel where q
+    decreases is flipped (its plane convs' weight rows and its scale negated) unless another quantizer already
+    read this sum. None: not such a chain, or not foldable (the float chain stays)."""
+    import torch
+
+    r = model.producer(q)
+    post: tuple[float, float] | None = None
+    if r is not None and r.op == "hardtanh":  # clamp(round(...), 0, n): the clamp after the round
+        h = r.attrs_as(HardtanhAttrs)
+        post, r = (h.min_val, h.max_val), model.producer(r.inputs[0])
+    if r is None or r.op != "round":
+        return None
+    found = _quantizer_chain(model, r.inputs[0])
+    if found is None:
+        return _fold_float_quantizer(model, r.inputs[0], k, post)
+    s, entry, chain = found
+    n, shape = (1 << k) - 1, model.shapes[s]
+    channels, rank = shape[1], len(shape)
+    stored = np.arange(-entry.bound, entry.bound + 1, dtype=np.int64)
+    levels = np.empty((len(stored), channels), np.int64)
+    step = max(1, (1 << 22) // channels)
+    with torch.no_grad():
+        for i in range(0, len(stored), step):
+            # the stored sum and the current constants: a flipped channel's negated scale undoes its sign
+            rows = stored[i : i + step, None]
+            part = np.broadcast_to(rows, (len(rows), channels)).astype(np.float32)
+            x = torch.from_numpy(part).reshape((len(part), channels) + (1,) * (rank - 2))
+            z = _rounded(_run_chain(model, chain, x), post).reshape(len(part), channels).double().numpy()
+            if not np.all(np.isfinite(z)) or z.min() < 0 or z.max() > n:
+                return None
+            levels[i : i + step] = z.astype(np.int64)
+    steps = np.diff(levels, axis=0)
+    up, down = np.all(steps >= 0, axis=0), np.all(steps <= 0, axis=0)
+    if not np.all(up | down):
+        return None
+    flip = down & ~up
+    if flip.any():
+        if entry.folded:
+            return None
+        for w in entry.weights:
+            model.consts[w] = np.where(flip.reshape((-1,) + (1,) * (model.consts[w].ndim - 1)), -1, 1).astype(
+                np.float32
+            ) * np.asarray(model.consts[w], np.float32)
+        if entry.scale in model.consts:
+            sc = np.asarray(model.consts[entry.scale], np.float32)
+            model.consts[entry.scale] = (np.where(flip, -1, 1).reshape(sc.shape) * sc).astype(np.float32)
+        entry.flip = np.where(flip, -entry.flip, entry.flip)
+        levels[:, flip] = levels[::-1, flip]  # the range is symmetric: stored s -> -s
+    entry.folded = True
+    thresholds = np.empty((n, channels), np.float64)
+    for m in range(1, n + 1):
+        passes = levels >= m
+        thresholds[m - 1] = np.where(passes.any(axis=0), stored[0] + passes.argmax(axis=0), entry.bound + 1)
+    return s, thresholds
+
+
 class BitSerialPlanes(_Rewrite):
     """conv2d / linear with ±alpha weights on a k-bit activation q * c -> k binary layers on q's bit-planes.
 
@@ -734,8 +978,10 @@ class BitSerialPlanes(_Rewrite):
     conv per plane with weights 2^j * S on b_j = (1 + s_j) / 2, which BinaryWeights makes a bconv2d of the
     ±1 plane s_j (zero padding of b_j = -1 padding of s_j). Each plane's float output
     fma(2^(j-1), S_j, 2^(j-1) * sum S) is an exact integer, so the sum is exact before the one rounding
-    of alpha * c. The planes come from exact float ops on the integer q: r_j = floor(q / 2^j),
-    b_j = r_j - 2 r_(j+1) (the top plane is q >= 2^(k-1)); bit -1 where b_j < 0.5.
+    of alpha * c. Each plane s_j is one `bitplane` op reading the integer q once (thresholds m - 0.5), or,
+    when q's quantizer folds (_fold_quantizer: integer thresholds on the exact sum of the bit-serial layer
+    before, or float32 thresholds on a float input), reading that value with the folded thresholds.
+    A flatten between q * c and a linear is kept on the planes' bits (bflatten).
     """
 
     name = "bit_serial_planes"
@@ -745,7 +991,11 @@ class BitSerialPlanes(_Rewrite):
             return False
         if isinstance(node.attrs, ConvAttrs) and (node.attrs.groups != 1 or node.attrs.dilation != (1, 1)):
             return False
-        levels = _kbit_levels(model, node.inputs[0])
+        src, view = node.inputs[0], None
+        p = model.producer(src)
+        if node.op == "linear" and p is not None and p.op == "reshape" and _bits_view(model, p.inputs[0], src):
+            src, view = p.inputs[0], p  # flatten(q * c): the planes of q, flattened as bits
+        levels = _kbit_levels(model, src)
         w = model.const(node.inputs[1])
         if levels is None or w is None:
             return False
@@ -753,14 +1003,8 @@ class BitSerialPlanes(_Rewrite):
         if alpha is None:
             return False
         q, k, c = levels
-        shape = model.shapes[q]
         wsign = np.where(w < 0, -1.0, 1.0).astype(np.float32)
         new: list[Node] = []
-
-        def value(stem: str) -> str:
-            v = model.fresh(f"{node.output}_{stem}")
-            model.shapes[v] = shape
-            return v
 
         def const(stem: str, a: np.ndarray | float) -> str:
             v = model.fresh(f"{node.output}_{stem}")
@@ -771,32 +1015,42 @@ class BitSerialPlanes(_Rewrite):
             new.append(Node(op, inputs, out, attrs if attrs is not None else NoAttrs(), node.path))
             return out
 
-        # the {0, 1} planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
+        # the ±1 planes of q, extracted once for all its readers (DoReFa's skip conv and conv0)
         known = model.metadata.setdefault("_bit_planes", {}).get(q)
-        planes = known if known and all(model.producer(v) is not None for v in known) else []
-        if not planes:
-            rest = [q] + [
-                add("floor", [add("mul", [q, const("inv", 2.0**-j)], value(f"q{j}"))], value(f"r{j}"))
-                for j in range(1, k)
-            ]
+        signs = known if known and all(model.producer(v) is not None for v in known) else []
+        if not signs:
+            fold = _fold_quantizer(model, q, k)
+            src_q, thresholds = fold if fold is not None else (q, None)
             for j in range(k):
-                if j == k - 1:
-                    plane, thr = q, 2.0 ** (k - 1) - 0.5
-                else:
-                    twice = add("mul", [rest[j + 1], const("two", 2.0)], value(f"t{j}"))
-                    plane, thr = add("sub", [rest[j], twice], value(f"b{j}")), 0.5
-                ste = f"bit-plane {j} of a {k}-bit activation"
-                sign = _act_sign(plane, model, np.array([thr]), "+1", ste, node.path)
-                sign.output = value(f"s{j}")
-                new.append(sign)
-                planes.append(value(f"z{j}"))
-                new.append(_zero_one_affine(model, sign.output, planes[-1], node.path, ""))
-            model.metadata["_bit_planes"][q] = planes
+                s_j = model.fresh(f"{q}_plane{j}")
+                model.shapes[s_j] = model.shapes[q]
+                add("bitplane", [src_q], s_j, BitPlaneAttrs(j, k, thresholds))
+                signs.append(s_j)
+            model.metadata["_bit_planes"][q] = signs
+            if fold is not None:
+                integer = fold[0] in model.metadata.get("_integer_sums", {})
+                model.metadata.setdefault("_folded_planes", {})[q] = (
+                    "integer thresholds on the layer before's sum" if integer else "float32 thresholds on its input"
+                )
+        folded = model.metadata.get("_folded_planes", {}).get(q, "")
+        planes: list[str] = []
+        for j, s_j in enumerate(signs):
+            if view is not None:
+                flat = model.fresh(f"{node.output}_flat{j}")
+                model.shapes[flat] = model.shapes[view.output]
+                new.append(Node(view.op, [s_j, *view.inputs[1:]], flat, view.attrs, view.path, "", view.where))
+                s_j = flat
+            z = model.fresh(f"{node.output}_z{j}")
+            model.shapes[z] = model.shapes[s_j]
+            new.append(_zero_one_affine(model, s_j, z, node.path, ""))
+            planes.append(z)
         partial: str | None = None
+        weights: list[str] = []
         for j, zo in enumerate(planes):
             conv_out = model.fresh(f"{node.output}_p{j}")
             model.shapes[conv_out] = model.shapes[node.output]
-            add(node.op, [zo, const("w", wsign * 2.0**j)], conv_out, node.attrs)
+            weights.append(const("w", wsign * 2.0**j))
+            add(node.op, [zo, weights[-1]], conv_out, node.attrs)
             partial = (
                 conv_out if partial is None else add("add", [partial, conv_out], model.fresh(f"{node.output}_sum{j}"))
             )
@@ -805,7 +1059,13 @@ class BitSerialPlanes(_Rewrite):
         scale = (alpha * c).reshape((-1,) + (1,) * (len(model.shapes[node.output]) - 2))
         out = node.output if len(node.inputs) < 3 else model.fresh(f"{node.output}_scaled")
         model.shapes[out] = model.shapes[node.output]
-        add("mul", [partial, const("scale", scale)], out)
+        scale_const = const("scale", scale)
+        add("mul", [partial, scale_const], out)
+        channels = model.shapes[node.output][1]
+        bound = ((1 << k) - 1) * int(w[0].size)
+        model.metadata.setdefault("_integer_sums", {})[partial] = _IntegerSum(
+            bound, weights, scale_const, np.ones(channels, np.int64)
+        )
         if len(node.inputs) > 2:
             bias = model.const(node.inputs[2])
             if bias is None:
@@ -815,6 +1075,7 @@ class BitSerialPlanes(_Rewrite):
         new[-1].origin, new[-1].where = node.origin, node.where
         model.metadata.setdefault("bit_serial_layers", {})[node.path or node.output] = (
             f"{k}-bit activation as {k} binary layers on its bit-planes"
+            + (f", its quantizer folded into {folded}" if folded else "")
         )
         i = model.nodes.index(node)
         model.nodes[i : i + 1] = new

@@ -272,6 +272,10 @@ def run(
     last_use = {v: i for i, op in enumerate(graph.ops) for v in op.inputs}
     for i, op in enumerate(graph.ops):
         ins = [env[v] for v in op.inputs]
+        if op.kind == "round":
+            # PyTorch rounds its input (e.g. clamp(x) * n) to float32 before torch.round: a product that is
+            # m + 0.5 in float32 but not in float64 must pick the level torch picks (half to even)
+            ins = [ins[0].astype(np.float32).astype(np.float64)]
         specs = [graph.tensors[v] for v in op.inputs]
         out = op_def(op.kind).reference(op, ins, specs)
         if bounds is not None:

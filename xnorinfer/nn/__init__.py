@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from xnorinfer.nn.abcnet import ABCActivation, ABCConv2d, ABCLinear, abc_weight_bases
 from xnorinfer.nn.binaryduo import CoupledTernary, DecoupledBinaryConv2d, DecoupledBinaryLinear, decouple
+from xnorinfer.nn.dorefa import DoReFaAct, dorefa_quantize
 from xnorinfer.nn.layers import (
     BinaryConv2d,
     BinaryLinear,
@@ -72,4 +73,6 @@ __all__ = [
     "ABCConv2d",
     "ABCLinear",
     "abc_weight_bases",
+    "DoReFaAct",
+    "dorefa_quantize",
 ]

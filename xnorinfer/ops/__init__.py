@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from xnorinfer.ops.binary_ops import BINARY_OPS
+from xnorinfer.ops.bitplane_ops import BITPLANE_OPS
 from xnorinfer.ops.cast_ops import CAST_OPS
 from xnorinfer.ops.elementwise_ops import ELEMENTWISE_OPS
 from xnorinfer.ops.float_ops import FLOAT_OPS
@@ -31,6 +32,7 @@ OPS: Mapping[str, OpDef] = {
 OPS = {**OPS, **{d.name: d for d in INDEX_OPS}}  # the index ops (index_ops.py)
 OPS = {**OPS, **{d.name: d for d in WEIGHT_BINARY_OPS}}
 OPS = {**OPS, **{d.name: d for d in CAST_OPS}}  # cast_float (cast_ops.py)
+OPS = {**OPS, **{d.name: d for d in BITPLANE_OPS}}
 
 
 def op_def(kind: str) -> OpDef:
