@@ -143,7 +143,7 @@ def _run_chunks(
             if len(parts) <= k:
                 parts.append([])
             v = v.detach()
-            parts[k].extend(v[j].numpy()[:n] for j, n in enumerate(ns))
+            parts[k].extend(np.atleast_1d(v[j].numpy())[:n] for j, n in enumerate(ns))  # a rank-0 output: (1,)
 
     # vmap runs ops without a batching rule (eval BatchNorm, ...) through a per-chunk loop, correctly;
     # its C++ warning for each such op would reach the user's terminal dozens of times per model.
