@@ -185,8 +185,7 @@ def test_functional_conv1d_with_groups_and_dilation(tmp_path):
 
 class SignedConv1d(nn.Module):
     """torch.sign of (N, C, L) signals (one threshold for all) around a conv1d with ±1 weights: the signs
-    stay exact; the conv1d reads its (N, C, 1, L) view of the bits unpacked (not a binary layout), so its
-    ±1 weights run on the binary-weight kernel (bwconv2d) rather than as a binary conv."""
+    stay exact and the conv1d runs as a binary conv (the sign moves past its (N, C, 1, L) reshape)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -203,8 +202,8 @@ class SignedConv1d(nn.Module):
 def test_signs_of_a_signal_around_conv1d(tmp_path):
     graph, _ = _compare(SignedConv1d(), (1, 8, 20), tmp_path)
     assert sum(op.kind == "sign" for op in graph.ops) == 2
-    assert not graph.metadata["float_layers"] and "binary weights" in graph.metadata["weight_plane_layers"]["c"]
-    assert [op.kind for op in graph.ops].count("bwconv2d") == 1
+    assert not graph.metadata["float_layers"] and not graph.metadata.get("weight_plane_layers")
+    assert [op.kind for op in graph.ops].count("bconv2d") == 1  # the sign moves past conv1d's reshape
 
 
 class Volume(nn.Module):

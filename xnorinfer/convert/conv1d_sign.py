@@ -39,7 +39,9 @@ class SignBeforeUnsqueeze:
         mid = model.fresh(node.output)
         model.shapes[mid] = b
         reshaped = Node("reshape", [sign.inputs[0]], mid, NoAttrs(), node.path, "", node.where)
-        signed = Node("act_sign", [mid], node.output, sign.attrs, sign.path, node.origin, sign.where)
+        signed = Node(
+            "act_sign", [mid], node.output, sign.attrs, sign.path, sign.origin, sign.where
+        )  # torch.sign's value
         i = model.nodes.index(node)
         model.nodes[i : i + 1] = [reshaped, signed]
         return True

@@ -465,7 +465,11 @@ def _verify_stages(
     for tname, info in bin_outs.items():
         if info["fx"] not in tv:
             continue
-        t = _nhwc(tv[info["fx"]])
+        t = tv[info["fx"]]
+        shape = graph.tensors[tname].shape if tname in graph.tensors else ()
+        if t.ndim == 3 and len(shape) == 4 and shape[1] == 1 and tuple(shape[2:]) == (t.shape[2], t.shape[1]):
+            t = t[:, :, None, :]  # a sign of an (N, C, L) signal that the IR holds as conv1d's (N, 1, L, C)
+        t = _nhwc(t)
         if "perm" in info:  # a flattened (C, H, W) tensor that the IR holds in (H, W, C) order
             t = t[:, np.asarray(info["perm"])]
         if info["fx"] in zero_one:  # torch.sign of a non-negative tensor: {0, 1}, 0 is the -1 level
