@@ -37,6 +37,7 @@ CI_SUBSET+=(tests/test_multi_input_runtime.py)  # several inputs of every rank (
 CI_SUBSET+=(tests/test_bwn.py tests/test_ternary.py)  # binary-weight / ternary kernels (bwconv2d, tbconv2d)
 CI_SUBSET+=(tests/test_fused_sign.py)  # signs packed by their producer (plan-time fusion)
 CI_SUBSET+=(tests/test_bmaxpool_minmax.py)  # bit pools with min channels (gamma < 0)
+CI_SUBSET+=(tests/test_thread_threshold.py)  # per-op thread threshold, affine fused into float conv/linear
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under
 # ASan/UBSan by tools/fuzz_loader.sh below.

@@ -90,8 +90,14 @@ class Node {
   // The work of one run for these shapes, in values touched (one float read or written, or eight
   // float multiply-adds of a GEMM). The session runs a step on the calling thread only when it
   // is below the threshold that pays for a second thread (operators/parallel.h kMinParallelWork).
-  // Default: every input and output value once (memory-bound ops).
+  // Default: every input and output value once, plus, per output row, held_bytes() / 4 (a
+  // binary conv/linear reads all its packed weights once per output pixel or row: 32 binary
+  // multiply-adds per unit).
   virtual double work(const Shape* in, size_t count, const Shape& out) const {
+    return values_touched(in, count, out) + static_cast<double>(out.rows()) * static_cast<double>(held_bytes()) / 4.0;
+  }
+  // Every input and output value once.
+  static double values_touched(const Shape* in, size_t count, const Shape& out) {
     double values = static_cast<double>(out.elements());
     for (size_t i = 0; i < count; ++i) values += static_cast<double>(in[i].elements());
     return values;

@@ -44,7 +44,7 @@ class Conv2dNode final : public Node {
   double work(const Shape* in, size_t count, const Shape& out) const override {
     const FloatConvConfig& c = conv_.config();
     const double macs = static_cast<double>(out.elements()) * c.kernel_h * c.kernel_w * (c.in_channels / c.groups);
-    return macs / kFloatMacsPerValue + Node::work(in, count, out);
+    return macs / kFloatMacsPerValue + values_touched(in, count, out);
   }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
@@ -66,7 +66,7 @@ class DepthwiseConv2dNode final : public Node {
   double work(const Shape* in, size_t count, const Shape& out) const override {
     const FloatConvConfig& c = conv_.config();
     return static_cast<double>(out.elements()) * c.kernel_h * c.kernel_w / kFloatMacsPerValue +
-           Node::work(in, count, out);
+           values_touched(in, count, out);
   }
   Shape infer(const Shape* in, size_t) const override {
     const FloatConvConfig& c = conv_.config();

@@ -25,7 +25,7 @@ class LinearNode final : public Node {
   bool fuses_affine() const override { return true; }
   double work(const Shape* in, size_t count, const Shape& out) const override {
     const double macs = static_cast<double>(out.elements()) * static_cast<double>(linear_.in_features());
-    return macs / kFloatMacsPerValue + Node::work(in, count, out);
+    return macs / kFloatMacsPerValue + values_touched(in, count, out);
   }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
