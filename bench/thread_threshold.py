@@ -2,6 +2,7 @@
 
 Usage:  python bench/thread_threshold.py [--min-work 0 16384 65536 262144] [--rounds 7] [--runs 20]
                                          [--model NAME ...] [--imagenet] [--batch 1] [--cache DIR]
+                                         [--profile N]
 
 An op whose work (Node::work, values touched) is below XNORINFER_MIN_PARALLEL_WORK runs on the calling
 thread only (operators/parallel.h kMinParallelWork). For each model (the reference models of
@@ -12,6 +13,8 @@ interleaved (every engine once per round, `--runs` calls each, the median per ca
 printed is the median over rounds, so load from other work on the machine hits every engine alike.
 The last column per threshold is 1-thread ms / 2-thread ms (above 1: two threads are faster).
 Converted files are kept in --cache when given (verification off: this script measures speed).
+With --profile N: N alternated per-op profiles (3 runs each) of the 1- and 2-thread sessions at the
+default threshold, the best time per op, summed by op kind: which ops scale worst from 1 to 2 threads.
 """
 
 from __future__ import annotations
@@ -62,6 +65,36 @@ def _load(path: Path, threads: int, min_work: float | None) -> xnorinfer.Session
         os.environ.pop("XNORINFER_MIN_PARALLEL_WORK", None)
 
 
+def _scaling_by_kind(path: Path, x: np.ndarray, reps: int) -> None:
+    sessions = {t: xnorinfer.load(path, threads=t) for t in (1, 2)}
+    best: dict[int, np.ndarray] = {}
+    kinds: list[str] = []
+    for _ in range(reps):
+        for t, session in sessions.items():
+            rows = session.profile(x, runs=3)
+            kinds = [r["kind"] for r in rows]
+            ms = np.array([r["ms_per_run"] for r in rows])
+            best[t] = np.minimum(best[t], ms) if t in best else ms
+    parallel = sessions[2]._core.parallel_steps([list(x.shape)])
+    by_kind: dict[str, list[float]] = {}
+    for i, kind in enumerate(kinds):
+        row = by_kind.setdefault(kind, [0.0, 0.0, 0, 0])
+        row[0] += float(best[1][i])
+        row[1] += float(best[2][i])
+        row[2] += 1
+        row[3] += int(parallel[i])
+    print(
+        f"  per-op best of {reps} alternated profiles, by kind (ms per run): "
+        "kind, ops (on 2 threads), 1 thr, 2 thr, 1/2"
+    )
+    for kind, (one, two, n, par) in sorted(by_kind.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {kind:<16}{n:>4} ({par:>3}){one:>10.3f}{two:>10.3f}{one / two if two else float('inf'):>7.2f}")
+    print(
+        f"  {'all':<16}{len(kinds):>4} ({sum(parallel):>3}){best[1].sum():>10.3f}{best[2].sum():>10.3f}"
+        f"{best[1].sum() / best[2].sum():>7.2f}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     shipped = sorted(p.name for p in (ROOT / "models").iterdir() if (p / "metrics.json").exists())
@@ -72,6 +105,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20, help="calls per engine per round (median taken)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--cache", type=Path, help="keep converted .xbin files here (reused when present)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="per-op 1 vs 2 thread profiles by kind")
     args = ap.parse_args()
     names = list(dict.fromkeys(args.model + (list(IMAGENET) if args.imagenet else [])))
     print(f"ISA {_core.default_isa()}, batch {args.batch}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
@@ -103,6 +137,8 @@ def main() -> int:
                 two = float(np.median(meds[("2", w)]))
                 cells += f"{two:>16.3f}{one / two:>6.2f}"
             print(f"{name:<16}{one:>10.3f}{cells}", flush=True)
+            if args.profile:
+                _scaling_by_kind(path, x, args.profile)
     return 0
 
 
