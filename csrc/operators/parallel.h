@@ -82,6 +82,9 @@ inline int64_t min_tasks(const TaskRunner* runner) {
 // variable XNORINFER_MIN_PARALLEL_WORK overrides it per session (0: every op uses every thread).
 // Which thread computes a value never changes it, so this changes no result.
 constexpr double kMinParallelWork = 65536.0;
+// Below this work an op also runs on the calling thread when the pool's workers have gone to sleep
+// (no parallel op for a while): waking them costs more than such an op saves.
+constexpr double kMinWakeWork = 4 * kMinParallelWork;
 constexpr double kFloatMacsPerValue = 8.0;
 
 }  // namespace xnor

@@ -108,7 +108,7 @@ void Session::plan_fusion() {
   }
 }
 
-bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes) const {
+bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes, double scale) const {
   if (threads_ < 2) return false;
   const auto& steps = graph_->steps();
   auto work_of = [&](size_t step) {
@@ -119,7 +119,7 @@ bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes) const {
   double work = work_of(i);
   if (fused_sign_[i] >= 0) work += work_of(static_cast<size_t>(fused_sign_[i]));
   if (fused_affine_[i] >= 0) work += work_of(static_cast<size_t>(fused_affine_[i]));
-  return work >= min_parallel_work_;
+  return work >= min_parallel_work_ * scale;
 }
 
 std::vector<bool> Session::parallel_steps(const Shape* shapes, size_t count) const {
@@ -291,6 +291,7 @@ const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
     const size_t ws = tensors.size() + i;
     if (l.requests[ws].bytes > 0) io.workspace = arena_.data() + mp.offsets[ws];
     io.parallel = step_parallel(i, p.shapes);
+    io.wakes = io.parallel && step_parallel(i, p.shapes, kMinWakeWork / kMinParallelWork);
   }
   plan_ = std::move(p);
   return plan_;
@@ -403,7 +404,8 @@ void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs,
     ctx.affine = affine < 0 ? nullptr : steps[affine].node->affine_epilogue();
     ctx.affine_out = affine < 0 ? nullptr : static_cast<float*>(p.io[affine].out);
     // Below the work threshold a step runs on this thread only (nodes see no pool).
-    ctx.pool = io.parallel ? pool_.get() : nullptr;
+    // A mid-size op does not wake sleeping workers (which thread runs a value never changes it).
+    ctx.pool = io.parallel && (io.wakes || !pool_->asleep()) ? pool_.get() : nullptr;
     try {
       if constexpr (kProfile) {
         const Clock::time_point t0 = Clock::now();

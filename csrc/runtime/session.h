@@ -89,13 +89,14 @@ class Session {
   // where that affine has no fused sign: fills fused_affine_ (and fused_away_).
   void plan_fusion();
   // Whether step i runs on the pool for these tensor shapes (see parallel_steps).
-  bool step_parallel(size_t i, const std::vector<Shape>& shapes) const;
+  bool step_parallel(size_t i, const std::vector<Shape>& shapes, double scale = 1.0) const;
   struct StepIO {
     std::vector<const void*> in;
     std::vector<Shape> in_shapes;
     void* out = nullptr;
     void* workspace = nullptr;  // the node's scratch for this step, in the arena
     bool parallel = false;      // runs on the pool (step_parallel)
+    bool wakes = false;         // parallel, and large enough to wake sleeping workers (kMinWakeWork)
   };
   struct Plan {
     std::vector<Shape> inputs;  // engine-layout input shapes (batch 1 for a per-image graph)
