@@ -7,7 +7,8 @@ Builds the models of bench/imagenet_bnns.py (random weights, randomised BatchNor
 with `xnorinfer.convert` (verification off: this script measures speed; bench/convert_time.py
 measures conversion and verification), and times, in the same process:
   - xnorinfer: the converted .xbin (`xnorinfer.load(threads=t)`), default ISA; with --unfused,
-    also the same file with sign fusion off (XNORINFER_FUSE=0, "xnor unfused");
+    also the same file with sign fusion off (XNORINFER_FUSE=0, "xnor unfused"); with --before, also
+    the same file with every op on every thread and no affine fusion ("xnor before");
   - torch f32: the PyTorch model itself in eval mode (`torch.set_num_threads(t)`, inference_mode);
   - openvino f32: where `openvino` is installed (`pip install openvino`, the `bench` extra), the
     same PyTorch model through `openvino.convert_model` with INFERENCE_PRECISION_HINT f32. Its
@@ -136,6 +137,12 @@ def main() -> int:
     ap.add_argument(
         "--ov-binary", action="store_true", help="also time OpenVINO's BinaryConvolution network (f32 and default)"
     )
+    ap.add_argument(
+        "--before",
+        action="store_true",
+        help="also time xnorinfer as before the per-op thread threshold and the affine fusion "
+        "(XNORINFER_MIN_PARALLEL_WORK=0, XNORINFER_FUSE=sign: 'xnor before')",
+    )
     ap.add_argument("--cache", type=Path, help="keep converted .xbin files here (reused when present)")
     args = ap.parse_args()
     print(f"ISA {_core.default_isa()}, torch {torch.__version__}, batch 1, 224x224")
@@ -159,6 +166,11 @@ def main() -> int:
                     unfused = xnorinfer.load(path, threads=t)
                     del os.environ["XNORINFER_FUSE"]
                     engines[("xnor unfused", t)] = lambda s=unfused, xn=xn: s.run(xn)
+                if args.before:
+                    os.environ.update(XNORINFER_MIN_PARALLEL_WORK="0", XNORINFER_FUSE="sign")
+                    before = xnorinfer.load(path, threads=t)
+                    del os.environ["XNORINFER_MIN_PARALLEL_WORK"], os.environ["XNORINFER_FUSE"]
+                    engines[("xnor before", t)] = lambda s=before, xn=xn: s.run(xn)
                 engines[("torch f32", t)] = lambda model=model, x=x: model(x)
                 ov = _openvino(model, x, t)
                 if ov is not None:

@@ -74,7 +74,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
 }
 
 void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
-                      void* workspace) const {
+                      void* workspace, const GemmEpilogue* epilogue) const {
   const FloatConvConfig& c = config_;
   const int oh = out_h(in_h), ow = out_w(in_w);
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
@@ -94,6 +94,11 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
     const size_t g = job / panels, p = job % panels;
     weights_[g].run_panel(kern, p, m, a + (in_place ? g * cin_g_ : 0), lda, out_rows + g * cout_g_, cout, c.relu);
   };
+  // The epilogue of the columns that job `job` wrote, for output pixels [row, row + m).
+  auto job_epilogue = [&](size_t job, size_t row, size_t m) {
+    const size_t g = job / panels, p = job % panels, col0 = p * kSgemmPanelWidth;
+    (*epilogue)(row, m, g* cout_g_ + col0, std::min<size_t>(kSgemmPanelWidth, cout_g_ - col0));
+  };
 
   // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows. Tasks are (tile of
   // rows, group, panel) triples, so that a layer with few pixels (7x7) still splits over threads.
@@ -104,6 +109,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
       for (size_t i = b; i < e; ++i) {
         const size_t r0 = (i / jobs) * rows, m = std::min(rows, pixels - r0);
         run_job(i % jobs, m, input + r0 * cin, cin, true, output + r0 * cout);
+        if (epilogue != nullptr) job_epilogue(i % jobs, r0, m);
       }
     });
     return;
@@ -125,6 +131,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
           const size_t img = r / static_cast<size_t>(oh), y = r % static_cast<size_t>(oh);
           const float* a = input + ((img * static_cast<size_t>(in_h) + y * c.stride_h) * in_w) * cin;
           run_job(i % jobs, static_cast<size_t>(ow), a, lda, true, output + r * ow * cout);
+          if (epilogue != nullptr) job_epilogue(i % jobs, r * static_cast<size_t>(ow), static_cast<size_t>(ow));
         }
       }
     });
@@ -183,6 +190,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
         }
       }
       for (size_t p = 0; p < panels; ++p) run_job(g * panels + p, m, a, k_, false, output + r0 * cout);
+      if (epilogue != nullptr) (*epilogue)(r0, m, g* cout_g_, cout_g_);
     }
   });
 }

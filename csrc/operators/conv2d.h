@@ -59,10 +59,11 @@ class FloatConv2d {
   // (none for an unpadded 1x1 convolution, which is a GEMM on the input rows, strided or not).
   size_t workspace_bytes(int threads) const;
   // input: [batch][in_h][in_w][in_channels]; output: [batch][out_h][out_w][out_channels].
-  // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned.
+  // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned. `epilogue`, when given,
+  // is called on every block of the output (rows = output pixels) right after it is written.
   // Throws std::invalid_argument when the output would be empty.
-  void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
-           void* workspace) const;
+  void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa, void* workspace,
+           const GemmEpilogue* epilogue = nullptr) const;
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa) const;
 

@@ -20,8 +20,9 @@ class FloatLinear {
   size_t in_features() const { return weights_.k(); }
   size_t out_features() const { return weights_.n(); }
 
-  // x: [m][in_features]; y: [m][out_features].
-  void run(const float* x, size_t m, float* y, TaskRunner* pool, Isa isa) const;
+  // x: [m][in_features]; y: [m][out_features]. `epilogue`, when given, is called on every block
+  // of y right after it is written.
+  void run(const float* x, size_t m, float* y, TaskRunner* pool, Isa isa, const GemmEpilogue* epilogue = nullptr) const;
 
  private:
   PackedSgemmWeights weights_;

@@ -74,4 +74,17 @@ inline int64_t min_tasks(const TaskRunner* runner) {
   return runner == nullptr ? 1 : int64_t{kTasksPerThread} * runner->threads();
 }
 
+// ---------------------------------------------------------------- per-op work threshold
+// An op whose work (Node::work: values touched, one per float read or written or per
+// kFloatMacsPerValue float multiply-adds) is below kMinParallelWork runs on the calling thread only,
+// whatever the session's thread count: waking, and on a loaded machine waiting for, a second thread
+// costs more than it saves on such an op (measured: bench/thread_threshold.py). The environment
+// variable XNORINFER_MIN_PARALLEL_WORK overrides it per session (0: every op uses every thread).
+// Which thread computes a value never changes it, so this changes no result.
+constexpr double kMinParallelWork = 65536.0;
+// Below this work an op also runs on the calling thread when the pool's workers have gone to sleep
+// (no parallel op for a while): waking them costs more than such an op saves.
+constexpr double kMinWakeWork = 4 * kMinParallelWork;
+constexpr double kFloatMacsPerValue = 8.0;
+
 }  // namespace xnor

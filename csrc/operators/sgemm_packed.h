@@ -10,6 +10,19 @@
 
 namespace xnor {
 
+// Work a float GEMM operator (FloatConv2d, FloatLinear) does on each block of its output right
+// after writing it, on the thread that wrote it (while the block is in cache): called with rows
+// [row, row + rows) and columns [col, col + cols) of the row-major output (all columns per row).
+// Every output value is in exactly one block. Blocks depend on the thread count; the epilogue must
+// not (an element-wise function of the block's values).
+class GemmEpilogue {
+ public:
+  virtual void operator()(size_t row, size_t rows, size_t col, size_t cols) const = 0;
+
+ protected:
+  ~GemmEpilogue() = default;
+};
+
 class PackedSgemmWeights {
  public:
   // weights: [n][k] row-major (output-major, as torch's Linear and OHWI conv

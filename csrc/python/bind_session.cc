@@ -319,6 +319,27 @@ void register_session(py::module_& m) {
           },
           py::arg("shapes"), "planned_bytes for every input's shape (NCHW for a 4-D input).")
       .def(
+          "parallel_steps",
+          [](const Session& s, const std::vector<std::vector<int64_t>>& dims) {
+            std::vector<Shape> shapes;
+            for (const auto& d : dims) {
+              if (d.empty() || d.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("bad input rank");
+              Shape sh;
+              sh.rank = static_cast<int>(d.size());
+              for (size_t a = 0; a < d.size(); ++a) sh.d[a] = d[a];
+              shapes.push_back(sh);
+            }
+            return s.parallel_steps(shapes.data(), shapes.size());
+          },
+          py::arg("shapes"),
+          "Per graph op (execution order): True when it runs on the session's threads, False when on the "
+          "calling thread only (its work is below min_parallel_work; a fused op: False), for these input "
+          "shapes (NCHW for a 4-D input).")
+      .def_property_readonly("min_parallel_work", &Session::min_parallel_work,
+                             "The per-op work (values touched) from which an op uses every thread.")
+      .def_property_readonly("fused_affine", &Session::fused_affine,
+                             "Per graph op: the index of the affine op fused into it, or -1.")
+      .def(
           "run_inputs",
           [](Session& s, const std::vector<CArray<float>>& xs, const std::optional<std::string>& isa_opt) {
             const Isa isa = resolve_isa(isa_opt);

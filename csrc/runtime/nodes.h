@@ -37,6 +37,16 @@ struct SignEpilogue {
   bool zero_is_minus;
 };
 
+// A per-channel affine op (folded batch norm, y = fma(x, scale[c], shift[c])) fused into the float
+// conv/linear that produces its input (Session, at plan time): the producer applies it to each
+// block of its output right after writing it, with the affine op's own kernel, into the affine
+// op's output buffer, so the values are the ones the affine op would have written.
+struct AffineEpilogue {
+  const float* scale;  // [channels]
+  const float* shift;  // [channels]
+  int64_t channels;
+};
+
 // Per-step context: the pool, the kernel tables of the chosen ISA, and the
 // step's workspace (Node::workspace_bytes bytes, 64-byte aligned, from the plan).
 struct RunContext {
@@ -48,6 +58,9 @@ struct RunContext {
   // Set on a step whose output a sign op reads, when that sign is fused into it (fuses_sign()).
   const SignEpilogue* sign = nullptr;
   uint64_t* sign_out = nullptr;
+  // Set on a step whose output an affine op reads, when that affine is fused into it (fuses_affine()).
+  const AffineEpilogue* affine = nullptr;
+  float* affine_out = nullptr;
 };
 
 class Node {
@@ -70,6 +83,25 @@ class Node {
   virtual bool fuses_sign() const { return false; }
   // A sign op's parameters, for fusing it into its producer; null for every other op.
   virtual const SignEpilogue* sign_epilogue() const { return nullptr; }
+  // True when run() honours ctx.affine (float conv2d / linear, through their GEMM epilogue).
+  virtual bool fuses_affine() const { return false; }
+  // An affine op's parameters, for fusing it into its producer; null for every other op.
+  virtual const AffineEpilogue* affine_epilogue() const { return nullptr; }
+  // The work of one run for these shapes, in values touched (one float read or written, or eight
+  // float multiply-adds of a GEMM). The session runs a step on the calling thread only when it
+  // is below the threshold that pays for a second thread (operators/parallel.h kMinParallelWork).
+  // Default: every input and output value once, plus, per output row, held_bytes() / 4 (a
+  // binary conv/linear reads all its packed weights once per output pixel or row: 32 binary
+  // multiply-adds per unit).
+  virtual double work(const Shape* in, size_t count, const Shape& out) const {
+    return values_touched(in, count, out) + static_cast<double>(out.rows()) * static_cast<double>(held_bytes()) / 4.0;
+  }
+  // Every input and output value once.
+  static double values_touched(const Shape* in, size_t count, const Shape& out) {
+    double values = static_cast<double>(out.elements());
+    for (size_t i = 0; i < count; ++i) values += static_cast<double>(in[i].elements());
+    return values;
+  }
 
   // Output shape for these input shapes; throws std::invalid_argument naming the op.
   virtual Shape infer(const Shape* in, size_t count) const = 0;

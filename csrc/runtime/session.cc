@@ -48,10 +48,18 @@ uint64_t default_max_memory() {
 }
 
 Session::Session(std::shared_ptr<const Graph> graph, int threads, uint64_t max_memory)
-    : graph_(std::move(graph)), threads_(threads), max_memory_(max_memory) {
+    : graph_(std::move(graph)), min_parallel_work_(kMinParallelWork), threads_(threads), max_memory_(max_memory) {
   if (!graph_) throw std::invalid_argument("Session: no graph");
   if (threads < 1 || threads > 1024) throw std::invalid_argument("threads must be between 1 and 1024");
   if (max_memory == 0) throw std::invalid_argument("max_memory must be a positive number of bytes");
+  if (const char* env = std::getenv("XNORINFER_MIN_PARALLEL_WORK"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const double v = std::strtod(env, &end);
+    if (end == env || *end != '\0' || !(v >= 0.0) || v > 1e18) {
+      throw std::invalid_argument(std::string("XNORINFER_MIN_PARALLEL_WORK must be a number >= 0, got '") + env + "'");
+    }
+    min_parallel_work_ = v;
+  }
   plan_fusion();
   // Refuse at load a model whose recorded input already needs more than the limit.
   std::vector<Shape> recorded;
@@ -64,8 +72,12 @@ void Session::plan_fusion() {
   const auto& tensors = graph_->tensors();
   const auto& steps = graph_->steps();
   fused_sign_.assign(steps.size(), -1);
+  fused_affine_.assign(steps.size(), -1);
   fused_away_.assign(steps.size(), false);
-  if (const char* fuse = std::getenv("XNORINFER_FUSE"); fuse != nullptr && std::string(fuse) == "0") return;
+  // XNORINFER_FUSE=0: no fusion; =sign: sign fusion only (no affine epilogues).
+  const char* fuse = std::getenv("XNORINFER_FUSE");
+  if (fuse != nullptr && std::string(fuse) == "0") return;
+  const bool fuse_affine = fuse == nullptr || std::string(fuse) != "sign";
   std::vector<int> producer(tensors.size(), -1);
   for (size_t i = 0; i < steps.size(); ++i) {
     const Graph::Step& s = steps[i];
@@ -81,6 +93,43 @@ void Session::plan_fusion() {
     }
     producer[static_cast<size_t>(s.output)] = static_cast<int>(i);
   }
+  // Affine ops after a float conv/linear (batch norm after the stem): the producer writes its own
+  // output as before and, block by block, the affine op's output from it.
+  for (size_t i = 0; fuse_affine && i < steps.size(); ++i) {
+    const Graph::Step& s = steps[i];
+    if (s.node->affine_epilogue() == nullptr || s.inputs.size() != 1 || fused_sign_[i] >= 0) continue;
+    const int t = s.inputs[0];
+    const int p = producer[static_cast<size_t>(t)];
+    if (p >= 0 && tensors[t].storage == t && tensors[t].dtype == DType::kF32 && steps[p].node->fuses_affine() &&
+        fused_affine_[p] < 0 && fused_sign_[p] < 0 && tensors[s.output].storage == s.output) {
+      fused_affine_[p] = static_cast<int>(i);
+      fused_away_[i] = true;
+    }
+  }
+}
+
+bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes, double scale) const {
+  if (threads_ < 2) return false;
+  const auto& steps = graph_->steps();
+  auto work_of = [&](size_t step) {
+    std::vector<Shape> in;
+    for (int t : steps[step].inputs) in.push_back(shapes[static_cast<size_t>(t)]);
+    return steps[step].node->work(in.data(), in.size(), shapes[static_cast<size_t>(steps[step].output)]);
+  };
+  double work = work_of(i);
+  if (fused_sign_[i] >= 0) work += work_of(static_cast<size_t>(fused_sign_[i]));
+  if (fused_affine_[i] >= 0) work += work_of(static_cast<size_t>(fused_affine_[i]));
+  return work >= min_parallel_work_ * scale;
+}
+
+std::vector<bool> Session::parallel_steps(const Shape* shapes, size_t count) const {
+  check_inputs(shapes, count);
+  std::vector<Shape> in;
+  engine_inputs(shapes, count, &in);
+  const std::vector<Shape> all = graph_->infer(in);
+  std::vector<bool> out(graph_->steps().size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = !fused_away_[i] && step_parallel(i, all);
+  return out;
 }
 
 int64_t Session::check_inputs(const Shape* shapes, size_t count) const {
@@ -163,8 +212,10 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
   }
   for (int t : graph_->outputs()) touch(t, end);
   // A fused sign's bits are written by its producer's step: they live from there.
-  for (int i = 0; i < end; ++i)
+  for (int i = 0; i < end; ++i) {
     if (fused_sign_[i] >= 0) req[steps[fused_sign_[i]].output].first = i;
+    if (fused_affine_[i] >= 0) req[steps[fused_affine_[i]].output].first = i;
+  }
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
   std::vector<Shape> in_shapes;
   for (int i = 0; i < end; ++i) {
@@ -239,6 +290,8 @@ const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
     io.out = p.tensor_data[steps[i].output];
     const size_t ws = tensors.size() + i;
     if (l.requests[ws].bytes > 0) io.workspace = arena_.data() + mp.offsets[ws];
+    io.parallel = step_parallel(i, p.shapes);
+    io.wakes = io.parallel && step_parallel(i, p.shapes, kMinWakeWork / kMinParallelWork);
   }
   plan_ = std::move(p);
   return plan_;
@@ -328,7 +381,9 @@ void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs,
     }
     // NCHW -> NHWC into the input buffer.
     const size_t channels = static_cast<size_t>(s.d[3]), pixels = static_cast<size_t>(s.d[1] * s.d[2]);
-    parallel_for(ctx.pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
+    const double values = 2.0 * static_cast<double>(n) * static_cast<double>(pixels * channels);  // read + written
+    ThreadPool* const pool = threads_ > 1 && values >= min_parallel_work_ ? pool_.get() : nullptr;
+    parallel_for(pool, static_cast<size_t>(n) * pixels, element_grain_rows(channels), [&](size_t b, size_t e) {
       while (b < e) {
         const size_t img = b / pixels, stop = std::min(e, (img + 1) * pixels);
         ctx.ew->nchw_to_nhwc(x + img * pixels * channels, channels, pixels, b - img * pixels, stop - img * pixels,
@@ -345,6 +400,12 @@ void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs,
     const int fused = fused_sign_[i];
     ctx.sign = fused < 0 ? nullptr : steps[fused].node->sign_epilogue();
     ctx.sign_out = fused < 0 ? nullptr : static_cast<uint64_t*>(p.io[fused].out);
+    const int affine = fused_affine_[i];
+    ctx.affine = affine < 0 ? nullptr : steps[affine].node->affine_epilogue();
+    ctx.affine_out = affine < 0 ? nullptr : static_cast<float*>(p.io[affine].out);
+    // Below the work threshold a step runs on this thread only (nodes see no pool).
+    // A mid-size op does not wake sleeping workers (which thread runs a value never changes it).
+    ctx.pool = io.parallel && (io.wakes || !pool_->asleep()) ? pool_.get() : nullptr;
     try {
       if constexpr (kProfile) {
         const Clock::time_point t0 = Clock::now();

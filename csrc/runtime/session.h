@@ -72,16 +72,31 @@ class Session {
   // by run() and are identical to it. Call without the GIL.
   std::vector<double> profile(const float* x, int64_t n, int64_t c, int64_t h, int64_t w, float* const* outputs,
                               Isa isa, int runs);
+  // Per step of graph().steps(): whether it runs on the session's threads (true) or on the calling
+  // thread only (its Node::work below min_parallel_work()), for these inputs (as prepare() takes
+  // them). All false for a one-thread session.
+  std::vector<bool> parallel_steps(const Shape* shapes, size_t count) const;
+  // The work threshold of parallel_steps(): kMinParallelWork, or XNORINFER_MIN_PARALLEL_WORK at construction.
+  double min_parallel_work() const { return min_parallel_work_; }
+  // Per step: the affine step fused into it (run as its GEMM epilogue), or -1.
+  const std::vector<int>& fused_affine() const { return fused_affine_; }
 
  private:
   // Fuses each sign op into the op that produces its float input where that op can
-  // (Node::fuses_sign): fills fused_sign_ and fused_away_. XNORINFER_FUSE=0 turns fusion off.
+  // (Node::fuses_sign): fills fused_sign_ and fused_away_. XNORINFER_FUSE=0 turns fusion off,
+  // XNORINFER_FUSE=sign keeps the sign fusion only.
+  // Then fuses each affine op into the float conv2d/linear that produces its input (Node::fuses_affine)
+  // where that affine has no fused sign: fills fused_affine_ (and fused_away_).
   void plan_fusion();
+  // Whether step i runs on the pool for these tensor shapes (see parallel_steps).
+  bool step_parallel(size_t i, const std::vector<Shape>& shapes, double scale = 1.0) const;
   struct StepIO {
     std::vector<const void*> in;
     std::vector<Shape> in_shapes;
     void* out = nullptr;
     void* workspace = nullptr;  // the node's scratch for this step, in the arena
+    bool parallel = false;      // runs on the pool (step_parallel)
+    bool wakes = false;         // parallel, and large enough to wake sleeping workers (kMinWakeWork)
   };
   struct Plan {
     std::vector<Shape> inputs;  // engine-layout input shapes (batch 1 for a per-image graph)
@@ -114,7 +129,9 @@ class Session {
 
   std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
   std::vector<int> fused_sign_;         // per step: the sign step fused into it, or -1
-  std::vector<bool> fused_away_;        // per step: a sign run by its producer (skipped)
+  std::vector<int> fused_affine_;       // per step: the affine step fused into it, or -1
+  std::vector<bool> fused_away_;        // per step: a sign or affine run by its producer (skipped)
+  double min_parallel_work_;
   int threads_;
   uint64_t max_memory_;
   std::unique_ptr<ThreadPool> pool_;  // null for one thread

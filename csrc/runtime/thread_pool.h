@@ -34,6 +34,9 @@ class ThreadPool final : public TaskRunner {
   int threads() const override { return static_cast<int>(workers_.size()) + 1; }
   // True in a process forked after this pool started: its workers do not exist here.
   bool forked() const;
+  // True when every worker has stopped spinning and sleeps: a parallel_for must wake them
+  // (a system call, and on a busy machine a worker that may first take the caller's core).
+  bool asleep() const { return sleeping_.load(std::memory_order_relaxed) == static_cast<int>(workers_.size()); }
 
   // Calls fn(begin, end) on disjoint ranges that cover [0, n); ranges are
   // multiples of `grain` except the last. Blocks until all are done. Not
@@ -54,6 +57,7 @@ class ThreadPool final : public TaskRunner {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};     // shares of the current job not yet finished
   std::atomic<int> next_share_{0};  // the next share to claim; >= threads() when all are claimed
+  std::atomic<int> sleeping_{0};    // workers waiting on wake_
   bool stopping_ = false;
   // The job of the current generation (valid while pending_ > 0).
   const RangeFn* job_ = nullptr;

@@ -13,8 +13,10 @@ class AffineNode final : public SameShapeNode {
   AffineNode(const OpArgs& a, std::vector<float> scale, std::vector<float> shift)
       : SameShapeNode(a, DType::kF32, DType::kF32, static_cast<int64_t>(scale.size())),
         scale_(std::move(scale)),
-        shift_(std::move(shift)) {}
+        shift_(std::move(shift)),
+        epilogue_{scale_.data(), shift_.data(), channels_} {}
   bool fuses_sign() const override { return true; }
+  const AffineEpilogue* affine_epilogue() const override { return &epilogue_; }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     const float* x = static_cast<const float*>(in[0]);
@@ -26,6 +28,7 @@ class AffineNode final : public SameShapeNode {
 
  private:
   std::vector<float> scale_, shift_;
+  AffineEpilogue epilogue_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/nodes/affine_epilogue.h"
 #include "runtime/nodes/node_util.h"
 
 namespace xnor::ops {
@@ -39,10 +40,17 @@ class Conv2dNode final : public Node {
   }
   size_t held_bytes() const override { return conv_.held_bytes(); }
   size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
+  bool fuses_affine() const override { return true; }
+  double work(const Shape* in, size_t count, const Shape& out) const override {
+    const FloatConvConfig& c = conv_.config();
+    const double macs = static_cast<double>(out.elements()) * c.kernel_h * c.kernel_w * (c.in_channels / c.groups);
+    return macs / kFloatMacsPerValue + values_touched(in, count, out);
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
+    const AffineRows affine(ctx, static_cast<const float*>(out));
     conv_.run(static_cast<const float*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
-              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace);
+              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace, affine.get());
   }
 
  private:
@@ -55,6 +63,11 @@ class DepthwiseConv2dNode final : public Node {
   DepthwiseConv2dNode(const OpArgs& a, const FloatConvConfig& c, const float* w, const float* b)
       : Node(a.op(), {DType::kF32}, DType::kF32), conv_(c, w, b) {}
   size_t held_bytes() const override { return conv_.held_bytes(); }
+  double work(const Shape* in, size_t count, const Shape& out) const override {
+    const FloatConvConfig& c = conv_.config();
+    return static_cast<double>(out.elements()) * c.kernel_h * c.kernel_w / kFloatMacsPerValue +
+           values_touched(in, count, out);
+  }
   Shape infer(const Shape* in, size_t) const override {
     const FloatConvConfig& c = conv_.config();
     if (in[0].rank != 4 || in[0].channels() != c.in_channels) {

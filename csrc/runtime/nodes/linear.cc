@@ -1,6 +1,7 @@
 // linear: float fully-connected layer (last layers), optional fused ReLU.
 #include "operators/linear.h"
 
+#include "runtime/nodes/affine_epilogue.h"
 #include "runtime/nodes/node_util.h"
 
 namespace xnor::ops {
@@ -21,10 +22,16 @@ class LinearNode final : public Node {
     }
     return Shape::nf(in[0].d[0], static_cast<int64_t>(linear_.out_features()));
   }
+  bool fuses_affine() const override { return true; }
+  double work(const Shape* in, size_t count, const Shape& out) const override {
+    const double macs = static_cast<double>(out.elements()) * static_cast<double>(linear_.in_features());
+    return macs / kFloatMacsPerValue + values_touched(in, count, out);
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
+    const AffineRows affine(ctx, static_cast<const float*>(out));
     linear_.run(static_cast<const float*>(in[0]), static_cast<size_t>(s[0].d[0]), static_cast<float*>(out), ctx.pool,
-                ctx.isa);
+                ctx.isa, affine.get());
   }
 
  private:
