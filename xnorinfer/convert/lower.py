@@ -670,17 +670,32 @@ def _act_sign(cx: Lowering, node: Node, shape: Shape) -> None:
     if thr.shape[0] == 1 and thr.shape[1] != x.shape[-1] and x.perm is None:
         # one threshold for all (checked above) on a value whose last axis is not dim 1 (an (N, C, L) signal)
         thr = np.full((1, x.shape[-1]), thr.reshape(-1)[0], np.float32)
+    perm = x.perm
     if x.perm is not None:
-        if thr.shape[0] != 1:
-            raise cx.unsupported(node)
-        thr = thr[:, x.perm]
+        thr, perm = _signs_of_flattened(cx, node, x, thr)
     params = {"threshold": thr[0] if thr.shape[0] == 1 else thr}
     zero = "-1" if a.sign_zero == "-1" else "+1"
-    out = cx.emit(node, "sign", [x], shape, "bits", {"sign_zero": zero}, params, perm=x.perm)
+    out = cx.emit(node, "sign", [x], shape, "bits", {"sign_zero": zero}, params, perm=perm)
+    if perm is not None and thr.shape[0] > 1:
+        out.chw = None  # j-major (J, H, W, C) columns: (b)linear readers permute by `perm`; plain() refuses
     if node.origin:
         info = cx.record_binary_output(out, node)
-        if x.perm is not None:
-            info["perm"] = [int(i) for i in x.perm]
+        if perm is not None:
+            info["perm"] = [int(i) for i in perm]
+
+
+def _signs_of_flattened(cx: Lowering, node: Node, x: _Val, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (J, F) thresholds of a sign of a flattened value `x` (IR column i holds PyTorch column perm[i]) in
+    the IR's column order, and the output's perm. J > 1 (BinaryDuo's decoupled signs, PyTorch's
+    cat([sign(x - t_1), ...], dim=1) of the (N, F) value): the IR writes output column j*F + i from input column
+    i, which is PyTorch's column j*F + perm[i]; the next blinear permutes its weight columns by that perm."""
+    assert x.perm is not None
+    f = x.shape[-1]
+    if thr.shape[1] not in (1, f):
+        raise cx.unsupported(node)
+    thr = np.broadcast_to(thr, (thr.shape[0], f))[:, x.perm]
+    perm = np.concatenate([x.perm + j * f for j in range(thr.shape[0])])
+    return np.ascontiguousarray(thr), perm
 
 
 def _channels_last(cx: Lowering, value: str) -> bool:
