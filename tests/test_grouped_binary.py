@@ -77,6 +77,8 @@ def test_grouped_binary_conv_runs_one_bconv2d_per_group(groups, per_group, strid
     kinds = [op.kind for op in graph.ops]
     assert kinds.count("bconv2d") == groups * layers, kinds
     assert "conv2d" not in kinds and "bwconv2d" not in kinds, kinds
+    # the first layer's groups read slices of the float input; a second layer reads the first one's groups
+    assert kinds.count("slice") == groups and kinds.count("bconcat") == 1, kinds
     assert all(op.attrs.get("output") == "bits" for op in graph.ops if op.kind == "bconv2d"), kinds
     assert not graph.metadata["binary_warnings"], graph.metadata["binary_warnings"]
     v = graph.metadata["verification"]
@@ -87,6 +89,43 @@ def test_grouped_binary_conv_runs_one_bconv2d_per_group(groups, per_group, strid
         want = model(x).numpy()
     assert np.all(np.abs(want) == 1)  # ±1: no sum sat exactly on a threshold
     assert 0.05 < float(np.mean(want > 0)) < 0.95  # both polarities: the test is not trivially constant
+    np.testing.assert_array_equal(got, want)
+
+
+class PlainThenGroupedNet(nn.Module):
+    """sign(x) -> binary conv (groups 1) -> BN -> sign -> grouped binary conv (groups 4) -> BN -> sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        self.conv0 = nn.Conv2d(16, 64, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(64, 64, 3, padding=1, bias=False, groups=4)
+        self.bn0, self.bn1 = nn.BatchNorm2d(64), nn.BatchNorm2d(64)
+        for conv, bn, k in ((self.conv0, self.bn0, 9 * 16), (self.conv1, self.bn1, 9 * 16)):
+            _binary_weight(conv, g)
+            _random_bn(bn, g, spread=float(np.sqrt(k)))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.sign(self.bn0(self.conv0(torch.sign(x))))
+        return torch.sign(self.bn1(self.conv1(a)))
+
+
+def test_binary_layer_before_a_grouped_one_keeps_its_threshold_output(tmp_path):
+    model = PlainThenGroupedNet()
+    x = torch.randn(6, 16, 8, 8, generator=torch.Generator().manual_seed(11))
+    path = tmp_path / "model.xbin"
+    graph = convert(model, (x[:1],), output=path, calib=x.numpy())
+    kinds = [op.kind for op in graph.ops]
+    # conv0 split by output channel into the 4 groups conv1 reads: every binary conv outputs bits
+    assert kinds.count("bconv2d") == 8 and "slice" not in kinds and "conv2d" not in kinds, kinds
+    assert all(op.attrs.get("output") == "bits" for op in graph.ops if op.kind == "bconv2d"), kinds
+    v = graph.metadata["verification"]
+    assert not v["problems"] and all(layer["mismatches"] == 0 for layer in v["layers"].values()), v
+    got = run_everywhere(path, x.numpy()).transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert np.all(np.abs(want) == 1) and 0.05 < float(np.mean(want > 0)) < 0.95
     np.testing.assert_array_equal(got, want)
 
 

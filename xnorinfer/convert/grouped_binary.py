@@ -26,13 +26,23 @@ from dataclasses import replace
 
 import numpy as np
 
-from xnorinfer.convert.attrs import ActSignAttrs, ConvAttrs, NoAttrs, PoolAttrs, SliceAttrs
+from xnorinfer.convert.attrs import (
+    ActSignAttrs,
+    BinaryConvAttrs,
+    ChannelStage,
+    ConvAttrs,
+    NoAttrs,
+    PoolAttrs,
+    SliceAttrs,
+    Stage,
+)
 from xnorinfer.convert.graph import Model, Node
 from xnorinfer.convert.patterns import _one_magnitude_up_to_rounding, _per_channel, _single_consumer, uniform_value
 
 MIN_GROUP_CHANNELS = 8  # input channels per group below which a grouped binary conv stays float
 
 _CONCATS = "_grouped_binary_concats"  # metadata: the concats this rewrite made (their outputs)
+_SLICES = "_grouped_binary_slices"  # metadata: the slices of a sign's float input this rewrite made
 _ELEMENTWISE = ("neg", "relu", "hardtanh")  # per-element ops without parameters: copied per branch
 _PER_CHANNEL_CONST = ("add", "sub", "mul", "div")
 
@@ -86,6 +96,9 @@ class GroupedBinary:
             if node.op == "slice" and node.inputs[0] in model.metadata.get(_CONCATS, ()):
                 changed |= _slice_of_branch(model, node)
                 continue
+            if node.op == "bconv2d" and _split_by_slices(model, node):
+                changed = True
+                continue
             found = _group_channels(model, node)
             if found is None:
                 continue
@@ -137,6 +150,7 @@ class GroupedBinary:
             xs = model.fresh(f"{node.output}_g{j}_in")
             model.shapes[xs] = (n, per_group, h, wd)
             new.append(Node("slice", [x], xs, SliceAttrs(1, lo, hi, 1), node.path, "", node.where))
+            model.metadata.setdefault(_SLICES, set()).add(xs)
             bits = model.fresh(f"{node.output}_g{j}_sign")
             model.shapes[bits] = model.shapes[xs]
             attrs = replace(thr, threshold=thr.threshold[:, lo:hi].copy())
@@ -210,6 +224,66 @@ def _slice_of_branch(model: Model, node: Node) -> bool:
             return True
         lo += c
     return False
+
+
+def _split_by_slices(model: Model, node: Node) -> bool:
+    """A float-output bconv2d read only by disjoint channel slices of the groups' signs -> one bconv2d per
+    slice (its weights, alpha and epilogue sliced), so each group's sign folds into its own binary conv:
+    a binary layer before a grouped one keeps its integer threshold output."""
+    layer = node.attrs_as(BinaryConvAttrs)
+    users = model.consumers(node.output)
+    slices = model.metadata.get(_SLICES, set())
+    if layer.sign is not None or len(node.inputs) != 1 or node.output in model.outputs or not users:
+        return False
+    if any(u.op != "slice" or u.output not in slices or u.inputs != [node.output] for u in users):
+        return False
+    ranges = sorted((u.attrs_as(SliceAttrs).start, u.attrs_as(SliceAttrs).stop) for u in users)
+    if any(u.attrs_as(SliceAttrs).dim != 1 or u.attrs_as(SliceAttrs).step != 1 for u in users):
+        return False
+    if any(a[1] > b[0] for a, b in zip(ranges, ranges[1:], strict=False)):
+        return False  # (overlapping slices would compute channels twice)
+    channels = layer.alpha.shape[0]
+    new: dict[int, Node] = {}
+    for u in users:
+        a = u.attrs_as(SliceAttrs)
+        chain = _sliced_chain(layer.chain, channels, a.start, a.stop)
+        if chain is None:
+            return False
+        attrs = replace(
+            layer,
+            weight_sign=np.ascontiguousarray(layer.weight_sign[a.start : a.stop]),
+            alpha=np.ascontiguousarray(layer.alpha[a.start : a.stop]),
+            chain=chain,
+        )
+        new[model.nodes.index(u)] = Node("bconv2d", list(node.inputs), u.output, attrs, node.path, u.origin, node.where)
+    for i, n in new.items():
+        model.nodes[i] = n
+    return True
+
+
+def _sliced_chain(chain: tuple[Stage, ...], channels: int, lo: int, hi: int) -> tuple[Stage, ...] | None:
+    """The epilogue stages restricted to channels [lo, hi) (None when a stage's parameters are not per channel)."""
+
+    def cut(v: np.ndarray) -> np.ndarray | None:
+        a = np.asarray(v)
+        if a.size == 1:
+            return a
+        return np.ascontiguousarray(a.reshape(-1)[lo:hi]) if a.size == channels else None
+
+    out: list[Stage] = []
+    for stage in chain:
+        if isinstance(stage, ChannelStage):
+            v = cut(stage.v)
+            if v is None:
+                return None
+            out.append(replace(stage, v=v))
+        else:
+            parts = [cut(p) for p in (stage.gamma, stage.beta, stage.mean, stage.var)]
+            if any(p is None for p in parts):
+                return None
+            g, b, m, var = parts
+            out.append(replace(stage, gamma=g, beta=b, mean=m, var=var))
+    return tuple(out)
 
 
 def _branch_params(model: Model, user: Node, value: str):  # type: ignore[no-untyped-def]
