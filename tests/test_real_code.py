@@ -732,8 +732,19 @@ def test_per_channel_scaled_sign_is_a_binary_weight_layer(tmp_path):
 
 
 def test_grouped_binary_conv_warns(tmp_path):
+    # depthwise (64 groups of 1 channel): stays float, saying why (grouped_binary.py splits groups of >= 8 channels)
     example = torch.randn(2, 3, 8, 8)
-    model = randomise_bn(ScaledSignNet(1.0, groups=4), example)
+    model = randomise_bn(ScaledSignNet(1.0, groups=64), example)
     graph, _, _ = check_against_torch(model, example, tmp_path)
     warnings = graph.metadata["binary_warnings"]  # keyed by the F.conv2d call (no module of its own)
-    assert [w for w in warnings.values() if "grouped convolution" in w], warnings
+    assert [w for w in warnings.values() if "grouped convolution" in w and "depthwise" in w], warnings
+    assert "bconv2d" not in [op.kind for op in graph.ops]
+
+
+def test_grouped_scaled_sign_conv_runs_binary(tmp_path):
+    # groups 4 on 64 channels (16 per group): one bconv2d per group, the scale c of c * sign(x) in each
+    example = torch.randn(2, 3, 8, 8)
+    model = randomise_bn(ScaledSignNet(-1.3, groups=4), example)
+    graph, _, _ = check_against_torch(model, example, tmp_path)
+    assert binary_kinds(graph) == ["bconv2d"] * 4
+    assert not graph.metadata["binary_warnings"], graph.metadata["binary_warnings"]

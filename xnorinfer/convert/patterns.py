@@ -1674,12 +1674,14 @@ class ScaleIntoWeightPlanes(_Rewrite):
 
 def binary_layers(binarize: Sequence[str] = (), force: bool = False) -> list[Transformation]:
     """Phase 2 (the `binarize` patterns and `force` parameterise BinaryWeights)."""
+    from xnorinfer.convert.grouped_binary import GroupedBinary  # grouped binary convs (grouped_binary.py)
     from xnorinfer.convert.patterns_multilevel import MultiLevelBases  # (it imports helpers from here)
 
     return [
         MaxPoolOnBits(),
         ConcatOfBits(),
         BinaryWeights(binarize, force),
+        GroupedBinary(),
         FoldIntoBinary(),
         MaxPoolSink(),
         SignIntoBinary(),
