@@ -21,6 +21,7 @@ from xnorinfer import datasets
 from xnorinfer.convert import convert
 from xnorinfer.convert.patterns_multilevel import weight_staircase
 from xnorinfer.convert.report import format_table
+from xnorinfer.convert.shift_threshold import folded_threshold
 from xnorinfer.nn import ABCActivation, ABCConv2d, ABCLinear, abc_weight_bases
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -106,6 +107,13 @@ def test_abc_layers_run_as_m_times_n_binary_layers(m: int, n: int, data: str, tm
     # only the stem (on the image) and the float head stay float
     assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwconv2d" not in got, got
     assert {op.name for op in graph.ops if op.kind == "bconv2d"} == {"conv1", "conv2"}
+    # each activation base is one sign reading R (the BN output): its shift v_n is in the threshold
+    quantizers = [op for op in graph.ops if "input_quantizer" in op.name]
+    assert {op.kind for op in quantizers} == {"sign"} and len(quantizers) == 3 * n, kinds(graph)
+    producer = {out: op for op in graph.ops for out in op.outputs}
+    for layer, r_kind in (("conv1", "affine"), ("conv2", "maxpool2d"), ("fc1", "flatten")):
+        (r,) = {op.inputs[0] for op in quantizers if op.name.startswith(f"{layer}.")}  # (R: bn0, pool, flatten)
+        assert producer[r].kind == r_kind and "input_quantizer" not in producer[r].name, (layer, producer[r])
     assert graph.metadata["bit_serial_layers"].keys() == {"conv1", "conv2", "fc1"}
     report = format_table(graph)
     assert f"bit-serial: conv1: {n} activation base(s) x {m} weight base(s) as {m * n} binary layers" in report
@@ -218,3 +226,89 @@ def test_abc_layers_train() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
     conv = model[2]
     assert conv.weight.grad is not None and conv.alpha.grad is not None and conv.input_quantizer.shift.grad is not None
+
+
+def torch_boundary(v: float, t: float, strict: bool) -> np.float32:
+    """The least float32 x with fl32(x + v) >= t (> t when strict) as eager PyTorch decides it: step from
+    float32(t - v) one float32 at a time (an independent check of the converter's bisection)."""
+    v32 = torch.tensor(v, dtype=torch.float32)
+
+    def up(x: np.float32) -> bool:
+        y = torch.tensor(x, dtype=torch.float32) + v32
+        return bool(y > t) if strict else bool(y >= t)
+
+    x = np.float32(t - v)
+    while up(x):
+        x = np.nextafter(x, np.float32(-np.inf))
+    while not up(x):
+        x = np.nextafter(x, np.float32(np.inf))
+    return x
+
+
+SHIFTS = [0.1, -0.3333333, 0.7771, 1e-3, 123.456, -2.5e-6, 0.0, 0.4999, 0.3, -0.3699, -0.5]
+
+
+@pytest.mark.parametrize("sign_zero", ["+1", "-1"])
+@pytest.mark.parametrize("t", [0.5, -0.37, 0.0, 1e-30])
+def test_folded_threshold_is_where_pytorch_rounding_flips(sign_zero: str, t: float) -> None:
+    v = np.array(SHIFTS, np.float32).astype(np.float64)
+    t32 = float(np.float32(t))
+    got = folded_threshold(v, np.full(len(v), t32), sign_zero)
+    assert got is not None
+    for vn, g in zip(v, got, strict=True):
+        least_up = torch_boundary(float(vn), t32, strict=sign_zero == "-1")
+        # "+1": +1 iff x >= t'; "-1": +1 iff x > t', t' the greatest x on the -1 side
+        want = least_up if sign_zero == "+1" else np.nextafter(least_up, np.float32(-np.inf))
+        assert np.float32(g) == want, (vn, t32, g, want)
+    # the fold is not t - v: float32 rounding of x + v moves it for some of these shifts (v near t)
+    naive = (np.float32(t32) - v.astype(np.float32)).astype(np.float64)
+    assert t in (0.0, 1e-30) or np.count_nonzero(naive != got) >= 2, (naive, got)
+    # non-float32 or non-finite constants are left alone (the affine stays)
+    assert folded_threshold(np.array([0.1]), np.array([0.5]), "+1") is None
+    assert folded_threshold(np.array([np.inf]), np.array([0.5]), "+1") is None
+    assert folded_threshold(np.array([0.5]), np.array([0.5]), "0") is None
+
+
+class ABCOnInput(nn.Module):
+    """R = the input: ABC-Net's activation bases (betas 1, 2, 4) -> a ±1 conv, so the output is an exact integer
+    sum that changes with every base bit."""
+
+    def __init__(self, shifts: list[float]) -> None:
+        super().__init__()
+        self.act = ABCActivation(len(shifts))
+        with torch.no_grad():
+            self.act.shift.copy_(torch.tensor(shifts))
+            self.act.beta.copy_(2.0 ** torch.arange(len(shifts), dtype=torch.float32))
+        g = torch.Generator().manual_seed(5)
+        self.register_buffer("w", torch.where(torch.rand(6, 8, 3, 3, generator=g) < 0.5, -1.0, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.act(x), self.w, padding=1)
+
+
+def test_abc_bases_bit_exact_on_their_thresholds(tmp_path: Path) -> None:
+    shifts = [0.4999, -0.3333333, 0.3]  # (0.4999, 0.3: the boundary is not float32(0.5 - v))
+    model = ABCOnInput(shifts).eval()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(8, 8, 9, 9)).astype(np.float32)
+    # every base's boundary (as eager PyTorch decides it), its float32 neighbours, and the naive 0.5 - v
+    special = []
+    for v in np.array(shifts, np.float32):
+        b = torch_boundary(float(v), 0.5, strict=False)
+        special += [b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(2)), np.float32(0.5) - v]
+        special.append(np.float32(0.5 - float(v)))
+    flat = x.reshape(-1)
+    where = rng.choice(flat.size, size=(len(special), 40), replace=False)
+    for value, idx in zip(special, where, strict=True):
+        flat[idx] = value
+    xt = torch.from_numpy(x)
+    path = tmp_path / "on_input.xbin"
+    graph = convert(model, (xt[:1],), output=path, calib=xt)
+    assert not graph.metadata["verification"]["problems"], graph.metadata["verification"]["problems"]
+    signs = [op for op in graph.ops if op.kind == "sign"]
+    assert len(signs) == 3 and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
+    assert "affine" not in kinds(graph) and kinds(graph).count("bconv2d") == 3, kinds(graph)
+    with torch.no_grad():
+        want = model(xt).numpy()
+    got = run_everywhere(path, x).transpose(0, 3, 1, 2)  # (the engine writes NHWC)
+    np.testing.assert_array_equal(got, want)  # integers: every base bit as PyTorch's
