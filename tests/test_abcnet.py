@@ -312,3 +312,46 @@ def test_abc_bases_bit_exact_on_their_thresholds(tmp_path: Path) -> None:
         want = model(xt).numpy()
     got = run_everywhere(path, x).transpose(0, 3, 1, 2)  # (the engine writes NHWC)
     np.testing.assert_array_equal(got, want)  # integers: every base bit as PyTorch's
+
+
+class ChannelShiftsOnInput(nn.Module):
+    """Per-channel shifts before thresholded signs: sign(x - b >= 0.2) and sign(x + c > -0.4) (strict: sign(t) =
+    -1), summed with betas 1, 2 into a ±1 conv (exact integer output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(9)
+        self.register_buffer("b", (torch.rand(1, 8, 1, 1, generator=g) - 0.5) * 0.9)
+        self.register_buffer("c", (torch.rand(1, 8, 1, 1, generator=g) - 0.5) * 0.9)
+        self.register_buffer("w", torch.where(torch.rand(4, 8, 3, 3, generator=g) < 0.5, -1.0, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a0 = torch.where(x - self.b >= 0.2, 1.0, -1.0)
+        a1 = torch.where(x + self.c > -0.4, 1.0, -1.0)
+        return F.conv2d(a0 + 2.0 * a1, self.w, padding=1)
+
+
+def test_per_channel_shifts_fold_bit_exact(tmp_path: Path) -> None:
+    model = ChannelShiftsOnInput().eval()
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 8, 7, 7)).astype(np.float32) * 0.5
+    for ch in range(8):  # each channel's two boundaries (as eager PyTorch decides them) and their neighbours
+        b0 = torch_boundary(-float(model.b[0, ch, 0, 0]), 0.2, strict=False)
+        b1 = torch_boundary(float(model.c[0, ch, 0, 0]), -0.4, strict=True)
+        values = [v for b in (b0, b1) for v in (b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(1)))]
+        plane = x[:, ch].reshape(-1)
+        idx = rng.choice(plane.size, size=(len(values), 20), replace=False)
+        for value, where in zip(values, idx, strict=True):
+            plane[where] = value
+        x[:, ch] = plane.reshape(x[:, ch].shape)
+    xt = torch.from_numpy(x)
+    path = tmp_path / "channel_shifts.xbin"
+    graph = convert(model, (xt[:1],), output=path, calib=xt)
+    assert not graph.metadata["verification"]["problems"], graph.metadata["verification"]["problems"]
+    signs = [op for op in graph.ops if op.kind == "sign"]
+    assert len(signs) == 2 and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
+    assert {s.attrs["sign_zero"] for s in signs} == {"+1", "-1"}
+    assert kinds(graph).count("bconv2d") == 2 and not {"affine", "binary"} & set(kinds(graph)), kinds(graph)
+    with torch.no_grad():
+        want = model(xt).numpy()
+    np.testing.assert_array_equal(run_everywhere(path, x).transpose(0, 3, 1, 2), want)
