@@ -19,14 +19,7 @@ import numpy as np
 
 from xnorinfer.convert.attrs import ActSignAttrs
 from xnorinfer.convert.graph import Model, Node, channel_vector
-
-_INF_KEY = 0x7F800000  # the order key of +inf (-inf is its negative)
-
-
-def _from_keys(keys: np.ndarray) -> np.ndarray:
-    """float32 values of order keys: key k >= 0 is the float with bits k, k < 0 is -(the float with bits -k)."""
-    mag = np.abs(keys).astype(np.uint32).view(np.float32)
-    return np.where(keys < 0, -mag, mag).astype(np.float32)
+from xnorinfer.convert.patterns import _float_key, _key_float
 
 
 def _is_float32(v: np.ndarray) -> bool:
@@ -44,17 +37,17 @@ def folded_threshold(shift: np.ndarray, threshold: np.ndarray, sign_zero: str) -
 
     def above(keys: np.ndarray) -> np.ndarray:  # the step's +1 side, non-decreasing in the key
         with np.errstate(over="ignore"):
-            y = _from_keys(keys) + b32  # float32 + float32: rounded once, as PyTorch does
+            y = _key_float(keys) + b32  # float32 + float32: rounded once, as PyTorch does
         return y >= t32 if sign_zero == "+1" else y > t32
 
-    lo = np.full(b.shape, -_INF_KEY, np.int64)  # above(-inf) is False (finite shift and threshold)
-    hi = np.full(b.shape, _INF_KEY, np.int64)  # above(+inf) is True
+    lo = np.full(b.shape, _float_key(np.array([-np.inf]))[0], np.int64)  # above(-inf): False (finite b, t)
+    hi = np.full(b.shape, _float_key(np.array([np.inf]))[0], np.int64)  # above(+inf): True
     while np.any(hi - lo > 1):
-        mid = (lo + hi) // 2
+        mid = lo + (hi - lo) // 2
         up = above(mid)
         hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
     # hi: the least float32 on the +1 side; lo: the greatest on the -1 side (the `<=` rule's threshold)
-    out = _from_keys(hi if sign_zero == "+1" else lo).astype(np.float64)
+    out = _key_float(hi if sign_zero == "+1" else lo).astype(np.float64)
     return out if np.all(np.isfinite(out)) else None
 
 
