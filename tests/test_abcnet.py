@@ -297,21 +297,33 @@ def test_abc_bases_bit_exact_on_their_thresholds(tmp_path: Path) -> None:
         b = torch_boundary(float(v), 0.5, strict=False)
         special += [b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(2)), np.float32(0.5) - v]
         special.append(np.float32(0.5 - float(v)))
-    flat = x.reshape(-1)
-    where = rng.choice(flat.size, size=(len(special), 40), replace=False)
-    for value, idx in zip(special, where, strict=True):
+    place(x.reshape(-1), special, 40, rng)
+    signs_read_the_input_bit_exact(model, x, 3, tmp_path)
+
+
+def place(flat: np.ndarray, values: list[np.float32], copies: int, rng: np.random.Generator) -> None:
+    """Write each value at `copies` distinct random positions of `flat` (a view)."""
+    where = rng.choice(flat.size, size=(len(values), copies), replace=False)
+    for value, idx in zip(values, where, strict=True):
         flat[idx] = value
+
+
+def signs_read_the_input_bit_exact(model: nn.Module, x: np.ndarray, bases: int, tmp_path: Path):
+    """Convert (verification on x), check each base is one sign reading the graph input (no float op before
+    it) feeding one bconv2d, and the engine's integer output equal to eager PyTorch's on every ISA x 1/2
+    threads (a flipped base bit changes it)."""
     xt = torch.from_numpy(x)
     path = tmp_path / "on_input.xbin"
     graph = convert(model, (xt[:1],), output=path, calib=xt)
     assert not graph.metadata["verification"]["problems"], graph.metadata["verification"]["problems"]
     signs = [op for op in graph.ops if op.kind == "sign"]
-    assert len(signs) == 3 and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
-    assert "affine" not in kinds(graph) and kinds(graph).count("bconv2d") == 3, kinds(graph)
+    assert len(signs) == bases and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
+    assert kinds(graph).count("bconv2d") == bases and not {"affine", "binary"} & set(kinds(graph)), kinds(graph)
     with torch.no_grad():
         want = model(xt).numpy()
     got = run_everywhere(path, x).transpose(0, 3, 1, 2)  # (the engine writes NHWC)
     np.testing.assert_array_equal(got, want)  # integers: every base bit as PyTorch's
+    return graph
 
 
 class ChannelShiftsOnInput(nn.Module):
@@ -340,18 +352,7 @@ def test_per_channel_shifts_fold_bit_exact(tmp_path: Path) -> None:
         b1 = torch_boundary(float(model.c[0, ch, 0, 0]), -0.4, strict=True)
         values = [v for b in (b0, b1) for v in (b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(1)))]
         plane = x[:, ch].reshape(-1)
-        idx = rng.choice(plane.size, size=(len(values), 20), replace=False)
-        for value, where in zip(values, idx, strict=True):
-            plane[where] = value
+        place(plane, values, 20, rng)
         x[:, ch] = plane.reshape(x[:, ch].shape)
-    xt = torch.from_numpy(x)
-    path = tmp_path / "channel_shifts.xbin"
-    graph = convert(model, (xt[:1],), output=path, calib=xt)
-    assert not graph.metadata["verification"]["problems"], graph.metadata["verification"]["problems"]
-    signs = [op for op in graph.ops if op.kind == "sign"]
-    assert len(signs) == 2 and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
-    assert {s.attrs["sign_zero"] for s in signs} == {"+1", "-1"}
-    assert kinds(graph).count("bconv2d") == 2 and not {"affine", "binary"} & set(kinds(graph)), kinds(graph)
-    with torch.no_grad():
-        want = model(xt).numpy()
-    np.testing.assert_array_equal(run_everywhere(path, x).transpose(0, 3, 1, 2), want)
+    graph = signs_read_the_input_bit_exact(model, x, 2, tmp_path)
+    assert {op.attrs["sign_zero"] for op in graph.ops if op.kind == "sign"} == {"+1", "-1"}
