@@ -21,6 +21,7 @@ from xnorinfer import datasets
 from xnorinfer.convert import convert
 from xnorinfer.convert.patterns_multilevel import weight_staircase
 from xnorinfer.convert.report import format_table
+from xnorinfer.convert.shift_threshold import folded_threshold
 from xnorinfer.nn import ABCActivation, ABCConv2d, ABCLinear, abc_weight_bases
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -106,6 +107,13 @@ def test_abc_layers_run_as_m_times_n_binary_layers(m: int, n: int, data: str, tm
     # only the stem (on the image) and the float head stay float
     assert got.count("conv2d") == 1 and got.count("linear") == 1 and "bwconv2d" not in got, got
     assert {op.name for op in graph.ops if op.kind == "bconv2d"} == {"conv1", "conv2"}
+    # each activation base is one sign reading R (the BN output): its shift v_n is in the threshold
+    quantizers = [op for op in graph.ops if "input_quantizer" in op.name]
+    assert {op.kind for op in quantizers} == {"sign"} and len(quantizers) == 3 * n, kinds(graph)
+    producer = {out: op for op in graph.ops for out in op.outputs}
+    for layer, r_kind in (("conv1", "affine"), ("conv2", "maxpool2d"), ("fc1", "flatten")):
+        (r,) = {op.inputs[0] for op in quantizers if op.name.startswith(f"{layer}.")}  # (R: bn0, pool, flatten)
+        assert producer[r].kind == r_kind and "input_quantizer" not in producer[r].name, (layer, producer[r])
     assert graph.metadata["bit_serial_layers"].keys() == {"conv1", "conv2", "fc1"}
     report = format_table(graph)
     assert f"bit-serial: conv1: {n} activation base(s) x {m} weight base(s) as {m * n} binary layers" in report
@@ -218,3 +226,133 @@ def test_abc_layers_train() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
     conv = model[2]
     assert conv.weight.grad is not None and conv.alpha.grad is not None and conv.input_quantizer.shift.grad is not None
+
+
+def torch_boundary(v: float, t: float, strict: bool) -> np.float32:
+    """The least float32 x with fl32(x + v) >= t (> t when strict) as eager PyTorch decides it: step from
+    float32(t - v) one float32 at a time (an independent check of the converter's bisection)."""
+    v32 = torch.tensor(v, dtype=torch.float32)
+
+    def up(x: np.float32) -> bool:
+        y = torch.tensor(x, dtype=torch.float32) + v32
+        return bool(y > t) if strict else bool(y >= t)
+
+    x = np.float32(t - v)
+    while up(x):
+        x = np.nextafter(x, np.float32(-np.inf))
+    while not up(x):
+        x = np.nextafter(x, np.float32(np.inf))
+    return x
+
+
+SHIFTS = [0.1, -0.3333333, 0.7771, 1e-3, 123.456, -2.5e-6, 0.0, 0.4999, 0.3, -0.3699, -0.5]
+
+
+@pytest.mark.parametrize("sign_zero", ["+1", "-1"])
+@pytest.mark.parametrize("t", [0.5, -0.37, 0.0, 1e-30])
+def test_folded_threshold_is_where_pytorch_rounding_flips(sign_zero: str, t: float) -> None:
+    v = np.array(SHIFTS, np.float32).astype(np.float64)
+    t32 = float(np.float32(t))
+    got = folded_threshold(v, np.full(len(v), t32), sign_zero)
+    assert got is not None
+    for vn, g in zip(v, got, strict=True):
+        least_up = torch_boundary(float(vn), t32, strict=sign_zero == "-1")
+        # "+1": +1 iff x >= t'; "-1": +1 iff x > t', t' the greatest x on the -1 side
+        want = least_up if sign_zero == "+1" else np.nextafter(least_up, np.float32(-np.inf))
+        assert np.float32(g) == want, (vn, t32, g, want)
+    # the fold is not t - v: float32 rounding of x + v moves it for some of these shifts (v near t)
+    naive = (np.float32(t32) - v.astype(np.float32)).astype(np.float64)
+    assert t in (0.0, 1e-30) or np.count_nonzero(naive != got) >= 2, (naive, got)
+    # non-float32 or non-finite constants are left alone (the affine stays)
+    assert folded_threshold(np.array([0.1]), np.array([0.5]), "+1") is None
+    assert folded_threshold(np.array([np.inf]), np.array([0.5]), "+1") is None
+    assert folded_threshold(np.array([0.5]), np.array([0.5]), "0") is None
+
+
+class ABCOnInput(nn.Module):
+    """R = the input: ABC-Net's activation bases (betas 1, 2, 4) -> a ±1 conv, so the output is an exact integer
+    sum that changes with every base bit."""
+
+    def __init__(self, shifts: list[float]) -> None:
+        super().__init__()
+        self.act = ABCActivation(len(shifts))
+        with torch.no_grad():
+            self.act.shift.copy_(torch.tensor(shifts))
+            self.act.beta.copy_(2.0 ** torch.arange(len(shifts), dtype=torch.float32))
+        g = torch.Generator().manual_seed(5)
+        self.register_buffer("w", torch.where(torch.rand(6, 8, 3, 3, generator=g) < 0.5, -1.0, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.act(x), self.w, padding=1)
+
+
+def test_abc_bases_bit_exact_on_their_thresholds(tmp_path: Path) -> None:
+    shifts = [0.4999, -0.3333333, 0.3]  # (0.4999, 0.3: the boundary is not float32(0.5 - v))
+    model = ABCOnInput(shifts).eval()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(8, 8, 9, 9)).astype(np.float32)
+    # every base's boundary (as eager PyTorch decides it), its float32 neighbours, and the naive 0.5 - v
+    special = []
+    for v in np.array(shifts, np.float32):
+        b = torch_boundary(float(v), 0.5, strict=False)
+        special += [b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(2)), np.float32(0.5) - v]
+        special.append(np.float32(0.5 - float(v)))
+    place(x.reshape(-1), special, 40, rng)
+    signs_read_the_input_bit_exact(model, x, 3, tmp_path)
+
+
+def place(flat: np.ndarray, values: list[np.float32], copies: int, rng: np.random.Generator) -> None:
+    """Write each value at `copies` distinct random positions of `flat` (a view)."""
+    where = rng.choice(flat.size, size=(len(values), copies), replace=False)
+    for value, idx in zip(values, where, strict=True):
+        flat[idx] = value
+
+
+def signs_read_the_input_bit_exact(model: nn.Module, x: np.ndarray, bases: int, tmp_path: Path):
+    """Convert (verification on x), check each base is one sign reading the graph input (no float op before
+    it) feeding one bconv2d, and the engine's integer output equal to eager PyTorch's on every ISA x 1/2
+    threads (a flipped base bit changes it)."""
+    xt = torch.from_numpy(x)
+    path = tmp_path / "on_input.xbin"
+    graph = convert(model, (xt[:1],), output=path, calib=xt)
+    assert not graph.metadata["verification"]["problems"], graph.metadata["verification"]["problems"]
+    signs = [op for op in graph.ops if op.kind == "sign"]
+    assert len(signs) == bases and {op.inputs[0] for op in signs} == set(graph.inputs), graph.ops
+    assert kinds(graph).count("bconv2d") == bases and not {"affine", "binary"} & set(kinds(graph)), kinds(graph)
+    with torch.no_grad():
+        want = model(xt).numpy()
+    got = run_everywhere(path, x).transpose(0, 3, 1, 2)  # (the engine writes NHWC)
+    np.testing.assert_array_equal(got, want)  # integers: every base bit as PyTorch's
+    return graph
+
+
+class ChannelShiftsOnInput(nn.Module):
+    """Per-channel shifts before thresholded signs: sign(x - b >= 0.2) and sign(x + c > -0.4) (strict: sign(t) =
+    -1), summed with betas 1, 2 into a ±1 conv (exact integer output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(9)
+        self.register_buffer("b", (torch.rand(1, 8, 1, 1, generator=g) - 0.5) * 0.9)
+        self.register_buffer("c", (torch.rand(1, 8, 1, 1, generator=g) - 0.5) * 0.9)
+        self.register_buffer("w", torch.where(torch.rand(4, 8, 3, 3, generator=g) < 0.5, -1.0, 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a0 = torch.where(x - self.b >= 0.2, 1.0, -1.0)
+        a1 = torch.where(x + self.c > -0.4, 1.0, -1.0)
+        return F.conv2d(a0 + 2.0 * a1, self.w, padding=1)
+
+
+def test_per_channel_shifts_fold_bit_exact(tmp_path: Path) -> None:
+    model = ChannelShiftsOnInput().eval()
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 8, 7, 7)).astype(np.float32) * 0.5
+    for ch in range(8):  # each channel's two boundaries (as eager PyTorch decides them) and their neighbours
+        b0 = torch_boundary(-float(model.b[0, ch, 0, 0]), 0.2, strict=False)
+        b1 = torch_boundary(float(model.c[0, ch, 0, 0]), -0.4, strict=True)
+        values = [v for b in (b0, b1) for v in (b, np.nextafter(b, np.float32(-1)), np.nextafter(b, np.float32(1)))]
+        plane = x[:, ch].reshape(-1)
+        place(plane, values, 20, rng)
+        x[:, ch] = plane.reshape(x[:, ch].shape)
+    graph = signs_read_the_input_bit_exact(model, x, 2, tmp_path)
+    assert {op.attrs["sign_zero"] for op in graph.ops if op.kind == "sign"} == {"+1", "-1"}

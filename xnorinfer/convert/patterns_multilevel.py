@@ -44,6 +44,7 @@ from xnorinfer.convert.patterns import (
     _ternary,
     is_bits,
 )
+from xnorinfer.convert.shift_threshold import fold_shift
 
 MAX_STEPS = 15  # at most 16 distinct weight values per output channel (and at most half the row)
 MAX_TERMS = 16  # activation bases
@@ -148,6 +149,10 @@ class MultiLevelBases:
         if stairs is None:
             return False
         planes, a, c = stairs
+        for s, _ in terms:  # ABC-Net's H_v(R): each base one sign reading R (its shift v in the threshold)
+            p = model.producer(s)
+            if p is not None and p.op == "act_sign":
+                fold_shift(model, p)
         self._emit(model, node, terms, planes, a, c)
         return True
 
