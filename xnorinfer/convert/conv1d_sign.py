@@ -11,20 +11,13 @@ tensor, and the conv2d then reads an act_sign: a bconv2d.
 from __future__ import annotations
 
 from xnorinfer.convert.attrs import NoAttrs
-from xnorinfer.convert.graph import Model, Node
+from xnorinfer.convert.graph import Model, Node, Rewrite
 
 
-class SignBeforeUnsqueeze:
+class SignBeforeUnsqueeze(Rewrite):
     """reshape(act_sign(x)) with (N, C, L) -> (N, C, 1, L) -> act_sign(reshape(x))."""
 
     name = "sign_before_unsqueeze"
-
-    def apply(self, model: Model) -> tuple[Model, bool]:
-        changed = False
-        for node in list(model.nodes):
-            if node in model.nodes and self.rewrite(model, node):
-                changed = True
-        return model, changed
 
     def rewrite(self, model: Model, node: Node) -> bool:
         if node.op != "reshape" or model.is_const(node.inputs[0]):

@@ -102,6 +102,23 @@ class Model:
         return changed
 
 
+class Rewrite:
+    """Base of a graph transformation: visit the nodes in order; `rewrite(model, node)` returns True if it
+    changed the graph (a node it removed is not visited)."""
+
+    name = "rewrite"
+
+    def apply(self, model: Model) -> tuple[Model, bool]:
+        changed = False
+        for node in list(model.nodes):
+            if node in model.nodes and self.rewrite(model, node):
+                changed = True
+        return model, changed
+
+    def rewrite(self, model: Model, node: Node) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 def collapse_uniform(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
     """`a` with each of `axes` reduced to size 1 when `a` is constant along it (None if it is not).
 

@@ -45,7 +45,7 @@ from xnorinfer.convert.attrs import (
     WeightPlaneAttrs,
 )
 from xnorinfer.convert.conv1d_sign import SignBeforeUnsqueeze
-from xnorinfer.convert.graph import ConversionError, Model, Node, channel_vector, uniform_value
+from xnorinfer.convert.graph import ConversionError, Model, Node, Rewrite, channel_vector, uniform_value
 from xnorinfer.convert.zero_one_steps import StepsIntoLayer
 
 BITS_OPS = {"act_sign", "bmaxpool2d", "bconcat", "bitplane"}
@@ -108,20 +108,7 @@ def _single_consumer(model: Model, value: str) -> Node | None:
     return None
 
 
-class _Rewrite:
-    """Base: visit nodes in order; `rewrite(model, node)` returns True if it changed the graph."""
-
-    name = "rewrite"
-
-    def apply(self, model: Model) -> tuple[Model, bool]:
-        changed = False
-        for node in list(model.nodes):
-            if node in model.nodes and self.rewrite(model, node):
-                changed = True
-        return model, changed
-
-    def rewrite(self, model: Model, node: Node) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+_Rewrite = Rewrite  # (the base lives in graph.py, where the rewrites in other files find it)
 
 
 def _replace(model: Model, old: Node, new: Node) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xnorinfer.convert.attrs import ConvAttrs, NoAttrs
-from xnorinfer.convert.graph import Model, Node
+from xnorinfer.convert.graph import Model, Node, Rewrite
 from xnorinfer.convert.patterns import (
     NEAR_BINARY_SPREAD,
     _one_magnitude_up_to_rounding,
@@ -113,18 +113,11 @@ def weight_staircase(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
-class MultiLevelBases:
+class MultiLevelBases(Rewrite):
     """conv2d / linear of a sum of scaled signs with a few-level constant weight -> M x N binary layers."""
 
     binarize: Sequence[str] = ()
     name: str = "multi_level_bases"
-
-    def apply(self, model: Model) -> tuple[Model, bool]:
-        changed = False
-        for node in list(model.nodes):
-            if node in model.nodes and self.rewrite(model, node):
-                changed = True
-        return model, changed
 
     def rewrite(self, model: Model, node: Node) -> bool:
         if node.op not in ("conv2d", "linear") or len(model.shapes[node.inputs[0]]) != (

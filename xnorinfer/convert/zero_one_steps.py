@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xnorinfer.convert.attrs import ActSignAttrs, ConvAttrs, HardtanhAttrs, NoAttrs, SignZero
-from xnorinfer.convert.graph import Model, Node, channel_vector, uniform_value
+from xnorinfer.convert.graph import Model, Node, Rewrite, channel_vector, uniform_value
 
 MAX_STEPS = 16  # more steps than this is not a binary activation worth splitting
 
@@ -198,18 +198,11 @@ def _steps(model: Model, value: str, depth: int = 0) -> Steps | None:
     return None
 
 
-class StepsIntoLayer:
+class StepsIntoLayer(Rewrite):
     """conv2d / linear of a {0, 1}-step activation -> the layer over the concatenated steps (see above).
     (A patterns.py transformation; registered in its ACTIVATIONS list.)"""
 
     name = "steps_into_layer"
-
-    def apply(self, model: Model) -> tuple[Model, bool]:
-        changed = False
-        for node in list(model.nodes):
-            if node in model.nodes and self.rewrite(model, node):
-                changed = True
-        return model, changed
 
     def rewrite(self, model: Model, node: Node) -> bool:
         from xnorinfer.convert.patterns import _zero_one_affine  # (patterns imports this module)
