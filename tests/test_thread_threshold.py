@@ -116,10 +116,10 @@ def test_default_threshold_keeps_tiny_ops_on_one_thread(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Flatten(),
-        torch.nn.Linear(784, 256),
-        torch.nn.BatchNorm1d(256),
+        torch.nn.Linear(784, 64),
+        torch.nn.BatchNorm1d(64),
         torch.nn.ReLU(),
-        torch.nn.Linear(256, 10),
+        torch.nn.Linear(64, 10),
     ).eval()
     path = tmp_path / "mlp.xbin"
     convert(model, (torch.randn(1, 1, 28, 28),), verify=False, output=path)

@@ -78,10 +78,13 @@ inline int64_t min_tasks(const TaskRunner* runner) {
 // An op whose work (Node::work: values touched, one per float read or written or per
 // kFloatMacsPerValue float multiply-adds) is below kMinParallelWork runs on the calling thread only,
 // whatever the session's thread count: waking, and on a loaded machine waiting for, a second thread
-// costs more than it saves on such an op (measured: bench/thread_threshold.py). The environment
+// costs more than it saves on such an op. 16384: in `bench/thread_threshold.py --min-work 0 8192 16384
+// 32768 65536` (shipped models, batch 1, AVX2, 2 cores) no model ran slower with 2 threads than with 1
+// at 8192 to 65536, and 65536 gave up most of the gain of the binary-weight and ternary models
+// (1.75x -> 1.00x) and of reactnet-fmnist (1.61x -> 1.29x); 16384 keeps them. The environment
 // variable XNORINFER_MIN_PARALLEL_WORK overrides it per session (0: every op uses every thread).
 // Which thread computes a value never changes it, so this changes no result.
-constexpr double kMinParallelWork = 65536.0;
+constexpr double kMinParallelWork = 16384.0;
 // Below this work an op also runs on the calling thread when the pool's workers have gone to sleep
 // (no parallel op for a while): waking them costs more than such an op saves.
 constexpr double kMinWakeWork = 4 * kMinParallelWork;
