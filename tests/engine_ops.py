@@ -15,6 +15,18 @@ import numpy as np
 from xnorinfer import _core
 
 
+def run_everywhere_op(kind: str, attrs: dict, inputs: list[np.ndarray]) -> np.ndarray:
+    """The op on every ISA path and 1 / 2 threads; the results must agree bit for bit."""
+    results = [
+        _core.run_op(kind, attrs, {}, inputs, isa=isa, threads=threads)
+        for isa in _core.available_isas()
+        for threads in (1, 2)
+    ]
+    for r in results[1:]:
+        assert r.shape == results[0].shape and r.tobytes() == results[0].tobytes()
+    return results[0]
+
+
 def _pair(v: Any) -> list[int]:
     return [int(v), int(v)] if np.isscalar(v) else [int(e) for e in v]
 

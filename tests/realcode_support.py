@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,18 @@ def run_everywhere(path: Path, x: np.ndarray) -> np.ndarray:
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     return outs[0]
+
+
+def convert_verified(model: nn.Module, x: np.ndarray, tmp_path: Path, verified: bool) -> tuple[Any, Path]:
+    """Convert with verification on `x`: no problem, no binary activation differing from PyTorch's, and
+    binary activations checked at all exactly when `verified` (some are not PyTorch values of their own)."""
+    path = tmp_path / "model.xbin"
+    graph = convert(model, (torch.from_numpy(x[:1]),), output=path, calib=x)
+    v = graph.metadata["verification"]
+    assert not v["problems"], v["problems"]
+    assert all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]
+    assert bool(v["layers"]) == verified
+    return graph, path
 
 
 def convert_and_compare(model: nn.Module, example: torch.Tensor, x: np.ndarray, tmp_path: Path):

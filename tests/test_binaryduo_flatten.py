@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from realcode_support import calibrate, run_everywhere
+from realcode_support import calibrate, convert_verified, run_everywhere
 
-from xnorinfer.convert import convert
 from xnorinfer.nn import BinaryConv2d, BinaryLinear, CoupledTernary, DecoupledBinaryLinear, decouple
 
 
@@ -51,17 +50,6 @@ def _images(n: int = 24) -> np.ndarray:
     return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(5)).numpy()
 
 
-def _convert(model: nn.Module, x: np.ndarray, tmp_path, verified: bool):
-    """Convert with verification on `x` (the decoupled signs are PyTorch values: compared bit for bit)."""
-    path = tmp_path / "model.xbin"
-    graph = convert(model, (torch.from_numpy(x[:1]),), output=path, calib=x)
-    v = graph.metadata["verification"]
-    assert not v["problems"], v["problems"]
-    assert all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]
-    assert bool(v["layers"]) == verified
-    return graph, path
-
-
 def _flattened_blinear(graph, features: int):
     """The blinear reading the two-threshold sign of the flattened map; no float linear and no unpack."""
     kinds = [op.kind for op in graph.ops]
@@ -90,7 +78,7 @@ def test_flatten_then_binaryduo_linear(tmp_path, decoupled, scale):
             .tolist()
         )
     assert levels == {0.0, 0.5, 1.0}
-    graph, path = _convert(model, x, tmp_path, verified=decoupled)
+    graph, path = convert_verified(model, x, tmp_path, verified=decoupled)
     _flattened_blinear(graph, 16 * 6 * 6)
     assert [op.kind for op in graph.ops].count("blinear") == 2
     got = run_everywhere(path, x)
@@ -119,7 +107,7 @@ def test_flatten_input_on_thresholds(tmp_path, decoupled):
     g = np.random.default_rng(0)
     x = g.choice(np.asarray(edges, f32), size=(32, 5, 3, 4))
     x[:8] = g.uniform(-0.2, 1.2, size=(8, 5, 3, 4)).astype(f32)
-    graph, path = _convert(model, x, tmp_path, verified=decoupled)
+    graph, path = convert_verified(model, x, tmp_path, verified=decoupled)
     _flattened_blinear(graph, 5 * 3 * 4)
     got = run_everywhere(path, x)
     with torch.no_grad():
@@ -136,7 +124,7 @@ def test_hidden_layer_with_alpha_and_bias_is_close(tmp_path):
     ).eval()
     x = torch.rand(20, 4, 5, 5, generator=torch.Generator().manual_seed(3)).numpy()
     for m in (model, decouple(model)):
-        graph, path = _convert(m, x, tmp_path, verified=m is not model)
+        graph, path = convert_verified(m, x, tmp_path, verified=m is not model)
         _flattened_blinear(graph, 4 * 5 * 5)
         got = run_everywhere(path, x)
         with torch.no_grad():
@@ -162,7 +150,7 @@ def test_shifted_signs_of_flattened_map_read_by_float_linear(tmp_path):
     model = _ShiftedSignsFloatLinear().eval()
     x = torch.rand(16, 4, 3, 3, generator=torch.Generator().manual_seed(6)).numpy()
     x[0, :, 0, 0] = [0.25, 0.75, np.nextafter(np.float32(0.25), np.float32(0)), 0.5]
-    graph, path = _convert(model, x, tmp_path, verified=True)
+    graph, path = convert_verified(model, x, tmp_path, verified=True)
     assert [op.kind for op in graph.ops] == ["flatten", "sign", "unpack", "linear"]
     got = run_everywhere(path, x)
     with torch.no_grad():

@@ -13,9 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from realcode_support import binary_layers, calibrate, run_everywhere
+from realcode_support import binary_layers, calibrate, convert_verified, run_everywhere
 
-from xnorinfer.convert import convert
 from xnorinfer.nn import BinaryConv2d, BinaryLinear, CoupledTernary, decouple
 
 
@@ -86,12 +85,7 @@ def _convert_and_compare(model: nn.Module, x: np.ndarray, tmp_path, verified: bo
     """Convert with verification on `x` (a {0, 1} step that PyTorch computes alone, (x > t).float(), is
     compared bit for bit: `verified`; the steps of a sum are not PyTorch values), then the engine on every
     path against eager PyTorch."""
-    path = tmp_path / "model.xbin"
-    graph = convert(model, (torch.from_numpy(x[:1]),), output=path, calib=x)
-    v = graph.metadata["verification"]
-    assert not v["problems"], v["problems"]
-    assert all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]
-    assert bool(v["layers"]) == verified
+    graph, path = convert_verified(model, x, tmp_path, verified)
     got = run_everywhere(path, x)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()

@@ -14,24 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ISAS
+from engine_ops import run_everywhere_op
 from test_general_graph import IMG, Fn, check
 from torch import nn
 
 import xnorinfer
 from xnorinfer import _core, xbin
 from xnorinfer.convert import ConversionError, convert
-
-
-def _everywhere(kind: str, attrs: dict, inputs: list[np.ndarray]) -> np.ndarray:
-    """The op on every ISA path and 1 / 2 threads; the results must agree bit for bit."""
-    results = [
-        _core.run_op(kind, attrs, {}, inputs, isa=isa, threads=threads)
-        for isa in _core.available_isas()
-        for threads in (1, 2)
-    ]
-    for r in results[1:]:
-        assert r.shape == results[0].shape and r.tobytes() == results[0].tobytes()
-    return results[0]
 
 
 def _data(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -49,7 +38,7 @@ def _data(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 )
 def test_arg_reduce_matches_torch(op, shape, axis, keep):
     x = _data(shape)
-    got = _everywhere("arg_reduce", {"op": op, "axis": axis, "keepdims": keep}, [x])
+    got = run_everywhere_op("arg_reduce", {"op": op, "axis": axis, "keepdims": keep}, [x])
     want = getattr(torch, op)(torch.from_numpy(x), dim=axis, keepdim=keep)  # first index on ties
     np.testing.assert_array_equal(got, want.numpy().astype(np.float32))
 
@@ -57,7 +46,7 @@ def test_arg_reduce_matches_torch(op, shape, axis, keep):
 def test_arg_reduce_nan_wins_as_in_torch():
     x = np.array([[1.0, np.nan, 5.0, np.nan], [3.0, 3.0, -1.0, -1.0]], np.float32)
     for op in ("argmax", "argmin"):
-        got = _everywhere("arg_reduce", {"op": op, "axis": 1}, [x])
+        got = run_everywhere_op("arg_reduce", {"op": op, "axis": 1}, [x])
         np.testing.assert_array_equal(got, getattr(torch, op)(torch.from_numpy(x), dim=1).numpy())
 
 
@@ -68,7 +57,7 @@ def test_topk_matches_torch_stable_sort(shape, axis, k, largest):
     x.flat[0] = np.nan
     t = torch.sort(torch.from_numpy(x), dim=axis, descending=largest, stable=True)
     for output, want in (("values", t.values), ("indices", t.indices)):
-        got = _everywhere("topk", {"k": k, "axis": axis, "largest": largest, "output": output}, [x])
+        got = run_everywhere_op("topk", {"k": k, "axis": axis, "largest": largest, "output": output}, [x])
         np.testing.assert_array_equal(got, want.narrow(axis, 0, k).numpy().astype(np.float32))
 
 
@@ -76,7 +65,7 @@ def test_topk_matches_torch_stable_sort(shape, axis, k, largest):
 def test_cumsum_equals_torch_bit_for_bit(shape, axis):
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(shape) * 100).astype(np.float32)
-    got = _everywhere("cumsum", {"axis": axis}, [x])
+    got = run_everywhere_op("cumsum", {"axis": axis}, [x])
     want = torch.cumsum(torch.from_numpy(x), dim=axis).numpy()  # PyTorch's CPU kernel sums in double
     assert got.tobytes() == want.tobytes()
     exact = np.cumsum(x.astype(np.float64), axis=axis)
@@ -89,7 +78,7 @@ def test_cumsum_equals_torch_bit_for_bit(shape, axis):
 def test_take_matches_numpy(x_shape, axis, idx):
     x = _data(x_shape, seed=1)
     index = np.asarray(idx, np.float32)
-    got = _everywhere("take", {"axis": axis}, [x, index])
+    got = run_everywhere_op("take", {"axis": axis}, [x, index])
     np.testing.assert_array_equal(got, np.take(x, np.asarray(idx), axis=axis))
 
 
@@ -97,7 +86,7 @@ def test_gather_matches_torch():
     rng = np.random.default_rng(5)
     x = _data((3, 6, 4), seed=2)
     index = rng.integers(0, 6, size=(2, 5, 3))
-    got = _everywhere("gather", {"axis": 1}, [x, index.astype(np.float32)])
+    got = run_everywhere_op("gather", {"axis": 1}, [x, index.astype(np.float32)])
     np.testing.assert_array_equal(got, torch.gather(torch.from_numpy(x), 1, torch.from_numpy(index)).numpy())
 
 
@@ -111,12 +100,12 @@ def test_scatter_matches_torch(reduce):
         index = rng.integers(-6, 6, size=(2, 5, 3))
     # multiples of 0.5: the sums are exact in any order; "none": a src larger than index (read at p)
     src = _data((2, 5, 3) if reduce == "add" else (3, 6, 4), seed=7)
-    got = _everywhere("scatter", {"axis": 1, "reduce": reduce}, [x, index.astype(np.float32), src])
+    got = run_everywhere_op("scatter", {"axis": 1, "reduce": reduce}, [x, index.astype(np.float32), src])
     t = torch.from_numpy(x)
     i = torch.from_numpy(index % 6)
     want = t.scatter_add(1, i, torch.from_numpy(src)) if reduce == "add" else t.scatter(1, i, torch.from_numpy(src))
     np.testing.assert_array_equal(got, want.numpy())
-    one = _everywhere("scatter", {"axis": 1}, [x, index.astype(np.float32), np.full((1,), 7.0, np.float32)])
+    one = run_everywhere_op("scatter", {"axis": 1}, [x, index.astype(np.float32), np.full((1,), 7.0, np.float32)])
     np.testing.assert_array_equal(one, t.scatter(1, i, 7.0).numpy())
 
 
@@ -310,7 +299,7 @@ def test_bicubic_resize_matches_torch(size, align, scale):
     attrs = {"size": list(size), "mode": "bicubic", "align_corners": align}
     if scale is not None:
         attrs.update(scale_h=scale, scale_w=scale)
-    got = _everywhere("resize", attrs, [x])
+    got = run_everywhere_op("resize", attrs, [x])
     t = torch.from_numpy(x).permute(0, 3, 1, 2)
     if scale is None:
         want = torch.nn.functional.interpolate(t, size=size, mode="bicubic", align_corners=align)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from engine_ops import run_everywhere_op
 from test_general_graph import IMG, Fn, check
 
 import xnorinfer
@@ -22,18 +23,6 @@ from xnorinfer.convert import convert, reference
 from xnorinfer.ops.cast_ops import round_to_bfloat16
 
 VEC = (1, 12)
-
-
-def _everywhere(kind: str, attrs: dict, inputs: list[np.ndarray]) -> np.ndarray:
-    """The op on every ISA path and 1 / 2 threads; the results must agree bit for bit."""
-    results = [
-        _core.run_op(kind, attrs, {}, inputs, isa=isa, threads=threads)
-        for isa in _core.available_isas()
-        for threads in (1, 2)
-    ]
-    for r in results[1:]:
-        assert r.shape == results[0].shape and r.tobytes() == results[0].tobytes()
-    return results[0]
 
 
 def _ties(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -50,7 +39,7 @@ def _ties(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 def test_reduce_prod_matches_float64_and_torch(shape, axes):
     rng = np.random.default_rng(1)
     x = (rng.uniform(0.8, 1.25, size=shape) * rng.choice([-1, 1], size=shape)).astype(np.float32)
-    got = _everywhere("reduce", {"op": "prod", "axes": axes, "keepdims": True}, [x])
+    got = run_everywhere_op("reduce", {"op": "prod", "axes": axes, "keepdims": True}, [x])
     exact = np.prod(x.astype(np.float64), axis=tuple(axes), keepdims=True)
     n = int(np.prod([shape[a] for a in axes]))
     # a double product of n float32 factors rounded once: within 1 ulp of float32 (plus n double roundings)
@@ -64,7 +53,7 @@ def test_reduce_prod_matches_float64_and_torch(shape, axes):
 
 def test_reduce_prod_zero_inf_nan_as_torch():
     x = np.array([[1.0, 0.0, 5.0], [np.inf, 0.0, 1.0], [np.nan, 2.0, 3.0], [1e30, 1e30, -1.0]], np.float32)
-    got = _everywhere("reduce", {"op": "prod", "axes": [1], "keepdims": False}, [x])
+    got = run_everywhere_op("reduce", {"op": "prod", "axes": [1], "keepdims": False}, [x])
     np.testing.assert_array_equal(got, torch.from_numpy(x).prod(1).numpy())
 
 
@@ -75,7 +64,7 @@ def test_reduce_prod_zero_inf_nan_as_torch():
 def test_cumprod_equals_torch_bit_for_bit(shape, axis):
     rng = np.random.default_rng(3)
     x = rng.uniform(0.5, 1.7, size=shape).astype(np.float32) * rng.choice([-1, 1], size=shape).astype(np.float32)
-    got = _everywhere("cumsum", {"axis": axis, "op": "prod"}, [x])
+    got = run_everywhere_op("cumsum", {"axis": axis, "op": "prod"}, [x])
     want = torch.cumprod(torch.from_numpy(x), dim=axis).numpy()  # PyTorch's CPU kernel multiplies in double
     np.testing.assert_array_equal(got, want)
 
@@ -88,8 +77,8 @@ def test_cummax_cummin_values_and_indices_equal_torch(op, shape, axis):
     flat[::7] = np.nan  # NaN wins, each new NaN moves the index
     flat[3::11] = -np.inf
     t = (torch.cummax if op == "max" else torch.cummin)(torch.from_numpy(x), dim=axis)
-    values = _everywhere("cumsum", {"axis": axis, "op": op}, [x])
-    indices = _everywhere("cumsum", {"axis": axis, "op": op, "output": "indices"}, [x])
+    values = run_everywhere_op("cumsum", {"axis": axis, "op": op}, [x])
+    indices = run_everywhere_op("cumsum", {"axis": axis, "op": op, "output": "indices"}, [x])
     np.testing.assert_array_equal(values, t.values.numpy())
     np.testing.assert_array_equal(indices, t.indices.numpy().astype(np.float32))
 
@@ -114,7 +103,7 @@ def test_scatter_reduce_matches_torch(reduce, include_self):
     src = _ties((2, 5, 3), seed=7)
     src.flat[4] = np.nan
     attrs = {"axis": 1, "reduce": reduce, "include_self": include_self}
-    got = _everywhere("scatter", attrs, [x, index.astype(np.float32), src])
+    got = run_everywhere_op("scatter", attrs, [x, index.astype(np.float32), src])
     name = {"mul": "prod", "max": "amax", "min": "amin", "mean": "mean", "add": "sum"}[reduce]
     i = torch.from_numpy(index % 6)
     want = torch.from_numpy(x).scatter_reduce(1, i, torch.from_numpy(src), name, include_self=include_self)
@@ -125,7 +114,7 @@ def test_scatter_reduce_matches_torch(reduce, include_self):
 def test_scatter_multiply_one_value():
     x = _ties((2, 5), seed=2) + np.float32(0.25)
     index = np.array([[0, 3, 3], [4, 4, 1]], np.float32)
-    got = _everywhere("scatter", {"axis": 1, "reduce": "mul"}, [x, index, np.full((1,), -2.0, np.float32)])
+    got = run_everywhere_op("scatter", {"axis": 1, "reduce": "mul"}, [x, index, np.full((1,), -2.0, np.float32)])
     want = torch.from_numpy(x).scatter(1, torch.from_numpy(index).long(), -2.0, reduce="multiply")
     np.testing.assert_array_equal(got, want.numpy())
 
@@ -162,7 +151,7 @@ def _sweep(n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("to", ["float16", "bfloat16"])
 def test_cast_float_equals_torch_bit_for_bit(to):
     x = _sweep(1 << 18, seed=5 if to == "float16" else 6)
-    got = _everywhere("cast_float", {"to": to}, [x])
+    got = run_everywhere_op("cast_float", {"to": to}, [x])
     want = torch.from_numpy(x).to(torch.float16 if to == "float16" else torch.bfloat16).float().numpy()
     nan = np.isnan(want)
     np.testing.assert_array_equal(np.isnan(got), nan)

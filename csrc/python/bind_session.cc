@@ -124,6 +124,19 @@ std::shared_ptr<const XbinFile> open_file(const py::object& source, const std::s
   return std::make_shared<const XbinFile>(path);
 }
 
+// Input shapes given as Python lists of dims (rank 1..kMaxRank each).
+std::vector<Shape> shapes_of_dims(const std::vector<std::vector<int64_t>>& dims) {
+  std::vector<Shape> shapes;
+  for (const auto& d : dims) {
+    if (d.empty() || d.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("bad input rank");
+    Shape sh;
+    sh.rank = static_cast<int>(d.size());
+    for (size_t a = 0; a < d.size(); ++a) sh.d[a] = d[a];
+    shapes.push_back(sh);
+  }
+  return shapes;
+}
+
 py::tuple shape_tuple(const Shape& s) {
   py::tuple t(s.rank);
   for (int i = 0; i < s.rank; ++i) t[i] = s.d[i];
@@ -307,28 +320,14 @@ void register_session(py::module_& m) {
       .def(
           "planned_bytes_inputs",
           [](const Session& s, const std::vector<std::vector<int64_t>>& dims) {
-            std::vector<Shape> shapes;
-            for (const auto& d : dims) {
-              if (d.empty() || d.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("bad input rank");
-              Shape sh;
-              sh.rank = static_cast<int>(d.size());
-              for (size_t a = 0; a < d.size(); ++a) sh.d[a] = d[a];
-              shapes.push_back(sh);
-            }
+            const std::vector<Shape> shapes = shapes_of_dims(dims);
             return s.planned_bytes(shapes.data(), shapes.size());
           },
           py::arg("shapes"), "planned_bytes for every input's shape (NCHW for a 4-D input).")
       .def(
           "parallel_steps",
           [](const Session& s, const std::vector<std::vector<int64_t>>& dims) {
-            std::vector<Shape> shapes;
-            for (const auto& d : dims) {
-              if (d.empty() || d.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("bad input rank");
-              Shape sh;
-              sh.rank = static_cast<int>(d.size());
-              for (size_t a = 0; a < d.size(); ++a) sh.d[a] = d[a];
-              shapes.push_back(sh);
-            }
+            const std::vector<Shape> shapes = shapes_of_dims(dims);
             return s.parallel_steps(shapes.data(), shapes.size());
           },
           py::arg("shapes"),
