@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "microkernels/bconv2d_common.h"
+#include "microkernels/bconv2d_store_avx2.h"
 
 namespace xnor {
 namespace {
@@ -63,11 +64,7 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
       default: half_rows<4>(a, half, pop); break;
     }
   }
-  for (int m = 0; m < a.rows; ++m) {
-    int64_t s[kBconvBlock];
-    for (int c = 0; c < channels; ++c) s[c] = a.k_bits - 2 * pop[m][c] - bgemm_padding_correction(a, m, c);
-    bgemm_store_pixel_scalar(a, m, s);
-  }
+  bgemm_store_tile_avx2(a, pop);
 }
 
 }  // namespace xnor
