@@ -65,6 +65,15 @@ class BinaryConv2d {
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 
+  // The packed data, for other GEMM engines (operators/bconv2d_amx.cc): words per output pixel's
+  // reduction (taps x in_words), the channel blocks, block b's weight rows ([k_words][lanes],
+  // lanes past the block's channels zero) and its epilogue constants.
+  int k_words() const { return k_words_; }
+  int weight_blocks() const { return blocks_; }
+  int weight_block_lanes(int b) const { return block_lanes(b); }
+  const uint64_t* weight_block(int b) const { return block_weights(b); }
+  const BconvBlockEpilogue& block_epilogue(int b) const { return epilogue_[static_cast<size_t>(b)]; }
+
  private:
   struct Scratch {
     uint64_t* frame;       // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding

@@ -1,0 +1,138 @@
+// The binary GEMM on an AMX tile unit: +/-1 dot products as exact int8 dot products (TDPBSSD).
+//
+// One call computes a block of up to kAmxPixels output pixels x kBconvBlock (32) output channels
+// of a binary convolution over the whole reduction and stores the exact integer sums s. Every
+// 64-bit word of the reduction (one tap's 64 input channels) becomes one 64-byte tile row:
+//   A tiles (tmm4, tmm5): 16 pixels x 64 int8 each, value (1 - 2 * bit) for a real input channel,
+//                         0 for a channel past in_channels and for a zero-padded tap, +1 / -1 for a
+//                         tap in +1 / -1 padding;
+//   B tiles (tmm6, tmm7): 16 channels each in the VNNI layout TDPBSSD reads: row r holds, for
+//                         channel n, the weights of bits 4r..4r+3 at bytes 4n..4n+3;
+//   C tiles (tmm0..tmm3): 16 pixels x 16 channels of int32 sums, 2 x 2 of them.
+// Because int8 can hold 0, a zero-padded tap contributes nothing and needs no correction: the
+// tile sums are s itself, the same integer the popcount kernels reach as k_bits - 2 * popcount
+// minus their padding correction, so the shared epilogue gives the same bytes.
+//
+// The template runs on any unit with the interface of AmxEmulated (amx_tile.h): the emulator
+// (amx_emulated.cc, every machine) and the hardware (amx_hardware.cc, after amx_support()).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "microkernels/amx_tile.h"
+#include "microkernels/bconv2d_microkernel.h"
+
+namespace xnor {
+
+constexpr int kAmxPixels = 32;  // output pixels per call: two A tiles of 16 rows
+
+struct AmxBgemmArgs {
+  const uint64_t* image;  // one image, [in_h][in_w][in_words], unpadded
+  int64_t in_h, in_w;
+  int in_words;
+  int in_channels;
+  int kernel_h, kernel_w;
+  PadMode pad_mode;
+  // Pixel m < rows of the block: its window's top-left input position (negative in the padding).
+  const int64_t* iy0;
+  const int64_t* ix0;
+  int rows;  // 1..kAmxPixels
+  // One channel block of BinaryConv2d's packed weights: word k of lane n is
+  // weights[k * weight_stride + n] for n < lanes (lanes <= kBconvBlock <= weight_stride).
+  const uint64_t* weights;
+  int64_t weight_stride;
+  int lanes;
+  int k_words;  // kernel_h * kernel_w * in_words
+  // Out: sums[m * kBconvBlock + n] for m < kAmxPixels, n < kBconvBlock (rows past `rows` and
+  // lanes past `lanes` hold sums of zero rows / columns).
+  int32_t* sums;
+};
+
+using AmxBgemmFn = void (*)(const AmxBgemmArgs& args);
+void amx_bgemm_emulated(const AmxBgemmArgs& args);
+// Only after amx_support().available (amx_detect.h): on a CPU without AMX it faults.
+void amx_bgemm_hardware(const AmxBgemmArgs& args);
+
+namespace amx_detail {
+
+// 64 bits to 64 int8: bit j of `valid` clear -> 0, else bit j of x set -> -1, clear -> +1.
+inline void expand_word(uint64_t x, uint64_t valid, int8_t* out) {
+  for (int j = 0; j < 64; ++j) {
+    const int v = static_cast<int>((valid >> j) & 1u), b = static_cast<int>((x >> j) & 1u);
+    out[j] = static_cast<int8_t>(v * (1 - 2 * b));
+  }
+}
+
+// The A rows of word k for the block's pixels (rows past a.rows zero).
+inline void expand_a(const AmxBgemmArgs& a, int k, int8_t (*rows)[64]) {
+  const int tap = k / a.in_words, w = k % a.in_words;
+  const int ky = tap / a.kernel_w, kx = tap % a.kernel_w;
+  const int bits = a.in_channels - 64 * w < 64 ? a.in_channels - 64 * w : 64;
+  const uint64_t valid = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  for (int m = 0; m < kAmxPixels; ++m) {
+    if (m >= a.rows) {
+      std::memset(rows[m], 0, 64);
+      continue;
+    }
+    const int64_t iy = a.iy0[m] + ky, ix = a.ix0[m] + kx;
+    if (iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w) {
+      expand_word(a.image[(iy * a.in_w + ix) * a.in_words + w], valid, rows[m]);
+    } else if (a.pad_mode == PadMode::kZero) {
+      std::memset(rows[m], 0, 64);
+    } else {
+      expand_word(a.pad_mode == PadMode::kMinusOne ? ~uint64_t{0} : 0, valid, rows[m]);
+    }
+  }
+}
+
+// The B tiles of word k: tile h holds lanes 16h..16h+15 in the VNNI layout (lanes past a.lanes zero).
+inline void expand_b(const AmxBgemmArgs& a, int k, int8_t (*tiles)[16][64]) {
+  for (int n = 0; n < kBconvBlock; ++n) {
+    int8_t (*tile)[64] = tiles[n / 16];
+    const int col = 4 * (n % 16);
+    if (n >= a.lanes) {
+      for (int r = 0; r < 16; ++r) std::memset(tile[r] + col, 0, 4);
+      continue;
+    }
+    int8_t bytes[64];
+    expand_word(a.weights[static_cast<int64_t>(k) * a.weight_stride + n], ~uint64_t{0}, bytes);
+    for (int r = 0; r < 16; ++r) std::memcpy(tile[r] + col, bytes + 4 * r, 4);
+  }
+}
+
+}  // namespace amx_detail
+
+template <class Unit>
+void amx_bgemm_block(Unit& unit, const AmxBgemmArgs& a) {
+  alignas(64) int8_t a_rows[kAmxPixels][64];
+  alignas(64) int8_t b_tiles[2][16][64];
+  AmxTileConfig config;
+  config.palette = 1;
+  for (int t = 0; t < kAmxTiles; ++t) config.rows[t] = 16, config.colsb[t] = 64;
+  unit.load_config(config);
+  unit.template zero<0>();
+  unit.template zero<1>();
+  unit.template zero<2>();
+  unit.template zero<3>();
+  for (int k = 0; k < a.k_words; ++k) {
+    amx_detail::expand_a(a, k, a_rows);
+    amx_detail::expand_b(a, k, b_tiles);
+    unit.template load<4>(a_rows[0], 64);
+    unit.template load<5>(a_rows[16], 64);
+    unit.template load<6>(b_tiles[0], 64);
+    unit.template load<7>(b_tiles[1], 64);
+    unit.template dpbssd<0, 4, 6>();  // pixels 0..15, lanes 0..15
+    unit.template dpbssd<1, 4, 7>();  // pixels 0..15, lanes 16..31
+    unit.template dpbssd<2, 5, 6>();  // pixels 16..31, lanes 0..15
+    unit.template dpbssd<3, 5, 7>();  // pixels 16..31, lanes 16..31
+  }
+  constexpr int64_t stride = kBconvBlock * sizeof(int32_t);
+  unit.template store<0>(a.sums, stride);
+  unit.template store<1>(a.sums + 16, stride);
+  unit.template store<2>(a.sums + 16 * kBconvBlock, stride);
+  unit.template store<3>(a.sums + 16 * kBconvBlock + 16, stride);
+  unit.release();
+}
+
+}  // namespace xnor
