@@ -12,7 +12,13 @@ namespace {
 // GCC's tile intrinsics paste the tile number into the instruction text, so each one must be
 // spelled with a literal number: the templates pick that spelling at compile time.
 struct AmxHardware {
-  void load_config(const AmxTileConfig& config) { _tile_loadconfig(&config); }
+  // GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes and _tile_loadd that it reads no
+  // memory at all: the empty asm statements before them make the whole configuration, and every
+  // byte written to a tile's source, land in memory first.
+  void load_config(const AmxTileConfig& config) {
+    __asm__ volatile("" : : "m"(config) : "memory");
+    _tile_loadconfig(&config);
+  }
   void release() { _tile_release(); }
 
 #define XNOR_AMX_TILE_CASES(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7)
@@ -27,6 +33,7 @@ struct AmxHardware {
   template <int T>
   void load(const void* base, int64_t stride) {
     static_assert(T >= 0 && T < kAmxTiles, "tile number");
+    __asm__ volatile("" : : : "memory");
 #define XNOR_AMX_LOAD(t) \
   if constexpr (T == t) _tile_loadd(t, base, stride);
     XNOR_AMX_TILE_CASES(XNOR_AMX_LOAD)
