@@ -56,11 +56,31 @@ void amx_bgemm_hardware(const AmxBgemmArgs& args);
 
 namespace amx_detail {
 
+// Byte j of pm1[b] is -1 (0xFF) where bit j of b is set, else +1; byte j of mask[b] is 0xFF where
+// bit j of b is set, else 0. Little-endian: byte j of a uint64 is its bits 8j..8j+7.
+struct ExpandTables {
+  uint64_t pm1[256];
+  uint64_t mask[256];
+};
+constexpr ExpandTables make_expand_tables() {
+  ExpandTables t{};
+  for (unsigned b = 0; b < 256; ++b) {
+    for (unsigned j = 0; j < 8; ++j) {
+      const bool set = ((b >> j) & 1u) != 0;
+      t.pm1[b] |= uint64_t{set ? 0xFFu : 0x01u} << (8 * j);
+      t.mask[b] |= uint64_t{set ? 0xFFu : 0x00u} << (8 * j);
+    }
+  }
+  return t;
+}
+inline constexpr ExpandTables kExpandTables = make_expand_tables();
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the expansion tables assume little-endian bytes");
+
 // 64 bits to 64 int8: bit j of `valid` clear -> 0, else bit j of x set -> -1, clear -> +1.
 inline void expand_word(uint64_t x, uint64_t valid, int8_t* out) {
-  for (int j = 0; j < 64; ++j) {
-    const int v = static_cast<int>((valid >> j) & 1u), b = static_cast<int>((x >> j) & 1u);
-    out[j] = static_cast<int8_t>(v * (1 - 2 * b));
+  for (int i = 0; i < 8; ++i) {
+    const uint64_t bytes = kExpandTables.pm1[(x >> (8 * i)) & 0xFF] & kExpandTables.mask[(valid >> (8 * i)) & 0xFF];
+    std::memcpy(out + 8 * i, &bytes, sizeof bytes);
   }
 }
 
