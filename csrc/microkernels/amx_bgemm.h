@@ -1,14 +1,18 @@
 // The binary GEMM on an AMX tile unit: +/-1 dot products as exact int8 dot products (TDPBSSD).
 //
-// One call computes a block of up to kAmxPixels output pixels x kBconvBlock (32) output channels
-// of a binary convolution over the whole reduction and stores the exact integer sums s. Every
-// 64-bit word of the reduction (one tap's 64 input channels) becomes one 64-byte tile row:
+// One call computes up to kAmxPixels output pixels x up to kAmxGroupBlocks channel blocks of 32
+// output channels of a binary convolution over the whole reduction and stores the exact integer
+// sums s. Every 64-bit word of the reduction (one tap's 64 input channels) becomes one 64-byte
+// tile row:
 //   A tiles (tmm4, tmm5): 16 pixels x 64 int8 each, value (1 - 2 * bit) for a real input channel,
 //                         0 for a channel past in_channels and for a zero-padded tap, +1 / -1 for a
-//                         tap in +1 / -1 padding;
-//   B tiles (tmm6, tmm7): 16 channels each in the VNNI layout TDPBSSD reads: row r holds, for
-//                         channel n, the weights of bits 4r..4r+3 at bytes 4n..4n+3;
-//   C tiles (tmm0..tmm3): 16 pixels x 16 channels of int32 sums, 2 x 2 of them.
+//                         tap in +1 / -1 padding; expanded here, kAmxKChunk words at a time, and
+//                         reused for every channel block of the call;
+//   B tiles (tmm6, tmm7): 16 channels each in the VNNI layout TDPBSSD reads (row r holds, for
+//                         channel n, the weights of bits 4r..4r+3 at bytes 4n..4n+3), expanded
+//                         once per layer by amx_expand_weights (operators/bconv2d_amx.cc caches them);
+//   C tiles (tmm0..tmm3): 16 pixels x 16 channels of int32 sums, 2 x 2 of them per channel block,
+//                         kept in `sums` between word chunks.
 // Because int8 can hold 0, a zero-padded tap contributes nothing and needs no correction: the
 // tile sums are s itself, the same integer the popcount kernels reach as k_bits - 2 * popcount
 // minus their padding correction, so the shared epilogue gives the same bytes.
@@ -25,7 +29,12 @@
 
 namespace xnor {
 
-constexpr int kAmxPixels = 32;  // output pixels per call: two A tiles of 16 rows
+constexpr int kAmxPixels = 32;      // output pixels per call: two A tiles of 16 rows
+constexpr int kAmxKChunk = 16;      // reduction words expanded at a time (32 KiB of A rows)
+constexpr int kAmxGroupBlocks = 4;  // channel blocks per call sharing one A expansion
+constexpr int64_t kAmxTileBytes = 16 * 64;
+// Bytes of one channel block's B tiles per reduction word: two 16-channel tiles.
+constexpr int64_t kAmxWordBytes = 2 * kAmxTileBytes;
 
 struct AmxBgemmArgs {
   const uint64_t* image;  // one image, [in_h][in_w][in_words], unpadded
@@ -34,18 +43,17 @@ struct AmxBgemmArgs {
   int in_channels;
   int kernel_h, kernel_w;
   PadMode pad_mode;
-  // Pixel m < rows of the block: its window's top-left input position (negative in the padding).
+  // Pixel m < rows of the call: its window's top-left input position (negative in the padding).
   const int64_t* iy0;
   const int64_t* ix0;
-  int rows;  // 1..kAmxPixels
-  // One channel block of BinaryConv2d's packed weights: word k of lane n is
-  // weights[k * weight_stride + n] for n < lanes (lanes <= kBconvBlock <= weight_stride).
-  const uint64_t* weights;
-  int64_t weight_stride;
-  int lanes;
+  int rows;     // 1..kAmxPixels
   int k_words;  // kernel_h * kernel_w * in_words
-  // Out: sums[m * kBconvBlock + n] for m < kAmxPixels, n < kBconvBlock (rows past `rows` and
-  // lanes past `lanes` hold sums of zero rows / columns).
+  // The call's channel blocks' B tiles, block after block: [blocks][k_words][2][16][64] int8
+  // (amx_expand_weights), 64-byte aligned.
+  const int8_t* b_tiles;
+  int blocks;  // 1..kAmxGroupBlocks
+  // Out: block g's sum of pixel m, lane n is sums[(g * kAmxPixels + m) * kBconvBlock + n] (rows
+  // past `rows` and lanes past a block's channels hold sums of zero rows / columns).
   int32_t* sums;
 };
 
@@ -106,52 +114,65 @@ inline void expand_a(const AmxBgemmArgs& a, int k, int8_t (*rows)[64]) {
   }
 }
 
-// The B tiles of word k: tile h holds lanes 16h..16h+15 in the VNNI layout (lanes past a.lanes zero).
-inline void expand_b(const AmxBgemmArgs& a, int k, int8_t (*tiles)[16][64]) {
-  for (int n = 0; n < kBconvBlock; ++n) {
-    int8_t (*tile)[64] = tiles[n / 16];
-    const int col = 4 * (n % 16);
-    if (n >= a.lanes) {
-      for (int r = 0; r < 16; ++r) std::memset(tile[r] + col, 0, 4);
-      continue;
+}  // namespace amx_detail
+
+// One channel block's B tiles: word k of lane n < lanes is weights[k * weight_stride + n] (the
+// packed block of BinaryConv2d); out: [k_words][2][16][64], tile h holding lanes 16h..16h+15 in
+// the VNNI layout, lanes past `lanes` zero.
+inline void amx_expand_weights(const uint64_t* weights, int64_t weight_stride, int lanes, int k_words, int8_t* out) {
+  for (int64_t k = 0; k < k_words; ++k) {
+    int8_t* word_tiles = out + k * kAmxWordBytes;
+    for (int n = 0; n < kBconvBlock; ++n) {
+      int8_t* tile = word_tiles + (n / 16) * kAmxTileBytes;
+      const int col = 4 * (n % 16);
+      int8_t bytes[64] = {};
+      if (n < lanes) amx_detail::expand_word(weights[k * weight_stride + n], ~uint64_t{0}, bytes);
+      for (int r = 0; r < 16; ++r) std::memcpy(tile + r * 64 + col, bytes + 4 * r, 4);
     }
-    int8_t bytes[64];
-    expand_word(a.weights[static_cast<int64_t>(k) * a.weight_stride + n], ~uint64_t{0}, bytes);
-    for (int r = 0; r < 16; ++r) std::memcpy(tile[r] + col, bytes + 4 * r, 4);
   }
 }
 
-}  // namespace amx_detail
-
 template <class Unit>
 void amx_bgemm_block(Unit& unit, const AmxBgemmArgs& a) {
-  alignas(64) int8_t a_rows[kAmxPixels][64];
-  alignas(64) int8_t b_tiles[2][16][64];
+  alignas(64) int8_t a_rows[kAmxKChunk][kAmxPixels][64];
   AmxTileConfig config;
   config.palette = 1;
   for (int t = 0; t < kAmxTiles; ++t) config.rows[t] = 16, config.colsb[t] = 64;
   unit.load_config(config);
-  unit.template zero<0>();
-  unit.template zero<1>();
-  unit.template zero<2>();
-  unit.template zero<3>();
-  for (int k = 0; k < a.k_words; ++k) {
-    amx_detail::expand_a(a, k, a_rows);
-    amx_detail::expand_b(a, k, b_tiles);
-    unit.template load<4>(a_rows[0], 64);
-    unit.template load<5>(a_rows[16], 64);
-    unit.template load<6>(b_tiles[0], 64);
-    unit.template load<7>(b_tiles[1], 64);
-    unit.template dpbssd<0, 4, 6>();  // pixels 0..15, lanes 0..15
-    unit.template dpbssd<1, 4, 7>();  // pixels 0..15, lanes 16..31
-    unit.template dpbssd<2, 5, 6>();  // pixels 16..31, lanes 0..15
-    unit.template dpbssd<3, 5, 7>();  // pixels 16..31, lanes 16..31
-  }
   constexpr int64_t stride = kBconvBlock * sizeof(int32_t);
-  unit.template store<0>(a.sums, stride);
-  unit.template store<1>(a.sums + 16, stride);
-  unit.template store<2>(a.sums + 16 * kBconvBlock, stride);
-  unit.template store<3>(a.sums + 16 * kBconvBlock + 16, stride);
+  for (int k0 = 0; k0 < a.k_words; k0 += kAmxKChunk) {
+    const int chunk = a.k_words - k0 < kAmxKChunk ? a.k_words - k0 : kAmxKChunk;
+    for (int j = 0; j < chunk; ++j) amx_detail::expand_a(a, k0 + j, a_rows[j]);
+    for (int g = 0; g < a.blocks; ++g) {
+      int32_t* sums = a.sums + static_cast<int64_t>(g) * kAmxPixels * kBconvBlock;
+      if (k0 == 0) {
+        unit.template zero<0>();
+        unit.template zero<1>();
+        unit.template zero<2>();
+        unit.template zero<3>();
+      } else {
+        unit.template load<0>(sums, stride);
+        unit.template load<1>(sums + 16, stride);
+        unit.template load<2>(sums + 16 * kBconvBlock, stride);
+        unit.template load<3>(sums + 16 * kBconvBlock + 16, stride);
+      }
+      const int8_t* b = a.b_tiles + (static_cast<int64_t>(g) * a.k_words + k0) * kAmxWordBytes;
+      for (int j = 0; j < chunk; ++j, b += kAmxWordBytes) {
+        unit.template load<4>(a_rows[j][0], 64);
+        unit.template load<5>(a_rows[j][16], 64);
+        unit.template load<6>(b, 64);
+        unit.template load<7>(b + kAmxTileBytes, 64);
+        unit.template dpbssd<0, 4, 6>();  // pixels 0..15, lanes 0..15
+        unit.template dpbssd<1, 4, 7>();  // pixels 0..15, lanes 16..31
+        unit.template dpbssd<2, 5, 6>();  // pixels 16..31, lanes 0..15
+        unit.template dpbssd<3, 5, 7>();  // pixels 16..31, lanes 16..31
+      }
+      unit.template store<0>(sums, stride);
+      unit.template store<1>(sums + 16, stride);
+      unit.template store<2>(sums + 16 * kBconvBlock, stride);
+      unit.template store<3>(sums + 16 * kBconvBlock + 16, stride);
+    }
+  }
   unit.release();
 }
 

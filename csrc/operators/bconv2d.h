@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "microkernels/bconv2d_microkernel.h"
@@ -13,6 +14,8 @@
 #include "operators/workspace.h"
 
 namespace xnor {
+
+struct AmxTileWeights;  // operators/bconv2d_amx.h
 
 struct BconvConfig {
   int in_channels = 0;
@@ -73,6 +76,13 @@ class BinaryConv2d {
   int weight_block_lanes(int b) const { return block_lanes(b); }
   const uint64_t* weight_block(int b) const { return block_weights(b); }
   const BconvBlockEpilogue& block_epilogue(int b) const { return epilogue_[static_cast<size_t>(b)]; }
+  // The AMX engine's weights as int8 tiles, built by its first run (8x the packed weights, not
+  // counted in packed_bytes()); null before. Either call may race with the other: the cache is
+  // swapped atomically, and two first runs both build equal tiles.
+  std::shared_ptr<const AmxTileWeights> amx_tile_weights() const { return std::atomic_load(&amx_tile_weights_); }
+  void set_amx_tile_weights(std::shared_ptr<const AmxTileWeights> w) const {
+    std::atomic_store(&amx_tile_weights_, std::move(w));
+  }
 
  private:
   struct Scratch {
@@ -108,6 +118,7 @@ class BinaryConv2d {
   std::vector<int32_t> tap_weight_sum_;       // [blocks][taps][32], kZero with padding only
   std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
   std::vector<uint64_t> pad_row_;             // [in_words]
+  mutable std::shared_ptr<const AmxTileWeights> amx_tile_weights_;  // see amx_tile_weights()
 };
 
 }  // namespace xnor

@@ -10,9 +10,16 @@
 
 #include <cstdint>
 
+#include "operators/aligned_buffer.h"
 #include "operators/bconv2d.h"
 
 namespace xnor {
+
+// A layer's B tiles for the AMX engines: [blocks][k_words][2][16][64] int8 (amx_bgemm.h).
+struct AmxTileWeights {
+  AlignedBytes tiles;
+  int64_t block_bytes = 0;  // one channel block's tiles
+};
 
 enum class BgemmEngine { kPopcount, kAmx, kAmxEmulated };
 
