@@ -123,6 +123,45 @@ def test_emulated_amx_with_pixel_scale(rng, monkeypatch):
         assert got.tobytes() == popcount.tobytes()
 
 
+def test_concurrent_first_runs_share_the_tile_weights(rng, monkeypatch):
+    """The B tiles are built by a layer's first AMX run and cached in the layer: first runs racing
+    from several threads (the GIL is released while an op runs) all give the popcount bytes."""
+    from xnorinfer.bits import pack_last
+
+    i, o = 200, 70
+    x = np.where(rng.random((2, 9, 8, i)) < 0.5, -1, 1)
+    w = np.where(rng.random((o, 3, 3, i)) < 0.5, -1, 1)
+    attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "in_channels": i, "output": "float"}
+    params = {"weight": pack_last(w < 0), "multiplier": np.ones(o, np.float32), "bias": np.zeros(o, np.float32)}
+    xp = pack_last(x < 0)
+    monkeypatch.delenv("XNORINFER_BGEMM", raising=False)
+    popcount = _core.run_op("bconv2d", attrs, params, [xp], channels=[i])
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for _ in range(3):
+        op = _core.PreparedOp("bconv2d", attrs, params, [i])  # a fresh layer: nothing cached yet
+        for r in _race(op, xp, 4):
+            assert r is not None and r.tobytes() == popcount.tobytes()
+
+
+def _race(op, xp: np.ndarray, n: int) -> list:
+    """op.run([xp]) from n threads released at once (odd ones on 2 threads of their own)."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(k: int) -> None:
+        barrier.wait()
+        results[k] = op.run([xp], threads=1 + k % 2)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def test_engine_names_are_checked(rng, monkeypatch):
     op, xp, _ = _op(CASES[1], "zero", "int32", rng)
     monkeypatch.setenv("XNORINFER_BGEMM", "avx2")
