@@ -1,6 +1,8 @@
 // The binary GEMM block (amx_bgemm.h) on the CPU's AMX unit. This file alone is compiled with
 // -mamx-tile -mamx-int8 (CMakeLists.txt); it is reached only after amx_support() (amx_detect.h)
-// found AMX-TILE, AMX-INT8, the OS state and Linux's permission for the tile data.
+// found AMX-TILE, AMX-INT8, the OS state and Linux's permission for the tile data. (The inline
+// helpers of amx_bgemm.h it shares with amx_emulated.cc compile to the same baseline code here:
+// -mamx-tile / -mamx-int8 enable only the tile instructions, which only AmxHardware spells.)
 #include "microkernels/amx_bgemm.h"
 
 #if defined(__x86_64__) && defined(__AMX_TILE__) && defined(__AMX_INT8__)
