@@ -196,6 +196,23 @@ def test_shipped_model_runs_the_same_bytes_on_emulated_amx(tmp_path, monkeypatch
         monkeypatch.setenv("XNORINFER_BGEMM", "amx")
         with pytest.raises(RuntimeError, match="AMX is not usable here"):
             session.run(x)
+        return
+    # On AMX hardware, the real engine too, in a subprocess (a fault fails this test only).
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np, xnorinfer; "
+        "np.save(sys.argv[3], xnorinfer.load(sys.argv[1], threads=2).run(np.load(sys.argv[2])))"
+    )
+    env = dict(os.environ, XNORINFER_BGEMM="amx")
+    y = tmp_path / "y.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(out), str(tmp_path / "x.npy"), str(y)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(y).tobytes() == default.tobytes()
 
 
 def _cpu_has_amx() -> bool:
