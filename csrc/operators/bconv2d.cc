@@ -8,6 +8,7 @@
 
 #include "microkernels/dispatch.h"
 #include "operators/aligned_buffer.h"
+#include "operators/bconv2d_amx.h"
 
 namespace xnor {
 namespace {
@@ -145,6 +146,10 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || in_h + 2 * c.pad_h < c.kernel_h || in_w + 2 * c.pad_w < c.kernel_w) {
     throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
                                 " is smaller than the kernel");
+  }
+  if (const BgemmEngine engine = bgemm_engine(); engine != BgemmEngine::kPopcount && amx_fits(*this)) {
+    run_bconv2d_amx(*this, engine, input, batch, in_h, in_w, output, pool, pixel_scale);  // XNORINFER_BGEMM
+    return;
   }
   const int oh = out_h(in_h), ow = out_w(in_w);
   // One image's pixels fit in int (checked_bytes bounds H x W); counts over them use 64 bits.

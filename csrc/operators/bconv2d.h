@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "microkernels/bconv2d_microkernel.h"
@@ -13,6 +14,8 @@
 #include "operators/workspace.h"
 
 namespace xnor {
+
+struct AmxTileWeights;  // operators/bconv2d_amx.h
 
 struct BconvConfig {
   int in_channels = 0;
@@ -65,6 +68,22 @@ class BinaryConv2d {
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 
+  // The packed data, for other GEMM engines (operators/bconv2d_amx.cc): words per output pixel's
+  // reduction (taps x in_words), the channel blocks, block b's weight rows ([k_words][lanes],
+  // lanes past the block's channels zero) and its epilogue constants.
+  int k_words() const { return k_words_; }
+  int weight_blocks() const { return blocks_; }
+  int weight_block_lanes(int b) const { return block_lanes(b); }
+  const uint64_t* weight_block(int b) const { return block_weights(b); }
+  const BconvBlockEpilogue& block_epilogue(int b) const { return epilogue_[static_cast<size_t>(b)]; }
+  // The AMX engine's weights as int8 tiles, built by its first run (8x the packed weights, not
+  // counted in packed_bytes()); null before. Either call may race with the other: the cache is
+  // swapped atomically, and two first runs both build equal tiles.
+  std::shared_ptr<const AmxTileWeights> amx_tile_weights() const { return std::atomic_load(&amx_tile_weights_); }
+  void set_amx_tile_weights(std::shared_ptr<const AmxTileWeights> w) const {
+    std::atomic_store(&amx_tile_weights_, std::move(w));
+  }
+
  private:
   struct Scratch {
     uint64_t* frame;       // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
@@ -99,6 +118,7 @@ class BinaryConv2d {
   std::vector<int32_t> tap_weight_sum_;       // [blocks][taps][32], kZero with padding only
   std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
   std::vector<uint64_t> pad_row_;             // [in_words]
+  mutable std::shared_ptr<const AmxTileWeights> amx_tile_weights_;  // see amx_tile_weights()
 };
 
 }  // namespace xnor

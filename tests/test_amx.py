@@ -1,0 +1,265 @@
+"""The AMX binary GEMM engine (XNORINFER_BGEMM=amx | amx-emulated) against the popcount kernels.
+
+The tile kernel (csrc/microkernels/amx_bgemm.h) runs here on the emulated tile unit on every
+machine: its outputs must be the popcount kernels' bytes, and an independent float64 reference's
+values, on every shape class (kernel 1x1 / 3x3 / 5x5, stride 1 / 2, zero / +1 / -1 padding, input
+channels 1..300 across word boundaries, output channels 1..100 across 16- and 32-lane tiles,
+batch 1..3, int32 / float / bit output, 1 and 2 threads), and on a whole shipped model. On a CPU
+with AMX the same checks also run the hardware engine, in a subprocess so that a fault fails a
+test instead of killing pytest; elsewhere that engine must refuse with a clear reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import engine_ops as E
+import numpy as np
+import pytest
+import reference as R
+from conftest import POOLS
+from test_binary_conv import Case, _bits_params, make_data
+
+import xnorinfer
+from xnorinfer import _core, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+PAD_MODES = ["zero", "plus_one", "minus_one"]
+OUTPUTS = ["int32", "float", "bits"]
+
+CASES = [
+    Case(1, 1, 5, 4, 1, 1, 1, 1, 1),  # one channel in and out; 1x1 kernel with padding
+    Case(3, 63, 6, 5, 7, 3, 3, 1, 1),  # under a word; a block under 8 lanes
+    Case(2, 64, 7, 7, 16, 3, 3, 2, 1),  # one whole word; exactly one 16-lane tile
+    Case(1, 65, 9, 8, 33, 5, 5, 1, 2),  # word + 1 bit; 5x5; a 33rd channel in a second block
+    Case(2, 130, 6, 6, 48, 3, 3, 1, 1),  # 3 words; a 16-lane tail after a full block
+    Case(1, 300, 5, 6, 100, 3, 3, 2, 1),  # 5 words; 100 = 3 blocks + 4
+    Case(1, 200, 9, 9, 64, 1, 1, 2, 0),  # 1x1 stride 2, no padding
+    Case(3, 64, 20, 11, 40, 3, 3, 1, 1),  # 220 pixels: several 32-pixel blocks, a partial last one
+    Case(1, 5, 3, 3, 1, 5, 5, 1, 2),  # input smaller than the kernel
+    Case(2, 70, 1, 1, 70, 3, 3, 1, 1),  # 1x1 image: every tap but one is padding
+    Case(1, 33, 13, 17, 129, 2, 2, 2, 0),  # even kernel, 3 output words (odd block count)
+]
+
+
+def _op(case: Case, pad_mode: str, output: str, rng: np.random.Generator):
+    """The bconv2d op, its packed input and the float64-reference output."""
+    x, w, xp, wp = make_data(case, rng)
+    s = R.conv_sums(x, w, case.stride, case.padding, pad_mode)
+    kw: dict = {}
+    if output == "float":
+        kw["multiplier"] = (rng.standard_normal(case.cout) * 3).astype(np.float32)
+        kw["bias"] = (rng.standard_normal(case.cout) * 100).astype(np.float32)
+        expected = R.fma_f32(kw["multiplier"], s, kw["bias"])
+    elif output == "bits":
+        kw["threshold"], kw["flip"] = _bits_params(rng, s, case.cout)
+        expected = R.threshold_bits(s, kw["threshold"], kw["flip"])
+    else:
+        expected = s.astype(np.int32)
+    op = E.BinaryConv2d(wp, case.cin, stride=case.stride, padding=case.padding, pad_mode=pad_mode, output=output, **kw)
+    return op, xp, expected
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("pad_mode", PAD_MODES)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_emulated_amx_gives_the_popcount_bytes(case, pad_mode, output, rng, monkeypatch):
+    op, xp, expected = _op(case, pad_mode, output, rng)
+    monkeypatch.delenv("XNORINFER_BGEMM", raising=False)
+    popcount = op.run(xp, pool=POOLS[1])
+    assert popcount.tobytes() == expected.tobytes()  # the baseline itself is right
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for pool in POOLS:  # 1 and 2 threads
+        got = op.run(xp, pool=pool)
+        assert got.dtype == popcount.dtype and got.shape == popcount.shape
+        threads = 1 if pool is None else pool.threads
+        assert got.tobytes() == popcount.tobytes(), f"{case} {pad_mode} {output}, {threads} thread(s)"
+    if output == "bits":  # pad bits of the last word come back zero even in a garbage-filled out=
+        out = np.full(expected.shape, np.uint64(0xFFFF_FFFF_FFFF_FFFF))
+        op.run(xp, out=out)
+        assert out.tobytes() == expected.tobytes()
+
+
+def test_emulated_amx_binary_linear(rng, monkeypatch):
+    """blinear runs as a 1x1 conv over rows: the engine switch reaches it too."""
+    rows, fin, fout = 37, 150, 45
+    x = R.random_pm1(rng, (rows, fin))
+    w = R.random_pm1(rng, (fout, fin))
+    from xnorinfer.bits import pack_last
+
+    op = E.BinaryLinear(pack_last(w < 0), fin)
+    xp = pack_last(x < 0)
+    expected = (x.astype(np.int64) @ w.astype(np.int64).T).astype(np.int32)
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for pool in POOLS:
+        assert op.run(xp, pool=pool).tobytes() == expected.tobytes()
+
+
+def test_emulated_amx_with_pixel_scale(rng, monkeypatch):
+    """XNOR-Net's per-pixel scale K (bconv2d's second input) goes through the same epilogue."""
+    n, h, w_, i, o = 2, 6, 7, 70, 40
+    x = np.where(rng.random((n, h, w_, i)) < 0.5, -1, 1)
+    w = np.where(rng.random((o, 3, 3, i)) < 0.5, -1, 1)
+    from xnorinfer.bits import pack_last
+
+    attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "in_channels": i, "output": "float"}
+    params = {
+        "weight": pack_last(w < 0),
+        "multiplier": rng.standard_normal(o).astype(np.float32),
+        "bias": rng.standard_normal(o).astype(np.float32),
+    }
+    kmap = (rng.random((n, h, w_, 1)) * 2).astype(np.float32)
+    inputs = [pack_last(x < 0), kmap]
+    monkeypatch.delenv("XNORINFER_BGEMM", raising=False)
+    popcount = _core.run_op("bconv2d", attrs, params, inputs, channels=[i, 1])
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for pool in POOLS:
+        got = _core.run_op("bconv2d", attrs, params, inputs, pool=pool, channels=[i, 1])
+        assert got.tobytes() == popcount.tobytes()
+
+
+def test_concurrent_first_runs_share_the_tile_weights(rng, monkeypatch):
+    """The B tiles are built by a layer's first AMX run and cached in the layer: first runs racing
+    from several threads (the GIL is released while an op runs) all give the popcount bytes."""
+    from xnorinfer.bits import pack_last
+
+    i, o = 200, 70
+    x = np.where(rng.random((2, 9, 8, i)) < 0.5, -1, 1)
+    w = np.where(rng.random((o, 3, 3, i)) < 0.5, -1, 1)
+    attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "in_channels": i, "output": "float"}
+    params = {"weight": pack_last(w < 0), "multiplier": np.ones(o, np.float32), "bias": np.zeros(o, np.float32)}
+    xp = pack_last(x < 0)
+    monkeypatch.delenv("XNORINFER_BGEMM", raising=False)
+    popcount = _core.run_op("bconv2d", attrs, params, [xp], channels=[i])
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for _ in range(3):
+        op = _core.PreparedOp("bconv2d", attrs, params, [i])  # a fresh layer: nothing cached yet
+        for r in _race(op, xp, 4):
+            assert r is not None and r.tobytes() == popcount.tobytes()
+
+
+def _race(op, xp: np.ndarray, n: int) -> list:
+    """op.run([xp]) from n threads released at once (odd ones on 2 threads of their own)."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(k: int) -> None:
+        barrier.wait()
+        results[k] = op.run([xp], threads=1 + k % 2)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_engine_names_are_checked(rng, monkeypatch):
+    op, xp, _ = _op(CASES[1], "zero", "int32", rng)
+    monkeypatch.setenv("XNORINFER_BGEMM", "avx2")
+    with pytest.raises(ValueError, match=r"XNORINFER_BGEMM must be popcount, amx or amx-emulated, got 'avx2'"):
+        op.run(xp)
+    monkeypatch.setenv("XNORINFER_BGEMM", "popcount")
+    assert op.run(xp).dtype == np.int32
+
+
+def test_shipped_model_runs_the_same_bytes_on_emulated_amx(tmp_path, monkeypatch):
+    """reactnet-fmnist (models/, converted with its documented command): the whole network with
+    every binary layer on the emulated tile unit gives the default engine's bytes."""
+    from test_reference_models import COMMANDS, _inputs
+
+    from xnorinfer.zoo import load_reference
+
+    model_dir = ROOT / "models" / "reactnet-fmnist"
+    _, metrics = load_reference(model_dir)
+    argv = list(COMMANDS[model_dir.name])
+    out = tmp_path / "model.xbin"
+    argv[argv.index("-o") + 1] = str(out)
+    monkeypatch.chdir(ROOT)
+    assert cli.main(argv) == 0
+    x = _inputs(metrics)[0][:8]
+    monkeypatch.delenv("XNORINFER_BGEMM", raising=False)
+    session = xnorinfer.load(out, threads=2)
+    default = session.run(x)
+    monkeypatch.setenv("XNORINFER_BGEMM", "amx-emulated")
+    for threads in (1, 2):
+        assert xnorinfer.load(out, threads=threads).run(x).tobytes() == default.tobytes(), f"{threads} threads"
+    if not _cpu_has_amx():  # the model's binary layers do go through the engine switch
+        monkeypatch.setenv("XNORINFER_BGEMM", "amx")
+        with pytest.raises(RuntimeError, match="AMX is not usable here"):
+            session.run(x)
+        return
+    # On AMX hardware, the real engine too, in a subprocess (a fault fails this test only).
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np, xnorinfer; "
+        "np.save(sys.argv[3], xnorinfer.load(sys.argv[1], threads=2).run(np.load(sys.argv[2])))"
+    )
+    env = dict(os.environ, XNORINFER_BGEMM="amx")
+    y = tmp_path / "y.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(out), str(tmp_path / "x.npy"), str(y)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(y).tobytes() == default.tobytes()
+
+
+def _cpu_has_amx() -> bool:
+    """From the kernel's own CPU flags (independent of the engine's CPUID probe)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return {"amx_tile", "amx_int8"} <= set(flags.split())
+
+
+HARDWARE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import test_amx as T
+    rng = np.random.default_rng(7)
+    checked = 0
+    for case in T.CASES:
+        for pad_mode in T.PAD_MODES:
+            for output in T.OUTPUTS:
+                op, xp, expected = T._op(case, pad_mode, output, rng)
+                os.environ["XNORINFER_BGEMM"] = "popcount"
+                popcount = op.run(xp)
+                os.environ["XNORINFER_BGEMM"] = "amx"
+                for pool in T.POOLS:
+                    got = op.run(xp, pool=pool)
+                    assert got.tobytes() == popcount.tobytes() == expected.tobytes(), (case, pad_mode, output)
+                    checked += 1
+    print("checked", checked)
+    """
+)
+
+
+def test_hardware_amx_engine():
+    """AMX CPU: the hardware engine gives the popcount bytes on every shape class. Elsewhere it
+    must refuse, naming what is missing."""
+    env = dict(os.environ, XNORINFER_BGEMM="popcount")
+    proc = subprocess.run(
+        [sys.executable, "-c", HARDWARE_SCRIPT, str(TESTS)], capture_output=True, text=True, env=env, timeout=600
+    )
+    if _cpu_has_amx():
+        assert proc.returncode == 0, f"AMX engine failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        assert f"checked {len(CASES) * len(PAD_MODES) * len(OUTPUTS) * len(POOLS)}" in proc.stdout
+    else:
+        assert proc.returncode != 0
+        assert "RuntimeError: XNORINFER_BGEMM=amx: AMX is not usable here: the CPU lacks AMX-TILE" in proc.stderr, (
+            proc.stderr
+        )
