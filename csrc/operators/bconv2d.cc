@@ -1,6 +1,7 @@
 #include "operators/bconv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -206,11 +207,13 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
             (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
 
-  // A thread's calls share its slot's scratch.
-  parallel_for_slots(pool, tasks, 1, [&](size_t begin, size_t end, int slot) {
+  // parallel_for calls the body at most once per thread: each call takes the next slot.
+  std::atomic<int> next_slot{0};
+  parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
     // This thread's padded-tap lists of one tile.
     int16_t* const padded_taps =
-        correct_padding ? scratch.padded_taps + static_cast<size_t>(slot) * padded_taps_stride() : nullptr;
+        correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * padded_taps_stride()
+                        : nullptr;
     int16_t padded_count[kBgemmMr] = {0};
 
     for (size_t task = begin; task < end; ++task) {

@@ -1,6 +1,7 @@
 #include "operators/conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -140,10 +141,11 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   WorkspaceCarver carver(workspace);
   const size_t tile_stride = WorkspaceCarver::line_multiple<float>(rows * k_);
   float* const tiles_scratch = carver.take<float>(static_cast<size_t>(threads_of(pool)) * tile_stride);
-  // Tasks are (tile, group) pairs: the im2col of a group's channels, then its panels. A thread's
-  // calls share its slot's im2col tile.
-  parallel_for_slots(pool, tiles * groups, 1, [&](size_t b, size_t e, int slot) {
-    float* const a = tiles_scratch + static_cast<size_t>(slot) * tile_stride;
+  // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
+  // Tasks are (tile, group) pairs: the im2col of a group's channels, then its panels.
+  std::atomic<int> next_slot{0};
+  parallel_for(pool, tiles * groups, 1, [&](size_t b, size_t e) {
+    float* const a = tiles_scratch + static_cast<size_t>(next_slot.fetch_add(1)) * tile_stride;
     for (size_t task = b; task < e; ++task) {
       const size_t t = task / groups, g = task % groups;
       const size_t r0 = t * rows, m = std::min(rows, pixels - r0);

@@ -5,11 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,9 +29,7 @@ std::vector<std::pair<size_t, size_t>> checked_shares(size_t n, size_t grain, in
     const ShareRange r = share_range(n, grain, threads, s);
     EXPECT_EQ(r.begin, at) << "n " << n << " grain " << grain << " threads " << threads << " share " << s;
     EXPECT_LT(r.begin, r.end) << "an empty share";
-    if (r.end != n) {
-      EXPECT_EQ(r.end % unit, 0u) << "a boundary inside a unit";
-    }
+    if (r.end != n) EXPECT_EQ(r.end % unit, 0u) << "a boundary inside a unit";
     smallest = std::min(smallest, r.end - r.begin);
     largest = std::max(largest, r.end - r.begin);
     out.emplace_back(r.begin, r.end);
@@ -41,9 +37,7 @@ std::vector<std::pair<size_t, size_t>> checked_shares(size_t n, size_t grain, in
   }
   EXPECT_EQ(at, n) << "the shares do not cover [0, n)";
   // Equal to within one unit (the last share may be short by the partial last unit as well).
-  if (shares > 1) {
-    EXPECT_LE(largest - smallest, 2 * unit) << "n " << n << " grain " << grain;
-  }
+  if (shares > 1) EXPECT_LE(largest - smallest, 2 * unit) << "n " << n << " grain " << grain;
   return out;
 }
 
@@ -69,94 +63,41 @@ TEST(ShareRange, SplitsElementWorkEvenlyNotInWholeGrains) {
   EXPECT_EQ(share_count(kElementGrain, kElementGrain, 2), 1u);
 }
 
-// The chunks of split_plan(n, grain, threads), checked: consecutive, covering [0, n), of whole
-// units, each share's chunks within its share_range.
-std::vector<std::pair<size_t, size_t>> checked_chunks(size_t n, size_t grain, int threads) {
-  const SplitPlan p = split_plan(n, grain, threads);
-  const auto shares = checked_shares(n, grain, threads);
-  std::vector<std::pair<size_t, size_t>> out;
-  size_t at = 0;
-  for (size_t c = 0; c < p.chunks(); ++c) {
-    const ShareRange r = p.chunk(c);
-    EXPECT_EQ(r.begin, at);
-    EXPECT_LT(r.begin, r.end) << "an empty chunk";
-    if (r.end != n) {
-      EXPECT_EQ(r.end % p.unit, 0u);
-    }
-    const auto& share = shares[c / p.per_share];
-    EXPECT_GE(r.begin, share.first);
-    EXPECT_LE(r.end, share.second);
-    out.emplace_back(r.begin, r.end);
-    at = r.end;
-  }
-  EXPECT_EQ(at, n);
-  EXPECT_LE(p.per_share, kChunksPerShare);
-  return out;
-}
-
-TEST(ShareRange, ChunksCutSharesIntoWholeUnits) {
-  for (int threads : {1, 2, 3, 16}) {
-    for (size_t grain : {size_t{1}, size_t{8}, size_t{16384}}) {
-      for (size_t n : {size_t{1}, size_t{5}, size_t{17}, size_t{1000}, size_t{25088}, size_t{200704}}) {
-        checked_chunks(n, grain, threads);
-      }
-    }
-  }
-}
-
-// Runs parallel_for_slots and returns the ranges fn saw, sorted; checks each index ran exactly
-// once and that no two calls with one slot overlapped.
+// Runs parallel_for and returns the ranges fn saw, sorted; checks each index ran exactly once.
 std::vector<std::pair<size_t, size_t>> ranges_run(ThreadPool& pool, size_t n, size_t grain) {
   std::mutex m;
   std::vector<std::pair<size_t, size_t>> seen;
   std::vector<std::atomic<int>> hits(n);
-  std::vector<std::atomic<int>> busy(static_cast<size_t>(pool.threads()));
-  std::atomic<int> overlaps{0}, bad_slots{0};
-  pool.parallel_for_slots(n, grain, [&](size_t b, size_t e, int slot) {
-    if (slot < 0 || slot >= pool.threads()) {
-      bad_slots.fetch_add(1);
-      return;
-    }
-    if (busy[static_cast<size_t>(slot)].fetch_add(1) != 0) overlaps.fetch_add(1);
+  pool.parallel_for(n, grain, [&](size_t b, size_t e) {
     for (size_t i = b; i < e; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(m);
-      seen.emplace_back(b, e);
-    }
-    busy[static_cast<size_t>(slot)].fetch_sub(1);
+    std::lock_guard<std::mutex> lock(m);
+    seen.emplace_back(b, e);
   });
-  EXPECT_EQ(bad_slots.load(), 0);
-  EXPECT_EQ(overlaps.load(), 0) << "two calls with one slot ran at once";
   for (size_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << "index " << i << " of " << n;
   std::sort(seen.begin(), seen.end());
   return seen;
 }
 
-TEST(ThreadPool, RunsTheChunksWhoeverRunsThem) {
+TEST(ThreadPool, RunsTheSharesWhoeverRunsThem) {
   for (int threads : {1, 2, 3, 5}) {
     ThreadPool pool(threads);
     // Back-to-back jobs of changing sizes: workers that arrive late for one job meet the next.
     for (int round = 0; round < 300; ++round) {
       const size_t n = static_cast<size_t>(1 + (round * 7919) % 5000);
       const size_t grain = static_cast<size_t>(1 + (round * 31) % 300);
-      const auto want = threads == 1 || share_count(n, grain, threads) <= 1
-                            ? std::vector<std::pair<size_t, size_t>>{{0, n}}
-                            : checked_chunks(n, grain, threads);
-      EXPECT_EQ(ranges_run(pool, n, grain), want) << "threads " << threads << " n " << n << " grain " << grain;
+      EXPECT_EQ(ranges_run(pool, n, grain), checked_shares(n, grain, threads))
+          << "threads " << threads << " n " << n << " grain " << grain;
     }
   }
 }
 
-TEST(ThreadPool, UnevenChunksStillFinish) {
-  // Chunks of very different cost (the first share sleeps): the other threads take its chunks.
-  ThreadPool pool(3);
-  for (int round = 0; round < 20; ++round) {
-    std::atomic<size_t> done{0};
-    pool.parallel_for(96, 1, [&](size_t b, size_t e) {
-      if (b < 32) std::this_thread::sleep_for(std::chrono::microseconds(200));
-      done.fetch_add(e - b);
-    });
-    EXPECT_EQ(done.load(), 96u);
+TEST(ThreadPool, EachShareRunsOnceAsABody) {
+  // parallel_for calls the body at most once per share: operators give each call its own scratch.
+  ThreadPool pool(4);
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<int> calls{0};
+    pool.parallel_for(1000, 1, [&](size_t, size_t) { calls.fetch_add(1); });
+    EXPECT_EQ(calls.load(), 4);
   }
 }
 
