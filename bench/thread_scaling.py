@@ -10,7 +10,8 @@ come from its quiet moments, and the busy bursts are shown apart.
         --baseline /tmp/base --rounds 5 [--bursts 4] [--per-op]
 
 --baseline DIR: a copy of the xnorinfer package directory whose _core extension was built from the
-baseline commit (``cp -r xnorinfer DIR/ && cp .venv/.../xnorinfer/_core*.so DIR/xnorinfer/``).
+baseline commit (``cp -r xnorinfer DIR/ && cp .venv/.../xnorinfer/_core*.so DIR/xnorinfer/``);
+--build NAME=DIR: more such copies, timed in the same rounds.
 --per-op: also print, per op, the 1-thread and 2-thread time (Session.profile) of the last build.
 """
 
@@ -80,11 +81,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", type=Path)
     ap.add_argument("--baseline", type=Path, default=None, help="directory holding a baseline xnorinfer package")
+    ap.add_argument(
+        "--build", action="append", default=[], metavar="NAME=DIR", help="another build to time (repeatable)"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bursts", type=int, default=4, help="0.25 s bursts per thread count per round and model")
     ap.add_argument("--per-op", action="store_true")
     args = ap.parse_args()
     builds = ([("baseline", str(args.baseline))] if args.baseline else []) + [("this", "")]
+    builds += [(spec.split("=", 1)[0], spec.split("=", 1)[1]) for spec in args.build]
     models = [str(m) for m in args.models]
     kept: dict[tuple[str, str, int], list[float]] = {}
     other: dict[tuple[str, str, int], list[float]] = {}
