@@ -182,7 +182,10 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   const uint64_t* frame = input;
   if (scratch.frame != nullptr) {
     uint64_t* const padded = scratch.frame;
-    parallel_for(pool, static_cast<size_t>(batch) * ph, 8, [&](size_t begin, size_t end) {
+    // A memory-bound copy (a 58x58 frame of one word per pixel is 27 KB): split only when large,
+    // as element-wise work is (each share then costs a wake-up and a wait of its own).
+    const size_t frame_grain = element_grain_rows(static_cast<size_t>(pw) * static_cast<size_t>(in_words_) * 2);
+    parallel_for(pool, static_cast<size_t>(batch) * ph, frame_grain, [&](size_t begin, size_t end) {
       for (size_t r = begin; r < end; ++r) {
         const int n = static_cast<int>(r / ph), y = static_cast<int>(r % ph);
         uint64_t* dst = padded + n * padded_image + static_cast<int64_t>(y) * pw * in_words_;

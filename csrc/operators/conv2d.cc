@@ -94,45 +94,41 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
     const size_t g = job / panels, p = job % panels;
     weights_[g].run_panel(kern, p, m, a + (in_place ? g * cin_g_ : 0), lda, out_rows + g * cout_g_, cout, c.relu);
   };
-  // The epilogue of the columns that job `job` wrote, for output pixels [row, row + m).
-  auto job_epilogue = [&](size_t job, size_t row, size_t m) {
-    const size_t g = job / panels, p = job % panels, col0 = p * kSgemmPanelWidth;
-    (*epilogue)(row, m, g* cout_g_ + col0, std::min<size_t>(kSgemmPanelWidth, cout_g_ - col0));
+  // The 1x1 paths below are GEMMs over output pixels: a share is a range of whole output pixels
+  // (rows), cut evenly, and runs every (group, panel) job on them, so that (a) the split is the
+  // pixel split of the op that wrote the input (every op splits NHWC tensors by pixel): a thread
+  // reads what its own core just wrote; (b) the epilogue (a fused affine) gets whole rows, one call
+  // per tile. The least rows worth a share: about kElementGrain values of work (kFloatMacsPerValue
+  // multiply-adds per value), so a 7x7 layer of 256 -> 512 channels still splits.
+  const size_t share_grain = element_grain_rows(std::max<size_t>(1, cin * cout / 8));
+  // Rows [r, r + m) of every job, A rows `lda` floats apart from `a`, then their epilogue.
+  auto run_rows = [&](size_t r, size_t m, const float* a, size_t lda) {
+    for (size_t job = 0; job < jobs; ++job) run_job(job, m, a, lda, true, output + r * cout);
+    if (epilogue != nullptr) (*epilogue)(r, m, 0, cout);
   };
 
-  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows. Tasks are (tile of
-  // rows, group, panel) triples, so that a layer with few pixels (7x7) still splits over threads.
+  // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows, in tiles of at most
+  // kGemmTileRows rows (A stays in L1/L2 across the panels); a share's tiles are of equal size.
   if (is_gemm()) {
-    const size_t rows = 96;
-    const size_t tiles = (pixels + rows - 1) / rows;
-    parallel_for(pool, tiles * jobs, 1, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) {
-        const size_t r0 = (i / jobs) * rows, m = std::min(rows, pixels - r0);
-        run_job(i % jobs, m, input + r0 * cin, cin, true, output + r0 * cout);
-        if (epilogue != nullptr) job_epilogue(i % jobs, r0, m);
-      }
+    constexpr size_t kGemmTileRows = 96;
+    parallel_for(pool, pixels, share_grain, [&](size_t b, size_t e) {
+      const size_t tiles = (e - b + kGemmTileRows - 1) / kGemmTileRows;
+      const size_t rows = (e - b + tiles - 1) / tiles;
+      for (size_t r0 = b; r0 < e; r0 += rows) run_rows(r0, std::min(rows, e - r0), input + r0 * cin, cin);
     });
     return;
   }
 
   // A strided 1x1 unpadded convolution: output row y reads input row y * stride_h at every
-  // stride_w-th pixel, i.e. a GEMM whose A rows are stride_w * cin floats apart (no copy).
-  // Tasks are (block of output rows, group, panel); a block holds about 96 output pixels.
+  // stride_w-th pixel, i.e. a GEMM whose A rows are stride_w * cin floats apart (no copy). Shares
+  // are ranges of whole output image rows.
   if (is_strided_1x1()) {
-    const size_t out_rows = static_cast<size_t>(batch) * oh;
-    const size_t block = std::max<size_t>(1, 96 / static_cast<size_t>(ow));
-    const size_t blocks = (out_rows + block - 1) / block;
+    const size_t out_rows = static_cast<size_t>(batch) * oh, uow = static_cast<size_t>(ow);
     const size_t lda = static_cast<size_t>(c.stride_w) * cin;
-    parallel_for(pool, blocks * jobs, 1, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) {
-        const size_t blk = i / jobs;
-        const size_t r_end = std::min(out_rows, (blk + 1) * block);
-        for (size_t r = blk * block; r < r_end; ++r) {
-          const size_t img = r / static_cast<size_t>(oh), y = r % static_cast<size_t>(oh);
-          const float* a = input + ((img * static_cast<size_t>(in_h) + y * c.stride_h) * in_w) * cin;
-          run_job(i % jobs, static_cast<size_t>(ow), a, lda, true, output + r * ow * cout);
-          if (epilogue != nullptr) job_epilogue(i % jobs, r * static_cast<size_t>(ow), static_cast<size_t>(ow));
-        }
+    parallel_for(pool, out_rows, std::max<size_t>(1, share_grain / uow), [&](size_t b, size_t e) {
+      for (size_t r = b; r < e; ++r) {
+        const size_t img = r / static_cast<size_t>(oh), y = r % static_cast<size_t>(oh);
+        run_rows(r * uow, uow, input + ((img * static_cast<size_t>(in_h) + y * c.stride_h) * in_w) * cin, lda);
       }
     });
     return;

@@ -20,6 +20,7 @@ constexpr int kSpinRounds = 2000;
 
 ThreadPool::ThreadPool(int threads) : owner_pid_(getpid()) {
   if (threads < 1) throw std::invalid_argument("ThreadPool needs at least 1 thread");
+  claims_ = std::make_unique<Claim[]>(static_cast<size_t>(threads));
   workers_.reserve(static_cast<size_t>(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
@@ -36,29 +37,23 @@ ThreadPool::~ThreadPool() {
 
 bool ThreadPool::forked() const { return getpid() != owner_pid_; }
 
-void ThreadPool::run_claimed_shares() {
+void ThreadPool::run_claimed_shares(int self) {
   // Any thread may run any share: a worker that the OS has not scheduled yet (other processes on
   // the cores) leaves its share to whoever is free, instead of the caller spinning until it runs.
-  // A share's range does not depend on who runs it, so results stay the same.
+  // A share's range does not depend on who runs it, so results stay the same. Each thread first
+  // takes its own share: the same thread then handles the same part of every tensor, op after op.
   const int shares = threads();
-  for (int i = next_share_.fetch_add(1, std::memory_order_acq_rel); i < shares;
-       i = next_share_.fetch_add(1, std::memory_order_acq_rel)) {
-    run_share(i);
+  for (int k = 0; k < shares; ++k) {
+    const int i = (self + k) % shares;
+    if (claims_[static_cast<size_t>(i)].taken.exchange(1, std::memory_order_acq_rel) != 0) continue;
+    run_share(static_cast<size_t>(i));
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::run_share(int index) {
-  const size_t chunks = (job_n_ + job_grain_ - 1) / job_grain_;
-  const size_t t = static_cast<size_t>(threads());
-  const size_t idx = static_cast<size_t>(index);
-  const size_t c0 = chunks * idx / t;
-  const size_t c1 = chunks * (idx + 1) / t;
-  if (c0 < c1) {
-    size_t begin = c0 * job_grain_;
-    size_t end = std::min(job_n_, c1 * job_grain_);
-    (*job_)(begin, end);
-  }
+void ThreadPool::run_share(size_t share) {
+  const ShareRange r = share_range(job_n_, job_grain_, threads(), share);
+  if (r.begin < r.end) (*job_)(r.begin, r.end);
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -80,7 +75,7 @@ void ThreadPool::worker_loop(int index) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return;
     }
-    run_claimed_shares();
+    run_claimed_shares(index);
   }
 }
 
@@ -94,7 +89,8 @@ void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mutex_);
-  if (workers_.empty() || n <= grain) {
+  const size_t shares = share_count(n, grain, threads());
+  if (shares <= 1) {
     fn(0, n);
     return;
   }
@@ -103,12 +99,13 @@ void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
     job_ = &fn;
     job_n_ = n;
     job_grain_ = grain;
-    pending_.store(threads(), std::memory_order_release);
-    next_share_.store(0, std::memory_order_release);  // after the job: a claim sees it
+    pending_.store(static_cast<int>(shares), std::memory_order_release);
+    // After the job: a thread that claims a share sees it. Every flag is taken (1) between jobs.
+    for (size_t i = 0; i < shares; ++i) claims_[i].taken.store(0, std::memory_order_release);
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_claimed_shares();
+  run_claimed_shares(0);
   // Only shares already started by another thread remain; give the core away while they finish
   // when spinning has not been enough (that thread may be waiting for this core).
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
