@@ -146,8 +146,9 @@ void block_rows(Scratch& s, int m0, int vectors, int kc) {
   }
 }
 
-// Output transform of pixel m from its popcounts, 4 channels per vector. Needs
-// |s| <= k_bits <= INT32_MAX (the caller checks), so that s converts through int32.
+// Output transform of pixel m from its popcounts (pop[0, 8 * ceil(vectors / 2)) set). Needs
+// |s| <= k_bits <= INT32_MAX (the caller checks), so that s and the int32 arithmetic on it
+// (k - 2 pop, the padding correction) are exact in 32 bits.
 void store_pixel(const BgemmTileArgs& a, int m, const int64_t* pop, int vectors) {
   const BconvBlockEpilogue& e = *a.epilogue;
   const int channels = block_channels(e);
@@ -164,41 +165,55 @@ void store_pixel(const BgemmTileArgs& a, int m, const int64_t* pop, int vectors)
     std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
     return;
   }
-  const __m256i k_bits = _mm256_set1_epi64x(a.k_bits);
-  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
-  const float scale = a.pixel_scale != nullptr ? a.pixel_scale[m] : 1.0f;
-  uint32_t bits = 0;
-  for (int n = 0; n < vectors; ++n) {
-    const int c0 = 4 * n;
-    __m256i sv =
-        _mm256_sub_epi64(k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0)), 1));
-    if (corrected) {
-      const int16_t* taps = a.padded_taps + m * a.taps_stride;
+  if (a.kind == OutputKind::kBits) {
+    // s < threshold in 64 bits (a threshold may lie outside int32).
+    const __m256i k_bits = _mm256_set1_epi64x(a.k_bits);
+    const int16_t* taps = a.padded_taps + m * a.taps_stride;
+    uint32_t bits = 0;
+    for (int n = 0; n < vectors; ++n) {
+      const int c0 = 4 * n;
+      __m256i sv =
+          _mm256_sub_epi64(k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0)), 1));
       for (int i = 0; i < a.padded_count[m]; ++i) {
         const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock + c0;
         sv = _mm256_sub_epi64(sv, _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws))));
       }
-    }
-    if (a.kind == OutputKind::kBits) {
       const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(e.threshold + c0));
       bits |= static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, sv)))) << c0;
-      continue;
     }
-    const __m128i s32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(sv, even));
-    const __m128i valid = _mm_cmpgt_epi32(_mm_set1_epi32(channels - c0), lane);
-    if (a.kind == OutputKind::kInt32) {
-      _mm_maskstore_epi32(static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + c0, valid, s32);
-      continue;
-    }
-    __m128 sf = _mm_cvtepi32_ps(s32);
-    if (a.pixel_scale != nullptr) sf = _mm_mul_ps(sf, _mm_set1_ps(scale));
-    const __m128 y = _mm_fmadd_ps(_mm_load_ps(e.multiplier + c0), sf, _mm_load_ps(e.bias + c0));
-    _mm_maskstore_ps(static_cast<float*>(a.output) + m * a.out_pixel_stride + c0, valid, y);
-  }
-  if (a.kind == OutputKind::kBits) {
     bits = (bits ^ e.flip) & e.valid_mask;
     std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
+    return;
+  }
+  // int32 / float: 8 channels per step.
+  const __m256i k_bits = _mm256_set1_epi64x(a.k_bits);
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // low dwords of the 4 lanes first
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const bool scaled = a.pixel_scale != nullptr;
+  const __m256 scale = _mm256_set1_ps(scaled ? a.pixel_scale[m] : 1.0f);
+  for (int c0 = 0; c0 < channels; c0 += 8) {
+    const __m256i d0 =
+        _mm256_sub_epi64(k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0)), 1));
+    const __m256i d1 = _mm256_sub_epi64(
+        k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0 + 4)), 1));
+    __m256i sv =
+        _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(d0, even), _mm256_permutevar8x32_epi32(d1, even), 0x20);
+    if (corrected) {
+      const int16_t* taps = a.padded_taps + m * a.taps_stride;
+      for (int i = 0; i < a.padded_count[m]; ++i) {
+        const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock + c0;
+        sv = _mm256_sub_epi32(sv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws)));
+      }
+    }
+    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(channels - c0), lane);
+    if (a.kind == OutputKind::kInt32) {
+      _mm256_maskstore_epi32(static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + c0, valid, sv);
+      continue;
+    }
+    __m256 sf = _mm256_cvtepi32_ps(sv);
+    if (scaled) sf = _mm256_mul_ps(sf, scale);  // fl(s * K) first, as bgemm_store_pixel_scalar
+    const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + c0), sf, _mm256_load_ps(e.bias + c0));
+    _mm256_maskstore_ps(static_cast<float*>(a.output) + m * a.out_pixel_stride + c0, valid, y);
   }
 }
 
@@ -208,8 +223,8 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
   Scratch s;
   const int channels = block_channels(*a.epilogue);
   const int vectors = (channels + 3) / 4;  // the weight rows hold whole 8-channel groups
-  for (int m = 0; m < a.rows; ++m)
-    for (int c = 0; c < 4 * vectors; ++c) s.pop[m][c] = 0;
+  for (int m = 0; m < a.rows; ++m)         // the epilogue reads whole groups of 8
+    for (int c = 0; c < 8 * ((vectors + 1) / 2); ++c) s.pop[m][c] = 0;
   for (int k0 = 0; k0 < a.k_words; k0 += kChunk) {
     const int kc = a.k_words - k0 < kChunk ? a.k_words - k0 : kChunk;
     const __m256i low = _mm256_set1_epi8(0x0F);
@@ -224,7 +239,8 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
     for (int m = 0; m < a.rows; ++m) {
       const uint64_t* px = a.pixel_base[m];
       for (int k = 0; k < kc; ++k) {
-        const uint64_t x = px[a.k_offset[k0 + k]];
+        uint64_t x = px[a.k_offset[k0 + k]];
+
         s.x[m][k][0] = x & kLowNibbles;
         s.x[m][k][1] = (x >> 4) & kLowNibbles;
       }
