@@ -40,6 +40,13 @@ inline __m256i nibble_lut() {
                           4);
 }
 
+// pop[0, 4) (+)= the byte counts of acc summed per 64-bit lane (VPSADBW against zero).
+inline void flush(int64_t* pop, __m256i acc, bool first) {
+  __m256i* p = reinterpret_cast<__m256i*>(pop);
+  const __m256i sum = _mm256_sad_epu8(acc, _mm256_setzero_si256());
+  _mm256_store_si256(p, first ? sum : _mm256_add_epi64(_mm256_load_si256(p), sum));
+}
+
 // One step of the 3 x 4 block below: accumulator A += lookup(x ^ w) for the low and the
 // high nibbles of weight vector N of the k row at %[w]. ymm13, ymm14: the pixel's broadcast
 // low and high nibbles; ymm15: the temporary.
@@ -63,7 +70,7 @@ inline __m256i nibble_lut() {
 // GCC spills accumulators of the same loop written with intrinsics (2x slower).
 // The offsets in the assembly: a pixel's row of s.x, a k row of s.w.
 static_assert(sizeof(Scratch::x[0]) == 496 && sizeof(Scratch::w[0]) == 512, "update the offsets in block_3x4");
-void block_3x4(Scratch& s, int m0, int n0, int kc) {
+void block_3x4(Scratch& s, int m0, int n0, int kc, bool first) {
   const __m256i lut = nibble_lut();
   __m256i a00 = _mm256_setzero_si256(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
           a20 = a00, a21 = a00, a22 = a00, a23 = a00;
@@ -88,21 +95,17 @@ void block_3x4(Scratch& s, int m0, int n0, int kc) {
       : "memory", "cc", "xmm13", "xmm14", "xmm15");
   // clang-format on
   const __m256i acc[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
-  const __m256i zero = _mm256_setzero_si256();
   for (int m = 0; m < 3; ++m)
-    for (int n = 0; n < 4; ++n) {
-      __m256i* p = reinterpret_cast<__m256i*>(&s.pop[m0 + m][4 * (n0 + n)]);
-      _mm256_store_si256(p, _mm256_add_epi64(_mm256_load_si256(p), _mm256_sad_epu8(acc[m][n], zero)));
-    }
+    for (int n = 0; n < 4; ++n) flush(&s.pop[m0 + m][4 * (n0 + n)], acc[m][n], first);
 }
 #undef XNOR_BGEMM_PIXEL
 #undef XNOR_BGEMM_STEP
 
 // pop[m0 + m][4 * (n0 + n) + lane] += popcounts of chunk words [0, kc) for an MR x NV block.
 template <int MR, int NV>
-void block(Scratch& s, int m0, int n0, int kc) {
+void block(Scratch& s, int m0, int n0, int kc, bool first) {
   if constexpr (MR == 3 && NV == 4) {
-    block_3x4(s, m0, n0, kc);
+    block_3x4(s, m0, n0, kc, first);
     return;
   }
   const __m256i lut = nibble_lut();
@@ -124,24 +127,20 @@ void block(Scratch& s, int m0, int n0, int kc) {
       }
     }
   }
-  const __m256i zero = _mm256_setzero_si256();
 #pragma GCC unroll 3
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
-    for (int n = 0; n < NV; ++n) {
-      __m256i* p = reinterpret_cast<__m256i*>(&s.pop[m0 + m][4 * (n0 + n)]);
-      _mm256_store_si256(p, _mm256_add_epi64(_mm256_load_si256(p), _mm256_sad_epu8(acc[m][n], zero)));
-    }
+    for (int n = 0; n < NV; ++n) flush(&s.pop[m0 + m][4 * (n0 + n)], acc[m][n], first);
 }
 
 template <int MR>
-void block_rows(Scratch& s, int m0, int vectors, int kc) {
+void block_rows(Scratch& s, int m0, int vectors, int kc, bool first) {
   int n0 = 0;
-  for (; n0 + kNv <= vectors; n0 += kNv) block<MR, kNv>(s, m0, n0, kc);
+  for (; n0 + kNv <= vectors; n0 += kNv) block<MR, kNv>(s, m0, n0, kc, first);
   switch (vectors - n0) {
-    case 1: block<MR, 1>(s, m0, n0, kc); break;
-    case 2: block<MR, 2>(s, m0, n0, kc); break;
-    case 3: block<MR, 3>(s, m0, n0, kc); break;
+    case 1: block<MR, 1>(s, m0, n0, kc, first); break;
+    case 2: block<MR, 2>(s, m0, n0, kc, first); break;
+    case 3: block<MR, 3>(s, m0, n0, kc, first); break;
     default: break;
   }
 }
@@ -205,15 +204,27 @@ void store_pixel(const BgemmTileArgs& a, int m, const int64_t* pop, int vectors)
         sv = _mm256_sub_epi32(sv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws)));
       }
     }
+    // Masked stores are slow on AMD (microcoded): only a last group of under 8 channels uses one.
+    const bool full = channels - c0 >= 8;
     const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(channels - c0), lane);
     if (a.kind == OutputKind::kInt32) {
-      _mm256_maskstore_epi32(static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + c0, valid, sv);
+      int32_t* out = static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + c0;
+      if (full) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), sv);
+      } else {
+        _mm256_maskstore_epi32(out, valid, sv);
+      }
       continue;
     }
     __m256 sf = _mm256_cvtepi32_ps(sv);
     if (scaled) sf = _mm256_mul_ps(sf, scale);  // fl(s * K) first, as bgemm_store_pixel_scalar
     const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + c0), sf, _mm256_load_ps(e.bias + c0));
-    _mm256_maskstore_ps(static_cast<float*>(a.output) + m * a.out_pixel_stride + c0, valid, y);
+    float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride + c0;
+    if (full) {
+      _mm256_storeu_ps(out, y);
+    } else {
+      _mm256_maskstore_ps(out, valid, y);
+    }
   }
 }
 
@@ -223,8 +234,9 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
   Scratch s;
   const int channels = block_channels(*a.epilogue);
   const int vectors = (channels + 3) / 4;  // the weight rows hold whole 8-channel groups
-  for (int m = 0; m < a.rows; ++m)         // the epilogue reads whole groups of 8
-    for (int c = 0; c < 8 * ((vectors + 1) / 2); ++c) s.pop[m][c] = 0;
+  if (vectors % 2 != 0)                    // the epilogue reads whole groups of 8: the unused half reads zeros
+    for (int m = 0; m < a.rows; ++m)
+      for (int c = 4 * vectors; c < 4 * vectors + 4; ++c) s.pop[m][c] = 0;
   for (int k0 = 0; k0 < a.k_words; k0 += kChunk) {
     const int kc = a.k_words - k0 < kChunk ? a.k_words - k0 : kChunk;
     const __m256i low = _mm256_set1_epi8(0x0F);
@@ -239,17 +251,17 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
     for (int m = 0; m < a.rows; ++m) {
       const uint64_t* px = a.pixel_base[m];
       for (int k = 0; k < kc; ++k) {
-        uint64_t x = px[a.k_offset[k0 + k]];
-
+        const uint64_t x = px[a.k_offset[k0 + k]];
         s.x[m][k][0] = x & kLowNibbles;
         s.x[m][k][1] = (x >> 4) & kLowNibbles;
       }
     }
     int m0 = 0;
-    for (; m0 + kMr <= a.rows; m0 += kMr) block_rows<kMr>(s, m0, vectors, kc);
+    const bool first = k0 == 0;  // the chunk's counts are stored, not added
+    for (; m0 + kMr <= a.rows; m0 += kMr) block_rows<kMr>(s, m0, vectors, kc, first);
     switch (a.rows - m0) {
-      case 1: block_rows<1>(s, m0, vectors, kc); break;
-      case 2: block_rows<2>(s, m0, vectors, kc); break;
+      case 1: block_rows<1>(s, m0, vectors, kc, first); break;
+      case 2: block_rows<2>(s, m0, vectors, kc, first); break;
       default: break;
     }
   }
