@@ -42,6 +42,7 @@ CI_SUBSET+=(tests/test_xnornet_beta.py)  # XNOR-Net beta map: bconv2d with a pix
 CI_SUBSET+=(tests/test_ternary_sign.py)  # tbconv2d / tblinear with a fused sign (output bits)
 CI_SUBSET+=(tests/test_bitplane.py)  # bit-planes of k-bit activations (bitplane kernel)
 CI_SUBSET+=(tests/test_thread_threshold.py)  # per-op thread threshold, affine fused into float conv/linear
+CI_SUBSET+=(tests/test_bgemm_byte_counts.py)  # AVX2 bgemm tile: byte counts across its 31-word chunks, widths, rows
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under
 # ASan/UBSan by tools/fuzz_loader.sh below.
