@@ -15,10 +15,10 @@ import numpy as np
 from xnorinfer import _core
 
 
-def run_everywhere_op(kind: str, attrs: dict, inputs: list[np.ndarray]) -> np.ndarray:
+def run_everywhere_op(kind: str, attrs: dict, inputs: list[np.ndarray], params: dict | None = None) -> np.ndarray:
     """The op on every ISA path and 1 / 2 threads; the results must agree bit for bit."""
     results = [
-        _core.run_op(kind, attrs, {}, inputs, isa=isa, threads=threads)
+        _core.run_op(kind, attrs, params or {}, inputs, isa=isa, threads=threads)
         for isa in _core.available_isas()
         for threads in (1, 2)
     ]

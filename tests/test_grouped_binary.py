@@ -10,7 +10,7 @@ import torch
 from realcode_support import run_everywhere
 from torch import nn
 
-from xnorinfer.convert import convert
+from xnorinfer.convert import convert, report
 
 
 def _binary_weight(conv: nn.Conv2d, g: torch.Generator) -> None:
@@ -81,6 +81,9 @@ def test_grouped_binary_conv_runs_one_bconv2d_per_group(groups, per_group, strid
     assert kinds.count("slice") == groups and kinds.count("bconcat") == 1, kinds
     assert all(op.attrs.get("output") == "bits" for op in graph.ops if op.kind == "bconv2d"), kinds
     assert not graph.metadata["binary_warnings"], graph.metadata["binary_warnings"]
+    grouped = graph.metadata["grouped_binary_layers"]  # the report says which layers were split, and how
+    assert len(grouped) == layers and all(f"groups {groups}:" in how for how in grouped.values()), grouped
+    assert f"grouped binary: {next(iter(grouped))}: groups {groups}" in report.format_table(graph)
     v = graph.metadata["verification"]
     assert not v["problems"], v["problems"]
     assert v["layers"] and all(layer["mismatches"] == 0 for layer in v["layers"].values()), v["layers"]

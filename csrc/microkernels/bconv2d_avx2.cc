@@ -12,12 +12,11 @@
 //    per accumulator, folding its bytes into the 64-bit lane of its channel.
 // Register blocking: 3 pixels x 4 vectors of 4 channels (12 accumulators +
 // the table + 2 activation broadcasts + a temporary), iterated over the tile.
-// The epilogue works on 4 channels per vector as well.
+// The output stage is bgemm_store_tile_avx2 (bconv2d_store_avx2.h).
 #include <immintrin.h>
 
-#include <climits>
-
 #include "microkernels/bconv2d_common.h"
+#include "microkernels/bconv2d_store_avx2.h"
 
 namespace xnor {
 namespace {
@@ -145,98 +144,12 @@ void block_rows(Scratch& s, int m0, int vectors, int kc, bool first) {
   }
 }
 
-// Output transform of pixel m from its popcounts (pop[0, 8 * ceil(vectors / 2)) set). Needs
-// |s| <= k_bits <= INT32_MAX (the caller checks), so that s and the int32 arithmetic on it
-// (k - 2 pop, the padding correction) are exact in 32 bits.
-void store_pixel(const BgemmTileArgs& a, int m, const int64_t* pop, int vectors) {
-  const BconvBlockEpilogue& e = *a.epilogue;
-  const int channels = block_channels(e);
-  const bool corrected = a.tap_weight_sum != nullptr && a.padded_count[m] > 0;
-  if (a.kind == OutputKind::kBits && !corrected) {
-    // s < threshold <=> popcount > pop_threshold.
-    uint32_t bits = 0;
-    for (int n = 0; n < vectors; ++n) {
-      const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(pop + 4 * n));
-      const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(e.pop_threshold + 4 * n));
-      bits |= static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(p, t)))) << (4 * n);
-    }
-    bits = (bits ^ e.flip) & e.valid_mask;
-    std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
-    return;
-  }
-  if (a.kind == OutputKind::kBits) {
-    // s < threshold in 64 bits (a threshold may lie outside int32).
-    const __m256i k_bits = _mm256_set1_epi64x(a.k_bits);
-    const int16_t* taps = a.padded_taps + m * a.taps_stride;
-    uint32_t bits = 0;
-    for (int n = 0; n < vectors; ++n) {
-      const int c0 = 4 * n;
-      __m256i sv =
-          _mm256_sub_epi64(k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0)), 1));
-      for (int i = 0; i < a.padded_count[m]; ++i) {
-        const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock + c0;
-        sv = _mm256_sub_epi64(sv, _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws))));
-      }
-      const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(e.threshold + c0));
-      bits |= static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, sv)))) << c0;
-    }
-    bits = (bits ^ e.flip) & e.valid_mask;
-    std::memcpy(static_cast<uint32_t*>(a.output) + m * a.out_pixel_stride, &bits, sizeof bits);
-    return;
-  }
-  // int32 / float: 8 channels per step.
-  const __m256i k_bits = _mm256_set1_epi64x(a.k_bits);
-  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // low dwords of the 4 lanes first
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const bool scaled = a.pixel_scale != nullptr;
-  const __m256 scale = _mm256_set1_ps(scaled ? a.pixel_scale[m] : 1.0f);
-  for (int c0 = 0; c0 < channels; c0 += 8) {
-    const __m256i d0 =
-        _mm256_sub_epi64(k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0)), 1));
-    const __m256i d1 = _mm256_sub_epi64(
-        k_bits, _mm256_slli_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(pop + c0 + 4)), 1));
-    __m256i sv =
-        _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(d0, even), _mm256_permutevar8x32_epi32(d1, even), 0x20);
-    if (corrected) {
-      const int16_t* taps = a.padded_taps + m * a.taps_stride;
-      for (int i = 0; i < a.padded_count[m]; ++i) {
-        const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock + c0;
-        sv = _mm256_sub_epi32(sv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws)));
-      }
-    }
-    // Masked stores are slow on AMD (microcoded): only a last group of under 8 channels uses one.
-    const bool full = channels - c0 >= 8;
-    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(channels - c0), lane);
-    if (a.kind == OutputKind::kInt32) {
-      int32_t* out = static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + c0;
-      if (full) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), sv);
-      } else {
-        _mm256_maskstore_epi32(out, valid, sv);
-      }
-      continue;
-    }
-    __m256 sf = _mm256_cvtepi32_ps(sv);
-    if (scaled) sf = _mm256_mul_ps(sf, scale);  // fl(s * K) first, as bgemm_store_pixel_scalar
-    const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + c0), sf, _mm256_load_ps(e.bias + c0));
-    float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride + c0;
-    if (full) {
-      _mm256_storeu_ps(out, y);
-    } else {
-      _mm256_maskstore_ps(out, valid, y);
-    }
-  }
-}
-
 }  // namespace
 
 void bgemm_tile_avx2(const BgemmTileArgs& a) {
   Scratch s;
-  const int channels = block_channels(*a.epilogue);
-  const int vectors = (channels + 3) / 4;  // the weight rows hold whole 8-channel groups
-  if (vectors % 2 != 0)                    // the epilogue reads whole groups of 8: the unused half reads zeros
-    for (int m = 0; m < a.rows; ++m)
-      for (int c = 4 * vectors; c < 4 * vectors + 4; ++c) s.pop[m][c] = 0;
+  // The weight rows hold whole 8-channel groups; the output stage reads channels [0, 4 * vectors).
+  const int vectors = (block_channels(*a.epilogue) + 3) / 4;
   for (int k0 = 0; k0 < a.k_words; k0 += kChunk) {
     const int kc = a.k_words - k0 < kChunk ? a.k_words - k0 : kChunk;
     const __m256i low = _mm256_set1_epi8(0x0F);
@@ -265,15 +178,7 @@ void bgemm_tile_avx2(const BgemmTileArgs& a) {
       default: break;
     }
   }
-  if (a.k_bits <= INT32_MAX) {
-    for (int m = 0; m < a.rows; ++m) store_pixel(a, m, s.pop[m], vectors);
-    return;
-  }
-  for (int m = 0; m < a.rows; ++m) {
-    int64_t sums[kBconvBlock];
-    for (int c = 0; c < channels; ++c) sums[c] = a.k_bits - 2 * s.pop[m][c] - bgemm_padding_correction(a, m, c);
-    bgemm_store_pixel_scalar(a, m, sums);
-  }
+  bgemm_store_tile_avx2(a, s.pop);
 }
 
 }  // namespace xnor

@@ -288,6 +288,16 @@ class IndexAttrs:
     largest: bool = True  # topk
 
 
+@dataclass(frozen=True)
+class BitPlaneAttrs:
+    """bitplane: +1 where bit `plane` of q = #{m : x >= threshold[m-1, c]} is set (threshold (2^bits - 1, C)
+    float64, sorted along m; None: m - 0.5 for every channel, q = x for an integer x)."""
+
+    plane: int
+    bits: int
+    threshold: np.ndarray | None = None
+
+
 NodeAttrs: TypeAlias = (
     NoAttrs
     | ConvAttrs
@@ -312,14 +322,5 @@ NodeAttrs: TypeAlias = (
     | ResizeAttrs
     | AdaptivePoolAttrs
     | IndexAttrs
+    | BitPlaneAttrs
 )
-
-
-@dataclass(frozen=True)
-class BitPlaneAttrs:
-    """bitplane: +1 where bit `plane` of q = #{m : x >= threshold[m-1, c]} is set (threshold (2^bits - 1, C)
-    float64, sorted along m; None: m - 0.5 for every channel, q = x for an integer x)."""
-
-    plane: int
-    bits: int
-    threshold: np.ndarray | None = None

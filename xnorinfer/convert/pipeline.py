@@ -182,6 +182,7 @@ def describe(graph: ir.Graph, model: Model, sha: str | None, metadata: dict[str,
             "binary_warnings": model.metadata.get("binary_warnings", {}),
             "weight_plane_layers": model.metadata.get("weight_plane_layers", {}),
             "bit_serial_layers": model.metadata.get("bit_serial_layers", {}),
+            "grouped_binary_layers": model.metadata.get("grouped_binary_layers", {}),
         }
     )
     _sign_summary(model, graph)

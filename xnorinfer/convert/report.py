@@ -37,6 +37,8 @@ def format_table(graph: ir.Graph) -> str:
         lines.append(f"{'ternary' if how.startswith('ternary') else 'binary-weight'}: {path}: {how}")
     for path, how in graph.metadata.get("bit_serial_layers", {}).items():
         lines.append(f"bit-serial: {path}: {how}")
+    for path, how in graph.metadata.get("grouped_binary_layers", {}).items():
+        lines.append(f"grouped binary: {path}: {how}")
     for path, info in graph.metadata.get("binarized", {}).items():
         lines.append(f"declared binary: {path}: relative weight quantization error {info['relative_error']:.4f}")
         if info.get("zero_weights"):

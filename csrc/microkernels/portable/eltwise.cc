@@ -17,17 +17,45 @@ inline void affine(const float* x, size_t rows, size_t channels, const float* sc
   }
 }
 
-inline void prelu(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,
-                  const float* pre, const float* post, float* y) {
+// One loop per (pre, post, per-channel slope) combination: with the tests inside, the compiler
+// keeps a scalar loop whose data-dependent branch mispredicts on half the values (30x slower).
+template <bool kPre, bool kPost, bool kPerChannel>
+inline void prelu_rows(const float* x, size_t rows, size_t channels, const float* slope, const float* pre,
+                       const float* post, float* y) {
+  const float shared_slope = slope[0];
   for (size_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * channels;
     float* __restrict yr = y + r * channels;
     for (size_t c = 0; c < channels; ++c) {
-      const float t = pre ? xr[c] - pre[c] : xr[c];
-      float v = (t >= 0.0f) ? t : slope[c * slope_stride] * t;
-      if (post) v = v + post[c];
+      const float t = kPre ? xr[c] - pre[c] : xr[c];
+      const float negative = (kPerChannel ? slope[c] : shared_slope) * t;
+      float v = (t >= 0.0f) ? t : negative;
+      if (kPost) v = v + post[c];
       yr[c] = v;
     }
+  }
+}
+
+template <bool kPre, bool kPost>
+inline void prelu_rows(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,
+                       const float* pre, const float* post, float* y) {
+  if (slope_stride == 0) {
+    prelu_rows<kPre, kPost, false>(x, rows, channels, slope, pre, post, y);
+  } else {
+    prelu_rows<kPre, kPost, true>(x, rows, channels, slope, pre, post, y);
+  }
+}
+
+inline void prelu(const float* x, size_t rows, size_t channels, const float* slope, size_t slope_stride,
+                  const float* pre, const float* post, float* y) {
+  if (pre != nullptr && post != nullptr) {
+    prelu_rows<true, true>(x, rows, channels, slope, slope_stride, pre, post, y);
+  } else if (pre != nullptr) {
+    prelu_rows<true, false>(x, rows, channels, slope, slope_stride, pre, post, y);
+  } else if (post != nullptr) {
+    prelu_rows<false, true>(x, rows, channels, slope, slope_stride, pre, post, y);
+  } else {
+    prelu_rows<false, false>(x, rows, channels, slope, slope_stride, pre, post, y);
   }
 }
 
