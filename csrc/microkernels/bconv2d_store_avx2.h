@@ -96,8 +96,14 @@ inline void bgemm_store_tile_avx2(const BgemmTileArgs& a, const int64_t (*pop)[k
     for (int n = 0; n < nv8; ++n) {
       const __m256i s = narrow_epi64_to_epi32(s64[2 * n], s64[2 * n + 1]);
       const __m256i mask = lane_mask8(e.valid_mask >> (8 * n));
+      const bool full = channels - 8 * n >= 8;
       if (a.kind == OutputKind::kInt32) {
-        _mm256_maskstore_epi32(static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + 8 * n, mask, s);
+        int32_t* out = static_cast<int32_t*>(a.output) + m * a.out_pixel_stride + 8 * n;
+        if (full) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), s);
+        } else {
+          _mm256_maskstore_epi32(out, mask, s);
+        }
         continue;
       }
       // fma(multiplier, fl(s), bias), or with a pixel scale K fma(multiplier, fl(fl(s) * K), bias):
@@ -105,7 +111,12 @@ inline void bgemm_store_tile_avx2(const BgemmTileArgs& a, const int64_t (*pop)[k
       __m256 sf = _mm256_cvtepi32_ps(s);
       if (a.pixel_scale != nullptr) sf = _mm256_mul_ps(sf, _mm256_set1_ps(a.pixel_scale[m]));
       const __m256 y = _mm256_fmadd_ps(_mm256_load_ps(e.multiplier + 8 * n), sf, _mm256_load_ps(e.bias + 8 * n));
-      _mm256_maskstore_ps(static_cast<float*>(a.output) + m * a.out_pixel_stride + 8 * n, mask, y);
+      float* out = static_cast<float*>(a.output) + m * a.out_pixel_stride + 8 * n;
+      if (full) {
+        _mm256_storeu_ps(out, y);
+      } else {
+        _mm256_maskstore_ps(out, mask, y);
+      }
     }
   }
 }
