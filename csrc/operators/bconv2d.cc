@@ -13,7 +13,21 @@
 namespace xnor {
 namespace {
 constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
+// Output values a thread writes before it hands the rows to OutputRowsDone (16 KiB of floats:
+// still in L1 when the fused chain reads them).
+constexpr int64_t kRowsDoneValues = 4096;
+
+// rows_done over `rows` rows, split over the pool: for an engine that does not call it per tile.
+void all_rows_done(const OutputRowsDone& done, int64_t rows, int64_t row_values, TaskRunner* pool) {
+  parallel_for(pool, static_cast<size_t>(rows), element_grain_rows(static_cast<size_t>(row_values)),
+               [&](size_t b, size_t e) {
+                 const int64_t block = std::max<int64_t>(1, kRowsDoneValues / row_values);
+                 for (int64_t r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); r += block) {
+                   done.fn(done.state, r, std::min<int64_t>(block, static_cast<int64_t>(e) - r));
+                 }
+               });
 }
+}  // namespace
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
     : config_(c), transform_kind_(t.kind) {
@@ -138,7 +152,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
 }
 
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
-                       void* workspace, const float* pixel_scale) const {
+                       void* workspace, const float* pixel_scale, const OutputRowsDone* rows_done) const {
   const BconvConfig& c = config_;
   if (pixel_scale != nullptr && transform_kind_ != OutputKind::kFloat) {
     throw std::invalid_argument("BinaryConv2d: a pixel scale needs float output");
@@ -149,6 +163,9 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
   }
   if (const BgemmEngine engine = bgemm_engine(); engine != BgemmEngine::kPopcount && amx_fits(*this)) {
     run_bconv2d_amx(*this, engine, input, batch, in_h, in_w, output, pool, pixel_scale);  // XNORINFER_BGEMM
+    if (rows_done != nullptr) {
+      all_rows_done(*rows_done, static_cast<int64_t>(batch) * out_h(in_h) * out_w(in_w), c.out_channels, pool);
+    }
     return;
   }
   const int oh = out_h(in_h), ow = out_w(in_w);
@@ -220,6 +237,13 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         correct_padding ? scratch.padded_taps + static_cast<size_t>(next_slot.fetch_add(1)) * padded_taps_stride()
                         : nullptr;
     int16_t padded_count[kBgemmMr] = {0};
+    // Complete rows not yet handed to rows_done (a task covers every block when groups == 1).
+    const bool per_tile_done = rows_done != nullptr && groups == 1;
+    int64_t done_first = 0, done_count = 0;
+    auto flush_done = [&] {
+      if (done_count > 0) rows_done->fn(rows_done->state, done_first, done_count);
+      done_count = 0;
+    };
 
     for (size_t task = begin; task < end; ++task) {
       const int group = static_cast<int>(task % groups);
@@ -295,9 +319,17 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
             for (int m = 0; m < rows; ++m) upper[m * a.out_pixel_stride] = 0;
           }
         }
+        if (per_tile_done) {
+          if (done_count == 0) done_first = static_cast<int64_t>(n) * pixels + p0;
+          done_count += rows;
+          if (done_count * c.out_channels >= kRowsDoneValues) flush_done();
+        }
       }
+      flush_done();  // the next task may start elsewhere
     }
   });
+  // Channel groups split over threads: a row is complete only when every group has run.
+  if (rows_done != nullptr && groups > 1) all_rows_done(*rows_done, batch * pixels, c.out_channels, pool);
 }
 
 }  // namespace xnor

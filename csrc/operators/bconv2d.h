@@ -17,6 +17,14 @@ namespace xnor {
 
 struct AmxTileWeights;  // operators/bconv2d_amx.h
 
+// Called by run() with each run of output rows (pixels over all images, [first, first + count))
+// once every channel of them is written, on the thread that wrote them, while they are still in
+// cache: the session's fused element-wise chain (residual add, PReLU, sign) runs there.
+struct OutputRowsDone {
+  void (*fn)(const void* state, int64_t first, int64_t count);
+  const void* state;
+};
+
 struct BconvConfig {
   int in_channels = 0;
   int out_channels = 0;
@@ -63,8 +71,9 @@ class BinaryConv2d {
   // in_h, in_w, pool threads or 1) bytes, 64-byte aligned. Throws on a shape that
   // gives an empty output. pixel_scale (float output only, or null): [batch][out_h][out_w]
   // floats K, and each output is fma(multiplier[c], fl(s * K[pixel]), bias[c]) (XNOR-Net's beta).
+  // rows_done (or null): called with every output row exactly once, after the row is complete.
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
-           void* workspace, const float* pixel_scale = nullptr) const;
+           void* workspace, const float* pixel_scale = nullptr, const OutputRowsDone* rows_done = nullptr) const;
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 

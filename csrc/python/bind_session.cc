@@ -338,6 +338,9 @@ void register_session(py::module_& m) {
                              "The per-op work (values touched) from which an op uses every thread.")
       .def_property_readonly("fused_affine", &Session::fused_affine,
                              "Per graph op: the index of the affine op fused into it, or -1.")
+      .def_property_readonly("fused_chain", &Session::fused_chain,
+                             "Per graph op: the indices of the element-wise ops chained onto it (run on its "
+                             "output rows as they complete), in order; empty for most ops.")
       .def(
           "run_inputs",
           [](Session& s, const std::vector<CArray<float>>& xs, const std::optional<std::string>& isa_opt) {

@@ -47,6 +47,31 @@ struct AffineEpilogue {
   int64_t channels;
 };
 
+class Node;
+
+// One element-wise step run inside the step that produces its input (Session, at plan time):
+// its planned buffers and, when a sign op is fused into it, that sign's parameters and bits.
+struct ChainLink {
+  const Node* node;
+  const void* const* in;
+  const Shape* in_shapes;
+  size_t count;
+  void* out;
+  const SignEpilogue* sign = nullptr;
+  uint64_t* sign_out = nullptr;
+};
+
+// The element-wise steps fused after a float producer (binary conv + residual add + PReLU +
+// sign): the producer hands each run of complete output rows (pixels) to the links in order,
+// while the rows are in cache; every link writes its own output, so later readers see the same
+// tensors as without fusion.
+struct RowChain {
+  const ChainLink* links;
+  size_t count;
+  Isa isa;
+  const ElementwiseKernels* ew;
+};
+
 // Per-step context: the pool, the kernel tables of the chosen ISA, and the
 // step's workspace (Node::workspace_bytes bytes, 64-byte aligned, from the plan).
 struct RunContext {
@@ -61,6 +86,8 @@ struct RunContext {
   // Set on a step whose output an affine op reads, when that affine is fused into it (fuses_affine()).
   const AffineEpilogue* affine = nullptr;
   float* affine_out = nullptr;
+  // Set on a step whose output starts a chain of fused element-wise steps (fuses_rows()).
+  const RowChain* chain = nullptr;
 };
 
 class Node {
@@ -87,6 +114,14 @@ class Node {
   virtual bool fuses_affine() const { return false; }
   // An affine op's parameters, for fusing it into its producer; null for every other op.
   virtual const AffineEpilogue* affine_epilogue() const { return nullptr; }
+  // True when run() honours ctx.chain: hands every output row to nodes::run_chain_rows once complete.
+  virtual bool fuses_rows() const { return false; }
+  // True for an element-wise op whose output row r (pixel, NHWC) depends on row r of each input
+  // only, all of the output's shape: run_rows() then computes any run of rows on its own.
+  virtual bool runs_rows() const { return false; }
+  // Rows [first, first + rows) of the output (runs_rows() ops only), on the calling thread.
+  virtual void run_rows(const RunContext& /*ctx*/, const void* const* /*in*/, const Shape* /*in_shapes*/,
+                        size_t /*count*/, void* /*out*/, int64_t /*first*/, int64_t /*rows*/) const {}
   // The work of one run for these shapes, in values touched (one float read or written, or eight
   // float multiply-adds of a GEMM). The session runs a step on the calling thread only when it
   // is below the threshold that pays for a second thread (operators/parallel.h kMinParallelWork).

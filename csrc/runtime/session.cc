@@ -73,8 +73,9 @@ void Session::plan_fusion() {
   const auto& steps = graph_->steps();
   fused_sign_.assign(steps.size(), -1);
   fused_affine_.assign(steps.size(), -1);
+  fused_chain_.assign(steps.size(), {});
   fused_away_.assign(steps.size(), false);
-  // XNORINFER_FUSE=0: no fusion; =sign: sign fusion only (no affine epilogues).
+  // XNORINFER_FUSE=0: no fusion; =sign: sign fusion only (no affine epilogues, no chains).
   const char* fuse = std::getenv("XNORINFER_FUSE");
   if (fuse != nullptr && std::string(fuse) == "0") return;
   const bool fuse_affine = fuse == nullptr || std::string(fuse) != "sign";
@@ -106,6 +107,55 @@ void Session::plan_fusion() {
       fused_away_[i] = true;
     }
   }
+  if (fuse_affine) plan_chains(producer);
+}
+
+void Session::plan_chains(const std::vector<int>& producer) {
+  const auto& tensors = graph_->tensors();
+  const auto& steps = graph_->steps();
+  std::vector<std::vector<int>> readers(tensors.size());  // ascending step order
+  for (size_t i = 0; i < steps.size(); ++i) {
+    for (int t : steps[i].inputs) readers[static_cast<size_t>(t)].push_back(static_cast<int>(i));
+  }
+  auto owns_f32 = [&](int t) { return tensors[t].storage == t && tensors[t].dtype == DType::kF32; };
+  std::vector<bool> ready;  // per tensor: its rows are complete when the chain's rows are handed out
+  for (size_t p = 0; p < steps.size(); ++p) {
+    if (!steps[p].node->fuses_rows() || fused_away_[p] || !owns_f32(steps[p].output)) continue;
+    ready.assign(tensors.size(), false);
+    for (size_t t = 0; t < tensors.size(); ++t) ready[t] = producer[t] < static_cast<int>(p);
+    int tail = steps[p].output, after = static_cast<int>(p);
+    ready[static_cast<size_t>(tail)] = true;
+    for (;;) {
+      // The first later reader of the tail, if it is element-wise on rows whose every input is
+      // complete by then (made before the producer, or by the chain itself).
+      const std::vector<int>& r = readers[static_cast<size_t>(tail)];
+      const auto next = std::upper_bound(r.begin(), r.end(), after);
+      if (next == r.end()) break;
+      const Graph::Step& e = steps[static_cast<size_t>(*next)];
+      bool ok = e.node->runs_rows() && !fused_away_[*next] && fused_affine_[*next] < 0 && owns_f32(e.output);
+      for (int t : e.inputs) ok = ok && owns_f32(t) && ready[static_cast<size_t>(t)];
+      if (!ok) break;
+      fused_chain_[p].push_back(*next);
+      fused_away_[*next] = true;
+      tail = e.output;
+      after = *next;
+      ready[static_cast<size_t>(tail)] = true;
+    }
+  }
+}
+
+std::vector<int> Session::runs_in_step() const {
+  std::vector<int> at(graph_->steps().size());
+  for (size_t i = 0; i < at.size(); ++i) at[i] = static_cast<int>(i);
+  for (size_t i = 0; i < at.size(); ++i) {
+    for (int link : fused_chain_[i]) {
+      at[link] = static_cast<int>(i);
+      if (fused_sign_[link] >= 0) at[fused_sign_[link]] = static_cast<int>(i);
+    }
+    if (fused_sign_[i] >= 0 && at[fused_sign_[i]] == fused_sign_[i]) at[fused_sign_[i]] = static_cast<int>(i);
+    if (fused_affine_[i] >= 0) at[fused_affine_[i]] = static_cast<int>(i);
+  }
+  return at;
 }
 
 bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes, double scale) const {
@@ -119,6 +169,10 @@ bool Session::step_parallel(size_t i, const std::vector<Shape>& shapes, double s
   double work = work_of(i);
   if (fused_sign_[i] >= 0) work += work_of(static_cast<size_t>(fused_sign_[i]));
   if (fused_affine_[i] >= 0) work += work_of(static_cast<size_t>(fused_affine_[i]));
+  for (int link : fused_chain_[i]) {
+    work += work_of(static_cast<size_t>(link));
+    if (fused_sign_[link] >= 0) work += work_of(static_cast<size_t>(fused_sign_[link]));
+  }
   return work >= min_parallel_work_ * scale;
 }
 
@@ -211,10 +265,10 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
     }
   }
   for (int t : graph_->outputs()) touch(t, end);
-  // A fused sign's bits are written by its producer's step: they live from there.
+  // A fused step's output is written by the step it runs in: it lives from there.
+  const std::vector<int> at = runs_in_step();
   for (int i = 0; i < end; ++i) {
-    if (fused_sign_[i] >= 0) req[steps[fused_sign_[i]].output].first = i;
-    if (fused_affine_[i] >= 0) req[steps[fused_affine_[i]].output].first = i;
+    if (at[i] != i) req[steps[i].output].first = at[i];
   }
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
   std::vector<Shape> in_shapes;
@@ -292,6 +346,15 @@ const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
     if (l.requests[ws].bytes > 0) io.workspace = arena_.data() + mp.offsets[ws];
     io.parallel = step_parallel(i, p.shapes);
     io.wakes = io.parallel && step_parallel(i, p.shapes, kMinWakeWork / kMinParallelWork);
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {  // after io is complete: links point into it
+    for (int link : fused_chain_[i]) {
+      const StepIO& l = p.io[static_cast<size_t>(link)];
+      const int sign = fused_sign_[link];
+      p.io[i].chain.push_back({steps[link].node.get(), l.in.data(), l.in_shapes.data(), l.in.size(), l.out,
+                               sign < 0 ? nullptr : steps[sign].node->sign_epilogue(),
+                               sign < 0 ? nullptr : static_cast<uint64_t*>(p.io[sign].out)});
+    }
   }
   plan_ = std::move(p);
   return plan_;
@@ -403,6 +466,8 @@ void Session::run_images(RunContext& ctx, const Plan& p, const float* const* xs,
     const int affine = fused_affine_[i];
     ctx.affine = affine < 0 ? nullptr : steps[affine].node->affine_epilogue();
     ctx.affine_out = affine < 0 ? nullptr : static_cast<float*>(p.io[affine].out);
+    const RowChain chain{io.chain.data(), io.chain.size(), ctx.isa, ctx.ew};
+    ctx.chain = io.chain.empty() ? nullptr : &chain;
     // Below the work threshold a step runs on this thread only (nodes see no pool).
     // A mid-size op does not wake sleeping workers (which thread runs a value never changes it).
     ctx.pool = io.parallel && (io.wakes || !pool_->asleep()) ? pool_.get() : nullptr;

@@ -80,6 +80,8 @@ class Session {
   double min_parallel_work() const { return min_parallel_work_; }
   // Per step: the affine step fused into it (run as its GEMM epilogue), or -1.
   const std::vector<int>& fused_affine() const { return fused_affine_; }
+  // Per step: the element-wise steps chained onto it (run on its rows as they complete), in order.
+  const std::vector<std::vector<int>>& fused_chain() const { return fused_chain_; }
 
  private:
   // Fuses each sign op into the op that produces its float input where that op can
@@ -87,16 +89,23 @@ class Session {
   // XNORINFER_FUSE=sign keeps the sign fusion only.
   // Then fuses each affine op into the float conv2d/linear that produces its input (Node::fuses_affine)
   // where that affine has no fused sign: fills fused_affine_ (and fused_away_).
+  // Last, chains element-wise steps (Node::runs_rows: residual add, PReLU, affine, each with its
+  // fused sign) onto a float producer that hands out its complete rows (Node::fuses_rows: the
+  // binary conv): fills fused_chain_ (and fused_away_).
   void plan_fusion();
+  void plan_chains(const std::vector<int>& producer);  // the chains of plan_fusion; producer[t]: step or -1
+  // The step that runs step i: i, or the producer that step i is fused into.
+  std::vector<int> runs_in_step() const;
   // Whether step i runs on the pool for these tensor shapes (see parallel_steps).
   bool step_parallel(size_t i, const std::vector<Shape>& shapes, double scale = 1.0) const;
   struct StepIO {
     std::vector<const void*> in;
     std::vector<Shape> in_shapes;
     void* out = nullptr;
-    void* workspace = nullptr;  // the node's scratch for this step, in the arena
-    bool parallel = false;      // runs on the pool (step_parallel)
-    bool wakes = false;         // parallel, and large enough to wake sleeping workers (kMinWakeWork)
+    void* workspace = nullptr;     // the node's scratch for this step, in the arena
+    bool parallel = false;         // runs on the pool (step_parallel)
+    bool wakes = false;            // parallel, and large enough to wake sleeping workers (kMinWakeWork)
+    std::vector<ChainLink> chain;  // the fused element-wise steps run on this step's rows
   };
   struct Plan {
     std::vector<Shape> inputs;  // engine-layout input shapes (batch 1 for a per-image graph)
@@ -127,10 +136,11 @@ class Session {
   void run_images(RunContext& ctx, const Plan& p, const float* const* xs, int64_t n, float* const* outputs,
                   int64_t first, double* op_seconds);
 
-  std::shared_ptr<const Graph> graph_;  // owns the file its parameters live in
-  std::vector<int> fused_sign_;         // per step: the sign step fused into it, or -1
-  std::vector<int> fused_affine_;       // per step: the affine step fused into it, or -1
-  std::vector<bool> fused_away_;        // per step: a sign or affine run by its producer (skipped)
+  std::shared_ptr<const Graph> graph_;         // owns the file its parameters live in
+  std::vector<int> fused_sign_;                // per step: the sign step fused into it, or -1
+  std::vector<int> fused_affine_;              // per step: the affine step fused into it, or -1
+  std::vector<std::vector<int>> fused_chain_;  // per step: the element-wise steps chained onto it, in order
+  std::vector<bool> fused_away_;               // per step: a sign, affine or chain link run by its producer (skipped)
   double min_parallel_work_;
   int threads_;
   uint64_t max_memory_;

@@ -10,6 +10,14 @@ class AddMulNode final : public Node {
  public:
   AddMulNode(const OpArgs& a, bool mul) : Node(a.op(), {DType::kF32}, DType::kF32), mul_(mul) {}
   bool fuses_sign() const override { return true; }
+  // add's inputs always have its output's shape; mul's b may be (N, C), which rows cannot index.
+  bool runs_rows() const override { return !mul_; }
+  void run_rows(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, int64_t first,
+                int64_t rows) const override {
+    const int64_t c = s[0].channels();
+    ctx.ew->add(static_cast<const float*>(in[0]) + first * c, static_cast<const float*>(in[1]) + first * c,
+                static_cast<size_t>(rows * c), static_cast<float*>(out) + first * c);
+  }
   Shape infer(const Shape* in, size_t count) const override {
     if (count != 2) fail("needs exactly 2 inputs");
     if (in[0] == in[1]) return in[0];

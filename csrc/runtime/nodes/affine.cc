@@ -17,13 +17,17 @@ class AffineNode final : public SameShapeNode {
         epilogue_{scale_.data(), shift_.data(), channels_} {}
   bool fuses_sign() const override { return true; }
   const AffineEpilogue* affine_epilogue() const override { return &epilogue_; }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
-           const Shape&) const override {
-    const float* x = static_cast<const float*>(in[0]);
-    float* y = static_cast<float*>(out);
+  bool runs_rows() const override { return true; }
+  void run_rows(const RunContext& ctx, const void* const* in, const Shape*, size_t, void* out, int64_t first,
+                int64_t rows) const override {
     const int64_t c = channels_;
-    for_out_rows(ctx, s[0].rows(), c, y,
-                 [&](size_t r, size_t n) { ctx.ew->affine(x + r * c, n, c, scale_.data(), shift_.data(), y + r * c); });
+    ctx.ew->affine(static_cast<const float*>(in[0]) + first * c, static_cast<size_t>(rows), c, scale_.data(),
+                   shift_.data(), static_cast<float*>(out) + first * c);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out,
+           const Shape&) const override {
+    for_out_rows(ctx, s[0].rows(), channels_, static_cast<float*>(out),
+                 [&](size_t r, size_t n) { run_rows(ctx, in, s, count, out, r, n); });
   }
 
  private:

@@ -48,15 +48,17 @@ class BconvNode final : public Node {
     return out;
   }
   size_t held_bytes() const override { return conv_.packed_bytes(); }
+  bool fuses_rows() const override { return out_type() == DType::kF32; }
   size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
     return conv_.workspace_bytes(static_cast<int>(in[0].d[0]), static_cast<int>(in[0].d[1]),
                                  static_cast<int>(in[0].d[2]), threads);
   }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
+    const OutputRowsDone chain{run_chain_rows, ctx.chain};
     conv_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
               static_cast<int>(s[0].d[2]), out, ctx.pool, ctx.isa, ctx.workspace,
-              scaled_ ? static_cast<const float*>(in[1]) : nullptr);
+              scaled_ ? static_cast<const float*>(in[1]) : nullptr, ctx.chain != nullptr ? &chain : nullptr);
   }
 
  private:

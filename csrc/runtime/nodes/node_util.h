@@ -58,6 +58,20 @@ inline void sign_rows(const RunContext& ctx, const float* y, int64_t first, int6
                static_cast<size_t>(s.groups), s.zero_is_minus, ctx.sign_out + first * words);
 }
 
+// Rows [first, first + count) of every link of a fused chain, in order, each followed by its
+// fused sign: called by the chain's producer once those rows of its output are complete.
+inline void run_chain_rows(const void* state, int64_t first, int64_t count) {
+  const RowChain& chain = *static_cast<const RowChain*>(state);
+  for (size_t i = 0; i < chain.count; ++i) {
+    const ChainLink& l = chain.links[i];
+    RunContext ctx{nullptr, chain.isa, chain.ew, nullptr};
+    ctx.sign = l.sign;
+    ctx.sign_out = l.sign_out;
+    l.node->run_rows(ctx, l.in, l.in_shapes, l.count, l.out, first, count);
+    if (l.sign != nullptr) sign_rows(ctx, static_cast<const float*>(l.out), first, count, l.in_shapes[0].channels());
+  }
+}
+
 template <typename Fn>
 void for_out_rows(const RunContext& ctx, int64_t rows, int64_t channels, const float* y, Fn&& fn) {
   if (ctx.sign == nullptr) {

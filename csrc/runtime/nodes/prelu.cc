@@ -19,16 +19,19 @@ class PreluNode final : public SameShapeNode {
         pre_(std::move(pre)),
         post_(std::move(post)) {}
   bool fuses_sign() const override { return true; }
-  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
-           const Shape&) const override {
-    const float* x = static_cast<const float*>(in[0]);
-    float* y = static_cast<float*>(out);
+  bool runs_rows() const override { return true; }
+  void run_rows(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, int64_t first,
+                int64_t rows) const override {
     const int64_t c = s[0].channels();
     const size_t stride = slope_.size() == 1 ? 0 : 1;
-    for_out_rows(ctx, s[0].rows(), c, y, [&](size_t r, size_t n) {
-      ctx.ew->prelu(x + r * c, n, c, slope_.data(), stride, pre_.empty() ? nullptr : pre_.data(),
-                    post_.empty() ? nullptr : post_.data(), y + r * c);
-    });
+    ctx.ew->prelu(static_cast<const float*>(in[0]) + first * c, static_cast<size_t>(rows), c, slope_.data(), stride,
+                  pre_.empty() ? nullptr : pre_.data(), post_.empty() ? nullptr : post_.data(),
+                  static_cast<float*>(out) + first * c);
+  }
+  void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out,
+           const Shape&) const override {
+    for_out_rows(ctx, s[0].rows(), s[0].channels(), static_cast<float*>(out),
+                 [&](size_t r, size_t n) { run_rows(ctx, in, s, count, out, r, n); });
   }
 
  private:
