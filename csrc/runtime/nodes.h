@@ -57,6 +57,7 @@ struct ChainLink {
   const Shape* in_shapes;
   size_t count;
   void* out;
+  int64_t out_channels;
   const SignEpilogue* sign = nullptr;
   uint64_t* sign_out = nullptr;
 };
@@ -116,8 +117,8 @@ class Node {
   virtual const AffineEpilogue* affine_epilogue() const { return nullptr; }
   // True when run() honours ctx.chain: hands every output row to nodes::run_chain_rows once complete.
   virtual bool fuses_rows() const { return false; }
-  // True for an element-wise op whose output row r (pixel, NHWC) depends on row r of each input
-  // only, all of the output's shape: run_rows() then computes any run of rows on its own.
+  // True for an op whose output row r (pixel, NHWC) depends on row r of each input only (an
+  // element-wise op, a concat along the channels): run_rows() then computes any run of rows.
   virtual bool runs_rows() const { return false; }
   // Rows [first, first + rows) of the output (runs_rows() ops only), on the calling thread.
   virtual void run_rows(const RunContext& /*ctx*/, const void* const* /*in*/, const Shape* /*in_shapes*/,

@@ -352,6 +352,7 @@ const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
       const StepIO& l = p.io[static_cast<size_t>(link)];
       const int sign = fused_sign_[link];
       p.io[i].chain.push_back({steps[link].node.get(), l.in.data(), l.in_shapes.data(), l.in.size(), l.out,
+                               p.shapes[static_cast<size_t>(steps[link].output)].channels(),
                                sign < 0 ? nullptr : steps[sign].node->sign_epilogue(),
                                sign < 0 ? nullptr : static_cast<uint64_t*>(p.io[sign].out)});
     }

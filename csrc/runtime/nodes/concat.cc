@@ -35,6 +35,21 @@ class ConcatNode final : public Node {
     return out;
   }
   bool fuses_sign() const override { return out_type() == DType::kF32; }
+  // Along the channels (the default axis): output row r is row r of each input, one after the other.
+  bool runs_rows() const override { return out_type() == DType::kF32 && axis_ == -1; }
+  void run_rows(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out, int64_t first,
+                int64_t rows) const override {
+    std::array<const float*, kMaxConcatInputs> src{};
+    std::array<size_t, kMaxConcatInputs> channels{};
+    size_t oc = 0;
+    for (size_t k = 0; k < count; ++k) {
+      src[k] = static_cast<const float*>(in[k]);
+      channels[k] = static_cast<size_t>(s[k].channels());
+      oc += channels[k];
+    }
+    ctx.ew->concat(src.data(), channels.data(), count, static_cast<size_t>(first), static_cast<size_t>(first + rows),
+                   oc, static_cast<float*>(out));
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t count, void* out,
            const Shape& os) const override {
     const int ax = normalize_axis(axis_, os.rank);
@@ -58,23 +73,22 @@ class ConcatNode final : public Node {
       }
       return;
     }
-    std::array<size_t, kMaxConcatInputs> channels{};
-    for (size_t k = 0; k < count; ++k) channels[k] = static_cast<size_t>(s[k].channels());
-    const size_t oc = static_cast<size_t>(os.channels());
     if (out_type() == DType::kF32) {
-      std::array<const float*, kMaxConcatInputs> src{};
-      for (size_t k = 0; k < count; ++k) src[k] = static_cast<const float*>(in[k]);
-      float* y = static_cast<float*>(out);
-      for_out_rows(ctx, os.rows(), os.channels(), y,
-                   [&](size_t r, size_t n) { ctx.ew->concat(src.data(), channels.data(), count, r, r + n, oc, y); });
-    } else {
-      std::array<const uint64_t*, kMaxConcatInputs> src{};
-      for (size_t k = 0; k < count; ++k) src[k] = static_cast<const uint64_t*>(in[k]);
-      parallel_for(ctx.pool, static_cast<size_t>(os.rows()), grain_rows(words_of(os.channels())),
-                   [&](size_t b, size_t e) {
-                     ctx.ew->bconcat(src.data(), channels.data(), count, b, e, oc, static_cast<uint64_t*>(out));
-                   });
+      for_out_rows(ctx, os.rows(), os.channels(), static_cast<float*>(out),
+                   [&](size_t r, size_t n) { run_rows(ctx, in, s, count, out, r, n); });
+      return;
     }
+    std::array<size_t, kMaxConcatInputs> channels{};
+    std::array<const uint64_t*, kMaxConcatInputs> src{};
+    for (size_t k = 0; k < count; ++k) {
+      channels[k] = static_cast<size_t>(s[k].channels());
+      src[k] = static_cast<const uint64_t*>(in[k]);
+    }
+    const size_t oc = static_cast<size_t>(os.channels());
+    parallel_for(ctx.pool, static_cast<size_t>(os.rows()), grain_rows(words_of(os.channels())),
+                 [&](size_t b, size_t e) {
+                   ctx.ew->bconcat(src.data(), channels.data(), count, b, e, oc, static_cast<uint64_t*>(out));
+                 });
   }
 
  private:

@@ -68,7 +68,7 @@ inline void run_chain_rows(const void* state, int64_t first, int64_t count) {
     ctx.sign = l.sign;
     ctx.sign_out = l.sign_out;
     l.node->run_rows(ctx, l.in, l.in_shapes, l.count, l.out, first, count);
-    if (l.sign != nullptr) sign_rows(ctx, static_cast<const float*>(l.out), first, count, l.in_shapes[0].channels());
+    if (l.sign != nullptr) sign_rows(ctx, static_cast<const float*>(l.out), first, count, l.out_channels);
   }
 }
 
