@@ -48,7 +48,12 @@ def _prelu(t: np.ndarray, slope: np.ndarray, pre: np.ndarray, post: np.ndarray) 
     return (np.where(t >= 0, t, slope * t).astype(np.float32) + post).astype(np.float32)
 
 
-def _chain_graph(rng: np.random.Generator, n: int, c: int, h: int, w: int, k: int, late_residual: bool):
+OUTPUTS = ("conv", "res", "act", "conv2", "out")
+
+
+def _chain_graph(
+    rng: np.random.Generator, n: int, c: int, h: int, w: int, k: int, late_residual: bool, outputs: tuple = OUTPUTS
+):
     """x -> sign -> bconv2d kxk (float) -> add x -> prelu (+ fused sign) -> bconv2d 1x1 -> affine.
 
     late_residual: the add's second operand is made after the conv (a 1x1 float conv of x), so
@@ -89,8 +94,7 @@ def _chain_graph(rng: np.random.Generator, n: int, c: int, h: int, w: int, k: in
         bconv("conv2", "s1", w2, m2, b2),
         ir.Op("affine", "out", ["conv2"], ["out"], {}, {"scale": scale, "shift": shift}),
     ]
-    outputs = ["conv", "res", "act", "conv2", "out"]
-    g = ir.Graph(inputs=["x"], outputs=outputs, tensors=t, ops=ops, metadata={"input_shape": [1, c, h, w]})
+    g = ir.Graph(inputs=["x"], outputs=list(outputs), tensors=t, ops=ops, metadata={"input_shape": [1, c, h, w]})
     if late_residual:
         return g, x, None
 
@@ -100,7 +104,8 @@ def _chain_graph(rng: np.random.Generator, n: int, c: int, h: int, w: int, k: in
     act = _prelu(res, slope, pre, post)
     conv2 = fma_f32(m2, conv_sums(np.where(act < 0, -1.0, 1.0).transpose(0, 3, 1, 2), w2, (1, 1), (0, 0), "zero"), b2)
     out = fma_f32(scale, conv2, shift)  # affine: one fma per value, fma(x, scale, shift)
-    return g, x, [conv, res, act, conv2, out]
+    values = {"conv": conv, "res": res, "act": act, "conv2": conv2, "out": out}
+    return g, x, [values[name] for name in outputs]
 
 
 CASES = [  # (n, c, h, w, k): channel blocks of 32, a last block of 8 lanes, one under 8, channel groups
@@ -174,3 +179,19 @@ def test_chains_in_converted_blocks(tmp_path, monkeypatch, block):
         for isa in ISAS:
             for got, ref in zip(_outputs(session, x.numpy(), isa), unchained, strict=True):
                 assert got.tobytes() == ref.tobytes(), f"{isa}, {threads} threads"
+
+
+def test_chain_writes_over_inputs_nothing_else_reads(tmp_path, monkeypatch):
+    """With only the last tensor a graph output, the add and the affine write over the conv output
+    they read (the PReLU too, over the add's): a smaller memory plan, the same values."""
+    g, x, (want,) = _chain_graph(np.random.default_rng(9), 2, 64, 11, 10, 3, late_residual=False, outputs=("out",))
+    path = tmp_path / "in_place.xbin"
+    xbin.write(g, path)
+    unchained = _load(path, 1, monkeypatch, XNORINFER_FUSE="sign")
+    np.testing.assert_array_equal(_outputs(unchained, x, "scalar")[0].reshape(want.shape), want)
+    for threads in (1, 2):
+        session = _load(path, threads, monkeypatch)
+        # conv, res and act share one buffer, conv2 and out another: the plan's peak is lower.
+        assert session.planned_bytes(x.shape) < unchained.planned_bytes(x.shape)
+        for isa in ISAS:
+            assert _outputs(session, x, isa)[0].tobytes() == _outputs(unchained, x, "scalar")[0].tobytes(), isa

@@ -120,6 +120,9 @@ class Node {
   // True for an op whose output row r (pixel, NHWC) depends on row r of each input only (an
   // element-wise op, a concat along the channels): run_rows() then computes any run of rows.
   virtual bool runs_rows() const { return false; }
+  // True when the output has input 0's shape and each output value is computed from the values at
+  // the same position of the inputs only: the kernel may then write over the input it reads.
+  virtual bool element_wise() const { return false; }
   // Rows [first, first + rows) of the output (runs_rows() ops only), on the calling thread.
   virtual void run_rows(const RunContext& /*ctx*/, const void* const* /*in*/, const Shape* /*in_shapes*/,
                         size_t /*count*/, void* /*out*/, int64_t /*first*/, int64_t /*rows*/) const {}

@@ -77,7 +77,10 @@ void Session::plan_fusion() {
   fused_away_.assign(steps.size(), false);
   // XNORINFER_FUSE=0: no fusion; =sign: sign fusion only (no affine epilogues, no chains).
   const char* fuse = std::getenv("XNORINFER_FUSE");
-  if (fuse != nullptr && std::string(fuse) == "0") return;
+  if (fuse != nullptr && std::string(fuse) == "0") {
+    plan_in_place();  // views only: nothing is fused
+    return;
+  }
   const bool fuse_affine = fuse == nullptr || std::string(fuse) != "sign";
   std::vector<int> producer(tensors.size(), -1);
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -108,6 +111,49 @@ void Session::plan_fusion() {
     }
   }
   if (fuse_affine) plan_chains(producer);
+  plan_in_place();
+}
+
+void Session::plan_in_place() {
+  const auto& tensors = graph_->tensors();
+  const auto& steps = graph_->steps();
+  std::vector<int> readers(tensors.size(), 0);
+  for (const Graph::Step& s : steps) {
+    for (size_t k = 0; k < s.inputs.size(); ++k) {
+      const int t = s.inputs[k];
+      if (std::find(s.inputs.begin(), s.inputs.begin() + static_cast<std::ptrdiff_t>(k), t) == s.inputs.begin() + k)
+        ++readers[static_cast<size_t>(t)];
+    }
+  }
+  for (int t : graph_->outputs()) ++readers[static_cast<size_t>(t)];
+  // overwrites[i]: the input tensor that step i writes over, or -1.
+  std::vector<int> overwrites(steps.size(), -1);
+  auto consider = [&](int step, int input) {
+    const Graph::Step& s = steps[static_cast<size_t>(step)];
+    if (s.node->element_wise() && readers[static_cast<size_t>(input)] == 1 && tensors[input].storage == input &&
+        tensors[input].dtype == DType::kF32 && tensors[s.output].storage == s.output &&
+        tensors[s.output].dtype == DType::kF32) {
+      overwrites[static_cast<size_t>(step)] = input;
+    }
+  };
+  for (size_t p = 0; p < steps.size(); ++p) {
+    if (fused_affine_[p] >= 0) consider(fused_affine_[p], steps[p].output);
+    int tail = steps[p].output;
+    for (int link : fused_chain_[p]) {
+      consider(link, tail);
+      tail = steps[static_cast<size_t>(link)].output;
+    }
+  }
+  buffer_.resize(tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t) buffer_[t] = static_cast<int>(t);
+  for (size_t i = 0; i < steps.size(); ++i) {  // in step order: an input's buffer is known first
+    const int o = steps[i].output;
+    if (overwrites[i] >= 0) {
+      buffer_[static_cast<size_t>(o)] = buffer_[static_cast<size_t>(overwrites[i])];
+    } else if (tensors[o].storage != o) {
+      buffer_[static_cast<size_t>(o)] = buffer_[static_cast<size_t>(tensors[o].storage)];
+    }
+  }
 }
 
 void Session::plan_chains(const std::vector<int>& producer) {
@@ -248,7 +294,7 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
   l.live.assign(tensors.size(), false);
   std::vector<int> producer(tensors.size(), -1);
   auto touch = [&](int t, int step) {
-    const int s = tensors[t].storage;
+    const int s = buffer_[static_cast<size_t>(t)];
     req[s].last = std::max(req[s].last, step);
   };
   for (int in : graph_->inputs()) {
@@ -258,7 +304,7 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
   for (int i = 0; i < end; ++i) {
     for (int t : steps[i].inputs) touch(t, i);
     const int o = steps[i].output;
-    if (tensors[o].storage == o) {
+    if (buffer_[static_cast<size_t>(o)] == o) {
       l.live[o] = true;
       producer[o] = i;
       req[o] = {static_cast<size_t>(checked_bytes(l.shapes[o], tensors[o].dtype, tensors[o].name)), i, i};
@@ -268,7 +314,9 @@ Session::Layout Session::layout_for(const std::vector<Shape>& inputs) const {
   // A fused step's output is written by the step it runs in: it lives from there.
   const std::vector<int> at = runs_in_step();
   for (int i = 0; i < end; ++i) {
-    if (at[i] != i) req[steps[i].output].first = at[i];
+    if (at[i] != i && buffer_[static_cast<size_t>(steps[i].output)] == steps[i].output) {
+      req[steps[i].output].first = at[i];
+    }
   }
   // Each step's workspace lives during that step only, so it shares bytes with dead tensors.
   std::vector<Shape> in_shapes;
@@ -331,7 +379,7 @@ const Session::Plan& Session::plan_for(const std::vector<Shape>& inputs) {
   }
   p.tensor_data.assign(tensors.size(), nullptr);
   for (size_t t = 0; t < tensors.size(); ++t) {
-    const int s = tensors[t].storage;
+    const int s = buffer_[t];
     if (l.live[s]) p.tensor_data[t] = arena_.data() + mp.offsets[s];
   }
   p.io.resize(steps.size());

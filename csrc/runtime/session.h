@@ -94,6 +94,10 @@ class Session {
   // binary conv): fills fused_chain_ (and fused_away_).
   void plan_fusion();
   void plan_chains(const std::vector<int>& producer);  // the chains of plan_fusion; producer[t]: step or -1
+  // After the fusion: a fused affine or chain link that is element-wise writes over its input when
+  // nothing else reads that input (not a graph output either), so a conv -> add -> PReLU chain or a
+  // stem conv -> batch norm writes one buffer instead of several. Fills buffer_.
+  void plan_in_place();
   // The step that runs step i: i, or the producer that step i is fused into.
   std::vector<int> runs_in_step() const;
   // Whether step i runs on the pool for these tensor shapes (see parallel_steps).
@@ -140,7 +144,8 @@ class Session {
   std::vector<int> fused_sign_;                // per step: the sign step fused into it, or -1
   std::vector<int> fused_affine_;              // per step: the affine step fused into it, or -1
   std::vector<std::vector<int>> fused_chain_;  // per step: the element-wise steps chained onto it, in order
-  std::vector<bool> fused_away_;               // per step: a sign, affine or chain link run by its producer (skipped)
+  std::vector<int> buffer_;       // per tensor: the tensor whose planned buffer holds it (views, in-place outputs)
+  std::vector<bool> fused_away_;  // per step: a sign, affine or chain link run by its producer (skipped)
   double min_parallel_work_;
   int threads_;
   uint64_t max_memory_;

@@ -11,6 +11,7 @@ class AddMulNode final : public Node {
   AddMulNode(const OpArgs& a, bool mul) : Node(a.op(), {DType::kF32}, DType::kF32), mul_(mul) {}
   bool fuses_sign() const override { return true; }
   // add's inputs always have its output's shape; mul's b may be (N, C), which rows cannot index.
+  bool element_wise() const override { return !mul_; }
   bool runs_rows() const override { return !mul_; }
   void run_rows(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, int64_t first,
                 int64_t rows) const override {

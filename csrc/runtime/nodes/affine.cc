@@ -17,6 +17,7 @@ class AffineNode final : public SameShapeNode {
         epilogue_{scale_.data(), shift_.data(), channels_} {}
   bool fuses_sign() const override { return true; }
   const AffineEpilogue* affine_epilogue() const override { return &epilogue_; }
+  bool element_wise() const override { return true; }
   bool runs_rows() const override { return true; }
   void run_rows(const RunContext& ctx, const void* const* in, const Shape*, size_t, void* out, int64_t first,
                 int64_t rows) const override {

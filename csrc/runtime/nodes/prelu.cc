@@ -19,6 +19,7 @@ class PreluNode final : public SameShapeNode {
         pre_(std::move(pre)),
         post_(std::move(post)) {}
   bool fuses_sign() const override { return true; }
+  bool element_wise() const override { return true; }
   bool runs_rows() const override { return true; }
   void run_rows(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out, int64_t first,
                 int64_t rows) const override {
