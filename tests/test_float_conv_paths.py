@@ -288,3 +288,50 @@ def test_grouped_random(groups, cin_g, cout_g, k, s, p, d, h, w, bias, seed):
     check_grouped(
         np.random.default_rng(seed), 1, h, w, cin_g * groups, cout_g * groups, groups, k, (s, s), (p, p), (d, d), bias
     )
+
+
+# --------------------------------------------------------------------------- im2col (general) convolutions
+
+
+def check_general(rng, n, h, w, cin, cout, k, stride, pad, dilation=(1, 1), groups=1):
+    """A conv2d on the im2col path against torch float64, within the FMA-chain bound over its taps."""
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    wt = rng.standard_normal((cout, k[0], k[1], cin // groups), dtype=np.float32)
+    b = rng.standard_normal(cout, dtype=np.float32)
+    attrs = {"stride": list(stride), "padding": list(pad), "dilation": list(dilation), "groups": groups}
+    y = run_all_paths(attrs, {"weight": wt, "bias": b}, x)
+    wd = torch.from_numpy(wt.transpose(0, 3, 1, 2)).double()
+    bd = torch.from_numpy(b).double()
+    ref = F.conv2d(_nchw(x), wd, bd, stride, pad, dilation, groups)
+    mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), bd.abs(), stride, pad, dilation, groups)
+    taps = k[0] * k[1] * cin // groups
+    ref, bound = _nhwc(ref), (taps + 2) * U * _nhwc(mag)
+    assert y.shape == ref.shape
+    err = np.abs(y.astype(np.float64) - ref)
+    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+
+
+@pytest.mark.parametrize(
+    "h,w,cin,cout,k,stride,pad,dilation,groups",
+    [
+        (30, 28, 3, 64, (7, 7), (2, 2), (3, 3), (1, 1), 1),  # ResNet / Bi-Real stem: 21-float window rows
+        (24, 25, 3, 32, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # ReActNet stem: 9-float rows
+        (19, 17, 3, 16, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # 15-float rows
+        (12, 14, 8, 12, (3, 3), (1, 1), (0, 0), (1, 1), 1),  # no padding: every window inside
+        (16, 13, 4, 8, (3, 2), (1, 2), (2, 1), (2, 1), 1),  # vertical dilation inside the fast copy
+        (13, 15, 4, 8, (2, 3), (2, 1), (1, 2), (1, 2), 1),  # horizontal dilation: the per-tap copy
+        (11, 12, 6, 8, (3, 3), (1, 1), (1, 1), (1, 1), 2),  # grouped: the per-tap copy of a group
+    ],
+)
+def test_general_conv_windows(rng, h, w, cin, cout, k, stride, pad, dilation, groups):
+    check_general(rng, 2, h, w, cin, cout, k, stride, pad, dilation, groups)
+
+
+def test_general_conv_exact_values(rng):
+    """Small-integer data through the stem's window copy: equal to torch exactly, borders included."""
+    x = rng.integers(-8, 9, (1, 21, 23, 3)).astype(np.float32)
+    wt = rng.integers(-4, 5, (16, 7, 7, 3)).astype(np.float32)
+    b = rng.integers(-4, 5, 16).astype(np.float32)
+    y = run_all_paths({"stride": [2, 2], "padding": [3, 3]}, {"weight": wt, "bias": b}, x)
+    ref = F.conv2d(_nchw(x), torch.from_numpy(wt.transpose(0, 3, 1, 2)).double(), torch.from_numpy(b).double(), 2, 3)
+    np.testing.assert_array_equal(y, _nhwc(ref))

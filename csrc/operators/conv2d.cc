@@ -31,6 +31,24 @@ size_t tile_rows(size_t k) {
   return std::min<size_t>(std::max<size_t>(rows, 12), 192);
 }
 
+// im2col of one pixel whose window lies inside the image (no padding, one group, no horizontal
+// dilation): `rows` runs of n floats, `src_stride` floats apart in the input, `n` apart in dst.
+// Straight-line moves for the run lengths of the usual stems (a kernel row of 3 channels: 7x7 ->
+// 21 floats, 5x5 -> 15, 3x3 -> 9), else a loop: a library call per run cost more than the copy.
+template <size_t N>
+inline void copy_window_fixed(float* __restrict dst, const float* __restrict src, size_t src_stride, int rows) {
+  for (int r = 0; r < rows; ++r) std::memcpy(dst + r * N, src + r * src_stride, N * sizeof(float));
+}
+inline void copy_window(float* __restrict dst, const float* __restrict src, size_t src_stride, int rows, size_t n) {
+  switch (n) {
+    case 9: return copy_window_fixed<9>(dst, src, src_stride, rows);
+    case 15: return copy_window_fixed<15>(dst, src, src_stride, rows);
+    case 21: return copy_window_fixed<21>(dst, src, src_stride, rows);
+    default:
+      for (int r = 0; r < rows; ++r) std::copy(src + r * src_stride, src + r * src_stride + n, dst + r * n);
+  }
+}
+
 }  // namespace
 
 FloatConv2d::FloatConv2d(const FloatConvConfig& config, const float* weights, const float* bias)
@@ -150,39 +168,51 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
       const size_t t = task / groups, g = task % groups;
       const size_t r0 = t * rows, m = std::min(rows, pixels - r0);
       const size_t ch0 = g * cin_g_;
-      // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI, ci of group g.
+      // im2col: row r = output pixel r0 + r, columns (kh, kw, ci) as in OHWI, ci of group g. The
+      // pixel's position steps along (no divisions per pixel); a window inside the image is
+      // copy_window's plain runs (the stem's im2col: 0.76 -> 0.33 ms on this machine).
+      size_t img = r0 / out_plane;
+      int y = static_cast<int>((r0 % out_plane) / ow), x = static_cast<int>((r0 % out_plane) % ow);
       for (size_t r = 0; r < m; ++r) {
-        const size_t pix = r0 + r;
-        const size_t img = pix / out_plane, rem = pix % out_plane;
-        const int y = static_cast<int>(rem / ow), x = static_cast<int>(rem % ow);
         const int iy0 = y * c.stride_h - c.pad_h, ix0 = x * c.stride_w - c.pad_w;
         const int kx_lo = std::max(0, -ix0), kx_hi = std::min(c.kernel_w, in_w - ix0);
         const float* src_img = input + img * static_cast<size_t>(in_h) * in_w * cin + ch0;
         float* dst = a + r * k_;
-        for (int ky = 0; ky < c.kernel_h; ++ky, dst += row_floats) {
-          const int iy = iy0 + ky * c.dilation_h;
-          if ((c.dilation_w != 1 || groups > 1) && iy >= 0 && iy < in_h) {  // one pixel's channels per tap
-            for (int kx = 0; kx < c.kernel_w; ++kx) {
-              const int ix = ix0 + kx * c.dilation_w;
-              float* d = dst + static_cast<size_t>(kx) * cin_g_;
-              if (ix < 0 || ix >= in_w) {
-                std::memset(d, 0, cin_g_ * sizeof(float));
-              } else {
-                std::memcpy(d, src_img + (static_cast<size_t>(iy) * in_w + ix) * cin, cin_g_ * sizeof(float));
+        if (groups == 1 && c.dilation_w == 1 && kx_lo == 0 && kx_hi == c.kernel_w && iy0 >= 0 &&
+            iy0 + (c.kernel_h - 1) * c.dilation_h < in_h) {  // inside the image: c.kernel_h plain runs
+          copy_window(dst, src_img + (static_cast<size_t>(iy0) * in_w + ix0) * cin,
+                      static_cast<size_t>(c.dilation_h) * in_w * cin, c.kernel_h, row_floats);
+        } else {
+          for (int ky = 0; ky < c.kernel_h; ++ky, dst += row_floats) {
+            const int iy = iy0 + ky * c.dilation_h;
+            if ((c.dilation_w != 1 || groups > 1) && iy >= 0 && iy < in_h) {  // one pixel's channels per tap
+              for (int kx = 0; kx < c.kernel_w; ++kx) {
+                const int ix = ix0 + kx * c.dilation_w;
+                float* d = dst + static_cast<size_t>(kx) * cin_g_;
+                if (ix < 0 || ix >= in_w) {
+                  std::fill(d, d + cin_g_, 0.0f);
+                } else {
+                  const float* from = src_img + (static_cast<size_t>(iy) * in_w + ix) * cin;
+                  std::copy(from, from + cin_g_, d);
+                }
               }
+              continue;
             }
-            continue;
+            if (iy < 0 || iy >= in_h || kx_lo >= kx_hi) {
+              std::fill(dst, dst + row_floats, 0.0f);
+              continue;
+            }
+            const size_t lead = static_cast<size_t>(kx_lo) * cin;
+            const size_t body = static_cast<size_t>(kx_hi - kx_lo) * cin;
+            std::fill(dst, dst + lead, 0.0f);
+            const float* from = src_img + (static_cast<size_t>(iy) * in_w + (ix0 + kx_lo)) * cin;
+            std::copy(from, from + body, dst + lead);
+            std::fill(dst + lead + body, dst + row_floats, 0.0f);
           }
-          if (iy < 0 || iy >= in_h || kx_lo >= kx_hi) {
-            std::memset(dst, 0, row_floats * sizeof(float));
-            continue;
-          }
-          const size_t lead = static_cast<size_t>(kx_lo) * cin;
-          const size_t body = static_cast<size_t>(kx_hi - kx_lo) * cin;
-          if (lead) std::memset(dst, 0, lead * sizeof(float));
-          std::memcpy(dst + lead, src_img + (static_cast<size_t>(iy) * in_w + (ix0 + kx_lo)) * cin,
-                      body * sizeof(float));
-          if (lead + body < row_floats) std::memset(dst + lead + body, 0, (row_floats - lead - body) * sizeof(float));
+        }
+        if (++x == ow) {
+          x = 0;
+          if (++y == oh) y = 0, ++img;
         }
       }
       for (size_t p = 0; p < panels; ++p) run_job(g * panels + p, m, a, k_, false, output + r0 * cout);
