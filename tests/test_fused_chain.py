@@ -142,7 +142,8 @@ def test_chain_equals_reference_and_unchained(tmp_path, monkeypatch, n, c, h, w,
 
 
 def test_chain_stops_at_an_operand_made_later(tmp_path, monkeypatch):
-    """An add whose other operand is computed after the conv cannot run inside the conv."""
+    """An add whose other operand is computed after the binary conv cannot run inside it: it runs
+    inside the float conv that computes that operand (the conv's output is its other input)."""
     g, x, _ = _chain_graph(np.random.default_rng(5), 1, 64, 9, 9, 3, late_residual=True)
     path = tmp_path / "late.xbin"
     xbin.write(g, path)
@@ -150,7 +151,7 @@ def test_chain_stops_at_an_operand_made_later(tmp_path, monkeypatch):
     unchained = _outputs(_load(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x, "scalar")
     for threads in (1, 2):
         session = _load(path, threads, monkeypatch)
-        assert session._core.fused_chain == [[], [], [], [], [], [], [7], []]
+        assert session._core.fused_chain == [[], [], [3, 4], [], [], [], [7], []]
         for isa in ISAS:
             for got, ref in zip(_outputs(session, x, isa), unchained, strict=True):
                 assert got.tobytes() == ref.tobytes(), f"{isa}, {threads} threads"

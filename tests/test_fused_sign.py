@@ -165,13 +165,13 @@ def test_fused_sign_in_converted_blocks(tmp_path, block):
     assert close.mean() > 0.99, f"{(~close).sum()} of {close.size} values differ from PyTorch"
 
 
-@pytest.mark.parametrize("channels", [16, 32, 48, 80, 96, 192])
+@pytest.mark.parametrize("channels", [8, 16, 24, 32, 40, 48, 56, 80, 96, 192])
 @pytest.mark.parametrize("groups", [1, 2, 3])
 @pytest.mark.parametrize("sign_zero", ["+1", "-1"])
-def test_sign_multiple_of_16_channels(tmp_path, channels, groups, sign_zero):
-    """The avx512 sign for C % 16 == 0 (words assembled from 16-channel masks, groups meeting
-    inside a word, a partial last word) against numpy: ties, -0.0, NaN and infinities included;
-    the same bytes on every ISA path and thread count."""
+def test_sign_multiple_of_8_channels(tmp_path, channels, groups, sign_zero):
+    """The x86 sign's word assembly, from 16-channel masks (avx512, C % 16 == 0) or 8-channel
+    masks (C % 8 == 0): groups meeting inside a word, a partial last word, against numpy: ties,
+    -0.0, NaN and infinities included; the same bytes on every ISA path and thread count."""
     rng = np.random.default_rng(channels * 7 + groups)
     h, w = 9, 7
     th = (rng.integers(-3, 4, size=(groups, channels)) / 2).astype(np.float32)

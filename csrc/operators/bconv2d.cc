@@ -13,20 +13,6 @@
 namespace xnor {
 namespace {
 constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
-// Output values a thread writes before it hands the rows to OutputRowsDone (16 KiB of floats:
-// still in L1 when the fused chain reads them).
-constexpr int64_t kRowsDoneValues = 4096;
-
-// rows_done over `rows` rows, split over the pool: for an engine that does not call it per tile.
-void all_rows_done(const OutputRowsDone& done, int64_t rows, int64_t row_values, TaskRunner* pool) {
-  parallel_for(pool, static_cast<size_t>(rows), element_grain_rows(static_cast<size_t>(row_values)),
-               [&](size_t b, size_t e) {
-                 const int64_t block = std::max<int64_t>(1, kRowsDoneValues / row_values);
-                 for (int64_t r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); r += block) {
-                   done.fn(done.state, r, std::min<int64_t>(block, static_cast<int64_t>(e) - r));
-                 }
-               });
-}
 }  // namespace
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)

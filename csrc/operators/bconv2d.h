@@ -11,19 +11,12 @@
 #include "microkernels/bconv2d_microkernel.h"
 #include "microkernels/isa.h"
 #include "operators/parallel.h"
+#include "operators/rows_done.h"
 #include "operators/workspace.h"
 
 namespace xnor {
 
 struct AmxTileWeights;  // operators/bconv2d_amx.h
-
-// Called by run() with each run of output rows (pixels over all images, [first, first + count))
-// once every channel of them is written, on the thread that wrote them, while they are still in
-// cache: the session's fused element-wise chain (residual add, PReLU, sign) runs there.
-struct OutputRowsDone {
-  void (*fn)(const void* state, int64_t first, int64_t count);
-  const void* state;
-};
 
 struct BconvConfig {
   int in_channels = 0;

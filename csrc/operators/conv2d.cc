@@ -92,7 +92,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
 }
 
 void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa,
-                      void* workspace, const GemmEpilogue* epilogue) const {
+                      void* workspace, const GemmEpilogue* epilogue, const OutputRowsDone* rows_done) const {
   const FloatConvConfig& c = config_;
   const int oh = out_h(in_h), ow = out_w(in_w);
   if (batch <= 0 || in_h <= 0 || in_w <= 0 || oh <= 0 || ow <= 0) {
@@ -123,6 +123,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   auto run_rows = [&](size_t r, size_t m, const float* a, size_t lda) {
     for (size_t job = 0; job < jobs; ++job) run_job(job, m, a, lda, true, output + r * cout);
     if (epilogue != nullptr) (*epilogue)(r, m, 0, cout);
+    if (rows_done != nullptr) rows_done->fn(rows_done->state, static_cast<int64_t>(r), static_cast<int64_t>(m));
   };
 
   // A 1x1 stride-1 unpadded convolution is a plain GEMM on the input rows, in tiles of at most
@@ -217,8 +218,13 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
       }
       for (size_t p = 0; p < panels; ++p) run_job(g * panels + p, m, a, k_, false, output + r0 * cout);
       if (epilogue != nullptr) (*epilogue)(r0, m, g* cout_g_, cout_g_);
+      // One group's task writes every channel of its rows: they are complete.
+      if (rows_done != nullptr && groups == 1) {
+        rows_done->fn(rows_done->state, static_cast<int64_t>(r0), static_cast<int64_t>(m));
+      }
     }
   });
+  if (rows_done != nullptr && groups > 1) all_rows_done(*rows_done, static_cast<int64_t>(pixels), c.out_channels, pool);
 }
 
 namespace {

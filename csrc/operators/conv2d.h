@@ -16,6 +16,7 @@
 #include "microkernels/isa.h"
 #include "operators/aligned_buffer.h"
 #include "operators/parallel.h"
+#include "operators/rows_done.h"
 #include "operators/sgemm_packed.h"
 #include "operators/workspace.h"
 
@@ -60,10 +61,11 @@ class FloatConv2d {
   size_t workspace_bytes(int threads) const;
   // input: [batch][in_h][in_w][in_channels]; output: [batch][out_h][out_w][out_channels].
   // workspace: workspace_bytes(pool threads or 1) bytes, 64-byte aligned. `epilogue`, when given,
-  // is called on every block of the output (rows = output pixels) right after it is written.
+  // is called on every block of the output (rows = output pixels) right after it is written;
+  // then `rows_done`, when given, with every output row once the row is complete (after the epilogue).
   // Throws std::invalid_argument when the output would be empty.
   void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa, void* workspace,
-           const GemmEpilogue* epilogue = nullptr) const;
+           const GemmEpilogue* epilogue = nullptr, const OutputRowsDone* rows_done = nullptr) const;
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const float* input, int batch, int in_h, int in_w, float* output, TaskRunner* pool, Isa isa) const;
 

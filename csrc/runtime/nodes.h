@@ -115,7 +115,8 @@ class Node {
   virtual bool fuses_affine() const { return false; }
   // An affine op's parameters, for fusing it into its producer; null for every other op.
   virtual const AffineEpilogue* affine_epilogue() const { return nullptr; }
-  // True when run() honours ctx.chain: hands every output row to nodes::run_chain_rows once complete.
+  // True when run() honours ctx.chain: hands every output row to nodes::run_chain_rows once complete
+  // (binary conv with float output, float conv).
   virtual bool fuses_rows() const { return false; }
   // True for an op whose output row r (pixel, NHWC) depends on row r of each input only (an
   // element-wise op, a concat along the channels): run_rows() then computes any run of rows.

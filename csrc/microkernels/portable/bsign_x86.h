@@ -52,6 +52,31 @@ inline void sign_rows(const float* x, size_t rows, size_t channels, const float*
     return;
   }
 #endif
+  if (channels % 8 == 0) {
+    // The same word assembly from 8-channel compares. (OR-ing each 8 bits into the word in memory
+    // chained every compare through store forwarding: about 6 cycles per 8 channels, 3-5x slower.)
+    const size_t row_bits = groups * channels;
+    for (size_t r = 0; r < rows; ++r) {
+      const float* __restrict xr = x + r * channels;
+      uint64_t* __restrict o = out + r * words;
+      uint64_t word = 0;
+      for (size_t j = 0; j < groups; ++j) {
+        const float* __restrict t = thresholds + j * channels;
+        for (size_t c = 0; c < channels; c += 8) {
+          const __m256 below =
+              _mm256_cmp_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(t + c), kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
+          const size_t bit = j * channels + c;  // a multiple of 8: never straddles a word
+          word |= static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_ps(below))) << (bit & 63);
+          if ((bit & 63) == 56) {
+            o[bit >> 6] = word;
+            word = 0;
+          }
+        }
+      }
+      if (row_bits % 64 != 0) o[row_bits >> 6] = word;  // the last, partial word (pad bits 0)
+    }
+    return;
+  }
   const size_t vectorised = channels & ~size_t{7};
   for (size_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * channels;

@@ -41,6 +41,7 @@ class Conv2dNode final : public Node {
   size_t held_bytes() const override { return conv_.held_bytes(); }
   size_t workspace_bytes(const Shape*, size_t, int threads) const override { return conv_.workspace_bytes(threads); }
   bool fuses_affine() const override { return true; }
+  bool fuses_rows() const override { return true; }
   double work(const Shape* in, size_t count, const Shape& out) const override {
     const FloatConvConfig& c = conv_.config();
     const double macs = static_cast<double>(out.elements()) * c.kernel_h * c.kernel_w * (c.in_channels / c.groups);
@@ -49,8 +50,10 @@ class Conv2dNode final : public Node {
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
     const AffineRows affine(ctx, static_cast<const float*>(out));
+    const OutputRowsDone chain{run_chain_rows, ctx.chain};
     conv_.run(static_cast<const float*>(in[0]), static_cast<int>(s[0].d[0]), static_cast<int>(s[0].d[1]),
-              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace, affine.get());
+              static_cast<int>(s[0].d[2]), static_cast<float*>(out), ctx.pool, ctx.isa, ctx.workspace, affine.get(),
+              ctx.chain != nullptr ? &chain : nullptr);
   }
 
  private:
