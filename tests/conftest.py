@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # so test modules can `import reference`
 
+import xnorinfer  # noqa: E402
 from xnorinfer import _core  # noqa: E402
 
 settings.register_profile(
@@ -33,6 +34,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "xnorinfer"))
 ISAS: list[str] = list(_core.available_isas())
 _POOL2 = _core.ThreadPool(2)
 POOLS: list = [None, _POOL2]  # every result must be identical under each of these
+
+
+def load_with_env(
+    path: str | os.PathLike, threads: int, monkeypatch: pytest.MonkeyPatch, **env: str
+) -> xnorinfer.Session:
+    """xnorinfer.load with environment variables set while the session is built (XNORINFER_FUSE,
+    XNORINFER_MIN_PARALLEL_WORK: read at load), then removed again."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        return xnorinfer.load(path, threads=threads)
+    finally:
+        for key in env:
+            monkeypatch.delenv(key)
 
 
 @pytest.fixture

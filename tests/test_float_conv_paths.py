@@ -32,6 +32,15 @@ def _nhwc(t: torch.Tensor) -> np.ndarray:
     return t.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def assert_within_chain_bound(y: np.ndarray, ref: torch.Tensor, mag: torch.Tensor, taps: int) -> None:
+    """y (NHWC) against the float64 reference (NCHW) within (taps + 2) u (sum |x| |w| + |b|), mag
+    being the same conv of the absolute values."""
+    want, bound = _nhwc(ref), (taps + 2) * U * _nhwc(mag)
+    assert y.shape == want.shape
+    err = np.abs(y.astype(np.float64) - want)
+    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+
+
 def run_all_paths(attrs: dict, params: dict, x: np.ndarray) -> np.ndarray:
     """The op on every ISA x thread count; all must agree bit for bit."""
     first = None
@@ -65,10 +74,7 @@ def check_depthwise(rng, n, h, w, c, k, stride, pad, dilation=(1, 1), bias=True,
     if relu:
         ref = torch.relu(ref)
     mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), None if bd is None else bd.abs(), stride, pad, dilation, groups=c)
-    ref, bound = _nhwc(ref), (kh * kw + 2) * U * _nhwc(mag)
-    assert y.shape == ref.shape
-    err = np.abs(y.astype(np.float64) - ref)
-    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+    assert_within_chain_bound(y, ref, mag, kh * kw)
     if relu:
         assert (y >= 0).all()
     return y
@@ -183,10 +189,7 @@ def check_1x1(rng, n, h, w, cin, cout, stride, pad=(0, 0), bias=True, relu=False
     if relu:
         ref = torch.relu(ref)
     mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), None if bd is None else bd.abs(), stride, pad)
-    ref, bound = _nhwc(ref), (cin + 2) * U * _nhwc(mag)
-    assert y.shape == ref.shape
-    err = np.abs(y.astype(np.float64) - ref)
-    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+    assert_within_chain_bound(y, ref, mag, cin)
 
 
 @pytest.mark.parametrize(
@@ -304,11 +307,7 @@ def check_general(rng, n, h, w, cin, cout, k, stride, pad, dilation=(1, 1), grou
     bd = torch.from_numpy(b).double()
     ref = F.conv2d(_nchw(x), wd, bd, stride, pad, dilation, groups)
     mag = F.conv2d(_nchw(np.abs(x)), wd.abs(), bd.abs(), stride, pad, dilation, groups)
-    taps = k[0] * k[1] * cin // groups
-    ref, bound = _nhwc(ref), (taps + 2) * U * _nhwc(mag)
-    assert y.shape == ref.shape
-    err = np.abs(y.astype(np.float64) - ref)
-    assert (err <= bound).all(), f"{int((err > bound).sum())} outside bound; worst err {err.max():.3g}"
+    assert_within_chain_bound(y, ref, mag, k[0] * k[1] * cin // groups)
 
 
 @pytest.mark.parametrize(

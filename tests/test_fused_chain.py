@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ISAS
+from conftest import ISAS, load_with_env
 from reference import conv_sums, fma_f32, pack_weights_oihw, random_pm1
 
 import xnorinfer
@@ -26,16 +26,6 @@ from xnorinfer.convert.pipeline import convert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from imagenet_bnns import BiRealBlock, ReActBlock, randomised  # noqa: E402
-
-
-def _load(path: Path, threads: int, monkeypatch: pytest.MonkeyPatch, **env: str) -> xnorinfer.Session:
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    try:
-        return xnorinfer.load(path, threads=threads)
-    finally:
-        for k in env:
-            monkeypatch.delenv(k)
 
 
 def _outputs(session: xnorinfer.Session, x: np.ndarray, isa: str) -> list[np.ndarray]:
@@ -123,11 +113,11 @@ def test_chain_equals_reference_and_unchained(tmp_path, monkeypatch, n, c, h, w,
     g, x, want = _chain_graph(rng, n, c, h, w, k, late_residual=False)
     path = tmp_path / "chain.xbin"
     xbin.write(g, path)
-    unchained = _outputs(_load(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x, "scalar")
+    unchained = _outputs(load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x, "scalar")
     for got, ref, name in zip(unchained, want, ("conv", "res", "act", "conv2", "out"), strict=True):
         np.testing.assert_array_equal(got.reshape(ref.shape), ref, err_msg=name)
     for threads in (1, 2, 3):
-        session = _load(path, threads, monkeypatch)
+        session = load_with_env(path, threads, monkeypatch)
         # Steps: 0 sign, 1 conv, 2 add, 3 prelu, 4 sign (fused into the prelu), 5 conv2, 6 affine.
         assert session._core.fused_chain == [[], [2, 3], [], [], [], [6], []]
         for engine in ("popcount", "amx-emulated"):
@@ -137,7 +127,7 @@ def test_chain_equals_reference_and_unchained(tmp_path, monkeypatch, n, c, h, w,
                     assert got.tobytes() == ref.tobytes(), f"{isa}, {threads} threads, {engine}"
         monkeypatch.delenv("XNORINFER_BGEMM")
     # The chained steps did no work of their own.
-    times = {r["name"]: r["total_ms"] for r in _load(path, 1, monkeypatch).profile(x, runs=2)}
+    times = {r["name"]: r["total_ms"] for r in load_with_env(path, 1, monkeypatch).profile(x, runs=2)}
     assert times["res"] == times["act"] == times["out"] == 0.0
 
 
@@ -148,9 +138,9 @@ def test_chain_stops_at_an_operand_made_later(tmp_path, monkeypatch):
     path = tmp_path / "late.xbin"
     xbin.write(g, path)
     # Steps: 0 sign, 1 conv, 2 late (conv2d), 3 add, 4 prelu, 5 sign, 6 conv2, 7 affine.
-    unchained = _outputs(_load(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x, "scalar")
+    unchained = _outputs(load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x, "scalar")
     for threads in (1, 2):
-        session = _load(path, threads, monkeypatch)
+        session = load_with_env(path, threads, monkeypatch)
         assert session._core.fused_chain == [[], [], [3, 4], [], [], [], [7], []]
         for isa in ISAS:
             for got, ref in zip(_outputs(session, x, isa), unchained, strict=True):
@@ -168,9 +158,9 @@ def test_chains_in_converted_blocks(tmp_path, monkeypatch, block):
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
     path = tmp_path / "blocks.xbin"
     convert(model, (x[:1],), verify=False, output=path)
-    unchained = _outputs(_load(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x.numpy(), "scalar")
+    unchained = _outputs(load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x.numpy(), "scalar")
     for threads in (1, 2):
-        session = _load(path, threads, monkeypatch)
+        session = load_with_env(path, threads, monkeypatch)
         kinds = [r["kind"] for r in session.profile(x.numpy(), runs=1)]
         chained = {i for chain in session._core.fused_chain for i in chain}
         adds = [i for i, kind in enumerate(kinds) if kind == "add"]
@@ -188,10 +178,10 @@ def test_chain_writes_over_inputs_nothing_else_reads(tmp_path, monkeypatch):
     g, x, (want,) = _chain_graph(np.random.default_rng(9), 2, 64, 11, 10, 3, late_residual=False, outputs=("out",))
     path = tmp_path / "in_place.xbin"
     xbin.write(g, path)
-    unchained = _load(path, 1, monkeypatch, XNORINFER_FUSE="sign")
+    unchained = load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign")
     np.testing.assert_array_equal(_outputs(unchained, x, "scalar")[0].reshape(want.shape), want)
     for threads in (1, 2):
-        session = _load(path, threads, monkeypatch)
+        session = load_with_env(path, threads, monkeypatch)
         # conv, res and act share one buffer, conv2 and out another: the plan's peak is lower.
         assert session.planned_bytes(x.shape) < unchained.planned_bytes(x.shape)
         for isa in ISAS:

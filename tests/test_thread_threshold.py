@@ -14,21 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ISAS
+from conftest import ISAS, load_with_env
 
 import xnorinfer
 from xnorinfer import ir, xbin
 from xnorinfer.convert.pipeline import convert
-
-
-def _load(path: Path, threads: int, monkeypatch: pytest.MonkeyPatch, **env: str) -> xnorinfer.Session:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    try:
-        return xnorinfer.load(path, threads=threads)
-    finally:
-        for key in env:
-            monkeypatch.delenv(key)
 
 
 def _outs(session: xnorinfer.Session, x: np.ndarray, isa: str) -> list[bytes]:
@@ -94,7 +84,7 @@ def test_threshold_boundary(tmp_path, monkeypatch):
         (0, [True, False, True]),
     ]
     for threshold, parallel in cases:
-        s = _load(path, 2, monkeypatch, XNORINFER_MIN_PARALLEL_WORK=repr(float(threshold)))
+        s = load_with_env(path, 2, monkeypatch, XNORINFER_MIN_PARALLEL_WORK=repr(float(threshold)))
         assert s._core.min_parallel_work == threshold
         assert s._core.fused_affine == [1, -1, -1]
         assert s._core.parallel_steps(shape) == parallel, threshold
@@ -107,7 +97,7 @@ def test_threshold_env_is_checked(tmp_path, monkeypatch):
     _conv_graph(path, 8, 8, 3, 8, 3, 1, 1)
     for bad in ("-1", "many", "1e400", "nan"):
         with pytest.raises(ValueError, match="XNORINFER_MIN_PARALLEL_WORK"):
-            _load(path, 2, monkeypatch, XNORINFER_MIN_PARALLEL_WORK=bad)
+            load_with_env(path, 2, monkeypatch, XNORINFER_MIN_PARALLEL_WORK=bad)
 
 
 def test_default_threshold_keeps_tiny_ops_on_one_thread(tmp_path):
@@ -145,12 +135,12 @@ def test_affine_fused_into_conv(tmp_path, monkeypatch, h, w, cin, cout, kernel, 
     path = tmp_path / "conv.xbin"
     _conv_graph(path, h, w, cin, cout, kernel, stride, pad)
     x = np.random.default_rng(2).normal(size=(1, cin, h, w)).astype(np.float32)
-    unfused = _load(path, 1, monkeypatch, XNORINFER_FUSE="sign")
+    unfused = load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign")
     assert unfused._core.fused_affine == [-1, -1, -1]
     want = _outs(unfused, x, "scalar")
     for threads in (1, 2):
         for env in ({}, {"XNORINFER_MIN_PARALLEL_WORK": "0"}):  # 2 threads: every op split, too
-            fused = _load(path, threads, monkeypatch, **env)
+            fused = load_with_env(path, threads, monkeypatch, **env)
             assert fused._core.fused_affine == [1, -1, -1]
             for isa in ISAS:
                 assert _outs(fused, x, isa) == want, f"{threads} threads {env} {isa}"
@@ -187,9 +177,9 @@ def test_affine_fused_into_linear_and_converted_stem(tmp_path, monkeypatch):
     path = tmp_path / "stem.xbin"
     convert(model, (x[:1],), verify=False, output=path)
     kinds = [op.kind for op in xbin.read(path).ops]
-    want = _outs(_load(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x.numpy(), "scalar")
+    want = _outs(load_with_env(path, 1, monkeypatch, XNORINFER_FUSE="sign"), x.numpy(), "scalar")
     for threads in (1, 2):
-        fused = _load(path, threads, monkeypatch, XNORINFER_MIN_PARALLEL_WORK="0")
+        fused = load_with_env(path, threads, monkeypatch, XNORINFER_MIN_PARALLEL_WORK="0")
         got = [kinds[j] for j in fused._core.fused_affine if j >= 0]
         assert got == ["affine"] * kinds.count("affine") and got, kinds
         for isa in ISAS:

@@ -68,6 +68,27 @@ struct BgemmTileArgs {
   const float* pixel_scale = nullptr;
 };
 
+// Points args.output / out_pixel_stride at block b's outputs of the tile whose first pixel's
+// output starts at element out_first of `output` (out_pixel elements per pixel: channels, or
+// words for bits, where two 32-channel blocks fill one little-endian uint64 word).
+inline void set_block_output(BgemmTileArgs& args, OutputKind kind, void* output, int64_t out_first, int b,
+                             int64_t out_pixel) {
+  switch (kind) {
+    case OutputKind::kInt32:
+      args.output = static_cast<int32_t*>(output) + out_first + b * kBconvBlock;
+      args.out_pixel_stride = out_pixel;
+      break;
+    case OutputKind::kFloat:
+      args.output = static_cast<float*>(output) + out_first + b * kBconvBlock;
+      args.out_pixel_stride = out_pixel;
+      break;
+    case OutputKind::kBits:
+      args.output = reinterpret_cast<uint32_t*>(static_cast<uint64_t*>(output) + out_first) + b;
+      args.out_pixel_stride = out_pixel * 2;
+      break;
+  }
+}
+
 using BgemmTileFn = void (*)(const BgemmTileArgs& args);
 
 void bgemm_tile_scalar(const BgemmTileArgs& args);

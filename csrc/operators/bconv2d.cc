@@ -283,21 +283,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
           a.epilogue = &epilogue_[b];
           a.kind = transform_kind_;
           a.pixel_scale = pixel_scale == nullptr ? nullptr : pixel_scale + n * pixels + p0;
-          switch (transform_kind_) {
-            case OutputKind::kInt32:
-              a.output = static_cast<int32_t*>(output) + out_first + b * kBconvBlock;
-              a.out_pixel_stride = out_pixel;
-              break;
-            case OutputKind::kFloat:
-              a.output = static_cast<float*>(output) + out_first + b * kBconvBlock;
-              a.out_pixel_stride = out_pixel;
-              break;
-            case OutputKind::kBits:
-              // Two 32-channel blocks fill one little-endian uint64 word.
-              a.output = reinterpret_cast<uint32_t*>(static_cast<uint64_t*>(output) + out_first) + b;
-              a.out_pixel_stride = out_pixel * 2;
-              break;
-          }
+          set_block_output(a, transform_kind_, output, out_first, b, out_pixel);
           (block_lanes(b) % 8 == 0 ? kernel : narrow_kernel)(a);
           if (transform_kind_ == OutputKind::kBits && blocks_ % 2 == 1 && b == blocks_ - 1) {
             // The last word's upper half has no block: its pad bits must be zero.

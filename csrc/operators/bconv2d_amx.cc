@@ -105,20 +105,7 @@ void run_bconv2d_amx(const BinaryConv2d& conv, BgemmEngine engine, const uint64_
         e.epilogue = &conv.block_epilogue(b);
         e.kind = kind;
         e.pixel_scale = pixel_scale == nullptr ? nullptr : pixel_scale + n * pixels + p0;
-        switch (kind) {
-          case OutputKind::kInt32:
-            e.output = static_cast<int32_t*>(output) + out_first + b * kBconvBlock;
-            e.out_pixel_stride = out_pixel;
-            break;
-          case OutputKind::kFloat:
-            e.output = static_cast<float*>(output) + out_first + b * kBconvBlock;
-            e.out_pixel_stride = out_pixel;
-            break;
-          case OutputKind::kBits:
-            e.output = reinterpret_cast<uint32_t*>(static_cast<uint64_t*>(output) + out_first) + b;
-            e.out_pixel_stride = out_pixel * 2;
-            break;
-        }
+        set_block_output(e, kind, output, out_first, b, out_pixel);
         const int channels = block_channels(*e.epilogue);
         const int32_t* block_sums = sums + g * kAmxPixels * kBconvBlock;
         for (int m = 0; m < rows; ++m) {

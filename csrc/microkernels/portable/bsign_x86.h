@@ -22,59 +22,55 @@ inline uint64_t below16(const float* x, const float* t) {
 }
 #endif
 
+// The bits of 8 channels: one compare and a movemask.
+template <bool kZeroIsMinus>
+inline uint64_t below8(const float* x, const float* t) {
+  const __m256 below = _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(t), kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
+  return static_cast<uint32_t>(_mm256_movemask_ps(below));
+}
+
+// Rows of a channel count that is a multiple of G (8 or 16), G channels per compare (below(x, t)):
+// a row's bits come in order and never straddle a word, so each word is assembled in a register
+// and stored once (no zeroing, no read-modify-write). OR-ing each compare's bits into the word in
+// memory chained the compares through store forwarding: about 6 cycles each, 3-5x slower.
+template <size_t G, typename Below>
+inline void sign_rows_assembled(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,
+                                uint64_t* out, Below below) {
+  const size_t row_bits = groups * channels;
+  const size_t words = (row_bits + 63) / 64;
+  for (size_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * channels;
+    uint64_t* __restrict o = out + r * words;
+    uint64_t word = 0;
+    for (size_t j = 0; j < groups; ++j) {
+      const float* __restrict t = thresholds + j * channels;
+      for (size_t c = 0; c < channels; c += G) {
+        const size_t bit = j * channels + c;
+        word |= below(xr + c, t + c) << (bit & 63);
+        if ((bit & 63) == 64 - G) {
+          o[bit >> 6] = word;
+          word = 0;
+        }
+      }
+    }
+    if (row_bits % 64 != 0) o[row_bits >> 6] = word;  // the last, partial word (pad bits 0)
+  }
+}
+
 template <bool kZeroIsMinus>
 inline void sign_rows(const float* x, size_t rows, size_t channels, const float* thresholds, size_t groups,
                       uint64_t* out) {
   const size_t words = (groups * channels + 63) / 64;
 #if defined(__AVX512F__)
   if (channels % 16 == 0) {
-    // 16 channels per compare, straight into a mask; a row's bits come in order, so each word
-    // is assembled in a register from four masks and stored once (no zeroing, no
-    // read-modify-write). This keeps the op near the speed of reading the floats.
-    const size_t row_bits = groups * channels;
-    for (size_t r = 0; r < rows; ++r) {
-      const float* __restrict xr = x + r * channels;
-      uint64_t* __restrict o = out + r * words;
-      uint64_t word = 0;
-      for (size_t j = 0; j < groups; ++j) {
-        const float* __restrict t = thresholds + j * channels;
-        for (size_t c = 0; c < channels; c += 16) {
-          const size_t bit = j * channels + c;  // a multiple of 16: never straddles a word
-          word |= below16<kZeroIsMinus>(xr + c, t + c) << (bit & 63);
-          if ((bit & 63) == 48) {
-            o[bit >> 6] = word;
-            word = 0;
-          }
-        }
-      }
-      if (row_bits % 64 != 0) o[row_bits >> 6] = word;  // the last, partial word (pad bits 0)
-    }
+    sign_rows_assembled<16>(x, rows, channels, thresholds, groups, out,
+                            [](const float* v, const float* t) { return below16<kZeroIsMinus>(v, t); });
     return;
   }
 #endif
   if (channels % 8 == 0) {
-    // The same word assembly from 8-channel compares. (OR-ing each 8 bits into the word in memory
-    // chained every compare through store forwarding: about 6 cycles per 8 channels, 3-5x slower.)
-    const size_t row_bits = groups * channels;
-    for (size_t r = 0; r < rows; ++r) {
-      const float* __restrict xr = x + r * channels;
-      uint64_t* __restrict o = out + r * words;
-      uint64_t word = 0;
-      for (size_t j = 0; j < groups; ++j) {
-        const float* __restrict t = thresholds + j * channels;
-        for (size_t c = 0; c < channels; c += 8) {
-          const __m256 below =
-              _mm256_cmp_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(t + c), kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
-          const size_t bit = j * channels + c;  // a multiple of 8: never straddles a word
-          word |= static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_ps(below))) << (bit & 63);
-          if ((bit & 63) == 56) {
-            o[bit >> 6] = word;
-            word = 0;
-          }
-        }
-      }
-      if (row_bits % 64 != 0) o[row_bits >> 6] = word;  // the last, partial word (pad bits 0)
-    }
+    sign_rows_assembled<8>(x, rows, channels, thresholds, groups, out,
+                           [](const float* v, const float* t) { return below8<kZeroIsMinus>(v, t); });
     return;
   }
   const size_t vectorised = channels & ~size_t{7};
@@ -86,9 +82,7 @@ inline void sign_rows(const float* x, size_t rows, size_t channels, const float*
       const float* __restrict t = thresholds + j * channels;
       const size_t base = j * channels;  // bit index of this group's channel 0
       for (size_t c = 0; c < vectorised; c += 8) {
-        const __m256 below =
-            _mm256_cmp_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(t + c), kZeroIsMinus ? _CMP_LE_OQ : _CMP_LT_OQ);
-        const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_ps(below));
+        const uint64_t bits = below8<kZeroIsMinus>(xr + c, t + c);
         const size_t bit = base + c;
         const size_t shift = bit & 63;
         o[bit >> 6] |= bits << shift;
