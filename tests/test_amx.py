@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -210,6 +211,7 @@ def test_shipped_model_runs_the_same_bytes_on_emulated_amx(tmp_path, monkeypatch
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,  # not the checkout: its xnorinfer/ would shadow the installed package
     )
     assert proc.returncode == 0, proc.stderr
     assert np.load(y).tobytes() == default.tobytes()
@@ -253,7 +255,12 @@ def test_hardware_amx_engine():
     must refuse, naming what is missing."""
     env = dict(os.environ, XNORINFER_BGEMM="popcount")
     proc = subprocess.run(
-        [sys.executable, "-c", HARDWARE_SCRIPT, str(TESTS)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", HARDWARE_SCRIPT, str(TESTS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tempfile.gettempdir(),  # not the checkout: its xnorinfer/ would shadow the installed package
     )
     if _cpu_has_amx():
         assert proc.returncode == 0, f"AMX engine failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
