@@ -215,7 +215,7 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
         k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
             (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
 
-  // parallel_for calls the body at most once per thread: each call takes the next slot.
+  // parallel_for makes at most threads() calls of the body (one per share): each takes the next slot.
   std::atomic<int> next_slot{0};
   parallel_for(pool, tasks, 1, [&](size_t begin, size_t end) {
     // This thread's padded-tap lists of one tile.

@@ -160,7 +160,7 @@ void FloatConv2d::run(const float* input, int batch, int in_h, int in_w, float* 
   WorkspaceCarver carver(workspace);
   const size_t tile_stride = WorkspaceCarver::line_multiple<float>(rows * k_);
   float* const tiles_scratch = carver.take<float>(static_cast<size_t>(threads_of(pool)) * tile_stride);
-  // parallel_for calls the body at most once per thread: each call takes the next im2col tile.
+  // parallel_for makes at most threads() calls of the body (one per share): each takes the next tile.
   // Tasks are (tile, group) pairs: the im2col of a group's channels, then its panels.
   std::atomic<int> next_slot{0};
   parallel_for(pool, tiles * groups, 1, [&](size_t b, size_t e) {

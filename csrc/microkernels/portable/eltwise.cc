@@ -9,10 +9,14 @@
 
 namespace xnor::XNOR_ISA_NAMESPACE {
 
+// affine and prelu may run in place (y == x: a fused step writing over its input, Session::
+// plan_in_place), so x and y are not __restrict; ivdep keeps the loop vectorised without an overlap
+// check (y == x exactly carries no dependence from one value to the next).
 inline void affine(const float* x, size_t rows, size_t channels, const float* scale, const float* shift, float* y) {
   for (size_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * channels;
-    float* __restrict yr = y + r * channels;
+    const float* xr = x + r * channels;
+    float* yr = y + r * channels;
+#pragma GCC ivdep
     for (size_t c = 0; c < channels; ++c) yr[c] = std::fma(xr[c], scale[c], shift[c]);
   }
 }
@@ -24,8 +28,9 @@ inline void prelu_rows(const float* x, size_t rows, size_t channels, const float
                        const float* post, float* y) {
   const float shared_slope = slope[0];
   for (size_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * channels;
-    float* __restrict yr = y + r * channels;
+    const float* xr = x + r * channels;
+    float* yr = y + r * channels;
+#pragma GCC ivdep
     for (size_t c = 0; c < channels; ++c) {
       const float t = kPre ? xr[c] - pre[c] : xr[c];
       const float negative = (kPerChannel ? slope[c] : shared_slope) * t;
