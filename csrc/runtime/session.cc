@@ -164,13 +164,15 @@ void Session::plan_chains(const std::vector<int>& producer) {
     for (int t : steps[i].inputs) readers[static_cast<size_t>(t)].push_back(static_cast<int>(i));
   }
   auto owns_f32 = [&](int t) { return tensors[t].storage == t && tensors[t].dtype == DType::kF32; };
-  std::vector<bool> ready;  // per tensor: its rows are complete when the chain's rows are handed out
   for (size_t p = 0; p < steps.size(); ++p) {
     if (!steps[p].node->fuses_rows() || fused_away_[p] || !owns_f32(steps[p].output)) continue;
-    ready.assign(tensors.size(), false);
-    for (size_t t = 0; t < tensors.size(); ++t) ready[t] = producer[t] < static_cast<int>(p);
     int tail = steps[p].output, after = static_cast<int>(p);
-    ready[static_cast<size_t>(tail)] = true;
+    std::vector<int> made = {tail};  // the chain's outputs so far
+    // Rows of t are complete when the chain's rows are handed out: made before p, or by the chain.
+    auto ready = [&](int t) {
+      return producer[static_cast<size_t>(t)] < static_cast<int>(p) ||
+             std::find(made.begin(), made.end(), t) != made.end();
+    };
     for (;;) {
       // The first later reader of the tail, if it is element-wise on rows whose every input is
       // complete by then (made before the producer, or by the chain itself).
@@ -179,13 +181,13 @@ void Session::plan_chains(const std::vector<int>& producer) {
       if (next == r.end()) break;
       const Graph::Step& e = steps[static_cast<size_t>(*next)];
       bool ok = e.node->runs_rows() && !fused_away_[*next] && fused_affine_[*next] < 0 && owns_f32(e.output);
-      for (int t : e.inputs) ok = ok && owns_f32(t) && ready[static_cast<size_t>(t)];
+      for (int t : e.inputs) ok = ok && owns_f32(t) && ready(t);
       if (!ok) break;
       fused_chain_[p].push_back(*next);
       fused_away_[*next] = true;
       tail = e.output;
       after = *next;
-      ready[static_cast<size_t>(tail)] = true;
+      made.push_back(tail);
     }
   }
 }
@@ -194,12 +196,15 @@ std::vector<int> Session::runs_in_step() const {
   std::vector<int> at(graph_->steps().size());
   for (size_t i = 0; i < at.size(); ++i) at[i] = static_cast<int>(i);
   for (size_t i = 0; i < at.size(); ++i) {
+    if (fused_sign_[i] >= 0) at[fused_sign_[i]] = static_cast<int>(i);
+    if (fused_affine_[i] >= 0) at[fused_affine_[i]] = static_cast<int>(i);
+  }
+  // A chain link runs in its producer, and so does the sign fused into the link.
+  for (size_t i = 0; i < at.size(); ++i) {
     for (int link : fused_chain_[i]) {
       at[link] = static_cast<int>(i);
       if (fused_sign_[link] >= 0) at[fused_sign_[link]] = static_cast<int>(i);
     }
-    if (fused_sign_[i] >= 0 && at[fused_sign_[i]] == fused_sign_[i]) at[fused_sign_[i]] = static_cast<int>(i);
-    if (fused_affine_[i] >= 0) at[fused_affine_[i]] = static_cast<int>(i);
   }
   return at;
 }
