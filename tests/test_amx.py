@@ -1,4 +1,5 @@
-"""The AMX binary GEMM engine (XNORINFER_BGEMM=amx | amx-emulated) against the popcount kernels.
+"""The AMX binary GEMM engine (XNORINFER_BGEMM=amx | amx-emulated | auto | auto-emulated) against
+the popcount kernels.
 
 The tile kernel (csrc/microkernels/amx_bgemm.h) runs here on the emulated tile unit on every
 machine: its outputs must be the popcount kernels' bytes, and an independent float64 reference's
@@ -6,7 +7,9 @@ values, on every shape class (kernel 1x1 / 3x3 / 5x5, stride 1 / 2, zero / +1 / 
 channels 1..300 across word boundaries, output channels 1..100 across 16- and 32-lane tiles,
 batch 1..3, int32 / float / bit output, 1 and 2 threads), and on a whole shipped model. On a CPU
 with AMX the same checks also run the hardware engine, in a subprocess so that a fault fails a
-test instead of killing pytest; elsewhere that engine must refuse with a clear reason.
+test instead of killing pytest; elsewhere that engine must refuse with a clear reason. The
+per-layer measured choice (auto) must give the same bytes, measure each layer once per input
+shape, keep the faster engine by its own measurements, and say why it did not measure.
 """
 
 from __future__ import annotations
@@ -166,7 +169,9 @@ def _race(op, xp: np.ndarray, n: int) -> list:
 def test_engine_names_are_checked(rng, monkeypatch):
     op, xp, _ = _op(CASES[1], "zero", "int32", rng)
     monkeypatch.setenv("XNORINFER_BGEMM", "avx2")
-    with pytest.raises(ValueError, match=r"XNORINFER_BGEMM must be popcount, amx or amx-emulated, got 'avx2'"):
+    with pytest.raises(
+        ValueError, match=r"XNORINFER_BGEMM must be popcount, amx, amx-emulated, auto or auto-emulated, got 'avx2'"
+    ):
         op.run(xp)
     monkeypatch.setenv("XNORINFER_BGEMM", "popcount")
     assert op.run(xp).dtype == np.int32
@@ -270,3 +275,105 @@ def test_hardware_amx_engine():
         assert "RuntimeError: XNORINFER_BGEMM=amx: AMX is not usable here: the CPU lacks AMX-TILE" in proc.stderr, (
             proc.stderr
         )
+
+
+def _auto_models(tmp_path: Path) -> list[tuple[Path, np.ndarray]]:
+    """Binary layers of both kinds: a conv chain (3x3 bconv2d with float output, residual, PReLU,
+    1x1 bconv2d) and the shipped default MLP (blinear layers), each with an input batch."""
+    from importlib.resources import files
+
+    from test_fused_chain import _chain_graph
+
+    from xnorinfer import xbin
+
+    rng = np.random.default_rng(11)
+    g, x, _ = _chain_graph(rng, 2, 70, 9, 8, 3, late_residual=False)
+    chain = tmp_path / "chain.xbin"
+    xbin.write(g, chain)
+    mlp = Path(str(files("xnorinfer") / "assets" / "default.xbin"))
+    return [(chain, x), (mlp, rng.standard_normal((5, 1, 28, 28)).astype(np.float32))]
+
+
+def _output_bytes(out) -> list[bytes]:
+    return [np.asarray(o).tobytes() for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_auto_emulated_measures_each_layer_once_and_keeps_the_faster(tmp_path, monkeypatch, threads):
+    """XNORINFER_BGEMM=auto-emulated: the first run of each binary layer times popcount and the
+    emulated tiles on it; the faster (by those times) runs from then on, with the popcount bytes."""
+    for path, x in _auto_models(tmp_path):
+        monkeypatch.setenv("XNORINFER_BGEMM", "popcount")
+        want = _output_bytes(xnorinfer.load(path, threads=threads).run(x))
+        monkeypatch.setenv("XNORINFER_BGEMM", "auto-emulated")
+        session = xnorinfer.load(path, threads=threads)
+        assert session.bgemm_choices() == []
+        for _ in range(2):
+            assert _output_bytes(session.run(x)) == want, path.name
+        rows = session.profile(x, runs=1)
+        binary = [r["name"] for r in rows if "engine" in r]
+        assert binary and all(r["kind"] in ("bconv2d", "blinear") for r in rows if "engine" in r)
+        choices = session.bgemm_choices()
+        assert sorted(c["name"] for c in choices) == sorted(binary), "one measurement per layer, not per run"
+        chosen = {}
+        for c in choices:
+            assert c["amx_engine"] == "amx-emulated" and c["not_measured"] == ""
+            assert c["popcount_ms"] > 0 and c["amx_ms"] > 0
+            assert c["engine"] == ("amx-emulated" if c["amx_ms"] < c["popcount_ms"] else "popcount")
+            assert c["batch"] >= 1 and c["height"] >= 1 and c["width"] >= 1 and c["threads"] in (1, threads)
+            chosen[c["name"]] = c["engine"]
+        assert {r["name"]: r["engine"] for r in rows if "engine" in r} == chosen  # what ran is what was chosen
+        # Another batch size is another shape: measured again, once.
+        x2 = np.concatenate([x, x[:1]])
+        session.run(x2)
+        session.run(x2)
+        assert len(session.bgemm_choices()) == 2 * len(choices)
+
+
+AUTO_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import xnorinfer
+    x = np.load(sys.argv[2])
+    session = xnorinfer.load(sys.argv[1], threads=2)
+    out = session.run(x)
+    np.save(sys.argv[3], np.asarray(out[-1] if isinstance(out, list) else out))
+    print(json.dumps(session.bgemm_choices()))
+    """
+)
+
+
+def test_auto_measures_the_hardware_engine_or_says_why_not(tmp_path):
+    """XNORINFER_BGEMM=auto: on an AMX CPU each layer is measured and keeps the faster engine, with
+    the popcount bytes; elsewhere every layer runs popcount and the choice names what is missing.
+    In a subprocess, so that a fault on AMX hardware fails this test only."""
+    import json
+
+    path, x = _auto_models(tmp_path)[0]
+    np.save(tmp_path / "x.npy", x)
+    results = {}
+    for engine in ("popcount", "auto"):
+        proc = subprocess.run(
+            [sys.executable, "-c", AUTO_SCRIPT, str(path), str(tmp_path / "x.npy"), str(tmp_path / f"{engine}.npy")],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, XNORINFER_BGEMM=engine),
+            timeout=600,
+            cwd=tempfile.gettempdir(),  # not the checkout: its xnorinfer/ would shadow the installed package
+        )
+        assert proc.returncode == 0, f"{engine}: rc {proc.returncode}\n{proc.stderr}"
+        results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert (tmp_path / f"{engine}.npy").exists()
+    assert np.load(tmp_path / "auto.npy").tobytes() == np.load(tmp_path / "popcount.npy").tobytes()
+    assert results["popcount"] == []  # nothing measured unless asked
+    choices = results["auto"]
+    assert len(choices) == 2  # the chain's two binary convs
+    for c in choices:
+        assert c["amx_engine"] == "amx"
+        if _cpu_has_amx():
+            assert c["not_measured"] == "" and c["popcount_ms"] > 0 and c["amx_ms"] > 0
+            assert c["engine"] == ("amx" if c["amx_ms"] < c["popcount_ms"] else "popcount")
+        else:
+            assert c["engine"] == "popcount" and c["popcount_ms"] == c["amx_ms"] == 0.0
+            assert c["not_measured"].startswith("AMX is not usable here: the CPU lacks AMX-TILE"), c

@@ -120,7 +120,7 @@ def test_chain_equals_reference_and_unchained(tmp_path, monkeypatch, n, c, h, w,
         session = load_with_env(path, threads, monkeypatch)
         # Steps: 0 sign, 1 conv, 2 add, 3 prelu, 4 sign (fused into the prelu), 5 conv2, 6 affine.
         assert session._core.fused_chain == [[], [2, 3], [], [], [], [6], []]
-        for engine in ("popcount", "amx-emulated"):
+        for engine in ("popcount", "amx-emulated", "auto-emulated"):
             monkeypatch.setenv("XNORINFER_BGEMM", engine)
             for isa in ISAS:
                 for got, ref in zip(_outputs(session, x, isa), unchained, strict=True):

@@ -8,8 +8,10 @@ Usage:  python tools/amx_check.py [--threads 1] [--repeats 20] [--engine amx|amx
    pad modes, int32/float/bit output, 1 and 2 threads) on the engine vs the popcount kernels,
    byte for byte.
 3. Speed: each binary 3x3 convolution shape of Bi-Real-18 at 224x224 (batch 1, float output, as
-   before its BN + shortcut), the popcount kernel and the engine timed interleaved in one run;
-   medians and their ratio. Ratios only: absolute times depend on the machine's load.
+   before its BN + shortcut), the popcount kernel, the engine and the per-layer measured choice
+   (XNORINFER_BGEMM=auto, or auto-emulated; its first, measuring run untimed) timed interleaved in
+   one run; medians and their ratio. auto should track the faster of the two on every layer.
+   Ratios only: absolute times depend on the machine's load.
 
 --engine amx-emulated runs the same steps on the software tile unit (a dry run of this script on
 a machine without AMX; its timings mean nothing). Exit status 1 when the engine is unusable or
@@ -116,25 +118,28 @@ def speed(engine: str, threads: int, repeats: int) -> int:
     pool = None if threads == 1 else _core.ThreadPool(threads)
     rng = np.random.default_rng(18)
     print(f"\nBi-Real-18 binary 3x3 convs, batch 1, float output, {threads} thread(s), median of {repeats} interleaved")
-    print(f"| layer | input | out ch | popcount ms | {engine} ms | popcount / {engine} | same bytes |")
-    print("|---|---|---|---|---|---|---|")
+    auto = "auto" if engine == "amx" else "auto-emulated"
+    print(f"| layer | input | out ch | popcount ms | {engine} ms | popcount / {engine} | {auto} ms | same bytes |")
+    print("|---|---|---|---|---|---|---|---|")
     bad = 0
     for name, cin, h, w, cout, stride in BIREAL18_LAYERS:
         op, xp, reference = _layer(cin, h, w, cout, stride, rng)
         out = np.empty_like(reference)
-        _set_engine(engine)
-        same = op.run([xp]).tobytes() == reference.tobytes()  # also builds the layer's B tiles, untimed
-        times: dict[str, list[float]] = {"popcount": [], engine: []}
+        same = True
+        for untimed in (engine, auto):  # builds the layer's B tiles; auto measures its choice
+            _set_engine(untimed)
+            same = same and op.run([xp], pool=pool).tobytes() == reference.tobytes()
+        times: dict[str, list[float]] = {"popcount": [], engine: [], auto: []}
         for _ in range(repeats):
-            for which in ("popcount", engine):
+            for which in times:
                 _set_engine(which)
                 t0 = time.perf_counter()
                 op.run([xp], out=out, pool=pool)
                 times[which].append(time.perf_counter() - t0)
                 same = same and out.tobytes() == reference.tobytes()
-        p, a = statistics.median(times["popcount"]) * 1e3, statistics.median(times[engine]) * 1e3
+        p, a, c = (statistics.median(times[k]) * 1e3 for k in ("popcount", engine, auto))
         bad += not same
-        print(f"| {name} | {cin}x{h}x{w} | {cout} | {p:.3f} | {a:.3f} | {p / a:.2f}x | {same} |")
+        print(f"| {name} | {cin}x{h}x{w} | {cout} | {p:.3f} | {a:.3f} | {p / a:.2f}x | {c:.3f} | {same} |")
     return bad
 
 

@@ -312,6 +312,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_bgemm_choices(session: Any) -> None:
+    """XNORINFER_BGEMM=auto's measured choice per binary layer, when it ran."""
+    choices = session.bgemm_choices()
+    if not choices:
+        return
+    mode = os.environ.get("XNORINFER_BGEMM", "auto")
+    print(f"XNORINFER_BGEMM={mode}: engine per binary layer (best of 3 interleaved runs each, on its first run):")
+    for c in choices:
+        where = f"{c['name']} ({c['height']}x{c['width']}, batch {c['batch']}, {c['threads']} thread(s))"
+        if c["not_measured"]:
+            print(f"  {where}: {c['engine']} ({c['not_measured']})")
+        else:
+            print(
+                f"  {where}: {c['engine']} (popcount {c['popcount_ms']:.3f} ms, {c['amx_engine']} {c['amx_ms']:.3f} ms)"
+            )
+
+
 def _latency(fn, runs: int, warmup: int = 3) -> np.ndarray:
     for _ in range(warmup):
         fn()
@@ -354,16 +371,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows = session.profile(x, runs=args.runs)
         width = max([len("op")] + [len(r["name"]) for r in rows])
         kwidth = max([len("kind")] + [len(r["kind"]) for r in rows])
-        print(f"per-op profile ({args.runs} runs, execution order):")
-        print(f"{'#':>4}  {'op':<{width}}  {'kind':<{kwidth}}  {'ms/run':>10}  {'share':>7}")
+        print(f"per-op profile ({args.runs} runs, execution order; engine: the binary GEMM's, XNORINFER_BGEMM):")
+        print(f"{'#':>4}  {'op':<{width}}  {'kind':<{kwidth}}  {'ms/run':>10}  {'share':>7}  engine")
         for i, r in enumerate(rows):
             print(
                 f"{i:>4}  {r['name']:<{width}}  {r['kind']:<{kwidth}}  {r['ms_per_run']:>10.4f}  "
-                f"{r['share'] * 100:>6.1f}%"
+                f"{r['share'] * 100:>6.1f}%  {r.get('engine', '')}".rstrip()
             )
         total = sum(r["ms_per_run"] for r in rows)
         cover = f" (ops cover {total / med * 100:.1f}%; input layout and call overhead are outside)" if med > 0 else ""
         print(f"sum of ops: {total:.3f} ms/run vs measured end-to-end median {med:.3f} ms{cover}")
+        _print_bgemm_choices(session)
     if args.compare:
         import torch
 

@@ -162,8 +162,10 @@ class Session:
         """Time every op over `runs` runs of `x` (after one untimed warm-up run); `x` as `run` takes it.
 
         Returns one row per op in execution order: name (module path), kind, total_ms (summed over
-        the runs), ms_per_run, and share (of the summed op time, 0..1). Results of the runs are the
-        same as `run`'s; the timing covers the ops only (not the input layout change or copy-out).
+        the runs), ms_per_run, and share (of the summed op time, 0..1); a binary conv/linear row also
+        has engine, the binary GEMM engine its last run used ("popcount", "amx" or "amx-emulated",
+        see XNORINFER_BGEMM in docs/kernels.md). Results of the runs are the same as `run`'s; the
+        timing covers the ops only (not the input layout change or copy-out).
         """
         if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
             raise ValueError(f"runs must be a positive integer, got {runs!r}")
@@ -178,15 +180,46 @@ class Session:
         except ValueError as err:
             raise ValueError(f"{self._path}: {self._fit_message(arrs)}: {err}") from None
         total = sum(float(op["seconds"]) for op in ops)
-        return [
-            {
+        rows: list[dict[str, Any]] = []
+        for op in ops:
+            row: dict[str, Any] = {
                 "name": str(op["name"]),
                 "kind": str(op["kind"]),
                 "total_ms": float(op["seconds"]) * 1e3,
                 "ms_per_run": float(op["seconds"]) * 1e3 / runs,
                 "share": float(op["seconds"]) / total if total > 0 else 1.0 / len(ops),
             }
-            for op in ops
+            if "engine" in op:
+                row["engine"] = str(op["engine"])
+            rows.append(row)
+        return rows
+
+    def bgemm_choices(self) -> list[dict[str, Any]]:
+        """What XNORINFER_BGEMM=auto decided so far: one row per binary conv/linear op and input shape.
+
+        Under auto, the first run of each binary layer for an input shape and thread count times the
+        popcount kernels and the AMX tiles on it (interleaved, best of 3 each) and keeps the faster for
+        every later run. Each row: name, kind, batch, height, width (the layer's input), threads,
+        engine (the one chosen), amx_engine (the tile engine measured: "amx", or "amx-emulated" under
+        auto-emulated), popcount_ms and amx_ms (0.0 when not measured) and not_measured (why the tile
+        engine was no candidate, e.g. a CPU without AMX; empty when it was measured). Empty when
+        auto has not run.
+        """
+        return [
+            {
+                "name": str(c["name"]),
+                "kind": str(c["kind"]),
+                "batch": int(c["batch"]),
+                "height": int(c["height"]),
+                "width": int(c["width"]),
+                "threads": int(c["threads"]),
+                "engine": str(c["engine"]),
+                "amx_engine": str(c["amx_engine"]),
+                "popcount_ms": float(c["popcount_seconds"]) * 1e3,
+                "amx_ms": float(c["amx_seconds"]) * 1e3,
+                "not_measured": str(c["not_measured"]),
+            }
+            for c in self._core.bgemm_choices()
         ]
 
     def _legacy_call(self, arrs: list[np.ndarray]) -> bool:

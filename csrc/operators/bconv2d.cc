@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <stdexcept>
 #include <string>
 
 #include "microkernels/dispatch.h"
 #include "operators/aligned_buffer.h"
+#include "microkernels/amx_detect.h"
 #include "operators/bconv2d_amx.h"
 
 namespace xnor {
@@ -147,13 +149,83 @@ void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, voi
     throw std::invalid_argument("BinaryConv2d: input " + std::to_string(in_h) + "x" + std::to_string(in_w) +
                                 " is smaller than the kernel");
   }
-  if (const BgemmEngine engine = bgemm_engine(); engine != BgemmEngine::kPopcount && amx_fits(*this)) {
-    run_bconv2d_amx(*this, engine, input, batch, in_h, in_w, output, pool, pixel_scale);  // XNORINFER_BGEMM
-    if (rows_done != nullptr) {
-      all_rows_done(*rows_done, static_cast<int64_t>(batch) * out_h(in_h) * out_w(in_w), c.out_channels, pool);
-    }
+  const BgemmEngine engine = choose_engine(input, batch, in_h, in_w, output, pool, isa, workspace, pixel_scale);
+  last_engine_.store(engine, std::memory_order_relaxed);
+  if (engine == BgemmEngine::kPopcount) {
+    run_popcount(input, batch, in_h, in_w, output, pool, isa, workspace, pixel_scale, rows_done);
     return;
   }
+  run_bconv2d_amx(*this, engine, input, batch, in_h, in_w, output, pool, pixel_scale);
+  if (rows_done != nullptr) {
+    all_rows_done(*rows_done, static_cast<int64_t>(batch) * out_h(in_h) * out_w(in_w), c.out_channels, pool);
+  }
+}
+
+std::vector<BgemmChoice> BinaryConv2d::bgemm_choices() const {
+  const std::shared_ptr<const std::vector<BgemmChoice>> choices = std::atomic_load(&bgemm_choices_);
+  return choices == nullptr ? std::vector<BgemmChoice>{} : *choices;
+}
+
+BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in_h, int in_w, void* output,
+                                        TaskRunner* pool, Isa isa, void* workspace, const float* pixel_scale) const {
+  const BgemmEngine requested = bgemm_engine();
+  if (requested == BgemmEngine::kPopcount) return requested;
+  const bool fits = amx_fits(*this);
+  if (requested == BgemmEngine::kAmx || requested == BgemmEngine::kAmxEmulated) {
+    return fits ? requested : BgemmEngine::kPopcount;
+  }
+  const int threads = threads_of(pool);
+  std::shared_ptr<const std::vector<BgemmChoice>> known = std::atomic_load(&bgemm_choices_);
+  const BgemmEngine tile_engine = requested == BgemmEngine::kAuto ? BgemmEngine::kAmx : BgemmEngine::kAmxEmulated;
+  if (known != nullptr) {
+    for (const BgemmChoice& k : *known) {
+      if (k.batch == batch && k.in_h == in_h && k.in_w == in_w && k.threads == threads && k.amx_engine == tile_engine) {
+        return k.engine;
+      }
+    }
+  }
+  BgemmChoice choice;
+  choice.batch = batch, choice.in_h = in_h, choice.in_w = in_w, choice.threads = threads;
+  choice.amx_engine = tile_engine;
+  if (!fits) {
+    choice.not_measured = "the sums (taps x in_channels) exceed the tiles' int32";
+  } else if (tile_engine == BgemmEngine::kAmx && !amx_support().available) {
+    choice.not_measured = "AMX is not usable here: " + amx_support().reason;
+  } else {
+    // Interleaved rounds, so that a change in the machine's load hits both engines alike; the
+    // output is written by every run and rewritten by run()'s own.
+    using Clock = std::chrono::steady_clock;
+    auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    double best_popcount = 0, best_amx = 0;
+    for (int r = 0; r < kAutoRounds; ++r) {
+      const Clock::time_point t0 = Clock::now();
+      run_popcount(input, batch, in_h, in_w, output, pool, isa, workspace, pixel_scale, nullptr);
+      const Clock::time_point t1 = Clock::now();
+      run_bconv2d_amx(*this, tile_engine, input, batch, in_h, in_w, output, pool, pixel_scale);
+      const Clock::time_point t2 = Clock::now();
+      best_popcount = r == 0 ? seconds(t0, t1) : std::min(best_popcount, seconds(t0, t1));
+      best_amx = r == 0 ? seconds(t1, t2) : std::min(best_amx, seconds(t1, t2));
+    }
+    choice.popcount_seconds = best_popcount;
+    choice.amx_seconds = best_amx;
+    // A tie keeps popcount: the kernels every CPU runs.
+    if (best_amx < best_popcount) choice.engine = tile_engine;
+  }
+  // Copy on write; a choice added meanwhile by another thread is kept (or re-measured later).
+  for (;;) {
+    auto next = std::make_shared<std::vector<BgemmChoice>>(known != nullptr ? *known
+                                                                            : std::vector<BgemmChoice>{});
+    next->push_back(choice);
+    std::shared_ptr<const std::vector<BgemmChoice>> desired = std::move(next);
+    if (std::atomic_compare_exchange_strong(&bgemm_choices_, &known, desired)) break;
+  }
+  return choice.engine;
+}
+
+void BinaryConv2d::run_popcount(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
+                                Isa isa, void* workspace, const float* pixel_scale,
+                                const OutputRowsDone* rows_done) const {
+  const BconvConfig& c = config_;
   const int oh = out_h(in_h), ow = out_w(in_w);
   // One image's pixels fit in int (checked_bytes bounds H x W); counts over them use 64 bits.
   const int64_t pixels = static_cast<int64_t>(oh) * ow;

@@ -4,8 +4,10 @@
 // with the microkernel of the requested ISA.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "microkernels/bconv2d_microkernel.h"
@@ -37,6 +39,25 @@ struct OutputTransform {
   // has threshold INT32_MIN, flip 0, a constant -1 channel INT32_MIN, flip 1.
   std::vector<int32_t> threshold;
   std::vector<uint8_t> flip;
+};
+
+// The engines of the binary GEMM (XNORINFER_BGEMM, operators/bconv2d_amx.h): the XOR + popcount
+// microkernels, AMX-INT8 tiles, the tile kernel on the software tile unit, and the per-layer
+// measured choice between popcount and either tile engine.
+enum class BgemmEngine { kPopcount, kAmx, kAmxEmulated, kAuto, kAutoEmulated };
+
+// "popcount", "amx", "amx-emulated", "auto" or "auto-emulated".
+const char* engine_name(BgemmEngine engine);
+
+// What XNORINFER_BGEMM=auto decided for one input shape and thread count of a layer: the engine,
+// the best of the interleaved timed runs of each candidate (seconds; 0 for one not run) and, when
+// only popcount was possible, why.
+struct BgemmChoice {
+  int batch = 0, in_h = 0, in_w = 0, threads = 0;
+  BgemmEngine engine = BgemmEngine::kPopcount;
+  double popcount_seconds = 0, amx_seconds = 0;
+  BgemmEngine amx_engine = BgemmEngine::kAmx;  // the tile engine measured: kAmx or kAmxEmulated
+  std::string not_measured;                    // non-empty: why the tile engine was not a candidate
 };
 
 class BinaryConv2d {
@@ -85,6 +106,10 @@ class BinaryConv2d {
   void set_amx_tile_weights(std::shared_ptr<const AmxTileWeights> w) const {
     std::atomic_store(&amx_tile_weights_, std::move(w));
   }
+  // The engine the last run used (kPopcount before any run).
+  BgemmEngine last_engine() const { return last_engine_.load(std::memory_order_relaxed); }
+  // XNORINFER_BGEMM=auto's decisions so far, one per input shape and thread count, oldest first.
+  std::vector<BgemmChoice> bgemm_choices() const;
 
  private:
   struct Scratch {
@@ -93,6 +118,13 @@ class BinaryConv2d {
     int16_t* padded_taps;  // [threads][padded_taps_stride()]; null unless zero padding is corrected
   };
   size_t padded_taps_stride() const;  // one thread's kBgemmMr x taps lists, whole cache lines
+  // The engine of one run: XNORINFER_BGEMM, with auto resolved by the layer's choice for this
+  // shape, measured on this call's buffers the first time (run()'s arguments, no rows_done).
+  BgemmEngine choose_engine(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
+                            Isa isa, void* workspace, const float* pixel_scale) const;
+  // run() on the XOR + popcount microkernels.
+  void run_popcount(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
+                    void* workspace, const float* pixel_scale, const OutputRowsDone* rows_done) const;
   Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
 
   struct alignas(64) WeightLine {
@@ -121,6 +153,9 @@ class BinaryConv2d {
   std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
   std::vector<uint64_t> pad_row_;             // [in_words]
   mutable std::shared_ptr<const AmxTileWeights> amx_tile_weights_;  // see amx_tile_weights()
+  // XNORINFER_BGEMM=auto's choices, replaced whole (copy on write) when one is added.
+  mutable std::shared_ptr<const std::vector<BgemmChoice>> bgemm_choices_;
+  mutable std::atomic<BgemmEngine> last_engine_{BgemmEngine::kPopcount};
 };
 
 }  // namespace xnor

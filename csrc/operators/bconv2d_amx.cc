@@ -19,8 +19,26 @@ BgemmEngine bgemm_engine() {
   if (value == nullptr || *value == '\0' || std::strcmp(value, "popcount") == 0) return BgemmEngine::kPopcount;
   if (std::strcmp(value, "amx") == 0) return BgemmEngine::kAmx;
   if (std::strcmp(value, "amx-emulated") == 0) return BgemmEngine::kAmxEmulated;
-  throw std::invalid_argument(std::string("XNORINFER_BGEMM must be popcount, amx or amx-emulated, got '") + value +
-                              "'");
+  if (std::strcmp(value, "auto") == 0) return BgemmEngine::kAuto;
+  if (std::strcmp(value, "auto-emulated") == 0) return BgemmEngine::kAutoEmulated;
+  throw std::invalid_argument(
+      std::string("XNORINFER_BGEMM must be popcount, amx, amx-emulated, auto or auto-emulated, got '") + value + "'");
+}
+
+const char* engine_name(BgemmEngine engine) {
+  switch (engine) {
+    case BgemmEngine::kPopcount:
+      return "popcount";
+    case BgemmEngine::kAmx:
+      return "amx";
+    case BgemmEngine::kAmxEmulated:
+      return "amx-emulated";
+    case BgemmEngine::kAuto:
+      return "auto";
+    case BgemmEngine::kAutoEmulated:
+      return "auto-emulated";
+  }
+  return "?";
 }
 
 bool amx_fits(const BinaryConv2d& conv) {

@@ -21,9 +21,18 @@ class BinaryLinear {
   OutputKind output_kind() const { return conv_.output_kind(); }
   int64_t out_row_elements() const { return conv_.out_pixel_elements(); }
 
-  // input: [rows][in_words]; output: [rows][out_row_elements()] of the output kind.
-  void run(const uint64_t* input, int rows, void* output, TaskRunner* pool, Isa isa) const {
-    conv_.run(input, 1, rows, 1, output, pool, isa);
+  const BinaryConv2d& conv() const { return conv_; }
+
+  // Bytes of scratch run() needs for `rows` rows on `threads` threads.
+  size_t workspace_bytes(int rows, int threads) const { return conv_.workspace_bytes(1, rows, 1, threads); }
+  // input: [rows][in_words]; output: [rows][out_row_elements()] of the output kind; workspace:
+  // workspace_bytes(rows, pool threads or 1) bytes, 64-byte aligned (null: allocated for this call).
+  void run(const uint64_t* input, int rows, void* output, TaskRunner* pool, Isa isa, void* workspace = nullptr) const {
+    if (workspace == nullptr) {
+      conv_.run(input, 1, rows, 1, output, pool, isa);
+    } else {
+      conv_.run(input, 1, rows, 1, output, pool, isa, workspace);
+    }
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "operators/bconv2d.h"
 #include "python/common.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -175,7 +176,8 @@ py::list allocate_outputs(const std::vector<Shape>& shapes, std::vector<float*>*
   return result;
 }
 
-// profile()'s per-op rows: {name, kind, seconds} in execution order.
+// profile()'s per-op rows: {name, kind, seconds} in execution order, and for a binary GEMM op
+// (bconv2d, blinear) engine: the XNORINFER_BGEMM engine its last run used.
 py::list op_rows(const Session& s, const std::vector<double>& seconds) {
   py::list ops;
   const auto& steps = s.graph().steps();
@@ -184,9 +186,35 @@ py::list op_rows(const Session& s, const std::vector<double>& seconds) {
     row["name"] = steps[i].node->name();
     row["kind"] = steps[i].node->kind();
     row["seconds"] = seconds[i];
+    if (const BinaryConv2d* gemm = steps[i].node->binary_gemm()) row["engine"] = engine_name(gemm->last_engine());
     ops.append(row);
   }
   return ops;
+}
+
+// bgemm_choices()'s rows: one per choice XNORINFER_BGEMM=auto made, by op in execution order.
+py::list bgemm_choice_rows(const Session& s) {
+  py::list rows;
+  for (const auto& step : s.graph().steps()) {
+    const BinaryConv2d* gemm = step.node->binary_gemm();
+    if (gemm == nullptr) continue;
+    for (const BgemmChoice& c : gemm->bgemm_choices()) {
+      py::dict row;
+      row["name"] = step.node->name();
+      row["kind"] = step.node->kind();
+      row["batch"] = c.batch;
+      row["height"] = c.in_h;
+      row["width"] = c.in_w;
+      row["threads"] = c.threads;
+      row["engine"] = engine_name(c.engine);
+      row["amx_engine"] = engine_name(c.amx_engine);
+      row["popcount_seconds"] = c.popcount_seconds;
+      row["amx_seconds"] = c.amx_seconds;
+      row["not_measured"] = c.not_measured;
+      rows.append(row);
+    }
+  }
+  return rows;
 }
 
 }  // namespace
@@ -425,7 +453,10 @@ void register_session(py::module_& m) {
           },
           py::arg("x"), py::arg("runs") = 1, py::arg("isa") = py::none(),
           "Run `runs` times timing every op; returns ([{name, kind, seconds}] in execution order, with the "
-          "wall seconds summed over all runs, [outputs of the last run]).");
+          "wall seconds summed over all runs, [outputs of the last run]).")
+      .def("bgemm_choices", &bgemm_choice_rows,
+           "XNORINFER_BGEMM=auto's choices so far: [{name, kind, batch, height, width, threads, engine, "
+           "amx_engine, popcount_seconds, amx_seconds, not_measured}], by op in execution order.");
 }
 
 }  // namespace xnor::py_bind

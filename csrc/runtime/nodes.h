@@ -48,6 +48,7 @@ struct AffineEpilogue {
 };
 
 class Node;
+class BinaryConv2d;  // operators/bconv2d.h
 
 // One element-wise step run inside the step that produces its input (Session, at plan time):
 // its planned buffers and, when a sign op is fused into it, that sign's parameters and bits.
@@ -105,6 +106,9 @@ class Node {
   DType out_type() const { return out_type_; }
   // Bytes the node holds beside the model's parameters (repacked weights, constants).
   virtual size_t held_bytes() const { return 0; }
+  // The binary GEMM layer the op runs on (bconv2d, blinear), for reports of its engine
+  // (XNORINFER_BGEMM); null for every other op.
+  virtual const BinaryConv2d* binary_gemm() const { return nullptr; }
   // True when the output is a view of input 0's storage (flatten).
   virtual bool aliases_input() const { return false; }
   // True when run() honours ctx.sign (writes every output row through nodes::for_out_rows).

@@ -48,6 +48,7 @@ class BconvNode final : public Node {
     return out;
   }
   size_t held_bytes() const override { return conv_.packed_bytes(); }
+  const BinaryConv2d* binary_gemm() const override { return &conv_; }
   bool fuses_rows() const override { return out_type() == DType::kF32; }
   size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
     return conv_.workspace_bytes(static_cast<int>(in[0].d[0]), static_cast<int>(in[0].d[1]),

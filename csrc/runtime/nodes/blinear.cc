@@ -22,9 +22,14 @@ class BlinearNode final : public Node {
     }
     return Shape::nf(in[0].d[0], linear_.out_features());
   }
+  const BinaryConv2d* binary_gemm() const override { return &linear_.conv(); }
+  size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
+    return linear_.workspace_bytes(static_cast<int>(in[0].d[0]), threads);
+  }
   void run(const RunContext& ctx, const void* const* in, const Shape* s, size_t, void* out,
            const Shape&) const override {
-    linear_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), out, ctx.pool, ctx.isa);
+    linear_.run(static_cast<const uint64_t*>(in[0]), static_cast<int>(s[0].d[0]), out, ctx.pool, ctx.isa,
+                ctx.workspace);
   }
 
  private:
