@@ -22,6 +22,7 @@ class BlinearNode final : public Node {
     }
     return Shape::nf(in[0].d[0], linear_.out_features());
   }
+  size_t held_bytes() const override { return linear_.conv().packed_bytes(); }
   const BinaryConv2d* binary_gemm() const override { return &linear_.conv(); }
   size_t workspace_bytes(const Shape* in, size_t, int threads) const override {
     return linear_.workspace_bytes(static_cast<int>(in[0].d[0]), threads);
