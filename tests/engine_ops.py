@@ -124,6 +124,10 @@ class BinaryConv2d:
         """Bytes the built node holds (its repacked weights and per-block constants)."""
         return int(_core.PreparedOp("bconv2d", self.attrs, self.params, [self.in_channels]).held_bytes)
 
+    def layout(self) -> dict[str, int]:
+        """The built layer's reduction layout: k_words, taps_per_word, slot_bits."""
+        return dict(_core.PreparedOp("bconv2d", self.attrs, self.params, [self.in_channels]).bgemm_layout)
+
 
 class BinaryLinear:
     """The `blinear` op; output="int32" as for BinaryConv2d."""

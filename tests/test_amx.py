@@ -178,13 +178,14 @@ def test_engine_names_are_checked(rng, monkeypatch):
 
 
 def test_shipped_model_runs_the_same_bytes_on_emulated_amx(tmp_path, monkeypatch):
-    """reactnet-fmnist (models/, converted with its documented command): the whole network with
-    every binary layer on the emulated tile unit gives the default engine's bytes."""
+    """bnn-cnn-fmnist (models/, converted with its documented command): the whole network with
+    every binary layer the tiles take (its 64-channel conv and dense layers; the 32-channel convs
+    group taps per word and keep popcount) on the emulated tile unit gives the default engine's bytes."""
     from test_reference_models import COMMANDS, _inputs
 
     from xnorinfer.zoo import load_reference
 
-    model_dir = ROOT / "models" / "reactnet-fmnist"
+    model_dir = ROOT / "models" / "bnn-cnn-fmnist"
     _, metrics = load_reference(model_dir)
     argv = list(COMMANDS[model_dir.name])
     out = tmp_path / "model.xbin"

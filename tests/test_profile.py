@@ -39,7 +39,9 @@ def test_profile_rows(model, rng, threads):
     assert [r["name"] for r in rows] == [op.name for op in g.ops]
     assert [r["kind"] for r in rows] == [op.kind for op in g.ops]
     for r in rows:
-        assert set(r) == {"name", "kind", "total_ms", "ms_per_run", "share"}
+        binary_gemm = r["kind"] in ("bconv2d", "blinear")  # these also say which engine ran
+        assert set(r) == {"name", "kind", "total_ms", "ms_per_run", "share"} | ({"engine"} if binary_gemm else set())
+        assert r.get("engine", "popcount") == "popcount"  # the default engine
         assert r["total_ms"] >= 0 and r["ms_per_run"] >= 0 and 0 <= r["share"] <= 1
         assert r["ms_per_run"] == pytest.approx(r["total_ms"] / 3)
     assert sum(r["share"] for r in rows) == pytest.approx(1.0, abs=1e-9)

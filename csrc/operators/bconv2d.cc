@@ -7,9 +7,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "microkernels/amx_detect.h"
 #include "microkernels/dispatch.h"
 #include "operators/aligned_buffer.h"
-#include "microkernels/amx_detect.h"
 #include "operators/bconv2d_amx.h"
 
 namespace xnor {
@@ -40,19 +40,47 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
   if (static_cast<int64_t>(taps) * in_words_ > INT32_MAX) {
     throw std::invalid_argument("BinaryConv2d: kernel taps x input words exceeds 2^31");
   }
-  k_words_ = taps * in_words_;
+  const size_t tap_words = static_cast<size_t>(taps) * static_cast<size_t>(in_words_);  // per channel, as given
+  k_words_ = static_cast<int>(tap_words);
+  if (c.in_channels <= 32 && c.kernel_w >= 2) {
+    // Tap grouping: a kernel row's taps g at a time (slot_bits each), the row's last word with
+    // the remainder, from frames of g (and remainder) neighbouring pixels built per run.
+    while (slot_bits_ / 2 >= c.in_channels) slot_bits_ /= 2;
+    taps_per_word_ = std::min(64 / slot_bits_, c.kernel_w);
+    const int rest = c.kernel_w % taps_per_word_;
+    frame_taps_.push_back(taps_per_word_);
+    if (rest != 0) frame_taps_.push_back(rest);
+    for (int ky = 0; ky < c.kernel_h; ++ky) {
+      for (int kx = 0; kx < c.kernel_w; kx += taps_per_word_) {
+        word_frame_.push_back(kx + taps_per_word_ <= c.kernel_w ? 0 : 1);
+        word_ky_.push_back(ky);
+        word_kx_.push_back(kx);
+      }
+    }
+    k_words_ = static_cast<int>(word_frame_.size());
+  }
   const size_t k_words = static_cast<size_t>(k_words_);
   const int last_channels = c.out_channels - (blocks_ - 1) * kBconvBlock;
   last_lanes_ = last_channels < 8 ? last_channels : (last_channels + 7) / 8 * 8;
 
-  // Repack [oc][taps][in_words] into [block][tap*in_word][block_lanes(block)].
+  // Word k of output channel o: the given [oc][taps][in_words] word, or with tap grouping the
+  // taps of word k's group, each in its slot.
+  auto weight_word = [&](int o, size_t k) -> uint64_t {
+    const uint64_t* w = weights + static_cast<size_t>(o) * tap_words;
+    if (frame_taps_.empty()) return w[k];
+    const int first = word_ky_[k] * c.kernel_w + word_kx_[k];
+    uint64_t word = 0;
+    for (int i = 0; i < frame_taps_[static_cast<size_t>(word_frame_[k])]; ++i) word |= w[first + i] << (i * slot_bits_);
+    return word;
+  };
+  // Repack into [block][k][block_lanes(block)].
   const size_t words = (static_cast<size_t>(blocks_ - 1) * kBconvBlock + static_cast<size_t>(last_lanes_)) * k_words;
   weights_.assign((words + 7) / 8, WeightLine{});
   for (int o = 0; o < c.out_channels; ++o) {
     const int b = o / kBconvBlock, lane = o % kBconvBlock;
     const size_t lanes = static_cast<size_t>(block_lanes(b));
     uint64_t* packed = block_weights(b);
-    for (size_t k = 0; k < k_words; ++k) packed[k * lanes + lane] = weights[static_cast<size_t>(o) * k_words + k];
+    for (size_t k = 0; k < k_words; ++k) packed[k * lanes + lane] = weight_word(o, k);
   }
 
   const bool needs_correction = c.pad_mode == PadMode::kZero && (c.pad_h > 0 || c.pad_w > 0);
@@ -64,7 +92,7 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
         int negatives = 0;
         for (int w = 0; w < in_words_; ++w)
           negatives += __builtin_popcountll(
-              weights[static_cast<size_t>(o) * k_words + static_cast<size_t>(tap) * in_words_ + w]);
+              weights[static_cast<size_t>(o) * tap_words + static_cast<size_t>(tap) * in_words_ + w]);
         tap_weight_sum_[(static_cast<size_t>(b) * taps + tap) * kBconvBlock + lane] = c.in_channels - 2 * negatives;
       }
     }
@@ -111,12 +139,12 @@ size_t BinaryConv2d::packed_bytes() const {
 
 BinaryConv2d::Scratch BinaryConv2d::carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const {
   const BconvConfig& c = config_;
-  const int taps = c.kernel_h * c.kernel_w;
-  const bool framed = c.pad_h > 0 || c.pad_w > 0;
-  const size_t frame_words = static_cast<size_t>(batch) * (in_h + 2 * c.pad_h) * (in_w + 2 * c.pad_w) * in_words_;
+  const size_t frame_words = static_cast<size_t>(frames()) * static_cast<size_t>(batch) *
+                             static_cast<size_t>(in_h + 2 * c.pad_h) * static_cast<size_t>(in_w + 2 * c.pad_w) *
+                             static_cast<size_t>(in_words_);
   Scratch s;
-  s.frame = carver.take<uint64_t>(framed ? frame_words : 0);
-  s.k_offset = carver.take<int64_t>(static_cast<size_t>(taps) * in_words_);
+  s.frame = carver.take<uint64_t>(framed() ? frame_words : 0);
+  s.k_offset = carver.take<int64_t>(static_cast<size_t>(k_words_));
   s.padded_taps =
       carver.take<int16_t>(tap_weight_sum_.empty() ? 0 : static_cast<size_t>(threads) * padded_taps_stride());
   return s;
@@ -130,6 +158,38 @@ size_t BinaryConv2d::workspace_bytes(int batch, int in_h, int in_w, int threads)
   WorkspaceCarver carver;
   carve(carver, batch, in_h, in_w, std::max(threads, 1));
   return carver.bytes();
+}
+
+void BinaryConv2d::build_grouped_frames(const uint64_t* input, int batch, int in_h, int in_w, uint64_t* frames_out,
+                                        TaskRunner* pool) const {
+  const BconvConfig& c = config_;
+  const int ph = in_h + 2 * c.pad_h, pw = in_w + 2 * c.pad_w;
+  const int64_t rows = static_cast<int64_t>(batch) * ph;  // of one frame
+  // Bits past in_channels are dropped: a slot holds its pixel's channels only.
+  const uint64_t channel_mask = (uint64_t{1} << c.in_channels) - 1;
+  const uint64_t pad = pad_row_[0];
+  const size_t grain = element_grain_rows(static_cast<size_t>(pw) * 2);
+  parallel_for(pool, static_cast<size_t>(frames() * rows), grain, [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) {
+      const int f = static_cast<int>(static_cast<int64_t>(r) / rows);
+      const int64_t frame_row = static_cast<int64_t>(r) % rows;
+      const int64_t n = frame_row / ph;
+      const int iy = static_cast<int>(frame_row % ph) - c.pad_h;
+      const bool pad_row = iy < 0 || iy >= in_h;
+      const uint64_t* src = pad_row ? nullptr : input + (n * in_h + iy) * in_w;
+      uint64_t* dst = frames_out + static_cast<int64_t>(r) * pw;
+      const int taps = frame_taps_[static_cast<size_t>(f)];
+      const uint64_t group_mask = taps * slot_bits_ == 64 ? ~uint64_t{0} : (uint64_t{1} << (taps * slot_bits_)) - 1;
+      // Right to left: word(x) = pixel(x) | word(x + 1) << slot, cut to `taps` slots (0 past the row).
+      uint64_t word = 0;
+      for (int x = pw - 1; x >= 0; --x) {
+        const int ix = x - c.pad_w;
+        const uint64_t pixel = pad_row || ix < 0 || ix >= in_w ? pad : (src[ix] & channel_mask);
+        word = ((word << slot_bits_) | pixel) & group_mask;
+        dst[x] = word;
+      }
+    }
+  });
 }
 
 void BinaryConv2d::run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
@@ -188,14 +248,18 @@ BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in
   choice.batch = batch, choice.in_h = in_h, choice.in_w = in_w, choice.threads = threads;
   choice.amx_engine = tile_engine;
   if (!fits) {
-    choice.not_measured = "the sums (taps x in_channels) exceed the tiles' int32";
+    choice.not_measured = taps_per_word_ > 1 ? "its taps are grouped per word (at most 32 input channels), the tile "
+                                               "kernel takes one tap per word"
+                                             : "the sums (taps x in_channels) exceed the tiles' int32";
   } else if (tile_engine == BgemmEngine::kAmx && !amx_support().available) {
     choice.not_measured = "AMX is not usable here: " + amx_support().reason;
   } else {
     // Interleaved rounds, so that a change in the machine's load hits both engines alike; the
     // output is written by every run and rewritten by run()'s own.
     using Clock = std::chrono::steady_clock;
-    auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+    auto seconds = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double>(b - a).count();
+    };
     double best_popcount = 0, best_amx = 0;
     for (int r = 0; r < kAutoRounds; ++r) {
       const Clock::time_point t0 = Clock::now();
@@ -213,8 +277,7 @@ BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in
   }
   // Copy on write; a choice added meanwhile by another thread is kept (or re-measured later).
   for (;;) {
-    auto next = std::make_shared<std::vector<BgemmChoice>>(known != nullptr ? *known
-                                                                            : std::vector<BgemmChoice>{});
+    auto next = std::make_shared<std::vector<BgemmChoice>>(known != nullptr ? *known : std::vector<BgemmChoice>{});
     next->push_back(choice);
     std::shared_ptr<const std::vector<BgemmChoice>> desired = std::move(next);
     if (std::atomic_compare_exchange_strong(&bgemm_choices_, &known, desired)) break;
@@ -255,7 +318,10 @@ void BinaryConv2d::run_popcount(const uint64_t* input, int batch, int in_h, int 
   const int ph = in_h + 2 * c.pad_h, pw = in_w + 2 * c.pad_w;
   const int64_t padded_image = static_cast<int64_t>(ph) * pw * in_words_;
   const uint64_t* frame = input;
-  if (scratch.frame != nullptr) {
+  if (!frame_taps_.empty()) {
+    build_grouped_frames(input, batch, in_h, in_w, scratch.frame, pool);
+    frame = scratch.frame;
+  } else if (scratch.frame != nullptr) {
     uint64_t* const padded = scratch.frame;
     // A memory-bound copy (a 58x58 frame of one word per pixel is 27 KB): split only when large,
     // as element-wise work is (each share then costs a wake-up and a wait of its own).
@@ -279,13 +345,19 @@ void BinaryConv2d::run_popcount(const uint64_t* input, int batch, int in_h, int 
     });
     frame = padded;
   }
-  // Word k = (tap, word) of every pixel sits at a fixed offset from the pixel.
+  // Word k = (tap, word) of every pixel sits at a fixed offset from the pixel; with tap grouping,
+  // word k of its frame (frames follow each other, batch x padded_image words each).
   int64_t* const k_offset = scratch.k_offset;
-  for (int ky = 0; ky < c.kernel_h; ++ky)
-    for (int kx = 0; kx < c.kernel_w; ++kx)
-      for (int w = 0; w < in_words_; ++w)
-        k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
-            (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
+  if (frame_taps_.empty()) {
+    for (int ky = 0; ky < c.kernel_h; ++ky)
+      for (int kx = 0; kx < c.kernel_w; ++kx)
+        for (int w = 0; w < in_words_; ++w)
+          k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
+              (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
+  } else {
+    for (size_t k = 0; k < word_frame_.size(); ++k)
+      k_offset[k] = word_frame_[k] * batch * padded_image + static_cast<int64_t>(word_ky_[k]) * pw + word_kx_[k];
+  }
 
   // parallel_for makes at most threads() calls of the body (one per share): each takes the next slot.
   std::atomic<int> next_slot{0};

@@ -91,9 +91,16 @@ class BinaryConv2d {
   // The same with a workspace allocated for this call (for callers without a memory plan).
   void run(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa) const;
 
+  // Horizontally adjacent kernel taps packed into one word (1: one tap per word). Layers with at
+  // most 32 input channels hold each pixel in a slot of slot_bits() (a power of two) and up to
+  // 64 / slot_bits taps of a kernel row per word, so a 3x3 over 32 channels reduces over 6 words
+  // instead of 9, over 16 channels 3 instead of 9 (docs/kernels.md, tap grouping).
+  int taps_per_word() const { return taps_per_word_; }
+  int slot_bits() const { return slot_bits_; }
+
   // The packed data, for other GEMM engines (operators/bconv2d_amx.cc): words per output pixel's
-  // reduction (taps x in_words), the channel blocks, block b's weight rows ([k_words][lanes],
-  // lanes past the block's channels zero) and its epilogue constants.
+  // reduction (taps x in_words, or fewer with tap grouping), the channel blocks, block b's weight
+  // rows ([k_words][lanes], lanes past the block's channels zero) and its epilogue constants.
   int k_words() const { return k_words_; }
   int weight_blocks() const { return blocks_; }
   int weight_block_lanes(int b) const { return block_lanes(b); }
@@ -113,7 +120,8 @@ class BinaryConv2d {
 
  private:
   struct Scratch {
-    uint64_t* frame;       // [batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding
+    // [frames][batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding or grouping
+    uint64_t* frame;
     int64_t* k_offset;     // [taps * in_words]
     int16_t* padded_taps;  // [threads][padded_taps_stride()]; null unless zero padding is corrected
   };
@@ -122,10 +130,16 @@ class BinaryConv2d {
   // shape, measured on this call's buffers the first time (run()'s arguments, no rows_done).
   BgemmEngine choose_engine(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool,
                             Isa isa, void* workspace, const float* pixel_scale) const;
+  // Tap grouping: the frames of frame_taps_ from the input, [frames][batch][padded rows][padded cols].
+  void build_grouped_frames(const uint64_t* input, int batch, int in_h, int in_w, uint64_t* frames_out,
+                            TaskRunner* pool) const;
   // run() on the XOR + popcount microkernels.
   void run_popcount(const uint64_t* input, int batch, int in_h, int in_w, void* output, TaskRunner* pool, Isa isa,
                     void* workspace, const float* pixel_scale, const OutputRowsDone* rows_done) const;
   Scratch carve(WorkspaceCarver& carver, int batch, int in_h, int in_w, int threads) const;
+  // Frames built from the input in run(): one without grouping (when padded), else frame_taps_.size().
+  int frames() const { return frame_taps_.empty() ? 1 : static_cast<int>(frame_taps_.size()); }
+  bool framed() const { return !frame_taps_.empty() || config_.pad_h > 0 || config_.pad_w > 0; }
 
   struct alignas(64) WeightLine {
     uint64_t w[8];
@@ -145,7 +159,14 @@ class BinaryConv2d {
   BconvConfig config_;
   OutputKind transform_kind_;
   int in_words_;
-  int k_words_;  // taps * in_words
+  int k_words_;  // taps * in_words, or kernel_h x words per kernel row with tap grouping
+  int taps_per_word_ = 1;
+  int slot_bits_ = 64;
+  // Tap grouping: per frame, the taps each of its words holds (frame f's word at pixel (y, x) holds
+  // pixels x .. x + frame_taps_[f] - 1 of row y, slot_bits_ each); per reduction word k, its frame
+  // and its first tap (ky, kx). Empty without grouping (one frame of plain pixel words).
+  std::vector<int> frame_taps_;
+  std::vector<int> word_frame_, word_ky_, word_kx_;
   int blocks_;
   int last_lanes_;                            // block_lanes(blocks_ - 1)
   std::vector<WeightLine> weights_;           // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines

@@ -27,23 +27,19 @@ BgemmEngine bgemm_engine() {
 
 const char* engine_name(BgemmEngine engine) {
   switch (engine) {
-    case BgemmEngine::kPopcount:
-      return "popcount";
-    case BgemmEngine::kAmx:
-      return "amx";
-    case BgemmEngine::kAmxEmulated:
-      return "amx-emulated";
-    case BgemmEngine::kAuto:
-      return "auto";
-    case BgemmEngine::kAutoEmulated:
-      return "auto-emulated";
+    case BgemmEngine::kPopcount: return "popcount";
+    case BgemmEngine::kAmx: return "amx";
+    case BgemmEngine::kAmxEmulated: return "amx-emulated";
+    case BgemmEngine::kAuto: return "auto";
+    case BgemmEngine::kAutoEmulated: return "auto-emulated";
   }
   return "?";
 }
 
 bool amx_fits(const BinaryConv2d& conv) {
   const BconvConfig& c = conv.config();
-  return static_cast<int64_t>(c.kernel_h) * c.kernel_w * c.in_channels <= INT32_MAX;
+  // The tile kernel expands one tap's words per A row: it needs the plain word layout.
+  return conv.taps_per_word() == 1 && static_cast<int64_t>(c.kernel_h) * c.kernel_w * c.in_channels <= INT32_MAX;
 }
 
 namespace {

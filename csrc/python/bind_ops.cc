@@ -13,6 +13,7 @@
 #include "microkernels/bconv2d_microkernel.h"
 #include "microkernels/dispatch.h"
 #include "operators/aligned_buffer.h"
+#include "operators/bconv2d.h"
 #include "python/common.h"
 #include "runtime/nodes.h"
 #include "runtime/op_registry.h"
@@ -262,7 +263,20 @@ void register_ops(py::module_& m) {
            py::arg("pool") = nullptr, py::arg("out") = py::none())
       .def_property_readonly(
           "held_bytes", [](const PreparedOp& op) { return op.node().held_bytes(); },
-          "Bytes the node holds beside its parameters (repacked weights, constants).");
+          "Bytes the node holds beside its parameters (repacked weights, constants).")
+      .def_property_readonly(
+          "bgemm_layout",
+          [](const PreparedOp& op) -> py::object {
+            const BinaryConv2d* gemm = op.node().binary_gemm();
+            if (gemm == nullptr) return py::none();
+            py::dict d;
+            d["k_words"] = gemm->k_words();
+            d["taps_per_word"] = gemm->taps_per_word();
+            d["slot_bits"] = gemm->slot_bits();
+            return std::move(d);
+          },
+          "A binary conv/linear's reduction layout: {k_words (words per output pixel), taps_per_word, "
+          "slot_bits (bits per pixel in a word)}; None for other ops.");
   m.def("op_schemas", &op_schemas,
         "Every op kind's schema, sorted by name: {name, min_inputs, max_inputs, attrs: {name: {type, required}}, "
         "params: {name: {dtype, required}}}.");
