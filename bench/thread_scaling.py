@@ -34,7 +34,6 @@ if core_dir:
 import numpy as np
 import xnorinfer
 models, bursts, per_op = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
 tick = os.sysconf("SC_CLK_TCK")
 
 def busy():  # seconds of CPU time all processes used (every core), and this process's own
@@ -46,6 +45,7 @@ def busy():  # seconds of CPU time all processes used (every core), and this pro
 out = {"core": xnorinfer.__file__}
 for path in models:
     sessions = {t: xnorinfer.load(path, threads=t) for t in (1, 2)}
+    x = np.random.default_rng(0).standard_normal((1, *sessions[1].input_shape[1:])).astype(np.float32)
     for s in sessions.values():
         for _ in range(5):
             s.run(x)
