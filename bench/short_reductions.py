@@ -1,8 +1,10 @@
-"""Binary 3x3 convolutions over 16-32 input channels (tap grouping), optionally against a baseline build.
+"""Binary convs with short reductions (3x3 over 16-32 channels, 1x1 over 32-128), against a baseline build.
 
-    python bench/small_channel_convs.py [--baseline DIR] [--rounds 5] [--runs 30]
+    python bench/short_reductions.py [--baseline DIR] [--rounds 5] [--runs 30]
 
-Times each shape's bconv2d (batch 1, 'same' zero padding, float output, one thread) in this build
+These layers spend as much in their output stage as in their popcounts (tap grouping and the
+AVX2 direct output stage, docs/kernels.md, target them). Times each shape's bconv2d (batch 1,
+'same' zero padding, float output, one thread) in this build
 and, with --baseline DIR (a copy of the xnorinfer package whose _core extension was built from
 another commit, as bench/thread_scaling.py takes it), in that build, each in its own process,
 rounds interleaved; prints the median over rounds of the best of --runs calls, the words each
@@ -17,7 +19,18 @@ import statistics
 import subprocess
 import sys
 
-SHAPES = [(32, 112, 32), (32, 56, 64), (16, 32, 16), (32, 16, 32), (16, 28, 16)]  # (in, H = W, out)
+# (in channels, H = W, out channels, kernel)
+SHAPES = [
+    (32, 112, 32, 3),
+    (32, 56, 64, 3),
+    (16, 32, 16, 3),
+    (32, 16, 32, 3),
+    (16, 28, 16, 3),
+    (32, 112, 32, 1),
+    (64, 56, 64, 1),
+    (128, 28, 128, 1),
+    (512, 14, 512, 1),
+]
 
 CHILD = r"""
 import json, sys, time
@@ -29,12 +42,13 @@ import numpy as np
 from xnorinfer import _core
 rng = np.random.default_rng(0)
 out = {}
-for cin, h, cout in json.loads(sys.argv[2]):
+for cin, h, cout, k in json.loads(sys.argv[2]):
     sign = _core.PreparedOp("sign", {}, {}, [cin])
     pm1 = lambda s: np.where(rng.random(s) < 0.5, -1.0, 1.0).astype(np.float32)
     xp = sign.run([pm1((h * h, cin))]).reshape(1, h, h, -1)
-    wp = sign.run([pm1((cout * 9, cin))]).reshape(cout, 3, 3, -1)
-    attrs = {"stride": [1, 1], "padding": [1, 1], "pad_mode": "zero", "output": "float", "in_channels": cin}
+    wp = sign.run([pm1((cout * k * k, cin))]).reshape(cout, k, k, -1)
+    pad = k // 2
+    attrs = {"stride": [1, 1], "padding": [pad, pad], "pad_mode": "zero", "output": "float", "in_channels": cin}
     params = {"weight": wp, "multiplier": np.ones(cout, np.float32), "bias": np.zeros(cout, np.float32)}
     op = _core.PreparedOp("bconv2d", attrs, params, [cin])
     y = op.run([xp])
@@ -44,7 +58,7 @@ for cin, h, cout in json.loads(sys.argv[2]):
         op.run([xp], out=y)
         best = min(best, time.perf_counter() - t0)
     layout = getattr(op, "bgemm_layout", None)
-    out[f"{cin}x{h}x{h}-{cout}"] = [best * 1e3, layout["k_words"] if layout else 9]
+    out[f"{k}x{k} {cin}x{h}x{h}-{cout}"] = [best * 1e3, layout["k_words"] if layout else k * k * ((cin + 63) // 64)]
 print(json.dumps(out))
 """
 
@@ -65,7 +79,7 @@ def main() -> None:
             for shape, (ms, k) in res.items():
                 times[name].setdefault(shape, []).append(ms)
                 words[name][shape] = k
-    print("| shape (in x H x W - out) | build | words per pixel | ms | baseline / this |")
+    print("| kernel, shape (in x H x W - out) | build | words per pixel | ms | baseline / this |")
     print("|---|---|---|---|---|")
     for shape in times["this"]:
         this = statistics.median(times["this"][shape])
