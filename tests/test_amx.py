@@ -378,3 +378,20 @@ def test_auto_measures_the_hardware_engine_or_says_why_not(tmp_path):
         else:
             assert c["engine"] == "popcount" and c["popcount_ms"] == c["amx_ms"] == 0.0
             assert c["not_measured"].startswith("AMX is not usable here: the CPU lacks AMX-TILE"), c
+
+
+def test_auto_remembers_the_last_64_shapes(tmp_path, monkeypatch):
+    """A model fed ever new image sizes keeps at most 64 choices per layer, the newest."""
+    path, x = _auto_models(tmp_path)[0]
+    monkeypatch.setenv("XNORINFER_BGEMM", "auto-emulated")
+    session = xnorinfer.load(path, threads=1)
+    widths = list(range(3, 3 + 66))
+    for w in widths:
+        session.run(np.ascontiguousarray(x[:1, :, :3, :1].repeat(w, axis=3)))
+    choices = session.bgemm_choices()
+    per_layer: dict[str, list[int]] = {}
+    for c in choices:
+        per_layer.setdefault(c["name"], []).append(c["width"])
+    assert len(per_layer) == 2
+    for name, seen in per_layer.items():
+        assert seen == widths[-64:], name

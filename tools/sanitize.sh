@@ -46,6 +46,7 @@ CI_SUBSET+=(tests/test_amx.py)  # AMX binary GEMM on the emulated tile unit vs t
 CI_SUBSET+=(tests/test_thread_splits.py)  # equal shares of the thread pool on 1/2/3/5 threads, 1x1 convs split by pixels
 CI_SUBSET+=(tests/test_bgemm_byte_counts.py)  # AVX2 bgemm tile: byte counts across its 31-word chunks, widths, rows
 CI_SUBSET+=(tests/test_fused_chain.py)  # add / prelu / affine chained onto a binary conv: reference, unchained bytes
+CI_SUBSET+=(tests/test_bconv_tap_grouping.py)  # taps grouped per word (<= 32 input channels): per-run frames, repacked weights
 # test_fuzz_atheris.py is not in the subset: under a preloaded ASan runtime atheris gets no
 # coverage feedback (it keeps a 1-byte corpus), and the C++ loader is fuzzed with coverage under
 # ASan/UBSan by tools/fuzz_loader.sh below.

@@ -14,7 +14,8 @@
 
 namespace xnor {
 namespace {
-constexpr int kTilesPerChunk = 16;  // single thread: 6-pixel tiles per task
+constexpr int kTilesPerChunk = 16;       // single thread: 6-pixel tiles per task
+constexpr size_t kMaxBgemmChoices = 64;  // XNORINFER_BGEMM=auto: input shapes remembered per layer
 }  // namespace
 
 BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, OutputTransform t)
@@ -275,9 +276,12 @@ BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in
     // A tie keeps popcount: the kernels every CPU runs.
     if (best_amx < best_popcount) choice.engine = tile_engine;
   }
-  // Copy on write; a choice added meanwhile by another thread is kept (or re-measured later).
+  // Copy on write; a choice added meanwhile by another thread is kept (or re-measured later). At
+  // most kMaxBgemmChoices shapes are remembered (the oldest goes), so a model fed ever new image
+  // sizes does not grow without bound.
   for (;;) {
     auto next = std::make_shared<std::vector<BgemmChoice>>(known != nullptr ? *known : std::vector<BgemmChoice>{});
+    if (next->size() >= kMaxBgemmChoices) next->erase(next->begin());
     next->push_back(choice);
     std::shared_ptr<const std::vector<BgemmChoice>> desired = std::move(next);
     if (std::atomic_compare_exchange_strong(&bgemm_choices_, &known, desired)) break;

@@ -115,7 +115,8 @@ class BinaryConv2d {
   }
   // The engine the last run used (kPopcount before any run).
   BgemmEngine last_engine() const { return last_engine_.load(std::memory_order_relaxed); }
-  // XNORINFER_BGEMM=auto's decisions so far, one per input shape and thread count, oldest first.
+  // XNORINFER_BGEMM=auto's decisions so far, one per input shape and thread count, oldest first
+  // (the last 64).
   std::vector<BgemmChoice> bgemm_choices() const;
 
  private:
