@@ -25,7 +25,7 @@ import engine_ops as E
 import numpy as np
 import pytest
 import reference as R
-from conftest import POOLS
+from conftest import ISAS, POOLS
 from test_binary_conv import Case, _bits_params, make_data
 
 import xnorinfer
@@ -322,13 +322,20 @@ def test_auto_emulated_measures_each_layer_once_and_keeps_the_faster(tmp_path, m
             assert c["popcount_ms"] > 0 and c["amx_ms"] > 0
             assert c["engine"] == ("amx-emulated" if c["amx_ms"] < c["popcount_ms"] else "popcount")
             assert c["batch"] >= 1 and c["height"] >= 1 and c["width"] >= 1 and c["threads"] in (1, threads)
+            assert c["isa"] in ISAS
             chosen[c["name"]] = c["engine"]
         assert {r["name"]: r["engine"] for r in rows if "engine" in r} == chosen  # what ran is what was chosen
-        # Another batch size is another shape: measured again, once.
+        # Another batch size is another shape, another ISA path another kernel: measured again, once.
         x2 = np.concatenate([x, x[:1]])
         session.run(x2)
         session.run(x2)
         assert len(session.bgemm_choices()) == 2 * len(choices)
+        other = "scalar" if choices[0]["isa"] != "scalar" else "avx2"
+        if other in ISAS:
+            session.run(x, isa=other)
+            session.run(x, isa=other)
+            assert len(session.bgemm_choices()) == 3 * len(choices)
+            assert sorted(c["name"] for c in session.bgemm_choices() if c["isa"] == other) == sorted(binary)
 
 
 AUTO_SCRIPT = textwrap.dedent(

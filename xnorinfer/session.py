@@ -197,13 +197,13 @@ class Session:
     def bgemm_choices(self) -> list[dict[str, Any]]:
         """What XNORINFER_BGEMM=auto decided so far: one row per binary conv/linear op and input shape.
 
-        Under auto, the first run of each binary layer for an input shape and thread count times the
-        popcount kernels and the AMX tiles on it (interleaved, best of 3 each) and keeps the faster for
-        every later run. Each row: name, kind, batch, height, width (the layer's input), threads,
-        engine (the one chosen), amx_engine (the tile engine measured: "amx", or "amx-emulated" under
-        auto-emulated), popcount_ms and amx_ms (0.0 when not measured) and not_measured (why the tile
-        engine was no candidate, e.g. a CPU without AMX; empty when it was measured). Empty when
-        auto has not run.
+        Under auto, the first run of each binary layer for an input shape, thread count and ISA path
+        times the popcount kernels and the AMX tiles on it (interleaved, best of 3 each) and keeps the
+        faster for every later run. Each row: name, kind, batch, height, width (the layer's input),
+        threads, isa (the popcount kernels' path), engine (the one chosen), amx_engine (the tile
+        engine measured: "amx", or "amx-emulated" under auto-emulated), popcount_ms and amx_ms (0.0
+        when not measured) and not_measured (why the tile engine was no candidate, e.g. a CPU without
+        AMX; empty when it was measured). Empty when auto has not run; a layer keeps its last 64.
         """
         return [
             {
@@ -213,6 +213,7 @@ class Session:
                 "height": int(c["height"]),
                 "width": int(c["width"]),
                 "threads": int(c["threads"]),
+                "isa": str(c["isa"]),
                 "engine": str(c["engine"]),
                 "amx_engine": str(c["amx_engine"]),
                 "popcount_ms": float(c["popcount_seconds"]) * 1e3,

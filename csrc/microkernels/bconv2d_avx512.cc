@@ -38,11 +38,12 @@ __attribute__((always_inline)) inline void store_pixel(const BgemmTileArgs& a, i
   if (a.tap_weight_sum != nullptr) {
     const int16_t* taps = a.padded_taps + m * a.taps_stride;
     for (int i = 0; i < a.padded_count[m]; ++i) {
+      // Unaligned loads: the tap sums are a plain vector (16-byte aligned at best).
       const int32_t* ws = a.tap_weight_sum + taps[i] * kBconvBlock;
 #pragma GCC unroll 4
       for (int n = 0; n < NV; ++n)
-        s[n] = _mm512_sub_epi64(s[n],
-                                _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(ws + n * 8))));
+        s[n] = _mm512_sub_epi64(
+            s[n], _mm512_cvtepi32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + n * 8))));
     }
   }
   switch (a.kind) {

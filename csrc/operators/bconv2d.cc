@@ -238,15 +238,19 @@ BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in
   const int threads = threads_of(pool);
   std::shared_ptr<const std::vector<BgemmChoice>> known = std::atomic_load(&bgemm_choices_);
   const BgemmEngine tile_engine = requested == BgemmEngine::kAuto ? BgemmEngine::kAmx : BgemmEngine::kAmxEmulated;
-  if (known != nullptr) {
-    for (const BgemmChoice& k : *known) {
-      if (k.batch == batch && k.in_h == in_h && k.in_w == in_w && k.threads == threads && k.amx_engine == tile_engine) {
-        return k.engine;
-      }
-    }
-  }
+  auto same_key = [&](const BgemmChoice& k) {
+    return k.batch == batch && k.in_h == in_h && k.in_w == in_w && k.threads == threads && k.isa == isa &&
+           k.amx_engine == tile_engine;
+  };
+  auto find = [&](const std::shared_ptr<const std::vector<BgemmChoice>>& in) -> const BgemmChoice* {
+    if (in == nullptr) return nullptr;
+    for (const BgemmChoice& k : *in)
+      if (same_key(k)) return &k;
+    return nullptr;
+  };
+  if (const BgemmChoice* k = find(known)) return k->engine;
   BgemmChoice choice;
-  choice.batch = batch, choice.in_h = in_h, choice.in_w = in_w, choice.threads = threads;
+  choice.batch = batch, choice.in_h = in_h, choice.in_w = in_w, choice.threads = threads, choice.isa = isa;
   choice.amx_engine = tile_engine;
   if (!fits) {
     choice.not_measured = taps_per_word_ > 1 ? "its taps are grouped per word (at most 32 input channels), the tile "
@@ -280,6 +284,7 @@ BgemmEngine BinaryConv2d::choose_engine(const uint64_t* input, int batch, int in
   // most kMaxBgemmChoices shapes are remembered (the oldest goes), so a model fed ever new image
   // sizes does not grow without bound.
   for (;;) {
+    if (const BgemmChoice* k = find(known)) return k->engine;  // another thread measured it meanwhile
     auto next = std::make_shared<std::vector<BgemmChoice>>(known != nullptr ? *known : std::vector<BgemmChoice>{});
     if (next->size() >= kMaxBgemmChoices) next->erase(next->begin());
     next->push_back(choice);

@@ -54,6 +54,7 @@ const char* engine_name(BgemmEngine engine);
 // only popcount was possible, why.
 struct BgemmChoice {
   int batch = 0, in_h = 0, in_w = 0, threads = 0;
+  Isa isa = Isa::kScalar;  // the popcount kernels' ISA path the times are for
   BgemmEngine engine = BgemmEngine::kPopcount;
   double popcount_seconds = 0, amx_seconds = 0;
   BgemmEngine amx_engine = BgemmEngine::kAmx;  // the tile engine measured: kAmx or kAmxEmulated
@@ -123,7 +124,7 @@ class BinaryConv2d {
   struct Scratch {
     // [frames][batch][in_h + 2 pad_h][in_w + 2 pad_w][in_words]; null without padding or grouping
     uint64_t* frame;
-    int64_t* k_offset;     // [taps * in_words]
+    int64_t* k_offset;     // [k_words]
     int16_t* padded_taps;  // [threads][padded_taps_stride()]; null unless zero padding is corrected
   };
   size_t padded_taps_stride() const;  // one thread's kBgemmMr x taps lists, whole cache lines
@@ -170,7 +171,7 @@ class BinaryConv2d {
   std::vector<int> word_frame_, word_ky_, word_kx_;
   int blocks_;
   int last_lanes_;                            // block_lanes(blocks_ - 1)
-  std::vector<WeightLine> weights_;           // [blocks][taps * in_words][block_lanes(b)], as 64-byte lines
+  std::vector<WeightLine> weights_;           // [blocks][k_words][block_lanes(b)], as 64-byte lines
   std::vector<int32_t> tap_weight_sum_;       // [blocks][taps][32], kZero with padding only
   std::vector<BconvBlockEpilogue> epilogue_;  // [blocks]
   std::vector<uint64_t> pad_row_;             // [in_words]

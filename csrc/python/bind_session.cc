@@ -206,6 +206,7 @@ py::list bgemm_choice_rows(const Session& s) {
       row["height"] = c.in_h;
       row["width"] = c.in_w;
       row["threads"] = c.threads;
+      row["isa"] = isa_name(c.isa);
       row["engine"] = engine_name(c.engine);
       row["amx_engine"] = engine_name(c.amx_engine);
       row["popcount_seconds"] = c.popcount_seconds;
@@ -455,7 +456,7 @@ void register_session(py::module_& m) {
           "Run `runs` times timing every op; returns ([{name, kind, seconds}] in execution order, with the "
           "wall seconds summed over all runs, [outputs of the last run]).")
       .def("bgemm_choices", &bgemm_choice_rows,
-           "XNORINFER_BGEMM=auto's choices so far: [{name, kind, batch, height, width, threads, engine, "
+           "XNORINFER_BGEMM=auto's choices so far: [{name, kind, batch, height, width, threads, isa, engine, "
            "amx_engine, popcount_seconds, amx_seconds, not_measured}], by op in execution order.");
 }
 
