@@ -24,29 +24,36 @@ inline __m256i popcount_epi8(__m256i v, __m256i lut, __m256i low_mask) {
 
 constexpr int kChunk = 31;  // words per byte-accumulation round: 31 x 8 <= 255
 
-// Pixels [m0, m0 + MR) x channels [16 * half, 16 * half + 4 * NV).
+// Byte counts of pixels [m0, m0 + MR) x the 4 * NV channels whose word-k0 row starts at w, over
+// words [k0, k1) (at most kChunk), into acc.
 template <int MR, int NV>
-void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBlock]) {
+__attribute__((always_inline)) inline void count_chunk(const BgemmTileArgs& a, int m0, int k0, int k1,
+                                                       const uint64_t* w, __m256i (&acc)[MR][NV]) {
   const __m256i lut =
       _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  for (int m = 0; m < MR; ++m)
+    for (int n = 0; n < NV; ++n) acc[m][n] = _mm256_setzero_si256();
+  for (int k = k0; k < k1; ++k, w += a.weight_stride) {
+    const int64_t off = a.k_offset[k];
+    __m256i wv[NV];
+    for (int n = 0; n < NV; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
+    for (int m = 0; m < MR; ++m) {
+      const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off]));
+      for (int n = 0; n < NV; ++n)
+        acc[m][n] = _mm256_add_epi8(acc[m][n], popcount_epi8(_mm256_xor_si256(x, wv[n]), lut, low_mask));
+    }
+  }
+}
+
+// Pixels [m0, m0 + MR) x channels [16 * half, 16 * half + 4 * NV).
+template <int MR, int NV>
+void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBlock]) {
   const __m256i zero = _mm256_setzero_si256();
-  const uint64_t* w = a.weights + half * 16;
   for (int k0 = 0; k0 < a.k_words; k0 += kChunk) {
     const int k1 = a.k_words - k0 < kChunk ? a.k_words : k0 + kChunk;
     __m256i acc[MR][NV];
-    for (int m = 0; m < MR; ++m)
-      for (int n = 0; n < NV; ++n) acc[m][n] = zero;
-    for (int k = k0; k < k1; ++k, w += a.weight_stride) {
-      const int64_t off = a.k_offset[k];
-      __m256i wv[NV];
-      for (int n = 0; n < NV; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
-      for (int m = 0; m < MR; ++m) {
-        const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off]));
-        for (int n = 0; n < NV; ++n)
-          acc[m][n] = _mm256_add_epi8(acc[m][n], popcount_epi8(_mm256_xor_si256(x, wv[n]), lut, low_mask));
-      }
-    }
+    count_chunk<MR, NV>(a, m0, k0, k1, a.weights + half * 16 + k0 * a.weight_stride, acc);
     // Fold the chunk's byte counts into the 64-bit lanes: the first chunk stores, later ones add.
     for (int m = 0; m < MR; ++m)
       for (int n = 0; n < NV; ++n) {
@@ -65,24 +72,9 @@ void tile_half(const BgemmTileArgs& a, int m0, int half, int64_t (*pop)[kBconvBl
 // the popcounts.
 template <int MR, int NV>
 void tile_half_direct(const BgemmTileArgs& a, int m0, int half, int halves) {
-  const __m256i lut =
-      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i zero = _mm256_setzero_si256();
-  const uint64_t* w = a.weights + half * 16;
   __m256i acc[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int n = 0; n < NV; ++n) acc[m][n] = zero;
-  for (int k = 0; k < a.k_words; ++k, w += a.weight_stride) {
-    const int64_t off = a.k_offset[k];
-    __m256i wv[NV];
-    for (int n = 0; n < NV; ++n) wv[n] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + n * 4));
-    for (int m = 0; m < MR; ++m) {
-      const __m256i x = _mm256_set1_epi64x(static_cast<int64_t>(a.pixel_base[m0 + m][off]));
-      for (int n = 0; n < NV; ++n)
-        acc[m][n] = _mm256_add_epi8(acc[m][n], popcount_epi8(_mm256_xor_si256(x, wv[n]), lut, low_mask));
-    }
-  }
+  count_chunk<MR, NV>(a, m0, 0, a.k_words, a.weights + half * 16, acc);
   const BconvBlockEpilogue& e = *a.epilogue;
   const int c0 = 16 * half;  // the half's first channel in the block
   for (int m = 0; m < MR; ++m) {
