@@ -402,3 +402,18 @@ def test_auto_remembers_the_last_64_shapes(tmp_path, monkeypatch):
     assert len(per_layer) == 2
     for name, seen in per_layer.items():
         assert seen == widths[-64:], name
+
+
+def test_amx_support_matches_the_cpu_flags(monkeypatch):
+    """_core.amx_support() (the engine's CPUID / XCR0 / permission probe) against the kernel's CPU
+    flags, and `xnorinfer kernels`' engine line saying the same."""
+    available, reason = _core.amx_support()
+    assert (reason == "") == available
+    if not _cpu_has_amx():
+        assert not available and reason.startswith("the CPU lacks AMX-TILE"), reason
+    elif not available:  # an AMX CPU whose OS does not hand out the tile state (old kernel, VM)
+        assert reason.startswith(("the OS", "Linux refused")), reason
+    monkeypatch.setenv("XNORINFER_BGEMM", "auto")
+    line = cli._bgemm_engine_line()
+    assert line.startswith("binary GEMM engine: auto; ")
+    assert ("AMX-INT8 usable" in line) == available and (reason in line)

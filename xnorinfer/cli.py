@@ -671,10 +671,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bgemm_engine_line() -> str:
+    """Which binary GEMM engine runs (XNORINFER_BGEMM) and whether AMX could (docs/kernels.md)."""
+    engine = os.environ.get("XNORINFER_BGEMM") or "popcount"
+    available, reason = _core.amx_support()
+    amx = "AMX-INT8 usable (XNORINFER_BGEMM=auto measures it per layer)" if available else f"AMX: {reason}"
+    return f"binary GEMM engine: {engine}; {amx}"
+
+
 def cmd_kernels(args: argparse.Namespace) -> int:
     from xnorinfer.kernel_check import BENCH_SHAPES, time_shape
 
     print(f"{_version_string()}, {args.threads} thread(s)")
+    print(_bgemm_engine_line())
     print("binary 3x3 conv (XOR + popcount) vs float32 conv (im2col + SGEMM) on the same +/-1 data")
     print(f"{'shape C x H x W -> C_out':<26}{'binary ms':>10}{'float ms':>10}{'speedup':>9}{'binary MAC/s':>14}  exact")
     failed = False

@@ -1,5 +1,6 @@
 #include <pybind11/stl.h>
 
+#include "microkernels/amx_detect.h"
 #include "python/common.h"
 #include "runtime/memory_plan.h"
 #include "runtime/session.h"
@@ -15,6 +16,14 @@ void register_runtime(py::module_& m) {
         return names;
       },
       "ISA paths this CPU can run, most portable first.");
+  m.def(
+      "amx_support",
+      [] {
+        const AmxSupport& a = amx_support();
+        return py::make_tuple(a.available, a.reason);
+      },
+      "(available, reason): whether this process can run AMX-INT8 tiles (CPUID, XCR0, Linux's permission "
+      "for the tile data; XNORINFER_BGEMM=amx|auto), and what is missing when not.");
   m.def(
       "default_isa", [] { return std::string(isa_name(default_isa())); },
       "The path kernels use when none is given: XNORINFER_ISA if set, else the best available.");
