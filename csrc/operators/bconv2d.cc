@@ -53,12 +53,10 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
     if (rest != 0) frame_taps_.push_back(rest);
     for (int ky = 0; ky < c.kernel_h; ++ky) {
       for (int kx = 0; kx < c.kernel_w; kx += taps_per_word_) {
-        word_frame_.push_back(kx + taps_per_word_ <= c.kernel_w ? 0 : 1);
-        word_ky_.push_back(ky);
-        word_kx_.push_back(kx);
+        grouped_words_.push_back({kx + taps_per_word_ <= c.kernel_w ? 0 : 1, ky, kx});
       }
     }
-    k_words_ = static_cast<int>(word_frame_.size());
+    k_words_ = static_cast<int>(grouped_words_.size());
   }
   const size_t k_words = static_cast<size_t>(k_words_);
   const int last_channels = c.out_channels - (blocks_ - 1) * kBconvBlock;
@@ -69,9 +67,10 @@ BinaryConv2d::BinaryConv2d(const BconvConfig& c, const uint64_t* weights, Output
   auto weight_word = [&](int o, size_t k) -> uint64_t {
     const uint64_t* w = weights + static_cast<size_t>(o) * tap_words;
     if (frame_taps_.empty()) return w[k];
-    const int first = word_ky_[k] * c.kernel_w + word_kx_[k];
+    const GroupedWord& g = grouped_words_[k];
+    const int first = g.ky * c.kernel_w + g.kx;
     uint64_t word = 0;
-    for (int i = 0; i < frame_taps_[static_cast<size_t>(word_frame_[k])]; ++i) word |= w[first + i] << (i * slot_bits_);
+    for (int i = 0; i < frame_taps_[static_cast<size_t>(g.frame)]; ++i) word |= w[first + i] << (i * slot_bits_);
     return word;
   };
   // Repack into [block][k][block_lanes(block)].
@@ -364,8 +363,10 @@ void BinaryConv2d::run_popcount(const uint64_t* input, int batch, int in_h, int 
           k_offset[static_cast<size_t>((ky * c.kernel_w + kx) * in_words_ + w)] =
               (static_cast<int64_t>(ky) * pw + kx) * in_words_ + w;
   } else {
-    for (size_t k = 0; k < word_frame_.size(); ++k)
-      k_offset[k] = word_frame_[k] * batch * padded_image + static_cast<int64_t>(word_ky_[k]) * pw + word_kx_[k];
+    for (size_t k = 0; k < grouped_words_.size(); ++k) {
+      const GroupedWord& g = grouped_words_[k];
+      k_offset[k] = static_cast<int64_t>(g.frame) * batch * padded_image + static_cast<int64_t>(g.ky) * pw + g.kx;
+    }
   }
 
   // parallel_for makes at most threads() calls of the body (one per share): each takes the next slot.

@@ -167,8 +167,11 @@ class BinaryConv2d {
   // Tap grouping: per frame, the taps each of its words holds (frame f's word at pixel (y, x) holds
   // pixels x .. x + frame_taps_[f] - 1 of row y, slot_bits_ each); per reduction word k, its frame
   // and its first tap (ky, kx). Empty without grouping (one frame of plain pixel words).
+  struct GroupedWord {
+    int frame, ky, kx;
+  };
   std::vector<int> frame_taps_;
-  std::vector<int> word_frame_, word_ky_, word_kx_;
+  std::vector<GroupedWord> grouped_words_;  // [k_words]
   int blocks_;
   int last_lanes_;                            // block_lanes(blocks_ - 1)
   std::vector<WeightLine> weights_;           // [blocks][k_words][block_lanes(b)], as 64-byte lines
